@@ -1,0 +1,1 @@
+"""Adapters: warehouses, the audit log, LLM and sources of truth."""

@@ -1,0 +1,28 @@
+"""Warehouse adapters: one module per engine, a name-to-class registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.warehouse.base import Capabilities, QueryResult, Warehouse
+from dagster_agent_de.adapters.warehouse.duckdb import DuckDBWarehouse
+from dagster_agent_de.config import Settings
+from dagster_agent_de.errors import ConfigError
+
+
+def open_warehouse(settings: Settings, audit: AuditLog, *, read_only: bool = True) -> Warehouse:
+    """Open the warehouse of ``settings.target`` (DuckDB or Snowflake from ``SNOWFLAKE_*``)."""
+    if settings.target == "duckdb":
+        return DuckDBWarehouse(Path(settings.duckdb_path), audit, read_only=read_only)
+    if settings.target == "snowflake":
+        from dagster_agent_de.adapters.warehouse.snowflake import (
+            SnowflakeWarehouse,
+            snowflake_resource_from_env,
+        )
+
+        return SnowflakeWarehouse.from_resource(snowflake_resource_from_env(), audit, read_only=read_only)
+    raise ConfigError(f"unknown target {settings.target!r}")
+
+
+__all__ = ["AuditLog", "Capabilities", "DuckDBWarehouse", "QueryResult", "Warehouse", "open_warehouse"]

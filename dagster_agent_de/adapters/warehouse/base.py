@@ -1,0 +1,167 @@
+"""The warehouse adapter: the only way the agent touches data.
+
+A small abstract surface (``_run``) plus capability flags; every call goes through
+:meth:`Warehouse.query`, which checks the statement with the read-only guard (unless a
+policy allowed writes), times it, and records exactly one audit event.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.errors import (
+    AgentDEError,
+    StatementRefusedError,
+    WarehouseError,
+    WarehouseUnavailableError,
+)
+from dagster_agent_de.sql.guard import check_read_only
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Columns and rows of a query (rows as tuples), with timing."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    duration_ms: float = 0.0
+    statement: str = ""
+    truncated: bool = False
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
+
+    def dicts(self, limit: int | None = None) -> list[dict[str, Any]]:
+        rows = self.rows if limit is None else self.rows[:limit]
+        return [dict(zip(self.columns, r)) for r in rows]
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+    def one(self) -> dict[str, Any]:
+        if not self.rows:
+            raise WarehouseError(f"expected one row, got none from: {self.statement[:200]}")
+        return dict(zip(self.columns, self.rows[0]))
+
+
+@dataclass
+class Capabilities:
+    temp_tables: bool = True
+    information_schema: bool = True
+    upper_case_identifiers: bool = False
+
+
+class Warehouse(ABC):
+    """Audited access to one warehouse connection.
+
+    Subclasses implement :meth:`_run` (execute one statement, return columns and rows)
+    and :meth:`close`; they never bypass :meth:`query`.
+    """
+
+    dialect: str = "duckdb"
+    name: str = "warehouse"
+    capabilities: Capabilities = Capabilities()
+
+    def __init__(self, audit: AuditLog, *, read_only: bool = True) -> None:
+        self.audit = audit
+        self.read_only = read_only
+
+    def query(
+        self, sql: str, *, rationale: str, max_rows: int | None = None, allow_write: bool = False
+    ) -> QueryResult:
+        """Run ``sql`` and record one audit event.
+
+        Args:
+            sql: the statement, in this warehouse's dialect.
+            rationale: why the agent runs it (shown in the audit log and the run log).
+            max_rows: fetch at most this many rows (the result says if it was truncated).
+            allow_write: only honoured when the adapter was opened with ``read_only=False``
+                (the autonomy policy decides that, not the caller).
+        """
+        if self.read_only or not allow_write:
+            try:
+                check_read_only(sql, self.dialect)
+            except StatementRefusedError as e:
+                self.audit.record(
+                    statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
+                    outcome="refused", error=str(e),
+                )
+                raise
+        start = time.perf_counter()
+        try:
+            columns, rows, truncated = self._run(sql, max_rows)
+        except AgentDEError as e:
+            self._record_error(sql, rationale, start, e)
+            raise
+        except Exception as e:  # driver errors: re-raise with context, after auditing
+            self._record_error(sql, rationale, start, e)
+            raise WarehouseError(f"{self.name} query failed ({type(e).__name__}: {e}); rationale: {rationale}") from e
+        duration = (time.perf_counter() - start) * 1000
+        self.audit.record(
+            statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
+            rows=len(rows), duration_ms=duration, outcome="ok",
+        )
+        return QueryResult(columns, rows, duration, sql, truncated)
+
+    def _record_error(self, sql: str, rationale: str, start: float, e: Exception) -> None:
+        self.audit.record(
+            statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
+            duration_ms=(time.perf_counter() - start) * 1000, outcome="error",
+            error=f"{type(e).__name__}: {e}",
+        )
+
+    @abstractmethod
+    def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+        """Execute one statement; return (columns, rows, truncated)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def quote(self, identifier: str) -> str:
+        return '"' + identifier.replace('"', '""') + '"'
+
+    def relation(self, *parts: str | None) -> str:
+        return ".".join(self.quote(p) for p in parts if p)
+
+    def normalize_identifier(self, identifier: str) -> str:
+        """Case the warehouse stores unquoted identifiers in."""
+        return identifier.upper() if self.capabilities.upper_case_identifiers else identifier.lower()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class _Fetch:
+    """Helper used by subclasses to fetch with a row cap from a DB-API cursor."""
+
+    cursor: Any
+    max_rows: int | None
+    columns: list[str] = field(default_factory=list)
+
+    def fetch(self) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+        desc = self.cursor.description or []
+        columns = [d[0] for d in desc]
+        if not desc:
+            return columns, [], False
+        if self.max_rows is None:
+            return columns, [tuple(r) for r in self.cursor.fetchall()], False
+        rows = [tuple(r) for r in self.cursor.fetchmany(self.max_rows + 1)]
+        return columns, rows[: self.max_rows], len(rows) > self.max_rows
+
+
+__all__ = [
+    "Capabilities",
+    "QueryResult",
+    "Warehouse",
+    "WarehouseError",
+    "WarehouseUnavailableError",
+]

@@ -1,0 +1,78 @@
+"""DuckDB: the embedded default warehouse (the file dbt-duckdb builds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.warehouse.base import Capabilities, Warehouse, _Fetch
+from dagster_agent_de.errors import WarehouseUnavailableError
+
+
+class DuckDBWarehouse(Warehouse):
+    """Audited access to a DuckDB file.
+
+    In read-only mode the file is attached ``READ_ONLY`` into an in-memory session, so
+    even a statement that slipped past the guard cannot write, temporary tables (used to
+    stage a file or API source of truth) live in memory, and dbt can keep writing the
+    file from another process. The catalog keeps the file's stem as its name, as dbt-duckdb
+    names it, so compiled SQL from the manifest runs unchanged.
+    """
+
+    dialect = "duckdb"
+    name = "duckdb"
+    capabilities = Capabilities(temp_tables=True, information_schema=True)
+
+    def __init__(self, path: str | Path, audit: AuditLog, *, read_only: bool = True) -> None:
+        super().__init__(audit, read_only=read_only)
+        self.path = Path(path)
+        self.catalog = self.path.stem
+        self._con: Any = None
+
+    def _connect(self) -> Any:
+        import duckdb
+
+        if self._con is not None:
+            return self._con
+        if not self.path.exists():
+            raise WarehouseUnavailableError(
+                f"DuckDB warehouse file {self.path} does not exist; run `agent-de demo` (or `dbt build`) "
+                "first, or set AGENT_DE_DUCKDB_PATH / --state-dir to the file dbt builds"
+            )
+        try:
+            if self.read_only:
+                con = duckdb.connect(":memory:")
+                con.execute(f"ATTACH '{self.path.as_posix()}' AS {self.quote(self.catalog)} (READ_ONLY)")
+                con.execute(f"USE {self.quote(self.catalog)}")
+            else:
+                con = duckdb.connect(str(self.path))
+        except duckdb.Error as e:
+            raise WarehouseUnavailableError(
+                f"cannot open DuckDB warehouse {self.path}: {e}. If another process holds it open "
+                "for writing (a running `dbt build`), retry when it finishes"
+            ) from e
+        self._con = con
+        return con
+
+    def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+        import duckdb
+
+        con = self._connect()
+        try:
+            cursor = con.execute(sql)
+        except (duckdb.IOException, duckdb.ConnectionException) as e:
+            self.close()
+            raise WarehouseUnavailableError(f"DuckDB warehouse {self.path} became unavailable: {e}") from e
+        return _Fetch(cursor, max_rows).fetch()
+
+    def register_dataframe(self, name: str, df: Any) -> None:
+        """Make a small in-memory frame queryable as ``name`` (used for file/API sources of truth)."""
+        self._connect().register(name, df)
+
+    def close(self) -> None:
+        if self._con is not None:
+            try:
+                self._con.close()
+            finally:
+                self._con = None

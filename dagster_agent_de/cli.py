@@ -1,0 +1,125 @@
+"""The ``agent-de`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from dagster_agent_de.config import Settings, resolve_settings
+from dagster_agent_de.errors import AgentDEError, ConfigError
+
+
+def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors into one clear line and exit code 2 (1 is kept for 'found a problem')."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AgentDEError as e:
+            kind = "configuration error" if isinstance(e, ConfigError) else "error"
+            click.echo(f"agent-de: {kind}: {e}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group()
+@click.option("--project-dir", type=click.Path(file_okay=False), default=None,
+              help="dbt project (default: AGENT_DE_PROJECT_DIR, the demo's working copy, or the bundled demo).")
+@click.option("--target", default=None, help="dbt target: duckdb (default) or snowflake.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="State directory (default: AGENT_DE_STATE_DIR or ./.agent_de).")
+@click.pass_context
+@_fail_cleanly
+def main(ctx: click.Context, project_dir: str | None, target: str | None, state_dir: str | None) -> None:
+    """dagster-agent-de: the agent data engineer for your dbt project."""
+    ctx.obj = resolve_settings(state_dir, project_dir, target)
+
+
+@main.command("demo-data")
+@click.option("--scale", type=int, default=10_000, show_default=True, help="Number of orders.")
+@click.pass_obj
+@_fail_cleanly
+def demo_data(settings: Settings, scale: int) -> None:
+    """Generate the deterministic demo source data into the DuckDB warehouse."""
+    from dagster_agent_de.demo.data import generate_demo_data
+
+    settings.ensure_state_dir()
+    click.echo(generate_demo_data(settings.duckdb_path, scale=scale).describe())
+
+
+@main.command()
+@click.option("--scale", type=int, default=10_000, show_default=True, help="Number of orders.")
+@click.pass_obj
+@_fail_cleanly
+def demo(settings: Settings, scale: int) -> None:
+    """Run the main job on the embedded default: data, dbt build and checks in Dagster."""
+    from dagster_agent_de.demo.runner import run_demo
+
+    if settings.target != "duckdb":
+        raise ConfigError("`agent-de demo` runs on the embedded DuckDB target; drop --target")
+    result = run_demo(settings, scale=scale)
+    for line in result.lines():
+        click.echo(line)
+    sys.exit(0 if result.success else 1)
+
+
+@main.command()
+@click.option("--port", type=int, default=3000, show_default=True)
+@click.pass_obj
+@_fail_cleanly
+def dev(settings: Settings, port: int) -> None:
+    """Start `dagster dev` on this project with the demo's Dagster instance."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home),
+           "AGENT_DE_STATE_DIR": str(settings.state_dir), "AGENT_DE_PROJECT_DIR": str(settings.project_dir)}
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    dagster = str(Path(sys.executable).parent / "dagster")
+    os.execve(dagster, [dagster, "dev", "-w", str(root / "workspace.yaml"), "-p", str(port)], env)
+
+
+@main.group()
+def audit() -> None:
+    """Read the audit log: every query, API call and action the agent made."""
+
+
+@audit.command("tail")
+@click.option("--run", "run_id", default=None, help="Only events of this Dagster run id.")
+@click.option("-n", "limit", type=int, default=50, show_default=True, help="How many events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+@_fail_cleanly
+def audit_tail(settings: Settings, run_id: str | None, limit: int, as_json: bool) -> None:
+    """Show the latest audit events."""
+    from dagster_agent_de.adapters.audit import read_audit
+
+    events = read_audit(settings.audit_path, run_id=run_id, limit=limit)
+    for e in events:
+        if as_json:
+            click.echo(e.model_dump_json())
+        else:
+            rows = "-" if e.rows is None else e.rows
+            click.echo(
+                f"{e.ts.isoformat(timespec='seconds')} {e.actor} run={e.run_id or '-'} {e.kind} {e.outcome} "
+                f"rows={rows} {e.duration_ms:.0f}ms why={e.rationale!r}\n    {' '.join(e.statement.split())[:300]}"
+                + (f"\n    error: {e.error}" if e.error else "")
+            )
+    if not events and not as_json:
+        click.echo(f"no audit events in {settings.audit_path}" + (f" for run {run_id}" if run_id else ""))
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

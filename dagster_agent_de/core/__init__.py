@@ -1,0 +1,29 @@
+"""Domain model: no Dagster import here (a test enforces it)."""
+
+from dagster_agent_de.core.models import (
+    AuditEvent,
+    Escalation,
+    EscalationKind,
+    EscalationOption,
+    EscalationState,
+    Evidence,
+    Finding,
+    FindingsReport,
+    ProposedFix,
+    Severity,
+)
+from dagster_agent_de.core.redact import redact
+
+__all__ = [
+    "AuditEvent",
+    "Escalation",
+    "EscalationKind",
+    "EscalationOption",
+    "EscalationState",
+    "Evidence",
+    "Finding",
+    "FindingsReport",
+    "ProposedFix",
+    "Severity",
+    "redact",
+]

@@ -1,0 +1,156 @@
+"""The domain model: findings, evidence, escalations and audit events.
+
+Frozen pydantic models with no Dagster import. The JSON form of a
+:class:`FindingsReport` is the documented, stable output of ``--json`` commands::
+
+    {"schema_version": 1, "generated_at": "...", "findings": [
+        {"pattern": "join_row_drop", "model": "int_orders_enriched", "columns": [...],
+         "severity": "error", "confidence": 0.9, "summary": "...",
+         "evidence": [{"statement": "...", "result_summary": "...", ...}],
+         "proposed_fix": {"description": "...", "diff": "--- a/...", ...}, ...}]}
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Severity(str, Enum):
+    """How bad a finding is. Ordered: ``info < warning < error < critical``."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class Evidence(_Frozen):
+    """One query the agent ran and what it returned (bounded)."""
+
+    statement: str
+    rationale: str = ""
+    result_summary: str = ""
+    row_count: int | None = None
+    rows_sample: list[dict[str, Any]] = Field(default_factory=list)
+    duration_ms: float | None = None
+
+
+class ProposedFix(_Frozen):
+    """A change the agent proposes; never applied without the autonomy policy allowing it."""
+
+    description: str
+    diff: str = ""
+    files: list[str] = Field(default_factory=list)
+
+
+FindingKind = Literal["investigation", "reconciliation", "drift", "detection"]
+
+
+class Finding(_Frozen):
+    """A conclusion the agent reached, with the evidence for it."""
+
+    id: str = Field(default_factory=lambda: f"F-{uuid.uuid4().hex[:10]}")
+    kind: FindingKind = "investigation"
+    pattern: str
+    model: str | None = None
+    asset_key: list[str] | None = None
+    columns: list[str] = Field(default_factory=list)
+    severity: Severity = Severity.ERROR
+    confidence: float = Field(ge=0.0, le=1.0)
+    summary: str
+    evidence: list[Evidence] = Field(default_factory=list)
+    proposed_fix: ProposedFix | None = None
+    blast_radius: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FindingsReport(_Frozen):
+    """The stable top-level JSON object printed by ``--json``: findings best first."""
+
+    schema_version: int = SCHEMA_VERSION
+    generated_at: datetime = Field(default_factory=utcnow)
+    findings: list[Finding] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+class EscalationKind(str, Enum):
+    CONTEXT_GAP = "context_gap"
+    AUTHORITY_GAP = "authority_gap"
+
+
+class EscalationState(str, Enum):
+    OPEN = "open"
+    ANSWERED = "answered"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+
+
+class EscalationOption(_Frozen):
+    label: str
+    evidence: str = ""
+    consequence: str = ""
+    agent_action: str = ""
+
+
+class Escalation(_Frozen):
+    """A decision handed to a human. Completed by the escalations feature."""
+
+    id: str
+    kind: EscalationKind
+    decision: str
+    options: list[EscalationOption] = Field(default_factory=list)
+    recommendation: str | None = None
+    owner: str | None = None
+    state: EscalationState = EscalationState.OPEN
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+AuditOutcome = Literal["ok", "refused", "error"]
+AuditKind = Literal["query", "api_call", "action"]
+
+
+class AuditEvent(_Frozen):
+    """One thing the agent did: a query, an API call or an action."""
+
+    ts: datetime = Field(default_factory=utcnow)
+    kind: AuditKind = "query"
+    actor: str
+    run_id: str | None = None
+    rationale: str
+    statement: str
+    dialect: str | None = None
+    target: str | None = None
+    rows: int | None = None
+    duration_ms: float = 0.0
+    outcome: AuditOutcome = "ok"
+    error: str | None = None
+
+    def one_line(self) -> str:
+        rows = "-" if self.rows is None else str(self.rows)
+        stmt = " ".join(self.statement.split())
+        if len(stmt) > 160:
+            stmt = stmt[:157] + "..."
+        extra = f" error={self.error}" if self.error else ""
+        return (
+            f"[agent-de audit] {self.kind} {self.outcome} rows={rows} {self.duration_ms:.0f}ms "
+            f"why={self.rationale!r} sql={stmt}{extra}"
+        )

@@ -1,0 +1,1 @@
+"""The Dagster wiring: resources, checks, sensors, jobs, Definitions, the findings translator."""

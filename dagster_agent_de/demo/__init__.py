@@ -1,0 +1,1 @@
+"""The demo: data generator, incidents and the `agent-de demo` runner."""

@@ -1,0 +1,82 @@
+"""``agent-de demo``: the main job on the embedded default (DuckDB)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dagster_agent_de.config import BUNDLED_PROJECT_DIR, Settings, resolve_settings
+from dagster_agent_de.demo.data import DemoDataSummary, generate_demo_data
+
+_COPY_IGNORE = shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml")
+
+
+@dataclass
+class DemoResult:
+    settings: Settings
+    data: DemoDataSummary
+    success: bool
+    materialized: list[str] = field(default_factory=list)
+    checks_passed: list[str] = field(default_factory=list)
+    checks_failed: list[str] = field(default_factory=list)
+    run_id: str = ""
+
+    def lines(self) -> list[str]:
+        s = self.settings
+        return [
+            self.data.describe(),
+            f"dbt project: {s.project_dir}",
+            f"Dagster run {self.run_id} ({'success' if self.success else 'FAILURE'}): "
+            f"{len(self.materialized)} assets materialized, {len(self.checks_passed)} checks passed, "
+            f"{len(self.checks_failed)} failed" + (f" ({', '.join(self.checks_failed)})" if self.checks_failed else ""),
+            f"Dagster instance: {s.dagster_home}",
+            f"audit log: {s.audit_path}",
+            "Next: `agent-de dev` (or DAGSTER_HOME=" + str(s.dagster_home) + " dagster dev -w workspace.yaml) "
+            "and open http://127.0.0.1:3000",
+        ]
+
+
+def prepare_demo_project(settings: Settings) -> Settings:
+    """Use a working copy of the bundled project under the state dir, so incidents injected
+    into its SQL never touch the repository. A user-given project is used as it is."""
+    if settings.project_dir != BUNDLED_PROJECT_DIR and settings.project_dir != settings.demo_project_dir:
+        return settings
+    dest = settings.demo_project_dir
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(BUNDLED_PROJECT_DIR, tmp, ignore=_COPY_IGNORE)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return resolve_settings(settings.state_dir, dest, settings.target)
+
+
+def run_demo(settings: Settings, *, scale: int = 10_000) -> DemoResult:
+    """Generate data, build the dbt project through Dagster into a persistent instance."""
+    from dagster import DagsterInstance
+
+    settings.ensure_state_dir()
+    settings = prepare_demo_project(settings)
+    data = generate_demo_data(settings.duckdb_path, scale=scale)
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    os.environ["AGENT_DE_STATE_DIR"] = str(settings.state_dir)
+    os.environ["AGENT_DE_PROJECT_DIR"] = str(settings.project_dir)
+
+    from dagster_agent_de.dagster.definitions import DBT_BUILD_JOB, build_definitions
+
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(DBT_BUILD_JOB)
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+    materialized = sorted(
+        e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key
+    )
+    passed, failed = [], []
+    for ev in result.get_asset_check_evaluations():
+        (passed if ev.passed else failed).append(ev.check_name)
+    return DemoResult(settings, data, result.success, materialized, sorted(passed), sorted(failed), result.run_id)

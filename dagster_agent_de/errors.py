@@ -1,0 +1,41 @@
+"""One error root for the whole package.
+
+``ConfigError`` (and its children) mean the user must change something: a path, a
+profile, a spec. ``AgentDERuntimeError`` (and its children) mean something failed at
+run time: the warehouse dropped, a query timed out. Only the Dagster layer turns these
+into ``Failure`` or failed checks. Every message names what to fix.
+"""
+
+from __future__ import annotations
+
+
+class AgentDEError(Exception):
+    """Root of every error raised by dagster-agent-de."""
+
+
+class ConfigError(AgentDEError):
+    """A user or configuration error: the message says what to change."""
+
+
+class ProjectError(ConfigError):
+    """The dbt project, its profile/target or its manifest is missing or invalid."""
+
+
+class SpecError(ConfigError):
+    """A declarative spec (reconcile, policy, context rule) is invalid."""
+
+
+class StatementRefusedError(AgentDEError):
+    """A statement was refused by the read-only guard or the autonomy policy."""
+
+
+class AgentDERuntimeError(AgentDEError):
+    """A failure at run time that is not the user's configuration."""
+
+
+class WarehouseError(AgentDERuntimeError):
+    """A warehouse statement failed."""
+
+
+class WarehouseUnavailableError(WarehouseError):
+    """The warehouse could not be reached (missing file, network, credentials)."""
