@@ -8,6 +8,7 @@ Resolution order for each setting: explicit argument, environment variable, defa
   ``<state dir>/dbt_project`` when ``agent-de demo`` created it, else the bundled
   ``dbt_project/``).
 - ``AGENT_DE_TARGET``: dbt target (default ``duckdb``).
+- ``AGENT_DE_DUCKDB_PATH``: the DuckDB file (default ``<state dir>/warehouse.duckdb``).
 """
 
 from __future__ import annotations
@@ -30,10 +31,7 @@ class Settings:
     state_dir: Path
     project_dir: Path
     target: str
-
-    @property
-    def duckdb_path(self) -> Path:
-        return Path(os.environ.get("AGENT_DE_DUCKDB_PATH") or self.state_dir / "warehouse.duckdb")
+    duckdb_path: Path
 
     @property
     def audit_path(self) -> Path:
@@ -94,4 +92,7 @@ def resolve_settings(
             f"unknown target {tgt!r}; use one of {', '.join(SUPPORTED_TARGETS)} "
             "(--target or AGENT_DE_TARGET)"
         )
-    return Settings(state_dir=state, project_dir=project, target=tgt)
+    # An explicit state dir wins over an inherited AGENT_DE_DUCKDB_PATH (which we export for dbt).
+    env_duckdb = None if state_dir else os.environ.get("AGENT_DE_DUCKDB_PATH")
+    duckdb_path = Path(env_duckdb).resolve() if env_duckdb else state / "warehouse.duckdb"
+    return Settings(state_dir=state, project_dir=project, target=tgt, duckdb_path=duckdb_path)

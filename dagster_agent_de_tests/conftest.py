@@ -1,0 +1,106 @@
+"""Session fixtures: one real dbt build of the demo, in its own temp state dir.
+
+Scenarios change SQL or data in place in the session's working copy and rebuild only
+what they touch; tests that do must restore what they changed (see ``DemoEnv.patched``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+from dagster_agent_de.config import BUNDLED_PROJECT_DIR, Settings, resolve_settings
+
+DEMO_SCALE = 2_000
+_ENV_KEYS = ("AGENT_DE_STATE_DIR", "AGENT_DE_PROJECT_DIR", "AGENT_DE_TARGET", "AGENT_DE_DUCKDB_PATH", "DAGSTER_HOME")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network_llm() -> Iterator[None]:
+    """No test reaches Anthropic: the key is removed so only injected transports answer."""
+    saved = os.environ.pop("ANTHROPIC_API_KEY", None)
+    yield
+    if saved is not None:
+        os.environ["ANTHROPIC_API_KEY"] = saved
+
+
+@dataclass
+class DemoEnv:
+    settings: Settings
+    dagster_home: Path
+    run_id: str
+
+    @property
+    def project_dir(self) -> Path:
+        return self.settings.project_dir
+
+    def warehouse(self, audit: AuditLog | None = None) -> DuckDBWarehouse:
+        return DuckDBWarehouse(self.settings.duckdb_path, audit or AuditLog(None))
+
+    def write(self, sql: str) -> None:
+        """Change source data in place (as the source system would)."""
+        import duckdb
+
+        con = duckdb.connect(str(self.settings.duckdb_path))
+        try:
+            con.execute(sql)
+        finally:
+            con.close()
+
+    def dbt(self, *args: str) -> None:
+        from dagster_agent_de.project import DbtProjectInfo
+
+        DbtProjectInfo.from_settings(self.settings).run_dbt(list(args), env=self.settings.dbt_env())
+
+    @contextmanager
+    def patched(self, relpath: str, old: str, new: str) -> Iterator[Path]:
+        """Replace ``old`` by ``new`` in a project file; restored (and rebuilt by the caller) after."""
+        path = self.project_dir / relpath
+        original = path.read_text()
+        assert old in original, f"{old!r} not in {path}"
+        path.write_text(original.replace(old, new))
+        try:
+            yield path
+        finally:
+            path.write_text(original)
+
+
+@pytest.fixture(scope="session")
+def demo_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnv]:
+    """The demo built once through Dagster into a real temporary instance."""
+    from dagster_agent_de.demo.runner import run_demo
+
+    saved = {k: os.environ.get(k) for k in _ENV_KEYS}
+    state = tmp_path_factory.mktemp("agent_de_state")
+    project = state / "project"
+    shutil.copytree(BUNDLED_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    home = state / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    for k in ("AGENT_DE_DUCKDB_PATH", "AGENT_DE_TARGET"):
+        os.environ.pop(k, None)
+    settings = resolve_settings(state, project, "duckdb")
+    result = run_demo(settings, scale=DEMO_SCALE)
+    assert result.success, result.lines()
+    try:
+        yield DemoEnv(settings=result.settings, dagster_home=home, run_id=result.run_id)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def duck_audit(tmp_path: Path) -> AuditLog:
+    return AuditLog(tmp_path / "audit.jsonl", actor="test", run_id="run-1")

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.cli import main
+from dagster_agent_de.config import BUNDLED_PROJECT_DIR, resolve_settings
+from dagster_agent_de.errors import ConfigError, ProjectError
+from dagster_agent_de.project import DbtProjectInfo, load_manifest
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_demo_data_is_deterministic(tmp_path: Path) -> None:
+    import duckdb
+
+    sums = []
+    for name in ("a", "b"):
+        r = _run("--state-dir", str(tmp_path / name), "demo-data", "--scale", "500")
+        assert r.exit_code == 0, r.output
+        assert "app.orders=500" in r.output
+        con = duckdb.connect(str(tmp_path / name / "warehouse.duckdb"))
+        sums.append(con.execute(
+            "select sum(hash(order_id, customer_id, ordered_at, status, currency, amount_cents)) from app.orders"
+        ).fetchone())
+        con.close()
+        assert (tmp_path / name / "finance_revenue.csv").read_text().startswith("order_date,currency,revenue")
+    assert sums[0] == sums[1]
+
+
+def test_audit_tail_reads_the_durable_log(tmp_path: Path) -> None:
+    settings = resolve_settings(tmp_path)
+    log = AuditLog(settings.audit_path, actor="op:investigate", run_id="abc")
+    log.record(statement="select 1", rationale="first", rows=1)
+    AuditLog(settings.audit_path, actor="cli").record(statement="select 2", rationale="second", rows=1)
+    r = _run("--state-dir", str(tmp_path), "audit", "tail", "--run", "abc", "--json")
+    lines = [json.loads(x) for x in r.output.splitlines()]
+    assert [x["rationale"] for x in lines] == ["first"]
+    assert {"ts", "actor", "run_id", "rationale", "statement", "dialect", "rows", "duration_ms", "outcome"} <= set(lines[0])
+    r = _run("--state-dir", str(tmp_path), "audit", "tail")
+    assert "first" in r.output and "second" in r.output
+
+
+def test_unknown_target_is_a_clear_error(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--target", "bigquery", "audit", "tail"])
+    assert r.exit_code == 2 and "unknown target 'bigquery'" in r.output
+
+
+def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        state = blocker / "state"  # a path under a regular file can never be created, even by root
+    else:
+        state = tmp_path / "ro"
+        state.mkdir(mode=0o500)
+    r = CliRunner().invoke(main, ["--state-dir", str(state), "demo-data", "--scale", "100"])
+    assert r.exit_code == 2 and "not writable" in r.output and str(state) in r.output
+
+
+def test_profile_target_that_does_not_exist(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(BUNDLED_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    text = (project / "profiles.yml").read_text().replace("    snowflake:\n", "    snowflake_prod:\n")
+    (project / "profiles.yml").write_text(text)
+    with pytest.raises(ProjectError, match="target 'snowflake' is not an output.*duckdb, snowflake_prod"):
+        DbtProjectInfo.from_settings(resolve_settings(tmp_path, project, "snowflake"))
+
+
+def test_missing_project_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError, match="no dbt_project.yml"):
+        DbtProjectInfo.from_settings(resolve_settings(tmp_path, tmp_path / "nowhere", None))
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "cannot be read"),
+    ('{"metadata": {}}', "is not a dbt manifest"),
+])
+def test_bad_manifest_names_the_fix(tmp_path: Path, content: str, match: str) -> None:
+    path = tmp_path / "manifest.json"
+    path.write_text(content)
+    with pytest.raises(ProjectError, match=match):
+        load_manifest(path)
+
+
+def test_bad_target_env_var_is_a_config_error(monkeypatch) -> None:
+    monkeypatch.setenv("AGENT_DE_TARGET", "oracle")
+    with pytest.raises(ConfigError, match="AGENT_DE_TARGET"):
+        resolve_settings()

@@ -1,0 +1,67 @@
+"""The code location over the real demo build and a real temporary Dagster instance."""
+
+from __future__ import annotations
+
+import json
+
+from dagster import AssetKey, DagsterInstance
+
+from dagster_agent_de.dagster.definitions import build_definitions
+from dagster_agent_de.project import DbtProjectInfo, load_manifest
+
+
+def test_every_dbt_model_is_an_asset_and_dbt_tests_are_checks(demo_env) -> None:
+    defs = build_definitions(demo_env.settings)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    manifest = load_manifest(DbtProjectInfo.from_settings(demo_env.settings).manifest_path)
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    tests = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "test"}
+    sources = {f"{s['source_name']}/{s['name']}" for s in manifest["sources"].values()}
+    assert models and models <= keys
+    assert sources <= keys
+    check_names = {c.name for c in graph.asset_check_keys}
+    assert tests <= check_names
+
+
+def test_demo_left_materializations_and_check_results_in_the_instance(demo_env) -> None:
+    with DagsterInstance.get() as instance:
+        assert instance.root_directory == str(demo_env.dagster_home)
+        mat = instance.get_latest_materialization_event(AssetKey("fct_orders"))
+        assert mat is not None and mat.run_id == demo_env.run_id
+        run = instance.get_run_by_id(demo_env.run_id)
+        assert run is not None and run.is_success
+
+
+def test_workspace_yaml_points_at_the_defs(demo_env) -> None:
+    import yaml
+
+    from dagster_agent_de.config import BUNDLED_PROJECT_DIR
+
+    ws = yaml.safe_load((BUNDLED_PROJECT_DIR.parent / "workspace.yaml").read_text())
+    entry = ws["load_from"][0]["python_module"]
+    assert entry["module_name"] == "dagster_agent_de.dagster.definitions" and entry["attribute"] == "defs"
+
+
+def test_definitions_validate_command_passes(demo_env) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from dagster_agent_de.config import BUNDLED_PROJECT_DIR
+
+    dagster = Path(sys.executable).parent / "dagster"
+    env = {**os.environ, "AGENT_DE_STATE_DIR": str(demo_env.settings.state_dir),
+           "AGENT_DE_PROJECT_DIR": str(demo_env.project_dir)}
+    proc = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=BUNDLED_PROJECT_DIR.parent, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_manifest_schema_is_the_dbt_one(demo_env) -> None:
+    info = DbtProjectInfo.from_settings(demo_env.settings)
+    data = json.loads(info.manifest_path.read_text())
+    assert data["metadata"]["dbt_schema_version"].startswith("https://schemas.getdbt.com/dbt/manifest/")

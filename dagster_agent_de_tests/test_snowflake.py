@@ -1,0 +1,53 @@
+"""The Snowflake path: the same audited query through dagster-snowflake's SnowflakeResource, under fakesnow."""
+
+from __future__ import annotations
+
+import pytest
+
+from dagster_agent_de.adapters.audit import AuditLog, read_audit
+from dagster_agent_de.errors import StatementRefusedError
+
+fakesnow = pytest.importorskip("fakesnow")
+
+
+def test_audited_query_through_snowflake_resource(tmp_path, monkeypatch) -> None:
+    from dagster_agent_de.adapters.warehouse import open_warehouse
+    from dagster_agent_de.config import resolve_settings
+
+    for k, v in {
+        "SNOWFLAKE_ACCOUNT": "acct", "SNOWFLAKE_USER": "agent", "SNOWFLAKE_PASSWORD": "s3cr3t-pw",
+        "SNOWFLAKE_DATABASE": "SHOP", "SNOWFLAKE_SCHEMA": "APP",
+    }.items():
+        monkeypatch.setenv(k, v)
+    audit = AuditLog(tmp_path / "audit.jsonl", actor="test")
+    with fakesnow.patch():
+        from dagster_snowflake import SnowflakeResource
+
+        with SnowflakeResource(account="acct", user="loader", password="x").get_connection() as con:
+            cur = con.cursor()
+            cur.execute("create database if not exists SHOP")
+            cur.execute("create schema if not exists SHOP.APP")
+            cur.execute("create or replace table SHOP.APP.ORDERS (order_id int, amount number(10,2))")
+            cur.execute("insert into SHOP.APP.ORDERS values (1, 10.5), (2, 3.25)")
+        settings = resolve_settings(tmp_path, None, "snowflake")
+        with open_warehouse(settings, audit) as wh:
+            assert type(wh).__name__ == "SnowflakeWarehouse"
+            res = wh.query("select count(*) as n, sum(amount) as total from SHOP.APP.ORDERS", rationale="row count")
+            assert res.one()["N"] == 2
+            with pytest.raises(StatementRefusedError):
+                wh.query("delete from SHOP.APP.ORDERS", rationale="must not run")
+            assert wh.query("select count(*) from SHOP.APP.ORDERS", rationale="still 2").scalar() == 2
+    events = read_audit(tmp_path / "audit.jsonl")
+    assert [(e.dialect, e.outcome) for e in events] == [("snowflake", "ok"), ("snowflake", "refused"), ("snowflake", "ok")]
+    assert "s3cr3t-pw" not in (tmp_path / "audit.jsonl").read_text()
+
+
+def test_snowflake_target_without_credentials_names_the_env_vars(tmp_path, monkeypatch) -> None:
+    from dagster_agent_de.adapters.warehouse import open_warehouse
+    from dagster_agent_de.config import resolve_settings
+    from dagster_agent_de.errors import ConfigError
+
+    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    monkeypatch.delenv("SNOWFLAKE_USER", raising=False)
+    with pytest.raises(ConfigError, match="SNOWFLAKE_ACCOUNT"):
+        open_warehouse(resolve_settings(tmp_path, None, "snowflake"), AuditLog(None))
