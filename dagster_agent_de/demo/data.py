@@ -40,7 +40,7 @@ class DemoDataSummary:
 
 def _statements(scale: int, loaded_at: str) -> list[str]:
     customers = max(50, scale // 4)
-    h = "(hash(i, '{salt}') % 1000000)::bigint"  # deterministic 0..999999 per row
+    h = "(hash(i, '{salt}') % 1000000000)::bigint"  # deterministic 0..999999999 per row
 
     def r(salt: str, var: str = "i") -> str:
         return h.replace("{salt}", salt).replace("hash(i,", f"hash({var},")

@@ -30,10 +30,20 @@ class DuckDBWarehouse(Warehouse):
         self.catalog = self.path.stem
         self._con: Any = None
 
+    @classmethod
+    def in_memory(cls, audit: AuditLog) -> DuckDBWarehouse:
+        """A private in-memory session (to read files or hold an API's rows)."""
+        wh = cls(Path(":memory:"), audit)
+        wh.name = "duckdb-local"
+        return wh
+
     def _connect(self) -> Any:
         import duckdb
 
         if self._con is not None:
+            return self._con
+        if str(self.path) == ":memory:":
+            self._con = duckdb.connect(":memory:")
             return self._con
         if not self.path.exists():
             raise WarehouseUnavailableError(

@@ -1,0 +1,7 @@
+"""Reconciliation: a pipeline output against a source of truth, pushed down into the warehouse."""
+
+from dagster_agent_de.engines.reconcile.engine import reconcile, reconcile_all
+from dagster_agent_de.engines.reconcile.report import ReconcileReport
+from dagster_agent_de.engines.reconcile.spec import ReconcileSpec, parse_specs, specs_from_manifest
+
+__all__ = ["ReconcileReport", "ReconcileSpec", "parse_specs", "reconcile", "reconcile_all", "specs_from_manifest"]

@@ -1,0 +1,203 @@
+"""Run a reconciliation: pushed down in one warehouse, or bisected across two connections."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.warehouse import Warehouse
+from dagster_agent_de.engines.reconcile import plan
+from dagster_agent_de.engines.reconcile.plan import SidePlan
+from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileReport, SegmentDelta, _pct
+from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
+from dagster_agent_de.engines.reconcile.truth import Truth, resolve_truth
+from dagster_agent_de.errors import AgentDEError, WarehouseError
+from dagster_agent_de.manifest import Manifest
+
+_TEXT = ("VARCHAR", "TEXT", "STRING", "CHAR")
+_NUM = ("INT", "BIGINT", "NUMBER", "DECIMAL", "NUMERIC", "DOUBLE", "FLOAT", "REAL", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER")
+
+
+def _category(type_name: str | None) -> str | None:
+    if not type_name:
+        return None
+    t = type_name.upper()
+    if t.startswith(_TEXT):
+        return "text"
+    if t.startswith(_NUM):
+        return "number"
+    return t
+
+
+def reconcile(
+    spec: ReconcileSpec,
+    manifest: Manifest,
+    warehouse: Warehouse,
+    *,
+    search_dirs: list[Path] | None = None,
+    audit: AuditLog | None = None,
+) -> ReconcileReport:
+    """Reconcile ``spec.model`` against its source of truth and return the report.
+
+    Never passes silently: an unreachable source of truth raises (the Dagster layer turns it
+    into a failed check with the cause); an empty source of truth is a breach.
+    """
+    start = time.perf_counter()
+    node = manifest.find(spec.model)
+    if not node.relation_name:
+        raise AgentDEError(f"model {spec.model} has no relation in the warehouse (is it ephemeral?)")
+    truth = resolve_truth(spec, manifest, warehouse, search_dirs=search_dirs or [], audit=audit or warehouse.audit)
+    try:
+        model_side = SidePlan(node.relation_name, spec, "model")
+        truth_side = SidePlan(truth.relation, spec, "against")
+        notes: list[str] = []
+        model_side, truth_side = _align_key_types(spec, warehouse, truth, model_side, truth_side, notes)
+        if truth.same_warehouse:
+            report = _pushdown(spec, warehouse, model_side, truth_side, truth.label, notes)
+        else:
+            from dagster_agent_de.engines.reconcile.bisect import bisect_reconcile
+
+            report = bisect_reconcile(spec, warehouse, truth.warehouse, model_side, truth_side, truth.label, notes)
+    finally:
+        truth.close()
+    report = _judge(spec, report, node.pii_columns())
+    return report.model_copy(update={"duration_ms": (time.perf_counter() - start) * 1000})
+
+
+def _align_key_types(
+    spec: ReconcileSpec, wh: Warehouse, truth: Truth, m: SidePlan, a: SidePlan, notes: list[str]
+) -> tuple[SidePlan, SidePlan]:
+    types = []
+    for side, conn in ((m, wh), (a, truth.warehouse)):
+        sql = plan.key_type_probe_sql(side, conn.dialect)
+        if sql is None:
+            types.append(None)
+            continue
+        res = conn.query(sql, rationale=f"key column types of {spec.model}.{spec.name} ({side.side} side)")
+        types.append(res.rows[0] if res.rows else None)
+    if types[0] is None or types[1] is None:
+        return m, a
+    mixed = []
+    for i, (tm, ta) in enumerate(zip(types[0], types[1])):
+        cm, ca = _category(tm), _category(ta)
+        if cm != ca:
+            mixed.append(f"{spec.key[i]} is {tm} in the pipeline but {spec.keys_against[i]} is {ta} in the source of truth")
+    if mixed:
+        notes.append("keys compared as text because " + "; ".join(mixed) + " (values like '01' vs 1 will not match)")
+        return SidePlan(m.relation, spec, "model", True), SidePlan(a.relation, spec, "against", True)
+    return m, a
+
+
+def _pushdown(
+    spec: ReconcileSpec, wh: Warehouse, m: SidePlan, a: SidePlan, label: str, notes: list[str]
+) -> ReconcileReport:
+    statements = []
+    sql = plan.summary_sql(spec, m, a)
+    statements.append(sql)
+    row = wh.query(sql, rationale=f"reconcile {spec.model} against {label} by key {spec.key}").one()
+    columns = [
+        ColumnMismatch(column=c, mismatched=int(row[f"mm_{c}"] or 0), pct=_pct(int(row[f"mm_{c}"] or 0), int(row["matched"])))
+        for c in spec.compare
+    ]
+    counts = {k: int(row[k] or 0) for k in (
+        "rows_pipeline", "rows_truth", "null_keys_pipeline", "null_keys_truth", "duplicate_keys_pipeline",
+        "duplicate_keys_truth", "matched", "missing_in_pipeline", "extra_in_pipeline", "mismatched_rows",
+    )}
+    samples: dict[str, list[dict[str, Any]]] = {}
+    differences = counts["missing_in_pipeline"] + counts["extra_in_pipeline"] + counts["mismatched_rows"]
+    if differences and spec.sample_size:
+        sql_s = plan.samples_sql(spec, m, a, spec.sample_size)
+        statements.append(sql_s)
+        res = wh.query(sql_s, rationale=f"sample differing keys of {spec.model}.{spec.name}")
+        samples = _group_samples(spec, res.dicts())
+    segments = []
+    if spec.aggregates:
+        sql_g = plan.segments_sql(spec, m, a)
+        statements.append(sql_g)
+        res = wh.query(sql_g, rationale=f"aggregates of {spec.model} vs {label} per {spec.segment_by or 'total'}")
+        segments = _segments(spec, res.dicts())
+    return ReconcileReport(
+        spec_name=spec.name, model=spec.model, against=label, method="pushdown", columns=columns,
+        segments=segments, samples=samples, statements=statements, notes=notes, severity=spec.severity, **counts,
+    )
+
+
+def _group_samples(spec: ReconcileSpec, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        cls = r.pop("_class")
+        r.pop("_rn", None)
+        rec = {spec.key[i]: r.pop(f"k{i}") for i in range(len(spec.key))}
+        rec.update(r)
+        out.setdefault(cls, []).append(rec)
+    return out
+
+
+def _segments(spec: ReconcileSpec, rows: list[dict[str, Any]]) -> list[SegmentDelta]:
+    out = []
+    for r in rows:
+        seg = {c: r.get(f"s_{c}") for c in spec.segment_by}
+        for _fn, _col, label in spec.aggregate_parts():
+            p, t = r.get(f"p_{label}"), r.get(f"t_{label}")
+            pf = float(p) if p is not None else None
+            tf = float(t) if t is not None else None
+            delta = (pf or 0.0) - (tf or 0.0)
+            if tf:
+                pct = abs(delta) * 100.0 / abs(tf)
+            else:
+                pct = 100.0 if abs(delta) > 1e-9 else 0.0
+            out.append(SegmentDelta(segment=seg, metric=label, pipeline=pf, truth=tf, delta=delta, pct=pct))
+    return out
+
+
+def _judge(spec: ReconcileSpec, report: ReconcileReport, pii: set[str]) -> ReconcileReport:
+    th = spec.thresholds
+    eps = 1e-9  # float noise in sums must not breach a 0% threshold
+    breaches = []
+    if report.rows_truth == 0:
+        breaches.append(f"the source of truth {report.against} returned no rows: nothing vouches for {spec.model}")
+    if report.missing_pct > th.missing_pct + eps:
+        breaches.append(f"missing_pct {report.missing_pct:.3f}% > {th.missing_pct}%")
+    if report.extra_pct > th.extra_pct + eps:
+        breaches.append(f"extra_pct {report.extra_pct:.3f}% > {th.extra_pct}%")
+    if report.mismatched_pct > th.mismatched_pct + eps:
+        breaches.append(f"mismatched_pct {report.mismatched_pct:.3f}% > {th.mismatched_pct}%")
+    dups = report.duplicate_keys_pipeline + report.duplicate_keys_truth
+    if dups > th.duplicate_keys:
+        breaches.append(
+            f"duplicate keys: {report.duplicate_keys_pipeline} in the pipeline, {report.duplicate_keys_truth} in the source of truth"
+        )
+    worst = [s for s in report.segments if s.pct > th.aggregate_pct + eps and not math.isnan(s.pct)]
+    if worst:
+        w = max(worst, key=lambda s: s.pct)
+        seg = ", ".join(f"{k}={v}" for k, v in w.segment.items()) or "total"
+        breaches.append(f"{len(worst)} segment aggregates off by more than {th.aggregate_pct}% (worst: {w.metric} {seg} {w.pct:.2f}%)")
+    masked = {cls: [_mask(r, spec, pii) for r in rows] for cls, rows in report.samples.items()}
+    return report.model_copy(update={"breaches": breaches, "samples": masked})
+
+
+def _mask(row: dict[str, Any], spec: ReconcileSpec, pii: set[str]) -> dict[str, Any]:
+    out = {}
+    for k, v in row.items():
+        base = k.removeprefix("pipeline_").removeprefix("truth_").lower()
+        out[k] = "***" if (base in pii and v is not None) else v
+    return out
+
+
+def reconcile_all(
+    specs: list[ReconcileSpec], manifest: Manifest, warehouse: Warehouse, *, search_dirs: list[Path] | None = None
+) -> list[tuple[ReconcileSpec, ReconcileReport | AgentDEError]]:
+    """Run several specs; an error in one (unreachable truth, missing table) is returned, not raised."""
+    out: list[tuple[ReconcileSpec, ReconcileReport | AgentDEError]] = []
+    for spec in specs:
+        try:
+            out.append((spec, reconcile(spec, manifest, warehouse, search_dirs=search_dirs)))
+        except AgentDEError as e:
+            out.append((spec, e))
+    return out
+
+
+__all__ = ["WarehouseError", "reconcile", "reconcile_all"]

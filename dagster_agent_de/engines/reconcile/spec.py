@@ -1,0 +1,183 @@
+"""The reconciliation spec, declared in dbt YAML under ``meta.agent_de.reconcile``.
+
+Example (``models/marts/_marts.yml``)::
+
+    - name: fct_orders
+      meta:
+        agent_de:
+          reconcile:
+            - name: orders_vs_stripe
+              against: "source('stripe', 'charges')"
+              key: [order_id]
+              key_against: [metadata_order_id]
+              where_against: "status = 'succeeded'"
+              compare:
+                amount: {against: "amount / 100.0", abs_tol: 0.01}
+              segment_by: [currency]
+              aggregates: ["sum(amount)", "count(*)"]
+              thresholds: {missing_pct: 0.1}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dagster_agent_de.errors import SpecError
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+_AGG = re.compile(r"^\s*(sum|count|min|max|avg)\s*\(\s*(\*|[A-Za-z_][A-Za-z0-9_]*)\s*\)\s*$", re.I)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CompareColumn(_Strict):
+    """How to compare one column. ``expr``/``against`` are SQL over each side's own columns."""
+
+    expr: str | None = Field(default=None, description="Expression on the pipeline side (default: the column).")
+    against: str | None = Field(default=None, description="Expression on the source-of-truth side (default: same name).")
+    abs_tol: float = Field(default=0.0, ge=0)
+    rel_tol: float = Field(default=0.0, ge=0)
+
+
+class Thresholds(_Strict):
+    """Percentages (0.1 means 0.1%) above which the check fails."""
+
+    missing_pct: float = Field(default=0.0, ge=0)
+    extra_pct: float = Field(default=0.0, ge=0)
+    mismatched_pct: float = Field(default=0.0, ge=0)
+    aggregate_pct: float = Field(default=0.0, ge=0)
+    duplicate_keys: int = Field(default=0, ge=0)
+
+
+class HttpSource(_Strict):
+    """A paginated JSON API used as the source of truth, loaded into a temporary table first."""
+
+    url: str
+    records: str = Field(default="data", description="Key of the list of records in each page ('' = the page is the list).")
+    next: str | None = Field(default=None, description="Key holding the next page URL (absent/None ends).")
+    auth_env: str | None = Field(default=None, description="Env var with a bearer token.")
+    max_pages: int = Field(default=1000, ge=1)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Connection(_Strict):
+    """Another warehouse connection holding the source of truth."""
+
+    type: Literal["duckdb"] = "duckdb"
+    path: str
+
+
+class ReconcileSpec(_Strict):
+    """One reconciliation of a dbt model against a source of truth."""
+
+    name: str
+    model: str = Field(description="The dbt model (filled in from where the spec is declared).")
+    description: str = ""
+    against: str = Field(description="source('s','t'), ref('m'), a relation, 'file:PATH' (CSV/Parquet) or 'http'.")
+    connection: Connection | None = None
+    http: HttpSource | None = None
+    key: list[str] = Field(min_length=1)
+    key_against: list[str] | None = None
+    compare: dict[str, CompareColumn] = Field(default_factory=dict)
+    where: str | None = None
+    where_against: str | None = None
+    segment_by: list[str] = Field(default_factory=list)
+    aggregates: list[str] = Field(default_factory=list)
+    thresholds: Thresholds = Thresholds()
+    severity: Literal["error", "warn"] = "error"
+    blocking: bool = False
+    investigate: bool = True
+    sample_size: int = Field(default=10, ge=0, le=1000)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError(f"{v!r} must be an identifier (letters, digits, _): it names a Dagster asset check")
+        return v
+
+    @field_validator("key", "key_against", "segment_by")
+    @classmethod
+    def _identifiers(cls, v: list[str] | None) -> list[str] | None:
+        for col in v or []:
+            if not _IDENT.match(col):
+                raise ValueError(f"{col!r} is not a column name")
+        return v
+
+    @field_validator("aggregates")
+    @classmethod
+    def _aggregates(cls, v: list[str]) -> list[str]:
+        for agg in v:
+            if not _AGG.match(agg):
+                raise ValueError(f"{agg!r}: use sum(col), count(*), count(col), min(col), max(col) or avg(col)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReconcileSpec:
+        if self.key_against is not None and len(self.key_against) != len(self.key):
+            raise ValueError(f"key_against has {len(self.key_against)} columns but key has {len(self.key)}")
+        if self.against.strip() == "http" and self.http is None:
+            raise ValueError("against: http needs an `http:` block with at least `url`")
+        return self
+
+    @property
+    def keys_against(self) -> list[str]:
+        return self.key_against or self.key
+
+    def compare_expr(self, column: str, side: Literal["model", "against"]) -> str:
+        cmp = self.compare.get(column)
+        if cmp is None:
+            return column
+        return (cmp.expr if side == "model" else cmp.against) or column
+
+    def aggregate_parts(self) -> list[tuple[str, str, str]]:
+        """(function, column or *, label) for each aggregate, e.g. ('sum', 'amount', 'sum_amount')."""
+        out = []
+        for agg in self.aggregates:
+            m = _AGG.match(agg)
+            assert m
+            fn, col = m.group(1).lower(), m.group(2)
+            out.append((fn, col, f"{fn}_{'rows' if col == '*' else col}"))
+        return out
+
+
+def _loc(err: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in err["loc"]) or "(spec)"
+
+
+def parse_specs(model: str, raw: Any) -> list[ReconcileSpec]:
+    """Validate ``meta.agent_de.reconcile`` of one model; raise :class:`SpecError` naming the field."""
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise SpecError(f"model {model}: meta.agent_de.reconcile must be a list of specs, got {type(raw).__name__}")
+    specs, names = [], set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise SpecError(f"model {model}: meta.agent_de.reconcile[{i}] must be a mapping")
+        try:
+            spec = ReconcileSpec.model_validate({**item, "model": model})
+        except ValidationError as e:
+            problems = "; ".join(f"{_loc(err)}: {err['msg']}" for err in e.errors())
+            label = item.get("name", f"#{i}")
+            raise SpecError(f"model {model}, reconcile spec {label!r} (meta.agent_de.reconcile[{i}]): {problems}") from e
+        if spec.name in names:
+            raise SpecError(f"model {model}: two reconcile specs are named {spec.name!r}; names must be unique")
+        names.add(spec.name)
+        specs.append(spec)
+    return specs
+
+
+def specs_from_manifest(manifest: Any) -> list[ReconcileSpec]:
+    """All reconcile specs declared on models of a :class:`~dagster_agent_de.manifest.Manifest`."""
+    out: list[ReconcileSpec] = []
+    for node in sorted(manifest.models(), key=lambda n: n.name):
+        out.extend(parse_specs(node.name, node.agent_de_meta.get("reconcile")))
+    return out

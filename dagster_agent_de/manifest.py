@@ -1,0 +1,246 @@
+"""A read-only view of a dbt manifest: nodes, sources, lineage and compiled SQL.
+
+Built once per manifest; every engine (drift impact, reconciliation, investigation) walks
+lineage and reads compiled SQL through this one class. No Dagster import.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from dagster_agent_de.errors import ProjectError
+from dagster_agent_de.project import load_manifest
+
+_REF = re.compile(r"\{\{\s*ref\(\s*['\"]([^'\"]+)['\"]\s*(?:,\s*['\"]([^'\"]+)['\"]\s*)?\)\s*\}\}")
+_SOURCE = re.compile(r"\{\{\s*source\(\s*['\"]([^'\"]+)['\"]\s*,\s*['\"]([^'\"]+)['\"]\s*\)\s*\}\}")
+_CONFIG = re.compile(r"\{\{\s*config\(.*?\)\s*\}\}", re.S)
+_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A model, seed, snapshot or source, by its dbt unique_id."""
+
+    unique_id: str
+    name: str
+    resource_type: str
+    relation_name: str | None
+    database: str | None
+    schema: str | None
+    identifier: str | None
+    raw: dict[str, Any]
+
+    @property
+    def is_source(self) -> bool:
+        return self.resource_type == "source"
+
+    @property
+    def display_name(self) -> str:
+        """``name`` for models, ``source.table`` for sources (as dbt users write them)."""
+        if self.is_source:
+            return f"{self.raw['source_name']}.{self.name}"
+        return self.name
+
+    @property
+    def asset_key_path(self) -> list[str]:
+        """dagster-dbt's default asset key."""
+        if self.is_source:
+            return [self.raw["source_name"], self.name]
+        return [self.name]
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        meta = dict(self.raw.get("source_meta") or {})
+        meta.update(self.raw.get("meta") or {})
+        meta.update((self.raw.get("config") or {}).get("meta") or {})
+        return meta
+
+    @property
+    def agent_de_meta(self) -> dict[str, Any]:
+        return dict(self.meta.get("agent_de") or {})
+
+    @property
+    def owner(self) -> str | None:
+        return self.meta.get("owner") or (self.raw.get("group") or None)
+
+    @property
+    def columns(self) -> dict[str, dict[str, Any]]:
+        return dict(self.raw.get("columns") or {})
+
+    def pii_columns(self) -> set[str]:
+        out = set()
+        for name, col in self.columns.items():
+            meta = {**(col.get("meta") or {}), **((col.get("config") or {}).get("meta") or {})}
+            if (meta.get("agent_de") or {}).get("pii") or meta.get("pii") or "pii" in (col.get("tags") or []):
+                out.add(name.lower())
+        return out
+
+
+class Manifest:
+    """Lineage and SQL over a parsed ``manifest.json``.
+
+    Args:
+        data: the parsed manifest.
+        project_dir: the dbt project (to find compiled SQL and current model files).
+    """
+
+    def __init__(self, data: dict[str, Any], project_dir: Path | None = None) -> None:
+        self.data = data
+        self.project_dir = project_dir
+        self.nodes: dict[str, Node] = {}
+        for uid, raw in {**data.get("nodes", {}), **data.get("sources", {})}.items():
+            if raw.get("resource_type") not in ("model", "seed", "snapshot", "source"):
+                continue
+            self.nodes[uid] = Node(
+                unique_id=uid,
+                name=raw["name"],
+                resource_type=raw["resource_type"],
+                relation_name=raw.get("relation_name"),
+                database=raw.get("database"),
+                schema=raw.get("schema"),
+                identifier=raw.get("identifier") or raw.get("alias") or raw.get("name"),
+                raw=raw,
+            )
+        self._children: dict[str, list[str]] = {uid: [] for uid in self.nodes}
+        self._parents: dict[str, list[str]] = {uid: [] for uid in self.nodes}
+        for uid, node in self.nodes.items():
+            for parent in (node.raw.get("depends_on") or {}).get("nodes", []):
+                if parent in self.nodes:
+                    self._parents[uid].append(parent)
+                    self._children[parent].append(uid)
+        self.exposures: dict[str, dict[str, Any]] = dict(data.get("exposures") or {})
+
+    @classmethod
+    def load(cls, path: Path, project_dir: Path | None = None) -> Manifest:
+        return cls(load_manifest(path), project_dir or path.parent.parent)
+
+    # -- lookup -----------------------------------------------------------------------------
+    @cached_property
+    def _by_name(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for uid, node in self.nodes.items():
+            out.setdefault(node.display_name.lower(), uid)
+            out.setdefault("/".join(node.asset_key_path).lower(), uid)
+            if not node.is_source:
+                out.setdefault(node.name.lower(), uid)
+        return out
+
+    def find(self, name: str) -> Node:
+        """A node by model name, ``source.table``, asset key path (``a/b``) or unique_id."""
+        if name in self.nodes:
+            return self.nodes[name]
+        uid = self._by_name.get(name.lower())
+        if uid is None:
+            close = sorted(n for n in self._by_name if name.lower().split(".")[-1] in n)[:5]
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ProjectError(f"no model or source named {name!r} in the dbt manifest{hint}")
+        return self.nodes[uid]
+
+    def source(self, source_name: str, table_name: str) -> Node:
+        for node in self.nodes.values():
+            if node.is_source and node.raw["source_name"] == source_name and node.name == table_name:
+                return node
+        raise ProjectError(f"source('{source_name}', '{table_name}') is not defined in the dbt project")
+
+    def models(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.resource_type == "model"]
+
+    def sources(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.is_source]
+
+    # -- lineage ----------------------------------------------------------------------------
+    def parents(self, uid: str) -> list[str]:
+        return list(self._parents.get(uid, []))
+
+    def children(self, uid: str) -> list[str]:
+        return list(self._children.get(uid, []))
+
+    def _walk(self, start: str, step: Any) -> list[str]:
+        seen: dict[str, None] = {}
+        queue = deque(step(start))
+        while queue:
+            uid = queue.popleft()
+            if uid in seen:
+                continue
+            seen[uid] = None
+            queue.extend(step(uid))
+        return list(seen)
+
+    def upstream(self, uid: str) -> list[str]:
+        """All ancestors, nearest first (breadth-first)."""
+        return self._walk(uid, self.parents)
+
+    def downstream(self, uid: str) -> list[str]:
+        """All descendants, nearest first (breadth-first)."""
+        return self._walk(uid, self.children)
+
+    def exposures_of(self, uids: Iterable[str]) -> list[str]:
+        wanted = set(uids)
+        return sorted(
+            e["name"] for e in self.exposures.values()
+            if wanted & set((e.get("depends_on") or {}).get("nodes", []))
+        )
+
+    # -- SQL --------------------------------------------------------------------------------
+    def model_file(self, node: Node) -> Path | None:
+        if self.project_dir is None or node.is_source:
+            return None
+        return self.project_dir / node.raw["original_file_path"]
+
+    def compiled_sql(self, uid: str) -> str | None:
+        """The SQL the model runs, as fresh as can be found.
+
+        The newest of: compiled files under ``target/`` (dbt's and dagster-dbt's per-run
+        dirs) and the model file on disk rendered for ``ref``/``source``/``config`` (for
+        models using other Jinja that last step returns ``None``). The manifest's own
+        ``compiled_code`` is the fallback when no project dir is known.
+        """
+        node = self.nodes[uid]
+        if node.is_source:
+            return None
+        candidates: list[tuple[float, str]] = []
+        path = self.model_file(node)
+        if path is not None and path.exists():
+            target = self.project_dir / "target" if self.project_dir else None
+            rel = Path(node.raw["package_name"]) / node.raw["original_file_path"]
+            if target is not None and target.exists():
+                for compiled in [target / "compiled" / rel, *target.glob(f"*/compiled/{rel.as_posix()}")]:
+                    if compiled.exists():
+                        candidates.append((compiled.stat().st_mtime, compiled.read_text()))
+            rendered = self.render(path.read_text())
+            if rendered is not None:
+                candidates.append((path.stat().st_mtime, rendered))
+        if candidates:
+            return max(candidates, key=lambda c: c[0])[1]
+        return node.raw.get("compiled_code")
+
+    def render(self, raw_sql: str) -> str | None:
+        """Render ``ref``/``source``/``config`` the way dbt would; ``None`` if other Jinja remains."""
+
+        def ref(m: re.Match[str]) -> str:
+            name = m.group(2) or m.group(1)
+            try:
+                node = self.find(name)
+            except ProjectError:
+                return m.group(0)
+            return node.relation_name or m.group(0)
+
+        def source(m: re.Match[str]) -> str:
+            try:
+                return self.source(m.group(1), m.group(2)).relation_name or m.group(0)
+            except ProjectError:
+                return m.group(0)
+
+        sql = _JINJA_COMMENT.sub("", raw_sql)
+        sql = _CONFIG.sub("", sql)
+        sql = _REF.sub(ref, sql)
+        sql = _SOURCE.sub(source, sql)
+        if "{{" in sql or "{%" in sql:
+            return None
+        return sql

@@ -1,0 +1,205 @@
+"""Reconciliation on constructed data: every class of difference counted exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dagster_agent_de.adapters.audit import AuditLog, read_audit
+from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+from dagster_agent_de.engines.reconcile import ReconcileSpec, parse_specs, reconcile
+from dagster_agent_de.errors import SpecError, WarehouseUnavailableError
+from dagster_agent_de_tests.helpers import duck, make_manifest
+
+PIPE = '"wh"."main"."pipe"'
+TRUTH = '"wh"."main"."truth"'
+
+
+@pytest.fixture
+def wh_path(tmp_path: Path) -> Path:
+    # pipe vs truth, keyed on (region, id):
+    #   (eu,1) equal; (eu,2) amount within tolerance 0.01; (eu,3) amount off by 0.02 (beyond tol);
+    #   (us,1) status differs; (us,2) only in truth (missing); (us,3) only in pipe (extra);
+    #   (us,4) twice in pipe (duplicate key); NULL region rows on both sides (null keys);
+    #   (us,5) status NULL on both sides (equal), (us,6) status NULL only in pipe (mismatch)
+    return duck(
+        tmp_path / "wh.duckdb",
+        """create table pipe as select * from (values
+            ('eu', 1, 10.00, 'paid'), ('eu', 2, 20.005, 'paid'), ('eu', 3, 30.02, 'paid'),
+            ('us', 1, 5.00, 'paid'), ('us', 3, 7.00, 'paid'), ('us', 4, 1.00, 'paid'), ('us', 4, 1.00, 'paid'),
+            (null, 9, 1.00, 'paid'), ('us', 5, 2.00, null), ('us', 6, 3.00, null)
+        ) t(region, id, amount, status)""",
+        """create table truth as select * from (values
+            ('eu', 1, 1000, 'PAID'), ('eu', 2, 2000, 'PAID'), ('eu', 3, 3000, 'PAID'),
+            ('us', 1, 500, 'REFUNDED'), ('us', 2, 600, 'PAID'), ('us', 4, 100, 'PAID'),
+            (null, 8, 100, 'PAID'), ('us', 5, 200, null), ('us', 6, 300, 'PAID')
+        ) t(region, order_id, amount_cents, status)""",
+    )
+
+
+def _spec(**kw) -> ReconcileSpec:
+    base = dict(
+        name="pipe_vs_truth", model="pipe", against="truth", key=["region", "id"], key_against=["region", "order_id"],
+        compare={"amount": {"against": "amount_cents / 100.0", "abs_tol": 0.01}, "status": {"against": "lower(status)"}},
+        segment_by=["region"], aggregates=["sum(amount)", "count(*)"],
+    )
+    base.update(kw)
+    return ReconcileSpec.model_validate(base)
+
+
+def _run(wh_path: Path, spec: ReconcileSpec, audit: AuditLog | None = None):
+    manifest = make_manifest({"pipe": PIPE})
+    with DuckDBWarehouse(wh_path, audit or AuditLog(None)) as wh:
+        return reconcile(spec, manifest, wh)
+
+
+def test_every_class_counted_exactly(wh_path: Path) -> None:
+    r = _run(wh_path, _spec())
+    assert (r.rows_pipeline, r.rows_truth) == (10, 9)
+    assert (r.null_keys_pipeline, r.null_keys_truth) == (1, 1)
+    assert (r.duplicate_keys_pipeline, r.duplicate_keys_truth) == (1, 0)
+    assert r.matched == 7  # eu1 eu2 eu3 us1 us4 us5 us6
+    assert r.missing_in_pipeline == 1 and r.extra_in_pipeline == 1
+    mm = {c.column: c.mismatched for c in r.columns}
+    assert mm == {"amount": 1, "status": 2}
+    assert r.mismatched_rows == 3
+    assert not r.passed
+    assert [s["region"] for s in r.samples["missing_in_pipeline"]] == ["us"]
+    assert r.samples["missing_in_pipeline"][0]["id"] == 2
+    eu = {s.metric: s for s in r.segments if s.segment == {"region": "eu"}}
+    assert eu["count_rows"].delta == 0
+    assert eu["sum_amount"].pipeline == pytest.approx(60.025)
+
+
+def test_tolerance_edges(tmp_path: Path) -> None:
+    path = duck(
+        tmp_path / "wh.duckdb",
+        "create table pipe as select * from (values (1, 1.00), (2, 1.01), (3, 1.0100001), (4, 0.99)) t(id, amount)",
+        "create table truth as select * from (values (1, 1.00), (2, 1.00), (3, 1.00), (4, 1.00)) t(id, amount)",
+    )
+    spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["id"], compare={"amount": {"abs_tol": 0.01}}))
+    r = _run(path, spec)
+    assert {c.column: c.mismatched for c in r.columns} == {"amount": 1}  # only id 3 is beyond 0.01
+
+
+def test_thresholds_decide_pass(wh_path: Path) -> None:
+    lenient = _spec(thresholds={"missing_pct": 50, "extra_pct": 50, "mismatched_pct": 60, "aggregate_pct": 100, "duplicate_keys": 5})
+    assert _run(wh_path, lenient).passed
+
+
+def test_string_vs_integer_keys_are_normalised_and_said(tmp_path: Path) -> None:
+    path = duck(
+        tmp_path / "wh.duckdb",
+        "create table pipe as select * from (values (1), (2), (3)) t(id)",
+        "create table truth as select * from (values ('1'), ('2'), ('4')) t(id)",
+    )
+    spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["id"]))
+    r = _run(path, spec)
+    assert (r.matched, r.missing_in_pipeline, r.extra_in_pipeline) == (2, 1, 1)
+    assert any("compared as text" in n for n in r.notes)
+
+
+def test_empty_source_of_truth_never_passes(tmp_path: Path) -> None:
+    path = duck(
+        tmp_path / "wh.duckdb",
+        "create table pipe as select * from (values (1), (2)) t(id)",
+        "create table truth (id integer)",
+    )
+    spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["id"], thresholds={"extra_pct": 100}))
+    r = _run(path, spec)
+    assert not r.passed and any("returned no rows" in b for b in r.breaches)
+    assert r.missing_pct == 0.0  # no division by zero
+
+
+def test_both_sides_empty_is_not_a_crash(tmp_path: Path) -> None:
+    path = duck(tmp_path / "wh.duckdb", "create table pipe (id integer)", "create table truth (id integer)")
+    r = _run(path, ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["id"])))
+    assert r.rows_truth == 0 and not r.passed
+
+
+def test_missing_truth_table_raises_with_the_cause(wh_path: Path) -> None:
+    from dagster_agent_de.errors import WarehouseError
+
+    with pytest.raises(WarehouseError, match="nope"):
+        _run(wh_path, _spec(against="main.nope"))
+
+
+def test_missing_truth_file_raises(wh_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(WarehouseUnavailableError, match="not found"):
+        _run(wh_path, _spec(against="file:does_not_exist.csv"))
+
+
+def test_file_source_of_truth_pushed_down(tmp_path: Path) -> None:
+    path = duck(tmp_path / "wh.duckdb", "create table pipe as select * from (values (1, 10.0), (2, 20.0)) t(id, amount)")
+    (tmp_path / "truth.csv").write_text("id,amount\n1,10.0\n2,21.0\n3,5\n")
+    spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against=f"file:{tmp_path / 'truth.csv'}", key=["id"], compare={"amount": {}}))
+    r = _run(path, spec)
+    assert (r.matched, r.missing_in_pipeline, r.mismatched_rows, r.method) == (2, 1, 1, "pushdown")
+
+
+def test_pii_values_masked_in_samples(tmp_path: Path) -> None:
+    path = duck(
+        tmp_path / "wh.duckdb",
+        "create table pipe as select * from (values (1, 'a@x.com'), (2, 'b@x.com')) t(id, email)",
+        "create table truth as select * from (values (1, 'a@x.com'), (2, 'c@x.com')) t(id, email)",
+    )
+    manifest = make_manifest({"pipe": PIPE}, columns={"pipe": {"email": {"meta": {"agent_de": {"pii": True}}}}})
+    spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["id"], compare={"email": {}}))
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        r = reconcile(spec, manifest, wh)
+    assert r.samples["mismatched"] == [{"id": 2, "pipeline_email": "***", "truth_email": "***"}]
+
+
+def test_every_query_is_audited_read_only(wh_path: Path, tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl", actor="test")
+    _run(wh_path, _spec(), audit)
+    events = read_audit(tmp_path / "audit.jsonl", limit=None)
+    assert events and all(e.outcome == "ok" for e in events)
+    assert any("full outer join" in e.statement for e in events)
+
+
+def test_cross_connection_bisection_gives_the_same_report(wh_path: Path, tmp_path: Path) -> None:
+    other = duck(tmp_path / "other.duckdb", f"attach '{wh_path}' as src (read_only)", "create table truth as select * from src.main.truth")
+    same = _run(wh_path, _spec())
+    cross = _run(wh_path, _spec(connection={"type": "duckdb", "path": str(other)}, against='"other"."main"."truth"'))
+    assert cross.method == "bisection" and same.method == "pushdown"
+    assert cross.counts() == same.counts()
+    assert {c.column: c.mismatched for c in cross.columns} == {c.column: c.mismatched for c in same.columns}
+    assert [(s.segment, s.metric, s.delta) for s in cross.segments] == [(s.segment, s.metric, s.delta) for s in same.segments]
+
+
+def test_bisection_moves_data_proportional_to_differences(tmp_path: Path) -> None:
+    n = 200_000
+    a = duck(tmp_path / "a.duckdb", f"create table t as select range as id, range * 2 as v from range({n})")
+    b = duck(tmp_path / "b.duckdb", f"create table t as select range as id, case when range % 20000 = 7 then -1 else range * 2 end as v from range({n})")
+    manifest = make_manifest({"t": '"a"."main"."t"'})
+    spec = ReconcileSpec.model_validate(dict(name="t", model="t", against='"b"."main"."t"', key=["id"], compare={"v": {}},
+                                             connection={"type": "duckdb", "path": str(b)}))
+    with DuckDBWarehouse(a, AuditLog(None)) as wh:
+        r = reconcile(spec, manifest, wh)
+    assert r.mismatched_rows == n // 20000 and r.matched == n
+    assert r.rows_moved is not None and r.rows_moved < n / 20  # far less than the table
+
+
+def test_spec_errors_name_model_field_and_problem() -> None:
+    with pytest.raises(SpecError, match=r"model fct_orders, reconcile spec 'x'.*key: .*at least 1"):
+        parse_specs("fct_orders", [{"name": "x", "against": "t", "key": []}])
+    with pytest.raises(SpecError, match=r"aggregates.*median\(amount\)"):
+        parse_specs("fct_orders", [{"name": "x", "against": "t", "key": ["id"], "aggregates": ["median(amount)"]}])
+    with pytest.raises(SpecError, match="key_against has 2 columns but key has 1"):
+        parse_specs("fct_orders", [{"name": "x", "against": "t", "key": ["id"], "key_against": ["a", "b"]}])
+    with pytest.raises(SpecError, match="thresholds.missing_pct"):
+        parse_specs("m", [{"name": "x", "against": "t", "key": ["id"], "thresholds": {"missing_pct": -1}}])
+    with pytest.raises(SpecError, match="unexpected|Extra inputs"):
+        parse_specs("m", [{"name": "x", "against": "t", "key": ["id"], "tolerance": 1}])
+    with pytest.raises(SpecError, match="two reconcile specs are named"):
+        parse_specs("m", [{"name": "x", "against": "t", "key": ["id"]}, {"name": "x", "against": "t", "key": ["id"]}])
+
+
+def test_spec_naming_a_missing_model() -> None:
+    from dagster_agent_de.errors import ProjectError
+
+    spec = _spec(model="nope")
+    with pytest.raises(ProjectError, match="no model or source named 'nope'"):
+        reconcile(spec, make_manifest({"pipe": PIPE}), DuckDBWarehouse(Path("/nonexistent.duckdb"), AuditLog(None)))

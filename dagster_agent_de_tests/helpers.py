@@ -1,0 +1,40 @@
+"""Small builders shared by tests (one place, not copied per test file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from dagster_agent_de.manifest import Manifest
+
+
+def make_manifest(models: dict[str, str], *, meta: dict[str, dict[str, Any]] | None = None,
+                  sources: dict[tuple[str, str], str] | None = None,
+                  columns: dict[str, dict[str, Any]] | None = None) -> Manifest:
+    """A minimal manifest: ``models`` maps model name to relation name."""
+    nodes = {}
+    for name, relation in models.items():
+        nodes[f"model.t.{name}"] = {
+            "name": name, "resource_type": "model", "relation_name": relation, "package_name": "t",
+            "original_file_path": f"models/{name}.sql", "meta": (meta or {}).get(name, {}), "config": {},
+            "columns": (columns or {}).get(name, {}), "depends_on": {"nodes": []},
+        }
+    srcs = {}
+    for (s, t), relation in (sources or {}).items():
+        srcs[f"source.t.{s}.{t}"] = {
+            "name": t, "source_name": s, "resource_type": "source", "relation_name": relation,
+            "identifier": t, "schema": s, "meta": {}, "source_meta": {}, "columns": {},
+        }
+    return Manifest({"nodes": nodes, "sources": srcs})
+
+
+def duck(path: Path, *statements: str) -> Path:
+    con = duckdb.connect(str(path))
+    try:
+        for s in statements:
+            con.execute(s)
+    finally:
+        con.close()
+    return path
