@@ -117,6 +117,68 @@ def audit_tail(settings: Settings, run_id: str | None, limit: int, as_json: bool
         click.echo(f"no audit events in {settings.audit_path}" + (f" for run {run_id}" if run_id else ""))
 
 
+def _context(settings: Settings):
+    """Manifest and an audited read-only warehouse for CLI commands (actor ``cli``)."""
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse import open_warehouse
+    from dagster_agent_de.manifest import Manifest
+    from dagster_agent_de.project import DbtProjectInfo
+
+    info = DbtProjectInfo.from_settings(settings)
+    manifest = Manifest.load(info.ensure_manifest(env=settings.dbt_env()), settings.project_dir)
+    audit = AuditLog(settings.audit_path, actor="cli")
+    return manifest, open_warehouse(settings, audit)
+
+
+@main.command()
+@click.option("--model", "model", default=None, help="Only specs declared on this model.")
+@click.option("--name", "name", default=None, help="Only the spec with this name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports (and findings) as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def reconcile(settings: Settings, model: str | None, name: str | None, as_json: bool) -> None:
+    """Reconcile models against their sources of truth (meta.agent_de.reconcile). Exit 1 on a breach."""
+    from dagster_agent_de.core.models import FindingsReport
+    from dagster_agent_de.engines.reconcile import reconcile_all, specs_from_manifest
+
+    manifest, wh = _context(settings)
+    specs = specs_from_manifest(manifest)
+    if model:
+        manifest.find(model)  # a clear error for an unknown model
+        specs = [s for s in specs if s.model == model]
+    if name:
+        specs = [s for s in specs if s.name == name]
+    if not specs:
+        raise ConfigError("no reconcile specs matched; declare them under meta.agent_de.reconcile on a model")
+    with wh:
+        results = reconcile_all(specs, manifest, wh, search_dirs=[settings.project_dir, settings.state_dir])
+    failed = False
+    reports, findings, errors = [], [], []
+    for spec, result in results:
+        if isinstance(result, Exception):
+            failed = True
+            errors.append({"model": spec.model, "name": spec.name, "error": str(result)})
+            if not as_json:
+                click.echo(f"ERROR {spec.model}.{spec.name}: {result}")
+            continue
+        failed = failed or not result.passed
+        reports.append(result.model_dump(mode="json") | {"passed": result.passed})
+        findings.extend(result.to_findings())
+        if not as_json:
+            click.echo(result.summary())
+            for seg in result.segments:
+                if seg.pct > spec.thresholds.aggregate_pct + 1e-9:
+                    click.echo(f"    {seg.metric} {seg.segment}: pipeline {seg.pipeline} vs truth {seg.truth} ({seg.pct:.2f}%)")
+            for note in result.notes:
+                click.echo(f"    note: {note}")
+    if as_json:
+        out = FindingsReport(findings=findings).model_dump(mode="json")
+        out["reports"] = reports
+        out["errors"] = errors
+        _echo_json(out)
+    sys.exit(1 if failed else 0)
+
+
 def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 

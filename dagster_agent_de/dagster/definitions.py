@@ -8,6 +8,7 @@ module serves the demo and a user's project.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from dagster import (
@@ -20,7 +21,10 @@ from dagster import (
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from dagster_agent_de.config import Settings, resolve_settings
+from dagster_agent_de.dagster.checks import build_reconcile_checks, build_reconcile_schedule
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
+from dagster_agent_de.engines.reconcile import specs_from_manifest
+from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo, dbt_executable, load_manifest
 
 DBT_BUILD_JOB = "dbt_build"
@@ -74,16 +78,27 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     def dbt_models(context, dbt: DbtCliResource):  # no annotation: this module uses postponed annotations
         yield from dbt.cli(["build"], context=context).stream()
 
-    # dbt source tests are checks on the source assets: select them with the dbt op's assets
+    view = Manifest(manifest, project.project_dir)
+    reconcile_checks = build_reconcile_checks(specs_from_manifest(view))
+    reconcile_job, reconcile_schedule = build_reconcile_schedule(
+        reconcile_checks, os.environ.get("AGENT_DE_RECONCILE_CRON", "0 6 * * *")
+    )
+
+    # dbt source tests are checks on the source assets: select them with the dbt op's assets;
+    # reconciliation checks run after their model, in the same run.
     dbt_build_job = define_asset_job(
         DBT_BUILD_JOB,
-        selection=AssetSelection.assets(dbt_models) | AssetSelection.checks(*dbt_models.check_keys),
-        description="dbt build of the whole project: models and their dbt tests as asset checks.",
+        selection=AssetSelection.assets(dbt_models)
+        | AssetSelection.checks(*dbt_models.check_keys)
+        | AssetSelection.checks(*[k for c in reconcile_checks for k in c.check_keys]),
+        description="dbt build of the whole project: models, dbt tests and reconciliation checks.",
     )
 
     return Definitions(
         assets=[dbt_models, *source_specs(manifest)],
-        jobs=[dbt_build_job],
+        asset_checks=reconcile_checks,
+        jobs=[dbt_build_job, reconcile_job],
+        schedules=[reconcile_schedule],
         resources={
             "dbt": DbtCliResource(
                 project_dir=str(project.project_dir),

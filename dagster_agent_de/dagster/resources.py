@@ -13,6 +13,8 @@ from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse import Warehouse, open_warehouse
 from dagster_agent_de.config import Settings, resolve_settings
 from dagster_agent_de.core.models import AuditEvent
+from dagster_agent_de.manifest import Manifest
+from dagster_agent_de.project import DbtProjectInfo
 
 
 class AgentWarehouseResource(ConfigurableResource):
@@ -35,6 +37,12 @@ class AgentWarehouseResource(ConfigurableResource):
 
     def settings(self) -> Settings:
         return resolve_settings(self.state_dir, self.project_dir, self.target)
+
+    def manifest(self) -> Manifest:
+        """The project's manifest (lineage, relations, compiled SQL)."""
+        settings = self.settings()
+        info = DbtProjectInfo.from_settings(settings)
+        return Manifest.load(info.ensure_manifest(env=settings.dbt_env()), settings.project_dir)
 
     def audit_log(self, context: Any | None = None) -> AuditLog:
         settings = self.settings()

@@ -1,0 +1,140 @@
+"""The one seam from the agent's results to Dagster events and metadata.
+
+Like dagster-dbt's ``DagsterDbtTranslator``: overridable methods that call pure
+``default_*`` functions. Every ``AssetCheckResult``, observation and metadata entry the
+plugin emits is built here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetObservation,
+    MetadataValue,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+)
+
+from dagster_agent_de.core.models import Finding, Severity
+
+MAX_TABLE_ROWS = 50
+
+
+def _scalar(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return str(v)
+
+
+def default_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> MetadataValue:
+    """A Dagster table from dict rows (values stringified where Dagster cannot hold them)."""
+    cols = list(columns or (list(rows[0].keys()) if rows else []))
+    types = {}
+    for c in cols:
+        vals = [r.get(c) for r in rows if r.get(c) is not None]
+        types[c] = "float" if vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals) else "string"
+    records = [
+        TableRecord({c: (float(r.get(c)) if types[c] == "float" and r.get(c) is not None else
+                         (None if r.get(c) is None else str(_scalar(r.get(c))))) for c in cols})
+        for r in rows[:MAX_TABLE_ROWS]
+    ]
+    return MetadataValue.table(records=records, schema=TableSchema(columns=[TableColumn(c, types[c]) for c in cols]))
+
+
+def default_json(obj: Any) -> MetadataValue:
+    return MetadataValue.json(json.loads(json.dumps(obj, default=str)))
+
+
+class AgentDETranslator:
+    """Builds Dagster events from reports and findings. Subclass to change metadata or severity."""
+
+    def check_severity(self, severity: str | Severity) -> AssetCheckSeverity:
+        value = severity.value if isinstance(severity, Severity) else severity
+        return AssetCheckSeverity.WARN if value in ("warn", "warning", "info") else AssetCheckSeverity.ERROR
+
+    # -- reconciliation ---------------------------------------------------------------------
+    def reconcile_metadata(self, report: Any) -> dict[str, Any]:
+        counts = report.counts()
+        md: dict[str, Any] = {k: MetadataValue.float(float(v)) if isinstance(v, float) else MetadataValue.int(int(v))
+                              for k, v in counts.items()}
+        md["summary"] = MetadataValue.md(report.markdown())
+        md["against"] = MetadataValue.text(report.against)
+        md["method"] = MetadataValue.text(report.method)
+        md["duration_ms"] = MetadataValue.float(round(report.duration_ms, 2))
+        for c in report.columns:
+            md[f"mismatched_pct.{c.column}"] = MetadataValue.float(round(c.pct, 4))
+        for s in report.segments:
+            seg = "_".join(str(v) for v in s.segment.values()) or "total"
+            md[f"delta.{s.metric}.{seg}"] = MetadataValue.float(round(s.delta, 6))
+        if report.segments:
+            md["segments"] = default_table([
+                {**{k: v for k, v in s.segment.items()}, "metric": s.metric, "pipeline": s.pipeline,
+                 "truth": s.truth, "delta": s.delta, "pct": s.pct} for s in report.segments
+            ])
+        if report.samples:
+            md["samples"] = default_json(report.samples)
+        if report.bytes_moved is not None:
+            md["bytes_moved"] = MetadataValue.int(report.bytes_moved)
+        md["sql"] = MetadataValue.md("\n\n".join(f"```sql\n{s}\n```" for s in report.statements))
+        md["report"] = default_json(report.model_dump(mode="json", exclude={"statements"}))
+        return md
+
+    def reconcile_check_result(self, report: Any) -> AssetCheckResult:
+        return AssetCheckResult(
+            passed=report.passed,
+            severity=self.check_severity(report.severity),
+            metadata=self.reconcile_metadata(report),
+            description=report.summary()[:1000],
+        )
+
+    def error_check_result(self, error: Exception, severity: str = "error", what: str = "check") -> AssetCheckResult:
+        """A check that could not run fails with the cause (it never passes silently)."""
+        return AssetCheckResult(
+            passed=False,
+            severity=self.check_severity(severity),
+            metadata={"error": MetadataValue.text(str(error)), "error_type": MetadataValue.text(type(error).__name__)},
+            description=f"the {what} could not run: {error}"[:1000],
+        )
+
+    # -- findings ---------------------------------------------------------------------------
+    def finding_metadata(self, finding: Finding) -> dict[str, Any]:
+        md: dict[str, Any] = {
+            "agent_de/kind": MetadataValue.text(finding.kind),
+            "agent_de/pattern": MetadataValue.text(finding.pattern),
+            "agent_de/severity": MetadataValue.text(finding.severity.value),
+            "agent_de/confidence": MetadataValue.float(round(finding.confidence, 3)),
+            "agent_de/summary": MetadataValue.md(self.finding_markdown(finding)),
+            "agent_de/finding": default_json(finding.model_dump(mode="json")),
+        }
+        if finding.evidence:
+            md["agent_de/evidence"] = default_table([
+                {"rationale": e.rationale, "result": e.result_summary, "rows": e.row_count, "statement": e.statement[:500]}
+                for e in finding.evidence
+            ])
+        return md
+
+    def finding_markdown(self, finding: Finding) -> str:
+        lines = [f"### {finding.pattern} in `{finding.model or '?'}` ({finding.severity.value}, confidence {finding.confidence:.0%})",
+                 "", finding.summary]
+        if finding.columns:
+            lines += ["", "Columns: " + ", ".join(f"`{c}`" for c in finding.columns)]
+        for e in finding.evidence[:5]:
+            lines += ["", f"- **{e.rationale}** → {e.result_summary}", f"  ```sql\n  {e.statement.strip()[:800]}\n  ```"]
+        if finding.proposed_fix:
+            lines += ["", f"**Proposed fix:** {finding.proposed_fix.description}"]
+            if finding.proposed_fix.diff:
+                lines += ["", "```diff", finding.proposed_fix.diff.rstrip(), "```"]
+        if finding.blast_radius:
+            lines += ["", "Blast radius: " + ", ".join(f"`{b}`" for b in finding.blast_radius)]
+        return "\n".join(lines)
+
+    def finding_observation(self, finding: Finding, asset_key: AssetKey, extra: Mapping[str, Any] | None = None) -> AssetObservation:
+        return AssetObservation(asset_key=asset_key, metadata={**self.finding_metadata(finding), **(extra or {})},
+                                description=finding.summary[:500])
