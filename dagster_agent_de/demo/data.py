@@ -167,9 +167,12 @@ def generate_demo_data(
         con.execute(
             f"""
             copy (
-                select cast(ordered_at as date) as order_date, currency,
-                       round(sum(amount_cents) / 100.0, 2) as revenue
-                from app.orders where status = 'completed'
+                select cast(o.ordered_at as date) as order_date, o.currency,
+                       round(sum(o.amount_cents) / 100.0, 2) as revenue,
+                       round(sum(o.amount_cents / 100.0 * r.rate_to_usd), 2) as revenue_usd
+                from app.orders o
+                join fx.rates r on r.rate_date = cast(o.ordered_at as date) and r.currency = o.currency
+                where o.status = 'completed'
                 group by 1, 2 order by 1, 2
             ) to '{tmp.as_posix()}' (header, delimiter ',')
             """

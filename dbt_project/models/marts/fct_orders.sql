@@ -11,4 +11,4 @@ select
     country,
     tier
 from {{ ref('int_orders_enriched') }}
-where status = 'completed'
+where status <> 'cancelled'

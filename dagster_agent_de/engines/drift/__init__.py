@@ -1,0 +1,12 @@
+"""Schema drift: one information_schema read, rename-aware diff, column-level impact, fixes."""
+
+from dagster_agent_de.engines.drift.diff import classify_type_change, diff_snapshots
+from dagster_agent_de.engines.drift.engine import compare, detect_drift, take_snapshot, watched_relations
+from dagster_agent_de.engines.drift.models import DriftReport, DriftSeverity, SchemaChange, Snapshot
+from dagster_agent_de.engines.drift.snapshot import snapshot_schema
+from dagster_agent_de.engines.drift.store import SnapshotStore
+
+__all__ = [
+    "DriftReport", "DriftSeverity", "SchemaChange", "Snapshot", "SnapshotStore", "classify_type_change",
+    "compare", "detect_drift", "diff_snapshots", "snapshot_schema", "take_snapshot", "watched_relations",
+]

@@ -1,0 +1,154 @@
+"""Diff two snapshots into typed changes, rename-aware.
+
+A rename is a drop and an add in the same table that are the same column: same type,
+same or neighbouring position, similar name. Each pairing gets a confidence; below
+``RENAME_THRESHOLD`` the two stay a drop and an add. Reordering alone is not drift.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from dagster_agent_de.engines.drift.models import ColumnSchema, Snapshot, SchemaChange
+
+RENAME_THRESHOLD = 0.6
+
+_INT_RANK = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "INT": 3, "BIGINT": 4, "HUGEINT": 5}
+_FLOAT_RANK = {"REAL": 1, "FLOAT": 2, "FLOAT4": 1, "FLOAT8": 2, "DOUBLE": 2, "DOUBLE PRECISION": 2}
+_TEXT = ("VARCHAR", "TEXT", "STRING", "CHAR", "CHARACTER VARYING")
+_TIME_RANK = {"DATE": 1, "TIMESTAMP": 2, "TIMESTAMP_NTZ": 2, "DATETIME": 2, "TIMESTAMP WITH TIME ZONE": 3, "TIMESTAMPTZ": 3, "TIMESTAMP_TZ": 3, "TIMESTAMP_LTZ": 3}
+
+
+def _parse(t: str) -> tuple[str, list[int]]:
+    m = re.match(r"^\s*([A-Z_ ]+?)\s*(?:\(([\d,\s]+)\))?\s*$", t.upper())
+    if not m:
+        return t.upper(), []
+    args = [int(x) for x in (m.group(2) or "").split(",") if x.strip()]
+    return m.group(1).strip(), args
+
+
+def classify_type_change(old: str, new: str) -> str:
+    """``widening`` (no value can be lost), ``narrowing`` or ``incompatible``.
+
+    >>> classify_type_change("INTEGER", "BIGINT"), classify_type_change("VARCHAR(10)", "VARCHAR(5)")
+    ('widening', 'narrowing')
+    >>> classify_type_change("BIGINT", "VARCHAR"), classify_type_change("DECIMAL(10,2)", "DECIMAL(12,2)")
+    ('incompatible', 'widening')
+    """
+    bo, ao = _parse(old)
+    bn, an = _parse(new)
+    if bo in _INT_RANK and bn in _INT_RANK:
+        return "widening" if _INT_RANK[bn] >= _INT_RANK[bo] else "narrowing"
+    if bo in _FLOAT_RANK and bn in _FLOAT_RANK:
+        return "widening" if _FLOAT_RANK[bn] >= _FLOAT_RANK[bo] else "narrowing"
+    if bo in _INT_RANK and bn in _FLOAT_RANK:
+        return "widening"
+    if bo in _FLOAT_RANK and bn in _INT_RANK:
+        return "narrowing"
+    numeric = ("DECIMAL", "NUMERIC", "NUMBER")
+    if bo in numeric and bn in numeric:
+        po, so = (ao + [38, 0])[:2] if ao else (38, 0)
+        pn, sn = (an + [38, 0])[:2] if an else (38, 0)
+        if len(ao) == 1:
+            so = 0
+        if len(an) == 1:
+            sn = 0
+        return "widening" if (pn - sn) >= (po - so) and sn >= so else "narrowing"
+    if bo in _INT_RANK and bn in numeric:
+        pn, sn = (an + [38, 0])[:2] if an else (38, 0)
+        return "widening" if pn - sn >= 19 or (pn - sn) >= {1: 3, 2: 5, 3: 10, 4: 19, 5: 39}[_INT_RANK[bo]] else "narrowing"
+    if bo in numeric and bn in _INT_RANK:
+        so = ao[1] if len(ao) > 1 else 0
+        return "widening" if so == 0 and _INT_RANK[bn] >= 4 else "narrowing"
+    if bo in numeric and bn in _FLOAT_RANK:
+        return "narrowing"  # exact to approximate
+    if bo.startswith(_TEXT) and bn.startswith(_TEXT):
+        lo = ao[0] if ao else None
+        ln = an[0] if an else None
+        if ln is None:
+            return "widening"
+        if lo is None:
+            return "narrowing"
+        return "widening" if ln >= lo else "narrowing"
+    if bo in _TIME_RANK and bn in _TIME_RANK:
+        return "widening" if _TIME_RANK[bn] >= _TIME_RANK[bo] else "narrowing"
+    return "incompatible"  # e.g. number -> text: readers doing math or joins on it break
+
+
+def _name_similarity(a: str, b: str) -> float:
+    a, b = a.lower(), b.lower()
+    ratio = difflib.SequenceMatcher(None, a, b).ratio()
+    ta, tb = set(re.split(r"[_\W]+", a)) - {""}, set(re.split(r"[_\W]+", b)) - {""}
+    token = len(ta & tb) / max(len(ta | tb), 1)
+    contain = 1.0 if (a in b or b in a) else 0.0
+    return max(ratio, token, 0.8 * contain)
+
+
+def rename_confidence(old: ColumnSchema, new: ColumnSchema, same_fingerprint: bool | None = None) -> float:
+    """Confidence that ``new`` is ``old`` renamed: type 0.35, position 0.3, name 0.35 (+ fingerprint)."""
+    score = 0.0
+    if old.data_type == new.data_type:
+        score += 0.35
+    elif classify_type_change(old.data_type, new.data_type) == "widening":
+        score += 0.15
+    gap = abs(old.position - new.position)
+    score += 0.3 if gap == 0 else 0.2 if gap == 1 else 0.0
+    score += 0.35 * _name_similarity(old.name, new.name)
+    if same_fingerprint is True:
+        score = max(score, 0.95)
+    elif same_fingerprint is False:
+        score *= 0.5
+    return round(min(score, 1.0), 3)
+
+
+def diff_snapshots(old: Snapshot, new: Snapshot) -> list[SchemaChange]:
+    """Typed changes from ``old`` to ``new`` (both keyed by lower-cased relation)."""
+    changes: list[SchemaChange] = []
+    for key in sorted(set(old.tables) | set(new.tables) | set(new.missing)):
+        before, after = old.tables.get(key), new.tables.get(key)
+        if before is None and after is not None:
+            changes.append(SchemaChange(kind="table_added", relation=after.relation))
+            continue
+        if before is not None and after is None:
+            kind = "table_missing" if key in new.missing else "table_dropped"
+            changes.append(SchemaChange(kind=kind, relation=before.relation))
+            continue
+        if before is None or after is None:
+            continue
+        ob, nb = before.by_name(), after.by_name()
+        dropped = [ob[n] for n in ob if n not in nb]
+        added = [nb[n] for n in nb if n not in ob]
+        pairs = sorted(
+            ((rename_confidence(d, a), d, a) for d in dropped for a in added), key=lambda p: -p[0]
+        )
+        used_d: set[str] = set()
+        used_a: set[str] = set()
+        for conf, d, a in pairs:
+            if conf < RENAME_THRESHOLD or d.name in used_d or a.name in used_a:
+                continue
+            used_d.add(d.name)
+            used_a.add(a.name)
+            changes.append(SchemaChange(
+                kind="column_renamed", relation=after.relation, column=d.name, new_column=a.name,
+                old_type=d.data_type, new_type=a.data_type, confidence=conf,
+            ))
+        for d in dropped:
+            if d.name not in used_d:
+                changes.append(SchemaChange(kind="column_dropped", relation=after.relation, column=d.name, old_type=d.data_type))
+        for a in added:
+            if a.name not in used_a:
+                changes.append(SchemaChange(kind="column_added", relation=after.relation, column=a.name, new_type=a.data_type))
+        for name in sorted(set(ob) & set(nb)):
+            o, n = ob[name], nb[name]
+            if o.data_type != n.data_type:
+                changes.append(SchemaChange(
+                    kind="type_changed", relation=after.relation, column=n.name, old_type=o.data_type,
+                    new_type=n.data_type, type_change=classify_type_change(o.data_type, n.data_type),  # type: ignore[arg-type]
+                ))
+            if o.nullable != n.nullable:
+                changes.append(SchemaChange(
+                    kind="nullability_changed", relation=after.relation, column=n.name,
+                    nullable_from=o.nullable, nullable_to=n.nullable,
+                ))
+    return changes

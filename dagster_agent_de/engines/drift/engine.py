@@ -1,0 +1,72 @@
+"""Detect schema drift: snapshot, diff against the baseline, impact, severity, proposed fixes."""
+
+from __future__ import annotations
+
+from dagster_agent_de.adapters.warehouse import Warehouse
+from dagster_agent_de.engines.drift.diff import diff_snapshots
+from dagster_agent_de.engines.drift.fix import propose_fix
+from dagster_agent_de.engines.drift.impact import ImpactAnalyzer, assess, schema_from_snapshot
+from dagster_agent_de.engines.drift.models import DriftReport, Snapshot
+from dagster_agent_de.engines.drift.snapshot import snapshot_schema
+from dagster_agent_de.engines.drift.store import SnapshotStore
+from dagster_agent_de.manifest import Manifest
+
+
+def watched_relations(manifest: Manifest, include_models: bool = True) -> list[tuple[str | None, str, str]]:
+    """(database, schema, table) of every dbt source (and model, for column lineage)."""
+    out = []
+    for node in manifest.nodes.values():
+        if node.schema is None or node.identifier is None:
+            continue
+        if node.is_source or (include_models and node.resource_type in ("model", "snapshot", "seed")):
+            out.append((node.database, node.schema, node.identifier))
+    return sorted(set(out), key=lambda r: tuple(p or "" for p in r))
+
+
+def take_snapshot(manifest: Manifest, warehouse: Warehouse) -> Snapshot:
+    return snapshot_schema(warehouse, watched_relations(manifest))
+
+
+def source_relations(manifest: Manifest) -> set[str]:
+    return {".".join(p for p in (n.database, n.schema, n.identifier) if p).lower() for n in manifest.sources()}
+
+
+def compare(baseline: Snapshot, current: Snapshot, manifest: Manifest, *, sources_only: bool = True) -> DriftReport:
+    """Typed, assessed changes from ``baseline`` to ``current`` (sources only by default)."""
+    watched = source_relations(manifest)
+    changes = diff_snapshots(baseline, current)
+    notes = []
+    if sources_only:
+        changes = [c for c in changes if c.relation.lower() in watched]
+        # a source absent from both snapshots has not been created yet: say so, no alert
+        never = sorted(set(current.missing) & set(baseline.missing) & watched)
+        if never:
+            notes.append("source tables that do not exist yet: " + ", ".join(never))
+    analyzer = ImpactAnalyzer(manifest, current.dialect, schema_from_snapshot(baseline))
+    assessed = []
+    for change in changes:
+        change = assess(change, analyzer)
+        fix = propose_fix(change, manifest)
+        if fix:
+            change = change.model_copy(update={"proposed_fix": fix})
+        assessed.append(change)
+    unknown = sorted({i.model for c in assessed for i in c.impacted if i.unknown})
+    if unknown:
+        notes.append("column-level impact unknown for: " + ", ".join(unknown) + " (SQL not parseable; treated as reading the column)")
+    assessed.sort(key=lambda c: (-c.severity.rank, c.relation, c.column or ""))
+    return DriftReport(baseline_at=baseline.taken_at, snapshot_at=current.taken_at, changes=assessed, notes=notes)
+
+
+def detect_drift(
+    manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *, record_baseline: bool = False
+) -> tuple[DriftReport, Snapshot]:
+    """Snapshot now and compare with the stored baseline; the first snapshot becomes the baseline."""
+    current = take_snapshot(manifest, warehouse)
+    baseline = store.baseline()
+    if baseline is None or record_baseline:
+        store.save("baseline", current)
+        store.save("last", current)
+        return DriftReport(baseline_at=None, snapshot_at=current.taken_at, baseline_created=True), current
+    report = compare(baseline, current, manifest)
+    store.save("last", current)
+    return report, current

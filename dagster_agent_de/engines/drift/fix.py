@@ -1,0 +1,90 @@
+"""Proposed fixes for renames and retypes: keep downstream columns stable in the staging model."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+from dagster_agent_de.engines.drift.models import SchemaChange
+from dagster_agent_de.manifest import Manifest
+
+
+def _unified(path: str, before: str, after: str) -> str:
+    return "".join(difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), fromfile=f"a/{path}", tofile=f"b/{path}"
+    ))
+
+
+def _rewrite_sql(sql: str, column: str, replacement: str, alias_bare: bool) -> str:
+    """Replace reads of ``column``; a bare projection becomes ``replacement as column``."""
+    out = []
+    word = re.compile(rf"(?<![\w.\"]){re.escape(column)}(?![\w\"])", re.I)
+    alias = re.compile(rf"\bas\s+{re.escape(column)}\b", re.I)
+    for line in sql.splitlines(keepends=True):
+        stripped = line.strip().rstrip(",").strip()
+        if alias_bare and stripped.lower() == column.lower():
+            line = line.replace(stripped, f"{replacement} as {column}", 1)
+        elif word.search(line):
+            # keep `as column` aliases; rewrite the reads
+            protected = alias.sub(lambda m: m.group(0).replace(column, "\0"), line)
+            protected = word.sub(replacement, protected)
+            line = protected.replace("\0", column)
+        out.append(line)
+    return "".join(out)
+
+
+def propose_fix(change: SchemaChange, manifest: Manifest) -> str | None:
+    """A unified diff to the model(s) reading the source directly, plus the sources YAML change."""
+    if change.kind not in ("column_renamed", "type_changed") or not change.column:
+        return None
+    if change.kind == "type_changed" and change.type_change == "widening":
+        return None
+    sources = [n for n in manifest.sources() if n.relation_name and
+               n.relation_name.replace('"', "").lower() == change.relation.lower()]
+    diffs = []
+    for src in sources:
+        for child_uid in manifest.children(src.unique_id):
+            child = manifest.nodes[child_uid]
+            path = manifest.model_file(child)
+            if path is None or not path.exists():
+                continue
+            before = path.read_text()
+            if change.kind == "column_renamed":
+                after = _rewrite_sql(before, change.column, str(change.new_column), alias_bare=True)
+            else:
+                after = _rewrite_sql(before, change.column, f"cast({change.column} as {change.old_type})", alias_bare=True)
+                after = after.replace(f"cast(cast({change.column} as {change.old_type}) as {change.old_type})",
+                                      f"cast({change.column} as {change.old_type})")
+            if after != before:
+                diffs.append(_unified(child.raw["original_file_path"], before, after))
+        if change.kind == "column_renamed" and manifest.project_dir is not None:
+            yml = manifest.project_dir / src.raw.get("original_file_path", "")
+            if yml.is_file():
+                text = yml.read_text()
+                new = _rename_in_sources_yml(text, src.raw["source_name"], src.name, change.column, str(change.new_column))
+                if new != text:
+                    diffs.append(_unified(src.raw["original_file_path"], text, new))
+    return "".join(diffs) or None
+
+
+def _rename_in_sources_yml(text: str, source: str, table: str, old: str, new: str) -> str:
+    """Rename ``- name: old`` under the table's ``columns:`` (line-based, keeps comments)."""
+    lines = text.splitlines(keepends=True)
+    in_source = in_table = False
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)- name:\s*(\S+)\s*$", line)
+        if not m:
+            continue
+        indent, name = len(m.group(1)), m.group(2).strip("'\"")
+        if indent <= 2:
+            in_source, in_table = name == source, False
+        elif in_source and indent <= 6:
+            in_table = name == table
+        elif in_source and in_table and name.lower() == old.lower():
+            lines[i] = line.replace(m.group(2), new, 1)
+            break
+    return "".join(lines)
+
+
+__all__ = ["Path", "propose_fix"]
