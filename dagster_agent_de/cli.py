@@ -179,6 +179,40 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
     sys.exit(1 if failed else 0)
 
 
+@main.command()
+@click.option("--baseline", "record_baseline", is_flag=True, help="Record the current schemas as the new baseline.")
+@click.option("--json", "as_json", is_flag=True, help="Print the drift report as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
+    """Snapshot source schemas and diff against the stored baseline. Exit 1 on breaking drift."""
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+
+    manifest, wh = _context(settings)
+    store = SnapshotStore(settings.state_dir / "drift")
+    with wh:
+        report, snapshot = detect_drift(manifest, wh, store, record_baseline=record_baseline)
+    if as_json:
+        _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking})
+    elif report.baseline_created:
+        click.echo(f"baseline recorded: {len(snapshot.tables)} relations in {snapshot.duration_ms:.0f} ms "
+                   f"({store.directory / 'baseline.json'})")
+    elif not report.changes:
+        click.echo(f"no schema drift ({len(snapshot.tables)} relations checked in {snapshot.duration_ms:.0f} ms)")
+    else:
+        for c in report.changes:
+            click.echo(f"{c.severity.value.upper():8} {c.describe()}")
+            for i in c.impacted:
+                cols = f" reads {', '.join(i.columns)}" if i.columns else ""
+                click.echo(f"           -> {i.model}{cols}" + (f" (impact unknown: {i.unknown})" if i.unknown else ""))
+            if c.proposed_fix:
+                click.echo("         proposed fix:")
+                click.echo("\n".join("           " + line for line in c.proposed_fix.splitlines()))
+        for note in report.notes:
+            click.echo(f"note: {note}")
+    sys.exit(1 if report.breaking else 0)
+
+
 def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 

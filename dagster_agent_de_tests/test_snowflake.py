@@ -51,3 +51,48 @@ def test_snowflake_target_without_credentials_names_the_env_vars(tmp_path, monke
     monkeypatch.delenv("SNOWFLAKE_USER", raising=False)
     with pytest.raises(ConfigError, match="SNOWFLAKE_ACCOUNT"):
         open_warehouse(resolve_settings(tmp_path, None, "snowflake"), AuditLog(None))
+
+
+def test_drift_through_snowflake_adapter(tmp_path) -> None:
+    """Upper-case identifiers and NUMBER types, one information_schema query, rename detected."""
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.manifest import Manifest
+
+    manifest = Manifest({"nodes": {
+        "model.p.stg_charges": {
+            "name": "stg_charges", "resource_type": "model", "relation_name": "SHOP.ANALYTICS.STG_CHARGES",
+            "database": "SHOP", "schema": "ANALYTICS", "alias": "STG_CHARGES", "package_name": "p",
+            "original_file_path": "models/stg_charges.sql", "compiled_code": "select id, amount / 100 as amount from SHOP.STRIPE.CHARGES",
+            "depends_on": {"nodes": ["source.p.stripe.charges"]},
+        }}, "sources": {"source.p.stripe.charges": {
+            "name": "charges", "source_name": "stripe", "resource_type": "source", "relation_name": "SHOP.STRIPE.CHARGES",
+            "database": "SHOP", "schema": "STRIPE", "identifier": "CHARGES"}}})
+    audit = AuditLog(None)
+    store = SnapshotStore(tmp_path / "drift")
+    with fakesnow.patch():
+        from dagster_snowflake import SnowflakeResource
+
+        resource = SnowflakeResource(account="acct", user="agent", password="pw")
+        with resource.get_connection() as con:
+            cur = con.cursor()
+            cur.execute("create database if not exists SHOP")
+            cur.execute("create schema if not exists SHOP.STRIPE")
+            cur.execute("create schema if not exists SHOP.ANALYTICS")
+            cur.execute("create or replace table SHOP.STRIPE.CHARGES (id varchar, amount number(38,0), currency varchar)")
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            first, snap = detect_drift(manifest, wh, store)
+            assert first.baseline_created
+            table = snap.tables["shop.stripe.charges"]
+            assert [c.name for c in table.columns] == ["ID", "AMOUNT", "CURRENCY"]
+            assert table.columns[1].data_type.startswith("NUMBER")
+        with resource.get_connection() as con:
+            con.cursor().execute("alter table SHOP.STRIPE.CHARGES rename column AMOUNT to AMOUNT_CENTS")
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            report, _ = detect_drift(manifest, wh, store)
+    snapshot_queries = [e for e in audit.events if "information_schema.columns" in e.statement]
+    assert len(snapshot_queries) == 2  # one per snapshot, for the whole database
+    (change,) = report.changes
+    assert (change.kind, change.column, change.new_column) == ("column_renamed", "AMOUNT", "AMOUNT_CENTS")
+    assert change.severity.value == "breaking"
+    assert [i.model for i in change.impacted] == ["stg_charges"]

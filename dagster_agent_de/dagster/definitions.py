@@ -22,6 +22,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from dagster_agent_de.config import Settings, resolve_settings
 from dagster_agent_de.dagster.checks import build_reconcile_checks, build_reconcile_schedule
+from dagster_agent_de.dagster.drift import build_drift_checks, build_drift_job, build_schema_poll_sensor
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.engines.reconcile import specs_from_manifest
 from dagster_agent_de.manifest import Manifest
@@ -84,21 +85,29 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         reconcile_checks, os.environ.get("AGENT_DE_RECONCILE_CRON", "0 6 * * *")
     )
 
-    # dbt source tests are checks on the source assets: select them with the dbt op's assets;
-    # reconciliation checks run after their model, in the same run.
+    sources = source_specs(manifest)
+    drift_checks = build_drift_checks([s.key for s in sources])
+    drift_job = build_drift_job(list(drift_checks.check_keys))
+    poll_sensor = build_schema_poll_sensor(int(os.environ.get("AGENT_DE_SCHEMA_POLL_SECONDS", "60")))
+
+    # The blocking drift checks on the sources run in their own step before the dbt op: a breaking
+    # change stops the build before any model reads the changed schema. dbt source tests are checks
+    # on the source assets too; reconciliation checks run after their model, in the same run.
     dbt_build_job = define_asset_job(
         DBT_BUILD_JOB,
         selection=AssetSelection.assets(dbt_models)
         | AssetSelection.checks(*dbt_models.check_keys)
+        | AssetSelection.checks(*drift_checks.check_keys)
         | AssetSelection.checks(*[k for c in reconcile_checks for k in c.check_keys]),
-        description="dbt build of the whole project: models, dbt tests and reconciliation checks.",
+        description="Schema drift gate, then dbt build (models and dbt tests), then reconciliation checks.",
     )
 
     return Definitions(
-        assets=[dbt_models, *source_specs(manifest)],
-        asset_checks=reconcile_checks,
-        jobs=[dbt_build_job, reconcile_job],
+        assets=[dbt_models, *sources],
+        asset_checks=[*reconcile_checks, drift_checks],
+        jobs=[dbt_build_job, reconcile_job, drift_job],
         schedules=[reconcile_schedule],
+        sensors=[poll_sensor],
         resources={
             "dbt": DbtCliResource(
                 project_dir=str(project.project_dir),
@@ -110,6 +119,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
                 target=settings.target,
                 state_dir=str(settings.state_dir),
                 project_dir=str(settings.project_dir),
+                duckdb_path=str(settings.duckdb_path),
             ),
         },
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,12 +33,16 @@ class AgentWarehouseResource(ConfigurableResource):
         default=None, description="State directory (default: AGENT_DE_STATE_DIR or ./.agent_de)."
     )
     project_dir: str | None = Field(default=None, description="dbt project directory (default: resolved).")
+    duckdb_path: str | None = Field(default=None, description="DuckDB file (default: <state dir>/warehouse.duckdb).")
     read_only: bool = Field(
         default=True, description="Refuse every statement that is not a read. Only a policy may lower this."
     )
 
     def settings(self) -> Settings:
-        return resolve_settings(self.state_dir, self.project_dir, self.target)
+        settings = resolve_settings(self.state_dir, self.project_dir, self.target)
+        if self.duckdb_path:
+            settings = replace(settings, duckdb_path=Path(self.duckdb_path))
+        return settings
 
     def manifest(self) -> Manifest:
         """The project's manifest (lineage, relations, compiled SQL)."""

@@ -94,13 +94,58 @@ class AgentDETranslator:
             description=report.summary()[:1000],
         )
 
-    def error_check_result(self, error: Exception, severity: str = "error", what: str = "check") -> AssetCheckResult:
+    def error_check_result(
+        self, error: Exception, severity: str = "error", what: str = "check",
+        asset_key: AssetKey | None = None, check_name: str | None = None,
+    ) -> AssetCheckResult:
         """A check that could not run fails with the cause (it never passes silently)."""
         return AssetCheckResult(
+            asset_key=asset_key,
+            check_name=check_name,
             passed=False,
             severity=self.check_severity(severity),
             metadata={"error": MetadataValue.text(str(error)), "error_type": MetadataValue.text(type(error).__name__)},
             description=f"the {what} could not run: {error}"[:1000],
+        )
+
+    # -- schema drift -----------------------------------------------------------------------
+    def column_schema(self, table: Any) -> MetadataValue:
+        """``dagster/column_schema`` from a drift ``TableSchema`` snapshot."""
+        from dagster import TableColumnConstraints
+        from dagster import TableSchema as DagsterTableSchema
+
+        return MetadataValue.table_schema(DagsterTableSchema(columns=[
+            TableColumn(c.name, c.data_type, constraints=TableColumnConstraints(nullable=c.nullable))
+            for c in table.columns
+        ]))
+
+    def drift_metadata(self, changes: Sequence[Any], notes: Sequence[str] = ()) -> dict[str, Any]:
+        md: dict[str, Any] = {
+            "changes": MetadataValue.int(len(changes)),
+            "breaking_changes": MetadataValue.int(sum(1 for c in changes if c.severity.value == "breaking")),
+        }
+        if changes:
+            lines = ["| severity | change | impacted models |", "|---|---|---|"]
+            for c in changes:
+                imp = ", ".join(f"`{i.model}`" + (f" ({', '.join(i.columns)})" if i.columns else "") for i in c.impacted) or "none"
+                lines.append(f"| {c.severity.value} | {c.describe()} | {imp} |")
+            for c in changes:
+                if c.proposed_fix:
+                    lines += ["", f"**Proposed fix** ({c.describe()}):", "", "```diff", c.proposed_fix.rstrip(), "```"]
+            md["summary"] = MetadataValue.md("\n".join(lines + [f"\n_{n}_" for n in notes]))
+            md["changes_table"] = default_table([c.as_row() for c in changes])
+            md["changes_json"] = default_json([c.model_dump(mode="json") for c in changes])
+        return md
+
+    def drift_check_result(self, asset_key: AssetKey, changes: Sequence[Any], notes: Sequence[str] = ()) -> AssetCheckResult:
+        worst = max((c.severity.rank for c in changes), default=-1)
+        return AssetCheckResult(
+            asset_key=asset_key,
+            check_name="schema_drift",
+            passed=worst < 1,  # info-only changes pass; warnings fail as WARN, breaking as ERROR (blocks)
+            severity=AssetCheckSeverity.ERROR if worst >= 2 else AssetCheckSeverity.WARN,
+            metadata=self.drift_metadata(changes, notes),
+            description="; ".join(c.describe() for c in changes)[:1000] or "no schema drift",
         )
 
     # -- findings ---------------------------------------------------------------------------

@@ -59,6 +59,8 @@ def run_demo(settings: Settings, *, scale: int = 10_000) -> DemoResult:
     settings.ensure_state_dir()
     settings = prepare_demo_project(settings)
     data = generate_demo_data(settings.duckdb_path, scale=scale)
+    # fresh source tables: the old schema baseline no longer describes them
+    shutil.rmtree(settings.state_dir / "drift", ignore_errors=True)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ["AGENT_DE_STATE_DIR"] = str(settings.state_dir)

@@ -1,0 +1,94 @@
+"""Drift in Dagster: the schema-poll sensor and the blocking gate before dbt, on a real instance."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, build_sensor_context
+
+from dagster_agent_de.dagster.definitions import build_definitions
+from dagster_agent_de.dagster.drift import DRIFT_CHECK, build_schema_poll_sensor
+from dagster_agent_de.dagster.resources import AgentWarehouseResource
+
+
+@pytest.fixture
+def resource(demo_env, tmp_path: Path) -> AgentWarehouseResource:
+    """The session's warehouse and project, with a private state dir (its own drift store)."""
+    return AgentWarehouseResource(state_dir=str(tmp_path), project_dir=str(demo_env.project_dir),
+                                  duckdb_path=str(demo_env.settings.duckdb_path))
+
+
+class _Cursor:
+    def __init__(self, cursor):
+        self.cursor = cursor
+
+
+def _tick(sensor, instance, resource, cursor=None):
+    """Evaluate the sensor once; returns its result and the cursor it leaves."""
+    with build_sensor_context(instance=instance, cursor=cursor, resources={"agent_warehouse": resource}) as ctx:
+        result = sensor(ctx)
+    new_cursor = getattr(result, "cursor", None) or ctx.cursor
+    return result, _Cursor(new_cursor)
+
+
+def test_sensor_catches_a_rename_on_its_first_tick_after_the_change(demo_env, resource) -> None:
+    sensor = build_schema_poll_sensor()
+    with DagsterInstance.ephemeral() as instance:
+        first, ctx = _tick(sensor, instance, resource)
+        assert not first.run_requests and "baseline" in (first.skip_reason.skip_message or "")
+        assert {e.asset_key for e in first.asset_events} >= {AssetKey(["stripe", "charges"])}
+        obs = next(e for e in first.asset_events if e.asset_key == AssetKey(["stripe", "charges"]))
+        assert "amount" in [c.name for c in obs.metadata["dagster/column_schema"].schema.columns]
+        cursor = ctx.cursor
+        unchanged, ctx2 = _tick(sensor, instance, resource, cursor)
+        assert unchanged is not None and not getattr(unchanged, "run_requests", None)
+        demo_env.write("alter table stripe.charges rename column amount to amount_cents")
+        try:
+            result, ctx3 = _tick(sensor, instance, resource, cursor)
+            again, _ = _tick(sensor, instance, resource, ctx3.cursor)
+        finally:
+            demo_env.write("alter table stripe.charges rename column amount_cents to amount")
+    (request,) = result.run_requests
+    assert request.asset_check_keys == [AssetCheckKey(AssetKey(["stripe", "charges"]), DRIFT_CHECK)]
+    assert request.run_key and request.tags["agent_de/trigger"] == "schema_poll_sensor"
+    assert not getattr(again, "run_requests", None)  # the same drift is not requested twice
+
+
+def test_breaking_drift_gates_the_dbt_build_before_any_model_runs(demo_env, resource, tmp_path: Path) -> None:
+    from dagster_agent_de.config import resolve_settings
+
+    settings = resolve_settings(tmp_path, demo_env.project_dir, "duckdb")
+    from dataclasses import replace
+
+    settings = replace(settings, duckdb_path=demo_env.settings.duckdb_path)
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def("dbt_build")
+    with DagsterInstance.ephemeral() as instance:
+        # baseline: run only the drift checks (no dbt) on the unchanged schema
+        drift_job = defs.resolve_job_def("schema_drift_check")
+        assert drift_job.execute_in_process(instance=instance).success
+        demo_env.write("alter table stripe.charges rename column amount to amount_cents")
+        try:
+            result = job.execute_in_process(instance=instance, raise_on_error=False)
+        finally:
+            demo_env.write("alter table stripe.charges rename column amount_cents to amount")
+    assert not result.success
+    evals = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    drift = evals[("stripe/charges", DRIFT_CHECK)]
+    assert not drift.passed and drift.severity.value == "ERROR"
+    assert "renamed to amount_cents" in (drift.description or "")
+    assert drift.metadata["breaking_changes"].value == 1
+    assert evals[("app/orders", DRIFT_CHECK)].passed
+    assert result.get_asset_materialization_events() == []  # no model was built on the changed schema
+    started = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
+    assert "dbt_models" not in started
+
+
+def test_sensor_survives_an_unreachable_warehouse(tmp_path: Path, demo_env) -> None:
+    broken = AgentWarehouseResource(state_dir=str(tmp_path), project_dir=str(demo_env.project_dir),
+                                    duckdb_path=str(tmp_path / "missing.duckdb"))
+    with DagsterInstance.ephemeral() as instance:
+        result, ctx = _tick(build_schema_poll_sensor(), instance, broken)
+    assert "could not snapshot" in result.skip_message and ctx.cursor is None  # nothing advanced
