@@ -213,6 +213,44 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
     sys.exit(1 if report.breaking else 0)
 
 
+@main.command()
+@click.option("--asset", required=True, help="The failing asset: a model name, source.table or asset key a/b.")
+@click.option("--check", "check", default=None, help="The failed check (reconcile spec, dbt test or schema_drift).")
+@click.option("--json", "as_json", is_flag=True, help="Print the documented findings JSON, best first.")
+@click.pass_obj
+@_fail_cleanly
+def investigate(settings: Settings, asset: str, check: str | None, as_json: bool) -> None:
+    """Investigate a failure: lineage, SQL analysis, the pattern library, a finding with evidence."""
+    from dagster_agent_de.engines.drift import SnapshotStore
+    from dagster_agent_de.engines.investigate import investigate as run_investigation
+    from dagster_agent_de.engines.investigate.failure import failure_from_check
+    from dagster_agent_de.engines.escalate.context_store import load_rules
+
+    manifest, wh = _context(settings)
+    rules = load_rules(settings.project_dir)
+    with wh:
+        failure = failure_from_check(manifest, asset, check, wh, [settings.project_dir, settings.state_dir])
+        report = run_investigation(failure, manifest, wh, rules=rules.rules,
+                                   drift_store=SnapshotStore(settings.state_dir / "drift"))
+    if as_json:
+        _echo_json(report.model_dump(mode="json"))
+        return
+    for i, f in enumerate(report.findings):
+        tag = "ROOT CAUSE" if i == 0 and f.pattern != "unexplained" else f"#{i + 1}"
+        click.echo(f"{tag}: {f.pattern} in {f.model} (confidence {f.confidence:.0%})")
+        click.echo(f"  {f.summary}")
+        for e in f.evidence[:3]:
+            click.echo(f"  evidence: {e.rationale} -> {e.result_summary}")
+        if f.proposed_fix:
+            click.echo(f"  proposed fix: {f.proposed_fix.description}")
+            if f.proposed_fix.diff:
+                click.echo("\n".join("    " + line for line in f.proposed_fix.diff.splitlines()))
+        if i == 0:
+            click.echo("")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+
+
 def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 

@@ -80,6 +80,10 @@ class Finding(_Frozen):
     evidence: list[Evidence] = Field(default_factory=list)
     proposed_fix: ProposedFix | None = None
     blast_radius: list[str] = Field(default_factory=list)
+    verified: bool = True
+    cited_rules: list[str] = Field(default_factory=list)
+    needs_context: str | None = None
+    needs_authority: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -23,6 +23,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from dagster_agent_de.config import Settings, resolve_settings
 from dagster_agent_de.dagster.checks import build_reconcile_checks, build_reconcile_schedule
 from dagster_agent_de.dagster.drift import build_drift_checks, build_drift_job, build_schema_poll_sensor
+from dagster_agent_de.dagster.investigate import FINDINGS_ASSET, build_failed_check_sensor, investigate_job
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.engines.reconcile import specs_from_manifest
 from dagster_agent_de.manifest import Manifest
@@ -102,12 +103,21 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         description="Schema drift gate, then dbt build (models and dbt tests), then reconciliation checks.",
     )
 
+    plugin_assets = [
+        AssetSpec(FINDINGS_ASSET, group_name="agent_de", kinds={"agent_de"},
+                  description="Recent findings of the agent's investigations (materialized by the investigate job)."),
+    ]
+    opted_out = [AssetKey([n.name]) for n in view.models() if n.agent_de_meta.get("investigate") is False]
+    failed_check_sensor = build_failed_check_sensor(
+        int(os.environ.get("AGENT_DE_FAILED_CHECK_SECONDS", "30")), opted_out_assets=opted_out
+    )
+
     return Definitions(
-        assets=[dbt_models, *sources],
+        assets=[dbt_models, *sources, *plugin_assets],
         asset_checks=[*reconcile_checks, drift_checks],
-        jobs=[dbt_build_job, reconcile_job, drift_job],
+        jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job],
         schedules=[reconcile_schedule],
-        sensors=[poll_sensor],
+        sensors=[poll_sensor, failed_check_sensor],
         resources={
             "dbt": DbtCliResource(
                 project_dir=str(project.project_dir),

@@ -1,0 +1,218 @@
+"""Investigation in Dagster: the failed-check sensor and the ``investigate`` job.
+
+The sensor reads the per-check execution index (works on SQLite and PostgreSQL storage),
+requests one run per failed evaluation (``run_key`` makes it idempotent), and never moves
+its cursor past an evaluation still PLANNED in a running run.
+"""
+
+import json
+import os
+import time
+from collections.abc import Sequence
+
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetMaterialization,
+    Config,
+    DefaultSensorStatus,
+    MetadataValue,
+    OpExecutionContext,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    job,
+    op,
+    sensor,
+)
+from pydantic import Field
+
+from dagster_agent_de.core.models import FindingsReport
+from dagster_agent_de.dagster.resources import AgentWarehouseResource
+from dagster_agent_de.dagster.translator import AgentDETranslator, default_table
+from dagster_agent_de.engines.drift import SnapshotStore
+from dagster_agent_de.engines.escalate.context_store import load_rules
+from dagster_agent_de.engines.investigate import Failure, investigate
+from dagster_agent_de.engines.investigate.store import FindingsStore
+
+INVESTIGATE_JOB = "investigate"
+FINDINGS_ASSET = AssetKey(["agent_de", "findings"])
+PAUSE_TAG = "agent_de/paused"
+
+
+class InvestigateConfig(Config):
+    """Which failure to investigate (filled in by the failed-check sensor, or by hand in the Launchpad)."""
+
+    asset_key: list[str] = Field(description="Asset key path of the failing asset, e.g. ['fct_orders'].")
+    check_name: str = Field(default="", description="Name of the failed check ('' for a failed run or by-hand).")
+    evaluation_id: int = Field(default=0, description="Id of the failed check evaluation record (0 if unknown).")
+    triggering_run_id: str = Field(default="", description="Run in which the check failed.")
+
+
+def _failure_kind(check_name: str, metadata: dict) -> str:
+    if check_name == "schema_drift":
+        return "schema_drift"
+    if "missing_pct" in metadata:
+        return "reconciliation"
+    if check_name.startswith(("unique_", "not_null_", "accepted_values_", "relationships_", "source_")):
+        return "dbt_test"
+    return "other"
+
+
+def _metadata_values(entry_metadata) -> dict:
+    out = {}
+    for k, v in (entry_metadata or {}).items():
+        value = getattr(v, "value", v)
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            out[k] = value
+    return out
+
+
+def evaluation_metadata(instance, check_key: AssetCheckKey, evaluation_id: int) -> dict:
+    """Metadata of one check evaluation, from the per-check index."""
+    if not evaluation_id:
+        return {}
+    for record in instance.event_log_storage.get_asset_check_execution_history(check_key, limit=100):
+        if record.id == evaluation_id and record.event is not None and record.event.dagster_event is not None:
+            data = record.event.dagster_event.event_specific_data
+            md = _metadata_values(getattr(data, "metadata", {}))
+            report = getattr(data, "metadata", {}).get("report")
+            if report is not None:
+                cols = [c["column"] for c in (getattr(report, "value", {}) or {}).get("columns", []) if c.get("mismatched")]
+                md["mismatched_columns"] = cols
+            return md
+    return {}
+
+
+@op(name="investigate_failure", description="Investigate one failed check: lineage, SQL analysis, pattern library.")
+def investigate_op(context: OpExecutionContext, config: InvestigateConfig, agent_warehouse: AgentWarehouseResource):
+    translator = AgentDETranslator()
+    settings = agent_warehouse.settings()
+    check_key = AssetCheckKey(AssetKey(config.asset_key), config.check_name) if config.check_name else None
+    metadata = evaluation_metadata(context.instance, check_key, config.evaluation_id) if check_key else {}
+    manifest = agent_warehouse.manifest()
+    node = manifest.find("/".join(config.asset_key))
+    failure = Failure(asset=node.display_name, check=config.check_name or None,
+                      kind=_failure_kind(config.check_name, metadata), metadata=metadata, run_id=config.triggering_run_id)
+    rules = load_rules(settings.project_dir)
+    if rules.error:
+        context.log.warning(f"context file is malformed, using the last good rules: {rules.error}")
+    start = time.perf_counter()
+    with agent_warehouse.get_warehouse(context) as wh:
+        report: FindingsReport = investigate(failure, manifest, wh, rules=rules.rules,
+                                             drift_store=SnapshotStore(settings.state_dir / "drift"))
+    elapsed = time.perf_counter() - start
+    top = report.findings[0]
+    context.log.info(f"finding: {top.pattern} in {top.model} ({top.confidence:.0%}): {top.summary}")
+    tags = {
+        "agent_de/asset": "/".join(config.asset_key), "agent_de/check": config.check_name,
+        "agent_de/evaluation_id": str(config.evaluation_id), "agent_de/triggering_run": config.triggering_run_id,
+        "agent_de/root_cause": top.pattern, "agent_de/culprit": top.model or "",
+    }
+    context.instance.add_run_tags(context.run_id, {k: v for k, v in tags.items() if v})
+    if config.triggering_run_id and context.instance.get_run_by_id(config.triggering_run_id):
+        context.instance.add_run_tags(config.triggering_run_id, {"agent_de/investigation_run": context.run_id})
+    extra = {"agent_de/investigation_run": MetadataValue.text(context.run_id),
+             "agent_de/check": MetadataValue.text(config.check_name or "-"),
+             "agent_de/duration_s": MetadataValue.float(round(elapsed, 3))}
+    failing_key = AssetKey(config.asset_key)
+    context.log_event(translator.finding_observation(top, failing_key, extra))
+    culprit = manifest.find(top.model) if top.model and top.pattern != "unexplained" else None
+    if culprit is not None and AssetKey(culprit.asset_key_path) != failing_key:
+        context.log_event(translator.finding_observation(top, AssetKey(culprit.asset_key_path), extra))
+    store = FindingsStore(settings.state_dir / "findings" / "findings.jsonl")
+    store.append(report.findings[:5], run_id=context.run_id, check=config.check_name)
+    recent = store.recent(20)
+    context.log_event(AssetMaterialization(asset_key=FINDINGS_ASSET, metadata={
+        "recent_findings": default_table([
+            {"pattern": r.get("pattern"), "model": r.get("model"), "confidence": r.get("confidence"),
+             "check": r.get("check"), "summary": (r.get("summary") or "")[:200], "run_id": r.get("run_id")}
+            for r in recent]),
+        "latest": MetadataValue.md(translator.finding_markdown(top)),
+        "hypotheses": default_table([{"pattern": f.pattern, "model": f.model, "confidence": f.confidence,
+                                      "summary": f.summary[:200]} for f in report.findings]),
+        "notes": MetadataValue.md("\n".join(f"- {n}" for n in report.notes)),
+    }))
+    return report.model_dump(mode="json")
+
+
+@job(name=INVESTIGATE_JOB, description="Investigate a failed check; findings appear as observations on the assets.",
+     tags={"agent_de/kind": "investigation"})
+def investigate_job():
+    investigate_op()
+
+
+def _opted_out(context: SensorEvaluationContext, key: AssetCheckKey) -> bool:
+    try:
+        spec = context.repository_def.asset_graph.get_check_spec(key)
+    except Exception:
+        return False
+    return (spec.metadata or {}).get("agent_de/investigate") is False
+
+
+def build_failed_check_sensor(
+    minimum_interval_seconds: int = 30,
+    lookback_hours: float | None = None,
+    opted_out_assets: Sequence[AssetKey] = (),
+    default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
+):
+    """Request one ``investigate`` run per new failed check evaluation of this code location."""
+    lookback = float(lookback_hours if lookback_hours is not None else os.environ.get("AGENT_DE_INVESTIGATE_LOOKBACK_HOURS", 24))
+    skip_assets = set(opted_out_assets)
+
+    @sensor(name="failed_check_sensor", job=investigate_job, minimum_interval_seconds=minimum_interval_seconds,
+            default_status=default_status,
+            description="Launches an investigation for each new failed asset check (reconciliation, drift, dbt tests).")
+    def failed_check_sensor(context: SensorEvaluationContext, agent_warehouse: AgentWarehouseResource):
+        from dagster_agent_de.engines.escalate.policy import is_paused
+
+        if is_paused(agent_warehouse.settings().state_dir):
+            return SkipReason("autonomous work is paused (`agent-de pause`); `agent-de resume` to continue")
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        first_tick = not context.cursor
+        since = time.time() - lookback * 3600
+        instance = context.instance
+        keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=lambda k: k.to_user_string())
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+        requests = []
+        for key in keys:
+            if key.asset_key in skip_assets or _opted_out(context, key):
+                continue
+            ck = key.to_user_string()
+            last_seen = int(cursor.get(ck, 0))
+            if key not in latest or latest[key].id <= last_seen:
+                continue
+            records = instance.event_log_storage.get_asset_check_execution_history(key, limit=100)
+            advance_to = last_seen
+            blocked = False
+            for record in sorted(records, key=lambda r: r.id):
+                if record.id <= last_seen:
+                    continue
+                status = record.status.value
+                if status == "PLANNED":
+                    run = instance.get_run_by_id(record.run_id)
+                    if run is not None and not run.is_finished:
+                        blocked = True  # still running: never move past it
+                    if not blocked:
+                        advance_to = record.id  # the run ended without evaluating the check
+                    continue
+                if status == "FAILED" and not (first_tick and record.create_timestamp < since):
+                    requests.append(RunRequest(
+                        run_key=f"investigate:{ck}:{record.id}",
+                        run_config={"ops": {"investigate_failure": {"config": {
+                            "asset_key": list(key.asset_key.path), "check_name": key.name,
+                            "evaluation_id": record.id, "triggering_run_id": record.run_id,
+                        }}}},
+                        tags={"agent_de/check": ck, "agent_de/evaluation_id": str(record.id),
+                              "agent_de/triggering_run": record.run_id, "agent_de/trigger": "failed_check_sensor"},
+                    ))
+                if not blocked:
+                    advance_to = record.id
+            cursor[ck] = advance_to
+        new_cursor = json.dumps(cursor, sort_keys=True)
+        if not requests:
+            return SensorResult(skip_reason="no new failed checks", cursor=new_cursor)
+        return SensorResult(run_requests=requests, cursor=new_cursor)
+
+    return failed_check_sensor

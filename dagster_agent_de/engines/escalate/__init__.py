@@ -1,0 +1,1 @@
+"""Escalations, the context store and the autonomy policy."""

@@ -1,0 +1,49 @@
+"""schema_drift: a recent change to an upstream source's schema that the models read."""
+
+from __future__ import annotations
+
+from dagster_agent_de.core.models import Evidence, ProposedFix
+from dagster_agent_de.engines.investigate.context import InvestigationContext
+from dagster_agent_de.engines.investigate.models import Hypothesis
+from dagster_agent_de.manifest import Node
+
+PATTERN = "schema_drift"
+
+
+def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
+    """Runs for each upstream source: compares the live schema with the accepted baseline."""
+    if not node.is_source or ctx.drift_store is None:
+        return []
+    from dagster_agent_de.engines.drift import compare, snapshot_schema
+
+    baseline = ctx.drift_store.baseline()
+    if baseline is None:
+        return []
+    rel = (node.database, node.schema, node.identifier or node.name)
+    current = snapshot_schema(ctx.warehouse, [rel])
+    key = ".".join(p for p in rel if p).lower()
+    scoped = baseline.model_copy(update={"tables": {k: v for k, v in baseline.tables.items() if k == key},
+                                         "missing": [m for m in baseline.missing if m == key]})
+    report = compare(scoped, current, ctx.manifest)
+    changes = [c for c in report.changes if c.severity.rank >= 1]
+    if not changes:
+        return []
+    out = []
+    for change in changes:
+        first = next((i.model for i in change.impacted if i.hops == 1), None) or node.display_name
+        ev = Evidence(statement=current.statements[0] if current.statements else "", rationale="live schema vs baseline",
+                      result_summary=change.describe(), rows_sample=[change.as_row()])
+        out.append(Hypothesis(
+            pattern=PATTERN, model=first, confidence=round(0.6 + 0.35 * change.confidence, 3),
+            columns=[c for c in (change.column, change.new_column) if c],
+            summary=(f"{change.describe()}; it breaks {', '.join(i.model for i in change.impacted) or 'no model'} "
+                     f"({change.severity.value})."),
+            evidence=[ev],
+            proposed_fix=ProposedFix(description=f"Adapt {first} to the new schema so downstream columns stay stable"
+                                                 + (" and update the source definition" if change.kind == "column_renamed" else ""),
+                                     diff=change.proposed_fix or "",
+                                     files=sorted({ln[6:] for ln in (change.proposed_fix or "").splitlines() if ln.startswith("+++ b/")})),
+            needs_authority=(f"Ask the owners of {node.display_name} whether the change is intended and permanent "
+                             "(a source contract change)") if change.kind in ("column_dropped", "table_dropped") else None,
+        ))
+    return out

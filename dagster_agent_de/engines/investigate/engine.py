@@ -1,0 +1,130 @@
+"""The investigation: lineage walk, hop counts, the pattern library, ranked findings.
+
+Deterministic: the same failure on the same data gives the same finding. Every query goes
+through the audited read-only warehouse. When nothing explains the failure the report says
+so, with what was ruled out, and never invents a cause.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dagster_agent_de.adapters.warehouse import Warehouse
+from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, Severity
+from dagster_agent_de.engines.investigate.context import InvestigationContext
+from dagster_agent_de.engines.investigate.detectors import DETECTORS
+from dagster_agent_de.engines.investigate.models import Failure, Hypothesis
+from dagster_agent_de.errors import ProjectError
+from dagster_agent_de.manifest import Manifest, Node
+
+MIN_CONFIDENCE = 0.3
+MAX_NODES = 200
+
+
+def _lineage(manifest: Manifest, node: Node) -> list[Node]:
+    ups = [manifest.nodes[u] for u in manifest.upstream(node.unique_id)][:MAX_NODES]
+    return [node, *ups]
+
+
+def hop_counts(ctx: InvestigationContext, nodes: list[Node]) -> tuple[dict[str, int], Evidence | None]:
+    """Row count of every node on the path, in one query (one per node if that fails)."""
+    rel_nodes = [n for n in nodes if n.relation_name]
+    if not rel_nodes:
+        return {}, None
+    parts = [f"select '{n.display_name}' as node, count(*) as row_count from {n.relation_name}" for n in rel_nodes]
+    res, ev = ctx.run(" union all ".join(parts), "row counts per hop, to locate where rows disappear or multiply")
+    counts: dict[str, int] = {}
+    if res is not None:
+        counts = {r[0]: int(r[1]) for r in res.rows}
+        return counts, ev
+    for n, sql in zip(rel_nodes, parts):
+        r, _ = ctx.run(sql, f"row count of {n.display_name}")
+        if r is not None:
+            counts[n.display_name] = int(r.rows[0][1])
+    return counts, Evidence(statement="; ".join(parts), rationale="row counts per hop",
+                            result_summary=", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+def _apply_rules(h: Hypothesis, rules: list[Any]) -> Hypothesis:
+    targets = {h.model.lower()} | {f"{h.model}.{c}".lower() for c in h.columns}
+    for rule in rules:
+        applies = {a.lower() for a in getattr(rule, "applies_to", [])}
+        suppresses = set(getattr(rule, "suppresses", None) or [])
+        if applies & targets and (not suppresses or h.pattern in suppresses):
+            h.confidence = round(h.confidence * 0.2, 3)
+            h.cited_rules.append(rule.id)
+            h.summary += f" — explained by context rule {rule.id}: {rule.rule!r}"
+    return h
+
+
+def investigate(
+    failure: Failure,
+    manifest: Manifest,
+    warehouse: Warehouse,
+    *,
+    rules: list[Any] | None = None,
+    drift_store: Any = None,
+    severity: Severity = Severity.ERROR,
+) -> FindingsReport:
+    """Investigate one failed check; return findings best first."""
+    start = time.perf_counter()
+    ctx = InvestigationContext(manifest, warehouse, failure, rules=list(rules or []), drift_store=drift_store)
+    try:
+        node = manifest.find(failure.asset)
+    except ProjectError:
+        return FindingsReport(findings=[Finding(
+            pattern="unexplained", model=failure.asset, severity=Severity.WARNING, confidence=0.0,
+            summary=f"{failure.asset} is not in the dbt manifest any more (deleted or renamed since the failure?); "
+                    "nothing to investigate.",
+        )], notes=[f"asset {failure.asset} not found in the manifest"])
+    nodes = _lineage(manifest, node)
+    counts, count_ev = hop_counts(ctx, nodes)
+    hypotheses: list[Hypothesis] = []
+    ran: list[str] = []
+    for n in nodes:
+        if not n.is_source:
+            facts = ctx.facts(n)
+            if facts.error:
+                ctx.notes.append(f"SQL detectors skipped for {n.name}: {facts.error}")
+                continue
+        for detector in DETECTORS:
+            try:
+                found = detector.detect(ctx, n)
+            except Exception as e:  # one detector's bug must not lose the investigation
+                ctx.notes.append(f"detector {detector.PATTERN} failed on {n.display_name}: {type(e).__name__}: {e}")
+                continue
+            ran.append(f"{detector.PATTERN}@{n.display_name}")
+            hypotheses.extend(_apply_rules(h, ctx.rules) for h in found)
+    order = {n.display_name: i for i, n in enumerate(nodes)}
+    hypotheses.sort(key=lambda h: (-h.confidence, order.get(h.model, 99), h.pattern))
+    downstream = {n.display_name: [manifest.nodes[d].display_name for d in manifest.downstream(n.unique_id)] for n in nodes}
+    findings = []
+    for h in hypotheses:
+        if h.confidence < MIN_CONFIDENCE and not h.cited_rules:
+            continue
+        evidence = list(h.evidence)
+        if count_ev is not None and not findings:
+            evidence.append(count_ev)
+        findings.append(Finding(
+            kind="investigation", pattern=h.pattern, model=h.model, columns=h.columns, confidence=h.confidence,
+            severity=severity if h.confidence >= 0.5 and not h.cited_rules else Severity.WARNING,
+            summary=h.summary, evidence=evidence, proposed_fix=h.proposed_fix,
+            blast_radius=[h.model, *downstream.get(h.model, [])] if h.model in downstream else [h.model],
+            verified=h.verified, cited_rules=h.cited_rules, needs_context=h.needs_business_context,
+            needs_authority=h.needs_authority,
+        ))
+    ruled_out = sorted({r.split("@")[0] for r in ran} - {h.pattern for h in hypotheses if h.confidence >= MIN_CONFIDENCE})
+    notes = list(ctx.notes)
+    notes.append(f"checked {len(nodes)} node(s) upstream of {node.display_name} with {len(DETECTORS)} detectors "
+                 f"in {(time.perf_counter() - start):.2f}s")
+    if counts:
+        notes.append("rows per hop: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
+    if not findings or findings[0].cited_rules:
+        findings.insert(0, Finding(
+            kind="investigation", pattern="unexplained", model=node.display_name, severity=Severity.WARNING, confidence=0.0,
+            summary=(f"No pattern in the library explains the failure of {failure.check or 'the check'} on "
+                     f"{node.display_name}. Ruled out: {', '.join(ruled_out) or 'nothing could be checked'}."),
+            evidence=[count_ev] if count_ev else [],
+        ))
+    return FindingsReport(findings=findings, notes=notes)

@@ -1,0 +1,66 @@
+"""What the investigation starts from (a failure) and what detectors return (hypotheses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dagster_agent_de.core.models import Evidence, ProposedFix
+
+FailureKind = Literal["reconciliation", "dbt_test", "schema_drift", "freshness", "other"]
+
+
+@dataclass
+class Failure:
+    """A failed check: which asset, which check, and the numbers it reported."""
+
+    asset: str  # model name, or source as source.table / asset key path a/b
+    check: str | None = None
+    kind: FailureKind = "other"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+
+    @property
+    def missing_pct(self) -> float | None:
+        v = self.metadata.get("missing_pct")
+        return float(v) if v is not None else None
+
+    @property
+    def extra_pct(self) -> float | None:
+        v = self.metadata.get("extra_pct")
+        return float(v) if v is not None else None
+
+    def mismatched_columns(self) -> list[str]:
+        cols = self.metadata.get("mismatched_columns") or []
+        return [str(c) for c in cols]
+
+
+@dataclass
+class Hypothesis:
+    """One candidate root cause, backed by the queries a detector ran."""
+
+    pattern: str
+    model: str
+    summary: str
+    confidence: float
+    columns: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    proposed_fix: ProposedFix | None = None
+    verified: bool = True
+    cited_rules: list[str] = field(default_factory=list)
+    needs_business_context: str | None = None  # a question only a human can answer
+    needs_authority: str | None = None  # a change someone must sign off
+
+
+def agreement(measured: float | None, expected: float | None) -> float:
+    """How well a measured share (in %) explains the failure's share (in %): 1.0 = exactly.
+
+    >>> agreement(70.0, 70.0), agreement(10.0, 70.0) < 0.3, agreement(5.0, None)
+    (1.0, True, 0.5)
+    """
+    if measured is None or expected is None:
+        return 0.5
+    if expected == 0 and measured == 0:
+        return 1.0
+    hi = max(abs(measured), abs(expected))
+    return max(0.0, 1.0 - abs(measured - expected) / hi)
