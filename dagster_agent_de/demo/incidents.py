@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from dagster_agent_de.config import BUNDLED_PROJECT_DIR
 from dagster_agent_de.errors import ConfigError
 
 
@@ -31,6 +32,7 @@ class Incident:
     expected_model: str
     patches: tuple[Patch, ...] = ()
     data_sql: tuple[str, ...] = field(default_factory=tuple)
+    revert_sql: tuple[str, ...] = field(default_factory=tuple)
 
 
 INCIDENTS: dict[str, Incident] = {
@@ -65,6 +67,7 @@ INCIDENTS: dict[str, Incident] = {
             expected_pattern="null_semantics",
             expected_model="fct_orders",
             data_sql=("update app.orders set status = null where status = 'completed' and order_id % 10 = 3",),
+            revert_sql=("update app.orders set status = 'completed' where status is null",),
         ),
         Incident(
             name="wt01_currency_mixing",
@@ -82,6 +85,11 @@ INCIDENTS: dict[str, Incident] = {
             expected_pattern="duplicate_key",
             expected_model="stg_stripe_charges",
             data_sql=("insert into stripe.charges select * from stripe.charges where metadata_order_id % 33 = 5",),
+            revert_sql=(
+                "create or replace temp table _dedup as select distinct * from stripe.charges",
+                "delete from stripe.charges",
+                "insert into stripe.charges select * from _dedup",
+            ),
         ),
         Incident(
             name="wt04_rename",
@@ -90,6 +98,7 @@ INCIDENTS: dict[str, Incident] = {
             expected_pattern="schema_drift",
             expected_model="stg_stripe_charges",
             data_sql=("alter table stripe.charges rename column amount to amount_cents",),
+            revert_sql=("alter table stripe.charges rename column amount_cents to amount",),
         ),
     )
 }
@@ -101,6 +110,17 @@ def get_incident(name: str) -> Incident:
     return INCIDENTS[name]
 
 
+def _run_sql(duckdb_path: Path, statements: tuple[str, ...]) -> None:
+    if not statements:
+        return
+    con = duckdb.connect(str(duckdb_path))
+    try:
+        for sql in statements:
+            con.execute(sql)
+    finally:
+        con.close()
+
+
 def inject(incident: Incident, project_dir: Path, duckdb_path: Path) -> None:
     """Apply the incident's model edits and source-data changes."""
     for patch in incident.patches:
@@ -109,19 +129,11 @@ def inject(incident: Incident, project_dir: Path, duckdb_path: Path) -> None:
         if patch.old not in text:
             raise ConfigError(f"{path} does not contain the text incident {incident.name} edits; reset with `agent-de demo`")
         path.write_text(text.replace(patch.old, patch.new, 1))
-    if incident.data_sql:
-        con = duckdb.connect(str(duckdb_path))
-        try:
-            for sql in incident.data_sql:
-                con.execute(sql)
-        finally:
-            con.close()
+    _run_sql(duckdb_path, incident.data_sql)
 
 
-def revert(incident: Incident, project_dir: Path) -> None:
-    """Undo the model edits (in reverse order)."""
-    for patch in reversed(incident.patches):
-        path = project_dir / patch.file
-        text = path.read_text()
-        if patch.new in text:
-            path.write_text(text.replace(patch.new, patch.old, 1))
+def revert(incident: Incident, project_dir: Path, duckdb_path: Path, original_dir: Path = BUNDLED_PROJECT_DIR) -> None:
+    """Restore the files the incident (or a fix applied after it) touched, and undo its data change."""
+    for rel in sorted({p.file for p in incident.patches}):
+        (project_dir / rel).write_text((original_dir / rel).read_text())
+    _run_sql(duckdb_path, incident.revert_sql)

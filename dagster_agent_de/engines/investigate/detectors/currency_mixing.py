@@ -12,6 +12,7 @@ from dagster_agent_de.manifest import Node
 PATTERN = "currency_mixing"
 MONEY = re.compile(r"(amount|revenue|price|total|value|gmv|paid|fee|cost)", re.I)
 RATE = re.compile(r"(rate|fx|conversion|exchange)", re.I)
+NOT_A_RATE = re.compile(r"(date|time|_at$|_id$|^id$|currency|source)", re.I)
 SINGLE_CURRENCY_OUTPUT = re.compile(r"_(usd|eur|gbp|reporting)$", re.I)
 
 
@@ -79,7 +80,8 @@ def _rate_column(ctx: InvestigationContext, node: Node) -> str | None:
             continue
         sql = ctx.manifest.compiled_sql(rel.unique_id) or ""
         cols = [c for c in rel.columns] + re.findall(r"\bas\s+(\w+)", sql, re.I) + re.findall(r"^\s*(\w+),?\s*$", sql, re.M)
-        for c in cols:
-            if RATE.search(c):
-                return f"{alias}.{c}"
+        candidates = [c for c in dict.fromkeys(cols) if RATE.search(c) and not NOT_A_RATE.search(c)]
+        if candidates:
+            best = sorted(candidates, key=lambda c: (not re.search(r"to_(usd|reporting)", c, re.I), len(c)))[0]
+            return f"{alias}.{best}"
     return None
