@@ -43,7 +43,7 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         conf = 0.9 if (ctx.failure.check or "").startswith("unique") else 0.7
         where = f"already in {origin.display_name}.{origin_col}" if origin else f"introduced in {node.name}"
         part = origin_col or key
-        order = _order_col(ctx, node)
+        order = _order_col(ctx, node, origin)
         desc = (f"Deduplicate in {node.name}: keep one row per {key} (the latest load), "
                 f"e.g. `qualify row_number() over (partition by {part} order by {order} desc) = 1`")
         fix = file_diff(ctx.manifest, node, lambda t: _add_qualify(t, part, order), desc)
@@ -73,9 +73,11 @@ def _trace_origin(ctx: InvestigationContext, node: Node, key: str):
     return None, None, evs
 
 
-def _order_col(ctx: InvestigationContext, node: Node) -> str:
-    for parent_uid in ctx.manifest.parents(node.unique_id):
-        parent = ctx.manifest.nodes[parent_uid]
+def _order_col(ctx: InvestigationContext, node: Node, origin: Node | None = None) -> str:
+    """The load-time column to keep the latest copy by (the source's loaded_at_field)."""
+    parents = [origin] if origin is not None else []
+    parents += [ctx.manifest.nodes[u] for u in ctx.manifest.parents(node.unique_id)]
+    for parent in parents:
         field = parent.raw.get("loaded_at_field") or (parent.raw.get("freshness") or {}).get("loaded_at_field")
         if field:
             return field

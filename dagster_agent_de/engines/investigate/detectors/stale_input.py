@@ -38,8 +38,9 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
     row = res.one()
     count, latest = int(row["row_count"] or 0), row["latest_load"]
     if count == 0:
-        return [Hypothesis(PATTERN, node.display_name, f"{node.display_name} is empty: every model reading it loads nothing.",
-                           0.75, evidence=[ev], proposed_fix=ProposedFix(description=f"Check the loader of {node.display_name}."))]
+        return [Hypothesis(pattern=PATTERN, model=node.display_name, confidence=0.75, evidence=[ev],
+                           summary=f"{node.display_name} is empty: every model reading it loads nothing.",
+                           proposed_fix=ProposedFix(description=f"Check the loader of {node.display_name}."))]
     if not isinstance(latest, datetime):
         return []
     now = datetime.now(timezone.utc) if latest.tzinfo else datetime.now(timezone.utc).replace(tzinfo=None)
@@ -48,9 +49,9 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
     if age_h <= limit:
         return []
     return [Hypothesis(
-        PATTERN, node.display_name, round(min(0.8, 0.5 + 0.05 * age_h / limit), 3),
-        f"{node.display_name} was last loaded {age_h:.1f} h ago (freshness limit {limit:g} h): downstream models "
-        "ran successfully on stale data.",
+        pattern=PATTERN, model=node.display_name, confidence=round(min(0.8, 0.5 + 0.05 * age_h / limit), 3),
+        summary=f"{node.display_name} was last loaded {age_h:.1f} h ago (freshness limit {limit:g} h): downstream "
+        "models ran successfully on stale data.",
         columns=[field], evidence=[ev],
         proposed_fix=ProposedFix(description=f"Re-run or repair the loader of {node.display_name}; nothing to change in dbt."),
     )]

@@ -1,0 +1,174 @@
+"""The failed-check sensor on a real temporary (SQLite) instance: once each, never lost."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetCheckResult,
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    Definitions,
+    asset,
+    asset_check,
+    build_sensor_context,
+    define_asset_job,
+)
+
+from dagster_agent_de.dagster.investigate import build_failed_check_sensor, investigate_job
+from dagster_agent_de.dagster.resources import AgentWarehouseResource
+
+STATE = {"fail": True, "gate": threading.Event()}
+
+
+@asset
+def orders():
+    if not STATE["gate"].is_set():
+        STATE["gate"].wait(timeout=30)
+    return 1
+
+
+@asset_check(asset=AssetKey(["orders"]), name="orders_ok")
+def orders_ok():
+    return AssetCheckResult(passed=not STATE["fail"])
+
+
+@asset
+def payments():
+    return 1
+
+
+@asset_check(asset=AssetKey(["payments"]), name="payments_ok")
+def payments_ok():
+    return AssetCheckResult(passed=not STATE["fail"])
+
+
+@asset_check(asset=AssetKey(["payments"]), name="quiet_check", metadata={"agent_de/investigate": False})
+def quiet_check():
+    return AssetCheckResult(passed=False)
+
+
+def make_defs(tmp_path: Path) -> Definitions:
+    return Definitions(
+        assets=[orders, payments], asset_checks=[orders_ok, payments_ok, quiet_check],
+        jobs=[define_asset_job("build", selection=[orders, payments]), investigate_job,
+              define_asset_job("orders_only", selection=[orders]),
+              define_asset_job("orders_check", selection=AssetSelection.checks(orders_ok))],
+        sensors=[build_failed_check_sensor(lookback_hours=0)],
+        resources={"agent_warehouse": AgentWarehouseResource(state_dir=str(tmp_path))},
+    )
+
+
+def tick(defs: Definitions, instance, cursor):
+    sensor = defs.resolve_sensor_def("failed_check_sensor")
+    with build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def(),
+                              resources={"agent_warehouse": defs.resources["agent_warehouse"]}) as ctx:
+        result = sensor(ctx)
+    return [r for r in (result.run_requests or [])], (result.cursor or cursor)
+
+
+@pytest.fixture
+def instance(tmp_path: Path):
+    STATE["fail"] = True
+    STATE["gate"].set()
+    (tmp_path / "home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "home")) as inst:
+        yield inst
+
+
+def test_each_failure_once_two_in_one_tick_and_opt_out(instance, tmp_path: Path) -> None:
+    defs = make_defs(tmp_path)
+    _, cursor = tick(defs, instance, None)  # first tick: nothing yet
+    defs.resolve_job_def("build").execute_in_process(instance=instance, raise_on_error=False)
+    requests, cursor = tick(defs, instance, cursor)
+    checks = sorted(r.tags["agent_de/check"] for r in requests)
+    assert checks == ["orders:orders_ok", "payments:payments_ok"]  # two failures, two runs; quiet_check opted out
+    assert len({r.run_key for r in requests}) == 2
+    cfg = requests[0].run_config["ops"]["investigate_failure"]["config"]
+    assert cfg["evaluation_id"] > 0 and cfg["triggering_run_id"] and cfg["check_name"]
+    again, cursor2 = tick(defs, instance, cursor)
+    assert again == [] and json.loads(cursor2) == json.loads(cursor)
+    STATE["fail"] = False
+    defs.resolve_job_def("build").execute_in_process(instance=instance, raise_on_error=False)
+    passed, _ = tick(defs, instance, cursor)
+    assert passed == []  # passing evaluations are not investigated
+
+
+def test_first_tick_skips_history_older_than_the_lookback(instance, tmp_path: Path) -> None:
+    defs = make_defs(tmp_path)
+    defs.resolve_job_def("build").execute_in_process(instance=instance, raise_on_error=False)
+    requests, _ = tick(defs, instance, None)
+    assert requests == []  # lookback 0 h: old failures are history, not incidents
+
+
+def test_sensor_error_loses_nothing(instance, tmp_path: Path, monkeypatch) -> None:
+    defs = make_defs(tmp_path)
+    _, cursor = tick(defs, instance, None)
+    defs.resolve_job_def("build").execute_in_process(instance=instance, raise_on_error=False)
+    storage = type(instance.event_log_storage)
+    original = storage.get_asset_check_execution_history
+
+    def boom(self, *a, **k):
+        raise RuntimeError("storage hiccup")
+
+    monkeypatch.setattr(storage, "get_asset_check_execution_history", boom)
+    with pytest.raises(Exception, match="storage hiccup"):
+        tick(defs, instance, cursor)  # a failed tick persists no cursor
+    monkeypatch.setattr(storage, "get_asset_check_execution_history", original)
+    requests, _ = tick(defs, instance, cursor)
+    assert len(requests) == 2
+
+
+def test_cursor_never_moves_past_a_check_still_planned(instance, tmp_path: Path) -> None:
+    defs = make_defs(tmp_path)
+    _, cursor = tick(defs, instance, None)
+    STATE["gate"].clear()
+    slow = threading.Thread(target=lambda: defs.resolve_job_def("orders_only").execute_in_process(
+        instance=instance, raise_on_error=False))
+    slow.start()  # orders_ok is PLANNED while the asset waits
+    try:
+        import time
+
+        for _ in range(100):
+            planned = instance.event_log_storage.get_asset_check_execution_history(
+                orders_ok.check_keys.__iter__().__next__(), limit=5)
+            if planned:
+                break
+            time.sleep(0.1)
+        assert planned and planned[0].status.value == "PLANNED"
+        STATE["fail"] = True
+        # a later run fails the same check while the first is still running
+        defs.resolve_job_def("orders_check").execute_in_process(instance=instance, raise_on_error=False)
+        requests, cursor = tick(defs, instance, cursor)
+        later_keys = {r.run_key for r in requests}
+        assert any(k.startswith("investigate:orders:orders_ok:") for k in later_keys)
+        held = json.loads(cursor)["orders:orders_ok"]
+        assert held < planned[0].id  # not past the record still PLANNED
+    finally:
+        STATE["gate"].set()
+        slow.join(timeout=60)
+    requests2, cursor2 = tick(defs, instance, cursor)
+    new = {r.run_key for r in requests2} - later_keys
+    assert any(k.startswith("investigate:orders:orders_ok:") for k in new)  # the slow run's failure, not lost
+    assert json.loads(cursor2)["orders:orders_ok"] > held
+
+
+def test_pause_stops_autonomous_investigations(instance, tmp_path: Path) -> None:
+    from dagster_agent_de.engines.escalate.policy import set_paused
+
+    defs = make_defs(tmp_path)
+    _, cursor = tick(defs, instance, None)
+    defs.resolve_job_def("build").execute_in_process(instance=instance, raise_on_error=False)
+    set_paused(tmp_path, True)
+    sensor = defs.resolve_sensor_def("failed_check_sensor")
+    with build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def(),
+                              resources={"agent_warehouse": defs.resources["agent_warehouse"]}) as ctx:
+        result = sensor(ctx)
+    assert "paused" in result.skip_message
+    set_paused(tmp_path, False)
+    requests, _ = tick(defs, instance, cursor)
+    assert len(requests) == 2  # nothing was lost while paused

@@ -1,0 +1,256 @@
+"""Each detector on constructed SQL and data: it fires when its pattern is there, and only then."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+from dagster_agent_de.engines.investigate import Failure, investigate
+from dagster_agent_de.engines.investigate.context import InvestigationContext
+from dagster_agent_de.engines.investigate.detectors import (
+    currency_mixing,
+    duplicate_key,
+    filter_row_drop,
+    join_fanout,
+    join_row_drop,
+    null_semantics,
+    stale_input,
+    type_coercion,
+)
+from dagster_agent_de.manifest import Manifest
+from dagster_agent_de_tests.helpers import duck
+
+
+def project(tmp_path: Path, models: dict[str, str], data: list[str], *, sources: dict[str, dict] | None = None,
+            tests: dict[str, list[str]] | None = None) -> tuple[Manifest, Path]:
+    """A tiny dbt-like project: model files on disk, a manifest pointing at them, a DuckDB file."""
+    db = duck(tmp_path / "wh.duckdb", "create schema raw", *data)
+    (tmp_path / "models").mkdir(exist_ok=True)
+    nodes = {}
+    for name, sql in models.items():
+        (tmp_path / "models" / f"{name}.sql").write_text(sql)
+        nodes[f"model.p.{name}"] = {
+            "name": name, "resource_type": "model", "relation_name": f'"wh"."main"."{name}"', "database": "wh",
+            "schema": "main", "alias": name, "package_name": "p", "original_file_path": f"models/{name}.sql",
+            "depends_on": {"nodes": []}, "columns": {},
+        }
+    for model, cols in (tests or {}).items():
+        for col in cols:
+            nodes[f"test.p.unique_{model}_{col}"] = {
+                "name": f"unique_{model}_{col}", "resource_type": "test", "column_name": col,
+                "test_metadata": {"name": "unique", "kwargs": {"column_name": col}},
+                "depends_on": {"nodes": [f"model.p.{model}"]},
+            }
+    srcs = {}
+    for name, extra in (sources or {}).items():
+        srcs[f"source.p.raw.{name}"] = {
+            "name": name, "source_name": "raw", "resource_type": "source", "relation_name": f'"wh"."raw"."{name}"',
+            "database": "wh", "schema": "raw", "identifier": name, **extra,
+        }
+    manifest = Manifest({"nodes": nodes, "sources": srcs}, tmp_path)
+    # materialize the models as views, so detectors can query them
+    sqls = [f"create view main.{n} as {manifest.render(s)}" for n, s in models.items()]
+    duck(db, *sqls)
+    return manifest, db
+
+
+def ctx_for(manifest: Manifest, db: Path, failure: Failure | None = None) -> InvestigationContext:
+    return InvestigationContext(manifest, DuckDBWarehouse(db, AuditLog(None)), failure or Failure(asset="x"))
+
+
+ORDERS = "create table raw.orders as select range as id, range % 10 as customer_id, 'USD' as currency, 10.0 as amount, case when range % 5 = 0 then null when range % 7 = 0 then 'cancelled' else 'ok' end as status from range(100)"
+CUSTOMERS_ALL = "create table raw.customers as select range as customer_id, 'c' || range as email from range(10)"
+CUSTOMERS_SOME = "create table raw.customers as select range as customer_id from range(3)"
+SRC = {"orders": {}, "customers": {}}
+
+
+def test_join_row_drop_fires_on_a_lossy_inner_join(tmp_path: Path) -> None:
+    sql = ("select o.id from {{ source('raw', 'orders') }} o inner join {{ source('raw', 'customers') }} c "
+           "on o.customer_id = c.customer_id")
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, CUSTOMERS_SOME], sources=SRC)
+    (h,) = join_row_drop.detect(ctx_for(m, db, Failure(asset="m", metadata={"missing_pct": 70.0})), m.find("m"))
+    assert "drops 70 of 100 rows" in h.summary and h.confidence > 0.9
+    assert "left join {{ source('raw', 'customers') }}" in h.proposed_fix.diff
+
+
+def test_join_row_drop_silent_when_every_row_matches_or_join_is_left(tmp_path: Path) -> None:
+    inner = ("select o.id from {{ source('raw', 'orders') }} o join {{ source('raw', 'customers') }} c "
+             "on o.customer_id = c.customer_id")
+    left = inner.replace(" join ", " left join ").replace("left left", "left")
+    m, db = project(tmp_path, {"a": inner}, [ORDERS, CUSTOMERS_ALL], sources=SRC)
+    assert join_row_drop.detect(ctx_for(m, db), m.find("a")) == []
+    m2, db2 = project(tmp_path / "2", {"b": left}, [ORDERS, CUSTOMERS_SOME], sources=SRC) if (tmp_path / "2").mkdir() is None else None
+    assert join_row_drop.detect(ctx_for(m2, db2), m2.find("b")) == []
+
+
+def test_join_row_drop_sees_a_left_join_turned_inner_by_where(tmp_path: Path) -> None:
+    sql = ("select o.id from {{ source('raw', 'orders') }} o left join {{ source('raw', 'customers') }} c "
+           "on o.customer_id = c.customer_id where c.customer_id > 0")
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, CUSTOMERS_SOME], sources=SRC)
+    (h,) = join_row_drop.detect(ctx_for(m, db), m.find("m"))
+    assert "LEFT join turned inner" in h.summary
+
+
+def test_join_fanout(tmp_path: Path) -> None:
+    dup = "create table raw.customers as select range % 10 as customer_id from range(20)"
+    sql = "select o.id from {{ source('raw', 'orders') }} o join {{ source('raw', 'customers') }} c on o.customer_id = c.customer_id"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, dup], sources=SRC)
+    (h,) = join_fanout.detect(ctx_for(m, db), m.find("m"))
+    assert "up to 2x per key" in h.summary
+    (tmp_path / "n").mkdir()
+    m2, db2 = project(tmp_path / "n", {"m": sql}, [ORDERS, CUSTOMERS_ALL], sources=SRC)
+    assert join_fanout.detect(ctx_for(m2, db2), m2.find("m")) == []
+
+
+def test_null_semantics_not_equal_drops_nulls(tmp_path: Path) -> None:
+    sql = "select id from {{ source('raw', 'orders') }} where status <> 'cancelled'"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    (h,) = null_semantics.detect(ctx_for(m, db, Failure(asset="m", metadata={"missing_pct": 20.0})), m.find("m"))
+    assert "20 rows" in h.summary and h.columns == ["status"]
+    assert "status is distinct from 'cancelled'" in h.proposed_fix.diff
+
+
+def test_null_semantics_silent_without_nulls_or_with_equality(tmp_path: Path) -> None:
+    no_nulls = "create table raw.orders as select range as id, 'ok' as status from range(10)"
+    sql = "select id from {{ source('raw', 'orders') }} where status <> 'cancelled'"
+    m, db = project(tmp_path, {"m": sql}, [no_nulls], sources={"orders": {}})
+    assert null_semantics.detect(ctx_for(m, db), m.find("m")) == []
+    (tmp_path / "eq").mkdir()
+    m2, db2 = project(tmp_path / "eq", {"m": "select id from {{ source('raw', 'orders') }} where status = 'ok'"},
+                      [ORDERS], sources={"orders": {}})
+    assert null_semantics.detect(ctx_for(m2, db2), m2.find("m")) == []
+
+
+def test_count_column_vs_count_star(tmp_path: Path) -> None:
+    sql = "select count(status) as n from {{ source('raw', 'orders') }}"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    (h,) = null_semantics.detect(ctx_for(m, db), m.find("m"))
+    assert "COUNT(status)" in h.summary and "20 NULL" in h.summary
+
+
+def test_currency_mixing(tmp_path: Path) -> None:
+    multi = ("create table raw.orders as select range as id, ['USD','EUR'][1 + range % 2] as currency, "
+             "10.0 as amount, date '2026-01-01' as d from range(10)")
+    bad = "select d, sum(amount) as revenue_usd from {{ source('raw', 'orders') }} group by d"
+    m, db = project(tmp_path, {"m": bad}, [multi], sources={"orders": {}})
+    (h,) = currency_mixing.detect(ctx_for(m, db), m.find("m"))
+    assert "2 currencies" in h.summary
+    (tmp_path / "ok").mkdir()
+    fine = "select d, currency, sum(amount) as revenue from {{ source('raw', 'orders') }} group by d, currency"
+    m2, db2 = project(tmp_path / "ok", {"m": fine}, [multi], sources={"orders": {}})
+    assert currency_mixing.detect(ctx_for(m2, db2), m2.find("m")) == []
+    (tmp_path / "one").mkdir()
+    single = multi.replace("['USD','EUR'][1 + range % 2]", "'USD'")
+    m3, db3 = project(tmp_path / "one", {"m": bad}, [single], sources={"orders": {}})
+    assert currency_mixing.detect(ctx_for(m3, db3), m3.find("m")) == []  # one currency: nothing mixed
+
+
+def test_duplicate_key_traced_to_the_source(tmp_path: Path) -> None:
+    dup = "create table raw.charges as select (range % 8) as id, 1.0 as amount, now() as _loaded_at from range(10)"
+    sql = "select id as charge_id, amount from {{ source('raw', 'charges') }}"
+    m, db = project(tmp_path, {"stg": sql}, [dup], sources={"charges": {"loaded_at_field": "_loaded_at"}},
+                    tests={"stg": ["charge_id"]})
+    (h,) = duplicate_key.detect(ctx_for(m, db, Failure(asset="stg", check="unique_stg_charge_id")), m.find("stg"))
+    assert "2 values of charge_id" in h.summary and "raw.charges.id" in h.summary and h.confidence == 0.9
+    assert "qualify row_number() over (partition by id order by _loaded_at desc) = 1" in h.proposed_fix.diff
+    (tmp_path / "u").mkdir()
+    uniq = "create table raw.charges as select range as id, 1.0 as amount, now() as _loaded_at from range(10)"
+    m2, db2 = project(tmp_path / "u", {"stg": sql}, [uniq], sources={"charges": {"loaded_at_field": "_loaded_at"}},
+                      tests={"stg": ["charge_id"]})
+    assert duplicate_key.detect(ctx_for(m2, db2), m2.find("stg")) == []
+
+
+def test_type_coercion_failed_casts(tmp_path: Path) -> None:
+    data = "create table raw.t as select * from (values ('1'), ('2'), ('x'), (null)) v(code)"
+    m, db = project(tmp_path, {"m": "select try_cast(code as integer) as code from {{ source('raw', 't') }}"},
+                    [data], sources={"t": {}})
+    (h,) = type_coercion.detect(ctx_for(m, db), m.find("m"))
+    assert "1 values cannot be cast" in h.summary and "TRY_CAST" in h.summary
+    (tmp_path / "ok").mkdir()
+    clean = "create table raw.t as select * from (values ('1'), ('2')) v(code)"
+    m2, db2 = project(tmp_path / "ok", {"m": "select cast(code as integer) as code from {{ source('raw', 't') }}"},
+                      [clean], sources={"t": {}})
+    assert type_coercion.detect(ctx_for(m2, db2), m2.find("m")) == []
+
+
+def test_type_coercion_string_vs_number_join_keys(tmp_path: Path) -> None:
+    data = ["create table raw.a as select range as id from range(3)", "create table raw.b as select range::varchar as id from range(3)"]
+    sql = "select a.id from {{ source('raw', 'a') }} a join {{ source('raw', 'b') }} b on a.id = b.id"
+    m, db = project(tmp_path, {"m": "select 1 as x"}, data, sources={"a": {}, "b": {}})
+    (tmp_path / "models" / "m.sql").write_text(sql)
+    hs = type_coercion.detect(ctx_for(m, db), m.find("m"))
+    assert any("BIGINT" in h.summary and "VARCHAR" in h.summary for h in hs)
+
+
+def test_stale_input(tmp_path: Path) -> None:
+    old = "create table raw.t as select 1 as x, timestamp '2020-01-01' as _loaded_at"
+    fresh = {"loaded_at_field": "_loaded_at", "freshness": {"error_after": {"count": 24, "period": "hour"}}}
+    m, db = project(tmp_path, {}, [old], sources={"t": fresh})
+    (h,) = stale_input.detect(ctx_for(m, db), m.find("raw.t"))
+    assert "last loaded" in h.summary
+    (tmp_path / "f").mkdir()
+    m2, db2 = project(tmp_path / "f", {}, ["create table raw.t as select 1 as x, now()::timestamp as _loaded_at"], sources={"t": fresh})
+    assert stale_input.detect(ctx_for(m2, db2), m2.find("raw.t")) == []
+    (tmp_path / "e").mkdir()
+    m3, db3 = project(tmp_path / "e", {}, ["create table raw.t (x integer, _loaded_at timestamp)"], sources={"t": fresh})
+    (h3,) = stale_input.detect(ctx_for(m3, db3), m3.find("raw.t"))
+    assert "is empty" in h3.summary
+
+
+def test_filter_row_drop(tmp_path: Path) -> None:
+    m, db = project(tmp_path, {"m": "select id from {{ source('raw', 'orders') }} where amount > 100"}, [ORDERS],
+                    sources={"orders": {}})
+    (h,) = filter_row_drop.detect(ctx_for(m, db, Failure(asset="m", metadata={"missing_pct": 100.0})), m.find("m"))
+    assert "removes 100 of 100 rows" in h.summary
+    (tmp_path / "k").mkdir()
+    m2, db2 = project(tmp_path / "k", {"m": "select id from {{ source('raw', 'orders') }} where amount > 1"}, [ORDERS],
+                      sources={"orders": {}})
+    assert filter_row_drop.detect(ctx_for(m2, db2), m2.find("m")) == []
+
+
+def test_unparseable_sql_is_skipped_and_said(tmp_path: Path) -> None:
+    m, db = project(tmp_path, {"m": "select id from {{ source('raw', 'orders') }}"}, [ORDERS], sources={"orders": {}})
+    (tmp_path / "models" / "m.sql").write_text("select id from {{ source('raw', 'orders') }} where (((")
+    report = investigate(Failure(asset="m"), m, DuckDBWarehouse(db, AuditLog(None)))
+    assert any("SQL detectors skipped for m" in n for n in report.notes)
+    assert report.findings[0].pattern == "unexplained"
+
+
+def test_nothing_explains_means_unexplained_not_invented(tmp_path: Path) -> None:
+    m, db = project(tmp_path, {"m": "select id from {{ source('raw', 'orders') }}"}, [ORDERS], sources={"orders": {}})
+    report = investigate(Failure(asset="m", check="c"), m, DuckDBWarehouse(db, AuditLog(None)))
+    top = report.findings[0]
+    assert top.pattern == "unexplained" and top.confidence == 0.0 and "Ruled out" in top.summary
+
+
+def test_a_query_that_fails_marks_the_hypothesis_unverified(tmp_path: Path) -> None:
+    sql = ("select o.id from {{ source('raw', 'orders') }} o inner join {{ source('raw', 'customers') }} c "
+           "on o.customer_id = c.customer_id")
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, CUSTOMERS_SOME], sources=SRC)
+    duck(db, "drop table raw.customers")  # gone since the failure
+    (h,) = join_row_drop.detect(ctx_for(m, db), m.find("m"))
+    assert not h.verified and "query failed" in h.evidence[0].result_summary
+
+
+def test_a_deleted_model_is_reported(tmp_path: Path) -> None:
+    m, db = project(tmp_path, {"m": "select 1 as x"}, [ORDERS], sources={"orders": {}})
+    report = investigate(Failure(asset="gone_model"), m, DuckDBWarehouse(db, AuditLog(None)))
+    assert "not in the dbt manifest" in report.findings[0].summary
+
+
+def test_context_rule_suppresses_a_known_business_rule(tmp_path: Path) -> None:
+    from dagster_agent_de.engines.escalate.context_store import ContextRule
+
+    sql = "select id from {{ source('raw', 'orders') }} where status <> 'cancelled'"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    rule = ContextRule(id="R-1", rule="orders without status are test orders and are excluded on purpose",
+                       applies_to=["m.status"], suppresses=["null_semantics"])
+    plain = investigate(Failure(asset="m", metadata={"missing_pct": 20.0}), m, DuckDBWarehouse(db, AuditLog(None)))
+    assert plain.findings[0].pattern == "null_semantics"
+    ruled = investigate(Failure(asset="m", metadata={"missing_pct": 20.0}), m, DuckDBWarehouse(db, AuditLog(None)), rules=[rule])
+    cited = [f for f in ruled.findings if f.cited_rules]
+    assert cited and cited[0].cited_rules == ["R-1"] and "R-1" in cited[0].summary
+    assert ruled.findings[0].pattern != "null_semantics"
