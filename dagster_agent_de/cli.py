@@ -251,6 +251,118 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
         click.echo(f"note: {note}")
 
 
+@main.group()
+def escalations() -> None:
+    """The decisions waiting for a human: context gaps and authority gaps."""
+
+
+def _esc_store(settings: Settings):
+    from dagster_agent_de.engines.escalate.store import EscalationStore
+
+    return EscalationStore(settings.state_dir / "escalations")
+
+
+@escalations.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include answered, expired and withdrawn ones.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@_fail_cleanly
+def escalations_list(settings: Settings, show_all: bool, as_json: bool) -> None:
+    items = _esc_store(settings).all()
+    items = items if show_all else [e for e in items if e.state.value == "open"]
+    if as_json:
+        _echo_json([e.model_dump(mode="json") for e in items])
+        return
+    if not items:
+        click.echo("no open escalations" if not show_all else "no escalations")
+    for e in items:
+        rec = e.options[e.recommendation].label if e.recommendation is not None else "no recommendation"
+        click.echo(f"{e.id:8} {e.state.value:9} {e.kind.value:14} owner={e.owner or '-':16} age={e.age_hours():.1f}h "
+                   f"approvals={len(e.approvals)}/{e.approvals_required}\n         {e.decision}\n         recommended: {rec}")
+
+
+@escalations.command("show")
+@click.argument("esc_id")
+@click.pass_obj
+@_fail_cleanly
+def escalations_show(settings: Settings, esc_id: str) -> None:
+    from dagster_agent_de.engines.escalate.answering import EscalationError
+
+    match = [e for e in _esc_store(settings).all() if e.id == esc_id]
+    if not match:
+        raise EscalationError(f"unknown escalation {esc_id}")
+    e = match[0]
+    click.echo(f"{e.id} [{e.state.value}] {e.kind.value}: {e.decision}")
+    click.echo(f"owner: {e.owner}  concerns: {e.asset}  check: {e.check}  due: {e.due_at}")
+    for i, o in enumerate(e.options):
+        star = " (recommended)" if e.recommendation == i else ""
+        click.echo(f"  [{i}] {o.label}{star}\n      consequence: {o.consequence}\n      agent will: {o.agent_action}")
+    click.echo(f"why: {e.recommendation_reason or '-'}\nblocked: {e.blocking}\ncontinues: {e.continues}")
+    for a in e.approvals:
+        click.echo(f"approval: {a.by} chose {a.choice} at {a.at:%Y-%m-%d %H:%M} {a.note}")
+    if e.fix_diff:
+        click.echo(e.fix_diff)
+
+
+@escalations.command("answer")
+@click.argument("esc_id")
+@click.option("--choice", type=int, required=True, help="Index of the option (see `show`).")
+@click.option("--note", default="", help="Why (becomes the rule text when the answer records context).")
+@click.option("--by", "by", default=lambda: os.environ.get("USER", ""), help="Who answers (default: $USER).")
+@click.option("--no-rerun", is_flag=True, help="Do not re-run the blocked investigation.")
+@click.pass_obj
+@_fail_cleanly
+def escalations_answer(settings: Settings, esc_id: str, choice: int, note: str, by: str, no_rerun: bool) -> None:
+    """Answer an escalation; the answer becomes durable context and the blocked work re-runs."""
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.engines.escalate.answering import answer_escalation
+    from dagster_agent_de.engines.escalate.policy import load_policy
+
+    manifest, wh = _context(settings)
+    result = answer_escalation(_esc_store(settings), esc_id, choice, by=by, note=note, project_dir=settings.project_dir,
+                               policy=load_policy(settings.project_dir), audit=AuditLog(settings.audit_path, actor="cli"),
+                               manifest=manifest)
+    click.echo(result.describe())
+    esc = result.escalation
+    if result.closed and esc.check and esc.asset and not no_rerun:
+        from dagster_agent_de.dagster.escalations import _check_asset
+        from dagster_agent_de.engines.drift import SnapshotStore
+        from dagster_agent_de.engines.escalate.context_store import load_rules
+        from dagster_agent_de.engines.investigate import investigate as run_investigation
+        from dagster_agent_de.engines.investigate.failure import failure_from_check
+
+        target = "/".join(_check_asset(manifest, esc) or manifest.find(esc.asset).asset_key_path)
+        with wh:
+            failure = failure_from_check(manifest, target, esc.check, wh, [settings.project_dir, settings.state_dir])
+            report = run_investigation(failure, manifest, wh, rules=load_rules(settings.project_dir).rules,
+                                       drift_store=SnapshotStore(settings.state_dir / "drift"))
+        top = report.findings[0]
+        click.echo(f"re-investigated {esc.check}: {top.pattern} in {top.model} ({top.confidence:.0%})")
+        click.echo(f"  {top.summary}")
+
+
+@main.command()
+@click.pass_obj
+@_fail_cleanly
+def pause(settings: Settings) -> None:
+    """Stop autonomous work (sensor-launched investigations) until `agent-de resume`."""
+    from dagster_agent_de.engines.escalate.policy import set_paused
+
+    set_paused(settings.state_dir, True, os.environ.get("USER", "cli"))
+    click.echo(f"paused: autonomous investigations stop until `agent-de resume` ({settings.state_dir / 'paused'})")
+
+
+@main.command()
+@click.pass_obj
+@_fail_cleanly
+def resume(settings: Settings) -> None:
+    """Resume autonomous work after `agent-de pause`."""
+    from dagster_agent_de.engines.escalate.policy import set_paused
+
+    set_paused(settings.state_dir, False)
+    click.echo("resumed")
+
+
 def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 

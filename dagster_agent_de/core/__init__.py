@@ -1,6 +1,7 @@
 """Domain model: no Dagster import here (a test enforces it)."""
 
 from dagster_agent_de.core.models import (
+    Approval,
     AuditEvent,
     Escalation,
     EscalationKind,
@@ -15,6 +16,7 @@ from dagster_agent_de.core.models import (
 from dagster_agent_de.core.redact import redact
 
 __all__ = [
+    "Approval",
     "AuditEvent",
     "Escalation",
     "EscalationKind",

@@ -109,23 +109,50 @@ class EscalationState(str, Enum):
 
 
 class EscalationOption(_Frozen):
+    """One choice a human can make, with its evidence and what the agent does if chosen."""
+
     label: str
     evidence: str = ""
     consequence: str = ""
-    agent_action: str = ""
+    agent_action: Literal["record_rule", "apply_fix", "none", "withdraw"] = "none"
+    rule: str | None = None  # the context rule recorded when chosen (record_rule)
+    suppresses: list[str] = Field(default_factory=list)
+
+
+class Approval(_Frozen):
+    by: str
+    choice: int
+    note: str = ""
+    at: datetime = Field(default_factory=utcnow)
 
 
 class Escalation(_Frozen):
-    """A decision handed to a human. Completed by the escalations feature."""
+    """A decision handed to a human: a context gap (business knowledge) or an authority gap (sign-off)."""
 
     id: str
     kind: EscalationKind
     decision: str
     options: list[EscalationOption] = Field(default_factory=list)
-    recommendation: str | None = None
+    recommendation: int | None = None  # index into options, or None = no recommendation
+    recommendation_reason: str = ""
+    blocking: str = ""
+    continues: str = ""
     owner: str | None = None
+    asset: str | None = None  # the asset it concerns (model name or source.table)
+    applies_to: list[str] = Field(default_factory=list)  # model.column the decision is about
+    finding_id: str | None = None
+    finding_pattern: str | None = None
+    check: str | None = None
+    approvals_required: int = 1
+    approvals: list[Approval] = Field(default_factory=list)
     state: EscalationState = EscalationState.OPEN
     created_at: datetime = Field(default_factory=utcnow)
+    due_at: datetime | None = None
+    answer: Approval | None = None
+    fix_diff: str = ""
+
+    def age_hours(self, now: datetime | None = None) -> float:
+        return ((now or utcnow()) - self.created_at).total_seconds() / 3600
 
 
 AuditOutcome = Literal["ok", "refused", "error"]

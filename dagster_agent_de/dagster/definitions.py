@@ -23,7 +23,13 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from dagster_agent_de.config import Settings, resolve_settings
 from dagster_agent_de.dagster.checks import build_reconcile_checks, build_reconcile_schedule
 from dagster_agent_de.dagster.drift import build_drift_checks, build_drift_job, build_schema_poll_sensor
-from dagster_agent_de.dagster.investigate import FINDINGS_ASSET, build_failed_check_sensor, investigate_job
+from dagster_agent_de.dagster.escalations import answer_escalation_job
+from dagster_agent_de.dagster.investigate import (
+    ESCALATIONS_ASSET,
+    FINDINGS_ASSET,
+    build_failed_check_sensor,
+    investigate_job,
+)
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.engines.reconcile import specs_from_manifest
 from dagster_agent_de.manifest import Manifest
@@ -106,6 +112,9 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     plugin_assets = [
         AssetSpec(FINDINGS_ASSET, group_name="agent_de", kinds={"agent_de"},
                   description="Recent findings of the agent's investigations (materialized by the investigate job)."),
+        AssetSpec(ESCALATIONS_ASSET, group_name="agent_de", kinds={"agent_de"},
+                  description="The open queue of decisions for humans: context gaps and authority gaps. "
+                              "Answer with the answer_escalation job or `agent-de escalations answer`."),
     ]
     opted_out = [AssetKey([n.name]) for n in view.models() if n.agent_de_meta.get("investigate") is False]
     failed_check_sensor = build_failed_check_sensor(
@@ -115,7 +124,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
         assets=[dbt_models, *sources, *plugin_assets],
         asset_checks=[*reconcile_checks, drift_checks],
-        jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job],
+        jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job, answer_escalation_job],
         schedules=[reconcile_schedule],
         sensors=[poll_sensor, failed_check_sensor],
         resources={

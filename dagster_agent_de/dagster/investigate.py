@@ -14,6 +14,7 @@ from dagster import (
     AssetCheckKey,
     AssetKey,
     AssetMaterialization,
+    AssetObservation,
     Config,
     DefaultSensorStatus,
     MetadataValue,
@@ -34,10 +35,12 @@ from dagster_agent_de.dagster.translator import AgentDETranslator, default_table
 from dagster_agent_de.engines.drift import SnapshotStore
 from dagster_agent_de.engines.escalate.context_store import load_rules
 from dagster_agent_de.engines.investigate import Failure, investigate
+from dagster_agent_de.engines.investigate.failure import failure_from_check
 from dagster_agent_de.engines.investigate.store import FindingsStore
 
 INVESTIGATE_JOB = "investigate"
 FINDINGS_ASSET = AssetKey(["agent_de", "findings"])
+ESCALATIONS_ASSET = AssetKey(["agent_de", "escalations"])
 PAUSE_TAG = "agent_de/paused"
 
 
@@ -85,44 +88,58 @@ def evaluation_metadata(instance, check_key: AssetCheckKey, evaluation_id: int) 
     return {}
 
 
-@op(name="investigate_failure", description="Investigate one failed check: lineage, SQL analysis, pattern library.")
-def investigate_op(context: OpExecutionContext, config: InvestigateConfig, agent_warehouse: AgentWarehouseResource):
+def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset_key: list[str], check_name: str,
+                         evaluation_id: int, triggering_run_id: str, metadata: dict | None = None) -> FindingsReport:
+    """Run the engine and record everything a user sees: observations, tags, findings, escalations.
+
+    Shared by the ``investigate`` job and by ``answer_escalation`` (which re-runs the blocked work).
+    """
+    from dagster_agent_de.engines.escalate.policy import load_policy
+    from dagster_agent_de.engines.escalate.raising import escalations_for, raise_escalations
+    from dagster_agent_de.engines.escalate.store import EscalationStore
+
     translator = AgentDETranslator()
     settings = agent_warehouse.settings()
-    check_key = AssetCheckKey(AssetKey(config.asset_key), config.check_name) if config.check_name else None
-    metadata = evaluation_metadata(context.instance, check_key, config.evaluation_id) if check_key else {}
+    check_key = AssetCheckKey(AssetKey(asset_key), check_name) if check_name else None
+    if metadata is None:
+        metadata = evaluation_metadata(context.instance, check_key, evaluation_id) if check_key else {}
+    metadata = metadata or {}
     manifest = agent_warehouse.manifest()
-    node = manifest.find("/".join(config.asset_key))
-    failure = Failure(asset=node.display_name, check=config.check_name or None,
-                      kind=_failure_kind(config.check_name, metadata), metadata=metadata, run_id=config.triggering_run_id)
+    node = manifest.find("/".join(asset_key))
     rules = load_rules(settings.project_dir)
     if rules.error:
         context.log.warning(f"context file is malformed, using the last good rules: {rules.error}")
     start = time.perf_counter()
     with agent_warehouse.get_warehouse(context) as wh:
+        if metadata or not check_name:
+            failure = Failure(asset=node.display_name, check=check_name or None,
+                              kind=_failure_kind(check_name, metadata), metadata=metadata, run_id=triggering_run_id)
+        else:  # no recorded evaluation (a re-run, or by hand): measure the failure again
+            failure = failure_from_check(manifest, node.display_name, check_name, wh,
+                                         [settings.project_dir, settings.state_dir])
         report: FindingsReport = investigate(failure, manifest, wh, rules=rules.rules,
                                              drift_store=SnapshotStore(settings.state_dir / "drift"))
     elapsed = time.perf_counter() - start
     top = report.findings[0]
     context.log.info(f"finding: {top.pattern} in {top.model} ({top.confidence:.0%}): {top.summary}")
     tags = {
-        "agent_de/asset": "/".join(config.asset_key), "agent_de/check": config.check_name,
-        "agent_de/evaluation_id": str(config.evaluation_id), "agent_de/triggering_run": config.triggering_run_id,
+        "agent_de/asset": "/".join(asset_key), "agent_de/check": check_name,
+        "agent_de/evaluation_id": str(evaluation_id) if evaluation_id else "", "agent_de/triggering_run": triggering_run_id,
         "agent_de/root_cause": top.pattern, "agent_de/culprit": top.model or "",
     }
     context.instance.add_run_tags(context.run_id, {k: v for k, v in tags.items() if v})
-    if config.triggering_run_id and context.instance.get_run_by_id(config.triggering_run_id):
-        context.instance.add_run_tags(config.triggering_run_id, {"agent_de/investigation_run": context.run_id})
+    if triggering_run_id and context.instance.get_run_by_id(triggering_run_id):
+        context.instance.add_run_tags(triggering_run_id, {"agent_de/investigation_run": context.run_id})
     extra = {"agent_de/investigation_run": MetadataValue.text(context.run_id),
-             "agent_de/check": MetadataValue.text(config.check_name or "-"),
+             "agent_de/check": MetadataValue.text(check_name or "-"),
              "agent_de/duration_s": MetadataValue.float(round(elapsed, 3))}
-    failing_key = AssetKey(config.asset_key)
+    failing_key = AssetKey(asset_key)
     context.log_event(translator.finding_observation(top, failing_key, extra))
     culprit = manifest.find(top.model) if top.model and top.pattern != "unexplained" else None
     if culprit is not None and AssetKey(culprit.asset_key_path) != failing_key:
         context.log_event(translator.finding_observation(top, AssetKey(culprit.asset_key_path), extra))
     store = FindingsStore(settings.state_dir / "findings" / "findings.jsonl")
-    store.append(report.findings[:5], run_id=context.run_id, check=config.check_name)
+    store.append(report.findings[:5], run_id=context.run_id, check=check_name)
     recent = store.recent(20)
     context.log_event(AssetMaterialization(asset_key=FINDINGS_ASSET, metadata={
         "recent_findings": default_table([
@@ -134,6 +151,30 @@ def investigate_op(context: OpExecutionContext, config: InvestigateConfig, agent
                                       "summary": f.summary[:200]} for f in report.findings]),
         "notes": MetadataValue.md("\n".join(f"- {n}" for n in report.notes)),
     }))
+    esc_store = EscalationStore(settings.state_dir / "escalations")
+    new = raise_escalations(esc_store, escalations_for(top, manifest, load_policy(settings.project_dir), check=check_name))
+    for esc in new:
+        context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
+        key = AssetKey(manifest.find(esc.asset).asset_key_path) if esc.asset else failing_key
+        context.log_event(AssetObservation(asset_key=key, metadata={
+            "agent_de/escalation": MetadataValue.text(esc.id),
+            "agent_de/escalation_kind": MetadataValue.text(esc.kind.value),
+            "agent_de/escalation_detail": MetadataValue.md(translator.escalation_markdown(esc)),
+        }))
+    if new:
+        record_escalations_asset(context, esc_store, translator)
+    return report
+
+
+def record_escalations_asset(context, store, translator: AgentDETranslator) -> None:
+    context.log_event(AssetMaterialization(asset_key=ESCALATIONS_ASSET,
+                                           metadata=translator.escalations_metadata(store.all())))
+
+
+@op(name="investigate_failure", description="Investigate one failed check: lineage, SQL analysis, pattern library.")
+def investigate_op(context: OpExecutionContext, config: InvestigateConfig, agent_warehouse: AgentWarehouseResource):
+    report = record_investigation(context, agent_warehouse, config.asset_key, config.check_name,
+                                  config.evaluation_id, config.triggering_run_id)
     return report.model_dump(mode="json")
 
 

@@ -148,6 +148,35 @@ class AgentDETranslator:
             description="; ".join(c.describe() for c in changes)[:1000] or "no schema drift",
         )
 
+    # -- escalations ------------------------------------------------------------------------
+    def escalation_markdown(self, e: Any) -> str:
+        lines = [f"### {e.id} ({e.kind.value.replace('_', ' ')}): {e.decision}", "",
+                 f"Owner: **{e.owner or '-'}** · state: {e.state.value} · concerns `{e.asset or '-'}`"
+                 + (f" · needs {e.approvals_required} distinct approvers" if e.approvals_required > 1 else ""), ""]
+        for i, o in enumerate(e.options):
+            star = " (recommended)" if e.recommendation == i else ""
+            lines.append(f"{i}. **{o.label}**{star}: {o.consequence}. Agent will: `{o.agent_action}`")
+        lines += ["", f"Recommendation: {e.recommendation_reason or 'no recommendation'}",
+                  f"Blocked: {e.blocking or '-'}; continues meanwhile: {e.continues or '-'}", "",
+                  f"Answer: launch the `answer_escalation` job with escalation_id `{e.id}`, or "
+                  f"`agent-de escalations answer {e.id} --choice N --by you@example.com`"]
+        if e.fix_diff:
+            lines += ["", "```diff", e.fix_diff.rstrip(), "```"]
+        return "\n".join(lines)
+
+    def escalations_metadata(self, escalations: Sequence[Any]) -> dict[str, Any]:
+        open_ = [e for e in escalations if e.state.value == "open"]
+        return {
+            "open": MetadataValue.int(len(open_)),
+            "queue": default_table([
+                {"id": e.id, "kind": e.kind.value, "decision": e.decision[:200],
+                 "recommendation": (e.options[e.recommendation].label if e.recommendation is not None else "none"),
+                 "owner": e.owner or "-", "age_hours": round(e.age_hours(), 2),
+                 "approvals": f"{len(e.approvals)}/{e.approvals_required}"} for e in open_
+            ], ["id", "kind", "decision", "recommendation", "owner", "age_hours", "approvals"]),
+            "detail": MetadataValue.md("\n\n---\n\n".join(self.escalation_markdown(e) for e in open_) or "No open escalations."),
+        }
+
     # -- findings ---------------------------------------------------------------------------
     def finding_metadata(self, finding: Finding) -> dict[str, Any]:
         md: dict[str, Any] = {

@@ -105,7 +105,18 @@ def load_rules(project_dir: Path) -> ContextRules:
 
 
 def add_rule(project_dir: Path, rule: ContextRule, *, expected_digest: str | None = None) -> ContextRules:
-    """Append ``rule`` atomically. With ``expected_digest``, refuse if the file changed meanwhile."""
+    """Append ``rule`` atomically, under a lock. With ``expected_digest``, refuse if the file changed meanwhile."""
+    import fcntl
+
+    with open(project_dir / ".agent_de_context.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _add_rule_locked(project_dir, rule, expected_digest)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _add_rule_locked(project_dir: Path, rule: ContextRule, expected_digest: str | None) -> ContextRules:
     path = project_dir / CONTEXT_FILE
     text = path.read_text() if path.exists() else ""
     if expected_digest is not None and text and _digest(text) != expected_digest:

@@ -1,0 +1,69 @@
+"""Answering escalations from the Dagster UI: the ``answer_escalation`` job (Launchpad)."""
+
+from dagster import Config, OpExecutionContext, job, op
+from pydantic import Field
+
+from dagster_agent_de.dagster.investigate import record_escalations_asset, record_investigation
+from dagster_agent_de.dagster.resources import AgentWarehouseResource
+from dagster_agent_de.dagster.translator import AgentDETranslator
+from dagster_agent_de.engines.escalate.answering import answer_escalation
+from dagster_agent_de.engines.escalate.policy import load_policy
+from dagster_agent_de.engines.escalate.store import EscalationStore
+
+ANSWER_JOB = "answer_escalation"
+
+
+class AnswerConfig(Config):
+    """Your answer to one escalation (see the agent_de/escalations asset for the open queue)."""
+
+    escalation_id: str = Field(description="e.g. ESC-3")
+    choice: int = Field(description="Index of the option you choose (0 = first).")
+    note: str = Field(default="", description="Why; becomes the rule text when the answer records context.")
+    answered_by: str = Field(description="Who answers (e-mail). Four-eyes decisions need distinct people.")
+
+
+@op(name="answer", description="Record the answer, act on it, and re-run the blocked investigation.")
+def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse: AgentWarehouseResource) -> dict:
+    settings = agent_warehouse.settings()
+    store = EscalationStore(settings.state_dir / "escalations")
+    manifest = agent_warehouse.manifest()
+    audit = agent_warehouse.audit_log(context)
+    result = answer_escalation(store, config.escalation_id, config.choice, by=config.answered_by, note=config.note,
+                               project_dir=settings.project_dir, policy=load_policy(settings.project_dir),
+                               audit=audit, manifest=manifest)
+    context.log.info(result.describe())
+    context.instance.add_run_tags(context.run_id, {"agent_de/escalation": config.escalation_id,
+                                                   "agent_de/answered_by": config.answered_by})
+    esc = result.escalation
+    rerun = None
+    if result.closed and esc.asset:
+        node = manifest.find(esc.asset)
+        check_asset = node.asset_key_path
+        if esc.check:
+            # re-investigate the failure that raised it, now with the new context
+            rerun = record_investigation(context, agent_warehouse, _check_asset(manifest, esc) or check_asset,
+                                         esc.check, 0, "", metadata=None)
+    record_escalations_asset(context, store, AgentDETranslator())
+    return {"escalation": esc.model_dump(mode="json"), "closed": result.closed,
+            "rule": result.rule.model_dump(mode="json") if result.rule else None,
+            "rerun_top": rerun.findings[0].model_dump(mode="json") if rerun else None}
+
+
+def _check_asset(manifest, esc) -> list[str] | None:
+    """The asset the failed check is on (may differ from the culprit the escalation concerns)."""
+    for node in manifest.nodes.values():
+        for spec in (node.agent_de_meta.get("reconcile") or []):
+            if isinstance(spec, dict) and spec.get("name") == esc.check:
+                return node.asset_key_path
+    for test in manifest.data.get("nodes", {}).values():
+        if test.get("resource_type") == "test" and test.get("name") == esc.check:
+            deps = (test.get("depends_on") or {}).get("nodes") or []
+            if deps and deps[0] in manifest.nodes:
+                return manifest.nodes[deps[0]].asset_key_path
+    return None
+
+
+@job(name=ANSWER_JOB, description="Answer an escalation from the Launchpad; re-runs the blocked investigation.",
+     tags={"agent_de/kind": "escalation_answer"})
+def answer_escalation_job():
+    answer_op()

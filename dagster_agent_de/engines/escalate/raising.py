@@ -1,0 +1,126 @@
+"""Turn findings into escalations: only context gaps and authority gaps reach a human."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dagster_agent_de.core.models import (
+    Escalation,
+    EscalationKind,
+    EscalationOption,
+    EscalationState,
+    Finding,
+    utcnow,
+)
+from dagster_agent_de.engines.escalate.policy import ActionClass, Autonomy, Policy
+from dagster_agent_de.engines.escalate.store import EscalationStore
+from dagster_agent_de.manifest import Manifest
+
+DEFAULT_OWNER = "data-team"
+DUE = timedelta(days=3)
+
+
+def owner_of(manifest: Manifest, model: str | None, default: str = DEFAULT_OWNER) -> str:
+    """dbt ``meta.owner``, else the model's group owner, else the default."""
+    if not model:
+        return default
+    try:
+        node = manifest.find(model)
+    except Exception:
+        return default
+    if node.meta.get("owner"):
+        return str(node.meta["owner"])
+    group = node.raw.get("group")
+    if group:
+        g = (manifest.data.get("groups") or {}).get(f"group.{node.raw.get('package_name')}.{group}") or {}
+        owner = (g.get("owner") or {})
+        return owner.get("email") or owner.get("name") or group
+    return default
+
+
+def _finance_in(manifest: Manifest, names: list[str]) -> list[str]:
+    out = []
+    for name in names:
+        try:
+            node = manifest.find(name)
+        except Exception:
+            continue
+        if node.agent_de_meta.get("finance") or "finance" in (node.raw.get("tags") or []):
+            out.append(node.display_name)
+    return out
+
+
+def escalations_for(finding: Finding, manifest: Manifest, policy: Policy, *, check: str | None = None,
+                    default_owner: str = DEFAULT_OWNER) -> list[Escalation]:
+    """What a finding needs from humans (ids are assigned when stored)."""
+    if finding.pattern == "unexplained" or finding.confidence < 0.5 or finding.cited_rules:
+        return []
+    out: list[Escalation] = []
+    owner = owner_of(manifest, finding.model, default_owner)
+    base = dict(asset=finding.model, finding_id=finding.id, finding_pattern=finding.pattern, check=check,
+                owner=owner, due_at=utcnow() + DUE,
+                applies_to=[f"{finding.model}.{c}" for c in finding.columns] or [str(finding.model)])
+    if finding.needs_context:
+        out.append(Escalation(
+            id="", kind=EscalationKind.CONTEXT_GAP, decision=finding.needs_context,
+            options=[
+                EscalationOption(label="They count: fix the model", evidence=finding.summary,
+                                 consequence="the rows come back into the model and its downstream tables",
+                                 agent_action="apply_fix"),
+                EscalationOption(label="They are excluded on purpose", evidence=finding.summary,
+                                 consequence="the check's numbers stay as they are; the agent stops flagging this",
+                                 agent_action="record_rule",
+                                 rule=f"{finding.pattern} on {', '.join(base['applies_to'])} is intended business logic",
+                                 suppresses=[finding.pattern]),
+            ],
+            recommendation=0,
+            recommendation_reason="the source of truth has these rows, so reports that exclude them disagree with it",
+            blocking=f"the fix of {finding.model}",
+            continues="detection, reconciliation and investigation of other failures",
+            fix_diff=finding.proposed_fix.diff if finding.proposed_fix else "",
+            **base,
+        ))
+    finance = _finance_in(manifest, finding.blast_radius)
+    needs_authority = finding.needs_authority
+    if finding.proposed_fix and finding.proposed_fix.diff and finance and policy.level(ActionClass.FINANCE) == Autonomy.NEEDS_AUTHORITY:
+        needs_authority = needs_authority or (
+            f"Apply the fix to {finding.model}? It changes finance-reported tables ({', '.join(finance)})")
+        approvals = policy.finance_approvers
+    else:
+        approvals = 1
+    if needs_authority:
+        out.append(Escalation(
+            id="", kind=EscalationKind.AUTHORITY_GAP, decision=needs_authority,
+            options=[
+                EscalationOption(label="Approve the proposed fix", evidence=finding.summary,
+                                 consequence=f"{finding.model} is changed as in the diff; downstream numbers change",
+                                 agent_action="apply_fix"),
+                EscalationOption(label="Reject: keep the model as it is", consequence="the check keeps failing",
+                                 agent_action="none"),
+            ],
+            recommendation=0, recommendation_reason=f"the investigation is {finding.confidence:.0%} confident and the fix is minimal",
+            blocking=f"applying the fix to {finding.model}",
+            continues="everything read-only; the failing check keeps reporting",
+            approvals_required=approvals, fix_diff=finding.proposed_fix.diff if finding.proposed_fix else "",
+            **base,
+        ))
+    return out
+
+
+def raise_escalations(store: EscalationStore, new: list[Escalation]) -> list[Escalation]:
+    """Store new escalations, skipping ones already open for the same finding pattern on the same asset."""
+    created: list[Escalation] = []
+
+    def add(items: list[Escalation]) -> list[Escalation]:
+        for esc in new:
+            dup = any(e.state == EscalationState.OPEN and e.kind == esc.kind and e.asset == esc.asset
+                      and e.finding_pattern == esc.finding_pattern for e in items)
+            if dup:
+                continue
+            stored = esc.model_copy(update={"id": store.next_id(items)})
+            items = [*items, stored]
+            created.append(stored)
+        return items
+
+    store.update(add)
+    return created
