@@ -1,0 +1,88 @@
+"""Escalations in Dagster: raised by an investigation, answered by the job or the CLI, re-run with the rule."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+from dagster import AssetKey
+
+from dagster_agent_de.cli import main
+from dagster_agent_de.dagster.investigate import ESCALATIONS_ASSET
+from dagster_agent_de.demo.incidents import get_incident, inject, revert
+from dagster_agent_de.engines.escalate.context_store import CONTEXT_FILE, load_rules
+from dagster_agent_de.engines.escalate.store import EscalationStore
+from dagster_agent_de_tests.dagster.test_investigation_e2e import QUIET, _investigate, _run_check_job, env  # noqa: F401
+
+
+def _context_gap(store: EscalationStore, asset: str):
+    return [e for e in store.open() if e.kind.value == "context_gap" and e.asset == asset]
+
+
+def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:  # noqa: F811
+    demo_env, defs, instance, cursor = env
+    incident = get_incident("wt01_null_semantics")
+    store = EscalationStore(demo_env.settings.state_dir / "escalations")
+    context_file = demo_env.project_dir / CONTEXT_FILE
+    inject(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
+    try:
+        demo_env.dbt("run", "-s", "fct_orders+", "-q")
+        _run_check_job(defs, instance, "reconcile")
+        run, _, _ = _investigate(defs, instance, cursor, "fct_orders:orders_vs_stripe")
+        (esc,) = _context_gap(store, "fct_orders")
+        assert "NULL" in esc.decision and esc.owner == "analytics-team" and esc.check == "orders_vs_stripe"
+        mat = instance.get_latest_materialization_event(ESCALATIONS_ASSET)
+        queue = mat.asset_materialization.metadata["queue"].value
+        assert esc.id in [r.data["id"] for r in queue.records]
+        assert "context_gap" in [r.data["kind"] for r in queue.records]
+        obs = [o.asset_observation for o in instance.fetch_observations(AssetKey(["fct_orders"]), limit=10).records]
+        assert any(o.metadata.get("agent_de/escalation") and o.metadata["agent_de/escalation"].value == esc.id for o in obs)
+
+        answered = defs.resolve_job_def("answer_escalation").execute_in_process(instance=instance, run_config={
+            **QUIET, "ops": {"answer": {"config": {
+                "escalation_id": esc.id, "choice": 1, "answered_by": "ana@shop.example",
+                "note": "orders without a status are drafts and are excluded on purpose"}}}})
+        assert answered.success
+        out = answered.output_for_node("answer")
+        assert out["closed"] and out["rule"]["source"] == esc.id
+        rules = load_rules(demo_env.project_dir).rules
+        assert any(r.source == esc.id and "drafts" in r.rule for r in rules)
+        assert esc.id not in [e.id for e in store.open()]
+        cited = [f for f in [out["rerun_top"]] if f]
+        rerun_run = instance.get_run_by_id(answered.run_id)
+        assert rerun_run.tags["agent_de/escalation"] == esc.id
+        latest = instance.fetch_observations(AssetKey(["fct_orders"]), limit=1).records[0].asset_observation
+        finding = latest.metadata["agent_de/finding"].value
+        assert cited and (finding["cited_rules"] or out["rerun_top"]["pattern"] != "null_semantics")
+        assert out["rerun_top"]["pattern"] != "null_semantics"  # the rule explains it now
+    finally:
+        revert(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
+        context_file.unlink(missing_ok=True)
+        demo_env.dbt("run", "-s", "fct_orders+", "-q")
+
+
+def test_context_gap_answered_from_the_cli(env) -> None:  # noqa: F811
+    demo_env, defs, instance, cursor = env
+    incident = get_incident("wt01_null_semantics")
+    store = EscalationStore(demo_env.settings.state_dir / "escalations")
+    context_file = demo_env.project_dir / CONTEXT_FILE
+    inject(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
+    args = ["--state-dir", str(demo_env.settings.state_dir), "--project-dir", str(demo_env.project_dir)]
+    try:
+        demo_env.dbt("run", "-s", "fct_orders+", "-q")
+        _run_check_job(defs, instance, "reconcile")
+        _investigate(defs, instance, cursor, "fct_orders:orders_vs_stripe")
+        (esc,) = _context_gap(store, "fct_orders")
+        listed = CliRunner().invoke(main, [*args, "escalations", "list"])
+        assert esc.id in listed.output and "context_gap" in listed.output
+        bad = CliRunner().invoke(main, [*args, "escalations", "answer", esc.id, "--choice", "7", "--by", "bo"])
+        assert bad.exit_code == 2 and "out of range" in bad.output
+        ok = CliRunner().invoke(main, [*args, "escalations", "answer", esc.id, "--choice", "1", "--by", "bo@shop.example",
+                                       "--note", "status NULL means draft"])
+        assert ok.exit_code == 0, ok.output
+        assert f"context rule R-{esc.id} recorded" in ok.output and "re-investigated orders_vs_stripe" in ok.output
+        assert "null_semantics" not in ok.output.split("re-investigated")[1].splitlines()[0]
+        again = CliRunner().invoke(main, [*args, "escalations", "answer", esc.id, "--choice", "1", "--by", "x"])
+        assert again.exit_code == 2 and "already answered" in again.output
+    finally:
+        revert(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
+        context_file.unlink(missing_ok=True)
+        demo_env.dbt("run", "-s", "fct_orders+", "-q")
