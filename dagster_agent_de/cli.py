@@ -57,15 +57,21 @@ def demo_data(settings: Settings, scale: int) -> None:
 
 @main.command()
 @click.option("--scale", type=int, default=10_000, show_default=True, help="Number of orders.")
+@click.option("--incident", default=None,
+              help="Then inject a seed incident and let the agent catch it: wt02_join_drop, wt01_null_semantics, "
+                   "wt01_currency_mixing, wt01_duplicate_payments, wt04_rename.")
 @click.pass_obj
 @_fail_cleanly
-def demo(settings: Settings, scale: int) -> None:
+def demo(settings: Settings, scale: int, incident: str | None) -> None:
     """Run the main job on the embedded default: data, dbt build and checks in Dagster."""
+    from dagster_agent_de.demo.incidents import get_incident
     from dagster_agent_de.demo.runner import run_demo
 
     if settings.target != "duckdb":
         raise ConfigError("`agent-de demo` runs on the embedded DuckDB target; drop --target")
-    result = run_demo(settings, scale=scale)
+    if incident:
+        get_incident(incident)  # fail fast on a typo
+    result = run_demo(settings, scale=scale, incident=incident)
     for line in result.lines():
         click.echo(line)
     sys.exit(0 if result.success else 1)

@@ -62,8 +62,8 @@ def _accept_non_risky(baseline: Snapshot, current: Snapshot, report: DriftReport
 
 def run_drift(manifest: Manifest, wh, store: SnapshotStore) -> tuple[DriftReport, Snapshot, bool]:
     """Snapshot, compare with the accepted baseline; returns (report, snapshot, baseline_created)."""
-    current = take_snapshot(manifest, wh)
     baseline = store.baseline()
+    current = take_snapshot(manifest, wh, store.load("last") or baseline)
     if baseline is None:
         store.save("baseline", current)
         store.save("last", current)
@@ -123,8 +123,8 @@ def build_drift_job(check_keys: Sequence[AssetCheckKey]):
 
 
 def _fingerprint(snapshot: Snapshot) -> str:
-    body = json.dumps({k: [c.model_dump() for c in t.columns] for k, t in sorted(snapshot.tables.items())}
-                      | {"missing": snapshot.missing}, sort_keys=True, default=str)
+    body = json.dumps({k: [t.table_type, t.signature] for k, t in sorted(snapshot.tables.items())}
+                      | {"missing": snapshot.missing}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -151,7 +151,7 @@ def build_schema_poll_sensor(
         try:
             manifest = agent_warehouse.manifest()
             with agent_warehouse.get_warehouse() as wh:
-                current = take_snapshot(manifest, wh)
+                current = take_snapshot(manifest, wh, store.load("last"))
         except AgentDEError as e:
             return SkipReason(f"could not snapshot source schemas: {e}")
         fp = _fingerprint(current)

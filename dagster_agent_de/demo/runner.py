@@ -22,6 +22,7 @@ class DemoResult:
     checks_passed: list[str] = field(default_factory=list)
     checks_failed: list[str] = field(default_factory=list)
     run_id: str = ""
+    incident_lines: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         s = self.settings
@@ -33,6 +34,7 @@ class DemoResult:
             f"{len(self.checks_failed)} failed" + (f" ({', '.join(self.checks_failed)})" if self.checks_failed else ""),
             f"Dagster instance: {s.dagster_home}",
             f"audit log: {s.audit_path}",
+            *self.incident_lines,
             "Next: `agent-de dev` (or DAGSTER_HOME=" + str(s.dagster_home) + " dagster dev -w workspace.yaml) "
             "and open http://127.0.0.1:3000",
         ]
@@ -52,7 +54,7 @@ def prepare_demo_project(settings: Settings) -> Settings:
     return resolve_settings(settings.state_dir, dest, settings.target)
 
 
-def run_demo(settings: Settings, *, scale: int = 10_000) -> DemoResult:
+def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = None) -> DemoResult:
     """Generate data, build the dbt project through Dagster into a persistent instance."""
     from dagster import DagsterInstance
 
@@ -60,7 +62,8 @@ def run_demo(settings: Settings, *, scale: int = 10_000) -> DemoResult:
     settings = prepare_demo_project(settings)
     data = generate_demo_data(settings.duckdb_path, scale=scale)
     # fresh source tables: the old schema baseline no longer describes them
-    shutil.rmtree(settings.state_dir / "drift", ignore_errors=True)
+    for stale in ("drift", "escalations", "findings"):
+        shutil.rmtree(settings.state_dir / stale, ignore_errors=True)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ["AGENT_DE_STATE_DIR"] = str(settings.state_dir)
@@ -81,4 +84,55 @@ def run_demo(settings: Settings, *, scale: int = 10_000) -> DemoResult:
     passed, failed = [], []
     for ev in result.get_asset_check_evaluations():
         (passed if ev.passed else failed).append(ev.check_name)
-    return DemoResult(settings, data, result.success, materialized, sorted(passed), sorted(failed), result.run_id)
+    out = DemoResult(settings, data, result.success, materialized, sorted(passed), sorted(failed), result.run_id)
+    if incident:
+        with DagsterInstance.get() as instance:
+            out.incident_lines = run_incident(settings, defs, instance, incident)
+    return out
+
+
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def run_incident(settings: Settings, defs, instance, name: str) -> list[str]:
+    """Inject a seed incident, run what would run in production, and let the agent catch it."""
+    from dagster import build_sensor_context
+
+    from dagster_agent_de.demo.incidents import get_incident, inject
+    from dagster_agent_de.engines.escalate.store import EscalationStore
+
+    incident = get_incident(name)
+    sensor = defs.resolve_sensor_def("failed_check_sensor")
+    resources = {"agent_warehouse": defs.resources["agent_warehouse"]}
+    repo = defs.get_repository_def()
+    with build_sensor_context(instance=instance, repository_def=repo, resources=resources) as ctx:
+        first = sensor(ctx)
+    cursor = first.cursor
+    lines = [f"== incident {incident.name} ({incident.walkthrough}): {incident.story}"]
+    inject(incident, settings.project_dir, settings.duckdb_path)
+    job = "schema_drift_check" if incident.expected_pattern == "schema_drift" else "dbt_build"
+    run = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET)
+    for ev in run.get_asset_check_evaluations():
+        if not ev.passed:
+            lines.append(f"FAILED check {ev.asset_key.to_user_string()}:{ev.check_name}: {(ev.description or '')[:300]}")
+    if job == "dbt_build" and not run.get_asset_materialization_events():
+        lines.append("dbt_build was stopped before any model ran")
+    with build_sensor_context(instance=instance, cursor=cursor, repository_def=repo, resources=resources) as ctx:
+        result = sensor(ctx)
+    for request in result.run_requests or []:
+        inv = defs.resolve_job_def("investigate").execute_in_process(
+            instance=instance, run_config={**request.run_config, **_QUIET}, tags=request.tags, raise_on_error=False)
+        if not inv.success:
+            lines.append(f"investigation of {request.tags['agent_de/check']} failed (see run {inv.run_id})")
+            continue
+        top = inv.output_for_node("investigate_failure")["findings"][0]
+        lines.append(f"investigated {request.tags['agent_de/check']} (run {inv.run_id}):")
+        lines.append(f"  root cause: {top['pattern']} in {top['model']} (confidence {top['confidence']:.0%})")
+        lines.append(f"  {top['summary']}")
+        fix = top.get("proposed_fix") or {}
+        if fix.get("diff"):
+            lines += ["  proposed fix:"] + ["    " + ln for ln in fix["diff"].splitlines()]
+    for esc in EscalationStore(settings.state_dir / "escalations").open():
+        lines.append(f"escalation {esc.id} [{esc.kind.value}] for {esc.owner}: {esc.decision}")
+    lines.append("Answer with `agent-de escalations answer ID --choice N`, or the answer_escalation job in the UI.")
+    return lines

@@ -116,6 +116,8 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> list[SchemaChange]:
             continue
         if before is None or after is None:
             continue
+        if before is after or (before.signature and before.signature == after.signature):
+            continue  # unchanged table: the warehouse-side signature says so
         ob, nb = before.by_name(), after.by_name()
         dropped = [ob[n] for n in ob if n not in nb]
         added = [nb[n] for n in nb if n not in ob]

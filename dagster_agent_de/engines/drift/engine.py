@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.drift.diff import diff_snapshots
 from dagster_agent_de.engines.drift.fix import propose_fix
-from dagster_agent_de.engines.drift.impact import ImpactAnalyzer, assess, schema_from_snapshot
+from dagster_agent_de.engines.drift.impact import ImpactAnalyzer, assess
 from dagster_agent_de.engines.drift.models import DriftReport, Snapshot
 from dagster_agent_de.engines.drift.snapshot import snapshot_schema
 from dagster_agent_de.engines.drift.store import SnapshotStore
@@ -23,8 +23,8 @@ def watched_relations(manifest: Manifest, include_models: bool = True) -> list[t
     return sorted(set(out), key=lambda r: tuple(p or "" for p in r))
 
 
-def take_snapshot(manifest: Manifest, warehouse: Warehouse) -> Snapshot:
-    return snapshot_schema(warehouse, watched_relations(manifest))
+def take_snapshot(manifest: Manifest, warehouse: Warehouse, previous: Snapshot | None = None) -> Snapshot:
+    return snapshot_schema(warehouse, watched_relations(manifest), previous)
 
 
 def source_relations(manifest: Manifest) -> set[str]:
@@ -42,7 +42,7 @@ def compare(baseline: Snapshot, current: Snapshot, manifest: Manifest, *, source
         never = sorted(set(current.missing) & set(baseline.missing) & watched)
         if never:
             notes.append("source tables that do not exist yet: " + ", ".join(never))
-    analyzer = ImpactAnalyzer(manifest, current.dialect, schema_from_snapshot(baseline))
+    analyzer = ImpactAnalyzer(manifest, current.dialect, baseline)
     assessed = []
     for change in changes:
         change = assess(change, analyzer)
@@ -61,8 +61,8 @@ def detect_drift(
     manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *, record_baseline: bool = False
 ) -> tuple[DriftReport, Snapshot]:
     """Snapshot now and compare with the stored baseline; the first snapshot becomes the baseline."""
-    current = take_snapshot(manifest, warehouse)
     baseline = store.baseline()
+    current = take_snapshot(manifest, warehouse, baseline)
     if baseline is None or record_baseline:
         store.save("baseline", current)
         store.save("last", current)

@@ -9,10 +9,12 @@ from dagster_agent_de.manifest import Manifest, Node
 from dagster_agent_de.sql.lineage import ModelColumns, Schema, analyze_columns, normalize_relation
 
 
-def schema_from_snapshot(snapshot: Snapshot) -> Schema:
+def schema_from_snapshot(snapshot: Snapshot, only: set[str] | None = None) -> Schema:
     """The nested {catalog: {schema: {table: {column: type}}}} sqlglot's qualify wants."""
     out: Schema = {}
-    for table in snapshot.tables.values():
+    for key, table in snapshot.tables.items():
+        if only is not None and key not in only:
+            continue
         parts = table.relation.lower().split(".")
         if len(parts) != 3:
             continue
@@ -24,10 +26,10 @@ def schema_from_snapshot(snapshot: Snapshot) -> Schema:
 class ImpactAnalyzer:
     """Caches each model's column analysis; walks only what is downstream of a change."""
 
-    def __init__(self, manifest: Manifest, dialect: str, schema: Schema | None = None) -> None:
+    def __init__(self, manifest: Manifest, dialect: str, snapshot: Snapshot | None = None) -> None:
         self.manifest = manifest
         self.dialect = dialect
-        self.schema = schema or {}
+        self.snapshot = snapshot
         self._cache: dict[str, ModelColumns] = {}
         self._by_relation: dict[str, list[Node]] = {}
         for node in manifest.nodes.values():
@@ -40,7 +42,11 @@ class ImpactAnalyzer:
             if sql is None:
                 self._cache[uid] = ModelColumns(error="no compiled SQL found (run dbt compile or build)")
             else:
-                self._cache[uid] = analyze_columns(sql, self.dialect, self.schema)
+                # qualify needs the schemas of the model's parents only, not of the whole warehouse
+                parents = {normalize_relation(self.manifest.nodes[p].relation_name or "")
+                           for p in self.manifest.parents(uid)}
+                schema = schema_from_snapshot(self.snapshot, parents) if self.snapshot else {}
+                self._cache[uid] = analyze_columns(sql, self.dialect, schema)
         return self._cache[uid]
 
     def sources_for(self, relation: str) -> list[Node]:

@@ -26,6 +26,7 @@ class TableSchema(_Frozen):
     relation: str  # database.schema.table, as the warehouse names it
     table_type: str = "BASE TABLE"
     columns: list[ColumnSchema] = Field(default_factory=list)
+    signature: str = ""  # canonical encoding of the columns, computed in the warehouse: equal = unchanged
 
     def by_name(self) -> dict[str, ColumnSchema]:
         """Columns by case-folded name: a case-only difference is not drift."""

@@ -29,22 +29,45 @@ def relation_key(database: str | None, schema: str | None, table: str) -> str:
     return ".".join(p for p in (database, schema, table) if p).lower()
 
 
-def snapshot_schema(warehouse: Warehouse, relations: Iterable[tuple[str | None, str, str]]) -> Snapshot:
+_COL_SEP, _FIELD_SEP = "\x1e", "\x1f"
+
+
+def _agg(dialect: str, expr: str) -> str:
+    if dialect == "snowflake":
+        return f"listagg({expr}, '{_COL_SEP}') within group (order by c.ordinal_position)"
+    return f"string_agg({expr}, '{_COL_SEP}' order by c.ordinal_position)"
+
+
+def _decode(signature: str) -> list[ColumnSchema]:
+    cols = []
+    for item in signature.split(_COL_SEP):
+        name, pos, dtype, nullable, length, precision, scale = item.split(_FIELD_SEP)
+        cols.append(ColumnSchema(
+            name=name, position=int(pos),
+            data_type=_type_name(dtype, length or None, precision or None, scale or None),
+            nullable=nullable.upper() in ("YES", "TRUE", "Y"),
+        ))
+    return cols
+
+
+def snapshot_schema(
+    warehouse: Warehouse, relations: Iterable[tuple[str | None, str, str]], previous: Snapshot | None = None
+) -> Snapshot:
     """Snapshot the columns of ``relations`` (database, schema, table).
 
-    One query per database joins ``information_schema.columns`` to ``.tables`` (for views vs
-    tables) filtered by schema; relations that are not found are listed in ``missing``.
+    One query per database reads ``information_schema.columns`` (joined to ``.tables`` for views
+    vs tables) and folds each table's columns into one canonical string in the warehouse, so
+    only tables whose string changed since ``previous`` are decoded in Python. Relations that
+    are not found are listed in ``missing``.
     """
     start = time.perf_counter()
     wanted: dict[str | None, dict[str, tuple[str | None, str, str]]] = defaultdict(dict)
     for db, schema, table in relations:
         wanted[db][relation_key(db, schema, table)] = (db, schema, table)
     tables: dict[str, TableSchema] = {}
-    cols: dict[str, list[ColumnSchema]] = defaultdict(list)
-    types: dict[str, str] = {}
-    names: dict[str, str] = {}
     statements = []
     upper = warehouse.capabilities.upper_case_identifiers
+    known = previous.tables if previous is not None else {}
     for db, rels in wanted.items():
         schemas = sorted({s for _, s, _ in rels.values()})
         schema_list = ", ".join(_lit(s.upper() if upper else s) for s in schemas)
@@ -54,33 +77,30 @@ def snapshot_schema(warehouse: Warehouse, relations: Iterable[tuple[str | None, 
         else:
             prefix = "information_schema"
             catalog_filter = f" and lower(c.table_catalog) = {_lit(db.lower())}" if db else ""
+        f = _FIELD_SEP
+        field = (f"c.column_name || '{f}' || cast(c.ordinal_position as varchar) || '{f}' || c.data_type || '{f}' || "
+                 f"c.is_nullable || '{f}' || coalesce(cast(c.character_maximum_length as varchar), '') || '{f}' || "
+                 f"coalesce(cast(c.numeric_precision as varchar), '') || '{f}' || coalesce(cast(c.numeric_scale as varchar), '')")
         sql = (
-            "select c.table_catalog, c.table_schema, c.table_name, c.column_name, c.ordinal_position, "
-            "c.data_type, c.is_nullable, c.character_maximum_length, c.numeric_precision, c.numeric_scale, "
-            "t.table_type "
+            f"select c.table_catalog, c.table_schema, c.table_name, max(t.table_type) as table_type, "
+            f"{_agg(warehouse.dialect, field)} as signature "
             f"from {prefix}.columns c join {prefix}.tables t "
             "on t.table_catalog = c.table_catalog and t.table_schema = c.table_schema and t.table_name = c.table_name "
-            f"where upper(c.table_schema) in ({schema_list.upper()}){catalog_filter}"
+            f"where upper(c.table_schema) in ({schema_list.upper()}){catalog_filter} "
+            "group by c.table_catalog, c.table_schema, c.table_name"
         )
         statements.append(sql)
         res = warehouse.query(sql, rationale=f"snapshot the schema of {len(rels)} relation(s) in {db or 'the default database'}")
-        for cat, sch, tab, col, pos, dtype, nullable, length, precision, scale, ttype in res.rows:
+        for cat, sch, tab, ttype, signature in res.rows:
             key = relation_key(cat, sch, tab)
             if key not in rels:
                 continue
-            names[key] = f"{cat}.{sch}.{tab}"
-            types[key] = str(ttype)
-            cols[key].append(ColumnSchema(
-                name=str(col), position=int(pos), data_type=_type_name(dtype, length, precision, scale),
-                nullable=str(nullable).upper() in ("YES", "TRUE", "Y"),
-            ))
-    missing = []
-    for rels in wanted.values():
-        for key in rels:
-            if key in cols:
-                tables[key] = TableSchema(relation=names[key], table_type=types[key],
-                                          columns=sorted(cols[key], key=lambda c: c.position))
+            prev = known.get(key)
+            if prev is not None and prev.signature == signature and prev.table_type == str(ttype):
+                tables[key] = prev  # unchanged: no decoding
             else:
-                missing.append(key)
-    return Snapshot(dialect=warehouse.dialect, tables=tables, missing=sorted(missing), statements=statements,
+                tables[key] = TableSchema(relation=f"{cat}.{sch}.{tab}", table_type=str(ttype),
+                                          columns=sorted(_decode(signature), key=lambda c: c.position), signature=signature)
+    missing = sorted(k for rels in wanted.values() for k in rels if k not in tables)
+    return Snapshot(dialect=warehouse.dialect, tables=tables, missing=missing, statements=statements,
                     duration_ms=(time.perf_counter() - start) * 1000)
