@@ -203,3 +203,19 @@ def test_spec_naming_a_missing_model() -> None:
     spec = _spec(model="nope")
     with pytest.raises(ProjectError, match="no model or source named 'nope'"):
         reconcile(spec, make_manifest({"pipe": PIPE}), DuckDBWarehouse(Path("/nonexistent.duckdb"), AuditLog(None)))
+
+
+def test_portable_samples_query_agrees_with_the_inline_samples(wh_path: Path) -> None:
+    """Dialects without DuckDB's top-n aggregate (Snowflake) sample with a second, portable query."""
+    from dagster_agent_de.engines.reconcile import plan
+    from dagster_agent_de.engines.reconcile.plan import SidePlan
+
+    spec = _spec()
+    inline = _run(wh_path, spec).samples
+    with DuckDBWarehouse(wh_path, AuditLog(None)) as wh:
+        rows = wh.query(plan.samples_sql(spec, SidePlan(PIPE, spec, "model"), SidePlan("truth", spec, "against"), 10),
+                        rationale="portable samples").dicts()
+    portable = {}
+    for r in rows:
+        portable.setdefault(r["_class"], []).append((r["k0"], r["k1"]))
+    assert {k: [(s["region"], s["id"]) for s in v] for k, v in inline.items()} == portable

@@ -18,7 +18,7 @@ from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileR
 from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
 
 FANOUT = 64
-LEAF_ROWS = 2_000
+LEAF_ROWS = 64
 MAX_DEPTH = 5
 _MOD = 2147483647
 
@@ -35,16 +35,7 @@ def _hash_exprs(spec: ReconcileSpec, dialect: str) -> tuple[str, str, str]:
 
 
 def _stats(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
-    keys = ", ".join(plan.key_names(spec))
-    notnull = " and ".join(f"{k} is not null" for k in plan.key_names(spec))
-    sql = f"""
-with t as ({side.select()}),
-     g as (select {keys}, count(*) as _n from t where {notnull} group by {keys})
-select (select count(*) from t) as n,
-       (select count(*) from t where not ({notnull})) as null_keys,
-       (select count(*) from g where _n > 1) as dup_keys,
-       (select count(*) from g) as distinct_keys
-""".strip()
+    sql = plan.side_stats_sql(spec, side)
     row = wh.query(sql, rationale=f"row, null-key and duplicate-key counts of the {side.side} side of {spec.model}.{spec.name}").one()
     return {k: int(v or 0) for k, v in row.items()}
 

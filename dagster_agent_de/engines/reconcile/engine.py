@@ -95,9 +95,20 @@ def _pushdown(
     spec: ReconcileSpec, wh: Warehouse, m: SidePlan, a: SidePlan, label: str, notes: list[str]
 ) -> ReconcileReport:
     statements = []
-    sql = plan.summary_sql(spec, m, a)
+    inline_samples = wh.dialect == "duckdb"
+    n = spec.sample_size if inline_samples else 0
+    stats_sql = (f"select m.n as rows_pipeline, m.null_keys as null_keys_pipeline, m.dup_keys as duplicate_keys_pipeline, "
+                 f"a.n as rows_truth, a.null_keys as null_keys_truth, a.dup_keys as duplicate_keys_truth "
+                 f"from ({plan.side_stats_sql(spec, m)}) m cross join ({plan.side_stats_sql(spec, a)}) a")
+    statements.append(stats_sql)
+    stats = wh.query(stats_sql, rationale=f"rows, NULL keys and duplicate keys of {spec.model} and {label}").one()
+    if stats["duplicate_keys_pipeline"] or stats["duplicate_keys_truth"]:
+        # duplicates would fan the join out: compare one row per key instead (slower, exact)
+        sql = plan.summary_sql(spec, m, a, n, wh.dialect)
+    else:
+        sql = plan.join_summary_sql(spec, m, a, n, wh.dialect)
     statements.append(sql)
-    row = wh.query(sql, rationale=f"reconcile {spec.model} against {label} by key {spec.key}").one()
+    row = {**stats, **wh.query(sql, rationale=f"reconcile {spec.model} against {label} by key {spec.key}").one()}
     columns = [
         ColumnMismatch(column=c, mismatched=int(row[f"mm_{c}"] or 0), pct=_pct(int(row[f"mm_{c}"] or 0), int(row["matched"])))
         for c in spec.compare
@@ -108,7 +119,12 @@ def _pushdown(
     )}
     samples: dict[str, list[dict[str, Any]]] = {}
     differences = counts["missing_in_pipeline"] + counts["extra_in_pipeline"] + counts["mismatched_rows"]
-    if differences and spec.sample_size:
+    if inline_samples:
+        for cls in ("missing_in_pipeline", "extra_in_pipeline", "mismatched"):
+            got = row.get(f"sample_{cls}")
+            if got:
+                samples[cls] = [dict(r) for r in got]
+    elif differences and spec.sample_size:
         sql_s = plan.samples_sql(spec, m, a, spec.sample_size)
         statements.append(sql_s)
         res = wh.query(sql_s, rationale=f"sample differing keys of {spec.model}.{spec.name}")

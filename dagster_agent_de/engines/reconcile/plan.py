@@ -56,87 +56,150 @@ def agg_input(spec: ReconcileSpec, col: str) -> str:
     return q("a_" + col)
 
 
-def mismatch_predicate(spec: ReconcileSpec, col: str, m: str = "m", a: str = "a") -> str:
+
+def key_names(spec: ReconcileSpec) -> list[str]:
+    return [q(f"k{i}") for i in range(len(spec.key))]
+
+
+
+def _union_grouped(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
+    """Both sides in ONE hash aggregate by key (no join): per key, rows on each side and their values."""
+    keys = key_names(spec)
+    nullkey = " or ".join(f"{k} is null" for k in keys)
+    m_cols = "".join(f", {q('c_' + c)} as {q('m_' + c)}, null as {q('a_' + c)}" for c in spec.compare)
+    a_cols = "".join(f", null as {q('m_' + c)}, {q('c_' + c)} as {q('a_' + c)}" for c in spec.compare)
+    aggs = "".join(f", min({q('m_' + c)}) as {q('m_' + c)}, min({q('a_' + c)}) as {q('a_' + c)}" for c in spec.compare)
+    return f"""m_raw as ({model.select()}),
+     a_raw as ({truth.select()}),
+     u as (
+        select {', '.join(keys)}, 1 as _m, 0 as _a{m_cols} from m_raw
+        union all
+        select {', '.join(keys)}, 0 as _m, 1 as _a{a_cols} from a_raw
+     ),
+     g as (
+        select {', '.join(keys)}, case when {nullkey} then 1 else 0 end as _nullkey,
+               sum(_m) as m_n, sum(_a) as a_n{aggs}
+        from u group by {', '.join(keys)}
+     )"""
+
+
+def _mismatch(spec: ReconcileSpec, col: str) -> str:
     cmp = spec.compare[col]
-    mc, ac = f"{m}.{q('c_' + col)}", f"{a}.{q('c_' + col)}"
+    mc, ac = q("m_" + col), q("a_" + col)
     if cmp.abs_tol or cmp.rel_tol:
         tol = f"{cmp.abs_tol!r} + {cmp.rel_tol!r} * abs({ac})"
         return f"(({mc} is null) <> ({ac} is null) or abs({mc} - {ac}) > {tol})"
     return f"({mc} is distinct from {ac})"
 
 
-def key_names(spec: ReconcileSpec) -> list[str]:
-    return [q(f"k{i}") for i in range(len(spec.key))]
+def classes(spec: ReconcileSpec) -> dict[str, str]:
+    both = "_nullkey = 0 and m_n > 0 and a_n > 0"
+    any_mm = " or ".join(_mismatch(spec, c) for c in spec.compare) or "false"
+    return {
+        "missing_in_pipeline": "_nullkey = 0 and m_n = 0 and a_n > 0",
+        "extra_in_pipeline": "_nullkey = 0 and m_n > 0 and a_n = 0",
+        "mismatched": f"{both} and ({any_mm})",
+    }
 
 
-def grouped_side(spec: ReconcileSpec, name: str) -> str:
-    """Group a normalised side by key: one row per key with its multiplicity (duplicates)."""
-    keys = key_names(spec)
-    cols = [f"min({q('c_' + c)}) as {q('c_' + c)}" for c in spec.compare]
-    nullkey = " or ".join(f"{k} is null" for k in keys)
-    return (
-        f"select {', '.join(keys)}, count(*) as _n, "
-        f"max(case when {nullkey} then 1 else 0 end) as _nullkey"
-        + (", " + ", ".join(cols) if cols else "")
-        + f" from {name} group by {', '.join(keys)}"
-    )
-
-
-def summary_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
-    keys = key_names(spec)
-    on = " and ".join(f"m.{k} = a.{k}" for k in keys)
-    col_flags = [
-        f"sum(case when m._n is not null and a._n is not null and {mismatch_predicate(spec, c)} then 1 else 0 end) as {q('mm_' + c)}"
+def summary_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, dialect: str = "") -> str:
+    """Counts of every class (and, on DuckDB, bounded samples) in one pass over both sides."""
+    both = "_nullkey = 0 and m_n > 0 and a_n > 0"
+    cls = classes(spec)
+    col_flags = "".join(
+        f",\n    coalesce(sum(case when {both} and {_mismatch(spec, c)} then 1 else 0 end), 0) as {q('mm_' + c)}"
         for c in spec.compare
-    ]
-    any_mm = " or ".join(mismatch_predicate(spec, c) for c in spec.compare) or "false"
-    both = "m._n is not null and a._n is not null"
+    )
+    samples = ""
+    if sample_size and dialect == "duckdb":
+        # DuckDB's top-n aggregate keeps the samples in the same pass, bounded by n
+        fields = [f"'{spec.key[i]}': {k}" for i, k in enumerate(key_names(spec))]
+        fields += [f"'pipeline_{c}': {q('m_' + c)}, 'truth_{c}': {q('a_' + c)}" for c in spec.compare]
+        struct = "{" + ", ".join(fields) + "}"
+        samples = "".join(f",\n    min({struct}, {int(sample_size)}) filter (where {pred}) as {q('sample_' + name)}"
+                          for name, pred in cls.items())
     return f"""
-with m_raw as ({model.select()}),
-     a_raw as ({truth.select()}),
-     m as ({grouped_side(spec, 'm_raw')}),
-     a as ({grouped_side(spec, 'a_raw')})
+with {_union_grouped(spec, model, truth)}
 select
-    coalesce(sum(m._n), 0) as rows_pipeline,
-    coalesce(sum(a._n), 0) as rows_truth,
-    coalesce(sum(case when m._nullkey = 1 then m._n else 0 end), 0) as null_keys_pipeline,
-    coalesce(sum(case when a._nullkey = 1 then a._n else 0 end), 0) as null_keys_truth,
-    coalesce(sum(case when m._nullkey = 0 and m._n > 1 then 1 else 0 end), 0) as duplicate_keys_pipeline,
-    coalesce(sum(case when a._nullkey = 0 and a._n > 1 then 1 else 0 end), 0) as duplicate_keys_truth,
+    coalesce(sum(m_n), 0) as rows_pipeline,
+    coalesce(sum(a_n), 0) as rows_truth,
+    coalesce(sum(case when _nullkey = 1 then m_n else 0 end), 0) as null_keys_pipeline,
+    coalesce(sum(case when _nullkey = 1 then a_n else 0 end), 0) as null_keys_truth,
+    coalesce(sum(case when _nullkey = 0 and m_n > 1 then 1 else 0 end), 0) as duplicate_keys_pipeline,
+    coalesce(sum(case when _nullkey = 0 and a_n > 1 then 1 else 0 end), 0) as duplicate_keys_truth,
     coalesce(sum(case when {both} then 1 else 0 end), 0) as matched,
-    coalesce(sum(case when m._n is null and a._nullkey = 0 then 1 else 0 end), 0) as missing_in_pipeline,
-    coalesce(sum(case when a._n is null and m._nullkey = 0 then 1 else 0 end), 0) as extra_in_pipeline,
-    coalesce(sum(case when {both} and ({any_mm}) then 1 else 0 end), 0) as mismatched_rows
-    {''.join(', ' + f for f in col_flags)}
+    coalesce(sum(case when {cls['missing_in_pipeline']} then 1 else 0 end), 0) as missing_in_pipeline,
+    coalesce(sum(case when {cls['extra_in_pipeline']} then 1 else 0 end), 0) as extra_in_pipeline,
+    coalesce(sum(case when {cls['mismatched']} then 1 else 0 end), 0) as mismatched_rows{col_flags}{samples}
+from g
+""".strip()
+
+
+def side_stats_sql(spec: ReconcileSpec, side: SidePlan) -> str:
+    """Rows, NULL-key rows, duplicated keys and distinct keys of one side (a hash aggregate by key)."""
+    keys = ", ".join(key_names(spec))
+    isnull = " or ".join(f"{k} is null" for k in key_names(spec))
+    return f"""
+with g as (select {keys}, count(*) as _n from ({side.select()}) t group by {keys})
+select coalesce(sum(_n), 0) as n,
+       coalesce(sum(case when {isnull} then _n else 0 end), 0) as null_keys,
+       coalesce(sum(case when not ({isnull}) and _n > 1 then 1 else 0 end), 0) as dup_keys,
+       coalesce(sum(case when not ({isnull}) then 1 else 0 end), 0) as distinct_keys
+from g
+""".strip()
+
+
+def join_summary_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, dialect: str = "") -> str:
+    """The fast plan when neither side has duplicate keys: one FULL OUTER JOIN on the key."""
+    keys = key_names(spec)
+    notnull_m = " and ".join(f"{k} is not null" for k in keys)
+    on = " and ".join(f"m.{k} = a.{k}" for k in keys)
+    present_m, present_a = f"m.{keys[0]} is not null", f"a.{keys[0]} is not null"
+    both = f"{present_m} and {present_a}"
+
+    def mm(c: str) -> str:
+        cmp = spec.compare[c]
+        mc, ac = f"m.{q('c_' + c)}", f"a.{q('c_' + c)}"
+        if cmp.abs_tol or cmp.rel_tol:
+            return f"(({mc} is null) <> ({ac} is null) or abs({mc} - {ac}) > {cmp.abs_tol!r} + {cmp.rel_tol!r} * abs({ac}))"
+        return f"({mc} is distinct from {ac})"
+
+    any_mm = " or ".join(mm(c) for c in spec.compare) or "false"
+    cls = {"missing_in_pipeline": f"not ({present_m})", "extra_in_pipeline": f"not ({present_a})",
+           "mismatched": f"{both} and ({any_mm})"}
+    col_flags = "".join(f",\n    coalesce(sum(case when {both} and {mm(c)} then 1 else 0 end), 0) as {q('mm_' + c)}"
+                        for c in spec.compare)
+    samples = ""
+    if sample_size and dialect == "duckdb":
+        fields = [f"'{spec.key[i]}': coalesce(m.{k}, a.{k})" for i, k in enumerate(keys)]
+        fields += [f"'pipeline_{c}': m.{q('c_' + c)}, 'truth_{c}': a.{q('c_' + c)}" for c in spec.compare]
+        struct = "{" + ", ".join(fields) + "}"
+        samples = "".join(f",\n    min({struct}, {int(sample_size)}) filter (where {pred}) as {q('sample_' + name)}"
+                          for name, pred in cls.items())
+    return f"""
+with m as (select * from ({model.select()}) t where {notnull_m}),
+     a as (select * from ({truth.select()}) t where {notnull_m})
+select
+    coalesce(sum(case when {both} then 1 else 0 end), 0) as matched,
+    coalesce(sum(case when {cls['missing_in_pipeline']} then 1 else 0 end), 0) as missing_in_pipeline,
+    coalesce(sum(case when {cls['extra_in_pipeline']} then 1 else 0 end), 0) as extra_in_pipeline,
+    coalesce(sum(case when {cls['mismatched']} then 1 else 0 end), 0) as mismatched_rows{col_flags}{samples}
 from m full outer join a on {on}
 """.strip()
 
 
 def samples_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, n: int) -> str:
+    """Portable samples (dialects without a top-n aggregate): up to ``n`` keys per class."""
     keys = key_names(spec)
-    on = " and ".join(f"m.{k} = a.{k}" for k in keys)
-    any_mm = " or ".join(mismatch_predicate(spec, c) for c in spec.compare) or "false"
-    key_out = ", ".join(f"coalesce(m.{k}, a.{k}) as {k}" for k in keys)
-    col_out = "".join(
-        f", m.{q('c_' + c)} as {q('pipeline_' + c)}, a.{q('c_' + c)} as {q('truth_' + c)}" for c in spec.compare
-    )
-    order = ", ".join(keys)
+    cls = classes(spec)
+    key_out = ", ".join(f"{k}" for k in keys)
+    col_out = "".join(f", {q('m_' + c)} as {q('pipeline_' + c)}, {q('a_' + c)} as {q('truth_' + c)}" for c in spec.compare)
+    case = "case " + " ".join(f"when {pred} then '{name}'" for name, pred in cls.items()) + " end"
     return f"""
-with m_raw as ({model.select()}),
-     a_raw as ({truth.select()}),
-     m as ({grouped_side(spec, 'm_raw')}),
-     a as ({grouped_side(spec, 'a_raw')}),
-     j as (
-        select {key_out}{col_out},
-            case when m._n is null then 'missing_in_pipeline'
-                 when a._n is null then 'extra_in_pipeline'
-                 else 'mismatched' end as _class
-        from m full outer join a on {on}
-        where (m._n is null and a._nullkey = 0) or (a._n is null and m._nullkey = 0)
-           or (m._n is not null and a._n is not null and ({any_mm}))
-     ),
-     r as (select *, row_number() over (partition by _class order by {order}) as _rn from j)
-select * from r where _rn <= {int(n)} order by _class, {order}
+with {_union_grouped(spec, model, truth)},
+     j as (select {key_out}{col_out}, {case} as _class from g),
+     r as (select *, row_number() over (partition by _class order by {key_out}) as _rn from j where _class is not null)
+select * from r where _rn <= {int(n)} order by _class, {key_out}
 """.strip()
 
 
