@@ -112,8 +112,11 @@ class DbtProjectInfo:
         """Return the manifest path, running ``dbt parse`` first when there is none."""
         if not self.manifest_path.exists():
             self.run_dbt(["parse", "--quiet"], env=env)
-        load_manifest(self.manifest_path)  # validate now, with a clear error
         return self.manifest_path
+
+    def load_manifest(self, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """The parsed, validated manifest (``dbt parse`` first when there is none)."""
+        return load_manifest(self.ensure_manifest(env))
 
 
 def load_manifest(path: Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from dagster_agent_de.dagster.investigate import (
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.engines.reconcile import specs_from_manifest
 from dagster_agent_de.manifest import Manifest
-from dagster_agent_de.project import DbtProjectInfo, dbt_executable, load_manifest
+from dagster_agent_de.project import DbtProjectInfo, dbt_executable
 
 DBT_BUILD_JOB = "dbt_build"
 
@@ -75,8 +75,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or resolve_settings()
     settings.export_env()
     project = DbtProjectInfo.from_settings(settings)
-    manifest_path = project.ensure_manifest(env=settings.dbt_env())
-    manifest = load_manifest(manifest_path)
+    manifest = project.load_manifest(env=settings.dbt_env())
 
     translator = DagsterDbtTranslator(
         settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_tests_as_checks=True)

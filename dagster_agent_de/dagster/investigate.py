@@ -32,10 +32,7 @@ from pydantic import Field
 from dagster_agent_de.core.models import FindingsReport
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator, default_table
-from dagster_agent_de.engines.drift import SnapshotStore
 from dagster_agent_de.engines.escalate.context_store import load_rules
-from dagster_agent_de.engines.investigate import Failure, investigate
-from dagster_agent_de.engines.investigate.failure import failure_from_check
 from dagster_agent_de.engines.investigate.store import FindingsStore
 
 INVESTIGATE_JOB = "investigate"
@@ -94,9 +91,13 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
 
     Shared by the ``investigate`` job and by ``answer_escalation`` (which re-runs the blocked work).
     """
+    # the investigation engine (sqlglot, the pattern library) loads when a run needs it, not at code-location load
+    from dagster_agent_de.engines.drift import SnapshotStore
     from dagster_agent_de.engines.escalate.policy import load_policy
     from dagster_agent_de.engines.escalate.raising import escalations_for, raise_escalations
     from dagster_agent_de.engines.escalate.store import EscalationStore
+    from dagster_agent_de.engines.investigate import Failure, investigate
+    from dagster_agent_de.engines.investigate.failure import failure_from_check
 
     translator = AgentDETranslator()
     settings = agent_warehouse.settings()

@@ -48,7 +48,7 @@ class AgentWarehouseResource(ConfigurableResource):
         """The project's manifest (lineage, relations, compiled SQL)."""
         settings = self.settings()
         info = DbtProjectInfo.from_settings(settings)
-        return Manifest.load(info.ensure_manifest(env=settings.dbt_env()), settings.project_dir)
+        return Manifest(info.load_manifest(env=settings.dbt_env()), settings.project_dir)
 
     def audit_log(self, context: Any | None = None) -> AuditLog:
         settings = self.settings()

@@ -8,40 +8,39 @@ inside a CTE (``WITH x AS (DELETE ... RETURNING *) SELECT ...``) is found.
 from __future__ import annotations
 
 import logging
-
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
+from functools import lru_cache
+from typing import Any
 
 from dagster_agent_de.errors import StatementRefusedError
-
-_READ_ROOTS: tuple[type[exp.Expression], ...] = (
-    exp.Select,
-    exp.SetOperation,  # UNION / INTERSECT / EXCEPT
-    exp.Describe,
-    exp.Show,
-    exp.Subquery,
-    exp.Values,
-)
-if hasattr(exp, "Summarize"):
-    _READ_ROOTS = (*_READ_ROOTS, exp.Summarize)
-
-_WRITE_NODES: tuple[type[exp.Expression], ...] = tuple(
-    getattr(exp, name)
-    for name in (
-        "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "Copy", "Attach",
-        "Detach", "Install", "Command", "Set", "Use", "TruncateTable", "LoadData", "Pragma",
-        "Grant", "Revoke", "Transaction", "Commit", "Rollback", "Cache", "Uncache", "Refresh",
-        "Export", "Into",
-    )
-    if hasattr(exp, name)
-)
 
 _READ_COMMANDS = ("EXPLAIN",)
 _log = logging.getLogger("sqlglot")
 
 
-def _parse(sql: str, dialect: str) -> list[exp.Expression]:
+@lru_cache(maxsize=1)
+def _node_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(read roots, write nodes); sqlglot is imported on first use, not at code-location load."""
+    from sqlglot import exp
+
+    reads = [exp.Select, exp.SetOperation, exp.Describe, exp.Show, exp.Subquery, exp.Values]
+    if hasattr(exp, "Summarize"):
+        reads.append(exp.Summarize)
+    writes = tuple(
+        getattr(exp, name)
+        for name in (
+            "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "Copy", "Attach",
+            "Detach", "Install", "Command", "Set", "Use", "TruncateTable", "LoadData", "Pragma",
+            "Grant", "Revoke", "Transaction", "Commit", "Rollback", "Cache", "Uncache", "Refresh",
+            "Export", "Into",
+        )
+        if hasattr(exp, name)
+    )
+    return tuple(reads), writes
+
+
+def _parse(sql: str, dialect: str) -> list[Any]:
+    import sqlglot
+
     level = _log.level
     _log.setLevel(logging.ERROR)  # sqlglot warns when it falls back to Command
     try:
@@ -56,6 +55,8 @@ def statement_kinds(sql: str, dialect: str) -> list[str]:
     >>> statement_kinds("select 1; drop table t", "duckdb")
     ['SELECT', 'DROP']
     """
+    from sqlglot import exp
+
     kinds = []
     for e in _parse(sql, dialect):
         if isinstance(e, exp.Command):
@@ -76,6 +77,8 @@ def check_read_only(sql: str, dialect: str) -> None:
     ...
     dagster_agent_de.errors.StatementRefusedError: refused in read-only mode: statement 2 of 2 is DELETE, not a read ...
     """
+    from sqlglot.errors import SqlglotError
+
     if not sql or not sql.strip():
         raise StatementRefusedError("refused: empty statement")
     try:
@@ -101,7 +104,10 @@ def _refuse(what: str, i: int, total: int) -> StatementRefusedError:
     )
 
 
-def _check_one(statement: exp.Expression, dialect: str, i: int, total: int) -> None:
+def _check_one(statement: Any, dialect: str, i: int, total: int) -> None:
+    from sqlglot import exp
+
+    read_roots, write_nodes = _node_types()
     if isinstance(statement, exp.Command):
         verb = str(statement.this).upper()
         if verb in _READ_COMMANDS:
@@ -114,9 +120,9 @@ def _check_one(statement: exp.Expression, dialect: str, i: int, total: int) -> N
             check_read_only(rest_sql, dialect)
             return
         raise _refuse(verb, i, total)
-    if not isinstance(statement, _READ_ROOTS):
+    if not isinstance(statement, read_roots):
         raise _refuse(statement.key.upper(), i, total)
     for node in statement.walk():
-        if isinstance(node, _WRITE_NODES):
+        if isinstance(node, write_nodes):
             kind = str(node.this).upper() if isinstance(node, exp.Command) else node.key.upper()
             raise _refuse(f"{kind} inside {statement.key.upper()}", i, total)

@@ -62,11 +62,15 @@ def _assert_finding(instance, run, failing: AssetKey, pattern: str, model: str):
     top = report["findings"][0]
     assert (top["pattern"], top["model"]) == (pattern, model), json.dumps(report["findings"][:3], indent=1)[:3000]
     assert top["evidence"] and top["evidence"][0]["statement"]
-    obs = instance.fetch_observations(failing, limit=1).records[0].asset_observation
+    def finding_obs(key):
+        recs = instance.fetch_observations(key, limit=20).records
+        return [r.asset_observation for r in recs if r.run_id == run.run_id and "agent_de/pattern" in r.asset_observation.metadata]
+
+    (obs,) = finding_obs(failing)
     assert obs.metadata["agent_de/pattern"].value == pattern
     assert obs.metadata["agent_de/investigation_run"].value == run.run_id
-    culprit_obs = instance.fetch_observations(AssetKey([model]), limit=1).records
-    assert culprit_obs and culprit_obs[0].asset_observation.metadata["agent_de/pattern"].value == pattern
+    culprit_obs = finding_obs(AssetKey([model]))
+    assert culprit_obs and culprit_obs[0].metadata["agent_de/pattern"].value == pattern
     mat = instance.get_latest_materialization_event(FINDINGS_ASSET)
     assert mat is not None and mat.run_id == run.run_id
     tags = instance.get_run_by_id(run.run_id).tags

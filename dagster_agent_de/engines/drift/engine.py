@@ -5,7 +5,6 @@ from __future__ import annotations
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.drift.diff import diff_snapshots
 from dagster_agent_de.engines.drift.fix import propose_fix
-from dagster_agent_de.engines.drift.impact import ImpactAnalyzer, assess
 from dagster_agent_de.engines.drift.models import DriftReport, Snapshot
 from dagster_agent_de.engines.drift.snapshot import snapshot_schema
 from dagster_agent_de.engines.drift.store import SnapshotStore
@@ -42,6 +41,8 @@ def compare(baseline: Snapshot, current: Snapshot, manifest: Manifest, *, source
         never = sorted(set(current.missing) & set(baseline.missing) & watched)
         if never:
             notes.append("source tables that do not exist yet: " + ", ".join(never))
+    from dagster_agent_de.engines.drift.impact import ImpactAnalyzer, assess  # sqlglot: loaded on first drift
+
     analyzer = ImpactAnalyzer(manifest, current.dialect, baseline)
     assessed = []
     for change in changes:
