@@ -80,9 +80,10 @@ def measure(kind: str, path: str, rows: int) -> dict:
     elif kind == "floor":
         import duckdb
 
+        # one scan of both sides computing a hash aggregate by key: the least any keyed diff must do
         con = duckdb.connect(path, read_only=True)
-        con.execute("select count(*), sum(hash(id, amount, currency)) from pipe").fetchall()
-        con.execute("select count(*), sum(hash(id, amount, currency)) from truth").fetchall()
+        con.execute("select count(*) from (select id, count(*), sum(hash(amount, currency)) from ("
+                    "select id, amount, currency from pipe union all select id, amount, currency from truth) u group by id)").fetchall()
         con.close()
     elif kind == "pandas":
         import duckdb
@@ -131,7 +132,7 @@ def main() -> None:
         print(f"built pipe and truth with {args.rows:,} keyed rows each in {time.perf_counter() - t0:.1f}s")
         floor = run("floor", str(path), args.rows)
         ours = run("ours", str(path), args.rows)
-        print(f"floor (one hash-aggregate scan of both sides): {floor['seconds']:.2f}s, peak RSS {floor['peak_rss_mb']} MB")
+        print(f"floor (one scan of both sides, hash aggregate by key): {floor['seconds']:.2f}s, peak RSS {floor['peak_rss_mb']} MB")
         print(f"agent-de pushdown: {ours.get('seconds', float('nan')):.2f}s ({ours.get('seconds', 0) / floor['seconds']:.2f}x the floor; "
               f"goal <= 2x), peak RSS {ours.get('peak_rss_mb')} MB (goal < 1024), found {ours}")
         rd = run("reladiff", str(path), args.rows)

@@ -35,7 +35,7 @@ def _hash_exprs(spec: ReconcileSpec, dialect: str) -> tuple[str, str, str]:
 
 
 def _stats(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
-    sql = plan.side_stats_sql(spec, side)
+    sql = plan.side_stats_sql(spec, side)  # portable form: exact duplicate keys on both connections
     row = wh.query(sql, rationale=f"row, null-key and duplicate-key counts of the {side.side} side of {spec.model}.{spec.name}").one()
     return {k: int(v or 0) for k, v in row.items()}
 
