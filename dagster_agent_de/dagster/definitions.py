@@ -15,6 +15,7 @@ from dagster import (
     AssetKey,
     AssetSelection,
     AssetSpec,
+    DefaultSensorStatus,
     Definitions,
     define_asset_job,
 )
@@ -94,7 +95,11 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     sources = source_specs(manifest)
     drift_checks = build_drift_checks([s.key for s in sources])
     drift_job = build_drift_job(list(drift_checks.check_keys))
-    poll_sensor = build_schema_poll_sensor(int(os.environ.get("AGENT_DE_SCHEMA_POLL_SECONDS", "60")))
+    poll_sensor = build_schema_poll_sensor(
+        int(os.environ.get("AGENT_DE_SCHEMA_POLL_SECONDS", "60")),
+        default_status=DefaultSensorStatus.STOPPED
+        if os.environ.get("AGENT_DE_SCHEMA_POLL", "on").lower() in ("off", "0", "false") else DefaultSensorStatus.RUNNING,
+    )
 
     # The blocking drift checks on the sources run in their own step before the dbt op: a breaking
     # change stops the build before any model reads the changed schema. dbt source tests are checks

@@ -124,7 +124,9 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     top = report.findings[0]
     context.log.info(f"finding: {top.pattern} in {top.model} ({top.confidence:.0%}): {top.summary}")
     tags = {
-        "agent_de/asset": "/".join(asset_key), "agent_de/check": check_name,
+        # same form as the sensor's tag (asset:check), so both find the run
+        "agent_de/asset": "/".join(asset_key),
+        "agent_de/check": f"{'/'.join(asset_key)}:{check_name}" if check_name else "",
         "agent_de/evaluation_id": str(evaluation_id) if evaluation_id else "", "agent_de/triggering_run": triggering_run_id,
         "agent_de/root_cause": top.pattern, "agent_de/culprit": top.model or "",
     }
