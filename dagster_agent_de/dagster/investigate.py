@@ -195,14 +195,57 @@ def _opted_out(context: SensorEvaluationContext, key: AssetCheckKey) -> bool:
     return (spec.metadata or {}).get("agent_de/investigate") is False
 
 
+MAX_ATTEMPTS = 3
+
+
+def _retries(instance, backoff_seconds: float, now: float) -> list[RunRequest]:
+    """Re-request investigations whose run failed (e.g. the warehouse was down), with exponential backoff.
+
+    A failure counts as investigated only once an investigation run for it succeeded; run keys carry the
+    attempt number, so a retry is requested once, however often the sensor ticks.
+    """
+    from dagster import DagsterRunStatus, RunsFilter
+
+    runs = instance.get_runs(filters=RunsFilter(job_name=INVESTIGATE_JOB, tags={"agent_de/trigger": "failed_check_sensor"}),
+                             limit=200)
+    by_eval: dict[str, list] = {}
+    for run in runs:
+        ev = run.tags.get("agent_de/evaluation_id")
+        if ev:
+            by_eval.setdefault(f"{run.tags.get('agent_de/check')}:{ev}", []).append(run)
+    out = []
+    for key, group in by_eval.items():
+        if any(r.status not in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED) for r in group):
+            continue  # succeeded, or still queued/running
+        last = max(group, key=lambda r: int(r.tags.get("agent_de/attempt", "1")))
+        attempt = int(last.tags.get("agent_de/attempt", "1"))
+        if attempt >= MAX_ATTEMPTS:
+            continue
+        record = instance.get_run_record_by_id(last.run_id)
+        ended = (record.end_time or record.create_timestamp.timestamp()) if record else now
+        if now - ended < backoff_seconds * (2 ** (attempt - 1)):
+            continue
+        tags = {**{k: v for k, v in last.tags.items() if k.startswith("agent_de/") and k not in (
+            "agent_de/root_cause", "agent_de/culprit", "agent_de/asset")}, "agent_de/attempt": str(attempt + 1)}
+        out.append(RunRequest(run_key=f"investigate:{key}:attempt{attempt + 1}", run_config=last.run_config, tags=tags))
+    return out
+
+
 def build_failed_check_sensor(
     minimum_interval_seconds: int = 30,
     lookback_hours: float | None = None,
     opted_out_assets: Sequence[AssetKey] = (),
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
+    retry_backoff_seconds: float | None = None,
 ):
-    """Request one ``investigate`` run per new failed check evaluation of this code location."""
+    """Request one ``investigate`` run per new failed check evaluation of this code location.
+
+    A failed investigation run (warehouse unreachable, a code error) is retried up to
+    ``MAX_ATTEMPTS`` times with exponential backoff (``AGENT_DE_RETRY_BACKOFF_SECONDS``, default 60).
+    """
     lookback = float(lookback_hours if lookback_hours is not None else os.environ.get("AGENT_DE_INVESTIGATE_LOOKBACK_HOURS", 24))
+    backoff = float(retry_backoff_seconds if retry_backoff_seconds is not None
+                    else os.environ.get("AGENT_DE_RETRY_BACKOFF_SECONDS", 60))
     skip_assets = set(opted_out_assets)
 
     @sensor(name="failed_check_sensor", job=investigate_job, minimum_interval_seconds=minimum_interval_seconds,
@@ -248,13 +291,14 @@ def build_failed_check_sensor(
                             "asset_key": list(key.asset_key.path), "check_name": key.name,
                             "evaluation_id": record.id, "triggering_run_id": record.run_id,
                         }}}},
-                        tags={"agent_de/check": ck, "agent_de/evaluation_id": str(record.id),
+                        tags={"agent_de/check": ck, "agent_de/evaluation_id": str(record.id), "agent_de/attempt": "1",
                               "agent_de/triggering_run": record.run_id, "agent_de/trigger": "failed_check_sensor"},
                     ))
                 if not blocked:
                     advance_to = record.id
             cursor[ck] = advance_to
         new_cursor = json.dumps(cursor, sort_keys=True)
+        requests += _retries(instance, backoff, time.time())
         if not requests:
             return SensorResult(skip_reason="no new failed checks", cursor=new_cursor)
         return SensorResult(run_requests=requests, cursor=new_cursor)

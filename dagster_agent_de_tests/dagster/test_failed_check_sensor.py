@@ -172,3 +172,44 @@ def test_pause_stops_autonomous_investigations(instance, tmp_path: Path) -> None
     set_paused(tmp_path, False)
     requests, _ = tick(defs, instance, cursor)
     assert len(requests) == 2  # nothing was lost while paused
+
+
+def test_investigation_fails_when_the_warehouse_is_down_and_is_retried_with_backoff(instance, tmp_path: Path, demo_env) -> None:
+    """The run fails with the cause; the failure stays un-investigated; one retry per attempt, no duplicates."""
+    from dagster import DagsterRunStatus
+
+    down = AgentWarehouseResource(state_dir=str(tmp_path), project_dir=str(demo_env.project_dir),
+                                  duckdb_path=str(tmp_path / "gone" / "warehouse.duckdb"))
+    defs = Definitions(jobs=[investigate_job], resources={"agent_warehouse": down})
+    config = {"ops": {"investigate_failure": {"config": {
+        "asset_key": ["fct_orders"], "check_name": "orders_vs_stripe", "evaluation_id": 7, "triggering_run_id": ""}}}}
+    tags = {"agent_de/check": "fct_orders:orders_vs_stripe", "agent_de/evaluation_id": "7", "agent_de/attempt": "1",
+            "agent_de/trigger": "failed_check_sensor"}
+    failed = defs.resolve_job_def("investigate").execute_in_process(
+        instance=instance, run_config=config, tags=tags, raise_on_error=False)
+    assert not failed.success
+    error = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error
+    chain, e = [], error
+    while e is not None:
+        chain.append(e.message)
+        e = e.cause
+    assert any("DuckDB warehouse file" in m and "does not exist" in m for m in chain), chain  # the cause, named
+    sensor_defs = make_defs(tmp_path)
+    retrying = Definitions(
+        assets=[orders, payments], asset_checks=[orders_ok, payments_ok], jobs=[investigate_job],
+        sensors=[build_failed_check_sensor(lookback_hours=0, retry_backoff_seconds=0)],
+        resources={"agent_warehouse": AgentWarehouseResource(state_dir=str(tmp_path))},
+    )
+    _, cursor = tick(sensor_defs, instance, None)
+    retry, cursor2 = tick(retrying, instance, cursor)
+    (r,) = [x for x in retry if x.tags.get("agent_de/check") == "fct_orders:orders_vs_stripe"]
+    assert r.tags["agent_de/attempt"] == "2" and r.run_key.endswith(":attempt2")
+    assert r.run_config == config
+    again, _ = tick(retrying, instance, cursor2)  # same run_key: Dagster launches it once
+    assert [x.run_key for x in again if x.tags.get("agent_de/check") == "fct_orders:orders_vs_stripe"] == [r.run_key]
+    waiting = Definitions(jobs=[investigate_job], asset_checks=[orders_ok], assets=[orders],
+                          sensors=[build_failed_check_sensor(lookback_hours=0, retry_backoff_seconds=3600)],
+                          resources={"agent_warehouse": AgentWarehouseResource(state_dir=str(tmp_path))})
+    none, _ = tick(waiting, instance, cursor2)
+    assert [x for x in none if x.tags.get("agent_de/check") == "fct_orders:orders_vs_stripe"] == []  # backoff
+    assert instance.get_run_by_id(failed.run_id).status == DagsterRunStatus.FAILURE

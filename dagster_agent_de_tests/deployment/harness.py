@@ -100,6 +100,20 @@ class DagsterDev:
                 pass
             self.proc.wait(timeout=10)
 
+    def run_job_offline(self, job: str) -> None:
+        """Run a job against the same instance while `dagster dev` is stopped (as a scheduler elsewhere would)."""
+        code = ("from dagster import DagsterInstance\n"
+                "from dagster_agent_de.dagster.definitions import defs\n"
+                "with DagsterInstance.get() as i:\n"
+                f"    defs.resolve_job_def({job!r}).execute_in_process(instance=i, raise_on_error=False)\n")
+        subprocess.run([sys.executable, "-c", code], env=self.env, cwd=REPO_ROOT, check=True, capture_output=True)
+
+    def reload_location(self) -> str:
+        data = self.graphql(
+            """mutation($l: String!) { reloadRepositoryLocation(repositoryLocationName: $l) { __typename } }""",
+            {"l": LOCATION})
+        return data["reloadRepositoryLocation"]["__typename"]
+
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         req = urllib.request.Request(f"{self.url}/graphql", data=body, headers={"content-type": "application/json"})
