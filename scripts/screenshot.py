@@ -1,0 +1,78 @@
+"""Screenshots of what a user sees in the Dagster UI after WT-02 (not part of CI).
+
+Starts `dagster dev` on a temporary instance, builds the demo, injects WT-02, waits for the agent's
+investigation, then opens pages in headless Chromium (Debian's `chromium`, driven by Playwright with
+``executable_path``: no browser download) and saves PNGs to docs/screenshots/.
+
+    apt-get install chromium && pip install playwright
+    python scripts/screenshot.py [--chromium /usr/bin/chromium]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dagster_agent_de.demo.incidents import get_incident, inject  # noqa: E402
+from dagster_agent_de_tests.deployment.harness import DagsterDev  # noqa: E402
+
+
+def shoot_all(chromium: str, pages: dict, out_dir: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1100})
+        for name, target in pages.items():
+            url, click = target if isinstance(target, tuple) else (target, None)
+            page.goto(url)
+            page.wait_for_load_state("networkidle")
+            try:  # the community sign-up dialog of a fresh instance appears after load
+                page.get_by_role("button", name="Skip").first.click(timeout=6000)
+            except Exception:
+                pass
+            if click:
+                page.get_by_text(click, exact=True).first.click()
+            page.wait_for_timeout(2500)
+            page.screenshot(path=str(out_dir / name))
+            print(f"saved {(out_dir / name).relative_to(ROOT)}")
+        browser.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    args = ap.parse_args()
+    out_dir = ROOT / "docs" / "screenshots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as d:
+        dev = DagsterDev(Path(d) / "deploy")
+        try:
+            dev.start()
+            assert dev.wait_run(dev.launch("dbt_build")) == "SUCCESS", dev.tail()
+            inject(get_incident("wt02_join_drop"), dev.project, dev.state / "warehouse.duckdb")
+            dev.wait_run(dev.launch("dbt_build"))
+            runs = dev.wait_for("the investigation", lambda: [
+                r for r in dev.runs_tagged("agent_de/check", "fct_orders:orders_vs_stripe")
+                if r["jobName"] == "investigate" and r["status"] == "SUCCESS"])
+            inv = runs[0]["runId"]
+            pages = {
+                "fct_orders_checks.png": (f"{dev.url}/assets/fct_orders?view=checks", "orders_vs_stripe"),
+                "int_orders_enriched_events.png": f"{dev.url}/assets/int_orders_enriched?view=events",
+                "investigation_run.png": f"{dev.url}/runs/{inv}",
+                "escalations.png": f"{dev.url}/assets/agent_de/escalations?view=events",
+            }
+            shoot_all(args.chromium, pages, out_dir)
+        finally:
+            dev.stop()
+
+
+if __name__ == "__main__":
+    main()
