@@ -46,8 +46,15 @@ def manifest(tables: int) -> Manifest:
 
 def dagster_column_schema_checks(tables: int, cols: int) -> tuple[float, list[str]]:
     """Dagster's own check on the same change, from two materializations' dagster/column_schema."""
-    from dagster import (AssetKey, AssetMaterialization, DagsterInstance, Definitions, TableColumn, TableSchema,
-                         build_column_schema_change_checks)
+    from dagster import (
+        AssetKey,
+        AssetMaterialization,
+        DagsterInstance,
+        Definitions,
+        TableColumn,
+        TableSchema,
+        build_column_schema_change_checks,
+    )
 
     keys = [AssetKey(["raw", f"t{t}"]) for t in range(tables)]
 

@@ -228,9 +228,9 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
 def investigate(settings: Settings, asset: str, check: str | None, as_json: bool) -> None:
     """Investigate a failure: lineage, SQL analysis, the pattern library, a finding with evidence."""
     from dagster_agent_de.engines.drift import SnapshotStore
+    from dagster_agent_de.engines.escalate.context_store import load_rules
     from dagster_agent_de.engines.investigate import investigate as run_investigation
     from dagster_agent_de.engines.investigate.failure import failure_from_check
-    from dagster_agent_de.engines.escalate.context_store import load_rules
 
     manifest, wh = _context(settings)
     rules = load_rules(settings.project_dir)

@@ -81,7 +81,7 @@ def read_audit(path: Path, *, run_id: str | None = None, limit: int | None = 50)
         return []
     events: list[AuditEvent] = []
     with path.open() as f:
-        for lineno, line in enumerate(f, start=1):
+        for _lineno, line in enumerate(f, start=1):
             line = line.strip()
             if not line:
                 continue

@@ -91,7 +91,7 @@ def analyze_columns(sql: str, dialect: str, schema: Schema | None = None) -> Mod
     for proj in root.expression.selects:
         name = proj.alias_or_name.lower()
         if isinstance(proj, exp.Star) or (isinstance(proj, exp.Column) and isinstance(proj.this, exp.Star)):
-            for alias, src in root.sources.items():
+            for src in root.sources.values():
                 srcs = _sources_of_star(src)
                 out.outputs.setdefault(STAR, set()).update(srcs)
             continue

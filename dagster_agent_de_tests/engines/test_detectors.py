@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
 from dagster_agent_de.engines.investigate import Failure, investigate

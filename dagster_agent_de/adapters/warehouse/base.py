@@ -38,7 +38,7 @@ class QueryResult:
 
     def dicts(self, limit: int | None = None) -> list[dict[str, Any]]:
         rows = self.rows if limit is None else self.rows[:limit]
-        return [dict(zip(self.columns, r)) for r in rows]
+        return [dict(zip(self.columns, r, strict=False)) for r in rows]
 
     def scalar(self) -> Any:
         return self.rows[0][0] if self.rows else None
@@ -46,7 +46,7 @@ class QueryResult:
     def one(self) -> dict[str, Any]:
         if not self.rows:
             raise WarehouseError(f"expected one row, got none from: {self.statement[:200]}")
-        return dict(zip(self.columns, self.rows[0]))
+        return dict(zip(self.columns, self.rows[0], strict=False))
 
 
 @dataclass

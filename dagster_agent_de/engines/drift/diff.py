@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 
-from dagster_agent_de.engines.drift.models import ColumnSchema, Snapshot, SchemaChange
+from dagster_agent_de.engines.drift.models import ColumnSchema, SchemaChange, Snapshot
 
 RENAME_THRESHOLD = 0.6
 

@@ -38,7 +38,7 @@ def hop_counts(ctx: InvestigationContext, nodes: list[Node]) -> tuple[dict[str, 
     if res is not None:
         counts = {r[0]: int(r[1]) for r in res.rows}
         return counts, ev
-    for n, sql in zip(rel_nodes, parts):
+    for n, sql in zip(rel_nodes, parts, strict=False):
         r, _ = ctx.run(sql, f"row count of {n.display_name}")
         if r is not None:
             counts[n.display_name] = int(r.rows[0][1])

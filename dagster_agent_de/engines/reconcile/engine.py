@@ -81,7 +81,7 @@ def _align_key_types(
     if types[0] is None or types[1] is None:
         return m, a
     mixed = []
-    for i, (tm, ta) in enumerate(zip(types[0], types[1])):
+    for i, (tm, ta) in enumerate(zip(types[0], types[1], strict=False)):
         cm, ca = _category(tm), _category(ta)
         if cm != ca:
             mixed.append(f"{spec.key[i]} is {tm} in the pipeline but {spec.keys_against[i]} is {ta} in the source of truth")

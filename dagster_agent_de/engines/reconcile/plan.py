@@ -36,7 +36,7 @@ class SidePlan:
             parts.append(f"{self.spec.compare_expr(col, self.side)} as {q('c_' + col)}")
         for col in self.spec.segment_by:
             parts.append(f"{self.spec.compare_expr(col, self.side)} as {q('s_' + col)}")
-        for fn, col, _label in self.spec.aggregate_parts():
+        for _fn, col, _label in self.spec.aggregate_parts():
             if col != "*" and col not in self.spec.compare and col not in self.spec.segment_by:
                 parts.append(f"{self.spec.compare_expr(col, self.side)} as {q('a_' + col)}")
         where = self.spec.where if self.side == "model" else self.spec.where_against

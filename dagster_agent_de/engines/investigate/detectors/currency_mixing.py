@@ -62,7 +62,8 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         fix = None
         if rate_col:
             pattern = rf"(?i){agg.func}\(\s*{re.escape(money.sql())}\s*\)(\s+as\s+{re.escape(agg.output)})"
-            fix = file_diff(ctx.manifest, node, lambda t: re.sub(pattern, f"{agg.func}({money.sql()} * {rate_col})\\1", t, count=1), desc)
+            replacement = f"{agg.func}({money.sql()} * {rate_col})\\1"
+            fix = file_diff(ctx.manifest, node, lambda t, p=pattern, r=replacement: re.sub(p, r, t, count=1), desc)
         out.append(Hypothesis(
             pattern=PATTERN, model=node.name, confidence=0.85, columns=[agg.output, money.name],
             summary=(f"{node.name}.{agg.output} = {expr} adds amounts in {n} currencies without converting them"

@@ -46,7 +46,7 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         order = _order_col(ctx, node, origin)
         desc = (f"Deduplicate in {node.name}: keep one row per {key} (the latest load), "
                 f"e.g. `qualify row_number() over (partition by {part} order by {order} desc) = 1`")
-        fix = file_diff(ctx.manifest, node, lambda t: _add_qualify(t, part, order), desc)
+        fix = file_diff(ctx.manifest, node, lambda t, p=part, o=order: _add_qualify(t, p, o), desc)
         out.append(Hypothesis(
             pattern=PATTERN, model=node.name, confidence=conf, columns=[key],
             summary=(f"{dups:,} values of {key} appear more than once in {node.name} ({int(row['extra_rows'] or 0):,} extra rows, "

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dagster_agent_de.core.models import ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
 from dagster_agent_de.engines.investigate.models import Hypothesis, agreement
-from dagster_agent_de.core.models import ProposedFix
 from dagster_agent_de.manifest import Node
 
 PATTERN = "filter_row_drop"
@@ -20,7 +20,7 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         import sqlglot
 
         select.set("expressions", [sqlglot.parse_one(
-            f"count(*) as rows_in", read=ctx.dialect), sqlglot.parse_one(
+            "count(*) as rows_in", read=ctx.dialect), sqlglot.parse_one(
             f"sum(case when ({pred}) then 1 else 0 end) as rows_kept", read=ctx.dialect)])
         root = flt.select.root()
         with_ = root.args.get("with_") or root.args.get("with")

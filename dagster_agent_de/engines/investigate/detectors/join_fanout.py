@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dagster_agent_de.core.models import ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
 from dagster_agent_de.engines.investigate.models import Hypothesis, agreement
-from dagster_agent_de.core.models import ProposedFix
 from dagster_agent_de.manifest import Node
 
 PATTERN = "join_fanout"

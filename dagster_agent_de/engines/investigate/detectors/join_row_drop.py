@@ -46,8 +46,8 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         else:
             ref = re.escape(right_name.split(".")[-1])
             fix = file_diff(ctx.manifest, node,
-                            lambda t: re.sub(rf"(?i)\b(inner\s+)?join(\s+\{{\{{\s*(?:ref|source)\([^)]*{ref}[^)]*\)\s*\}}\}})",
-                                             r"left join\2", t, count=1),
+                            lambda t, r=ref: re.sub(rf"(?i)\b(inner\s+)?join(\s+\{{\{{\s*(?:ref|source)\([^)]*{r}[^)]*\)\s*\}}\}})",
+                                                    r"left join\2", t, count=1),
                             fix_desc)
         out.append(Hypothesis(
             pattern=PATTERN, model=node.name, confidence=round(conf, 3),

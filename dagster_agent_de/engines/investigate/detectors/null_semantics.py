@@ -38,7 +38,7 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
                     f"use `{col.name} is distinct from ...` (or handle NULL explicitly) to keep them")
             name = re.escape(col.name)
             fix = file_diff(ctx.manifest, node,
-                            lambda t: re.sub(rf"(?i)\b((?:\w+\.)?{name})\s*(<>|!=)\s*", r"\1 is distinct from ", t, count=1),
+                            lambda t, n=name: re.sub(rf"(?i)\b((?:\w+\.)?{n})\s*(<>|!=)\s*", r"\1 is distinct from ", t, count=1),
                             desc)
             out.append(Hypothesis(
                 pattern=PATTERN, model=node.name, confidence=round(conf, 3), columns=[col.name],

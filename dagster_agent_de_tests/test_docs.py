@@ -1,0 +1,21 @@
+"""Docstrings that run: every example in the public modules is executed."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "dagster_agent_de.sql.guard",
+    "dagster_agent_de.core.redact",
+    "dagster_agent_de.engines.drift.diff",
+    "dagster_agent_de.engines.investigate.models",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
