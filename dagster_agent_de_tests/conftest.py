@@ -47,18 +47,30 @@ class DemoEnv:
 
     def write(self, sql: str) -> None:
         """Change source data in place (as the source system would)."""
-        import duckdb
+        from dagster_agent_de.demo.data import execute_sql
 
-        con = duckdb.connect(str(self.settings.duckdb_path))
-        try:
-            con.execute(sql)
-        finally:
-            con.close()
+        execute_sql(self.settings.duckdb_path, sql)
 
     def dbt(self, *args: str) -> None:
         from dagster_agent_de.project import DbtProjectInfo
 
         DbtProjectInfo.from_settings(self.settings).run_dbt(list(args), env=self.settings.dbt_env())
+
+    @contextmanager
+    def incident(self, name: str, rebuild: str, restore: tuple[str, ...] = ()) -> Iterator[object]:
+        """Inject a seed incident; afterwards put back the files it (or a fix) touched, undo its data
+        change and rebuild ``rebuild`` (a dbt selector), so the next test starts from the clean demo."""
+        from dagster_agent_de.demo.incidents import get_incident, inject, revert
+
+        incident = get_incident(name)
+        inject(incident, self.project_dir, self.settings.duckdb_path)
+        try:
+            yield incident
+        finally:
+            for rel in restore:
+                (self.project_dir / rel).write_text((BUNDLED_PROJECT_DIR / rel).read_text())
+            revert(incident, self.project_dir, self.settings.duckdb_path)
+            self.dbt("run", "-s", rebuild, "-q")
 
     @contextmanager
     def patched(self, relpath: str, old: str, new: str) -> Iterator[Path]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from dagster_agent_de.demo.data import execute_sql
 from dagster_agent_de.manifest import Manifest
 
 
@@ -31,10 +30,5 @@ def make_manifest(models: dict[str, str], *, meta: dict[str, dict[str, Any]] | N
 
 
 def duck(path: Path, *statements: str) -> Path:
-    con = duckdb.connect(str(path))
-    try:
-        for s in statements:
-            con.execute(s)
-    finally:
-        con.close()
+    execute_sql(path, *statements)
     return path

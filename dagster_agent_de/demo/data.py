@@ -134,6 +134,18 @@ def _statements(scale: int, loaded_at: str) -> list[str]:
     ]
 
 
+def execute_sql(path: str | Path, *statements: str) -> None:
+    """Run statements against the demo's DuckDB file as its source systems would (read-write)."""
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    try:
+        for sql in statements:
+            con.execute(sql)
+    finally:
+        con.close()
+
+
 def generate_demo_data(
     path: str | Path, *, scale: int = 2_000, finance_export: Path | None = None
 ) -> DemoDataSummary:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
 from dagster_agent_de.config import BUNDLED_PROJECT_DIR
+from dagster_agent_de.demo.data import execute_sql
 from dagster_agent_de.errors import ConfigError
 
 
@@ -110,17 +109,6 @@ def get_incident(name: str) -> Incident:
     return INCIDENTS[name]
 
 
-def _run_sql(duckdb_path: Path, statements: tuple[str, ...]) -> None:
-    if not statements:
-        return
-    con = duckdb.connect(str(duckdb_path))
-    try:
-        for sql in statements:
-            con.execute(sql)
-    finally:
-        con.close()
-
-
 def inject(incident: Incident, project_dir: Path, duckdb_path: Path) -> None:
     """Apply the incident's model edits and source-data changes."""
     for patch in incident.patches:
@@ -129,11 +117,11 @@ def inject(incident: Incident, project_dir: Path, duckdb_path: Path) -> None:
         if patch.old not in text:
             raise ConfigError(f"{path} does not contain the text incident {incident.name} edits; reset with `agent-de demo`")
         path.write_text(text.replace(patch.old, patch.new, 1))
-    _run_sql(duckdb_path, incident.data_sql)
+    execute_sql(duckdb_path, *incident.data_sql)
 
 
 def revert(incident: Incident, project_dir: Path, duckdb_path: Path, original_dir: Path = BUNDLED_PROJECT_DIR) -> None:
     """Restore the files the incident (or a fix applied after it) touched, and undo its data change."""
     for rel in sorted({p.file for p in incident.patches}):
         (project_dir / rel).write_text((original_dir / rel).read_text())
-    _run_sql(duckdb_path, incident.revert_sql)
+    execute_sql(duckdb_path, *incident.revert_sql)

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from click.testing import CliRunner
 from dagster import AssetKey
 
 from dagster_agent_de.cli import main
 from dagster_agent_de.dagster.investigate import ESCALATIONS_ASSET
-from dagster_agent_de.demo.incidents import get_incident, inject, revert
 from dagster_agent_de.engines.escalate.context_store import CONTEXT_FILE, load_rules
 from dagster_agent_de.engines.escalate.store import EscalationStore
 from dagster_agent_de_tests.dagster.test_investigation_e2e import QUIET, _investigate, _run_check_job, env  # noqa: F401
+
+
+@contextmanager
+def _caught(demo_env, defs, instance):
+    """WT-01 NULL semantics injected and failing its reconciliation; restored (rules too) afterwards."""
+    with demo_env.incident("wt01_null_semantics", rebuild="fct_orders+"):
+        try:
+            demo_env.dbt("run", "-s", "fct_orders+", "-q")
+            _run_check_job(defs, instance, "reconcile")
+            yield
+        finally:
+            (demo_env.project_dir / CONTEXT_FILE).unlink(missing_ok=True)
 
 
 def _context_gap(store: EscalationStore, asset: str):
@@ -19,13 +32,8 @@ def _context_gap(store: EscalationStore, asset: str):
 
 def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:  # noqa: F811
     demo_env, defs, instance, cursor = env
-    incident = get_incident("wt01_null_semantics")
     store = EscalationStore(demo_env.settings.state_dir / "escalations")
-    context_file = demo_env.project_dir / CONTEXT_FILE
-    inject(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-    try:
-        demo_env.dbt("run", "-s", "fct_orders+", "-q")
-        _run_check_job(defs, instance, "reconcile")
+    with _caught(demo_env, defs, instance):
         run, _, _ = _investigate(defs, instance, cursor, "fct_orders:orders_vs_stripe")
         (esc,) = _context_gap(store, "fct_orders")
         assert "NULL" in esc.decision and esc.owner == "analytics-team" and esc.check == "orders_vs_stripe"
@@ -53,22 +61,13 @@ def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:
                   if r.run_id == answered.run_id and "agent_de/finding" in r.asset_observation.metadata]
         assert cited and latest  # the re-run recorded its finding on the failing asset
         assert out["rerun_top"]["pattern"] != "null_semantics"  # the rule explains it now
-    finally:
-        revert(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-        context_file.unlink(missing_ok=True)
-        demo_env.dbt("run", "-s", "fct_orders+", "-q")
 
 
 def test_context_gap_answered_from_the_cli(env) -> None:  # noqa: F811
     demo_env, defs, instance, cursor = env
-    incident = get_incident("wt01_null_semantics")
     store = EscalationStore(demo_env.settings.state_dir / "escalations")
-    context_file = demo_env.project_dir / CONTEXT_FILE
-    inject(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
     args = ["--state-dir", str(demo_env.settings.state_dir), "--project-dir", str(demo_env.project_dir)]
-    try:
-        demo_env.dbt("run", "-s", "fct_orders+", "-q")
-        _run_check_job(defs, instance, "reconcile")
+    with _caught(demo_env, defs, instance):
         _investigate(defs, instance, cursor, "fct_orders:orders_vs_stripe")
         (esc,) = _context_gap(store, "fct_orders")
         listed = CliRunner().invoke(main, [*args, "escalations", "list"])
@@ -82,7 +81,3 @@ def test_context_gap_answered_from_the_cli(env) -> None:  # noqa: F811
         assert "null_semantics" not in ok.output.split("re-investigated")[1].splitlines()[0]
         again = CliRunner().invoke(main, [*args, "escalations", "answer", esc.id, "--choice", "1", "--by", "x"])
         assert again.exit_code == 2 and "already answered" in again.output
-    finally:
-        revert(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-        context_file.unlink(missing_ok=True)
-        demo_env.dbt("run", "-s", "fct_orders+", "-q")

@@ -14,7 +14,6 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context
 
 from dagster_agent_de.dagster.definitions import build_definitions
 from dagster_agent_de.dagster.investigate import FINDINGS_ASSET
-from dagster_agent_de.demo.incidents import get_incident, inject, revert
 from dagster_agent_de.engines.investigate.fixes import apply_diff
 from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo
@@ -80,9 +79,8 @@ def _assert_finding(instance, run, failing: AssetKey, pattern: str, model: str):
 
 def test_wt02_join_drop_end_to_end(env) -> None:
     demo_env, defs, instance, cursor = env
-    incident = get_incident("wt02_join_drop")
-    inject(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-    try:
+    enriched = "models/intermediate/int_orders_enriched.sql"
+    with demo_env.incident("wt02_join_drop", rebuild="int_orders_enriched+", restore=(enriched,)):
         demo_env.dbt("run", "-s", "int_orders_enriched+", "-q")
         checked = _run_check_job(defs, instance, "reconcile")
         evals = {e.check_name: e for e in checked.get_asset_check_evaluations()}
@@ -97,19 +95,10 @@ def test_wt02_join_drop_end_to_end(env) -> None:
         top = _assert_finding(instance, run, AssetKey(["fct_orders"]), "join_row_drop", "int_orders_enriched")
         assert "stg_hubspot_contacts" in top["summary"] and top["confidence"] > 0.8
         assert instance.get_run_by_id(checked.run_id).tags["agent_de/investigation_run"] == run.run_id
-        # the proposed fix, applied, makes the check pass
-        info = DbtProjectInfo.from_settings(demo_env.settings)
-        from dagster_agent_de.core.models import ProposedFix
-
-        apply_diff(Manifest.load(info.manifest_path, demo_env.project_dir), ProposedFix.model_validate(top["proposed_fix"]))
+        _apply_top_fix(demo_env, top)  # the proposed fix, applied, makes the check pass
         demo_env.dbt("run", "-s", "int_orders_enriched+", "-q")
-        rechecked = _run_check_job(defs, instance, "reconcile")
-        assert {e.check_name: e.passed for e in rechecked.get_asset_check_evaluations()}["orders_vs_stripe"]
-    finally:
-        revert(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-        text = (demo_env.project_dir / "models/intermediate/int_orders_enriched.sql").read_text()
-        assert "hubspot" not in text
-        demo_env.dbt("run", "-s", "int_orders_enriched+", "-q")
+        assert _passed(_run_check_job(defs, instance, "reconcile"), "orders_vs_stripe")
+    assert "hubspot" not in (demo_env.project_dir / enriched).read_text()
 
 
 def _apply_top_fix(demo_env, top) -> None:
@@ -121,11 +110,13 @@ def _apply_top_fix(demo_env, top) -> None:
     apply_diff(Manifest.load(info.manifest_path, demo_env.project_dir), fix)
 
 
+def _passed(run, check: str) -> bool:
+    return {e.check_name: e.passed for e in run.get_asset_check_evaluations()}[check]
+
+
 def test_wt01_null_semantics_end_to_end(env) -> None:
     demo_env, defs, instance, cursor = env
-    incident = get_incident("wt01_null_semantics")
-    inject(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-    try:
+    with demo_env.incident("wt01_null_semantics", rebuild="fct_orders+", restore=("models/marts/fct_orders.sql",)):
         demo_env.dbt("run", "-s", "fct_orders+", "-q")
         checked = _run_check_job(defs, instance, "reconcile")
         failed = {e.check_name: e for e in checked.get_asset_check_evaluations()}["orders_vs_stripe"]
@@ -135,18 +126,12 @@ def test_wt01_null_semantics_end_to_end(env) -> None:
         assert top["columns"] == ["status"] and top["needs_context"]
         _apply_top_fix(demo_env, top)
         demo_env.dbt("run", "-s", "fct_orders+", "-q")
-        rechecked = _run_check_job(defs, instance, "reconcile")
-        assert {e.check_name: e.passed for e in rechecked.get_asset_check_evaluations()}["orders_vs_stripe"]
-    finally:
-        revert(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-        demo_env.dbt("run", "-s", "fct_orders+", "-q")
+        assert _passed(_run_check_job(defs, instance, "reconcile"), "orders_vs_stripe")
 
 
 def test_wt01_currency_mixing_end_to_end(env) -> None:
     demo_env, defs, instance, cursor = env
-    incident = get_incident("wt01_currency_mixing")
-    inject(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-    try:
+    with demo_env.incident("wt01_currency_mixing", rebuild="fct_revenue"):
         demo_env.dbt("run", "-s", "fct_revenue", "-q")
         checked = _run_check_job(defs, instance, "reconcile")
         failed = {e.check_name: e for e in checked.get_asset_check_evaluations()}["revenue_vs_finance_export"]
@@ -157,62 +142,39 @@ def test_wt01_currency_mixing_end_to_end(env) -> None:
         assert "revenue_usd" in top["columns"]
         _apply_top_fix(demo_env, top)
         demo_env.dbt("run", "-s", "fct_revenue", "-q")
-        rechecked = _run_check_job(defs, instance, "reconcile")
-        assert {e.check_name: e.passed for e in rechecked.get_asset_check_evaluations()}["revenue_vs_finance_export"]
-    finally:
-        revert(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-        demo_env.dbt("run", "-s", "fct_revenue", "-q")
+        assert _passed(_run_check_job(defs, instance, "reconcile"), "revenue_vs_finance_export")
 
 
 def test_wt01_duplicate_payments_end_to_end(env) -> None:
     demo_env, defs, instance, cursor = env
-    incident = get_incident("wt01_duplicate_payments")
-    inject(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-    try:
+    stg = "models/staging/stg_stripe_charges.sql"
+    with demo_env.incident("wt01_duplicate_payments", rebuild="stg_stripe_charges+", restore=(stg,)):
         build = _run_check_job(defs, instance, "dbt_build", [AssetKey(["stg_stripe_charges"])])
-        evals = {e.check_name: e for e in build.get_asset_check_evaluations()}
-        assert not evals["unique_stg_stripe_charges_charge_id"].passed
+        assert not _passed(build, "unique_stg_stripe_charges_charge_id")
         run, _, _ = _investigate(defs, instance, cursor, "stg_stripe_charges:unique_stg_stripe_charges_charge_id")
         top = _assert_finding(instance, run, AssetKey(["stg_stripe_charges"]), "duplicate_key", "stg_stripe_charges")
         assert "stripe.charges" in top["summary"]  # traced to the source
         _apply_top_fix(demo_env, top)
         rebuilt = _run_check_job(defs, instance, "dbt_build", [AssetKey(["stg_stripe_charges"])])
-        assert {e.check_name: e.passed for e in rebuilt.get_asset_check_evaluations()}["unique_stg_stripe_charges_charge_id"]
-    finally:
-        from dagster_agent_de.config import BUNDLED_PROJECT_DIR
-
-        revert(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-        rel = "models/staging/stg_stripe_charges.sql"
-        (demo_env.project_dir / rel).write_text((BUNDLED_PROJECT_DIR / rel).read_text())
-        demo_env.dbt("run", "-s", "stg_stripe_charges+", "-q")
+        assert _passed(rebuilt, "unique_stg_stripe_charges_charge_id")
 
 
 def test_wt04_rename_end_to_end(env) -> None:
     demo_env, defs, instance, cursor = env
-    incident = get_incident("wt04_rename")
-    baseline = _run_check_job(defs, instance, "schema_drift_check")
-    assert baseline.success
-    inject(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-    yml = demo_env.project_dir / "models/staging/_sources.yml"
-    original_yml = yml.read_text()
+    assert _run_check_job(defs, instance, "schema_drift_check").success  # the baseline
+    stg, yml = "models/staging/stg_stripe_charges.sql", "models/staging/_sources.yml"
     try:
-        checked = _run_check_job(defs, instance, "schema_drift_check")
-        evals = {(e.asset_key.to_user_string(), e.check_name): e for e in checked.get_asset_check_evaluations()}
-        assert not evals[("stripe/charges", "schema_drift")].passed
-        run, _, _ = _investigate(defs, instance, cursor, "stripe/charges:schema_drift")
-        top = _assert_finding(instance, run, AssetKey(["stripe", "charges"]), "schema_drift", "stg_stripe_charges")
-        assert "amount_cents" in top["proposed_fix"]["diff"]
-        _apply_top_fix(demo_env, top)
-        demo_env.dbt("run", "-s", "stg_stripe_charges+", "-q")
-        rechecked = _run_check_job(defs, instance, "schema_drift_check")
-        after = {(e.asset_key.to_user_string(), e.check_name): e for e in rechecked.get_asset_check_evaluations()}
-        assert after[("stripe/charges", "schema_drift")].passed
+        with demo_env.incident("wt04_rename", rebuild="stg_stripe_charges+", restore=(stg, yml)):
+            checked = _run_check_job(defs, instance, "schema_drift_check")
+            evals = {(e.asset_key.to_user_string(), e.check_name): e for e in checked.get_asset_check_evaluations()}
+            assert not evals[("stripe/charges", "schema_drift")].passed
+            run, _, _ = _investigate(defs, instance, cursor, "stripe/charges:schema_drift")
+            top = _assert_finding(instance, run, AssetKey(["stripe", "charges"]), "schema_drift", "stg_stripe_charges")
+            assert "amount_cents" in top["proposed_fix"]["diff"]
+            _apply_top_fix(demo_env, top)
+            demo_env.dbt("run", "-s", "stg_stripe_charges+", "-q")
+            rechecked = _run_check_job(defs, instance, "schema_drift_check")
+            after = {(e.asset_key.to_user_string(), e.check_name): e for e in rechecked.get_asset_check_evaluations()}
+            assert after[("stripe/charges", "schema_drift")].passed
     finally:
-        from dagster_agent_de.config import BUNDLED_PROJECT_DIR
-
-        yml.write_text(original_yml)
-        rel = "models/staging/stg_stripe_charges.sql"
-        (demo_env.project_dir / rel).write_text((BUNDLED_PROJECT_DIR / rel).read_text())
-        revert(incident, demo_env.project_dir, demo_env.settings.duckdb_path)
-        demo_env.dbt("run", "-s", "stg_stripe_charges+", "-q")
         _run_check_job(defs, instance, "schema_drift_check")
