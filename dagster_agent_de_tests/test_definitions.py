@@ -22,6 +22,11 @@ def test_every_dbt_model_is_an_asset_and_dbt_tests_are_checks(demo_env) -> None:
     assert sources <= keys
     check_names = {c.name for c in graph.asset_check_keys}
     assert tests <= check_names
+    assert {"orders_vs_stripe", "revenue_vs_finance_export", "schema_drift"} <= check_names
+    assert {s.name for s in defs.schedules} == {"reconcile_daily"}
+    assert {s.name for s in defs.sensors} == {"schema_poll_sensor", "failed_check_sensor"}
+    assert {"dbt_build", "reconcile", "schema_drift_check", "investigate", "answer_escalation"} <= {
+        j.name for j in defs.resolve_all_job_defs()}
 
 
 def test_demo_left_materializations_and_check_results_in_the_instance(demo_env) -> None:

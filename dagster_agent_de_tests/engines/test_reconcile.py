@@ -219,3 +219,57 @@ def test_portable_samples_query_agrees_with_the_inline_samples(wh_path: Path) ->
     for r in rows:
         portable.setdefault(r["_class"], []).append((r["k0"], r["k1"]))
     assert {k: [(s["region"], s["id"]) for s in v] for k, v in inline.items()} == portable
+
+
+def test_http_source_of_truth_paginated_with_auth(tmp_path: Path, monkeypatch) -> None:
+    """An API as the source of truth: paginated JSON, bearer token from an env var, loaded then pushed down."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen_auth = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen_auth.append(self.headers.get("Authorization"))
+            page = 2 if "page=2" in self.path else 1
+            body = ({"data": [{"id": 1, "amount": 10.0}, {"id": 2, "amount": 20.0}], "next": f"http://127.0.0.1:{port}/o?page=2"}
+                    if page == 1 else {"data": [{"id": 3, "amount": 30.0}], "next": None})
+            raw = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *a):  # quiet
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("TRUTH_TOKEN", "s3cret-token")
+    path = duck(tmp_path / "wh.duckdb", "create table pipe as select * from (values (1, 10.0), (2, 21.0)) t(id, amount)")
+    spec = ReconcileSpec.model_validate(dict(
+        name="t", model="pipe", against="http", key=["id"], compare={"amount": {}},
+        http={"url": f"http://127.0.0.1:{port}/o?page=1", "records": "data", "next": "next", "auth_env": "TRUTH_TOKEN"}))
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    try:
+        r = _run(path, spec, audit)
+    finally:
+        server.shutdown()
+    assert (r.matched, r.missing_in_pipeline, r.mismatched_rows) == (2, 1, 1)
+    assert seen_auth == ["Bearer s3cret-token"] * 2
+    calls = [e for e in read_audit(tmp_path / "audit.jsonl", limit=None) if e.kind == "api_call"]
+    assert [c.rows for c in calls] == [2, 1]
+    assert "s3cret" not in (tmp_path / "audit.jsonl").read_text()
+
+
+def test_http_source_unreachable_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    from dagster_agent_de.errors import WarehouseUnavailableError
+
+    path = duck(tmp_path / "wh.duckdb", "create table pipe as select 1 as id")
+    spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against="http", key=["id"],
+                                             http={"url": "http://127.0.0.1:9/none", "timeout_s": 2}))
+    with pytest.raises(WarehouseUnavailableError, match="could not be read"):
+        _run(path, spec)
