@@ -148,4 +148,15 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     )
 
 
-defs = build_definitions()
+_defs: Definitions | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``defs`` is built on first access (what workspace.yaml loads), not when the module is imported,
+    so importing :func:`build_definitions` costs nothing."""
+    global _defs
+    if name == "defs":
+        if _defs is None:
+            _defs = build_definitions()
+        return _defs
+    raise AttributeError(name)
