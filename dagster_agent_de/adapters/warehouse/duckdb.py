@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class DuckDBWarehouse(Warehouse):
         if self._con is not None:
             return self._con
         if str(self.path) == ":memory:":
-            self._con = duckdb.connect(":memory:")
+            self._con = self._bounded(duckdb.connect(":memory:"))
             return self._con
         if not self.path.exists():
             raise WarehouseUnavailableError(
@@ -52,7 +53,7 @@ class DuckDBWarehouse(Warehouse):
             )
         try:
             if self.read_only:
-                con = duckdb.connect(":memory:")
+                con = self._bounded(duckdb.connect(":memory:"))
                 con.execute(f"ATTACH '{self.path.as_posix()}' AS {self.quote(self.catalog)} (READ_ONLY)")
                 con.execute(f"USE {self.quote(self.catalog)}")
             else:
@@ -63,6 +64,20 @@ class DuckDBWarehouse(Warehouse):
                 "for writing (a running `dbt build`), retry when it finishes"
             ) from e
         self._con = con
+        return con
+
+    @staticmethod
+    def _bounded(con: Any) -> Any:
+        """Cap the agent's session memory (spilling to a temp dir), so a 10M-row diff stays under 1 GB.
+
+        ``AGENT_DE_DUCKDB_MEMORY_LIMIT`` (default 640MB) overrides the cap.
+        """
+        import tempfile
+
+        limit = os.environ.get("AGENT_DE_DUCKDB_MEMORY_LIMIT", "640MB").replace("'", "")
+        spill = Path(tempfile.gettempdir()) / "agent_de_duckdb_spill"
+        con.execute(f"SET memory_limit = '{limit}'")
+        con.execute(f"SET temp_directory = '{spill.as_posix()}'")
         return con
 
     def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool]:
