@@ -19,6 +19,9 @@ from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo
 
 
+_MANIFESTS: dict[str, tuple[tuple[str, int, str], Manifest]] = {}
+
+
 class AgentWarehouseResource(ConfigurableResource):
     """The agent's audited, read-only access to the warehouse dbt builds.
 
@@ -45,10 +48,21 @@ class AgentWarehouseResource(ConfigurableResource):
         return settings
 
     def manifest(self) -> Manifest:
-        """The project's manifest (lineage, relations, compiled SQL)."""
+        """The project's manifest (lineage, relations, compiled SQL), parsed once per version of the file.
+
+        Sensors tick every minute in a long-lived code server; re-parsing a large manifest each tick
+        would be the hot path.
+        """
         settings = self.settings()
         info = DbtProjectInfo.from_settings(settings)
-        return Manifest(info.load_manifest(env=settings.dbt_env()), settings.project_dir)
+        path = info.ensure_manifest(env=settings.dbt_env())
+        key = (str(path), path.stat().st_mtime_ns, str(settings.project_dir))
+        cached = _MANIFESTS.get(key[0])
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        manifest = Manifest(info.load_manifest(env=settings.dbt_env()), settings.project_dir)
+        _MANIFESTS[key[0]] = (key, manifest)
+        return manifest
 
     def audit_log(self, context: Any | None = None) -> AuditLog:
         settings = self.settings()
