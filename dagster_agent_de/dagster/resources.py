@@ -18,7 +18,6 @@ from dagster_agent_de.core.models import AuditEvent
 from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo
 
-
 _MANIFESTS: dict[str, tuple[tuple[str, int, str], Manifest]] = {}
 
 
