@@ -27,9 +27,9 @@ def _hash_exprs(spec: ReconcileSpec, dialect: str) -> tuple[str, str, str]:
     keys = plan.key_names(spec)
     key_txt = ", ".join(f"cast({k} as varchar)" for k in keys)
     row_txt = ", ".join([f"cast({k} as varchar)" for k in keys] + [f"coalesce(cast({q('c_' + c)} as varchar), '<null>')" for c in spec.compare])
-    fn = "hash" if dialect in ("duckdb", "snowflake") else "hash"
-    key_hash = f"abs({fn}(concat_ws('|', {key_txt})) % 1152921504606846976)"  # 2^60: positive, exact in BIGINT
-    row_hash = f"abs({fn}(concat_ws('|', {row_txt})) % {_MOD})"
+    # hash() exists in DuckDB and Snowflake; across two dialects buckets differ (see the module note)
+    key_hash = f"abs(hash(concat_ws('|', {key_txt})) % 1152921504606846976)"  # 2^60: positive, exact in BIGINT
+    row_hash = f"abs(hash(concat_ws('|', {row_txt})) % {_MOD})"
     notnull = " and ".join(f"{k} is not null" for k in keys)
     return key_hash, row_hash, notnull
 

@@ -83,13 +83,17 @@ def _union_grouped(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str
      )"""
 
 
-def _mismatch(spec: ReconcileSpec, col: str) -> str:
+def mismatch_sql(spec: ReconcileSpec, col: str, pipeline: str, truth: str) -> str:
+    """True when the two values of ``col`` differ: beyond the tolerance for numbers, NULL-safe otherwise."""
     cmp = spec.compare[col]
-    mc, ac = q("m_" + col), q("a_" + col)
     if cmp.abs_tol or cmp.rel_tol:
-        tol = f"{cmp.abs_tol!r} + {cmp.rel_tol!r} * abs({ac})"
-        return f"(({mc} is null) <> ({ac} is null) or abs({mc} - {ac}) > {tol})"
-    return f"({mc} is distinct from {ac})"
+        tol = f"{cmp.abs_tol!r} + {cmp.rel_tol!r} * abs({truth})"
+        return f"(({pipeline} is null) <> ({truth} is null) or abs({pipeline} - {truth}) > {tol})"
+    return f"({pipeline} is distinct from {truth})"
+
+
+def _mismatch(spec: ReconcileSpec, col: str) -> str:
+    return mismatch_sql(spec, col, q("m_" + col), q("a_" + col))
 
 
 def classes(spec: ReconcileSpec) -> dict[str, str]:
@@ -170,11 +174,7 @@ def join_summary_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, samp
     both = f"{present_m} and {present_a}"
 
     def mm(c: str) -> str:
-        cmp = spec.compare[c]
-        mc, ac = f"m.{q('c_' + c)}", f"a.{q('c_' + c)}"
-        if cmp.abs_tol or cmp.rel_tol:
-            return f"(({mc} is null) <> ({ac} is null) or abs({mc} - {ac}) > {cmp.abs_tol!r} + {cmp.rel_tol!r} * abs({ac}))"
-        return f"({mc} is distinct from {ac})"
+        return mismatch_sql(spec, c, f"m.{q('c_' + c)}", f"a.{q('c_' + c)}")
 
     any_mm = " or ".join(mm(c) for c in spec.compare) or "false"
     cls = {"missing_in_pipeline": f"not ({present_m})", "extra_in_pipeline": f"not ({present_a})",
