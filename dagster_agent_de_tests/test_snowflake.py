@@ -96,3 +96,42 @@ def test_drift_through_snowflake_adapter(tmp_path) -> None:
     assert (change.kind, change.column, change.new_column) == ("column_renamed", "AMOUNT", "AMOUNT_CENTS")
     assert change.severity.value == "breaking"
     assert [i.model for i in change.impacted] == ["stg_charges"]
+
+
+def test_reconcile_through_snowflake_adapter(tmp_path) -> None:
+    """The portable plan (pre-check, join, sample query) on Snowflake gives the DuckDB fast plan's report."""
+    from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.reconcile import ReconcileSpec, reconcile
+    from dagster_agent_de_tests.helpers import duck, make_manifest
+
+    rows_pipe = "(1, 'eu', 10.00, 'paid'), (2, 'eu', 20.00, 'paid'), (3, 'us', 30.50, 'paid'), (4, 'us', 5.00, null), (6, 'us', 1.00, 'paid')"
+    rows_truth = "(1, 'eu', 1000, 'paid'), (2, 'eu', 2000, 'refunded'), (3, 'us', 3000, 'paid'), (4, 'us', 500, null), (5, 'eu', 700, 'paid')"
+    spec = ReconcileSpec.model_validate(dict(
+        name="orders_vs_charges", model="orders", against="charges", key=["order_id"], key_against=["id"],
+        compare={"amount": {"against": "amount_cents / 100.0", "abs_tol": 0.01}, "status": {}},
+        segment_by=["region"], aggregates=["sum(amount)", "count(*)"]))
+    audit = AuditLog(None)
+    with fakesnow.patch():
+        from dagster_snowflake import SnowflakeResource
+
+        resource = SnowflakeResource(account="acct", user="agent", password="pw", database="SHOP", schema="APP")
+        with resource.get_connection() as con:
+            cur = con.cursor()
+            cur.execute("create database if not exists SHOP")
+            cur.execute("create schema if not exists SHOP.APP")
+            cur.execute("create or replace table SHOP.APP.ORDERS (order_id int, region varchar, amount number(10,2), status varchar)")
+            cur.execute(f"insert into SHOP.APP.ORDERS values {rows_pipe}")
+            cur.execute("create or replace table SHOP.APP.CHARGES (id int, region varchar, amount_cents number(12,0), status varchar)")
+            cur.execute(f"insert into SHOP.APP.CHARGES values {rows_truth}")
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            snow = reconcile(spec, make_manifest({"orders": "SHOP.APP.ORDERS"}), wh)
+    path = duck(tmp_path / "wh.duckdb",
+                f"create table orders as select * from (values {rows_pipe}) t(order_id, region, amount, status)",
+                f"create table charges as select * from (values {rows_truth}) t(id, region, amount_cents, status)")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        local = reconcile(spec, make_manifest({"orders": '"wh"."main"."orders"'}), wh)
+    assert (snow.matched, snow.missing_in_pipeline, snow.extra_in_pipeline, snow.mismatched_rows) == (4, 1, 1, 2)
+    keep = {"duration_ms", "statements"}
+    assert snow.model_dump(exclude=keep) == local.model_dump(exclude=keep)
+    assert all(e.dialect == "snowflake" for e in audit.events)

@@ -8,6 +8,7 @@ import pytest
 
 from dagster_agent_de.adapters.audit import AuditLog, read_audit
 from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+from dagster_agent_de.demo.data import execute_sql
 from dagster_agent_de.engines.reconcile import ReconcileSpec, parse_specs, reconcile
 from dagster_agent_de.errors import SpecError, WarehouseUnavailableError
 from dagster_agent_de_tests.helpers import duck, make_manifest
@@ -70,6 +71,121 @@ def test_every_class_counted_exactly(wh_path: Path) -> None:
     eu = {s.metric: s for s in r.segments if s.segment == {"region": "eu"}}
     assert eu["count_rows"].delta == 0
     assert eu["sum_amount"].pipeline == pytest.approx(60.025)
+
+
+def _one_sided_dups(tmp_path: Path) -> Path:
+    # key 7 twice in pipe and absent from truth, key 8 twice in truth and absent from pipe: no fan-out
+    return duck(
+        tmp_path / "wh.duckdb",
+        "create table pipe as select * from (values (1, 1.0), (2, 2.0), (7, 7.0), (7, 7.0), (9, 9.0)) t(id, amount)",
+        "create table truth as select * from (values (1, 1.0), (2, 2.5), (8, 8.0), (8, 8.0), (10, 1.0)) t(id, amount)",
+    )
+
+
+_ID_SPEC = dict(name="t", model="pipe", against="truth", key=["id"], compare={"amount": {}})
+
+
+def test_duplicates_on_keys_present_on_one_side_only(tmp_path: Path) -> None:
+    """Duplicates that do not fan the join out (their key is missing on the other side) are still found."""
+    r = _run(_one_sided_dups(tmp_path), ReconcileSpec.model_validate(_ID_SPEC))
+    assert (r.duplicate_keys_pipeline, r.duplicate_keys_truth) == (1, 1)
+    assert (r.matched, r.missing_in_pipeline, r.extra_in_pipeline, r.mismatched_rows) == (2, 2, 2, 1)
+    assert any("duplicate keys" in b for b in r.breaches)
+
+
+def test_more_one_sided_keys_than_the_cap_fall_back_to_the_exact_check(tmp_path: Path, monkeypatch) -> None:
+    from dagster_agent_de.engines.reconcile import engine
+
+    spec = ReconcileSpec.model_validate(_ID_SPEC)
+    path = _one_sided_dups(tmp_path)
+    exact = _run(path, spec)
+    monkeypatch.setattr(engine, "ONE_SIDED_CAP", 1)
+    capped = _run(path, spec)
+    assert capped.model_dump(exclude={"duration_ms", "statements"}) == exact.model_dump(exclude={"duration_ms", "statements"})
+    assert len(capped.statements) == 3  # the join, the exact duplicate check (found some), the grouped plan
+    # without duplicates, the exact check confirms the join's counts: no third statement
+    execute_sql(path, "create or replace table pipe as select distinct * from pipe",
+                "create or replace table truth as select distinct * from truth")
+    r = _run(path, spec)
+    assert (r.duplicate_keys_pipeline, r.duplicate_keys_truth, r.missing_in_pipeline, r.extra_in_pipeline) == (0, 0, 2, 2)
+    assert len(r.statements) == 2
+
+
+def _oracle(pipe: list[tuple], truth: list[tuple]) -> dict:
+    """Reconciliation of (g, id, amount, status) rows in plain Python: one row per key, min() of each value."""
+    def by_key(rows: list[tuple]) -> tuple[dict, int]:
+        out: dict = {}
+        nulls = 0
+        for g, i, amount, status in rows:
+            if g is None or i is None:
+                nulls += 1
+                continue
+            out.setdefault((g, i), []).append((amount, status))
+        return out, nulls
+
+    def first(vals: list) -> object:
+        vals = [v for v in vals if v is not None]
+        return min(vals) if vals else None
+
+    p, pn = by_key(pipe)
+    t, tn = by_key(truth)
+    both = p.keys() & t.keys()
+    mm_amount = mm_status = mm_rows = 0
+    for k in both:
+        pa, ta = first([r[0] for r in p[k]]), first([r[0] for r in t[k]])
+        ps, ts = first([r[1] for r in p[k]]), first([r[1] for r in t[k]])
+        a = (pa is None) != (ta is None) or (pa is not None and abs(pa - ta) > 0.5)
+        s_ = ps != ts
+        mm_amount += a
+        mm_status += s_
+        mm_rows += a or s_
+    return {"rows_pipeline": len(pipe), "rows_truth": len(truth), "null_keys_pipeline": pn, "null_keys_truth": tn,
+            "duplicate_keys_pipeline": sum(len(v) > 1 for v in p.values()),
+            "duplicate_keys_truth": sum(len(v) > 1 for v in t.values()),
+            "matched": len(both), "missing_in_pipeline": len(t.keys() - p.keys()), "extra_in_pipeline": len(p.keys() - t.keys()),
+            "mismatched_rows": mm_rows, "columns": {"amount": mm_amount, "status": mm_status}}
+
+
+def _random_rows(rng, n: int, dup_rate: float) -> list[tuple]:
+    rows, used = [], set()
+    while len(rows) < n:
+        g = rng.choice(["eu", "us", None] if rng.random() < 0.05 else ["eu", "us"])
+        i = rng.randrange(60)
+        if (g, i) in used and rng.random() > dup_rate:
+            continue
+        used.add((g, i))
+        rows.append((g, i, rng.choice([None, 1, 2, 3]) if rng.random() < 0.1 else rng.choice([1, 2, 3]),
+                     rng.choice(["paid", "refunded", None])))
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_counts_agree_with_a_plain_python_oracle(tmp_path: Path, seed: int) -> None:
+    """Random composite-key data with NULL keys, NULL values and (in half the cases) duplicate keys."""
+    import random
+
+    rng = random.Random(seed)
+    dup_rate = 0.3 if seed % 2 else 0.0
+    pipe, truth = _random_rows(rng, rng.randrange(0, 50), dup_rate), _random_rows(rng, rng.randrange(1, 50), dup_rate)
+
+    def values(rows: list[tuple]) -> str:
+        def lit(v: object) -> str:
+            return "null" if v is None else (f"'{v}'" if isinstance(v, str) else str(v))
+        body = ", ".join("(" + ", ".join(lit(v) for v in r) + ")" for r in rows)
+        return f"select * from (values {body}) t(g, id, amount, status)" if rows else \
+            "select null::varchar as g, null::int as id, null::int as amount, null::varchar as status where false"
+
+    path = duck(tmp_path / "wh.duckdb", f"create table pipe as {values(pipe)}", f"create table truth as {values(truth)}")
+    spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["g", "id"],
+                                             compare={"amount": {"abs_tol": 0.5}, "status": {}}))
+    assert _counts(_run(path, spec)) == _oracle(pipe, truth)
+
+
+def _counts(r) -> dict:
+    return {k: getattr(r, k) for k in (
+        "rows_pipeline", "rows_truth", "null_keys_pipeline", "null_keys_truth", "duplicate_keys_pipeline",
+        "duplicate_keys_truth", "matched", "missing_in_pipeline", "extra_in_pipeline", "mismatched_rows")} | {
+        "columns": {c.column: c.mismatched for c in r.columns}}
 
 
 def test_tolerance_edges(tmp_path: Path) -> None:
@@ -273,3 +389,48 @@ def test_http_source_unreachable_is_an_error_not_a_pass(tmp_path: Path) -> None:
                                              http={"url": "http://127.0.0.1:9/none", "timeout_s": 2}))
     with pytest.raises(WarehouseUnavailableError, match="could not be read"):
         _run(path, spec)
+
+
+def test_timestamps_with_time_zones_compare_as_instants_on_any_machine(tmp_path: Path, monkeypatch) -> None:
+    """Zoned vs zoned compares instants; naive vs zoned reads the naive side as UTC, whatever the machine's zone."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        path = duck(
+            tmp_path / "wh.duckdb",
+            """create table pipe as select * from (values
+                (1, timestamptz '2026-03-01 10:00:00+01', timestamp '2026-03-01 09:00:00'),
+                (2, timestamptz '2026-03-01 10:00:00+00', timestamp '2026-03-01 10:00:00'),
+                (3, timestamptz '2026-03-01 23:30:00-05', timestamp '2026-03-01 23:30:00')) t(id, paid_at, paid_at_utc)""",
+            """create table truth as select * from (values
+                (1, timestamptz '2026-03-01 09:00:00+00', timestamptz '2026-03-01 10:00:00+01'),
+                (2, timestamptz '2026-03-01 10:00:00+02', timestamptz '2026-03-01 10:00:00+00'),
+                (3, timestamptz '2026-03-02 04:30:00+00', timestamptz '2026-03-01 23:30:00-05')) t(id, paid_at, paid_at_utc)""",
+        )
+        spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["id"],
+                                                 compare={"paid_at": {}, "paid_at_utc": {}}))
+        r = _run(path, spec)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    # id 2 differs by two hours (zoned); id 3's naive 23:30 is 23:30 UTC, not 23:30 New York time
+    assert {c.column: c.mismatched for c in r.columns} == {"paid_at": 1, "paid_at_utc": 1}
+    assert [s["id"] for s in r.samples["mismatched"]] == [2, 3]
+    assert any("paid_at_utc" in n and "read as UTC" in n for n in r.notes)
+
+
+def test_number_vs_text_columns_are_compared_and_said(tmp_path: Path) -> None:
+    path = duck(
+        tmp_path / "wh.duckdb",
+        "create table pipe as select * from (values (1, 10.5, 7), (2, 3.0, 8), (3, 4.0, 9)) t(id, amount, code)",
+        "create table truth as select * from (values (1, '10.50', '7'), (2, 'n/a', '8'), (3, '4.2', '09')) t(id, amount, code)",
+    )
+    spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["id"],
+                                             compare={"amount": {"abs_tol": 0.01}, "code": {}}))
+    r = _run(path, spec)
+    # amount: 'n/a' is not a number (mismatch), 4.0 vs 4.2 beyond tolerance; code as text: 9 vs '09'
+    assert {c.column: c.mismatched for c in r.columns} == {"amount": 2, "code": 1}
+    assert any("amount is DECIMAL" in n and "compared as numbers" in n for n in r.notes)
+    assert any(n.startswith("code is INTEGER") and n.endswith("compared as text") for n in r.notes)

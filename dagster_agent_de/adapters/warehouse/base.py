@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dagster_agent_de.adapters.audit import AuditLog
@@ -31,6 +32,8 @@ class QueryResult:
     duration_ms: float = 0.0
     statement: str = ""
     truncated: bool = False
+    types: list[str] = field(default_factory=list)
+    """The driver's type name of each column (``INTEGER``/``VARCHAR`` on DuckDB, ``FIXED``/``TEXT`` on Snowflake)."""
 
     @property
     def row_count(self) -> int:
@@ -42,6 +45,10 @@ class QueryResult:
 
     def scalar(self) -> Any:
         return self.rows[0][0] if self.rows else None
+
+    def folded(self) -> QueryResult:
+        """Column names as the SQL wrote them: Snowflake upper-cases unquoted aliases (``matched`` -> ``MATCHED``)."""
+        return replace(self, columns=[c.lower() if c.isupper() else c for c in self.columns])
 
     def one(self) -> dict[str, Any]:
         if not self.rows:
@@ -94,7 +101,7 @@ class Warehouse(ABC):
                 raise
         start = time.perf_counter()
         try:
-            columns, rows, truncated = self._run(sql, max_rows)
+            columns, rows, truncated, types = self._run(sql, max_rows)
         except AgentDEError as e:
             self._record_error(sql, rationale, start, e)
             raise
@@ -106,7 +113,7 @@ class Warehouse(ABC):
             statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
             rows=len(rows), duration_ms=duration, outcome="ok",
         )
-        return QueryResult(columns, rows, duration, sql, truncated)
+        return QueryResult(columns, rows, duration, sql, truncated, types)
 
     def _record_error(self, sql: str, rationale: str, start: float, e: Exception) -> None:
         self.audit.record(
@@ -116,8 +123,8 @@ class Warehouse(ABC):
         )
 
     @abstractmethod
-    def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool]:
-        """Execute one statement; return (columns, rows, truncated)."""
+    def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool, list[str]]:
+        """Execute one statement; return (columns, rows, truncated, column type names)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -145,17 +152,18 @@ class _Fetch:
 
     cursor: Any
     max_rows: int | None
-    columns: list[str] = field(default_factory=list)
+    type_name: Callable[[Any], str] = str
 
-    def fetch(self) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    def fetch(self) -> tuple[list[str], list[tuple[Any, ...]], bool, list[str]]:
         desc = self.cursor.description or []
         columns = [d[0] for d in desc]
+        types = [self.type_name(d[1]) for d in desc]
         if not desc:
-            return columns, [], False
+            return columns, [], False, types
         if self.max_rows is None:
-            return columns, [tuple(r) for r in self.cursor.fetchall()], False
+            return columns, [tuple(r) for r in self.cursor.fetchall()], False, types
         rows = [tuple(r) for r in self.cursor.fetchmany(self.max_rows + 1)]
-        return columns, rows[: self.max_rows], len(rows) > self.max_rows
+        return columns, rows[: self.max_rows], len(rows) > self.max_rows, types
 
 
 __all__ = [

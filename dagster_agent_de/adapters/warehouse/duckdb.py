@@ -58,6 +58,7 @@ class DuckDBWarehouse(Warehouse):
                 con.execute(f"USE {self.quote(self.catalog)}")
             else:
                 con = duckdb.connect(str(self.path))
+                con.execute("SET TimeZone = 'UTC'")
         except duckdb.Error as e:
             raise WarehouseUnavailableError(
                 f"cannot open DuckDB warehouse {self.path}: {e}. If another process holds it open "
@@ -76,11 +77,12 @@ class DuckDBWarehouse(Warehouse):
 
         limit = os.environ.get("AGENT_DE_DUCKDB_MEMORY_LIMIT", "640MB").replace("'", "")
         spill = Path(tempfile.gettempdir()) / "agent_de_duckdb_spill"
+        con.execute("SET TimeZone = 'UTC'")  # naive vs zoned timestamps compare the same on every machine
         con.execute(f"SET memory_limit = '{limit}'")
         con.execute(f"SET temp_directory = '{spill.as_posix()}'")
         return con
 
-    def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool, list[str]]:
         import duckdb
 
         con = self._connect()

@@ -75,12 +75,12 @@ class SnowflakeWarehouse(Warehouse):
                 ) from e
         return self._con
 
-    def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool, list[str]]:
         con = self._connect()
         cursor = con.cursor()
         try:
             cursor.execute(sql)
-            return _Fetch(cursor, max_rows).fetch()
+            return _Fetch(cursor, max_rows, _snowflake_type_name).fetch()
         finally:
             cursor.close()
 
@@ -91,3 +91,10 @@ class SnowflakeWarehouse(Warehouse):
             finally:
                 self._cm = None
                 self._con = None
+
+
+def _snowflake_type_name(code: Any) -> str:
+    """The connector's type code (0, 2, ...) as Snowflake names it (FIXED, TEXT, ...)."""
+    from snowflake.connector.constants import FIELD_ID_TO_NAME
+
+    return str(FIELD_ID_TO_NAME.get(code, code))

@@ -36,7 +36,7 @@ def _hash_exprs(spec: ReconcileSpec, dialect: str) -> tuple[str, str, str]:
 
 def _stats(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
     sql = plan.side_stats_sql(spec, side)  # portable form: exact duplicate keys on both connections
-    row = wh.query(sql, rationale=f"row, null-key and duplicate-key counts of the {side.side} side of {spec.model}.{spec.name}").one()
+    row = wh.query(sql, rationale=f"row, null-key and duplicate-key counts of the {side.side} side of {spec.model}.{spec.name}").folded().one()
     return {k: int(v or 0) for k, v in row.items()}
 
 
@@ -73,7 +73,7 @@ class _Side:
         )
         res = self.wh.query(sql, rationale=f"fetch rows of {len(buckets)} differing bucket(s), {self.side.side} side")
         self._account(res.rows)
-        return res.dicts()
+        return res.folded().folded().dicts()
 
     def _account(self, rows: list[tuple[Any, ...]]) -> None:
         self.rows_moved += len(rows)
@@ -152,8 +152,8 @@ def bisect_reconcile(
     if spec.aggregates:
         from dagster_agent_de.engines.reconcile.engine import _segments
 
-        seg_m = wh_model.query(plan.side_segments_sql(spec, m), rationale=f"aggregates of {spec.model} per segment").dicts()
-        seg_a = wh_truth.query(plan.side_segments_sql(spec, a), rationale=f"aggregates of {label} per segment").dicts()
+        seg_m = wh_model.query(plan.side_segments_sql(spec, m), rationale=f"aggregates of {spec.model} per segment").folded().dicts()
+        seg_a = wh_truth.query(plan.side_segments_sql(spec, a), rationale=f"aggregates of {label} per segment").folded().dicts()
         merged: dict[tuple[Any, ...], dict[str, Any]] = {}
         for prefix, rows in (("p_", seg_m), ("t_", seg_a)):
             for r in rows:

@@ -18,7 +18,7 @@ from dagster_agent_de.errors import AgentDEError, WarehouseError
 from dagster_agent_de.manifest import Manifest
 
 _TEXT = ("VARCHAR", "TEXT", "STRING", "CHAR")
-_NUM = ("INT", "BIGINT", "NUMBER", "DECIMAL", "NUMERIC", "DOUBLE", "FLOAT", "REAL", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER")
+_NUM = ("FIXED", "INT", "BIGINT", "NUMBER", "DECIMAL", "NUMERIC", "DOUBLE", "FLOAT", "REAL", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER")
 
 
 def _category(type_name: str | None) -> str | None:
@@ -54,7 +54,7 @@ def reconcile(
         model_side = SidePlan(node.relation_name, spec, "model")
         truth_side = SidePlan(truth.relation, spec, "against")
         notes: list[str] = []
-        model_side, truth_side = _align_key_types(spec, warehouse, truth, model_side, truth_side, notes)
+        model_side, truth_side = _align_types(spec, warehouse, truth, model_side, truth_side, notes)
         if truth.same_warehouse:
             report = _pushdown(spec, warehouse, model_side, truth_side, truth.label, notes)
         else:
@@ -67,48 +67,88 @@ def reconcile(
     return report.model_copy(update={"duration_ms": (time.perf_counter() - start) * 1000})
 
 
-def _align_key_types(
+def _tz(type_name: str) -> bool | None:
+    """True for a time-zone-aware timestamp type, False for a naive one, None for anything else."""
+    t = type_name.upper()
+    if "WITH TIME ZONE" in t or t.endswith(("_TZ", "_LTZ", "TIMESTAMPTZ")):
+        return True
+    if t.startswith(("TIMESTAMP", "DATETIME")):
+        return False
+    return None
+
+
+def _align_types(
     spec: ReconcileSpec, wh: Warehouse, truth: Truth, m: SidePlan, a: SidePlan, notes: list[str]
 ) -> tuple[SidePlan, SidePlan]:
+    """Probe both sides' key and compared column types; compare like with like and say what was done."""
     types = []
     for side, conn in ((m, wh), (a, truth.warehouse)):
-        sql = plan.key_type_probe_sql(side, conn.dialect)
-        if sql is None:
-            types.append(None)
-            continue
-        res = conn.query(sql, rationale=f"key column types of {spec.model}.{spec.name} ({side.side} side)")
-        types.append(res.rows[0] if res.rows else None)
+        res = conn.query(plan.types_probe_sql(side), rationale=f"column types of {spec.model}.{spec.name} ({side.side} side)")
+        types.append(res.types or None)
     if types[0] is None or types[1] is None:
         return m, a
+    nk = len(spec.key)
     mixed = []
-    for i, (tm, ta) in enumerate(zip(types[0], types[1], strict=False)):
-        cm, ca = _category(tm), _category(ta)
-        if cm != ca:
+    for i, (tm, ta) in enumerate(zip(types[0][:nk], types[1][:nk], strict=False)):
+        if _category(tm) != _category(ta):
             mixed.append(f"{spec.key[i]} is {tm} in the pipeline but {spec.keys_against[i]} is {ta} in the source of truth")
+    casts: list[tuple[str, str]] = []
+    for col, tm, ta in zip(spec.compare, types[0][nk:], types[1][nk:], strict=False):
+        cm, ca = _category(tm), _category(ta)
+        if {cm, ca} == {"text", "number"}:
+            numeric = bool(spec.compare[col].abs_tol or spec.compare[col].rel_tol)
+            casts.append((col, "double" if numeric else "varchar"))
+            notes.append(f"{col} is {tm} in the pipeline but {ta} in the source of truth: compared as "
+                         + ("numbers (text that is not a number counts as a mismatch)" if numeric else "text"))
+        elif _tz(tm) is not None and _tz(ta) is not None and _tz(tm) != _tz(ta):
+            notes.append(f"{col} is {tm} in the pipeline but {ta} in the source of truth: the time-zone-less side is "
+                         "read as UTC")
     if mixed:
         notes.append("keys compared as text because " + "; ".join(mixed) + " (values like '01' vs 1 will not match)")
-        return SidePlan(m.relation, spec, "model", True), SidePlan(a.relation, spec, "against", True)
-    return m, a
+    return (SidePlan(m.relation, spec, "model", bool(mixed), tuple(casts)),
+            SidePlan(a.relation, spec, "against", bool(mixed), tuple(casts)))
+
+
+ONE_SIDED_CAP = 10_000
+"""How many keys present on one side only the DuckDB fast plan returns to prove they are unique."""
 
 
 def _pushdown(
     spec: ReconcileSpec, wh: Warehouse, m: SidePlan, a: SidePlan, label: str, notes: list[str]
 ) -> ReconcileReport:
-    statements = []
+    statements: list[str] = []
     inline_samples = wh.dialect == "duckdb"
     n = spec.sample_size if inline_samples else 0
-    stats_sql = (f"select m.n as rows_pipeline, m.null_keys as null_keys_pipeline, m.dup_keys as duplicate_keys_pipeline, "
-                 f"a.n as rows_truth, a.null_keys as null_keys_truth, a.dup_keys as duplicate_keys_truth "
-                 f"from ({plan.side_stats_sql(spec, m, wh.dialect)}) m cross join ({plan.side_stats_sql(spec, a, wh.dialect)}) a")
-    statements.append(stats_sql)
-    stats = wh.query(stats_sql, rationale=f"rows, NULL keys and duplicate keys of {spec.model} and {label}").one()
-    if stats["duplicate_keys_pipeline"] or stats["duplicate_keys_truth"]:
+    what = f"reconcile {spec.model} against {label} by key {spec.key}"
+    row: dict[str, Any] | None = None
+    if wh.dialect == "duckdb":
+        # optimistic: one join that also proves the keys unique (see plan.join_summary_sql)
+        sql = plan.join_summary_sql(spec, m, a, n, wh.dialect, one_sided_cap=ONE_SIDED_CAP)
+        statements.append(sql)
+        got = wh.query(sql, rationale=what + " (one join; checks the keys are unique in the same pass)").folded().one()
+        dups = _duplicates_seen(got)
+        if dups is False:
+            row = {**got, "duplicate_keys_pipeline": 0, "duplicate_keys_truth": 0}
+        elif dups is None:
+            # too many one-sided keys to count here (a large breach): the exact pre-check decides
+            stats_sql = _stats_sql(spec, wh, m, a)
+            statements.append(stats_sql)
+            stats = wh.query(stats_sql, rationale=f"duplicate keys of {spec.model} and {label}").folded().one()
+            if not (stats["duplicate_keys_pipeline"] or stats["duplicate_keys_truth"]):
+                row = {**got, **stats}
+    else:
+        stats_sql = _stats_sql(spec, wh, m, a)
+        statements.append(stats_sql)
+        stats = wh.query(stats_sql, rationale=f"rows, NULL keys and duplicate keys of {spec.model} and {label}").folded().one()
+        if not (stats["duplicate_keys_pipeline"] or stats["duplicate_keys_truth"]):
+            sql = plan.join_summary_sql(spec, m, a, n, wh.dialect)
+            statements.append(sql)
+            row = {**stats, **wh.query(sql, rationale=what).folded().one()}
+    if row is None:
         # duplicates would fan the join out: compare one row per key instead (slower, exact)
         sql = plan.summary_sql(spec, m, a, n, wh.dialect)
-    else:
-        sql = plan.join_summary_sql(spec, m, a, n, wh.dialect)
-    statements.append(sql)
-    row = {**stats, **wh.query(sql, rationale=f"reconcile {spec.model} against {label} by key {spec.key}").one()}
+        statements.append(sql)
+        row = wh.query(sql, rationale=what + " (one row per key: there are duplicate keys)").folded().one()
     # the grouped plan returns exact duplicate-key counts; the stats pre-check only said "some"
     columns = [
         ColumnMismatch(column=c, mismatched=int(row[f"mm_{c}"] or 0), pct=_pct(int(row[f"mm_{c}"] or 0), int(row["matched"])))
@@ -122,24 +162,47 @@ def _pushdown(
     differences = counts["missing_in_pipeline"] + counts["extra_in_pipeline"] + counts["mismatched_rows"]
     if inline_samples:
         for cls in ("missing_in_pipeline", "extra_in_pipeline", "mismatched"):
-            got = row.get(f"sample_{cls}")
-            if got:
-                samples[cls] = [dict(r) for r in got]
+            sample = row.get(f"sample_{cls}")
+            if sample:
+                samples[cls] = [dict(r) for r in sample]
     elif differences and spec.sample_size:
         sql_s = plan.samples_sql(spec, m, a, spec.sample_size)
         statements.append(sql_s)
         res = wh.query(sql_s, rationale=f"sample differing keys of {spec.model}.{spec.name}")
-        samples = _group_samples(spec, res.dicts())
+        samples = _group_samples(spec, res.folded().folded().dicts())
     segments = []
     if spec.aggregates:
         sql_g = plan.segments_sql(spec, m, a)
         statements.append(sql_g)
         res = wh.query(sql_g, rationale=f"aggregates of {spec.model} vs {label} per {spec.segment_by or 'total'}")
-        segments = _segments(spec, res.dicts())
+        segments = _segments(spec, res.folded().folded().dicts())
     return ReconcileReport(
         spec_name=spec.name, model=spec.model, against=label, method="pushdown", columns=columns,
         segments=segments, samples=samples, statements=statements, notes=notes, severity=spec.severity, **counts,
     )
+
+
+def _stats_sql(spec: ReconcileSpec, wh: Warehouse, m: SidePlan, a: SidePlan) -> str:
+    return (f"select m.n as rows_pipeline, m.null_keys as null_keys_pipeline, m.dup_keys as duplicate_keys_pipeline, "
+            f"a.n as rows_truth, a.null_keys as null_keys_truth, a.dup_keys as duplicate_keys_truth "
+            f"from ({plan.side_stats_sql(spec, m, wh.dialect)}) m cross join ({plan.side_stats_sql(spec, a, wh.dialect)}) a")
+
+
+def _duplicates_seen(row: dict[str, Any]) -> bool | None:
+    """From the fast plan's own output: True if a key is duplicated, False if none is, None if it cannot tell."""
+    for side in ("pipeline", "truth"):
+        if int(row[f"join_rows_{side}"] or 0) > int(row[f"rows_{side}"]) - int(row[f"null_keys_{side}"]):
+            return True  # a key on both sides is duplicated on one of them: the join fanned out
+    unknown = False
+    for name in ("extra_keys", "missing_keys"):
+        keys = row.get(name) or []
+        if len(keys) > ONE_SIDED_CAP:
+            unknown = True
+            continue
+        seen = [tuple(k.values()) if isinstance(k, dict) else k for k in keys]
+        if len(set(seen)) < len(seen):
+            return True
+    return None if unknown else False
 
 
 def _group_samples(spec: ReconcileSpec, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

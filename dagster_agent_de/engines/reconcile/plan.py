@@ -25,18 +25,29 @@ class SidePlan:
     spec: ReconcileSpec
     side: Side
     cast_keys_to_text: bool = False
+    casts: tuple[tuple[str, str], ...] = ()
+    """(column, SQL type) for compared columns whose two sides have different types."""
 
     def key_exprs(self) -> list[str]:
         cols = self.spec.key if self.side == "model" else self.spec.keys_against
         return [f"cast({c} as varchar)" if self.cast_keys_to_text else c for c in cols]
 
-    def select(self) -> str:
+    def value_expr(self, col: str) -> str:
+        expr = self.spec.compare_expr(col, self.side)
+        target = dict(self.casts).get(col)
+        if not target:
+            return expr
+        # try_cast: text that is not a number becomes NULL (counted as a mismatch), not a failed query
+        return f"{'try_cast' if target == 'double' else 'cast'}({expr} as {target})"
+
+    def select(self, joined: bool = False) -> str:
+        """This side as ``k0.., c_*, s_*, a_*``; ``joined``: only keys and compared columns (what a keyed join needs)."""
         parts = [f"{e} as {q(f'k{i}')}" for i, e in enumerate(self.key_exprs())]
         for col in self.spec.compare:
-            parts.append(f"{self.spec.compare_expr(col, self.side)} as {q('c_' + col)}")
-        for col in self.spec.segment_by:
-            parts.append(f"{self.spec.compare_expr(col, self.side)} as {q('s_' + col)}")
-        for _fn, col, _label in self.spec.aggregate_parts():
+            parts.append(f"{self.value_expr(col)} as {q('c_' + col)}")
+        for col in ([] if joined else self.spec.segment_by):
+            parts.append(f"{self.value_expr(col)} as {q('s_' + col)}")
+        for _fn, col, _label in ([] if joined else self.spec.aggregate_parts()):
             if col != "*" and col not in self.spec.compare and col not in self.spec.segment_by:
                 parts.append(f"{self.spec.compare_expr(col, self.side)} as {q('a_' + col)}")
         where = self.spec.where if self.side == "model" else self.spec.where_against
@@ -165,38 +176,73 @@ from g
 """.strip()
 
 
-def join_summary_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, dialect: str = "") -> str:
-    """The fast plan when neither side has duplicate keys: one FULL OUTER JOIN on the key."""
+def join_summary_sql(
+    spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, dialect: str = "", one_sided_cap: int = 0
+) -> str:
+    """The fast plan when neither side has duplicate keys: one FULL OUTER JOIN on the key.
+
+    Each joined row is classified once (``_cls``: 0 equal, 1 missing in the pipeline, 2 extra in
+    the pipeline, 3 mismatched) with one flag per compared column; the counts, per-column
+    mismatches and samples are aggregates over that.
+
+    With ``one_sided_cap`` (DuckDB) the same statement also proves there are no duplicate keys,
+    so no pre-check pass is needed:
+
+    * ``rows_*``/``null_keys_*`` come from a plain count of each side (a scan, no hashing);
+    * ``join_rows_*`` count each side's rows in the join output: a key present on both sides
+      and duplicated on either fans the join out, so ``join_rows_pipeline`` exceeds the
+      pipeline's non-NULL-key rows (or the truth's likewise);
+    * duplicates among keys present on one side only do not fan out; those keys are few when
+      the data is close (they are the missing and extra rows), so up to ``one_sided_cap + 1``
+      of them come back as ``extra_keys``/``missing_keys`` for an exact count. More than the
+      cap means "unknown": the engine then runs the exact pre-check.
+    """
     keys = key_names(spec)
-    notnull_m = " and ".join(f"{k} is not null" for k in keys)
+    notnull = " and ".join(f"{k} is not null" for k in keys)
     on = " and ".join(f"m.{k} = a.{k}" for k in keys)
-    present_m, present_a = f"m.{keys[0]} is not null", f"a.{keys[0]} is not null"
-    both = f"{present_m} and {present_a}"
-
-    def mm(c: str) -> str:
-        return mismatch_sql(spec, c, f"m.{q('c_' + c)}", f"a.{q('c_' + c)}")
-
-    any_mm = " or ".join(mm(c) for c in spec.compare) or "false"
-    cls = {"missing_in_pipeline": f"not ({present_m})", "extra_in_pipeline": f"not ({present_a})",
-           "mismatched": f"{both} and ({any_mm})"}
-    col_flags = "".join(f",\n    coalesce(sum(case when {both} and {mm(c)} then 1 else 0 end), 0) as {q('mm_' + c)}"
-                        for c in spec.compare)
-    samples = ""
+    flags = {c: q("f_" + c) for c in spec.compare}
+    flag_cols = "".join(f",\n            {mismatch_sql(spec, c, 'm.' + q('c_' + c), 'a.' + q('c_' + c))} as {f}"
+                        for c, f in flags.items())
+    value_cols = "".join(f", m.{q('c_' + c)} as {q('m_' + c)}, a.{q('c_' + c)} as {q('a_' + c)}" for c in spec.compare)
+    any_mm = " or ".join(flags.values()) or "false"
+    key_out = ", ".join(f"coalesce(m.{k}, a.{k}) as {k}" for k in keys)
+    col_counts = "".join(f",\n    sum(case when _cls = 3 and {f} then 1 else 0 end) as {q('mm_' + c)}" for c, f in flags.items())
+    samples = sides = one_sided = ""
     if sample_size and dialect == "duckdb":
-        fields = [f"'{spec.key[i]}': coalesce(m.{k}, a.{k})" for i, k in enumerate(keys)]
-        fields += [f"'pipeline_{c}': m.{q('c_' + c)}, 'truth_{c}': a.{q('c_' + c)}" for c in spec.compare]
+        fields = [f"'{spec.key[i]}': {k}" for i, k in enumerate(keys)]
+        fields += [f"'pipeline_{c}': {q('m_' + c)}, 'truth_{c}': {q('a_' + c)}" for c in spec.compare]
         struct = "{" + ", ".join(fields) + "}"
-        samples = "".join(f",\n    min({struct}, {int(sample_size)}) filter (where {pred}) as {q('sample_' + name)}"
-                          for name, pred in cls.items())
+        samples = "".join(f",\n    min({struct}, {int(sample_size)}) filter (where _cls = {n}) as {q('sample_' + name)}"
+                          for n, name in ((1, "missing_in_pipeline"), (2, "extra_in_pipeline"), (3, "mismatched")))
+    if one_sided_cap:
+        isnull = " or ".join(f"{k} is null" for k in keys)
+        key_value = keys[0] if len(keys) == 1 else "{" + ", ".join(f"'k{i}': {k}" for i, k in enumerate(keys)) + "}"
+        cap = int(one_sided_cap) + 1
+        sides = "".join(
+            f"\n    (select count(*) from ({side.select(joined=True)}) t) as rows_{name},"
+            f"\n    (select count(*) from ({side.select(joined=True)}) t where {isnull}) as null_keys_{name},"
+            for side, name in ((model, "pipeline"), (truth, "truth"))
+        )
+        one_sided = (f",\n    sum(case when _cls <> 1 then 1 else 0 end) as join_rows_pipeline,"
+                     f" sum(case when _cls <> 2 then 1 else 0 end) as join_rows_truth,"
+                     f"\n    min({key_value}, {cap}) filter (where _cls = 2) as extra_keys,"
+                     f"\n    min({key_value}, {cap}) filter (where _cls = 1) as missing_keys")
     return f"""
-with m as (select * from ({model.select()}) t where {notnull_m}),
-     a as (select * from ({truth.select()}) t where {notnull_m})
-select
-    coalesce(sum(case when {both} then 1 else 0 end), 0) as matched,
-    coalesce(sum(case when {cls['missing_in_pipeline']} then 1 else 0 end), 0) as missing_in_pipeline,
-    coalesce(sum(case when {cls['extra_in_pipeline']} then 1 else 0 end), 0) as extra_in_pipeline,
-    coalesce(sum(case when {cls['mismatched']} then 1 else 0 end), 0) as mismatched_rows{col_flags}{samples}
-from m full outer join a on {on}
+with m as (select * from ({model.select(joined=True)}) t where {notnull}),
+     a as (select * from ({truth.select(joined=True)}) t where {notnull}),
+     j as (
+        select {key_out}, m.{keys[0]} is not null as _in_m, a.{keys[0]} is not null as _in_a{value_cols}{flag_cols}
+        from m full outer join a on {on}
+     ),
+     d as (
+        select *, case when not _in_m then 1 when not _in_a then 2 when {any_mm} then 3 else 0 end as _cls from j
+     )
+select{sides}
+    coalesce(sum(case when _cls in (0, 3) then 1 else 0 end), 0) as matched,
+    coalesce(sum(case when _cls = 1 then 1 else 0 end), 0) as missing_in_pipeline,
+    coalesce(sum(case when _cls = 2 then 1 else 0 end), 0) as extra_in_pipeline,
+    coalesce(sum(case when _cls = 3 then 1 else 0 end), 0) as mismatched_rows{col_counts}{samples}{one_sided}
+from d
 """.strip()
 
 
@@ -237,9 +283,8 @@ order by {', '.join(f'{i + 1}' for i in range(len(segs))) or '1'}
 """.strip()
 
 
-def key_type_probe_sql(side: SidePlan, dialect: str) -> str | None:
-    fn = {"duckdb": "typeof", "snowflake": "system$typeof"}.get(dialect)
-    if fn is None:
-        return None
-    cols = ", ".join(f"{fn}({e}) as {q(f'k{i}')}" for i, e in enumerate(side.key_exprs()))
-    return f"select {cols} from {side.relation} limit 1"
+def types_probe_sql(side: SidePlan) -> str:
+    """No rows, only the types of the key and compared columns (from the driver's result description)."""
+    cols = [f"{e} as {q(f'k{i}')}" for i, e in enumerate(side.key_exprs())]
+    cols += [f"{side.spec.compare_expr(c, side.side)} as {q('c_' + c)}" for c in side.spec.compare]
+    return f"select {', '.join(cols)} from {side.relation} limit 0"
