@@ -107,18 +107,27 @@ def measure(kind: str, path: str, rows: int) -> dict:
     return out
 
 
-def run(kind: str, path: str, rows: int) -> dict:
-    proc = subprocess.run([sys.executable, str(HERE), "--measure", kind, "--path", path, "--rows", str(rows)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def run(kind: str, path: str, rows: int, repeat: int = 1) -> dict:
+    """Median of ``repeat`` runs, each in a fresh process (a shared 2-core machine is noisy); ``range`` gives min-max."""
+    results = []
+    for _ in range(repeat):
+        proc = subprocess.run([sys.executable, str(HERE), "--measure", kind, "--path", path, "--rows", str(rows)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    results.sort(key=lambda r: r["seconds"])
+    out = dict(results[len(results) // 2])
+    out["range"] = f"{results[0]['seconds']:.2f}-{results[-1]['seconds']:.2f}s"
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--pandas-rows", type=int, default=2_000_000)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the median is printed")
     ap.add_argument("--measure")
     ap.add_argument("--path")
     args = ap.parse_args()
@@ -130,16 +139,19 @@ def main() -> None:
         t0 = time.perf_counter()
         build(path, args.rows)
         print(f"built pipe and truth with {args.rows:,} keyed rows each in {time.perf_counter() - t0:.1f}s")
-        floor = run("floor", str(path), args.rows)
-        ours = run("ours", str(path), args.rows)
-        print(f"floor (one scan of both sides, hash aggregate by key): {floor['seconds']:.2f}s, peak RSS {floor['peak_rss_mb']} MB")
-        print(f"agent-de pushdown: {ours.get('seconds', float('nan')):.2f}s ({ours.get('seconds', 0) / floor['seconds']:.2f}x the floor; "
-              f"goal <= 2x), peak RSS {ours.get('peak_rss_mb')} MB (goal < 1024), found {ours}")
-        rd = run("reladiff", str(path), args.rows)
+        print(f"each tool runs {args.repeat}x in a fresh process; medians (and ranges) are printed")
+        floor = run("floor", str(path), args.rows, args.repeat)
+        ours = run("ours", str(path), args.rows, args.repeat)
+        print(f"floor (one scan of both sides, hash aggregate by key): {floor['seconds']:.2f}s ({floor['range']}), "
+              f"peak RSS {floor['peak_rss_mb']} MB")
+        print(f"agent-de pushdown: {ours.get('seconds', float('nan')):.2f}s ({ours.get('range')}; "
+              f"{ours.get('seconds', 0) / floor['seconds']:.2f}x the floor; goal <= 2x), peak RSS {ours.get('peak_rss_mb')} MB "
+              f"(goal < 1024), found missing={ours.get('missing')} extra={ours.get('extra')} mismatched={ours.get('mismatched')}")
+        rd = run("reladiff", str(path), args.rows, args.repeat)
         if "error" in rd:
             print(f"reladiff: not measured ({rd['error']})")
         else:
-            print(f"reladiff: {rd['seconds']:.2f}s, peak RSS {rd['peak_rss_mb']} MB, {rd['differences']:,} diff rows "
+            print(f"reladiff: {rd['seconds']:.2f}s ({rd['range']}), peak RSS {rd['peak_rss_mb']} MB, {rd['differences']:,} diff rows "
                   f"-> agent-de is {rd['seconds'] / ours['seconds']:.1f}x faster (goal >= 3x)")
         pd_ = run("pandas", str(path), args.pandas_rows)
         print(f"pandas outer merge at {args.pandas_rows:,} rows per side: {pd_.get('seconds')}s, peak RSS {pd_.get('peak_rss_mb')} MB")

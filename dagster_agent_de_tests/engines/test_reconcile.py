@@ -434,3 +434,24 @@ def test_number_vs_text_columns_are_compared_and_said(tmp_path: Path) -> None:
     assert {c.column: c.mismatched for c in r.columns} == {"amount": 2, "code": 1}
     assert any("amount is DECIMAL" in n and "compared as numbers" in n for n in r.notes)
     assert any(n.startswith("code is INTEGER") and n.endswith("compared as text") for n in r.notes)
+
+
+def test_open_duckdb_sessions_share_the_memory_budget(tmp_path: Path, monkeypatch) -> None:
+    """A cross-connection reconciliation opens two sessions; together they stay within the budget."""
+    from dagster_agent_de.errors import ConfigError
+
+    monkeypatch.setenv("AGENT_DE_DUCKDB_MEMORY_LIMIT", "1GB")
+    path = duck(tmp_path / "wh.duckdb", "create table t as select 1 as id")
+
+    def limit(wh: DuckDBWarehouse) -> str:
+        return wh.query("select current_setting('memory_limit')", rationale="memory cap").scalar()
+
+    with DuckDBWarehouse(path, AuditLog(None)) as one:
+        assert limit(one) in ("953.6 MiB", "1000.0 MB", "1.0 GB")
+        with DuckDBWarehouse.in_memory(AuditLog(None)) as two:
+            two.query("select 1", rationale="open")
+            assert limit(one) == limit(two) in ("476.8 MiB", "500.0 MB")
+        assert limit(one) in ("953.6 MiB", "1000.0 MB", "1.0 GB")
+    monkeypatch.setenv("AGENT_DE_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(ConfigError, match="AGENT_DE_DUCKDB_MEMORY_LIMIT='lots'"):
+        DuckDBWarehouse(path, AuditLog(None)).query("select 1", rationale="bad cap")

@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse.base import Capabilities, Warehouse, _Fetch
-from dagster_agent_de.errors import WarehouseUnavailableError
+from dagster_agent_de.errors import ConfigError, WarehouseUnavailableError
+
+_OPEN_SESSIONS: list[Any] = []
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def memory_budget_bytes(raw: str | None = None) -> int:
+    """``AGENT_DE_DUCKDB_MEMORY_LIMIT`` (or ``raw``) in bytes.
+
+    >>> memory_budget_bytes("640MB"), memory_budget_bytes("1GiB")
+    (640000000, 1073741824)
+    """
+    raw = raw if raw is not None else os.environ.get("AGENT_DE_DUCKDB_MEMORY_LIMIT", "640MB")
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", raw)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ConfigError(f"AGENT_DE_DUCKDB_MEMORY_LIMIT={raw!r} is not a size; use e.g. 640MB or 2GiB")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _share_memory_budget() -> None:
+    if not _OPEN_SESSIONS:
+        return
+    each = max(memory_budget_bytes() // len(_OPEN_SESSIONS), 64 * 1000**2)
+    for con in _OPEN_SESSIONS:
+        con.execute(f"SET memory_limit = '{each // 1000**2}MB'")
 
 
 class DuckDBWarehouse(Warehouse):
@@ -67,19 +92,21 @@ class DuckDBWarehouse(Warehouse):
         self._con = con
         return con
 
-    @staticmethod
-    def _bounded(con: Any) -> Any:
-        """Cap the agent's session memory (spilling to a temp dir), so a 10M-row diff stays under 1 GB.
+    def _bounded(self, con: Any) -> Any:
+        """Cap the agent's DuckDB memory (spilling to a temp dir), so a 10M-row diff stays under 1 GB.
 
-        ``AGENT_DE_DUCKDB_MEMORY_LIMIT`` (default 640MB) overrides the cap.
+        ``AGENT_DE_DUCKDB_MEMORY_LIMIT`` (default 640MB) is a budget for the whole process: the
+        sessions open at once (the pipeline's and a second file's, in a cross-connection
+        reconciliation) share it.
         """
         import tempfile
 
-        limit = os.environ.get("AGENT_DE_DUCKDB_MEMORY_LIMIT", "640MB").replace("'", "")
+        memory_budget_bytes()  # a bad setting fails here, before the session counts against the budget
         spill = Path(tempfile.gettempdir()) / "agent_de_duckdb_spill"
         con.execute("SET TimeZone = 'UTC'")  # naive vs zoned timestamps compare the same on every machine
-        con.execute(f"SET memory_limit = '{limit}'")
         con.execute(f"SET temp_directory = '{spill.as_posix()}'")
+        _OPEN_SESSIONS.append(con)
+        _share_memory_budget()
         return con
 
     def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool, list[str]]:
@@ -100,6 +127,9 @@ class DuckDBWarehouse(Warehouse):
     def close(self) -> None:
         if self._con is not None:
             try:
+                if any(c is self._con for c in _OPEN_SESSIONS):
+                    _OPEN_SESSIONS[:] = [c for c in _OPEN_SESSIONS if c is not self._con]
+                    _share_memory_budget()
                 self._con.close()
             finally:
                 self._con = None
