@@ -223,10 +223,13 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
 @click.option("--asset", required=True, help="The failing asset: a model name, source.table or asset key a/b.")
 @click.option("--check", "check", default=None, help="The failed check (reconcile spec, dbt test or schema_drift).")
 @click.option("--json", "as_json", is_flag=True, help="Print the documented findings JSON, best first.")
+@click.option("--llm/--no-llm", "use_llm", default=True, show_default=True,
+              help="Add the LLM second opinion when ANTHROPIC_API_KEY is set (never needed).")
 @click.pass_obj
 @_fail_cleanly
-def investigate(settings: Settings, asset: str, check: str | None, as_json: bool) -> None:
+def investigate(settings: Settings, asset: str, check: str | None, as_json: bool, use_llm: bool) -> None:
     """Investigate a failure: lineage, SQL analysis, the pattern library, a finding with evidence."""
+    from dagster_agent_de.adapters.llm import llm_from_env
     from dagster_agent_de.engines.drift import SnapshotStore
     from dagster_agent_de.engines.escalate.context_store import load_rules
     from dagster_agent_de.engines.investigate import investigate as run_investigation
@@ -236,13 +239,16 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
     rules = load_rules(settings.project_dir)
     with wh:
         failure = failure_from_check(manifest, asset, check, wh, [settings.project_dir, settings.state_dir])
+        llm = llm_from_env(wh.audit) if use_llm else None
         report = run_investigation(failure, manifest, wh, rules=rules.rules,
-                                   drift_store=SnapshotStore(settings.state_dir / "drift"))
+                                   drift_store=SnapshotStore(settings.state_dir / "drift"), llm=llm)
     if as_json:
         _echo_json(report.model_dump(mode="json"))
         return
     for i, f in enumerate(report.findings):
         tag = "ROOT CAUSE" if i == 0 and f.pattern != "unexplained" else f"#{i + 1}"
+        if f.source == "llm":
+            tag += " (LLM second opinion)"
         click.echo(f"{tag}: {f.pattern} in {f.model} (confidence {f.confidence:.0%})")
         click.echo(f"  {f.summary}")
         for e in f.evidence[:3]:

@@ -39,3 +39,7 @@ class WarehouseError(AgentDERuntimeError):
 
 class WarehouseUnavailableError(WarehouseError):
     """The warehouse could not be reached (missing file, network, credentials)."""
+
+
+class LLMError(AgentDERuntimeError):
+    """The optional LLM (Anthropic) could not be reached or answered with an error."""

@@ -25,11 +25,15 @@ _ENV_KEYS = ("AGENT_DE_STATE_DIR", "AGENT_DE_PROJECT_DIR", "AGENT_DE_TARGET", "A
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_network_llm() -> Iterator[None]:
-    """No test reaches Anthropic: the key is removed so only injected transports answer."""
-    saved = os.environ.pop("ANTHROPIC_API_KEY", None)
+    """No test reaches Anthropic: the key is removed and the endpoint points at a closed local port,
+    so only injected transports and local replay servers answer."""
+    saved = {k: os.environ.pop(k, None) for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "AGENT_DE_LLM")}
+    os.environ["ANTHROPIC_BASE_URL"] = "http://127.0.0.1:9"
     yield
-    if saved is not None:
-        os.environ["ANTHROPIC_API_KEY"] = saved
+    os.environ.pop("ANTHROPIC_BASE_URL", None)
+    for k, v in saved.items():
+        if v is not None:
+            os.environ[k] = v
 
 
 @dataclass

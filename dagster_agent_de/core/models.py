@@ -70,6 +70,8 @@ class Finding(_Frozen):
 
     id: str = Field(default_factory=lambda: f"F-{uuid.uuid4().hex[:10]}")
     kind: FindingKind = "investigation"
+    source: Literal["library", "llm"] = "library"
+    """Who reached it: the deterministic pattern library, or the optional LLM second opinion."""
     pattern: str
     model: str | None = None
     asset_key: list[str] | None = None

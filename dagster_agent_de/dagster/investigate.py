@@ -110,6 +110,9 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     rules = load_rules(settings.project_dir)
     if rules.error:
         context.log.warning(f"context file is malformed, using the last good rules: {rules.error}")
+    from dagster_agent_de.adapters.llm import llm_from_env
+
+    llm = llm_from_env(agent_warehouse.audit_log(context))  # optional: ANTHROPIC_API_KEY on the code location
     start = time.perf_counter()
     with agent_warehouse.get_warehouse(context) as wh:
         if metadata or not check_name:
@@ -119,7 +122,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
             failure = failure_from_check(manifest, node.display_name, check_name, wh,
                                          [settings.project_dir, settings.state_dir])
         report: FindingsReport = investigate(failure, manifest, wh, rules=rules.rules,
-                                             drift_store=SnapshotStore(settings.state_dir / "drift"))
+                                             drift_store=SnapshotStore(settings.state_dir / "drift"), llm=llm)
     elapsed = time.perf_counter() - start
     top = report.findings[0]
     context.log.info(f"finding: {top.pattern} in {top.model} ({top.confidence:.0%}): {top.summary}")
@@ -141,6 +144,9 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     culprit = manifest.find(top.model) if top.model and top.pattern != "unexplained" else None
     if culprit is not None and AssetKey(culprit.asset_key_path) != failing_key:
         context.log_event(translator.finding_observation(top, AssetKey(culprit.asset_key_path), extra))
+    for second in [f for f in report.findings if f.source == "llm"]:
+        context.log.info(f"LLM second opinion: {second.pattern} in {second.model} ({second.confidence:.0%}): {second.summary}")
+        context.log_event(translator.finding_observation(second, failing_key, extra))
     store = FindingsStore(settings.state_dir / "findings" / "findings.jsonl")
     store.append(report.findings[:5], run_id=context.run_id, check=check_name)
     recent = store.recent(20)
@@ -151,7 +157,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
             for r in recent]),
         "latest": MetadataValue.md(translator.finding_markdown(top)),
         "hypotheses": default_table([{"pattern": f.pattern, "model": f.model, "confidence": f.confidence,
-                                      "summary": f.summary[:200]} for f in report.findings]),
+                                      "source": f.source, "summary": f.summary[:200]} for f in report.findings]),
         "notes": MetadataValue.md("\n".join(f"- {n}" for n in report.notes)),
     }))
     esc_store = EscalationStore(settings.state_dir / "escalations")

@@ -182,6 +182,7 @@ class AgentDETranslator:
         md: dict[str, Any] = {
             "agent_de/kind": MetadataValue.text(finding.kind),
             "agent_de/pattern": MetadataValue.text(finding.pattern),
+            "agent_de/source": MetadataValue.text(finding.source),
             "agent_de/severity": MetadataValue.text(finding.severity.value),
             "agent_de/confidence": MetadataValue.float(round(finding.confidence, 3)),
             "agent_de/summary": MetadataValue.md(self.finding_markdown(finding)),
@@ -195,7 +196,8 @@ class AgentDETranslator:
         return md
 
     def finding_markdown(self, finding: Finding) -> str:
-        lines = [f"### {finding.pattern} in `{finding.model or '?'}` ({finding.severity.value}, confidence {finding.confidence:.0%})",
+        who = " — LLM second opinion" if finding.source == "llm" else ""
+        lines = [f"### {finding.pattern} in `{finding.model or '?'}` ({finding.severity.value}, confidence {finding.confidence:.0%}){who}",
                  "", finding.summary]
         if finding.columns:
             lines += ["", "Columns: " + ", ".join(f"`{c}`" for c in finding.columns)]

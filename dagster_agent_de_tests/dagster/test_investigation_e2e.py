@@ -178,3 +178,37 @@ def test_wt04_rename_end_to_end(env) -> None:
             assert after[("stripe/charges", "schema_drift")].passed
     finally:
         _run_check_job(defs, instance, "schema_drift_check")
+
+
+def test_llm_second_opinion_through_the_investigate_job(env, monkeypatch) -> None:
+    """With ANTHROPIC_API_KEY on the code location, the job adds the LLM's finding as an observation.
+
+    The Anthropic SDK talks HTTP to a local server replaying a recorded conversation
+    (ANTHROPIC_BASE_URL, as a gateway would be configured); its SQL runs on the demo warehouse.
+    """
+    from dagster_agent_de.adapters.audit import read_audit
+    from dagster_agent_de_tests.llm_replay import Replay
+
+    demo_env, defs, instance, _ = env
+    replay = Replay("demo_manual_review.json")
+    with replay.serve() as url:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-dagster")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+        run = defs.resolve_job_def("investigate").execute_in_process(
+            instance=instance, run_config={"ops": {"investigate_failure": {"config": {
+                "asset_key": ["fct_orders"], "check_name": "orders_vs_stripe"}}}, **QUIET})
+    assert run.success
+    report = run.output_for_node("investigate_failure")
+    llm = [f for f in report["findings"] if f["source"] == "llm"]
+    assert len(llm) == 1 and llm[0]["needs_context"].startswith("Was a backfill")
+    with demo_env.warehouse() as wh:
+        truth = wh.query("select (select count(*) from main.fct_orders) as orders, "
+                         "(select count(*) from main.stg_stripe_charges) as charges", rationale="test").one()
+    (result,) = replay.tool_results(1)
+    assert json.loads(result["content"])["rows"] == [truth]
+    assert llm[0]["evidence"][0]["row_count"] == 1
+    obs = [r.asset_observation for r in instance.fetch_observations(AssetKey(["fct_orders"]), limit=20).records
+           if r.run_id == run.run_id and r.asset_observation.metadata.get("agent_de/source")]
+    assert {o.metadata["agent_de/source"].value for o in obs} >= {"llm"}
+    calls = [e for e in read_audit(demo_env.settings.audit_path) if e.kind == "api_call" and e.run_id == run.run_id]
+    assert len(calls) == 2 and all(e.outcome == "ok" and url in e.statement for e in calls)

@@ -66,8 +66,13 @@ def investigate(
     rules: list[Any] | None = None,
     drift_store: Any = None,
     severity: Severity = Severity.ERROR,
+    llm: Any = None,
 ) -> FindingsReport:
-    """Investigate one failed check; return findings best first."""
+    """Investigate one failed check; return findings best first.
+
+    ``llm`` (an :class:`~dagster_agent_de.adapters.llm.AnthropicLLM`, optional) adds a second
+    opinion after the library has run (see :mod:`.llm_review`); without it nothing changes.
+    """
     start = time.perf_counter()
     ctx = InvestigationContext(manifest, warehouse, failure, rules=list(rules or []), drift_store=drift_store)
     try:
@@ -127,4 +132,9 @@ def investigate(
                      f"{node.display_name}. Ruled out: {', '.join(ruled_out) or 'nothing could be checked'}."),
             evidence=[count_ev] if count_ev else [],
         ))
-    return FindingsReport(findings=findings, notes=notes)
+    report = FindingsReport(findings=findings, notes=notes)
+    if llm is not None:
+        from dagster_agent_de.engines.investigate.llm_review import review
+
+        report = review(report, ctx, llm)
+    return report

@@ -1,0 +1,5 @@
+"""The optional LLM layer: Anthropic's Messages API, audited like every warehouse query."""
+
+from dagster_agent_de.adapters.llm.anthropic import DEFAULT_MODEL, AnthropicLLM, llm_from_env
+
+__all__ = ["DEFAULT_MODEL", "AnthropicLLM", "llm_from_env"]
