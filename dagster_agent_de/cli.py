@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -261,6 +262,61 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
             click.echo("")
     for note in report.notes:
         click.echo(f"note: {note}")
+
+
+@main.command()
+@click.option("--table", "table", required=True,
+              help="The table to onboard: schema.table (or database.schema.table); with --api-schema, the table the loader will land.")
+@click.option("--source", "source_name", default=None, help="dbt source name (default: the schema).")
+@click.option("--api-schema", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Onboard from an API's JSON Schema / OpenAPI document instead of warehouse data.")
+@click.option("--name", "schema_name", default=None, help="With an OpenAPI document: which components.schemas entry.")
+@click.option("--owner", default=None, help="Who answers this source's escalations (meta.owner).")
+@click.option("--apply", "apply", is_flag=True, help="Write the files into the dbt project (you are the human present).")
+@click.option("--json", "as_json", is_flag=True, help="Print the proposal as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def onboard(settings: Settings, table: str, source_name: str | None, api_schema: Path | None, schema_name: str | None,
+            owner: str | None, apply: bool, as_json: bool) -> None:
+    """Onboard a source: sources.yml with freshness, a staging model, tests and docs; the decisions
+    that need a human become escalations. Writes a proposal under <state dir>/proposals (--apply: into the project)."""
+    from dagster_agent_de.engines.escalate.raising import raise_escalations
+    from dagster_agent_de.engines.onboard import (
+        apply_proposal,
+        profile_from_json_schema,
+        profile_table,
+        project_wants_arguments_property,
+        propose,
+        write_proposal,
+    )
+    parts = table.split(".")
+    if len(parts) not in (2, 3):
+        raise ConfigError(f"--table {table!r}: use schema.table or database.schema.table")
+    database, schema, name = (None, *parts) if len(parts) == 2 else parts
+    manifest, wh = _context(settings)
+    with wh:
+        if api_schema is not None:
+            prof = profile_from_json_schema(api_schema, schema, name, name=schema_name)
+        else:
+            prof = profile_table(wh, schema, name, database)
+        proposal = propose(prof, manifest, source_name=source_name, owner=owner,
+                           arguments_property=project_wants_arguments_property(settings.project_dir))
+        out = write_proposal(proposal, settings.state_dir / "proposals")
+        written = apply_proposal(proposal, settings.project_dir, wh.audit, human_present=True) if apply else []
+    new = raise_escalations(_esc_store(settings), proposal.decisions)
+    if as_json:
+        _echo_json({**proposal.model_dump(mode="json"), "proposal_dir": str(out), "applied": [str(p) for p in written],
+                    "escalations": [e.id for e in new]})
+        return
+    click.echo(f"onboarding {proposal.relation} -> {proposal.model_name}")
+    for d in proposal.done:
+        click.echo(f"  done: {d}")
+    for t in proposal.todo:
+        click.echo(f"  for you: {t}")
+    for e in new:
+        click.echo(f"  escalation {e.id} ({e.kind.value}): {e.decision}")
+    click.echo(f"proposal: {out}" + (f"; applied {len(written)} file(s) to {settings.project_dir}" if written else
+                                     " (review it, or re-run with --apply)"))
 
 
 @main.group()

@@ -154,6 +154,10 @@ class Manifest:
     def sources(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.is_source]
 
+    def raw_tests(self) -> list[dict[str, Any]]:
+        """The manifest's test nodes as dbt wrote them (generic tests carry ``test_metadata``)."""
+        return [raw for raw in (self.data.get("nodes") or {}).values() if raw.get("resource_type") == "test"]
+
     # -- lineage ----------------------------------------------------------------------------
     def parents(self, uid: str) -> list[str]:
         return list(self._parents.get(uid, []))

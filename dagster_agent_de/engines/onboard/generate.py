@@ -1,0 +1,313 @@
+"""From a profiled table (or an API schema) to a dbt proposal: source with freshness, staging
+model, tests and docs. What the data shows is done and said; what needs business knowledge or
+sign-off becomes an escalation (context gap / authority gap), never a silent guess.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field
+
+from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption
+from dagster_agent_de.engines.onboard.pii import detect_pii
+from dagster_agent_de.engines.onboard.profile import ColumnProfile, TableProfile
+from dagster_agent_de.manifest import Manifest
+
+LOADED_AT_NAMES = ("_loaded_at", "_etl_loaded_at", "_fivetran_synced", "_airbyte_extracted_at", "_airbyte_emitted_at",
+                   "_sdc_batched_at", "_ingested_at", "loaded_at", "_synced_at", "updated_at", "modified_at", "created_at")
+MONEY = re.compile(r"(^|_)(amount|price|total|revenue|cost|fee|balance|value)($|_)")
+MIN_ROWS_FOR_VALUES = 20
+FRESHNESS = {  # label -> (warn hours, error hours)
+    "hourly loads": (2, 6),
+    "twice-daily loads": (12, 24),
+    "daily loads": (26, 50),
+}
+
+
+def snake(name: str) -> str:
+    """dbt-style column and model names.
+
+    >>> snake("createdAt"), snake("Ticket ID"), snake("HTTPStatus")
+    ('created_at', 'ticket_id', 'http_status')
+    """
+    s = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z])|(?<=[a-z0-9])(?=[A-Z])", "_", name.strip())
+    return re.sub(r"[^0-9a-zA-Z]+", "_", s).strip("_").lower()
+
+
+class OnboardingProposal(BaseModel):
+    """Files to add to the dbt project, what was decided from the data, and what a human must decide."""
+
+    source_name: str
+    table: str
+    relation: str
+    model_name: str
+    files: dict[str, str] = Field(default_factory=dict)  # path inside the dbt project -> content
+    done: list[str] = Field(default_factory=list)
+    todo: list[str] = Field(default_factory=list)  # edits the agent does not make to existing files
+    decisions: list[Escalation] = Field(default_factory=list)
+    pii: list[dict[str, Any]] = Field(default_factory=list)
+    statements: list[str] = Field(default_factory=list)
+
+
+def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | None = None,
+            owner: str | None = None, now: datetime | None = None, arguments_property: bool = False) -> OnboardingProposal:
+    """The proposal for one table.
+
+    ``arguments_property``: the project sets dbt's ``require_generic_test_arguments_property`` flag,
+    so generic test arguments go under ``arguments:`` (else at the top level, as dbt < 1.10 reads them).
+    """
+
+    def generic(name: str, args: dict[str, Any]) -> dict[str, Any]:
+        body = {"arguments": args} if arguments_property else dict(args)
+        return {name: {**body, "config": {"severity": "warn"}}}
+
+    source = snake(source_name or profile.schema)
+    table = profile.table
+    model = f"stg_{source}__{snake(table)}"
+    asset = f"{source}.{table}"
+    done: list[str] = []
+    todo: list[str] = []
+    decisions: list[Escalation] = []
+
+    def decide(kind: EscalationKind, key: str, decision: str, options: list[EscalationOption], rec: int | None,
+               why: str, blocking: str, continues: str) -> None:
+        decisions.append(Escalation(
+            id="new", kind=kind, decision=decision, options=options, recommendation=rec, recommendation_reason=why,
+            blocking=blocking, continues=continues, owner=owner, asset=asset, finding_pattern=f"onboard:{key}",
+            applies_to=[f"{asset}.{o.label.split(' ')[0]}" for o in options] if key == "grain" else [],
+        ))
+
+    cols = profile.columns
+    rows = profile.rows
+    measured = profile.from_data
+
+    # -- the grain -------------------------------------------------------------------------
+    key_col = _grain(profile, decide, done)
+    # -- PII: detect, tag, hand the handling to a human ---------------------------------------
+    hits = detect_pii(cols)
+    pii_cols = {h.column for h in hits}
+    if hits:
+        listing = ", ".join(f"{h.column} ({h.kind}, by {h.by})" for h in hits)
+        done.append(f"tagged PII columns meta.agent_de.pii: {listing}; the agent masks them in everything it outputs")
+        decide(EscalationKind.AUTHORITY_GAP, "pii_handling",
+               f"How must the PII columns of {asset} ({', '.join(sorted(pii_cols))}) be handled in {model}?",
+               [EscalationOption(label="hash them in staging (sha256)", evidence="; ".join(h.evidence for h in hits),
+                                 consequence="joins on the hash still work; the raw values stay only in the raw schema"),
+                EscalationOption(label="keep them as they are, tagged", consequence="downstream models can read them; access control must cover them"),
+                EscalationOption(label="drop them from staging", consequence="no model downstream can use them")],
+               0, "direct identifiers are rarely needed past staging", blocking=f"any change to how {model} exposes PII",
+               continues=f"{model} passes the columns through unchanged and tagged PII (nothing is masked without sign-off)")
+    # -- freshness ----------------------------------------------------------------------------
+    loaded_at = _loaded_at(cols)
+    freshness: dict[str, Any] | None = None
+    if loaded_at is not None:
+        lag_h = _lag_hours(loaded_at.max, now) if measured else None
+        label = ("hourly loads" if lag_h is not None and lag_h < 2 else
+                 "daily loads" if lag_h is not None and lag_h > 12 else "twice-daily loads")
+        warn, err = FRESHNESS[label]
+        freshness = {"warn_after": {"count": warn, "period": "hour"}, "error_after": {"count": err, "period": "hour"}}
+        seen = f"the latest {loaded_at.name} is {lag_h:.1f} h old" if lag_h is not None else "no data measured yet"
+        done.append(f"loaded_at_field {loaded_at.name}; freshness warn {warn} h / error {err} h ({label}: {seen})")
+        decide(EscalationKind.CONTEXT_GAP, "freshness_sla", f"How fresh must {asset} be? (its dbt source freshness)",
+               [EscalationOption(label=f"{lb}: warn after {w} h, error after {e} h", evidence=seen,
+                                 rule=f"{asset} is expected to load with {lb}") for lb, (w, e) in FRESHNESS.items()],
+               list(FRESHNESS).index(label), f"closest to what the data shows ({seen})",
+               blocking="nothing", continues=f"freshness is checked with the recommended thresholds ({warn} h / {err} h)")
+    else:
+        todo.append(f"no column says when a row was loaded: add a loaded_at_field to sources.{source}.{table} "
+                    "to get freshness checks (e.g. the loader's _loaded_at)")
+    # -- money in minor units -------------------------------------------------------------------
+    select: list[str] = []
+    out_cols: list[dict[str, Any]] = []
+    for c in cols:
+        name = snake(c.name)
+        expr = _q(c.name) if name != c.name else c.name
+        out = name
+        desc = c.description
+        if name.endswith("_cents") and c.kind in ("integer", "number"):
+            out = name.removesuffix("_cents")
+            expr = f"{expr} / 100.0"
+            done.append(f"{c.name}: minor units (cents) -> {out} in major units")
+            desc = desc or f"{out.replace('_', ' ').capitalize()} in major units (from {c.name})."
+        elif MONEY.search(name) and c.kind == "integer":
+            decide(EscalationKind.CONTEXT_GAP, f"units:{name}", f"Is {asset}.{c.name} in minor units (cents) or major units?",
+                   [EscalationOption(label="minor units: divide by 100 in staging", rule=f"{asset}.{c.name} is in minor units"),
+                    EscalationOption(label="major units: keep as is", rule=f"{asset}.{c.name} is in major units")],
+                   None, "integers could be either; the data cannot say",
+                   blocking=f"sums of {name} downstream", continues=f"{model} keeps {c.name} unchanged")
+        select.append(f"    {expr} as {out}" if expr != out else f"    {out}")
+        out_cols.append({"source_column": c.name, "name": out, "profile": c, "description": desc})
+
+    # -- tests and docs ---------------------------------------------------------------------------
+    fks = _foreign_keys(manifest, exclude=model)
+    src_columns, model_columns = [], []
+    for oc in out_cols:
+        c: ColumnProfile = oc["profile"]
+        src_col: dict[str, Any] = {"name": c.name}
+        mod_col: dict[str, Any] = {"name": oc["name"]}
+        tests: list[Any] = []
+        desc = oc["description"] or _describe(oc["name"], c, key_col, fks, rows)
+        if c is key_col:
+            tests += ["unique", "not_null"]
+        elif c.name in pii_cols:
+            pass
+        else:
+            if measured and rows and c.non_null == rows and oc["name"].endswith("_id"):
+                tests.append("not_null")
+                done.append(f"{c.name}: never NULL in {rows:,} rows -> not_null")
+            target = fks.get(oc["name"])
+            if target is not None:
+                tests.append(generic("relationships", {"to": target[0], "field": target[1]}))
+                done.append(f"{oc['name']}: relationships to {target[0]}.{target[1]} (severity warn; unique there)")
+            if measured and c.top_values and c.kind == "text" and rows and rows >= MIN_ROWS_FOR_VALUES and len(c.top_values) <= 8:
+                values = [v for v, _ in c.top_values]
+                tests.append(generic("accepted_values", {"values": values}))
+                done.append(f"{oc['name']}: accepted_values {values} (all values in {rows:,} rows; severity warn)")
+        if c.name in pii_cols:
+            hit = next(h for h in hits if h.column == c.name)
+            src_col["meta"] = mod_col["meta"] = {"agent_de": {"pii": True, "pii_kind": hit.kind}}
+        src_col["description"] = mod_col["description"] = desc
+        if tests and c is key_col:
+            src_col["data_tests"] = list(tests)
+        if tests:
+            mod_col["data_tests"] = tests
+        src_columns.append(src_col)
+        model_columns.append(mod_col)
+
+    table_entry: dict[str, Any] = {
+        "name": table,
+        "description": (f"Onboarded by dagster-agent-de from {profile.relation}"
+                        + (f" ({rows:,} rows profiled)." if measured and rows is not None else " (from an API schema; not loaded yet).")),
+    }
+    if loaded_at is not None:
+        table_entry["loaded_at_field"] = loaded_at.name
+        table_entry["freshness"] = freshness
+    table_entry["columns"] = src_columns
+    base = f"models/staging/{source}"
+    files: dict[str, str] = {}
+    existing = [s for s in manifest.sources() if s.raw.get("source_name") == source]
+    if existing:
+        defined_in = existing[0].raw.get("original_file_path") or "its YAML file"
+        if any(s.name.lower() == table.lower() for s in existing):
+            todo.append(f"source('{source}', '{table}') already exists in {defined_in}: its definition is left as it is")
+        else:
+            todo.append(f"add this table under sources: {source}: tables: in {defined_in} (the agent does not edit existing files):\n"
+                        + _indent(_yaml([table_entry]), 6))
+    else:
+        src: dict[str, Any] = {"name": source, "description": f"Raw {source} data.", "schema": profile.schema}
+        if profile.database:
+            src["database"] = profile.database
+        if owner:
+            src["meta"] = {"owner": owner}
+        src["tables"] = [table_entry]
+        files[f"{base}/_{source}__sources.yml"] = "version: 2\n\n" + _yaml({"sources": [src]})
+    files[f"{base}/{model}.sql"] = (f"-- generated by dagster-agent-de from {profile.relation}; review before merging\n"
+                                    "select\n" + ",\n".join(select) + f"\nfrom {{{{ source('{source}', '{table}') }}}}\n")
+    files[f"{base}/_{source}__models.yml"] = "version: 2\n\n" + _yaml({"models": [{
+        "name": model, "description": f"{table} from {source}, one row per {key_col.name if key_col else 'row (grain undecided)'}.",
+        "columns": model_columns}]})
+    done.insert(0, f"{len(cols)} columns -> {model} (snake_case names)")
+    return OnboardingProposal(
+        source_name=source, table=table, relation=profile.relation, model_name=model, files=files, done=done, todo=todo,
+        decisions=decisions, pii=[{"column": h.column, "kind": h.kind, "by": h.by, "evidence": h.evidence} for h in hits],
+        statements=profile.statements,
+    )
+
+
+def _grain(profile: TableProfile, decide: Any, done: list[str]) -> ColumnProfile | None:
+    singular = snake(profile.table).removesuffix("s")
+    preferred = ("id", f"{singular}_id", f"{snake(profile.table)}_id")
+
+    def rank(c: ColumnProfile) -> tuple[int, int]:
+        n = snake(c.name)
+        return (0 if n in preferred else 1 if n.endswith(("_id", "_key", "_uuid")) else 2, c.position)
+
+    if profile.from_data:
+        unique = sorted([c for c in profile.columns if c.exact_unique], key=rank)
+        if len(unique) == 1 or (unique and rank(unique[0])[0] == 0 and (len(unique) == 1 or rank(unique[1])[0] > 0)):
+            done.append(f"grain: {unique[0].name} is unique and never NULL in all {profile.rows:,} rows (exact count) -> unique, not_null")
+            return unique[0]
+        options = [EscalationOption(label=f"{c.name} (unique in {profile.rows:,} rows)", rule=f"{profile.table} has one row per {c.name}")
+                   for c in unique] or [EscalationOption(label=f"{c.name} ({c.distinct:,} distinct in {profile.rows:,} rows)")
+                                        for c in sorted(profile.columns, key=rank)[:3] if c.distinct]
+        options.append(EscalationOption(label="no single column: the grain is a combination (name it in the answer)"))
+        decide(EscalationKind.CONTEXT_GAP, "grain", f"Which column identifies one row of {profile.schema}.{profile.table}?",
+               options, 0 if unique else None,
+               "unique, never NULL and named like a key" if unique else "no column is unique and never NULL",
+               blocking="the unique test of the staging model",
+               continues="the staging model is generated; its key test waits for the answer" if not unique else
+               f"{unique[0].name} is used as the key meanwhile")
+        return unique[0] if unique else None
+    declared = sorted([c for c in profile.columns if snake(c.name) in preferred or c.required and rank(c)[0] == 0], key=rank)
+    if declared:
+        c = declared[0]
+        done.append(f"grain: {c.name} is the API's identifier (declared, not measured) -> unique, not_null")
+        decide(EscalationKind.CONTEXT_GAP, "grain", f"Is {c.name} unique per row of {profile.table} once loaded?",
+               [EscalationOption(label=f"{c.name} (declared id)", rule=f"{profile.table} has one row per {c.name}"),
+                EscalationOption(label="no: the loader appends versions (name the grain in the answer)")],
+               0, "named like the API's identifier", blocking="nothing",
+               continues=f"the unique test on {c.name} runs once data arrives")
+        return c
+    return None
+
+
+def _loaded_at(cols: list[ColumnProfile]) -> ColumnProfile | None:
+    by_name = {snake(c.name): c for c in cols if c.kind in ("timestamp", "date")}
+    return next((by_name[n] for n in LOADED_AT_NAMES if n in by_name), None)
+
+
+def _lag_hours(latest: Any, now: datetime | None) -> float | None:
+    if not isinstance(latest, datetime):
+        return None
+    now = now or (datetime.now(latest.tzinfo) if latest.tzinfo else datetime.now())
+    if latest.tzinfo and not now.tzinfo:
+        now = now.replace(tzinfo=latest.tzinfo)
+    return max(0.0, (now - latest).total_seconds() / 3600)
+
+
+def _foreign_keys(manifest: Manifest, exclude: str) -> dict[str, tuple[str, str]]:
+    """Column name -> (ref/source expression, column) for every column with a unique test (models first)."""
+    out: dict[str, tuple[str, str]] = {}
+    for node in sorted(manifest.raw_tests(), key=lambda t: t.get("name", "")):
+        meta = node.get("test_metadata") or {}
+        col = node.get("column_name") or (meta.get("kwargs") or {}).get("column_name")
+        if meta.get("name") != "unique" or not col:
+            continue
+        parents = (node.get("depends_on") or {}).get("nodes") or []
+        if not parents or parents[0] not in manifest.nodes:
+            continue
+        parent = manifest.nodes[parents[0]]
+        if parent.name == exclude:
+            continue
+        expr = (f"source('{parent.raw.get('source_name')}', '{parent.name}')" if parent.is_source else f"ref('{parent.name}')")
+        if col.lower() not in out or not parent.is_source:
+            out[col.lower()] = (expr, col)
+    return out
+
+
+def _describe(name: str, c: ColumnProfile, key: ColumnProfile | None, fks: dict[str, tuple[str, str]], rows: int | None) -> str:
+    if c is key:
+        return "Primary key: one row per value."
+    if name in fks:
+        return f"Foreign key to {fks[name][0]}.{fks[name][1]}."
+    if c.kind == "timestamp":
+        return f"{name.replace('_', ' ').capitalize()} (timestamp)."
+    if c.top_values:
+        return f"One of {', '.join(v for v, _ in c.top_values[:8])}."
+    return f"{name.replace('_', ' ').capitalize()}."
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120, default_flow_style=False)
+
+
+def _indent(text: str, n: int) -> str:
+    return "\n".join(" " * n + line for line in text.splitlines())

@@ -1,0 +1,147 @@
+"""Source onboarding on a constructed warehouse table and an API schema."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+from dagster_agent_de.core.models import EscalationKind
+from dagster_agent_de.engines.escalate.policy import PolicyRefusedError
+from dagster_agent_de.engines.onboard import (
+    apply_proposal,
+    profile_from_json_schema,
+    profile_table,
+    propose,
+    write_proposal,
+)
+from dagster_agent_de.errors import ConfigError, SpecError
+from dagster_agent_de.manifest import Manifest
+from dagster_agent_de_tests.helpers import duck
+
+NOW = datetime(2026, 11, 27, 12, 0, 0)
+API = Path(__file__).parent.parent / "fixtures" / "api" / "helpdesk_openapi.yaml"
+
+
+@pytest.fixture
+def tickets(tmp_path: Path) -> Path:
+    loaded = (NOW - timedelta(hours=3)).strftime("%Y-%m-%d %H:%M:%S")
+    return duck(
+        tmp_path / "wh.duckdb",
+        "create schema zendesk",
+        f"""create table zendesk.tickets as select
+              range as "TicketId",
+              'T-' || range as ticket_ref,
+              range % 50 as customer_id,
+              ['open', 'pending', 'solved'][1 + range % 3] as status,
+              'user' || (range % 120) || '@example.com' as contact,
+              case when range % 7 = 0 then null else 'Help with order ' || range end as subject,
+              (range % 40) * 137 as fee_cents,
+              (range * 3) % 100 as amount,
+              timestamp '{loaded}' - (range % 24) * interval 1 hour as _loaded_at
+            from range(200)""",
+    )
+
+
+def _manifest() -> Manifest:
+    # an existing source with a unique key named customer_id: the new table's customer_id relates to it
+    return Manifest({"nodes": {
+        "model.p.stg_customers": {"name": "stg_customers", "resource_type": "model", "relation_name": "x", "depends_on": {"nodes": []}},
+        "test.p.unique_stg_customers_customer_id": {
+            "name": "unique_stg_customers_customer_id", "resource_type": "test", "column_name": "customer_id",
+            "test_metadata": {"name": "unique", "kwargs": {"column_name": "customer_id"}},
+            "depends_on": {"nodes": ["model.p.stg_customers"]}},
+    }, "sources": {}})
+
+
+def test_profile_takes_a_fixed_handful_of_queries(tickets: Path) -> None:
+    audit = AuditLog(None)
+    with DuckDBWarehouse(tickets, audit) as wh:
+        prof = profile_table(wh, "zendesk", "tickets")
+    assert prof.rows == 200 and [c.name for c in prof.columns][:2] == ["TicketId", "ticket_ref"]
+    assert len(audit.events) == 5  # schema, aggregates, exact key check, value counts, PII sample
+    assert {c.name for c in prof.columns if c.exact_unique} == {"TicketId", "ticket_ref"}
+    assert prof.column("status").top_values == [("open", 67), ("pending", 67), ("solved", 66)]
+    assert prof.column("subject").non_null == 171
+
+
+def test_proposal_does_what_the_data_shows_and_escalates_the_rest(tickets: Path) -> None:
+    with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
+        p = propose(profile_table(wh, "zendesk", "tickets"), _manifest(), owner="support-data", now=NOW)
+    assert p.model_name == "stg_zendesk__tickets"
+    sql = p.files["models/staging/zendesk/stg_zendesk__tickets.sql"]
+    assert '"TicketId" as ticket_id' in sql and "fee_cents / 100.0 as fee" in sql
+    assert "{{ source('zendesk', 'tickets') }}" in sql
+    src = yaml.safe_load(p.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]
+    table = src["tables"][0]
+    assert (src["name"], src["schema"], src["meta"]) == ("zendesk", "zendesk", {"owner": "support-data"})
+    assert table["loaded_at_field"] == "_loaded_at"
+    assert table["freshness"] == {"warn_after": {"count": 12, "period": "hour"}, "error_after": {"count": 24, "period": "hour"}}
+    cols = {c["name"]: c for c in yaml.safe_load(p.files["models/staging/zendesk/_zendesk__models.yml"])["models"][0]["columns"]}
+    assert cols["ticket_id"]["data_tests"] == ["unique", "not_null"]
+    assert {"relationships": {"to": "ref('stg_customers')", "field": "customer_id", "config": {"severity": "warn"}}} \
+        in cols["customer_id"]["data_tests"]
+    assert {"accepted_values": {"values": ["open", "pending", "solved"], "config": {"severity": "warn"}}} in cols["status"]["data_tests"]
+    assert cols["contact"]["meta"] == {"agent_de": {"pii": True, "pii_kind": "email"}}
+    assert "data_tests" not in cols["subject"]  # has NULLs, free text
+    # the grain is ambiguous between two unique columns? TicketId is named like a key, ticket_ref is not
+    assert any(d.startswith("grain: TicketId is unique") for d in p.done)
+    kinds = {e.finding_pattern: e.kind for e in p.decisions}
+    assert kinds == {"onboard:pii_handling": EscalationKind.AUTHORITY_GAP, "onboard:freshness_sla": EscalationKind.CONTEXT_GAP,
+                     "onboard:units:amount": EscalationKind.CONTEXT_GAP}
+    pii = next(e for e in p.decisions if e.finding_pattern == "onboard:pii_handling")
+    assert "200 of 200 sampled values look like emails" in pii.options[0].evidence
+    assert "unchanged" in pii.continues  # detected, never remediated
+    assert "@example.com" not in str(p.model_dump())  # no sampled value is kept
+
+
+def test_ambiguous_or_missing_grain_is_a_context_gap(tmp_path: Path) -> None:
+    path = duck(tmp_path / "wh.duckdb", "create schema crm",
+                "create table crm.events as select range % 10 as account_id, 'x' as kind from range(100)")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        p = propose(profile_table(wh, "crm", "events"), _manifest(), now=NOW)
+    (grain,) = [e for e in p.decisions if e.finding_pattern == "onboard:grain"]
+    assert grain.kind == EscalationKind.CONTEXT_GAP and grain.recommendation is None
+    assert "unique" not in p.files["models/staging/crm/_crm__models.yml"]
+    assert any("no column says when a row was loaded" in t for t in p.todo)
+
+
+def test_missing_table_names_what_to_fix(tickets: Path) -> None:
+    with DuckDBWarehouse(tickets, AuditLog(None)) as wh, pytest.raises(ConfigError, match="zendesk.ticket was not found"):
+        profile_table(wh, "zendesk", "ticket")
+
+
+def test_api_schema_onboarding(tmp_path: Path) -> None:
+    prof = profile_from_json_schema(API, "helpdesk", "tickets", name="Ticket")
+    p = propose(prof, _manifest(), arguments_property=True)
+    cols = {c["name"]: c for c in yaml.safe_load(p.files["models/staging/helpdesk/_helpdesk__models.yml"])["models"][0]["columns"]}
+    assert cols["requester_email"]["meta"]["agent_de"]["pii_kind"] == "email"
+    assert cols["id"]["data_tests"] == ["unique", "not_null"]
+    assert "price_cents / 100.0 as price" in p.files["models/staging/helpdesk/stg_helpdesk__tickets.sql"].replace('"priceCents"', "price_cents")
+    src = yaml.safe_load(p.files["models/staging/helpdesk/_helpdesk__sources.yml"])["sources"][0]["tables"][0]
+    assert src["loaded_at_field"] == "createdAt" and "not loaded yet" in src["description"]
+    grain = next(e for e in p.decisions if e.finding_pattern == "onboard:grain")
+    assert grain.recommendation == 0 and "declared" in grain.options[0].label
+    with pytest.raises(SpecError, match="pass the schema to onboard with --name \\(one of Ticket\\)"):
+        profile_from_json_schema(API, "helpdesk", "tickets")
+
+
+def test_apply_needs_a_human_and_never_overwrites(tickets: Path, tmp_path: Path) -> None:
+    with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
+        p = propose(profile_table(wh, "zendesk", "tickets"), _manifest(), now=NOW)
+    project = tmp_path / "project"
+    project.mkdir()
+    audit = AuditLog(None)
+    with pytest.raises(PolicyRefusedError, match="needs a human present"):
+        apply_proposal(p, project, audit, human_present=False)
+    assert not (project / "models").exists()
+    written = apply_proposal(p, project, audit, human_present=True)
+    assert len(written) == 3 and all(w.exists() for w in written)
+    with pytest.raises(ConfigError, match="would overwrite .*stg_zendesk__tickets.sql"):
+        apply_proposal(p, project, audit, human_present=True)
+    out = write_proposal(p, tmp_path / "proposals")
+    assert "Decisions that need a human" in (out / "ONBOARDING.md").read_text()
