@@ -31,6 +31,7 @@ from dagster_agent_de.dagster.investigate import (
     build_failed_check_sensor,
     investigate_job,
 )
+from dagster_agent_de.dagster.onboard import ONBOARDING_ASSET, onboard_source_job
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.engines.reconcile import specs_from_manifest
 from dagster_agent_de.manifest import Manifest
@@ -116,6 +117,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     plugin_assets = [
         AssetSpec(FINDINGS_ASSET, group_name="agent_de", kinds={"agent_de"},
                   description="Recent findings of the agent's investigations (materialized by the investigate job)."),
+        AssetSpec(ONBOARDING_ASSET, group_name="agent_de", kinds={"agent_de"},
+                  description="Source onboarding proposals (materialized by the onboard_source job)."),
         AssetSpec(ESCALATIONS_ASSET, group_name="agent_de", kinds={"agent_de"},
                   description="The open queue of decisions for humans: context gaps and authority gaps. "
                               "Answer with the answer_escalation job or `agent-de escalations answer`."),
@@ -128,7 +131,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
         assets=[dbt_models, *sources, *plugin_assets],
         asset_checks=[*reconcile_checks, drift_checks],
-        jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job, answer_escalation_job],
+        jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job],
         schedules=[reconcile_schedule],
         sensors=[poll_sensor, failed_check_sensor],
         resources={

@@ -1,0 +1,79 @@
+"""Onboarding from the Dagster UI: the ``onboard_source`` job (Launchpad).
+
+Writes a proposal (always allowed), never edits the dbt project (applying code needs a human
+present: ``agent-de onboard --apply``), raises the decisions as escalations, and records the
+proposal as a materialization of ``agent_de/onboarding``.
+"""
+
+from pathlib import Path
+
+from dagster import AssetKey, AssetMaterialization, Config, MetadataValue, OpExecutionContext, job, op
+from pydantic import Field
+
+from dagster_agent_de.dagster.investigate import record_escalations_asset
+from dagster_agent_de.dagster.resources import AgentWarehouseResource
+from dagster_agent_de.dagster.translator import AgentDETranslator
+
+ONBOARD_JOB = "onboard_source"
+ONBOARDING_ASSET = AssetKey(["agent_de", "onboarding"])
+
+
+class OnboardConfig(Config):
+    """The table to onboard (or the API schema the loader will land)."""
+
+    table: str = Field(description="schema.table or database.schema.table in the warehouse (the landing table for an API).")
+    source_name: str = Field(default="", description="dbt source name (default: the schema).")
+    api_schema: str = Field(default="", description="Path to a JSON Schema / OpenAPI file to onboard from instead of data.")
+    api_schema_name: str = Field(default="", description="With an OpenAPI document: the components.schemas entry.")
+    owner: str = Field(default="", description="Who answers this source's escalations.")
+
+
+@op(name="onboard", description="Profile the table, write the dbt proposal, raise the decisions that need a human.")
+def onboard_op(context: OpExecutionContext, config: OnboardConfig, agent_warehouse: AgentWarehouseResource) -> dict:
+    from dagster_agent_de.engines.escalate.raising import raise_escalations
+    from dagster_agent_de.engines.escalate.store import EscalationStore
+    from dagster_agent_de.engines.onboard import (
+        profile_from_json_schema,
+        profile_table,
+        project_wants_arguments_property,
+        propose,
+        write_proposal,
+    )
+    from dagster_agent_de.errors import ConfigError
+
+    parts = config.table.split(".")
+    if len(parts) not in (2, 3):
+        raise ConfigError(f"table {config.table!r}: use schema.table or database.schema.table")
+    database, schema, table = (None, *parts) if len(parts) == 2 else parts
+    settings = agent_warehouse.settings()
+    with agent_warehouse.get_warehouse(context) as wh:
+        if config.api_schema:
+            prof = profile_from_json_schema(Path(config.api_schema), schema, table, name=config.api_schema_name or None)
+        else:
+            prof = profile_table(wh, schema, table, database)
+    proposal = propose(prof, agent_warehouse.manifest(), source_name=config.source_name or None, owner=config.owner or None,
+                       arguments_property=project_wants_arguments_property(settings.project_dir))
+    out = write_proposal(proposal, settings.state_dir / "proposals")
+    store = EscalationStore(settings.state_dir / "escalations")
+    new = raise_escalations(store, proposal.decisions)
+    for e in new:
+        context.log.info(f"escalation {e.id} ({e.kind.value}): {e.decision}")
+    context.log_event(AssetMaterialization(asset_key=ONBOARDING_ASSET, description=f"{proposal.relation} -> {proposal.model_name}", metadata={
+        "relation": MetadataValue.text(proposal.relation),
+        "model": MetadataValue.text(proposal.model_name),
+        "proposal_dir": MetadataValue.path(str(out)),
+        "onboarding": MetadataValue.md((out / "ONBOARDING.md").read_text()),
+        "files": MetadataValue.md("\n\n".join(f"**{p}**\n```\n{c}\n```" for p, c in proposal.files.items())),
+        "pii_columns": MetadataValue.int(len(proposal.pii)),
+        "decisions": MetadataValue.int(len(proposal.decisions)),
+        "escalations": MetadataValue.text(", ".join(e.id for e in new) or "-"),
+    }))
+    if new:
+        record_escalations_asset(context, store, AgentDETranslator())
+    return {"proposal_dir": str(out), "model": proposal.model_name, "escalations": [e.id for e in new]}
+
+
+@job(name=ONBOARD_JOB, description="Onboard a source table or API schema: a dbt proposal plus the decisions for humans.",
+     tags={"agent_de/kind": "onboarding"})
+def onboard_source_job():
+    onboard_op()
