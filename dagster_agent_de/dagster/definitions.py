@@ -19,7 +19,13 @@ from dagster import (
     Definitions,
     define_asset_job,
 )
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+    get_asset_key_for_model,
+)
 
 from dagster_agent_de.config import Settings, resolve_settings
 from dagster_agent_de.dagster.checks import build_reconcile_checks, build_reconcile_schedule
@@ -32,7 +38,9 @@ from dagster_agent_de.dagster.investigate import (
     investigate_job,
 )
 from dagster_agent_de.dagster.onboard import ONBOARDING_ASSET, onboard_source_job
+from dagster_agent_de.dagster.pii import build_pii_checks, build_pii_schedule
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
+from dagster_agent_de.dagster.volume import build_volume_checks
 from dagster_agent_de.engines.reconcile import specs_from_manifest
 from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo, dbt_executable
@@ -95,6 +103,15 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
 
     sources = source_specs(manifest)
     drift_checks = build_drift_checks([s.key for s in sources])
+    pii_checks = build_pii_checks([s.key for s in sources])
+    pii_job, pii_schedule = build_pii_schedule(list(pii_checks.check_keys), os.environ.get("AGENT_DE_PII_CRON", "30 6 * * *"))
+    volume_checks = build_volume_checks({
+        n.name: (get_asset_key_for_model([dbt_models], n.name), n.relation_name,
+                 (n.raw.get("config") or {}).get("materialized") == "incremental")
+        for n in view.models()
+        if n.relation_name and n.agent_de_meta.get("volume") is not False
+        and (n.raw.get("config") or {}).get("materialized") != "ephemeral"
+    })
     drift_job = build_drift_job(list(drift_checks.check_keys))
     poll_sensor = build_schema_poll_sensor(
         int(os.environ.get("AGENT_DE_SCHEMA_POLL_SECONDS", "60")),
@@ -110,8 +127,9 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         selection=AssetSelection.assets(dbt_models)
         | AssetSelection.checks(*dbt_models.check_keys)
         | AssetSelection.checks(*drift_checks.check_keys)
+        | AssetSelection.checks(*volume_checks.check_keys)
         | AssetSelection.checks(*[k for c in reconcile_checks for k in c.check_keys]),
-        description="Schema drift gate, then dbt build (models and dbt tests), then reconciliation checks.",
+        description="Schema drift gate, then dbt build (models and dbt tests), then reconciliation and volume checks.",
     )
 
     plugin_assets = [
@@ -130,9 +148,9 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
 
     return Definitions(
         assets=[dbt_models, *sources, *plugin_assets],
-        asset_checks=[*reconcile_checks, drift_checks],
-        jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job],
-        schedules=[reconcile_schedule],
+        asset_checks=[*reconcile_checks, drift_checks, volume_checks, pii_checks],
+        jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job, pii_job],
+        schedules=[reconcile_schedule, pii_schedule],
         sensors=[poll_sensor, failed_check_sensor],
         resources={
             "dbt": DbtCliResource(

@@ -145,3 +145,30 @@ def test_apply_needs_a_human_and_never_overwrites(tickets: Path, tmp_path: Path)
         apply_proposal(p, project, audit, human_present=True)
     out = write_proposal(p, tmp_path / "proposals")
     assert "Decisions that need a human" in (out / "ONBOARDING.md").read_text()
+
+
+def test_pii_scan_of_sources_honours_not_pii_answers_and_reports_unreadable_tables(tmp_path: Path) -> None:
+    from dataclasses import dataclass, field
+
+    from dagster_agent_de.engines.onboard.pii_scan import scan_sources
+
+    @dataclass
+    class Rule:  # what answering "not PII" records in the context store
+        applies_to: list[str]
+        suppresses: list[str] = field(default_factory=lambda: ["pii_untagged"])
+
+    path = duck(tmp_path / "wh.duckdb", "create schema crm",
+                "create table crm.people as select range as id, '+44 20 7946 ' || lpad(range::varchar, 4, '0') as contact, "
+                "'x' as note from range(50)")
+    manifest = Manifest({"nodes": {}, "sources": {
+        "source.p.crm.people": {"name": "people", "source_name": "crm", "resource_type": "source",
+                                "relation_name": '"wh"."crm"."people"', "columns": {}},
+        "source.p.crm.gone": {"name": "gone", "source_name": "crm", "resource_type": "source",
+                              "relation_name": '"wh"."crm"."gone"', "columns": {}}}})
+    columns = {"crm.people": [("id", "BIGINT"), ("contact", "VARCHAR"), ("note", "VARCHAR")], "crm.gone": [("email", "VARCHAR")]}
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        found = {r.node: r for r in scan_sources(manifest, wh, columns)}
+        silenced = {r.node: r for r in scan_sources(manifest, wh, columns, rules=[Rule(["crm.people.contact"])])}
+    assert [(h.column, h.kind, h.by) for h in found["crm.people"].hits] == [("contact", "phone", "values")]
+    assert silenced["crm.people"].hits == ()
+    assert found["crm.gone"].error and "gone" in found["crm.gone"].error  # reported, never a silent pass

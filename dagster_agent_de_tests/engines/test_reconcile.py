@@ -437,21 +437,38 @@ def test_number_vs_text_columns_are_compared_and_said(tmp_path: Path) -> None:
 
 
 def test_open_duckdb_sessions_share_the_memory_budget(tmp_path: Path, monkeypatch) -> None:
-    """A cross-connection reconciliation opens two sessions; together they stay within the budget."""
+    """A cross-connection reconciliation opens two sessions; together they stay within the budget,
+    and a session nobody closed stops counting once it is garbage."""
+    import gc
+
+    from dagster_agent_de.adapters.warehouse import duckdb as duck_adapter
     from dagster_agent_de.errors import ConfigError
 
     monkeypatch.setenv("AGENT_DE_DUCKDB_MEMORY_LIMIT", "1GB")
     path = duck(tmp_path / "wh.duckdb", "create table t as select 1 as id")
 
-    def limit(wh: DuckDBWarehouse) -> str:
-        return wh.query("select current_setting('memory_limit')", rationale="memory cap").scalar()
+    def limit_mb(wh: DuckDBWarehouse) -> float:
+        raw = wh.query("select current_setting('memory_limit')", rationale="memory cap").scalar()
+        number, unit = raw.split()
+        return float(number) * {"MiB": 1.048576, "MB": 1.0, "GiB": 1073.741824, "GB": 1000.0}[unit]
 
+    gc.collect()
+    others = len([w for w in duck_adapter._OPEN_SESSIONS if w._con is not None])
     with DuckDBWarehouse(path, AuditLog(None)) as one:
-        assert limit(one) in ("953.6 MiB", "1000.0 MB", "1.0 GB")
+        alone = limit_mb(one)
+        assert alone == pytest.approx(1000 / (others + 1), rel=0.01)
         with DuckDBWarehouse.in_memory(AuditLog(None)) as two:
             two.query("select 1", rationale="open")
-            assert limit(one) == limit(two) in ("476.8 MiB", "500.0 MB")
-        assert limit(one) in ("953.6 MiB", "1000.0 MB", "1.0 GB")
+            assert limit_mb(one) == limit_mb(two) == pytest.approx(1000 / (others + 2), rel=0.01)
+        assert limit_mb(one) == pytest.approx(alone, rel=0.01)
+        forgotten = DuckDBWarehouse.in_memory(AuditLog(None))
+        forgotten.query("select 1", rationale="never closed")
+        assert limit_mb(one) < alone
+        del forgotten
+        gc.collect()
+        one.query("select 1", rationale="after")  # the next open or close re-shares; so does this check:
+        duck_adapter._share_memory_budget()
+        assert limit_mb(one) == pytest.approx(alone, rel=0.01)
     monkeypatch.setenv("AGENT_DE_DUCKDB_MEMORY_LIMIT", "lots")
     with pytest.raises(ConfigError, match="AGENT_DE_DUCKDB_MEMORY_LIMIT='lots'"):
         DuckDBWarehouse(path, AuditLog(None)).query("select 1", rationale="bad cap")

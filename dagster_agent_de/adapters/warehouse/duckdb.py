@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse.base import Capabilities, Warehouse, _Fetch
 from dagster_agent_de.errors import ConfigError, WarehouseUnavailableError
 
-_OPEN_SESSIONS: list[Any] = []
+_OPEN_SESSIONS: weakref.WeakSet[DuckDBWarehouse] = weakref.WeakSet()
+"""The agent's open DuckDB sessions in this process. Weak: a warehouse nobody closed stops counting
+(and its connection closes) when it is garbage-collected."""
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 
 
@@ -29,10 +32,11 @@ def memory_budget_bytes(raw: str | None = None) -> int:
 
 
 def _share_memory_budget() -> None:
-    if not _OPEN_SESSIONS:
+    open_ = [w._con for w in list(_OPEN_SESSIONS) if w._con is not None]
+    if not open_:
         return
-    each = max(memory_budget_bytes() // len(_OPEN_SESSIONS), 64 * 1000**2)
-    for con in _OPEN_SESSIONS:
+    each = max(memory_budget_bytes() // len(open_), 64 * 1000**2)
+    for con in open_:
         con.execute(f"SET memory_limit = '{each // 1000**2}MB'")
 
 
@@ -70,6 +74,7 @@ class DuckDBWarehouse(Warehouse):
             return self._con
         if str(self.path) == ":memory:":
             self._con = self._bounded(duckdb.connect(":memory:"))
+            self._register()
             return self._con
         if not self.path.exists():
             raise WarehouseUnavailableError(
@@ -90,7 +95,13 @@ class DuckDBWarehouse(Warehouse):
                 "for writing (a running `dbt build`), retry when it finishes"
             ) from e
         self._con = con
+        if self.read_only:
+            self._register()
         return con
+
+    def _register(self) -> None:
+        _OPEN_SESSIONS.add(self)
+        _share_memory_budget()
 
     def _bounded(self, con: Any) -> Any:
         """Cap the agent's DuckDB memory (spilling to a temp dir), so a 10M-row diff stays under 1 GB.
@@ -105,8 +116,6 @@ class DuckDBWarehouse(Warehouse):
         spill = Path(tempfile.gettempdir()) / "agent_de_duckdb_spill"
         con.execute("SET TimeZone = 'UTC'")  # naive vs zoned timestamps compare the same on every machine
         con.execute(f"SET temp_directory = '{spill.as_posix()}'")
-        _OPEN_SESSIONS.append(con)
-        _share_memory_budget()
         return con
 
     def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool, list[str]]:
@@ -127,9 +136,9 @@ class DuckDBWarehouse(Warehouse):
     def close(self) -> None:
         if self._con is not None:
             try:
-                if any(c is self._con for c in _OPEN_SESSIONS):
-                    _OPEN_SESSIONS[:] = [c for c in _OPEN_SESSIONS if c is not self._con]
-                    _share_memory_budget()
                 self._con.close()
             finally:
                 self._con = None
+                if self in _OPEN_SESSIONS:
+                    _OPEN_SESSIONS.discard(self)
+                    _share_memory_budget()
