@@ -319,6 +319,42 @@ def onboard(settings: Settings, table: str, source_name: str | None, api_schema:
                                      " (review it, or re-run with --apply)"))
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the conflicts as JSON.")
+@click.option("--escalate/--no-escalate", default=True, show_default=True, help="Raise each conflict as a context gap.")
+@click.pass_obj
+@_fail_cleanly
+def metrics(settings: Settings, as_json: bool, escalate: bool) -> None:
+    """Find metrics defined more than once, differently (lineage, filters, totals side by side). Exit 1 if any."""
+    from dagster_agent_de.engines.escalate.raising import raise_escalations
+    from dagster_agent_de.engines.metrics import audit_metrics
+
+    manifest, wh = _context(settings)
+    with wh:
+        audit = audit_metrics(manifest, wh)
+    conflicts = audit.conflicts
+    raised = raise_escalations(_esc_store(settings), audit.escalations(manifest)) if escalate and conflicts else []
+    if as_json:
+        _echo_json({"definitions": len(audit.definitions), "notes": audit.notes, "escalations": [e.id for e in raised],
+                    "conflicts": audit.as_json()})
+    else:
+        click.echo(f"{len(audit.definitions)} metric definition(s), {len(conflicts)} conflict(s)")
+        for c in conflicts:
+            click.echo(f"CONFLICT {c.metric}:")
+            for d in c.definitions:
+                click.echo(f"  {d.describe()}" + (f" (also {', '.join(c.same_as[d.model])})" if c.same_as.get(d.model) else ""))
+            for diff in c.differences:
+                click.echo(f"  - {diff}")
+            ev = audit.evidence[c.metric]
+            if ev:
+                click.echo(f"  totals: {ev.result_summary}")
+        for e in raised:
+            click.echo(f"escalation {e.id} ({e.kind.value}): {e.decision[:160]}")
+        for n in audit.notes:
+            click.echo(f"note: {n}")
+    sys.exit(1 if conflicts else 0)
+
+
 @main.group()
 def escalations() -> None:
     """The decisions waiting for a human: context gaps and authority gaps."""

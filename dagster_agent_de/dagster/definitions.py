@@ -37,6 +37,7 @@ from dagster_agent_de.dagster.investigate import (
     build_failed_check_sensor,
     investigate_job,
 )
+from dagster_agent_de.dagster.metrics import METRICS_ASSET, build_metric_audit_schedule, metric_audit_job
 from dagster_agent_de.dagster.onboard import ONBOARDING_ASSET, onboard_source_job
 from dagster_agent_de.dagster.pii import build_pii_checks, build_pii_schedule
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
@@ -135,6 +136,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     plugin_assets = [
         AssetSpec(FINDINGS_ASSET, group_name="agent_de", kinds={"agent_de"},
                   description="Recent findings of the agent's investigations (materialized by the investigate job)."),
+        AssetSpec(METRICS_ASSET, group_name="agent_de", kinds={"agent_de"},
+                  description="Every metric definition in the project and the ones computed differently (metric_audit job)."),
         AssetSpec(ONBOARDING_ASSET, group_name="agent_de", kinds={"agent_de"},
                   description="Source onboarding proposals (materialized by the onboard_source job)."),
         AssetSpec(ESCALATIONS_ASSET, group_name="agent_de", kinds={"agent_de"},
@@ -149,8 +152,10 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
         assets=[dbt_models, *sources, *plugin_assets],
         asset_checks=[*reconcile_checks, drift_checks, volume_checks, pii_checks],
-        jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job, pii_job],
-        schedules=[reconcile_schedule, pii_schedule],
+        jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job, pii_job,
+              metric_audit_job],
+        schedules=[reconcile_schedule, pii_schedule,
+                   build_metric_audit_schedule(os.environ.get("AGENT_DE_METRICS_CRON", "0 7 * * 1"))],
         sensors=[poll_sensor, failed_check_sensor],
         resources={
             "dbt": DbtCliResource(
