@@ -289,10 +289,8 @@ def onboard(settings: Settings, table: str, source_name: str | None, api_schema:
         propose,
         write_proposal,
     )
-    parts = table.split(".")
-    if len(parts) not in (2, 3):
-        raise ConfigError(f"--table {table!r}: use schema.table or database.schema.table")
-    database, schema, name = (None, *parts) if len(parts) == 2 else parts
+    from dagster_agent_de.engines.onboard.profile import split_table
+    database, schema, name = split_table(table)
     manifest, wh = _context(settings)
     with wh:
         if api_schema is not None:

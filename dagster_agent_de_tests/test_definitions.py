@@ -22,11 +22,16 @@ def test_every_dbt_model_is_an_asset_and_dbt_tests_are_checks(demo_env) -> None:
     assert sources <= keys
     check_names = {c.name for c in graph.asset_check_keys}
     assert tests <= check_names
-    assert {"orders_vs_stripe", "revenue_vs_finance_export", "schema_drift"} <= check_names
-    assert {s.name for s in defs.schedules} == {"reconcile_daily"}
+    assert {"orders_vs_stripe", "revenue_vs_finance_export", "schema_drift", "row_volume", "pii_tagging"} <= check_names
+    assert {s.name for s in defs.schedules} == {"reconcile_daily", "pii_scan_daily", "metric_audit_weekly"}
     assert {s.name for s in defs.sensors} == {"schema_poll_sensor", "failed_check_sensor"}
-    assert {"dbt_build", "reconcile", "schema_drift_check", "investigate", "answer_escalation"} <= {
-        j.name for j in defs.resolve_all_job_defs()}
+    assert {"dbt_build", "reconcile", "schema_drift_check", "investigate", "answer_escalation", "onboard_source",
+            "pii_scan", "metric_audit"} <= {j.name for j in defs.resolve_all_job_defs()}
+    # every model has a volume check, every source a drift and a PII check
+    volume = {k.asset_key.to_user_string() for k in graph.asset_check_keys if k.name == "row_volume"}
+    assert volume == models
+    pii = {k.asset_key.to_user_string() for k in graph.asset_check_keys if k.name == "pii_tagging"}
+    assert pii == sources
 
 
 def test_demo_left_materializations_and_check_results_in_the_instance(demo_env) -> None:

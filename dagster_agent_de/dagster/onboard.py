@@ -39,12 +39,9 @@ def onboard_op(context: OpExecutionContext, config: OnboardConfig, agent_warehou
         propose,
         write_proposal,
     )
-    from dagster_agent_de.errors import ConfigError
+    from dagster_agent_de.engines.onboard.profile import split_table
 
-    parts = config.table.split(".")
-    if len(parts) not in (2, 3):
-        raise ConfigError(f"table {config.table!r}: use schema.table or database.schema.table")
-    database, schema, table = (None, *parts) if len(parts) == 2 else parts
+    database, schema, table = split_table(config.table)
     settings = agent_warehouse.settings()
     with agent_warehouse.get_warehouse(context) as wh:
         if config.api_schema:

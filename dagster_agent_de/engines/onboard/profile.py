@@ -83,6 +83,20 @@ class TableProfile:
         return next((c for c in self.columns if c.name.lower() == name.lower()), None)
 
 
+def split_table(ref: str) -> tuple[str | None, str, str]:
+    """``schema.table`` or ``database.schema.table`` -> (database, schema, table).
+
+    >>> split_table("zendesk.tickets"), split_table("raw.zendesk.tickets")
+    ((None, 'zendesk', 'tickets'), ('raw', 'zendesk', 'tickets'))
+    """
+    parts = [p.strip().strip('"') for p in ref.split(".")]
+    if len(parts) == 2 and all(parts):
+        return None, parts[0], parts[1]
+    if len(parts) == 3 and all(parts):
+        return parts[0], parts[1], parts[2]
+    raise ConfigError(f"table {ref!r}: use schema.table or database.schema.table")
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
