@@ -17,6 +17,13 @@ from typing import Any
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 
 
+def httpx_module() -> Any:
+    """The HTTP library this anthropic SDK is built on (``httpx``, or ``httpx2`` in newer SDKs)."""
+    import anthropic._client as client
+
+    return getattr(client, "httpx2", None) or client.httpx
+
+
 class Replay:
     """Answers ``POST /v1/messages`` with the recorded responses of one conversation, in order."""
 
@@ -39,13 +46,13 @@ class Replay:
 
     def http_client(self) -> Any:
         """An ``httpx`` client for the SDK whose transport replays (the SDK's own HTTP stack runs)."""
-        import httpx2
+        httpx = httpx_module()
 
         def handler(request: Any) -> Any:
             status, payload = self.answer(request.url.path, dict(request.headers), request.content)
-            return httpx2.Response(status, json=payload, headers={"request-id": f"req_replay_{len(self.requests)}"})
+            return httpx.Response(status, json=payload, headers={"request-id": f"req_replay_{len(self.requests)}"})
 
-        return httpx2.Client(transport=httpx2.MockTransport(handler))
+        return httpx.Client(transport=httpx.MockTransport(handler))
 
     def tool_results(self, request_index: int) -> list[dict[str, Any]]:
         """The tool_result blocks the agent sent in request ``request_index`` (0-based)."""
