@@ -353,6 +353,40 @@ def metrics(settings: Settings, as_json: bool, escalate: bool) -> None:
     sys.exit(1 if conflicts else 0)
 
 
+@main.command()
+@click.option("--model", default=None, help="Only this model's meta.agent_de.entities spec.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@_fail_cleanly
+def entities(settings: Settings, model: str | None, as_json: bool) -> None:
+    """Resolve entities: merge records at high confidence, ask about the uncertain ones (context gaps)."""
+    from dagster_agent_de.engines.entities import resolve_and_record, specs_from_manifest
+    from dagster_agent_de.engines.escalate.context_store import load_rules
+
+    manifest, wh = _context(settings)
+    specs = [s for s in specs_from_manifest(manifest) if model in (None, s.model)]
+    if not specs:
+        raise ConfigError(f"no meta.agent_de.entities spec{f' on model {model}' if model else ''} in the project; "
+                          "declare key and match (email/name/phone) on the model")
+    out_dir = settings.state_dir / "proposals" / "entities"
+    with wh:
+        results = resolve_and_record(specs, manifest, wh, rules=load_rules(settings.project_dir).rules,
+                                     store=_esc_store(settings), out_dir=out_dir)
+    if as_json:
+        _echo_json([{"model": r.spec.model, "rows": r.rows, "merged_pairs": len(r.merged), "keys_merged": len(r.entity_map),
+                     "entities": len(set(r.entity_map.values())), "review": len(r.review), "truncated": r.truncated,
+                     "escalations": [e.id for e in raised], "entity_map": str(out_dir / f"{r.spec.model}.csv")}
+                    for r, raised in results])
+        return
+    for r, raised in results:
+        click.echo(f"{r.spec.model}: {r.rows:,} rows; {len(r.entity_map)} keys merged into {len(set(r.entity_map.values()))} "
+                   f"entities (>= {r.spec.auto_merge_at:.0%}); {len(r.review)} pair(s) to review"
+                   + (" (candidate pairs truncated)" if r.truncated else ""))
+        for e in raised:
+            click.echo(f"  escalation {e.id}: {e.decision[:160]}")
+        click.echo(f"  entity map: {out_dir / (r.spec.model + '.csv')}")
+
+
 @main.group()
 def escalations() -> None:
     """The decisions waiting for a human: context gaps and authority gaps."""

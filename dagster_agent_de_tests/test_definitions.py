@@ -26,7 +26,7 @@ def test_every_dbt_model_is_an_asset_and_dbt_tests_are_checks(demo_env) -> None:
     assert {s.name for s in defs.schedules} == {"reconcile_daily", "pii_scan_daily", "metric_audit_weekly"}
     assert {s.name for s in defs.sensors} == {"schema_poll_sensor", "failed_check_sensor"}
     assert {"dbt_build", "reconcile", "schema_drift_check", "investigate", "answer_escalation", "onboard_source",
-            "pii_scan", "metric_audit"} <= {j.name for j in defs.resolve_all_job_defs()}
+            "pii_scan", "metric_audit", "resolve_entities"} <= {j.name for j in defs.resolve_all_job_defs()}
     # every model has a volume check, every source a drift and a PII check
     volume = {k.asset_key.to_user_string() for k in graph.asset_check_keys if k.name == "row_volume"}
     assert volume == models

@@ -187,3 +187,8 @@ class AuditEvent(_Frozen):
             f"[agent-de audit] {self.kind} {self.outcome} rows={rows} {self.duration_ms:.0f}ms "
             f"why={self.rationale!r} sql={stmt}{extra}"
         )
+
+
+def validation_problems(error: Any) -> str:
+    """A pydantic ``ValidationError`` as one line: ``field: problem; field: problem``."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(spec)'}: {err['msg']}" for err in error.errors())

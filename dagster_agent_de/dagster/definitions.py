@@ -30,6 +30,7 @@ from dagster_dbt import (
 from dagster_agent_de.config import Settings, resolve_settings
 from dagster_agent_de.dagster.checks import build_reconcile_checks, build_reconcile_schedule
 from dagster_agent_de.dagster.drift import build_drift_checks, build_drift_job, build_schema_poll_sensor
+from dagster_agent_de.dagster.entities import ENTITIES_ASSET, resolve_entities_job
 from dagster_agent_de.dagster.escalations import answer_escalation_job
 from dagster_agent_de.dagster.investigate import (
     ESCALATIONS_ASSET,
@@ -136,6 +137,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     plugin_assets = [
         AssetSpec(FINDINGS_ASSET, group_name="agent_de", kinds={"agent_de"},
                   description="Recent findings of the agent's investigations (materialized by the investigate job)."),
+        AssetSpec(ENTITIES_ASSET, group_name="agent_de", kinds={"agent_de"},
+                  description="Entity maps: records merged at high confidence, pairs left for review (resolve_entities job)."),
         AssetSpec(METRICS_ASSET, group_name="agent_de", kinds={"agent_de"},
                   description="Every metric definition in the project and the ones computed differently (metric_audit job)."),
         AssetSpec(ONBOARDING_ASSET, group_name="agent_de", kinds={"agent_de"},
@@ -153,7 +156,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         assets=[dbt_models, *sources, *plugin_assets],
         asset_checks=[*reconcile_checks, drift_checks, volume_checks, pii_checks],
         jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job, pii_job,
-              metric_audit_job],
+              metric_audit_job, resolve_entities_job],
         schedules=[reconcile_schedule, pii_schedule,
                    build_metric_audit_schedule(os.environ.get("AGENT_DE_METRICS_CRON", "0 7 * * 1"))],
         sensors=[poll_sensor, failed_check_sensor],

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dagster_agent_de.core.models import validation_problems
 from dagster_agent_de.errors import SpecError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
@@ -146,10 +147,6 @@ class ReconcileSpec(_Strict):
         return out
 
 
-def _loc(err: dict[str, Any]) -> str:
-    return ".".join(str(p) for p in err["loc"]) or "(spec)"
-
-
 def parse_specs(model: str, raw: Any) -> list[ReconcileSpec]:
     """Validate ``meta.agent_de.reconcile`` of one model; raise :class:`SpecError` naming the field."""
     if raw is None:
@@ -165,7 +162,7 @@ def parse_specs(model: str, raw: Any) -> list[ReconcileSpec]:
         try:
             spec = ReconcileSpec.model_validate({**item, "model": model})
         except ValidationError as e:
-            problems = "; ".join(f"{_loc(err)}: {err['msg']}" for err in e.errors())
+            problems = validation_problems(e)
             label = item.get("name", f"#{i}")
             raise SpecError(f"model {model}, reconcile spec {label!r} (meta.agent_de.reconcile[{i}]): {problems}") from e
         if spec.name in names:
