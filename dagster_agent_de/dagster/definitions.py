@@ -32,6 +32,7 @@ from dagster_agent_de.dagster.checks import build_reconcile_checks, build_reconc
 from dagster_agent_de.dagster.drift import build_drift_checks, build_drift_job, build_schema_poll_sensor
 from dagster_agent_de.dagster.entities import ENTITIES_ASSET, resolve_entities_job
 from dagster_agent_de.dagster.escalations import answer_escalation_job
+from dagster_agent_de.dagster.intents import build_intent_checks, models_that_sum
 from dagster_agent_de.dagster.investigate import (
     ESCALATIONS_ASSET,
     FINDINGS_ASSET,
@@ -43,6 +44,7 @@ from dagster_agent_de.dagster.onboard import ONBOARDING_ASSET, onboard_source_jo
 from dagster_agent_de.dagster.pii import build_pii_checks, build_pii_schedule
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.volume import build_volume_checks
+from dagster_agent_de.engines.intents import intents_from_manifest
 from dagster_agent_de.engines.reconcile import specs_from_manifest
 from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo, dbt_executable
@@ -106,6 +108,10 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     sources = source_specs(manifest)
     drift_checks = build_drift_checks([s.key for s in sources])
     pii_checks = build_pii_checks([s.key for s in sources])
+    intent_checks = build_intent_checks(
+        intents_from_manifest(view), models_that_sum(view),
+        {n.name: get_asset_key_for_model([dbt_models], n.name) for n in view.models()})
+    extra_checks = [c for c in (intent_checks,) if c is not None]
     pii_job, pii_schedule = build_pii_schedule(list(pii_checks.check_keys), os.environ.get("AGENT_DE_PII_CRON", "30 6 * * *"))
     volume_checks = build_volume_checks({
         n.name: (get_asset_key_for_model([dbt_models], n.name), n.relation_name,
@@ -130,6 +136,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         | AssetSelection.checks(*dbt_models.check_keys)
         | AssetSelection.checks(*drift_checks.check_keys)
         | AssetSelection.checks(*volume_checks.check_keys)
+        | AssetSelection.checks(*[k for c in extra_checks for k in c.check_keys])
         | AssetSelection.checks(*[k for c in reconcile_checks for k in c.check_keys]),
         description="Schema drift gate, then dbt build (models and dbt tests), then reconciliation and volume checks.",
     )
@@ -154,7 +161,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
 
     return Definitions(
         assets=[dbt_models, *sources, *plugin_assets],
-        asset_checks=[*reconcile_checks, drift_checks, volume_checks, pii_checks],
+        asset_checks=[*reconcile_checks, drift_checks, volume_checks, pii_checks, *extra_checks],
         jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job, pii_job,
               metric_audit_job, resolve_entities_job],
         schedules=[reconcile_schedule, pii_schedule,

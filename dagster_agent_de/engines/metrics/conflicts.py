@@ -58,7 +58,7 @@ def _signature(d: MetricDefinition) -> tuple[str, frozenset[str], frozenset[str]
 
 def metric_definitions(manifest: Manifest, dialect: str) -> tuple[list[MetricDefinition], list[str]]:
     """Every aggregated (or ``meta.agent_de.metric``-named) output column of every model; notes on what could not be read."""
-    tracer = _Tracer(manifest, dialect)
+    tracer = LineageTracer(manifest, dialect)
     out: list[MetricDefinition] = []
     notes: list[str] = []
     for node in sorted(manifest.models(), key=lambda n: n.name):
@@ -191,7 +191,7 @@ def conflict_escalation(conflict: MetricConflict, evidence: Evidence | None, own
     )
 
 
-class _Tracer:
+class LineageTracer:
     """Source columns and filters of a model column, through upstream models (memoized)."""
 
     def __init__(self, manifest: Manifest, dialect: str) -> None:
@@ -204,7 +204,7 @@ class _Tracer:
     def trace(self, node: Node, column: str, depth: int = 0) -> tuple[set[str], set[str]]:
         if node.is_source or depth > 20:
             return {f"{node.display_name}.{column}"}, set()
-        cols = self._columns(node)
+        cols = self.columns(node)
         filters = set(self._where(node))
         sources: set[str] = set()
         outputs = getattr(cols, "outputs", {})
@@ -219,7 +219,7 @@ class _Tracer:
             filters |= f
         return sources, filters
 
-    def _columns(self, node: Node) -> object:
+    def columns(self, node: Node) -> object:
         if node.unique_id not in self._cols:
             sql = self.manifest.compiled_sql(node.unique_id) or ""
             self._cols[node.unique_id] = analyze_columns(sql, self.dialect)

@@ -1,0 +1,95 @@
+"""Intent checks in Dagster: one check per declared intent on its model, and on every model that sums
+a column, ``intent_summed_inputs_not_null`` (its inputs derived from lineage when it runs). Non-blocking;
+a failure says the intent's *why* and is investigated like any other failed check."""
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    MetadataValue,
+    multi_asset_check,
+)
+
+from dagster_agent_de.dagster.resources import AgentWarehouseResource
+from dagster_agent_de.dagster.translator import AgentDETranslator
+from dagster_agent_de.errors import AgentDEError
+
+DERIVED_CHECK = "intent_summed_inputs_not_null"
+_SUM = re.compile(r"\bsum\s*\(", re.I)
+
+
+def models_that_sum(manifest: Any) -> list[str]:
+    """Models whose SQL sums something (cheap, at load: no parsing)."""
+    return sorted(n.name for n in manifest.models() if _SUM.search(n.raw.get("raw_code") or n.raw.get("compiled_code") or ""))
+
+
+def build_intent_checks(declared: Sequence[Any], summing: Sequence[str], key_for: dict[str, AssetKey],
+                        translator: AgentDETranslator | None = None):
+    from dagster_agent_de.engines.intents.intents import check_name
+
+    translator = translator or AgentDETranslator()
+    by_check: dict[AssetCheckKey, Any] = {}
+    specs = []
+    for intent in declared:
+        key = AssetCheckKey(key_for.get(intent.model, AssetKey([intent.model])), check_name(intent))
+        if key in by_check:
+            continue
+        by_check[key] = intent
+        specs.append(AssetCheckSpec(key.name, asset=key.asset_key, description=f"Intent: {intent.why}",
+                                    metadata={"agent_de/kind": "intent", "agent_de/intent": intent.kind}))
+    for model in summing:
+        key = AssetCheckKey(key_for.get(model, AssetKey([model])), DERIVED_CHECK)
+        by_check[key] = model
+        specs.append(AssetCheckSpec(DERIVED_CHECK, asset=key.asset_key, metadata={"agent_de/kind": "intent", "agent_de/intent": "derived"},
+                                    description="Every column summed into this model's metrics is never NULL upstream "
+                                                "(a NULL vanishes from a SUM without an error)."))
+    if not specs:
+        return None
+
+    @multi_asset_check(specs=specs, name="intent_checks", can_subset=True)
+    def intent_checks(context: AssetCheckExecutionContext, agent_warehouse: AgentWarehouseResource):
+        from dagster_agent_de.engines.intents import derive_intents, evaluate_intent
+
+        selected = sorted(context.selected_asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name))
+        done: set[AssetCheckKey] = set()
+        try:
+            manifest = agent_warehouse.manifest()
+            with agent_warehouse.get_warehouse(context) as wh:
+                derived = derive_intents(manifest, wh.dialect, list(declared)) if any(k.name == DERIVED_CHECK for k in selected) else []
+                for key in selected:
+                    target = by_check[key]
+                    if isinstance(target, str):  # derived: the inputs of this model's sums
+                        results = [evaluate_intent(i, manifest, wh) for i in derived if (i.derived_from or "").startswith(f"{target}.")]
+                    else:
+                        results = [evaluate_intent(target, manifest, wh)]
+                    failed = [r for r in results if not r.passed]
+                    severity = "error" if any(r.intent.severity == "error" for r in failed) else "warn"
+                    done.add(key)
+                    yield AssetCheckResult(
+                        asset_key=key.asset_key, check_name=key.name, passed=not failed,
+                        severity=AssetCheckSeverity.ERROR if severity == "error" else AssetCheckSeverity.WARN,
+                        description="; ".join(r.message for r in (failed or results))[:1000] or "no summed inputs found",
+                        metadata={
+                            "violations": MetadataValue.int(sum(r.violations for r in results)),
+                            "intents": MetadataValue.int(len(results)),
+                            "why": MetadataValue.md("\n".join(f"- `{r.intent.model}.{getattr(r.intent, 'column', '')}` "
+                                                              f"{r.intent.kind}: {r.intent.why}" for r in results) or "-"),
+                            "agent_de/statements": MetadataValue.md("\n\n".join(f"```sql\n{e.statement}\n```" for r in results
+                                                                               for e in r.evidence)[:4000] or "-"),
+                            **{f"{r.intent.model}.{k}": MetadataValue.float(float(v)) for r in results for k, v in r.numbers.items()},
+                        },
+                    )
+        except AgentDEError as e:
+            context.log.error(f"intent checks could not run: {e}")
+            for key in selected:
+                if key not in done:
+                    yield translator.error_check_result(e, "warn", "intent check", key.asset_key, key.name)
+
+    return intent_checks

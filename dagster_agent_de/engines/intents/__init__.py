@@ -1,0 +1,11 @@
+"""Intent-based checks: what the data is for, encoded as a check that stays true when the data changes."""
+
+from dagster_agent_de.engines.intents.intents import (
+    Intent,
+    IntentResult,
+    derive_intents,
+    evaluate_intent,
+    intents_from_manifest,
+)
+
+__all__ = ["Intent", "IntentResult", "derive_intents", "evaluate_intent", "intents_from_manifest"]

@@ -1,0 +1,46 @@
+"""Derived intent checks on the demo: fct_revenue sums fct_orders.amount, so NULL amounts fail its check."""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    Definitions,
+    define_asset_job,
+)
+
+from dagster_agent_de.dagster.definitions import build_definitions
+from dagster_agent_de.dagster.intents import DERIVED_CHECK
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+KEY = AssetCheckKey(AssetKey(["fct_revenue"]), DERIVED_CHECK)
+
+
+def test_null_amounts_break_the_revenue_intent(demo_env) -> None:
+    base = build_definitions(demo_env.settings)
+    keys = {k for k in base.resolve_asset_graph().asset_check_keys if k.name == DERIVED_CHECK}
+    assert KEY in keys and AssetCheckKey(AssetKey(["stg_orders"]), DERIVED_CHECK) not in keys  # only models that sum
+    defs = Definitions.merge(base, Definitions(jobs=[define_asset_job("intents", selection=AssetSelection.checks(KEY))]))
+
+    def evaluate(instance):
+        result = defs.resolve_job_def("intents").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
+        (ev,) = result.get_asset_check_evaluations()
+        return ev
+
+    with DagsterInstance.ephemeral() as instance:
+        clean = evaluate(instance)
+        assert clean.passed, clean.description
+        assert "fct_orders.amount" in clean.metadata["why"].value
+        demo_env.write("create table main._amounts as select order_id, amount from main.fct_orders; "
+                       "update main.fct_orders set amount = null where order_id % 10 = 0")
+        try:
+            broken = evaluate(instance)
+        finally:
+            demo_env.write("update main.fct_orders f set amount = s.amount from main._amounts s where f.order_id = s.order_id; "
+                           "drop table main._amounts")
+        assert not broken.passed
+        nulls = broken.metadata["violations"].value
+        assert nulls > 0 and broken.metadata["fct_orders.violations"].value == nulls
+        assert "silently drops its row from revenue" in broken.description

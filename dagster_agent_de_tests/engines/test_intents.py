@@ -1,0 +1,94 @@
+"""Intent-based checks on constructed data: declared and derived, each violation explained by its why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+from dagster_agent_de.engines.intents import derive_intents, evaluate_intent, intents_from_manifest
+from dagster_agent_de.errors import SpecError
+from dagster_agent_de_tests.engines.test_detectors import project
+
+MODELS = {
+    "stg_orders": "select * from {{ source('raw', 'orders') }}",
+    "fct_orders": "select order_id, order_date, amount from {{ ref('stg_orders') }} where status = 'paid'",
+    "fct_revenue": "select order_date, sum(amount) as revenue from {{ ref('fct_orders') }} group by 1",
+}
+# 8 weeks of paid orders, 20 a week, then the last complete week only 10; one NULL and one negative amount;
+# order 7 is paid but (a bug) missing from fct_orders: we delete it from the mart below
+DATA = ["""create table raw.orders as
+    select range as order_id, date '2026-01-05' + cast((range // 20) * 7 as integer) as order_date,
+           case when range = 3 then null when range = 4 then -5.0 else 10.0 end as amount, 'paid' as status
+    from range(150)"""]
+
+
+def _project(tmp_path: Path, intents: list[dict] | None):
+    manifest, db = project(tmp_path, MODELS, DATA, sources={"orders": {}})
+    if intents is not None:
+        manifest.find("fct_orders").raw["meta"] = {"agent_de": {"intents": intents}}
+    return manifest, db
+
+
+def _eval(manifest, db, intent):
+    with DuckDBWarehouse(db, AuditLog(None)) as wh:
+        return evaluate_intent(intent, manifest, wh)
+
+
+def test_declared_intents_fail_with_their_why(tmp_path: Path) -> None:
+    manifest, db = _project(tmp_path, [
+        {"kind": "never_negative", "column": "amount", "why": "refunds live in their own column"},
+        {"kind": "no_drop", "measure": "count(*)", "period": "order_date", "grain": "week", "max_drop_pct": 30,
+         "why": "orders should not fall week over week by more than 30%"},
+        {"kind": "covers", "of": "ref('stg_orders')", "key": "order_id", "where": "status = 'paid'",
+         "why": "every paid order must reach the mart exactly once"},
+    ])
+    intents = intents_from_manifest(manifest)
+    assert [i.kind for i in intents] == ["never_negative", "no_drop", "covers"]
+    neg, drop, covers = (_eval(manifest, db, i) for i in intents)
+    assert (neg.passed, neg.violations) == (False, 1) and neg.message.endswith("refunds live in their own column")
+    # weeks hold 20 orders except the current (last, 10 orders) which is still filling: the last two complete agree
+    assert drop.passed and drop.numbers["drop_pct"] == 0.0
+    assert covers.passed
+
+
+def test_no_drop_and_covers_catch_a_broken_mart(tmp_path: Path) -> None:
+    manifest, db = _project(tmp_path, None)
+    # the mart is a table now, with the last complete week half loaded and order 7 lost
+    from dagster_agent_de.demo.data import execute_sql
+
+    execute_sql(db, "create or replace view main.fct_orders as select order_id, order_date, amount from raw.orders "
+                    "where status = 'paid' and order_id <> 7 and not (order_id between 120 and 129)")
+    from dagster_agent_de.engines.intents.intents import Covers, NoDrop
+
+    drop = _eval(manifest, db, NoDrop(kind="no_drop", model="fct_orders", period="order_date", why="orders must not fall"))
+    assert not drop.passed and drop.numbers == {"drop_pct": 50.0, "previous": 20.0, "latest": 10.0}
+    assert "fell 50.0%" in drop.message and drop.message.endswith("orders must not fall")
+    covers = _eval(manifest, db, Covers(kind="covers", model="fct_orders", of="ref('stg_orders')", key="order_id",
+                                        where="status = 'paid'", why="every paid order reaches the mart"))
+    assert not covers.passed and covers.numbers == {"missing": 11, "duplicated": 0} and "first missing: 7" in covers.message
+
+
+def test_not_null_is_derived_for_columns_summed_into_a_metric(tmp_path: Path) -> None:
+    manifest, db = _project(tmp_path, None)
+    (derived,) = derive_intents(manifest, "duckdb")
+    assert (derived.model, derived.column, derived.derived_from) == ("fct_orders", "amount", "fct_revenue.revenue")
+    result = _eval(manifest, db, derived)
+    assert (result.passed, result.violations) == (False, 1)
+    assert "silently drops its row from revenue" in result.message
+    # declared already: not derived twice
+    (tmp_path / "b").mkdir()
+    manifest2, _ = _project(tmp_path / "b", [{"kind": "not_null", "column": "amount", "why": "declared by finance"}])
+    assert derive_intents(manifest2, "duckdb", intents_from_manifest(manifest2)) == []
+
+
+def test_a_bad_intent_names_the_model_and_field(tmp_path: Path) -> None:
+    manifest, _ = _project(tmp_path, [{"kind": "no_drop", "period": "order_date", "max_drop_pct": 300, "why": "x y z"}])
+    with pytest.raises(SpecError, match=r"model fct_orders, meta.agent_de.intents\[0\]: no_drop.max_drop_pct: "):
+        intents_from_manifest(manifest)
+    (tmp_path / "c").mkdir()
+    manifest, _ = _project(tmp_path / "c", [{"kind": "not_null", "column": "amount"}])
+    with pytest.raises(SpecError, match="why: Field required"):
+        intents_from_manifest(manifest)
