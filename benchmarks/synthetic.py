@@ -1,4 +1,4 @@
-"""A synthetic dbt project with N models (chains of staging -> intermediate -> marts), parsed once by dbt."""
+"""A synthetic dbt project with N models (chains of staging -> intermediate -> marts; a quarter are tables), parsed once by dbt."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def make_project(root: Path, models: int = 2000) -> Path:
             other = f"m{max(0, i - 5 - (i % 3))}"
             sql = (f"select a.id, a.amount, b.status from {{{{ ref('{parent}') }}}} a "
                    f"left join {{{{ ref('{other}') }}}} b on a.id = b.id where a.amount > 0")
+        if layer == 3:  # the marts: tables, as in a real project (staging and intermediate stay views)
+            sql = "{{ config(materialized='table') }}\n" + sql
         (project / "models" / f"m{i}.sql").write_text(sql + "\n")
     dbt = Path(sys.executable).parent / "dbt"
     subprocess.run([str(dbt), "parse", "--project-dir", str(project), "--profiles-dir", str(project), "--quiet"],

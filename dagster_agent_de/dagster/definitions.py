@@ -24,7 +24,6 @@ from dagster_dbt import (
     DagsterDbtTranslatorSettings,
     DbtCliResource,
     dbt_assets,
-    get_asset_key_for_model,
 )
 
 from dagster_agent_de.config import Settings, resolve_settings
@@ -46,7 +45,7 @@ from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.volume import build_volume_checks
 from dagster_agent_de.engines.intents import intents_from_manifest
 from dagster_agent_de.engines.reconcile import specs_from_manifest
-from dagster_agent_de.manifest import Manifest
+from dagster_agent_de.manifest import Manifest, Node
 from dagster_agent_de.project import DbtProjectInfo, dbt_executable
 
 DBT_BUILD_JOB = "dbt_build"
@@ -84,6 +83,18 @@ def _owner(node: dict[str, Any]) -> str | None:
     return owner if "@" in owner or owner.startswith("team:") else f"team:{owner.replace(' ', '-')}"
 
 
+_LOADED = ("table", "incremental", "snapshot", "seed")
+
+
+def _wants_volume_check(node: Node) -> bool:
+    """Models that load data (tables, incremental, snapshots) get a volume check; views only with
+    ``meta.agent_de.volume: true`` (counting a view runs it); ``false`` opts anything out."""
+    wanted = node.agent_de_meta.get("volume")
+    if wanted is not None:
+        return bool(wanted)
+    return node.resource_type in ("seed", "snapshot") or (node.raw.get("config") or {}).get("materialized") in _LOADED
+
+
 def build_definitions(settings: Settings | None = None) -> Definitions:
     """Build the code location for the project in ``settings`` (default: resolved from env)."""
     settings = settings or resolve_settings()
@@ -100,6 +111,12 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         yield from dbt.cli(["build"], context=context).stream()
 
     view = Manifest(manifest, project.project_dir)
+    # one pass over the dbt specs (get_asset_key_for_model scans the manifest per call: quadratic on 2,000 models)
+    key_for: dict[str, AssetKey] = {}
+    for spec in dbt_models.specs:
+        uid = (spec.metadata or {}).get("dagster_dbt/unique_id")
+        if uid in view.nodes:
+            key_for.setdefault(view.nodes[uid].name, spec.key)
     reconcile_checks = build_reconcile_checks(specs_from_manifest(view))
     reconcile_job, reconcile_schedule = build_reconcile_schedule(
         reconcile_checks, os.environ.get("AGENT_DE_RECONCILE_CRON", "0 6 * * *")
@@ -109,16 +126,14 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     drift_checks = build_drift_checks([s.key for s in sources])
     pii_checks = build_pii_checks([s.key for s in sources])
     intent_checks = build_intent_checks(
-        intents_from_manifest(view), models_that_sum(view),
-        {n.name: get_asset_key_for_model([dbt_models], n.name) for n in view.models()})
+        intents_from_manifest(view), models_that_sum(view), key_for)
     extra_checks = [c for c in (intent_checks,) if c is not None]
     pii_job, pii_schedule = build_pii_schedule(list(pii_checks.check_keys), os.environ.get("AGENT_DE_PII_CRON", "30 6 * * *"))
     volume_checks = build_volume_checks({
-        n.name: (get_asset_key_for_model([dbt_models], n.name), n.relation_name,
+        n.name: (key_for.get(n.name, AssetKey([n.name])), n.relation_name,
                  (n.raw.get("config") or {}).get("materialized") == "incremental")
         for n in view.models()
-        if n.relation_name and n.agent_de_meta.get("volume") is not False
-        and (n.raw.get("config") or {}).get("materialized") != "ephemeral"
+        if n.relation_name and _wants_volume_check(n)
     })
     drift_job = build_drift_job(list(drift_checks.check_keys))
     poll_sensor = build_schema_poll_sensor(

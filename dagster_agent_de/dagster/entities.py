@@ -11,7 +11,7 @@ ENTITIES_JOB = "resolve_entities"
 ENTITIES_ASSET = AssetKey(["agent_de", "entities"])
 
 
-@op(name="resolve_entities", description="Merge records at high confidence; raise the uncertain pairs for a human.")
+@op(name="entity_resolution", description="Merge records at high confidence; raise the uncertain pairs for a human.")
 def resolve_entities_op(context: OpExecutionContext, agent_warehouse: AgentWarehouseResource) -> list:
     from dagster_agent_de.engines.entities import resolve_and_record, specs_from_manifest
     from dagster_agent_de.engines.escalate.context_store import load_rules

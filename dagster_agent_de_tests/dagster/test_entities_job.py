@@ -14,7 +14,7 @@ def test_resolve_entities_job_merges_a_re_registered_customer(demo_env) -> None:
     defs = build_definitions(demo_env.settings)
     job = defs.resolve_job_def("resolve_entities")
     with DagsterInstance.get() as instance:
-        clean = job.execute_in_process(instance=instance, run_config=QUIET).output_for_node("resolve_entities")
+        clean = job.execute_in_process(instance=instance, run_config=QUIET).output_for_node("entity_resolution")
         assert [(s["model"], s["keys_merged"], s["review"]) for s in clean] == [("dim_customers", 0, 0)]
         # the same person signs up again with an upper-cased, +tagged address
         demo_env.write("insert into main.dim_customers (customer_id, email, full_name) "
@@ -24,7 +24,7 @@ def test_resolve_entities_job_merges_a_re_registered_customer(demo_env) -> None:
             run = job.execute_in_process(instance=instance, run_config=QUIET)
         finally:
             demo_env.write("delete from main.dim_customers where customer_id = 900001")
-        (summary,) = run.output_for_node("resolve_entities")
+        (summary,) = run.output_for_node("entity_resolution")
         assert (summary["keys_merged"], summary["entities"], summary["review"]) == (2, 1, 0)
         mat = instance.get_latest_materialization_event(ENTITIES_ASSET)
         assert mat.run_id == run.run_id and mat.asset_materialization.metadata["keys_merged"].value == 2
