@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.errors import ConfigError, LLMError
@@ -73,7 +73,8 @@ class AnthropicLLM:
         start = time.perf_counter()
         try:
             resp = self._client.messages.create(
-                model=self.model, max_tokens=self.max_tokens, system=system, messages=messages, tools=tools,
+                model=self.model, max_tokens=self.max_tokens, system=system,
+                messages=cast(Any, messages), tools=cast(Any, tools),  # the API's own JSON shapes
             )
         except anthropic.AuthenticationError as e:
             raise self._failed(summary, rationale, start, "the API key was refused (401); check ANTHROPIC_API_KEY", e) from e

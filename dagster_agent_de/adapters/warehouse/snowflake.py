@@ -36,7 +36,8 @@ def snowflake_resource_from_env() -> Any:
     missing = [SNOWFLAKE_ENV_VARS[k] for k in ("account", "user") if not values[k]]
     if missing:
         raise ConfigError(f"the snowflake target needs environment variables {', '.join(missing)}")
-    return SnowflakeResource(**{k: v for k, v in values.items() if v})
+    config: dict[str, Any] = {k: v for k, v in values.items() if v}
+    return SnowflakeResource(**config)
 
 
 class SnowflakeWarehouse(Warehouse):

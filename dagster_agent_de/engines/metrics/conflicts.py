@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -240,7 +241,7 @@ class LineageTracer:
         return self._filters[node.unique_id]
 
 
-def _strip_qualifiers(e: exp.Expression) -> exp.Expression:
+def _strip_qualifiers(e: Any) -> exp.Expression:
     e = e.copy()
     for col in e.find_all(exp.Column):
         col.set("table", None)

@@ -146,7 +146,7 @@ def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | Non
     fks = _foreign_keys(manifest, exclude=model)
     src_columns, model_columns = [], []
     for oc in out_cols:
-        c: ColumnProfile = oc["profile"]
+        c = oc["profile"]
         src_col: dict[str, Any] = {"name": c.name}
         mod_col: dict[str, Any] = {"name": oc["name"]}
         tests: list[Any] = []

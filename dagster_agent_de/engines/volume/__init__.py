@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from dagster_agent_de.adapters.warehouse import Warehouse
 
@@ -52,7 +52,7 @@ def judge_volume(
     mad = statistics.median(abs(h - med) for h in hist) * 1.4826
     allowed = max(med * max_change_pct / 100.0, mad_k * mad)
     lower, upper = max(0.0, med - allowed), med + allowed
-    base = dict(row_count=current, expected=med, lower=lower, upper=upper, history_n=n)
+    base: dict[str, Any] = dict(row_count=current, expected=med, lower=lower, upper=upper, history_n=n)
     if current == 0 and med > 0:
         return VolumeVerdict(False, "error", reason=f"empty: 0 rows where the last {n} runs had a median of {med:g}", **base)
     if expect_growth and current <= hist[-1] and med > 0:
