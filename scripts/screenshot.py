@@ -63,11 +63,21 @@ def main() -> None:
                 r for r in dev.runs_tagged("agent_de/check", "fct_orders:orders_vs_stripe")
                 if r["jobName"] == "investigate" and r["status"] == "SUCCESS"])
             inv = runs[0]["runId"]
+            # a new source lands; onboard it from the Launchpad's job
+            from dagster_agent_de.demo.data import execute_sql
+
+            execute_sql(dev.state / "warehouse.duckdb", "create schema zendesk", """create table zendesk.tickets as
+                select o.order_id * 10 as ticket_id, o.customer_id, ['open', 'solved'][1 + o.order_id % 2] as status,
+                       c.email as requester, current_timestamp - interval 2 hour as _loaded_at
+                from app.orders o join app.customers c using (customer_id) where o.order_id % 5 = 0""")
+            assert dev.wait_run(dev.launch("onboard_source", {"ops": {"onboard": {"config": {"table": "zendesk.tickets"}}}})) \
+                == "SUCCESS", dev.tail()
             pages = {
                 "fct_orders_checks.png": (f"{dev.url}/assets/fct_orders?view=checks", "orders_vs_stripe"),
                 "int_orders_enriched_events.png": f"{dev.url}/assets/int_orders_enriched?view=events",
                 "investigation_run.png": f"{dev.url}/runs/{inv}",
                 "escalations.png": f"{dev.url}/assets/agent_de/escalations?view=events",
+                "onboarding.png": f"{dev.url}/assets/agent_de/onboarding?view=events",
             }
             shoot_all(args.chromium, pages, out_dir)
         finally:
