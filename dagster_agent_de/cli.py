@@ -375,7 +375,8 @@ def entities(settings: Settings, model: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json([{"model": r.spec.model, "rows": r.rows, "merged_pairs": len(r.merged), "keys_merged": len(r.entity_map),
                      "entities": len(set(r.entity_map.values())), "review": len(r.review), "truncated": r.truncated,
-                     "escalations": [e.id for e in raised], "entity_map": str(out_dir / f"{r.spec.model}.csv")}
+                     "escalations": [e.id for e in raised], "entity_map": str(out_dir / f"{r.spec.model}.csv"),
+                     "notes": r.notes}
                     for r, raised in results])
         return
     for r, raised in results:
@@ -384,6 +385,8 @@ def entities(settings: Settings, model: str | None, as_json: bool) -> None:
                    + (" (candidate pairs truncated)" if r.truncated else ""))
         for e in raised:
             click.echo(f"  escalation {e.id}: {e.decision[:160]}")
+        for n in r.notes:
+            click.echo(f"  note: {n}")
         click.echo(f"  entity map: {out_dir / (r.spec.model + '.csv')}")
 
 

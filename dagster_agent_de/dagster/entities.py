@@ -35,6 +35,7 @@ def resolve_entities_op(context: OpExecutionContext, agent_warehouse: AgentWareh
         "keys_merged": MetadataValue.int(sum(s["keys_merged"] for s in summary)),
         "pairs_to_review": MetadataValue.int(sum(s["review"] for s in summary)),
         "entity_maps": MetadataValue.path(str(out_dir)),
+        "notes": MetadataValue.md("\n".join(f"- {r.spec.model}: {n}" for r, _ in results for n in r.notes) or "-"),
     }))
     if any(raised for _, raised in results):
         record_escalations_asset(context, store, AgentDETranslator())

@@ -50,7 +50,7 @@ def test_merges_only_high_confidence_pairs_and_asks_about_the_middle_band(custom
     assert [(p.key_a, p.key_b, p.confidence) for p in r.review] == [(4, 5, 0.9)]
     assert "shared mailbox" in r.review[0].reason
     assert r.csv().splitlines() == ["customer_id,entity_id", "1,1", "2,1", "3,1"]
-    assert len(audit.events) == 1  # one pushed-down query; the table never comes to Python
+    assert len(audit.events) == 2  # block sizes, then the pairs: pushed down; the table never comes to Python
     esc = pair_escalation(SPEC, r.review[0])
     assert esc.kind == EscalationKind.CONTEXT_GAP and esc.applies_to == ["customers:4~5"] and esc.recommendation is None
 
@@ -76,3 +76,19 @@ def test_spec_errors_name_the_model_and_field() -> None:
         "key": "id", "match": {"email": "e"}, "auto_merge_at": 0.8, "review_at": 0.9}}}})
     with pytest.raises(SpecError, match="review_at \\(0.9\\) must be below auto_merge_at \\(0.8\\)"):
         specs_from_manifest(bad)
+
+
+def test_a_value_shared_by_many_records_is_not_an_identifier(tmp_path: Path) -> None:
+    """Placeholder e-mails ('' or noreply@) would pair everyone with everyone: they are left out, and said."""
+    path = duck(tmp_path / "wh.duckdb", """create table customers as
+        select range as customer_id, 'Person ' || range as full_name,
+               case when range < 500 then 'noreply@shop.test' else 'p' || range || '@mail.test' end as email,
+               null as phone
+        from range(600)
+        union all select 1000, 'Zoe Grant', 'P599@MAIL.TEST', null""")
+    r, audit = _run(path)
+    assert r.rows == 601 and not r.truncated
+    assert [(p.key_a, p.key_b) for p in r.review] == [(599, 1000)]  # same e-mail, names disagree
+    assert r.merged == [] and r.notes == [
+        "1 email value(s) shared by more than 20 records each (largest: 500) identify nobody and were not used to match"]
+    assert "noreply" not in " ".join(r.notes)

@@ -89,6 +89,7 @@ class EntityResolution:
     entity_map: dict[Any, Any] = field(default_factory=dict)  # key -> entity id (the smallest key of its cluster)
     truncated: bool = False
     statement: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def csv(self) -> str:
         lines = [f"{self.spec.key},entity_id"]
@@ -101,7 +102,11 @@ def _norm_email(col: str) -> str:
     return f"regexp_replace(lower(trim({col})), '\\+[^@]*@', '@')"
 
 
-def _pairs_sql(spec: EntitySpec, relation: str) -> str:
+MAX_BLOCK = 20
+"""A blocking value shared by more records than this ('' or noreply@...) identifies nobody: not used to match."""
+
+
+def _base_sql(spec: EntitySpec, relation: str) -> str:
     m = spec.match
     cols = [f"{spec.key} as k"]
     cols.append(f"{_norm_email(m['email'])} as e" if "email" in m else "cast(null as varchar) as e")
@@ -109,19 +114,36 @@ def _pairs_sql(spec: EntitySpec, relation: str) -> str:
     # the last 10 digits: '+1 (555) 010-1000' and '555 010 1000' are one number; fewer than 7 is no number
     digits = f"regexp_replace({m['phone']}, '[^0-9]', '', 'g')" if "phone" in m else ""
     cols.append(f"case when length({digits}) >= 7 then right({digits}, 10) end as p" if "phone" in m else "cast(null as varchar) as p")
+    return f"""base0 as (select {', '.join(cols)} from {relation} where {spec.key} is not null),
+     e_big as (select e, count(*) as c from base0 where e is not null group by e having count(*) > {MAX_BLOCK}),
+     p_big as (select p, count(*) as c from base0 where p is not null group by p having count(*) > {MAX_BLOCK})"""
+
+
+def _stats_sql(spec: EntitySpec, relation: str) -> str:
+    """Rows and the oversized blocks (counts only: the shared values themselves may be personal data)."""
+    return f"""with {_base_sql(spec, relation)}
+select (select count(*) from base0) as n_rows,
+       (select count(*) from e_big) as big_email_blocks, (select coalesce(max(c), 0) from e_big) as largest_email_block,
+       (select count(*) from p_big) as big_phone_blocks, (select coalesce(max(c), 0) from p_big) as largest_phone_block"""
+
+
+def _pairs_sql(spec: EntitySpec, relation: str) -> str:
     blocks = []
-    if "email" in m:
+    if "email" in spec.match:
         blocks.append("select a.k as k1, b.k as k2 from base a join base b on a.e = b.e and a.k < b.k")
-    if "phone" in m:
+    if "phone" in spec.match:
         blocks.append("select a.k as k1, b.k as k2 from base a join base b on a.p = b.p and a.k < b.k")
     return f"""
-with base as (select {', '.join(cols)} from {relation} where {spec.key} is not null),
+with {_base_sql(spec, relation)},
+     base as (select k, n,
+                     case when e in (select e from e_big) then null else e end as e,
+                     case when p in (select p from p_big) then null else p end as p
+              from base0),
      cand as ({' union '.join(blocks)})
 select c.k1, c.k2,
        coalesce(a.e = b.e, false) as same_email,
        coalesce(a.p = b.p, false) as same_phone,
-       coalesce(jaro_winkler_similarity(a.n, b.n), 0) as name_sim,
-       (select count(*) from base) as n_rows
+       coalesce(jaro_winkler_similarity(a.n, b.n), 0) as name_sim
 from cand c join base a on a.k = c.k1 join base b on b.k = c.k2
 order by c.k1, c.k2
 limit {MAX_PAIRS + 1}
@@ -161,10 +183,15 @@ def resolve_entities(spec: EntitySpec, manifest: Manifest, warehouse: Warehouse,
         return {a for r in rules or [] if what in (getattr(r, "suppresses", None) or []) for a in getattr(r, "applies_to", [])}
 
     apart, confirmed = answered(PATTERN), answered(CONFIRMED)
+    stats = warehouse.query(_stats_sql(spec, node.relation_name), rationale=f"rows and oversized match blocks of {spec.model}").folded().one()
     sql = _pairs_sql(spec, node.relation_name)
     res = warehouse.query(sql, rationale=f"candidate duplicate records of {spec.model} by {', '.join(spec.match)}",
                           max_rows=MAX_PAIRS + 1)
-    out = EntityResolution(spec=spec, rows=0, truncated=res.row_count > MAX_PAIRS, statement=sql)
+    out = EntityResolution(spec=spec, rows=int(stats["n_rows"]), truncated=res.row_count > MAX_PAIRS, statement=sql)
+    for what in ("email", "phone"):
+        if stats[f"big_{what}_blocks"]:
+            out.notes.append(f"{stats[f'big_{what}_blocks']} {what} value(s) shared by more than {MAX_BLOCK} records each "
+                             f"(largest: {stats[f'largest_{what}_block']:,}) identify nobody and were not used to match")
     parent: dict[Any, Any] = {}
 
     def find(x: Any) -> Any:
@@ -173,8 +200,7 @@ def resolve_entities(spec: EntitySpec, manifest: Manifest, warehouse: Warehouse,
             x = parent[x]
         return x
 
-    for k1, k2, same_email, same_phone, name_sim, n_rows in res.rows[:MAX_PAIRS]:
-        out.rows = int(n_rows)
+    for k1, k2, same_email, same_phone, name_sim in res.rows[:MAX_PAIRS]:
         conf, why = score(bool(same_email), bool(same_phone), float(name_sim or 0), "name" in spec.match)
         pair = EntityPair(k1, k2, conf, why)
         if f"{spec.model}:{pair.ref}" in apart:
@@ -189,8 +215,6 @@ def resolve_entities(spec: EntitySpec, manifest: Manifest, warehouse: Warehouse,
         elif pair.confidence >= spec.review_at:
             out.review.append(pair)
     out.entity_map = {k: find(k) for k in list(parent)}  # only keys of merged pairs are in parent
-    if not res.rows:
-        out.rows = int(warehouse.query(f"select count(*) from {node.relation_name}", rationale=f"rows of {spec.model}").scalar())
     return out
 
 
