@@ -27,7 +27,7 @@ from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationO
 from dagster_agent_de.errors import SpecError
 from dagster_agent_de.manifest import Manifest
 
-MAX_PAIRS = 10_000
+MAX_PAIRS = 100_000
 PATTERN = "entity_match"  # a rule suppressing it for a pair: "different entities", keep apart
 CONFIRMED = "entity_review"  # a rule suppressing it for a pair: "same entity", merge without asking again
 
@@ -139,33 +139,54 @@ with {_base_sql(spec, relation)},
                      case when e in (select e from e_big) then null else e end as e,
                      case when p in (select p from p_big) then null else p end as p
               from base0),
-     cand as ({' union '.join(blocks)})
-select c.k1, c.k2,
-       coalesce(a.e = b.e, false) as same_email,
-       coalesce(a.p = b.p, false) as same_phone,
-       coalesce(jaro_winkler_similarity(a.n, b.n), 0) as name_sim
-from cand c join base a on a.k = c.k1 join base b on b.k = c.k2
-order by c.k1, c.k2
+     cand as ({' union '.join(blocks)}),
+     scored as (
+        select c.k1, c.k2, coalesce(a.e = b.e, false) as same_email, coalesce(a.p = b.p, false) as same_phone,
+               coalesce(jaro_winkler_similarity(a.n, b.n), 0) as name_sim
+        from cand c join base a on a.k = c.k1 join base b on b.k = c.k2
+     )
+select k1, k2, same_email, same_phone, name_sim from scored
+where {_worth_scoring(spec)}
+order by k1, k2
 limit {MAX_PAIRS + 1}
 """.strip()
 
 
-def score(same_email: bool, same_phone: bool, name_sim: float, has_name: bool) -> tuple[float, str]:
-    """The rule table: confidence that two records are one entity, and why.
+RULES: tuple[tuple[str, float, float, str], ...] = (
+    # shared identifier, least name similarity (Jaro-Winkler), confidence, why; first match wins
+    ("email", 0.95, 0.99, "same e-mail, same name"),
+    ("phone", 0.95, 0.96, "same phone, same name"),
+    ("email", 0.85, 0.92, "same e-mail, names close but not the same"),
+    ("email", 0.0, 0.90, "same e-mail but different names: a shared mailbox?"),
+    ("phone", 0.85, 0.85, "same phone, names close but not the same: family members?"),
+    ("phone", 0.0, 0.60, "same phone only"),
+)
+NO_NAME_RULES: tuple[tuple[str, float, float, str], ...] = (("email", 0.0, 0.97, "same e-mail"), ("phone", 0.0, 0.60, "same phone only"))
 
-    >>> score(True, False, 0.95, True), score(True, False, 0.4, True)[0], score(False, True, 0.4, True)[0]
-    ((0.99, 'same e-mail, names agree (0.95)'), 0.9, 0.6)
+
+def _rules(has_name: bool) -> tuple[tuple[str, float, float, str], ...]:
+    return RULES if has_name else NO_NAME_RULES
+
+
+def score(same_email: bool, same_phone: bool, name_sim: float, has_name: bool) -> tuple[float, str]:
+    """The rule table: confidence that two records are one entity, and why. Conservative: near-identical
+    names are needed to merge on their own ('Maria Garcia' / 'Mario Garcia' sharing a phone are asked about).
+
+    >>> score(True, False, 0.97, True), score(True, False, 0.4, True)[0], score(False, True, 0.91, True)[0]
+    ((0.99, 'same e-mail, same name (0.97)'), 0.9, 0.85)
     """
-    names_agree = has_name and name_sim >= 0.85
-    if same_email and (names_agree or not has_name):
-        return 0.99, "same e-mail" + (f", names agree ({name_sim:.2f})" if has_name else "")
-    if same_email:
-        return 0.9, f"same e-mail but different names ({name_sim:.2f}): a shared mailbox?"
-    if same_phone and has_name and name_sim >= 0.9:
-        return 0.96, f"same phone, names agree ({name_sim:.2f})"
-    if same_phone:
-        return 0.6, "same phone only"
+    shared = {"email": same_email, "phone": same_phone}
+    for ident, least, confidence, why in _rules(has_name):
+        if shared[ident] and name_sim >= least:
+            return confidence, why + (f" ({name_sim:.2f})" if has_name else "")
     return 0.0, "no shared identifier"
+
+
+def _worth_scoring(spec: EntitySpec) -> str:
+    """SQL for "some rule at or above review_at can match": pairs below it never leave the warehouse."""
+    conds = [f"(same_{ident} and name_sim >= {least})" for ident, least, conf, _ in _rules("name" in spec.match)
+             if conf >= spec.review_at and ident in spec.match]
+    return " or ".join(conds) or "false"
 
 
 def resolve_entities(spec: EntitySpec, manifest: Manifest, warehouse: Warehouse, rules: list[Any] | None = None) -> EntityResolution:
