@@ -213,3 +213,28 @@ def test_investigation_fails_when_the_warehouse_is_down_and_is_retried_with_back
     none, _ = tick(waiting, instance, cursor2)
     assert [x for x in none if x.tags.get("agent_de/check") == "fct_orders:orders_vs_stripe"] == []  # backoff
     assert instance.get_run_by_id(failed.run_id).status == DagsterRunStatus.FAILURE
+
+
+@asset(key=AssetKey(["finance", "invoices"]))
+def invoices():
+    return 1
+
+
+@asset_check(asset=AssetKey(["finance", "invoices"]), name="invoices_ok")
+def invoices_ok():
+    return AssetCheckResult(passed=False)
+
+
+def test_a_check_of_another_code_location_is_not_ours(instance, tmp_path: Path) -> None:
+    """Another location's failed check lands in the same instance: this location's sensor leaves it alone."""
+    defs = make_defs(tmp_path)
+    other = Definitions(assets=[invoices], asset_checks=[invoices_ok],
+                        jobs=[define_asset_job("finance_build", selection=[invoices])])
+    _, cursor = tick(defs, instance, None)
+    run = other.resolve_job_def("finance_build").execute_in_process(instance=instance, raise_on_error=False)
+    assert [e.passed for e in run.get_asset_check_evaluations()] == [False]
+    requests, cursor = tick(defs, instance, cursor)
+    assert requests == []
+    defs.resolve_job_def("build").execute_in_process(instance=instance, raise_on_error=False)
+    requests, _ = tick(defs, instance, cursor)
+    assert sorted(r.tags["agent_de/check"] for r in requests) == ["orders:orders_ok", "payments:payments_ok"]
