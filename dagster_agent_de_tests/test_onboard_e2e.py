@@ -52,3 +52,24 @@ def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_pa
     assert "PASS=" in log and "ERROR=0" in log and "WARN=0" in log
     assert "PASS=10 WARN=0 ERROR=0" in log, log[-3000:]  # the view; source unique, not_null; model unique, not_null x3, accepted_values, relationships x2
     assert "Arguments to generic tests should" not in log  # written the way the installed dbt reads them
+
+
+def test_the_demo_ships_a_table_to_onboard(demo_env) -> None:
+    """`agent-de onboard --table support.tickets` on the demo, as the demo's closing line suggests."""
+    store = EscalationStore(demo_env.settings.state_dir / "escalations")
+    before = {e.id for e in store.all()}
+    try:
+        result = CliRunner().invoke(main, ["--project-dir", str(demo_env.project_dir), "--state-dir",
+                                           str(demo_env.settings.state_dir), "onboard", "--table", "support.tickets", "--json"],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.output)
+        assert out["model_name"] == "stg_support__tickets" and out["applied"] == []  # a proposal until --apply
+        assert {p["column"]: p["kind"] for p in out["pii"]} == {"requester_email": "email"}
+        sql = out["files"]["models/staging/support/stg_support__tickets.sql"]
+        assert '"TicketId" as ticket_id' in sql
+        assert any(d.startswith("grain: TicketId is unique") for d in out["done"])
+        assert any("relationships to ref('stg_orders').order_id" in d for d in out["done"])
+        assert not (demo_env.project_dir / "models/staging/support").exists()
+    finally:
+        store.update(lambda items: [e for e in items if e.id in before])

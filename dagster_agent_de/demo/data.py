@@ -50,6 +50,7 @@ def _statements(scale: int, loaded_at: str) -> list[str]:
         "create schema if not exists stripe",
         "create schema if not exists fx",
         "create schema if not exists hubspot",
+        "create schema if not exists support",
         f"""
         create or replace table app.customers as
         select
@@ -131,6 +132,20 @@ def _statements(scale: int, loaded_at: str) -> list[str]:
         from app.customers
         where {r('crm', 'customer_id')} % 10 < 3
         """,
+        # landed by the helpdesk connector but not modeled yet: `agent-de onboard --table support.tickets`
+        f"""
+        create or replace table support.tickets as
+        select
+            o.order_id * 10 as "TicketId",
+            o.order_id,
+            o.customer_id,
+            ['open', 'pending', 'solved'][1 + ({r('tk', 'o.order_id')} % 3)] as status,
+            c.email as requester_email,
+            o.ordered_at + interval 1 day as created_at,
+            timestamp '{loaded_at}' as _loaded_at
+        from app.orders o join app.customers c using (customer_id)
+        where {r('ticket', 'o.order_id')} % 10 = 0
+        """,
     ]
 
 
@@ -194,7 +209,7 @@ def generate_demo_data(
             f"{s}.{t}": con.execute(f"select count(*) from {s}.{t}").fetchone()[0]
             for s, t in (
                 ("app", "orders"), ("app", "order_items"), ("app", "customers"),
-                ("stripe", "charges"), ("fx", "rates"), ("hubspot", "contacts"),
+                ("stripe", "charges"), ("fx", "rates"), ("hubspot", "contacts"), ("support", "tickets"),
             )
         }
     finally:

@@ -37,6 +37,8 @@ class DemoResult:
             *self.incident_lines,
             "Next: `agent-de dev` (or DAGSTER_HOME=" + str(s.dagster_home) + " dagster dev -w workspace.yaml) "
             "and open http://127.0.0.1:3000",
+            "Try: `agent-de demo --incident wt02_join_drop` (a join that drops 70% of orders, caught and investigated), "
+            "`agent-de onboard --table support.tickets`, `agent-de metrics`, `agent-de entities`.",
         ]
 
 
