@@ -135,3 +135,34 @@ def test_reconcile_through_snowflake_adapter(tmp_path) -> None:
     keep = {"duration_ms", "statements"}
     assert snow.model_dump(exclude=keep) == local.model_dump(exclude=keep)
     assert all(e.dialect == "snowflake" for e in audit.events)
+
+
+def test_onboarding_profile_and_volume_through_snowflake_adapter(tmp_path) -> None:
+    """Onboarding's profile queries and the volume count in Snowflake's dialect (upper-case names, NUMBER)."""
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.onboard import profile_table, propose
+    from dagster_agent_de.engines.volume import row_counts
+    from dagster_agent_de.manifest import Manifest
+
+    with fakesnow.patch():
+        from dagster_snowflake import SnowflakeResource
+
+        resource = SnowflakeResource(account="acct", user="agent", password="pw", database="RAW", schema="ZENDESK")
+        with resource.get_connection() as con:
+            cur = con.cursor()
+            cur.execute("create database if not exists RAW")
+            cur.execute("create schema if not exists RAW.ZENDESK")
+            cur.execute("create or replace table RAW.ZENDESK.TICKETS (TICKET_ID number(38,0), STATUS varchar, "
+                        "REQUESTER varchar, FEE_CENTS number(38,0))")
+            cur.execute("insert into RAW.ZENDESK.TICKETS select seq4(), case when seq4() % 2 = 0 then 'open' else 'solved' end, "
+                        "'user' || seq4() || '@example.com', seq4() * 10 from table(generator(rowcount => 40))")
+        with SnowflakeWarehouse.from_resource(resource, AuditLog(None)) as wh:
+            prof = profile_table(wh, "ZENDESK", "TICKETS", "RAW")
+            counts = row_counts(wh, {"tickets": "RAW.ZENDESK.TICKETS"})
+    assert prof.rows == 40 and counts == {"tickets": 40}
+    assert [c.name for c in prof.columns] == ["TICKET_ID", "STATUS", "REQUESTER", "FEE_CENTS"]
+    assert prof.column("TICKET_ID").exact_unique and prof.column("STATUS").top_values == [("open", 20), ("solved", 20)]
+    p = propose(prof, Manifest({"nodes": {}, "sources": {}}))
+    assert p.model_name == "stg_zendesk__tickets" and [h["column"] for h in p.pii] == ["REQUESTER"]
+    sql = p.files["models/staging/zendesk/stg_zendesk__tickets.sql"]
+    assert '"FEE_CENTS" / 100.0 as fee' in sql and '"TICKET_ID" as ticket_id' in sql  # quoted as stored: valid Snowflake
