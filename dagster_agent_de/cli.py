@@ -280,7 +280,7 @@ def onboard(settings: Settings, table: str, source_name: str | None, api_schema:
             owner: str | None, apply: bool, as_json: bool) -> None:
     """Onboard a source: sources.yml with freshness, a staging model, tests and docs; the decisions
     that need a human become escalations. Writes a proposal under <state dir>/proposals (--apply: into the project)."""
-    from dagster_agent_de.engines.escalate.raising import raise_escalations
+    from dagster_agent_de.engines.escalate.raising import answered_choices, raise_decisions
     from dagster_agent_de.engines.onboard import (
         apply_proposal,
         profile_from_json_schema,
@@ -298,10 +298,11 @@ def onboard(settings: Settings, table: str, source_name: str | None, api_schema:
         else:
             prof = profile_table(wh, schema, name, database)
         proposal = propose(prof, manifest, source_name=source_name, owner=owner,
-                           arguments_property=project_wants_arguments_property(settings.project_dir))
+                           arguments_property=project_wants_arguments_property(settings.project_dir),
+                           answers=answered_choices(_esc_store(settings)))
         out = write_proposal(proposal, settings.state_dir / "proposals")
         written = apply_proposal(proposal, settings.project_dir, wh.audit, human_present=True) if apply else []
-    new = raise_escalations(_esc_store(settings), proposal.decisions)
+    new = raise_decisions(_esc_store(settings), proposal.decisions)
     if as_json:
         _echo_json({**proposal.model_dump(mode="json"), "proposal_dir": str(out), "applied": [str(p) for p in written],
                     "escalations": [e.id for e in new]})
@@ -324,14 +325,14 @@ def onboard(settings: Settings, table: str, source_name: str | None, api_schema:
 @_fail_cleanly
 def metrics(settings: Settings, as_json: bool, escalate: bool) -> None:
     """Find metrics defined more than once, differently (lineage, filters, totals side by side). Exit 1 if any."""
-    from dagster_agent_de.engines.escalate.raising import raise_escalations
+    from dagster_agent_de.engines.escalate.raising import raise_decisions
     from dagster_agent_de.engines.metrics import audit_metrics
 
     manifest, wh = _context(settings)
     with wh:
         audit = audit_metrics(manifest, wh)
     conflicts = audit.conflicts
-    raised = raise_escalations(_esc_store(settings), audit.escalations(manifest)) if escalate and conflicts else []
+    raised = raise_decisions(_esc_store(settings), audit.escalations(manifest)) if escalate and conflicts else []
     if as_json:
         _echo_json({"definitions": len(audit.definitions), "notes": audit.notes, "escalations": [e.id for e in raised],
                     "conflicts": audit.as_json()})

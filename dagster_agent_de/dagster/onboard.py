@@ -30,7 +30,7 @@ class OnboardConfig(Config):
 
 @op(name="onboard", description="Profile the table, write the dbt proposal, raise the decisions that need a human.")
 def onboard_op(context: OpExecutionContext, config: OnboardConfig, agent_warehouse: AgentWarehouseResource) -> dict:
-    from dagster_agent_de.engines.escalate.raising import raise_escalations
+    from dagster_agent_de.engines.escalate.raising import answered_choices, raise_decisions
     from dagster_agent_de.engines.escalate.store import EscalationStore
     from dagster_agent_de.engines.onboard import (
         profile_from_json_schema,
@@ -48,11 +48,12 @@ def onboard_op(context: OpExecutionContext, config: OnboardConfig, agent_warehou
             prof = profile_from_json_schema(Path(config.api_schema), schema, table, name=config.api_schema_name or None)
         else:
             prof = profile_table(wh, schema, table, database)
-    proposal = propose(prof, agent_warehouse.manifest(), source_name=config.source_name or None, owner=config.owner or None,
-                       arguments_property=project_wants_arguments_property(settings.project_dir))
-    out = write_proposal(proposal, settings.state_dir / "proposals")
     store = EscalationStore(settings.state_dir / "escalations")
-    new = raise_escalations(store, proposal.decisions)
+    proposal = propose(prof, agent_warehouse.manifest(), source_name=config.source_name or None, owner=config.owner or None,
+                       arguments_property=project_wants_arguments_property(settings.project_dir),
+                       answers=answered_choices(store))
+    out = write_proposal(proposal, settings.state_dir / "proposals")
+    new = raise_decisions(store, proposal.decisions)
     for e in new:
         context.log.info(f"escalation {e.id} ({e.kind.value}): {e.decision}")
     context.log_event(AssetMaterialization(asset_key=ONBOARDING_ASSET, description=f"{proposal.relation} -> {proposal.model_name}", metadata={

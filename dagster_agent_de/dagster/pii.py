@@ -35,7 +35,7 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
     def pii_tagging_checks(context: AssetCheckExecutionContext, agent_warehouse: AgentWarehouseResource):
         from dagster_agent_de.engines.drift.snapshot import relation_key, snapshot_schema
         from dagster_agent_de.engines.escalate.context_store import load_rules
-        from dagster_agent_de.engines.escalate.raising import owner_of, raise_escalations
+        from dagster_agent_de.engines.escalate.raising import owner_of, raise_decisions
         from dagster_agent_de.engines.escalate.store import EscalationStore
         from dagster_agent_de.engines.onboard.pii_scan import pii_escalation, scan_sources
 
@@ -67,7 +67,7 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
                 yield translator.error_check_result(RuntimeError(item.error), "warn", "PII scan", key, PII_CHECK)
                 continue
             if item.hits:
-                raised += raise_escalations(store, [pii_escalation(item, node, owner_of(manifest, item.node))])
+                raised += raise_decisions(store, [pii_escalation(item, node, owner_of(manifest, item.node))])
             yield AssetCheckResult(
                 asset_key=key, check_name=PII_CHECK, passed=not item.hits, severity=AssetCheckSeverity.WARN,
                 description=("untagged PII: " + ", ".join(f"{h.column} ({h.kind}, by {h.by})" for h in item.hits))

@@ -172,3 +172,35 @@ def test_pii_scan_of_sources_honours_not_pii_answers_and_reports_unreadable_tabl
     assert [(h.column, h.kind, h.by) for h in found["crm.people"].hits] == [("contact", "phone", "values")]
     assert silenced["crm.people"].hits == ()
     assert found["crm.gone"].error and "gone" in found["crm.gone"].error  # reported, never a silent pass
+
+
+def test_answers_are_applied_and_never_asked_again(tickets: Path, tmp_path: Path) -> None:
+    from dagster_agent_de.core.models import Approval, EscalationState
+    from dagster_agent_de.engines.escalate.raising import answered_choices, raise_decisions
+    from dagster_agent_de.engines.escalate.store import EscalationStore
+
+    with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
+        prof = profile_table(wh, "zendesk", "tickets")
+    first = propose(prof, _manifest(), now=NOW)
+    store = EscalationStore(tmp_path / "escalations")
+    raised = raise_decisions(store, first.decisions)
+    assert sorted(e.finding_pattern for e in raised) == ["onboard:freshness_sla", "onboard:pii_handling", "onboard:units:amount"]
+
+    # a human answers: hash the PII, hourly loads, amount is in cents
+    choices = {"onboard:pii_handling": 0, "onboard:freshness_sla": 0, "onboard:units:amount": 0}
+    store.update(lambda items: [e.model_copy(update={"state": EscalationState.ANSWERED,
+                                                     "answer": Approval(by="ops@shop.test", choice=choices[e.finding_pattern])})
+                                for e in items])
+    answers = answered_choices(store)
+    assert answers[("zendesk.tickets", "onboard:units:amount")] == 0
+    second = propose(prof, _manifest(), now=NOW, answers=answers)
+    assert second.decisions == [] and raise_decisions(store, first.decisions) == []  # never asked twice
+    sql = second.files["models/staging/zendesk/stg_zendesk__tickets.sql"]
+    assert "{{ dbt.hash('contact') }} as contact" in sql and "amount / 100.0 as amount" in sql
+    table = yaml.safe_load(second.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]["tables"][0]
+    assert table["freshness"]["error_after"] == {"count": 6, "period": "hour"}  # hourly loads
+    assert sum(d.startswith("answered by a human") for d in second.done) == 3
+
+    dropped = propose(prof, _manifest(), now=NOW, answers={("zendesk.tickets", "onboard:pii_handling"): 2})
+    assert "contact" not in dropped.files["models/staging/zendesk/stg_zendesk__tickets.sql"]
+    assert "contact" not in dropped.files["models/staging/zendesk/_zendesk__models.yml"]

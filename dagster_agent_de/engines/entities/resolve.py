@@ -268,7 +268,7 @@ def resolve_and_record(
 ) -> list[tuple[EntityResolution, list[Escalation]]]:
     """Resolve every spec, write ``<out_dir>/<model>.csv`` (the entity map) and ``<model>__review.csv``,
     and raise the review band as context gaps (at most ``MAX_ESCALATIONS`` per model)."""
-    from dagster_agent_de.engines.escalate.raising import owner_of, raise_escalations
+    from dagster_agent_de.engines.escalate.raising import owner_of, raise_decisions
 
     out = []
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -279,6 +279,6 @@ def resolve_and_record(
             f"{spec.key}_a,{spec.key}_b,confidence,reason\n"
             + "".join(f"{p.key_a},{p.key_b},{p.confidence},\"{p.reason}\"\n" for p in r.review))
         owner = owner_of(manifest, spec.model)
-        raised = raise_escalations(store, [pair_escalation(spec, p, owner) for p in r.review[:MAX_ESCALATIONS]])
+        raised = raise_decisions(store, [pair_escalation(spec, p, owner) for p in r.review[:MAX_ESCALATIONS]])
         out.append((r, raised))
     return out

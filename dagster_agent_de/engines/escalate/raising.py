@@ -124,3 +124,20 @@ def raise_escalations(store: EscalationStore, new: list[Escalation]) -> list[Esc
 
     store.update(add)
     return created
+
+
+def answered_choices(store: EscalationStore, asset: str | None = None) -> dict[tuple[str | None, str], int]:
+    """(asset, finding pattern) -> the option a human chose, for every answered escalation (the latest wins)."""
+    out: dict[tuple[str | None, str], int] = {}
+    for e in sorted(store.all(), key=lambda e: e.created_at):
+        if e.state == EscalationState.ANSWERED and e.answer is not None and e.finding_pattern:
+            if asset is None or e.asset == asset:
+                out[(e.asset, e.finding_pattern)] = e.answer.choice
+    return out
+
+
+def raise_decisions(store: EscalationStore, new: list[Escalation]) -> list[Escalation]:
+    """Like :func:`raise_escalations` for standing decisions (onboarding, PII, metrics, entities): a decision
+    a human already answered for the same asset is not asked again."""
+    done = answered_choices(store)
+    return raise_escalations(store, [e for e in new if (e.asset, e.finding_pattern or "") not in done])

@@ -54,8 +54,13 @@ class OnboardingProposal(BaseModel):
 
 
 def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | None = None,
-            owner: str | None = None, now: datetime | None = None, arguments_property: bool = False) -> OnboardingProposal:
+            owner: str | None = None, now: datetime | None = None, arguments_property: bool = False,
+            answers: dict[tuple[str | None, str], int] | None = None) -> OnboardingProposal:
     """The proposal for one table.
+
+    ``answers``: decisions humans already made, (asset, finding pattern) -> chosen option, as
+    :func:`~dagster_agent_de.engines.escalate.raising.answered_choices` reads them from the escalation
+    store: this table's are applied, said in ``done``, and not asked again.
 
     ``arguments_property``: the project sets dbt's ``require_generic_test_arguments_property`` flag,
     so generic test arguments go under ``arguments:`` (else at the top level, as dbt < 1.10 reads them).
@@ -74,12 +79,18 @@ def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | Non
     decisions: list[Escalation] = []
 
     def decide(kind: EscalationKind, key: str, decision: str, options: list[EscalationOption], rec: int | None,
-               why: str, blocking: str, continues: str) -> None:
+               why: str, blocking: str, continues: str) -> int | None:
+        """Ask, or return the option a human already chose (then nothing is asked)."""
+        chosen = (answers or {}).get((asset, f"onboard:{key}"))
+        if chosen is not None and 0 <= chosen < len(options):
+            done.append(f"answered by a human: {decision} -> {options[chosen].label}")
+            return chosen
         decisions.append(Escalation(
             id="new", kind=kind, decision=decision, options=options, recommendation=rec, recommendation_reason=why,
             blocking=blocking, continues=continues, owner=owner, asset=asset, finding_pattern=f"onboard:{key}",
             applies_to=[f"{asset}.{o.label.split(' ')[0]}" for o in options] if key == "grain" else [],
         ))
+        return None
 
     cols = profile.columns
     rows = profile.rows
@@ -90,12 +101,13 @@ def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | Non
     # -- PII: detect, tag, hand the handling to a human ---------------------------------------
     hits = detect_pii(cols)
     pii_cols = {h.column for h in hits}
+    pii_choice: int | None = None
     if hits:
         listing = ", ".join(f"{h.column} ({h.kind}, by {h.by})" for h in hits)
         done.append(f"tagged PII columns meta.agent_de.pii: {listing}; the agent masks them in everything it outputs")
-        decide(EscalationKind.AUTHORITY_GAP, "pii_handling",
+        pii_choice = decide(EscalationKind.AUTHORITY_GAP, "pii_handling",
                f"How must the PII columns of {asset} ({', '.join(sorted(pii_cols))}) be handled in {model}?",
-               [EscalationOption(label="hash them in staging (sha256)", evidence="; ".join(h.evidence for h in hits),
+               [EscalationOption(label="hash them in staging (dbt.hash)", evidence="; ".join(h.evidence for h in hits),
                                  consequence="joins on the hash still work; the raw values stay only in the raw schema"),
                 EscalationOption(label="keep them as they are, tagged", consequence="downstream models can read them; access control must cover them"),
                 EscalationOption(label="drop them from staging", consequence="no model downstream can use them")],
@@ -112,11 +124,14 @@ def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | Non
         freshness = {"warn_after": {"count": warn, "period": "hour"}, "error_after": {"count": err, "period": "hour"}}
         seen = f"the latest {loaded_at.name} is {lag_h:.1f} h old" if lag_h is not None else "no data measured yet"
         done.append(f"loaded_at_field {loaded_at.name}; freshness warn {warn} h / error {err} h ({label}: {seen})")
-        decide(EscalationKind.CONTEXT_GAP, "freshness_sla", f"How fresh must {asset} be? (its dbt source freshness)",
-               [EscalationOption(label=f"{lb}: warn after {w} h, error after {e} h", evidence=seen,
-                                 rule=f"{asset} is expected to load with {lb}") for lb, (w, e) in FRESHNESS.items()],
-               list(FRESHNESS).index(label), f"closest to what the data shows ({seen})",
-               blocking="nothing", continues=f"freshness is checked with the recommended thresholds ({warn} h / {err} h)")
+        chosen = decide(EscalationKind.CONTEXT_GAP, "freshness_sla", f"How fresh must {asset} be? (its dbt source freshness)",
+                        [EscalationOption(label=f"{lb}: warn after {w} h, error after {e} h", evidence=seen,
+                                          rule=f"{asset} is expected to load with {lb}") for lb, (w, e) in FRESHNESS.items()],
+                        list(FRESHNESS).index(label), f"closest to what the data shows ({seen})",
+                        blocking="nothing", continues=f"freshness is checked with the recommended thresholds ({warn} h / {err} h)")
+        if chosen is not None:
+            warn, err = list(FRESHNESS.values())[chosen]
+            freshness = {"warn_after": {"count": warn, "period": "hour"}, "error_after": {"count": err, "period": "hour"}}
     else:
         todo.append(f"no column says when a row was loaded: add a loaded_at_field to sources.{source}.{table} "
                     "to get freshness checks (e.g. the loader's _loaded_at)")
@@ -128,17 +143,25 @@ def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | Non
         expr = _q(c.name) if name != c.name else c.name
         out = name
         desc = c.description
-        if name.endswith("_cents") and c.kind in ("integer", "number"):
+        if c.name in pii_cols and pii_choice == 2:
+            continue  # answered: dropped from staging
+        if c.name in pii_cols and pii_choice == 0:
+            expr = "{{ dbt.hash(" + repr(_q(c.name) if name != c.name else c.name) + ") }}"
+            desc = desc or f"Hash of {c.name} (PII: the raw value stays in the raw schema)."
+        elif name.endswith("_cents") and c.kind in ("integer", "number"):
             out = name.removesuffix("_cents")
             expr = f"{expr} / 100.0"
             done.append(f"{c.name}: minor units (cents) -> {out} in major units")
             desc = desc or f"{out.replace('_', ' ').capitalize()} in major units (from {c.name})."
         elif MONEY.search(name) and c.kind == "integer":
-            decide(EscalationKind.CONTEXT_GAP, f"units:{name}", f"Is {asset}.{c.name} in minor units (cents) or major units?",
-                   [EscalationOption(label="minor units: divide by 100 in staging", rule=f"{asset}.{c.name} is in minor units"),
-                    EscalationOption(label="major units: keep as is", rule=f"{asset}.{c.name} is in major units")],
-                   None, "integers could be either; the data cannot say",
-                   blocking=f"sums of {name} downstream", continues=f"{model} keeps {c.name} unchanged")
+            units = decide(EscalationKind.CONTEXT_GAP, f"units:{name}", f"Is {asset}.{c.name} in minor units (cents) or major units?",
+                           [EscalationOption(label="minor units: divide by 100 in staging", rule=f"{asset}.{c.name} is in minor units"),
+                            EscalationOption(label="major units: keep as is", rule=f"{asset}.{c.name} is in major units")],
+                           None, "integers could be either; the data cannot say",
+                           blocking=f"sums of {name} downstream", continues=f"{model} keeps {c.name} unchanged")
+            if units == 0:
+                expr = f"{expr} / 100.0"
+                desc = desc or f"{name.replace('_', ' ').capitalize()} in major units (answered: stored in minor units)."
         select.append(f"    {expr} as {out}" if expr != out else f"    {out}")
         out_cols.append({"source_column": c.name, "name": out, "profile": c, "description": desc})
 
@@ -235,23 +258,25 @@ def _grain(profile: TableProfile, decide: Any, done: list[str]) -> ColumnProfile
                    for c in unique] or [EscalationOption(label=f"{c.name} ({c.distinct:,} distinct in {profile.rows:,} rows)")
                                         for c in sorted(profile.columns, key=rank)[:3] if c.distinct]
         options.append(EscalationOption(label="no single column: the grain is a combination (name it in the answer)"))
-        decide(EscalationKind.CONTEXT_GAP, "grain", f"Which column identifies one row of {profile.schema}.{profile.table}?",
-               options, 0 if unique else None,
-               "unique, never NULL and named like a key" if unique else "no column is unique and never NULL",
-               blocking="the unique test of the staging model",
-               continues="the staging model is generated; its key test waits for the answer" if not unique else
-               f"{unique[0].name} is used as the key meanwhile")
+        chosen = decide(EscalationKind.CONTEXT_GAP, "grain", f"Which column identifies one row of {profile.schema}.{profile.table}?",
+                        options, 0 if unique else None,
+                        "unique, never NULL and named like a key" if unique else "no column is unique and never NULL",
+                        blocking="the unique test of the staging model",
+                        continues="the staging model is generated; its key test waits for the answer" if not unique else
+                        f"{unique[0].name} is used as the key meanwhile")
+        if chosen is not None:  # answered: the chosen column, or none (a combination a human names)
+            return profile.column(options[chosen].label.split(" ")[0]) if chosen < len(options) - 1 else None
         return unique[0] if unique else None
     declared = sorted([c for c in profile.columns if snake(c.name) in preferred or c.required and rank(c)[0] == 0], key=rank)
     if declared:
         c = declared[0]
         done.append(f"grain: {c.name} is the API's identifier (declared, not measured) -> unique, not_null")
-        decide(EscalationKind.CONTEXT_GAP, "grain", f"Is {c.name} unique per row of {profile.table} once loaded?",
-               [EscalationOption(label=f"{c.name} (declared id)", rule=f"{profile.table} has one row per {c.name}"),
-                EscalationOption(label="no: the loader appends versions (name the grain in the answer)")],
-               0, "named like the API's identifier", blocking="nothing",
-               continues=f"the unique test on {c.name} runs once data arrives")
-        return c
+        chosen = decide(EscalationKind.CONTEXT_GAP, "grain", f"Is {c.name} unique per row of {profile.table} once loaded?",
+                        [EscalationOption(label=f"{c.name} (declared id)", rule=f"{profile.table} has one row per {c.name}"),
+                         EscalationOption(label="no: the loader appends versions (name the grain in the answer)")],
+                        0, "named like the API's identifier", blocking="nothing",
+                        continues=f"the unique test on {c.name} runs once data arrives")
+        return None if chosen == 1 else c
     return None
 
 
