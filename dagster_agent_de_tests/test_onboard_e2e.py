@@ -9,6 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
 from dagster_agent_de.cli import main
 from dagster_agent_de.demo.data import execute_sql
 from dagster_agent_de.engines.escalate.store import EscalationStore
@@ -52,6 +54,26 @@ def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_pa
     assert "PASS=" in log and "ERROR=0" in log and "WARN=0" in log
     assert "PASS=10 WARN=0 ERROR=0" in log, log[-3000:]  # the view; source unique, not_null; model unique, not_null x3, accepted_values, relationships x2
     assert "Arguments to generic tests should" not in log  # written the way the installed dbt reads them
+
+    # the data protection officer answers "hash them"; the next onboarding applies it, and dbt builds it
+    from dagster_agent_de.core.models import Approval, EscalationState
+
+    store = EscalationStore(state / "escalations")
+    store.update(lambda items: [e.model_copy(update={"state": EscalationState.ANSWERED, "answer": Approval(by="dpo@shop.test", choice=0)})
+                                if e.finding_pattern == "onboard:pii_handling" else e for e in items])
+    for f in out["applied"]:
+        if not f.endswith("__sources.yml"):  # the source stays defined: the proposal leaves existing definitions alone
+            Path(f).unlink()
+    again = CliRunner().invoke(main, ["--project-dir", str(project), "--state-dir", str(state), "onboard",
+                                      "--table", "zendesk.tickets", "--apply", "--json"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["escalations"] == []  # nothing new to ask
+    assert "{{ dbt.hash('requester') }} as requester" in (project / "models/staging/zendesk/stg_zendesk__tickets.sql").read_text()
+    proc = DbtProjectInfo.from_settings(settings).run_dbt(["build", "-s", "stg_zendesk__tickets"], env=settings.dbt_env())
+    assert "ERROR=0" in proc.stdout, proc.stdout[-3000:]
+    with DuckDBWarehouse(wh, AuditLog(None)) as conn:
+        hashed = conn.query("select requester from main.stg_zendesk__tickets limit 1", rationale="test").scalar()
+    assert hashed and "@" not in hashed
 
 
 def test_the_demo_ships_a_table_to_onboard(demo_env) -> None:
