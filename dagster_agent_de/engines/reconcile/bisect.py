@@ -73,7 +73,7 @@ class _Side:
         )
         res = self.wh.query(sql, rationale=f"fetch rows of {len(buckets)} differing bucket(s), {self.side.side} side")
         self._account(res.rows)
-        return res.folded().folded().dicts()
+        return res.folded().dicts()
 
     def _account(self, rows: list[tuple[Any, ...]]) -> None:
         self.rows_moved += len(rows)

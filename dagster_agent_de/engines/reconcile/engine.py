@@ -169,13 +169,13 @@ def _pushdown(
         sql_s = plan.samples_sql(spec, m, a, spec.sample_size)
         statements.append(sql_s)
         res = wh.query(sql_s, rationale=f"sample differing keys of {spec.model}.{spec.name}")
-        samples = _group_samples(spec, res.folded().folded().dicts())
+        samples = _group_samples(spec, res.folded().dicts())
     segments = []
     if spec.aggregates:
         sql_g = plan.segments_sql(spec, m, a)
         statements.append(sql_g)
         res = wh.query(sql_g, rationale=f"aggregates of {spec.model} vs {label} per {spec.segment_by or 'total'}")
-        segments = _segments(spec, res.folded().folded().dicts())
+        segments = _segments(spec, res.folded().dicts())
     return ReconcileReport(
         spec_name=spec.name, model=spec.model, against=label, method="pushdown", columns=columns,
         segments=segments, samples=samples, statements=statements, notes=notes, severity=spec.severity, **counts,
