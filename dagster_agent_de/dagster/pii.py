@@ -33,7 +33,6 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
 
     @multi_asset_check(specs=specs, name="pii_tagging_checks", can_subset=True)
     def pii_tagging_checks(context: AssetCheckExecutionContext, agent_warehouse: AgentWarehouseResource):
-        from dagster_agent_de.engines.drift.snapshot import relation_key, snapshot_schema
         from dagster_agent_de.engines.escalate.context_store import load_rules
         from dagster_agent_de.engines.escalate.raising import owner_of, raise_decisions
         from dagster_agent_de.engines.escalate.store import EscalationStore
@@ -44,13 +43,7 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
         try:
             manifest = agent_warehouse.manifest()
             with agent_warehouse.get_warehouse(context) as wh:
-                sources = manifest.sources()
-                snap = snapshot_schema(wh, [(n.database, n.schema or "", n.identifier or n.name) for n in sources])
-                columns = {}
-                for n in sources:
-                    table = snap.tables.get(relation_key(n.database, n.schema, n.identifier or n.name))
-                    columns[n.display_name] = [(c.name, c.data_type) for c in table.columns] if table else []
-                results = scan_sources(manifest, wh, columns, rules=load_rules(settings.project_dir).rules)
+                results = scan_sources(manifest, wh, rules=load_rules(settings.project_dir).rules)
         except AgentDEError as e:
             context.log.error(f"PII scan could not run: {e}")
             for key in selected:

@@ -23,11 +23,26 @@ class UntaggedPII:
     error: str | None = None  # the table could not be sampled
 
 
-def scan_sources(manifest: Manifest, warehouse: Warehouse, columns: dict[str, list[tuple[str, str]]],
+def source_columns(manifest: Manifest, warehouse: Warehouse) -> dict[str, list[tuple[str, str]]]:
+    """Source display name -> [(column, data type)], from one drift snapshot (one information_schema read)."""
+    from dagster_agent_de.engines.drift.engine import watched_relations
+    from dagster_agent_de.engines.drift.snapshot import relation_key, snapshot_schema
+
+    snap = snapshot_schema(warehouse, watched_relations(manifest, include_models=False))
+    out = {}
+    for n in manifest.sources():
+        table = snap.tables.get(relation_key(n.database, n.schema, n.identifier or n.name))
+        out[n.display_name] = [(c.name, c.data_type) for c in table.columns] if table else []
+    return out
+
+
+def scan_sources(manifest: Manifest, warehouse: Warehouse, columns: dict[str, list[tuple[str, str]]] | None = None,
                  rules: list[Any] | None = None) -> list[UntaggedPII]:
-    """``columns``: source display name -> [(column, data type)] (from the drift snapshot). One sample query per
-    source table. A context rule that ``suppresses`` ``pii_untagged`` for ``source.table.column`` (a human said
-    "not PII") silences that column."""
+    """``columns``: source display name -> [(column, data type)] (default: :func:`source_columns`). One sample
+    query per source table. A context rule that ``suppresses`` ``pii_untagged`` for ``source.table.column``
+    (a human said "not PII") silences that column."""
+    if columns is None:
+        columns = source_columns(manifest, warehouse)
     cleared = {a.lower() for r in rules or [] if "pii_untagged" in (getattr(r, "suppresses", None) or [])
                for a in getattr(r, "applies_to", [])}
     out = []
