@@ -10,6 +10,18 @@ from dagster_agent_de.errors import StatementRefusedError
 fakesnow = pytest.importorskip("fakesnow")
 
 
+def _fake_snowflake(database: str, schema: str, *statements: str):
+    """A SnowflakeResource on a fakesnow database/schema, after running ``statements`` (call inside ``fakesnow.patch()``)."""
+    from dagster_snowflake import SnowflakeResource
+
+    resource = SnowflakeResource(account="acct", user="agent", password="pw", database=database, schema=schema)
+    with resource.get_connection() as con:
+        cur = con.cursor()
+        for sql in (f"create database if not exists {database}", f"create schema if not exists {database}.{schema}", *statements):
+            cur.execute(sql)
+    return resource
+
+
 def test_audited_query_through_snowflake_resource(tmp_path, monkeypatch) -> None:
     from dagster_agent_de.adapters.warehouse import open_warehouse
     from dagster_agent_de.config import resolve_settings
@@ -113,17 +125,12 @@ def test_reconcile_through_snowflake_adapter(tmp_path) -> None:
         segment_by=["region"], aggregates=["sum(amount)", "count(*)"]))
     audit = AuditLog(None)
     with fakesnow.patch():
-        from dagster_snowflake import SnowflakeResource
-
-        resource = SnowflakeResource(account="acct", user="agent", password="pw", database="SHOP", schema="APP")
-        with resource.get_connection() as con:
-            cur = con.cursor()
-            cur.execute("create database if not exists SHOP")
-            cur.execute("create schema if not exists SHOP.APP")
-            cur.execute("create or replace table SHOP.APP.ORDERS (order_id int, region varchar, amount number(10,2), status varchar)")
-            cur.execute(f"insert into SHOP.APP.ORDERS values {rows_pipe}")
-            cur.execute("create or replace table SHOP.APP.CHARGES (id int, region varchar, amount_cents number(12,0), status varchar)")
-            cur.execute(f"insert into SHOP.APP.CHARGES values {rows_truth}")
+        resource = _fake_snowflake(
+            "SHOP", "APP",
+            "create or replace table SHOP.APP.ORDERS (order_id int, region varchar, amount number(10,2), status varchar)",
+            f"insert into SHOP.APP.ORDERS values {rows_pipe}",
+            "create or replace table SHOP.APP.CHARGES (id int, region varchar, amount_cents number(12,0), status varchar)",
+            f"insert into SHOP.APP.CHARGES values {rows_truth}")
         with SnowflakeWarehouse.from_resource(resource, audit) as wh:
             snow = reconcile(spec, make_manifest({"orders": "SHOP.APP.ORDERS"}), wh)
     path = duck(tmp_path / "wh.duckdb",
@@ -145,17 +152,12 @@ def test_onboarding_profile_and_volume_through_snowflake_adapter(tmp_path) -> No
     from dagster_agent_de.manifest import Manifest
 
     with fakesnow.patch():
-        from dagster_snowflake import SnowflakeResource
-
-        resource = SnowflakeResource(account="acct", user="agent", password="pw", database="RAW", schema="ZENDESK")
-        with resource.get_connection() as con:
-            cur = con.cursor()
-            cur.execute("create database if not exists RAW")
-            cur.execute("create schema if not exists RAW.ZENDESK")
-            cur.execute("create or replace table RAW.ZENDESK.TICKETS (TICKET_ID number(38,0), STATUS varchar, "
-                        "REQUESTER varchar, FEE_CENTS number(38,0))")
-            cur.execute("insert into RAW.ZENDESK.TICKETS select seq4(), case when seq4() % 2 = 0 then 'open' else 'solved' end, "
-                        "'user' || seq4() || '@example.com', seq4() * 10 from table(generator(rowcount => 40))")
+        resource = _fake_snowflake(
+            "RAW", "ZENDESK",
+            "create or replace table RAW.ZENDESK.TICKETS (TICKET_ID number(38,0), STATUS varchar, REQUESTER varchar, "
+            "FEE_CENTS number(38,0))",
+            "insert into RAW.ZENDESK.TICKETS select seq4(), case when seq4() % 2 = 0 then 'open' else 'solved' end, "
+            "'user' || seq4() || '@example.com', seq4() * 10 from table(generator(rowcount => 40))")
         with SnowflakeWarehouse.from_resource(resource, AuditLog(None)) as wh:
             prof = profile_table(wh, "ZENDESK", "TICKETS", "RAW")
             counts = row_counts(wh, {"tickets": "RAW.ZENDESK.TICKETS"})
