@@ -101,7 +101,7 @@ def derive_intents(manifest: Manifest, dialect: str, declared: list[Any] | None 
     have = {(i.model, getattr(i, "column", None), i.kind) for i in declared or []}
     tracer = LineageTracer(manifest, dialect)
     out: dict[tuple[str, str], Any] = {}
-    defs, _ = metric_definitions(manifest, dialect)
+    defs, _ = metric_definitions(manifest, dialect, tracer)
     for d in defs:
         if d.aggregate != "SUM":
             continue

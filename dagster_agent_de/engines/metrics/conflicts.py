@@ -57,9 +57,9 @@ def _signature(d: MetricDefinition) -> tuple[str, frozenset[str], frozenset[str]
     return (d.aggregate, d.sources, d.filters)
 
 
-def metric_definitions(manifest: Manifest, dialect: str) -> tuple[list[MetricDefinition], list[str]]:
+def metric_definitions(manifest: Manifest, dialect: str, tracer: LineageTracer | None = None) -> tuple[list[MetricDefinition], list[str]]:
     """Every aggregated (or ``meta.agent_de.metric``-named) output column of every model; notes on what could not be read."""
-    tracer = LineageTracer(manifest, dialect)
+    tracer = tracer or LineageTracer(manifest, dialect)  # shared: each model's SQL is analyzed once
     out: list[MetricDefinition] = []
     notes: list[str] = []
     for node in sorted(manifest.models(), key=lambda n: n.name):
