@@ -34,7 +34,9 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.group()
 @click.option("--project-dir", type=click.Path(file_okay=False), default=None,
               help="dbt project (default: AGENT_DE_PROJECT_DIR, the demo's working copy, or the bundled demo).")
-@click.option("--target", default=None, help="dbt target: duckdb (default) or snowflake.")
+@click.option("--target", default=None,
+              help="dbt target: any output of the project's profile (default: AGENT_DE_TARGET, DBT_TARGET, "
+                   "or the profile's own target). The warehouse type comes from the output's `type`.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="State directory (default: AGENT_DE_STATE_DIR or ./.agent_de).")
 @click.pass_context
@@ -42,6 +44,8 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
 def main(ctx: click.Context, project_dir: str | None, target: str | None, state_dir: str | None) -> None:
     """dagster-agent-de: the agent data engineer for your dbt project."""
     ctx.obj = resolve_settings(state_dir, project_dir, target)
+    if target:
+        _ = ctx.obj.profile_target  # an explicit --target must exist in the profile: fail now, naming the targets
 
 
 @main.command("demo-data")
@@ -68,7 +72,7 @@ def demo(settings: Settings, scale: int, incident: str | None) -> None:
     from dagster_agent_de.demo.incidents import get_incident
     from dagster_agent_de.demo.runner import run_demo
 
-    if settings.target != "duckdb":
+    if settings.target and settings.warehouse_type != "duckdb":
         raise ConfigError("`agent-de demo` runs on the embedded DuckDB target; drop --target")
     if incident:
         get_incident(incident)  # fail fast on a typo

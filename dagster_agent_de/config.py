@@ -1,37 +1,50 @@
-"""Where things live: the state directory, the dbt project and the target.
+"""Where things live: the state directory, the dbt project, its profile target and connection.
 
-Resolution order for each setting: explicit argument, environment variable, default.
+Resolution order for each setting: explicit argument, environment variable, the dbt project's own
+files, default.
 
-- ``AGENT_DE_STATE_DIR``: state directory (default ``./.agent_de``). Holds the DuckDB
-  warehouse, the audit log, drift snapshots, findings and the demo's Dagster home.
-- ``AGENT_DE_PROJECT_DIR``: dbt project (default: the demo's working copy
-  ``<state dir>/dbt_project`` when ``agent-de demo`` created it, else the bundled
-  ``dbt_project/``).
-- ``AGENT_DE_TARGET``: dbt target (default ``duckdb``).
-- ``AGENT_DE_DUCKDB_PATH``: the DuckDB file (default ``<state dir>/warehouse.duckdb``).
+- ``AGENT_DE_STATE_DIR``: state directory (default ``./.agent_de``). Holds the agent's state, the
+  demo's DuckDB warehouse and the demo's Dagster home.
+- ``AGENT_DE_PROJECT_DIR``: dbt project (default: the demo's working copy ``<state dir>/dbt_project``
+  when ``agent-de demo`` created it, else the bundled ``dbt_project/``).
+- ``AGENT_DE_TARGET`` (or dbt's own ``DBT_TARGET``): the dbt target, any name the profile has (default:
+  the profile's ``target:``). The warehouse type comes from that output's ``type``.
+- ``AGENT_DE_DUCKDB_PATH``: an explicit override of the DuckDB file the profile names (the override is
+  said in the run log; without it the profile's ``path`` is used, as dbt uses it).
+- ``AGENT_DE_MODE``: ``standalone`` (the location owns the dbt assets: the default for the bundled
+  demo) or ``sidecar`` (attach to the dbt assets of another location: the default for any other project).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from dagster_agent_de.errors import ConfigError
+from dagster_agent_de.profile import ProfileTarget, find_profiles_dir, load_profile_target, load_project_yaml
 
 BUNDLED_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 DEFAULT_STATE_DIR = ".agent_de"
-SUPPORTED_TARGETS = ("duckdb", "snowflake")
+DEMO_PROFILE = "agent_de_demo"
+Mode = Literal["standalone", "sidecar", "library"]
+MODES: tuple[Mode, ...] = ("standalone", "sidecar", "library")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved locations. Build with :func:`resolve_settings`."""
+    """Resolved locations. Build with :func:`resolve_settings`.
+
+    ``target`` is the target asked for explicitly (``None``: the profile's default); the profile and
+    its connection are read lazily, once, from the project's ``profiles.yml``.
+    """
 
     state_dir: Path
     project_dir: Path
-    target: str
-    duckdb_path: Path
+    target: str | None = None
+    duckdb_override: Path | None = None
 
     @property
     def audit_path(self) -> Path:
@@ -45,18 +58,72 @@ class Settings:
     def demo_project_dir(self) -> Path:
         return self.state_dir / "dbt_project"
 
+    @cached_property
+    def profiles_dir(self) -> Path:
+        return find_profiles_dir(self.project_dir)
+
+    @cached_property
+    def profile_target(self) -> ProfileTarget:
+        """The output of the project's profile that dbt uses (rendered, with ``env_var``)."""
+        return load_profile_target(self.project_dir, self.profiles_dir, self.target)
+
+    @property
+    def resolved_target(self) -> str:
+        return self.profile_target.target
+
+    @property
+    def warehouse_type(self) -> str:
+        """``duckdb``, ``snowflake`` or ``postgres``: the output's ``type``, never the target's name."""
+        return self.profile_target.type
+
+    @cached_property
+    def is_demo(self) -> bool:
+        """The bundled demo project (or a working copy of it): the only project the agent owns."""
+        try:
+            return load_project_yaml(self.project_dir).get("profile") == DEMO_PROFILE
+        except ConfigError:
+            return False
+
+    @property
+    def duckdb_path(self) -> Path:
+        """The DuckDB file: an explicit override, else the profile's ``path`` (relative to the project,
+        where dbt runs), else ``<state dir>/warehouse.duckdb`` for a project with no DuckDB target."""
+        if self.duckdb_override is not None:
+            return self.duckdb_override
+        if self.project_dir == BUNDLED_PROJECT_DIR:  # used in place only before its working copy exists
+            return self.state_dir / "warehouse.duckdb"
+        env = os.environ.get("AGENT_DE_DUCKDB_PATH")
+        if env:
+            return Path(env).expanduser().resolve()
+        try:
+            target = self.profile_target
+        except ConfigError:
+            return self.state_dir / "warehouse.duckdb"
+        if target.type != "duckdb":
+            return self.state_dir / "warehouse.duckdb"
+        raw = str(target.output.get("path") or "")
+        if not raw or raw == ":memory:" or raw.startswith("md:"):
+            raise ConfigError(
+                f"{target.describe()} has path {raw or '(none)'!r}: the agent reads the DuckDB file dbt builds, "
+                "so the output needs a file path (or set AGENT_DE_DUCKDB_PATH)"
+            )
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else (self.project_dir / path).resolve()
+
+    def overrides(self) -> list[str]:
+        """Environment settings that win over the dbt profile, said where they take effect."""
+        out = []
+        if self.duckdb_override is None and os.environ.get("AGENT_DE_DUCKDB_PATH"):
+            out.append(f"AGENT_DE_DUCKDB_PATH={os.environ['AGENT_DE_DUCKDB_PATH']} overrides the profile's DuckDB path")
+        return out
+
     def dbt_env(self) -> dict[str, str]:
-        """Environment variables the bundled profiles.yml reads."""
-        return {
-            "AGENT_DE_DUCKDB_PATH": str(self.duckdb_path),
-            "AGENT_DE_TARGET": self.target,
-            "AGENT_DE_STATE_DIR": str(self.state_dir),
-        }
+        """Extra environment for dbt subprocesses: none. dbt reads the team's own profile; the demo's
+        profile finds its DuckDB file next to the project (``../warehouse.duckdb``)."""
+        return {}
 
     def export_env(self) -> None:
-        """Make dbt subprocesses (dagster-dbt passes ``os.environ``) see these settings."""
-        for key, value in self.dbt_env().items():
-            os.environ[key] = value
+        """Kept for callers of earlier versions: the agent no longer exports settings to dbt."""
 
     def ensure_state_dir(self) -> Path:
         """Create the state directory, or raise naming the path when it is not writable."""
@@ -77,6 +144,7 @@ def resolve_settings(
     state_dir: str | os.PathLike[str] | None = None,
     project_dir: str | os.PathLike[str] | None = None,
     target: str | None = None,
+    duckdb_path: str | os.PathLike[str] | None = None,
 ) -> Settings:
     """Resolve settings from arguments, environment variables and defaults."""
     state = Path(state_dir or os.environ.get("AGENT_DE_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
@@ -86,13 +154,38 @@ def resolve_settings(
         project = state / "dbt_project"
     else:
         project = BUNDLED_PROJECT_DIR
-    tgt = target or os.environ.get("AGENT_DE_TARGET") or "duckdb"
-    if tgt not in SUPPORTED_TARGETS:
-        raise ConfigError(
-            f"unknown target {tgt!r}; use one of {', '.join(SUPPORTED_TARGETS)} "
-            "(--target or AGENT_DE_TARGET)"
-        )
-    # An explicit state dir wins over an inherited AGENT_DE_DUCKDB_PATH (which we export for dbt).
-    env_duckdb = None if state_dir else os.environ.get("AGENT_DE_DUCKDB_PATH")
-    duckdb_path = Path(env_duckdb).resolve() if env_duckdb else state / "warehouse.duckdb"
-    return Settings(state_dir=state, project_dir=project, target=tgt, duckdb_path=duckdb_path)
+    tgt = target or os.environ.get("AGENT_DE_TARGET") or None
+    settings = Settings(state_dir=state, project_dir=project, target=tgt,
+                        duckdb_override=Path(duckdb_path).resolve() if duckdb_path else None)
+    if tgt and (project / "dbt_project.yml").exists():
+        _ = settings.profile_target  # a target asked for by name must exist: fail now, naming the ones that do
+    return settings
+
+
+def demo_working_copy(settings: Settings) -> Settings:
+    """The bundled demo copied once to ``<state dir>/dbt_project`` (kept if it exists), so dbt's
+    artifacts and the demo's incidents never touch the repository or the installed package."""
+    import shutil
+
+    dest = settings.demo_project_dir
+    if not (dest / "dbt_project.yml").exists():
+        settings.ensure_state_dir()
+        tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+        shutil.copytree(BUNDLED_PROJECT_DIR, tmp, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+        try:
+            tmp.rename(dest)
+        except OSError:  # another process made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Settings(settings.state_dir, dest, settings.target, settings.duckdb_override)
+
+
+def resolve_mode(settings: Settings, mode: str | None = None) -> Mode:
+    """``mode``, else ``AGENT_DE_MODE``, else standalone for the bundled demo and sidecar otherwise.
+
+    A location cannot see the other locations while it loads, so it cannot detect a team's own
+    ``@dbt_assets``: owning the dbt assets is opt-in for any project but the demo.
+    """
+    chosen = mode or os.environ.get("AGENT_DE_MODE") or ("standalone" if settings.is_demo else "sidecar")
+    if chosen not in MODES:
+        raise ConfigError(f"AGENT_DE_MODE={chosen!r}; use one of {', '.join(MODES)}")
+    return chosen  # type: ignore[return-value]

@@ -10,15 +10,15 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dagster_agent_de.config import Settings
 from dagster_agent_de.errors import ProjectError
+from dagster_agent_de.profile import load_profile_target, load_project_yaml
 
 
 def dbt_executable() -> str:
@@ -32,63 +32,61 @@ def dbt_executable() -> str:
     return found
 
 
+_NOT_PROJECT_FILES = {"target", "logs", "dbt_packages", "dbt_modules", ".git", ".venv", "__pycache__"}
+_PROJECT_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".py", ".md"}
+
+
+def newest_project_file(project_dir: Path) -> tuple[float, Path | None]:
+    """The newest file dbt parses (models, macros, seeds, YAML, ``dbt_project.yml``), by mtime."""
+    newest: tuple[float, Path | None] = (0.0, None)
+    for root, dirs, files in os.walk(project_dir):
+        dirs[:] = [d for d in dirs if d not in _NOT_PROJECT_FILES and not d.startswith(".")]
+        for name in files:
+            if Path(name).suffix in _PROJECT_SUFFIXES and name != "profiles.yml":
+                path = Path(root) / name
+                try:
+                    mtime = path.stat().st_mtime
+                except OSError:
+                    continue
+                if mtime > newest[0]:
+                    newest = (mtime, path)
+    return newest
+
+
 @dataclass(frozen=True)
 class DbtProjectInfo:
-    """A dbt project on disk and where its artifacts go."""
+    """A dbt project on disk, its profile target and where its artifacts go.
+
+    ``target_path`` is the project's own ``target/`` when the project dir is writable, else
+    ``<state dir>/dbt_target`` (a read-only image): the agent never writes next to an installed package.
+    """
 
     project_dir: Path
     profiles_dir: Path
     target: str
     target_path: Path
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DbtProjectInfo:
-        project_dir = settings.project_dir
-        if not (project_dir / "dbt_project.yml").exists():
+        if not (settings.project_dir / "dbt_project.yml").exists():
             raise ProjectError(
-                f"no dbt_project.yml in {project_dir}; point --project-dir or AGENT_DE_PROJECT_DIR at "
+                f"no dbt_project.yml in {settings.project_dir}; point --project-dir or AGENT_DE_PROJECT_DIR at "
                 "your dbt project"
             )
-        profiles_dir = Path(os.environ.get("DBT_PROFILES_DIR") or project_dir)
-        if not (profiles_dir / "profiles.yml").exists():
-            home = Path.home() / ".dbt"
-            if (home / "profiles.yml").exists():
-                profiles_dir = home
-            else:
-                raise ProjectError(
-                    f"no profiles.yml in {project_dir} or ~/.dbt; set DBT_PROFILES_DIR to the folder "
-                    "holding your dbt profiles"
-                )
-        info = cls(project_dir, profiles_dir, settings.target, project_dir / "target")
-        info.check_target()
-        return info
+        target = settings.profile_target  # validates profile and target, with the fix in the message
+        project_dir = settings.project_dir
+        own = project_dir / str(load_project_yaml(project_dir).get("target-path") or "target")
+        target_path = own if _writable(own if own.exists() else project_dir) else settings.state_dir / "dbt_target"
+        return cls(project_dir, settings.profiles_dir, target.target, target_path)
 
     @cached_property
     def project_yaml(self) -> dict[str, Any]:
-        try:
-            return yaml.safe_load((self.project_dir / "dbt_project.yml").read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ProjectError(f"{self.project_dir / 'dbt_project.yml'} is not valid YAML: {e}") from e
+        return load_project_yaml(self.project_dir)
 
     def check_target(self) -> None:
         """Raise naming the profile and targets when the target does not exist."""
-        profile_name = self.project_yaml.get("profile")
-        try:
-            profiles = yaml.safe_load((self.profiles_dir / "profiles.yml").read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ProjectError(f"{self.profiles_dir / 'profiles.yml'} is not valid YAML: {e}") from e
-        profile = profiles.get(profile_name)
-        if not isinstance(profile, dict):
-            raise ProjectError(
-                f"profile {profile_name!r} (named in dbt_project.yml) is not in "
-                f"{self.profiles_dir / 'profiles.yml'}; profiles there: {', '.join(map(str, profiles)) or 'none'}"
-            )
-        outputs = profile.get("outputs") or {}
-        if self.target not in outputs:
-            raise ProjectError(
-                f"target {self.target!r} is not an output of profile {profile_name!r}; available targets: "
-                f"{', '.join(outputs) or 'none'} (set --target or AGENT_DE_TARGET)"
-            )
+        load_profile_target(self.project_dir, self.profiles_dir, self.target)
 
     @property
     def manifest_path(self) -> Path:
@@ -100,6 +98,8 @@ class DbtProjectInfo:
             dbt_executable(), *args, "--project-dir", str(self.project_dir),
             "--profiles-dir", str(self.profiles_dir), "--target", self.target,
         ]
+        if self.target_path != self.project_dir / "target":
+            cmd += ["--target-path", str(self.target_path)]
         proc = subprocess.run(
             cmd, cwd=self.project_dir, env={**os.environ, **(env or {})}, capture_output=True, text=True
         )
@@ -108,15 +108,40 @@ class DbtProjectInfo:
             raise ProjectError(f"`dbt {' '.join(args)}` failed in {self.project_dir}:\n{tail}")
         return proc
 
-    def ensure_manifest(self, env: dict[str, str] | None = None) -> Path:
-        """Return the manifest path, running ``dbt parse`` first when there is none."""
+    def staleness(self) -> str | None:
+        """Why the manifest is older than the project (the newest changed file), or ``None`` if fresh."""
         if not self.manifest_path.exists():
+            return "no manifest yet"
+        mtime, newest = newest_project_file(self.project_dir)
+        if newest is not None and mtime > self.manifest_path.stat().st_mtime:
+            return f"{newest.relative_to(self.project_dir)} changed after the last parse"
+        return None
+
+    def ensure_manifest(self, env: dict[str, str] | None = None) -> Path:
+        """Return a manifest as fresh as the project files: ``dbt parse`` first when there is none or a
+        project file (a model, a YAML spec) is newer. When the re-parse fails and an older manifest
+        exists, it is used and :attr:`notes` says so (the error is raised when there is none)."""
+        stale = self.staleness()
+        if stale is None:
+            return self.manifest_path
+        try:
             self.run_dbt(["parse", "--quiet"], env=env)
+        except ProjectError as e:
+            if not self.manifest_path.exists():
+                raise
+            note = (f"using the manifest of {self.manifest_path} although {stale}: `dbt parse` failed "
+                    f"({str(e).splitlines()[-1][:200]})")
+            object.__setattr__(self, "notes", (*self.notes, note))
+            warnings.warn(note, stacklevel=2)
         return self.manifest_path
 
     def load_manifest(self, env: dict[str, str] | None = None) -> dict[str, Any]:
-        """The parsed, validated manifest (``dbt parse`` first when there is none)."""
+        """The parsed, validated manifest (``dbt parse`` first when there is none or it is stale)."""
         return load_manifest(self.ensure_manifest(env))
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
 
 
 def load_manifest(path: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -120,3 +121,63 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnv]:
 @pytest.fixture
 def duck_audit(tmp_path: Path) -> AuditLog:
     return AuditLog(tmp_path / "audit.jsonl", actor="test", run_id="run-1")
+
+
+TEAM_PROJECT = Path(__file__).parent / "fixtures" / "team_project"
+
+
+@dataclass
+class TeamEnv:
+    """A team's own dbt project and code location (keys prefixed ``analytics``, a ``dev`` target, the
+    DuckDB file named only in its profile), built once: the agent attaches to it."""
+
+    project_dir: Path
+    state_dir: Path
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.project_dir / "warehouse" / "acme_dev.duckdb"
+
+    def location(self):
+        """The team's ``team_location`` module, loaded from the working copy."""
+        import importlib.util
+
+        os.environ["ACME_PROJECT_DIR"] = str(self.project_dir)
+        spec = importlib.util.spec_from_file_location("team_location", self.project_dir / "team_location.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["team_location"] = module
+        spec.loader.exec_module(module)
+        return module
+
+    @contextmanager
+    def patched(self, relpath: str, old: str, new: str) -> Iterator[Path]:
+        path = self.project_dir / relpath
+        original = path.read_text()
+        assert old in original, f"{old!r} not in {path}"
+        path.write_text(original.replace(old, new))
+        try:
+            yield path
+        finally:
+            path.write_text(original)
+
+
+@pytest.fixture(scope="session")
+def team_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamEnv]:
+    import subprocess
+
+    from dagster_agent_de.project import dbt_executable
+
+    root = tmp_path_factory.mktemp("team")
+    project = root / "acme"
+    shutil.copytree(TEAM_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "warehouse", "__pycache__"))
+    sys.path.insert(0, str(project))
+    from seed_data import load_raw  # the team's loader, from the working copy
+
+    load_raw(project / "warehouse" / "acme_dev.duckdb")
+    for k in ("AGENT_DE_DUCKDB_PATH", "AGENT_DE_TARGET", "DBT_TARGET", "DBT_PROFILES_DIR"):
+        os.environ.pop(k, None)
+    proc = subprocess.run([dbt_executable(), "parse", "--quiet", "--project-dir", str(project),
+                           "--profiles-dir", str(project)], cwd=project, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    yield TeamEnv(project_dir=project, state_dir=root / "agent_state")

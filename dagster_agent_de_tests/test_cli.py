@@ -51,7 +51,8 @@ def test_audit_tail_reads_the_durable_log(tmp_path: Path) -> None:
 
 def test_unknown_target_is_a_clear_error(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--target", "bigquery", "audit", "tail"])
-    assert r.exit_code == 2 and "unknown target 'bigquery'" in r.output
+    assert r.exit_code == 2 and "target 'bigquery' is not an output of profile 'agent_de_demo'" in r.output
+    assert "available targets: duckdb, snowflake" in r.output
 
 
 def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:

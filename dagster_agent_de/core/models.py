@@ -166,6 +166,9 @@ class AuditEvent(_Frozen):
 
     ts: datetime = Field(default_factory=utcnow)
     kind: AuditKind = "query"
+    event_id: str | None = None
+    """Set before a statement runs and sent with it (a trailing comment on Snowflake), so the warehouse's
+    own query history matches the audit log."""
     actor: str
     run_id: str | None = None
     rationale: str

@@ -9,10 +9,13 @@ module serves the demo and a user's project.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from dagster import (
     AssetKey,
+    AssetsDefinition,
     AssetSelection,
     AssetSpec,
     DefaultSensorStatus,
@@ -21,12 +24,19 @@ from dagster import (
 )
 from dagster_dbt import (
     DagsterDbtTranslator,
-    DagsterDbtTranslatorSettings,
     DbtCliResource,
     dbt_assets,
 )
+from dagster_dbt.asset_utils import DAGSTER_DBT_TRANSLATOR_METADATA_KEY
 
-from dagster_agent_de.config import Settings, resolve_settings
+from dagster_agent_de.config import (
+    BUNDLED_PROJECT_DIR,
+    Mode,
+    Settings,
+    demo_working_copy,
+    resolve_mode,
+    resolve_settings,
+)
 from dagster_agent_de.dagster.checks import build_reconcile_checks, build_reconcile_schedule
 from dagster_agent_de.dagster.drift import build_drift_checks, build_drift_job, build_schema_poll_sensor
 from dagster_agent_de.dagster.entities import ENTITIES_ASSET, resolve_entities_job
@@ -38,31 +48,30 @@ from dagster_agent_de.dagster.investigate import (
     build_failed_check_sensor,
     investigate_job,
 )
+from dagster_agent_de.dagster.keys import DbtAssetKeys, resolve_translator, translator_ref
 from dagster_agent_de.dagster.metrics import METRICS_ASSET, build_metric_audit_schedule, metric_audit_job
 from dagster_agent_de.dagster.onboard import ONBOARDING_ASSET, onboard_source_job
 from dagster_agent_de.dagster.pii import build_pii_checks, build_pii_schedule
-from dagster_agent_de.dagster.resources import AgentWarehouseResource
+from dagster_agent_de.dagster.resources import AgentWarehouseResource, register_snowflake_resource
+from dagster_agent_de.dagster.sidecar import CHECKS_JOB, build_after_dbt_run_sensors
 from dagster_agent_de.dagster.volume import build_volume_checks
 from dagster_agent_de.engines.intents import intents_from_manifest
 from dagster_agent_de.engines.reconcile import specs_from_manifest
+from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.manifest import Manifest, Node
 from dagster_agent_de.project import DbtProjectInfo, dbt_executable
 
 DBT_BUILD_JOB = "dbt_build"
 
 
-def source_asset_key(source_name: str, table_name: str) -> AssetKey:
-    """dagster-dbt's default key for a dbt source."""
-    return AssetKey([source_name, table_name])
-
-
-def source_specs(manifest: dict[str, Any]) -> list[AssetSpec]:
-    """External assets for every dbt source, so lineage starts at the raw tables."""
+def source_specs(view: Manifest, keys: DbtAssetKeys) -> list[AssetSpec]:
+    """External assets for every dbt source (standalone mode), so lineage starts at the raw tables."""
     specs = []
-    for source in manifest["sources"].values():
+    for node in view.sources():
+        source = node.raw
         specs.append(
             AssetSpec(
-                key=source_asset_key(source["source_name"], source["name"]),
+                key=keys.key(node),
                 description=source.get("description") or None,
                 group_name="sources",
                 kinds={"dbt", "source"},
@@ -95,38 +104,88 @@ def _wants_volume_check(node: Node) -> bool:
     return node.resource_type in ("seed", "snapshot") or (node.raw.get("config") or {}).get("materialized") in _LOADED
 
 
-def build_definitions(settings: Settings | None = None) -> Definitions:
-    """Build the code location for the project in ``settings`` (default: resolved from env)."""
+def build_definitions(settings: Settings | None = None, mode: str | None = None) -> Definitions:
+    """The code location for the project in ``settings`` (default: resolved from the environment).
+
+    ``standalone`` (the bundled demo's default) owns the dbt assets and runs ``dbt build``;
+    ``sidecar`` (any other project's default) attaches checks, jobs and sensors to the team's own
+    dbt assets in another code location, under the keys their translator gives them.
+    """
     settings = settings or resolve_settings()
-    settings.export_env()
+    if settings.project_dir == BUNDLED_PROJECT_DIR:
+        settings = demo_working_copy(settings)  # never parse or build inside the installed package
+    chosen = resolve_mode(settings, mode)
+    if chosen == "library":
+        raise ConfigError("library mode is built by build_agent_de_definitions(...) in your own definitions "
+                          "module; AGENT_DE_MODE is standalone or sidecar for this module")
     project = DbtProjectInfo.from_settings(settings)
-    manifest = project.load_manifest(env=settings.dbt_env())
+    manifest = project.load_manifest()
+    translator = resolve_translator()
+    return _build(settings, chosen, manifest, translator, project)
 
-    translator = DagsterDbtTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_tests_as_checks=True)
-    )
 
-    @dbt_assets(manifest=manifest, dagster_dbt_translator=translator, name="dbt_models")
-    def dbt_models(context, dbt: DbtCliResource):  # no annotation: this module uses postponed annotations
-        yield from dbt.cli(["build"], context=context).stream()
+def build_agent_de_definitions(
+    *,
+    dbt_project: Any = None,
+    dbt_assets: Sequence[AssetsDefinition] = (),
+    dagster_dbt_translator: DagsterDbtTranslator | None = None,
+    snowflake: Any = None,
+    state_dir: str | Path | None = None,
+    target: str | None = None,
+) -> Definitions:
+    """Library mode: the agent's checks, jobs, sensors and resources for your own dbt assets.
 
+    Merge the result into your definitions; the agent defines no dbt asset and never runs dbt::
+
+        from dagster import Definitions
+        from dagster_agent_de import build_agent_de_definitions
+
+        defs = Definitions.merge(
+            Definitions(assets=[my_dbt_assets], resources={"dbt": DbtCliResource(project_dir=my_project)}),
+            build_agent_de_definitions(dbt_project=my_project, dbt_assets=[my_dbt_assets]),
+        )
+
+    Args:
+        dbt_project: a ``dagster_dbt.DbtProject`` or the project directory.
+        dbt_assets: your ``@dbt_assets`` definitions; their translator is used when none is given.
+        dagster_dbt_translator: your translator (asset keys of models, sources and dbt tests).
+        snowflake: your ``dagster_snowflake.SnowflakeResource``, used for the agent's read-only
+            sessions instead of the profile's credentials.
+        state_dir: the agent's state directory (default ``AGENT_DE_STATE_DIR`` or ``./.agent_de``).
+        target: the dbt target (default: your ``DbtProject``'s target, else the profile's).
+    """
+    project_dir = getattr(dbt_project, "project_dir", dbt_project)
+    target = target or getattr(dbt_project, "target", None)
+    settings = resolve_settings(state_dir, project_dir, target)
+    if dagster_dbt_translator is None:
+        for assets_def in dbt_assets:
+            for spec in assets_def.specs:
+                found = (spec.metadata or {}).get(DAGSTER_DBT_TRANSLATOR_METADATA_KEY)
+                if isinstance(found, DagsterDbtTranslator):
+                    dagster_dbt_translator = found
+                    break
+            if dagster_dbt_translator is not None:
+                break
+    translator = dagster_dbt_translator or resolve_translator()
+    project = DbtProjectInfo.from_settings(settings)
+    return _build(settings, "library", project.load_manifest(), translator, project, snowflake=snowflake)
+
+
+def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator: DagsterDbtTranslator,
+           project: DbtProjectInfo, snowflake: Any = None) -> Definitions:
     view = Manifest(manifest, project.project_dir)
-    # one pass over the dbt specs (get_asset_key_for_model scans the manifest per call: quadratic on 2,000 models)
-    key_for: dict[str, AssetKey] = {}
-    for spec in dbt_models.specs:
-        uid = (spec.metadata or {}).get("dagster_dbt/unique_id")
-        if uid in view.nodes:
-            key_for.setdefault(view.nodes[uid].name, spec.key)
-    reconcile_checks = build_reconcile_checks(specs_from_manifest(view))
+    keys = DbtAssetKeys.build(manifest, translator)
+    key_for = keys.model_keys(view)
+    ref = translator_ref(translator)
+
+    reconcile_checks = build_reconcile_checks(specs_from_manifest(view), asset_key_for_model=key_for)
     reconcile_job, reconcile_schedule = build_reconcile_schedule(
         reconcile_checks, os.environ.get("AGENT_DE_RECONCILE_CRON", "0 6 * * *")
     )
-
-    sources = source_specs(manifest)
-    drift_checks = build_drift_checks([s.key for s in sources])
-    pii_checks = build_pii_checks([s.key for s in sources])
-    intent_checks = build_intent_checks(
-        intents_from_manifest(view), models_that_sum(view), key_for)
+    source_keys = [keys.key(n) for n in view.sources()]
+    drift_checks = build_drift_checks(source_keys)
+    pii_checks = build_pii_checks(source_keys)
+    intent_checks = build_intent_checks(intents_from_manifest(view), models_that_sum(view), key_for)
     extra_checks = [c for c in (intent_checks,) if c is not None]
     pii_job, pii_schedule = build_pii_schedule(list(pii_checks.check_keys), os.environ.get("AGENT_DE_PII_CRON", "30 6 * * *"))
     volume_checks = build_volume_checks({
@@ -141,20 +200,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         default_status=DefaultSensorStatus.STOPPED
         if os.environ.get("AGENT_DE_SCHEMA_POLL", "on").lower() in ("off", "0", "false") else DefaultSensorStatus.RUNNING,
     )
-
-    # The blocking drift checks on the sources run in their own step before the dbt op: a breaking
-    # change stops the build before any model reads the changed schema. dbt source tests are checks
-    # on the source assets too; reconciliation checks run after their model, in the same run.
-    dbt_build_job = define_asset_job(
-        DBT_BUILD_JOB,
-        selection=AssetSelection.assets(dbt_models)
-        | AssetSelection.checks(*dbt_models.check_keys)
-        | AssetSelection.checks(*drift_checks.check_keys)
-        | AssetSelection.checks(*volume_checks.check_keys)
-        | AssetSelection.checks(*[k for c in extra_checks for k in c.check_keys])
-        | AssetSelection.checks(*[k for c in reconcile_checks for k in c.check_keys]),
-        description="Schema drift gate, then dbt build (models and dbt tests), then reconciliation and volume checks.",
-    )
+    model_checks = [*[k for c in extra_checks for k in c.check_keys], *volume_checks.check_keys,
+                    *[k for c in reconcile_checks for k in c.check_keys]]
 
     plugin_assets = [
         AssetSpec(FINDINGS_ASSET, group_name="agent_de", kinds={"agent_de"},
@@ -169,34 +216,71 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
                   description="The open queue of decisions for humans: context gaps and authority gaps. "
                               "Answer with the answer_escalation job or `agent-de escalations answer`."),
     ]
-    opted_out = [AssetKey([n.name]) for n in view.models() if n.agent_de_meta.get("investigate") is False]
+    opted_out = [keys.key(n) for n in view.models() if n.agent_de_meta.get("investigate") is False and n.unique_id in keys.by_uid]
     failed_check_sensor = build_failed_check_sensor(
-        int(os.environ.get("AGENT_DE_FAILED_CHECK_SECONDS", "30")), opted_out_assets=opted_out
+        int(os.environ.get("AGENT_DE_FAILED_CHECK_SECONDS", "30")), opted_out_assets=opted_out,
+        watched_check_keys=keys.dbt_test_check_keys if mode != "standalone" else (),
     )
-
+    agent_warehouse = AgentWarehouseResource(
+        target=settings.resolved_target,
+        state_dir=str(settings.state_dir),
+        project_dir=str(settings.project_dir),
+        duckdb_path=str(settings.duckdb_override) if settings.duckdb_override else None,
+        dbt_translator=ref,
+        snowflake_resource=register_snowflake_resource(snowflake) if snowflake is not None else None,
+    )
+    jobs: list[Any] = [reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job, pii_job,
+                       metric_audit_job, resolve_entities_job]
+    sensors: list[Any] = [poll_sensor, failed_check_sensor]
+    assets: list[Any] = [*plugin_assets]
+    resources: dict[str, Any] = {"agent_warehouse": agent_warehouse}
+    if mode == "standalone":
+        dbt_models = _owned_dbt_assets(manifest, translator)
+        assets = [dbt_models, *source_specs(view, keys), *assets]
+        # The blocking drift checks on the sources run in their own step before the dbt op: a breaking
+        # change stops the build before any model reads the changed schema. dbt source tests are checks
+        # on the source assets too; reconciliation checks run after their model, in the same run.
+        jobs.insert(0, define_asset_job(
+            DBT_BUILD_JOB,
+            selection=AssetSelection.assets(dbt_models)
+            | AssetSelection.checks(*dbt_models.check_keys)
+            | AssetSelection.checks(*drift_checks.check_keys)
+            | AssetSelection.checks(*model_checks),
+            description="Schema drift gate, then dbt build (models and dbt tests), then reconciliation and volume checks.",
+        ))
+        resources["dbt"] = DbtCliResource(
+            project_dir=str(project.project_dir), profiles_dir=str(project.profiles_dir),
+            target=settings.resolved_target, dbt_executable=dbt_executable(),
+        )
+    else:
+        # Sidecar and library mode: the team's location owns the dbt assets and runs dbt; the agent's
+        # checks run in a checks-only job after each of their runs (a sensor watching every location).
+        checks_job = define_asset_job(
+            CHECKS_JOB, selection=AssetSelection.checks(*drift_checks.check_keys, *model_checks),
+            description="The agent's checks on your dbt assets (drift, reconciliation, volume, intents); "
+                        "launched after each run of yours that materializes them.",
+            tags={"agent_de/kind": "checks"},
+        )
+        jobs.append(checks_job)
+        sensors += build_after_dbt_run_sensors(checks_job, model_checks, own_jobs=[CHECKS_JOB, *(
+            getattr(j, "name", "") for j in jobs)])
     return Definitions(
-        assets=[dbt_models, *sources, *plugin_assets],
+        assets=assets,
         asset_checks=[*reconcile_checks, drift_checks, volume_checks, pii_checks, *extra_checks],
-        jobs=[dbt_build_job, reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job, pii_job,
-              metric_audit_job, resolve_entities_job],
+        jobs=jobs,
         schedules=[reconcile_schedule, pii_schedule,
                    build_metric_audit_schedule(os.environ.get("AGENT_DE_METRICS_CRON", "0 7 * * 1"))],
-        sensors=[poll_sensor, failed_check_sensor],
-        resources={
-            "dbt": DbtCliResource(
-                project_dir=str(project.project_dir),
-                profiles_dir=str(project.profiles_dir),
-                target=settings.target,
-                dbt_executable=dbt_executable(),
-            ),
-            "agent_warehouse": AgentWarehouseResource(
-                target=settings.target,
-                state_dir=str(settings.state_dir),
-                project_dir=str(settings.project_dir),
-                duckdb_path=str(settings.duckdb_path),
-            ),
-        },
+        sensors=sensors,
+        resources=resources,
     )
+
+
+def _owned_dbt_assets(manifest: dict[str, Any], translator: DagsterDbtTranslator) -> AssetsDefinition:
+    @dbt_assets(manifest=manifest, dagster_dbt_translator=translator, name="dbt_models")
+    def dbt_models(context, dbt: DbtCliResource):  # no annotation: this module uses postponed annotations
+        yield from dbt.cli(["build"], context=context).stream()
+
+    return dbt_models
 
 
 _defs: Definitions | None = None

@@ -26,6 +26,7 @@ from dagster import (
     sensor,
 )
 
+from dagster_agent_de.dagster.keys import DbtAssetKeys
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.drift import SnapshotStore, compare, take_snapshot
@@ -41,11 +42,11 @@ def drift_check_keys(source_keys: Sequence[AssetKey]) -> list[AssetCheckKey]:
     return [AssetCheckKey(k, DRIFT_CHECK) for k in source_keys]
 
 
-def _key_for_relation(manifest: Manifest) -> dict[str, AssetKey]:
+def _key_for_relation(manifest: Manifest, keys: DbtAssetKeys) -> dict[str, AssetKey]:
     out = {}
     for node in manifest.sources():
         rel = ".".join(p for p in (node.database, node.schema, node.identifier) if p).lower()
-        out.setdefault(rel, AssetKey(node.asset_key_path))
+        out.setdefault(rel, keys.key(node))
     return out
 
 
@@ -98,7 +99,7 @@ def build_drift_checks(source_keys: Sequence[AssetKey], translator: AgentDETrans
             for key in selected:
                 yield translator.error_check_result(e, "error", "schema drift check", key.asset_key, DRIFT_CHECK)
             return
-        by_rel = _key_for_relation(manifest)
+        by_rel = _key_for_relation(manifest, agent_warehouse.asset_keys())
         for rel, table in current.tables.items():
             key = by_rel.get(rel)
             if key is not None and AssetCheckKey(key, DRIFT_CHECK) in selected:
@@ -158,7 +159,7 @@ def build_schema_poll_sensor(
         if context.cursor == fp:
             return SkipReason("source schemas unchanged")
         baseline = store.baseline()
-        by_rel = _key_for_relation(manifest)
+        by_rel = _key_for_relation(manifest, agent_warehouse.asset_keys())
         events = [
             AssetObservation(asset_key=by_rel[rel], metadata={"dagster/column_schema": translator.column_schema(t),
                                                                "agent_de/schema_fingerprint": fp})

@@ -4,6 +4,7 @@ from dagster import Config, OpExecutionContext, job, op
 from pydantic import Field
 
 from dagster_agent_de.dagster.investigate import record_escalations_asset, record_investigation
+from dagster_agent_de.dagster.keys import DbtAssetKeys
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.escalate.answering import answer_escalation
@@ -37,11 +38,11 @@ def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse
     esc = result.escalation
     rerun = None
     if result.closed and esc.asset:
-        node = manifest.find(esc.asset)
-        check_asset = node.asset_key_path
+        keys = agent_warehouse.asset_keys()
+        check_asset = keys.key(manifest.find(esc.asset)).path
         if esc.check:
             # re-investigate the failure that raised it, now with the new context
-            rerun = record_investigation(context, agent_warehouse, _check_asset(manifest, esc) or check_asset,
+            rerun = record_investigation(context, agent_warehouse, _check_asset(manifest, esc, keys) or check_asset,
                                          esc.check, 0, "", metadata=None)
     record_escalations_asset(context, store, AgentDETranslator())
     return {"escalation": esc.model_dump(mode="json"), "closed": result.closed,
@@ -49,17 +50,17 @@ def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse
             "rerun_top": rerun.findings[0].model_dump(mode="json") if rerun else None}
 
 
-def _check_asset(manifest, esc) -> list[str] | None:
+def _check_asset(manifest, esc, keys: DbtAssetKeys) -> list[str] | None:
     """The asset the failed check is on (may differ from the culprit the escalation concerns)."""
     for node in manifest.nodes.values():
         for spec in (node.agent_de_meta.get("reconcile") or []):
             if isinstance(spec, dict) and spec.get("name") == esc.check:
-                return node.asset_key_path
+                return keys.key(node).path
     for test in manifest.data.get("nodes", {}).values():
         if test.get("resource_type") == "test" and test.get("name") == esc.check:
             deps = (test.get("depends_on") or {}).get("nodes") or []
             if deps and deps[0] in manifest.nodes:
-                return manifest.nodes[deps[0]].asset_key_path
+                return keys.key(manifest.nodes[deps[0]]).path
     return None
 
 

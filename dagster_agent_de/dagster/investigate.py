@@ -106,7 +106,8 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
         metadata = evaluation_metadata(context.instance, check_key, evaluation_id) if check_key else {}
     metadata = metadata or {}
     manifest = agent_warehouse.manifest()
-    node = manifest.find("/".join(asset_key))
+    keys = agent_warehouse.asset_keys()
+    node = keys.node(manifest, asset_key)
     rules = load_rules(settings.project_dir)
     if rules.error:
         context.log.warning(f"context file is malformed, using the last good rules: {rules.error}")
@@ -139,11 +140,11 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     extra = {"agent_de/investigation_run": MetadataValue.text(context.run_id),
              "agent_de/check": MetadataValue.text(check_name or "-"),
              "agent_de/duration_s": MetadataValue.float(round(elapsed, 3))}
-    failing_key = AssetKey(asset_key)
+    failing_key = keys.by_uid.get(node.unique_id, AssetKey(asset_key))
     context.log_event(translator.finding_observation(top, failing_key, extra))
     culprit = manifest.find(top.model) if top.model and top.pattern != "unexplained" else None
-    if culprit is not None and AssetKey(culprit.asset_key_path) != failing_key:
-        context.log_event(translator.finding_observation(top, AssetKey(culprit.asset_key_path), extra))
+    if culprit is not None and keys.key(culprit) != failing_key:
+        context.log_event(translator.finding_observation(top, keys.key(culprit), extra))
     for second in [f for f in report.findings if f.source == "llm"]:
         context.log.info(f"LLM second opinion: {second.pattern} in {second.model} ({second.confidence:.0%}): {second.summary}")
         context.log_event(translator.finding_observation(second, failing_key, extra))
@@ -164,7 +165,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     new = raise_escalations(esc_store, escalations_for(top, manifest, load_policy(settings.project_dir), check=check_name))
     for esc in new:
         context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
-        key = AssetKey(manifest.find(esc.asset).asset_key_path) if esc.asset else failing_key
+        key = keys.key(manifest.find(esc.asset)) if esc.asset else failing_key
         context.log_event(AssetObservation(asset_key=key, metadata={
             "agent_de/escalation": MetadataValue.text(esc.id),
             "agent_de/escalation_kind": MetadataValue.text(esc.kind.value),
@@ -243,8 +244,10 @@ def build_failed_check_sensor(
     opted_out_assets: Sequence[AssetKey] = (),
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
     retry_backoff_seconds: float | None = None,
+    watched_check_keys: Sequence[AssetCheckKey] = (),
 ):
-    """Request one ``investigate`` run per new failed check evaluation of this code location.
+    """Request one ``investigate`` run per new failed check evaluation of this code location, and of
+    ``watched_check_keys`` (in sidecar mode: the team's dbt tests, which are checks of their location).
 
     A failed investigation run (warehouse unreachable, a code error) is retried up to
     ``MAX_ATTEMPTS`` times with exponential backoff (``AGENT_DE_RETRY_BACKOFF_SECONDS``, default 60).
@@ -266,7 +269,8 @@ def build_failed_check_sensor(
         first_tick = not context.cursor
         since = time.time() - lookback * 3600
         instance = context.instance
-        keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=lambda k: k.to_user_string())
+        own = context.repository_def.asset_graph.asset_check_keys if context.repository_def else set()
+        keys = sorted(set(own) | set(watched_check_keys), key=lambda k: k.to_user_string())
         latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
         requests = []
         for key in keys:

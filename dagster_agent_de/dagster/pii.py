@@ -42,6 +42,7 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
         selected = set(context.selected_asset_check_keys)
         try:
             manifest = agent_warehouse.manifest()
+            keys = agent_warehouse.asset_keys()
             with agent_warehouse.get_warehouse(context) as wh:
                 results = scan_sources(manifest, wh, rules=load_rules(settings.project_dir).rules)
         except AgentDEError as e:
@@ -53,7 +54,7 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
         raised = []
         for item in results:
             node = manifest.find(item.node)
-            key = AssetKey(node.asset_key_path)
+            key = keys.key(node)
             if AssetCheckKey(key, PII_CHECK) not in selected:
                 continue
             if item.error:

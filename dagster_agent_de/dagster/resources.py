@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource
@@ -15,36 +13,65 @@ from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse import Warehouse, open_warehouse
 from dagster_agent_de.config import Settings, resolve_settings
 from dagster_agent_de.core.models import AuditEvent
+from dagster_agent_de.dagster.keys import DbtAssetKeys, resolve_translator
 from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo
 
 _MANIFESTS: dict[str, tuple[tuple[str, int, str], Manifest]] = {}
+_KEYS: dict[tuple[str, int, str, str], DbtAssetKeys] = {}
+_SNOWFLAKE_RESOURCES: dict[str, Any] = {}
+
+
+def register_snowflake_resource(resource: Any) -> str:
+    """Library mode: the team's own ``SnowflakeResource`` (credentials, key pair...) for the agent's
+    sessions. Registered by name so every process that loads the code location finds it."""
+    ref = f"snowflake:{type(resource).__module__}:{id(type(resource))}"
+    _SNOWFLAKE_RESOURCES[ref] = resource
+    return ref
 
 
 class AgentWarehouseResource(ConfigurableResource):
     """The agent's audited, read-only access to the warehouse dbt builds.
 
-    DuckDB is the default (``<state dir>/warehouse.duckdb``); with ``target="snowflake"`` the
-    connection comes from ``dagster_snowflake.SnowflakeResource`` configured by the
-    ``SNOWFLAKE_*`` environment variables. Every statement is checked by the read-only guard
+    The connection is the one the dbt profile's target describes (its ``type`` picks DuckDB or
+    Snowflake; a Snowflake target becomes a ``dagster_snowflake.SnowflakeResource`` with the profile's
+    auth and a ``QUERY_TAG`` naming the agent and the run). Every statement is checked by the read-only guard
     and written to the run log and the durable audit log.
     """
 
-    target: str = Field(default="duckdb", description="dbt target / warehouse kind: duckdb or snowflake.")
+    target: str | None = Field(
+        default=None, description="dbt target (any output of the project's profile; default: the profile's own)."
+    )
     state_dir: str | None = Field(
         default=None, description="State directory (default: AGENT_DE_STATE_DIR or ./.agent_de)."
     )
     project_dir: str | None = Field(default=None, description="dbt project directory (default: resolved).")
-    duckdb_path: str | None = Field(default=None, description="DuckDB file (default: <state dir>/warehouse.duckdb).")
+    duckdb_path: str | None = Field(default=None, description="DuckDB file (default: the profile's path).")
+    dbt_translator: str | None = Field(
+        default=None, description="The team's DagsterDbtTranslator, package.module:ClassName (default: "
+                                  "AGENT_DE_DBT_TRANSLATOR, a key prefix, or dagster-dbt's default).")
+    asset_key_prefix: list[str] | None = Field(
+        default=None, description="Prefix of every dbt asset key when the team's translator only adds one "
+                                  "(default: AGENT_DE_ASSET_KEY_PREFIX).")
+    snowflake_resource: str | None = Field(
+        default=None, description="Library mode: name of the team's registered SnowflakeResource.")
     read_only: bool = Field(
         default=True, description="Refuse every statement that is not a read. Only a policy may lower this."
     )
 
     def settings(self) -> Settings:
-        settings = resolve_settings(self.state_dir, self.project_dir, self.target)
-        if self.duckdb_path:
-            settings = replace(settings, duckdb_path=Path(self.duckdb_path))
-        return settings
+        return resolve_settings(self.state_dir, self.project_dir, self.target, self.duckdb_path)
+
+    def asset_keys(self) -> DbtAssetKeys:
+        """The team's asset keys for every dbt node (their translator), built once per manifest version."""
+        manifest = self.manifest()
+        path = str(DbtProjectInfo.from_settings(self.settings()).manifest_path)
+        key = (path, id(manifest), self.dbt_translator or "", "/".join(self.asset_key_prefix or []))
+        if key not in _KEYS:
+            translator = resolve_translator(self.dbt_translator, self.asset_key_prefix)
+            _KEYS.clear()
+            _KEYS[key] = DbtAssetKeys.build(manifest.data, translator)
+        return _KEYS[key]
 
     def manifest(self) -> Manifest:
         """The project's manifest (lineage, relations, compiled SQL), parsed once per version of the file.
@@ -78,7 +105,12 @@ class AgentWarehouseResource(ConfigurableResource):
     @contextmanager
     def get_warehouse(self, context: Any | None = None) -> Iterator[Warehouse]:
         """Open the audited warehouse for one op/check; closed on exit."""
-        wh = open_warehouse(self.settings(), self.audit_log(context), read_only=self.read_only)
+        settings = self.settings()
+        if context is not None:
+            for note in settings.overrides():
+                context.log.info(note)
+        snowflake = _SNOWFLAKE_RESOURCES.get(self.snowflake_resource or "")
+        wh = open_warehouse(settings, self.audit_log(context), read_only=self.read_only, snowflake_resource=snowflake)
         try:
             yield wh
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse.base import Capabilities, QueryResult, Warehouse
@@ -11,18 +12,23 @@ from dagster_agent_de.config import Settings
 from dagster_agent_de.errors import ConfigError
 
 
-def open_warehouse(settings: Settings, audit: AuditLog, *, read_only: bool = True) -> Warehouse:
-    """Open the warehouse of ``settings.target`` (DuckDB or Snowflake from ``SNOWFLAKE_*``)."""
-    if settings.target == "duckdb":
+def open_warehouse(settings: Settings, audit: AuditLog, *, read_only: bool = True,
+                   snowflake_resource: Any | None = None) -> Warehouse:
+    """Open the warehouse of the dbt profile's target: the output's ``type`` picks the adapter and the
+    output's fields are the connection (``snowflake_resource``: a team's own ``SnowflakeResource``,
+    library mode, used instead of the profile's credentials)."""
+    kind = settings.warehouse_type
+    if kind == "duckdb":
         return DuckDBWarehouse(Path(settings.duckdb_path), audit, read_only=read_only)
-    if settings.target == "snowflake":
+    if kind == "snowflake":
         from dagster_agent_de.adapters.warehouse.snowflake import (
             SnowflakeWarehouse,
-            snowflake_resource_from_env,
+            snowflake_resource_from_profile,
         )
 
-        return SnowflakeWarehouse.from_resource(snowflake_resource_from_env(), audit, read_only=read_only)
-    raise ConfigError(f"unknown target {settings.target!r}")
+        resource = snowflake_resource or snowflake_resource_from_profile(settings.profile_target, run_id=audit.run_id)
+        return SnowflakeWarehouse.from_resource(resource, audit, read_only=read_only)
+    raise ConfigError(f"{settings.profile_target.describe()}: no adapter for warehouse type {kind!r}")
 
 
 __all__ = ["AuditLog", "Capabilities", "DuckDBWarehouse", "QueryResult", "Warehouse", "open_warehouse"]

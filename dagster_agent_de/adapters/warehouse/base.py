@@ -8,6 +8,7 @@ policy allowed writes), times it, and records exactly one audit event.
 from __future__ import annotations
 
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -90,37 +91,43 @@ class Warehouse(ABC):
             allow_write: only honoured when the adapter was opened with ``read_only=False``
                 (the autonomy policy decides that, not the caller).
         """
+        event_id = uuid.uuid4().hex
         if self.read_only or not allow_write:
             try:
                 check_read_only(sql, self.dialect)
             except StatementRefusedError as e:
                 self.audit.record(
                     statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
-                    outcome="refused", error=str(e),
+                    outcome="refused", error=str(e), event_id=event_id,
                 )
                 raise
         start = time.perf_counter()
         try:
-            columns, rows, truncated, types = self._run(sql, max_rows)
+            columns, rows, truncated, types = self._run(self.tag_statement(sql, event_id), max_rows)
         except AgentDEError as e:
-            self._record_error(sql, rationale, start, e)
+            self._record_error(sql, rationale, start, e, event_id)
             raise
         except Exception as e:  # driver errors: re-raise with context, after auditing
-            self._record_error(sql, rationale, start, e)
+            self._record_error(sql, rationale, start, e, event_id)
             raise WarehouseError(f"{self.name} query failed ({type(e).__name__}: {e}); rationale: {rationale}") from e
         duration = (time.perf_counter() - start) * 1000
         self.audit.record(
             statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
-            rows=len(rows), duration_ms=duration, outcome="ok",
+            rows=len(rows), duration_ms=duration, outcome="ok", event_id=event_id,
         )
         return QueryResult(columns, rows, duration, sql, truncated, types)
 
-    def _record_error(self, sql: str, rationale: str, start: float, e: Exception) -> None:
+    def _record_error(self, sql: str, rationale: str, start: float, e: Exception, event_id: str | None = None) -> None:
         self.audit.record(
             statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
             duration_ms=(time.perf_counter() - start) * 1000, outcome="error",
-            error=f"{type(e).__name__}: {e}",
+            error=f"{type(e).__name__}: {e}", event_id=event_id,
         )
+
+    def tag_statement(self, sql: str, event_id: str) -> str:
+        """The statement as sent: adapters whose warehouse keeps a query history append the audit
+        event id (see :class:`SnowflakeWarehouse`); the guard has already checked ``sql`` itself."""
+        return sql
 
     @abstractmethod
     def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool, list[str]]:

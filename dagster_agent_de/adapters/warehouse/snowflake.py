@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -10,34 +10,57 @@ from typing import Any
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse.base import Capabilities, Warehouse, _Fetch
 from dagster_agent_de.errors import ConfigError, WarehouseUnavailableError
+from dagster_agent_de.profile import ProfileTarget
 
 ConnectionFactory = Callable[[], AbstractContextManager[Any]]
 
-SNOWFLAKE_ENV_VARS = {
-    "account": "SNOWFLAKE_ACCOUNT",
-    "user": "SNOWFLAKE_USER",
-    "password": "SNOWFLAKE_PASSWORD",
-    "role": "SNOWFLAKE_ROLE",
-    "warehouse": "SNOWFLAKE_WAREHOUSE",
-    "database": "SNOWFLAKE_DATABASE",
-    "schema": "SNOWFLAKE_SCHEMA",
+# dbt-snowflake profile keys -> SnowflakeResource fields (the rest of a profile is dbt's own business)
+_PROFILE_FIELDS = {
+    "account": "account", "user": "user", "password": "password", "role": "role", "warehouse": "warehouse",
+    "database": "database", "schema": "schema_", "authenticator": "authenticator",
+    "private_key": "private_key", "private_key_path": "private_key_path",
+    "private_key_passphrase": "private_key_password", "connect_timeout": "login_timeout",
 }
 
 
-def snowflake_resource_from_env() -> Any:
-    """Build a ``SnowflakeResource`` from ``SNOWFLAKE_*`` environment variables."""
+def query_tag(run_id: str | None) -> str:
+    """The ``QUERY_TAG`` of the agent's sessions: names the agent and the Dagster run, as JSON.
+
+    >>> query_tag("abc")
+    '{"app": "dagster-agent-de", "run_id": "abc"}'
+    """
+    return json.dumps({"app": "dagster-agent-de", "run_id": run_id or ""})
+
+
+def snowflake_resource_from_profile(target: ProfileTarget, *, run_id: str | None = None) -> Any:
+    """A ``SnowflakeResource`` for a dbt-snowflake profile output: account, user, role, warehouse,
+    database, schema and its auth (password, ``private_key_path``/``private_key`` with
+    ``private_key_passphrase``, ``authenticator`` incl. ``oauth`` with ``token``). The session sets
+    ``QUERY_TAG`` at connect, so ``QUERY_HISTORY`` shows which run of the agent sent each statement."""
     try:
         from dagster_snowflake import SnowflakeResource
     except ImportError as e:
         raise ConfigError(
             "the snowflake target needs dagster-snowflake: pip install 'dagster-agent-de[snowflake]'"
         ) from e
-    values = {k: os.environ.get(v) for k, v in SNOWFLAKE_ENV_VARS.items()}
-    missing = [SNOWFLAKE_ENV_VARS[k] for k in ("account", "user") if not values[k]]
+    output, describe = target.output, target.describe()
+    missing = [k for k in ("account", "user") if not output.get(k)]
     if missing:
-        raise ConfigError(f"the snowflake target needs environment variables {', '.join(missing)}")
-    config: dict[str, Any] = {k: v for k, v in values.items() if v}
-    return SnowflakeResource(**config)
+        raise ConfigError(target.missing(*missing))
+    config: dict[str, Any] = {field: str(output[key]) if key != "connect_timeout" else int(output[key])
+                              for key, field in _PROFILE_FIELDS.items() if output.get(key) not in (None, "")}
+    if "password" in config and ("private_key" in config or "private_key_path" in config):
+        config.pop("password")  # dbt prefers the key pair when both are given
+    if not ({"password", "private_key", "private_key_path", "authenticator"} & config.keys()):
+        raise ConfigError(f"{describe} has no credentials: set password, private_key_path or authenticator")
+    session = {"QUERY_TAG": query_tag(run_id)}
+    extra: dict[str, Any] = {"session_parameters": session}
+    if output.get("token"):
+        extra["token"] = str(output["token"])
+    try:
+        return SnowflakeResource(**config, additional_snowflake_connection_args=extra)
+    except Exception as e:  # the resource validates the auth combination
+        raise ConfigError(f"{describe} cannot configure a Snowflake connection: {e}") from e
 
 
 class SnowflakeWarehouse(Warehouse):
@@ -71,8 +94,8 @@ class SnowflakeWarehouse(Warehouse):
             except Exception as e:
                 self._cm = None
                 raise WarehouseUnavailableError(
-                    f"cannot connect to Snowflake ({type(e).__name__}: {e}); check the SNOWFLAKE_* "
-                    "environment variables / the SnowflakeResource configuration"
+                    f"cannot connect to Snowflake ({type(e).__name__}: {e}); check the Snowflake target "
+                    "in profiles.yml / the SnowflakeResource configuration"
                 ) from e
         return self._con
 
@@ -84,6 +107,10 @@ class SnowflakeWarehouse(Warehouse):
             return _Fetch(cursor, max_rows, _snowflake_type_name).fetch()
         finally:
             cursor.close()
+
+    def tag_statement(self, sql: str, event_id: str) -> str:
+        """Each statement ends with a comment naming its audit event (``QUERY_HISTORY`` keeps comments)."""
+        return f"{sql.rstrip().rstrip(';')}\n/* agent_de audit_event={event_id} */"
 
     def close(self) -> None:
         if self._cm is not None:
