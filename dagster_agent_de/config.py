@@ -17,9 +17,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dagster_agent_de.bundled import bundled_project_dir
 from dagster_agent_de.errors import ConfigError
 
-BUNDLED_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+BUNDLED_PROJECT_DIR = bundled_project_dir()  # the checkout's dbt_project/, or the installed package's copy
 DEFAULT_STATE_DIR = ".agent_de"
 SUPPORTED_TARGETS = ("duckdb", "snowflake")
 
