@@ -90,12 +90,13 @@ def dev(settings: Settings, port: int) -> None:
     """Start `dagster dev` on this project with the demo's Dagster instance."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    from dagster_agent_de.bundled import bundled_workspace_file
+
     env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home),
            "AGENT_DE_STATE_DIR": str(settings.state_dir), "AGENT_DE_PROJECT_DIR": str(settings.project_dir)}
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     dagster = str(Path(sys.executable).parent / "dagster")
-    os.execve(dagster, [dagster, "dev", "-w", str(root / "workspace.yaml"), "-p", str(port)], env)
+    os.execve(dagster, [dagster, "dev", "-w", str(bundled_workspace_file()), "-p", str(port)], env)
 
 
 @main.group()

@@ -23,10 +23,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from dagster_agent_de.bundled import bundled_project_dir
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.profile import ProfileTarget, find_profiles_dir, load_profile_target, load_project_yaml
 
-BUNDLED_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+BUNDLED_PROJECT_DIR = bundled_project_dir()  # the checkout's dbt_project/, or the installed package's copy
 DEFAULT_STATE_DIR = ".agent_de"
 DEMO_PROFILE = "agent_de_demo"
 Mode = Literal["standalone", "sidecar", "library"]

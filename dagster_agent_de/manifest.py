@@ -56,10 +56,21 @@ class Node:
 
     @property
     def meta(self) -> dict[str, Any]:
+        """``meta`` from both places dbt accepts it: the property (dbt < 1.10) and ``config:`` (1.10+)."""
         meta = dict(self.raw.get("source_meta") or {})
         meta.update(self.raw.get("meta") or {})
         meta.update((self.raw.get("config") or {}).get("meta") or {})
         return meta
+
+    @property
+    def loaded_at_field(self) -> str | None:
+        """A source's load-time column: ``config.loaded_at_field`` (dbt 1.10+) or the older property."""
+        return _config_or_property(self.raw, "loaded_at_field") or None
+
+    @property
+    def freshness(self) -> dict[str, Any]:
+        """A source's freshness (``warn_after``/``error_after``): ``config.freshness`` or the older property."""
+        return dict(_config_or_property(self.raw, "freshness") or {})
 
     @property
     def agent_de_meta(self) -> dict[str, Any]:
@@ -76,10 +87,21 @@ class Node:
     def pii_columns(self) -> set[str]:
         out = set()
         for name, col in self.columns.items():
-            meta = {**(col.get("meta") or {}), **((col.get("config") or {}).get("meta") or {})}
+            meta = column_meta(col)
             if (meta.get("agent_de") or {}).get("pii") or meta.get("pii") or "pii" in (col.get("tags") or []):
                 out.add(name.lower())
         return out
+
+
+def column_meta(column: dict[str, Any]) -> dict[str, Any]:
+    """A column's ``meta``, from the property (dbt < 1.10) and from ``config:`` (1.10+; wins)."""
+    return {**(column.get("meta") or {}), **((column.get("config") or {}).get("meta") or {})}
+
+
+def _config_or_property(raw: dict[str, Any], name: str) -> Any:
+    """``config.<name>`` (where dbt 1.10+ wants it), else the top-level property (older projects)."""
+    value = (raw.get("config") or {}).get(name)
+    return value if value else raw.get(name)
 
 
 class Manifest:

@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dagster_agent_de.bundled import bundled_workspace_file
 from dagster_agent_de.config import BUNDLED_PROJECT_DIR, Settings, resolve_settings
 from dagster_agent_de.demo.data import DemoDataSummary, generate_demo_data
 
@@ -35,7 +36,7 @@ class DemoResult:
             f"Dagster instance: {s.dagster_home}",
             f"audit log: {s.audit_path}",
             *self.incident_lines,
-            "Next: `agent-de dev` (or DAGSTER_HOME=" + str(s.dagster_home) + " dagster dev -w workspace.yaml) "
+            f"Next: `agent-de dev` (or DAGSTER_HOME={s.dagster_home} dagster dev -w {bundled_workspace_file()}) "
             "and open http://127.0.0.1:3000",
             "Try: `agent-de demo --incident wt02_join_drop` (a join that drops 70% of orders, caught and investigated), "
             "`agent-de onboard --table support.tickets`, `agent-de metrics`, `agent-de entities`.",

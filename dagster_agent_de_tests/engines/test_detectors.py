@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
 from dagster_agent_de.engines.investigate import Failure, investigate
@@ -146,10 +148,11 @@ def test_currency_mixing(tmp_path: Path) -> None:
     assert currency_mixing.detect(ctx_for(m3, db3), m3.find("m")) == []  # one currency: nothing mixed
 
 
-def test_duplicate_key_traced_to_the_source(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placement", ["config", "property"])
+def test_duplicate_key_traced_to_the_source(tmp_path: Path, placement: str) -> None:
     dup = "create table raw.charges as select (range % 8) as id, 1.0 as amount, now() as _loaded_at from range(10)"
     sql = "select id as charge_id, amount from {{ source('raw', 'charges') }}"
-    m, db = project(tmp_path, {"stg": sql}, [dup], sources={"charges": {"loaded_at_field": "_loaded_at"}},
+    m, db = project(tmp_path, {"stg": sql}, [dup], sources={"charges": _placed(placement, {"loaded_at_field": "_loaded_at"})},
                     tests={"stg": ["charge_id"]})
     (h,) = duplicate_key.detect(ctx_for(m, db, Failure(asset="stg", check="unique_stg_charge_id")), m.find("stg"))
     assert "2 values of charge_id" in h.summary and "raw.charges.id" in h.summary and h.confidence == 0.9
@@ -183,9 +186,15 @@ def test_type_coercion_string_vs_number_join_keys(tmp_path: Path) -> None:
     assert any("BIGINT" in h.summary and "VARCHAR" in h.summary for h in hs)
 
 
-def test_stale_input(tmp_path: Path) -> None:
+def _placed(placement: str, props: dict) -> dict:
+    """Source properties as dbt 1.10+ wants them (under ``config:``) or as older projects have them."""
+    return {"config": props} if placement == "config" else props
+
+
+@pytest.mark.parametrize("placement", ["config", "property"])
+def test_stale_input(tmp_path: Path, placement: str) -> None:
     old = "create table raw.t as select 1 as x, timestamp '2020-01-01' as _loaded_at"
-    fresh = {"loaded_at_field": "_loaded_at", "freshness": {"error_after": {"count": 24, "period": "hour"}}}
+    fresh = _placed(placement, {"loaded_at_field": "_loaded_at", "freshness": {"error_after": {"count": 24, "period": "hour"}}})
     m, db = project(tmp_path, {}, [old], sources={"t": fresh})
     (h,) = stale_input.detect(ctx_for(m, db), m.find("raw.t"))
     assert "last loaded" in h.summary
@@ -196,6 +205,15 @@ def test_stale_input(tmp_path: Path) -> None:
     m3, db3 = project(tmp_path / "e", {}, ["create table raw.t (x integer, _loaded_at timestamp)"], sources={"t": fresh})
     (h3,) = stale_input.detect(ctx_for(m3, db3), m3.find("raw.t"))
     assert "is empty" in h3.summary
+    (tmp_path / "l").mkdir()  # 48 h old: stale by the default 24 h, fresh by the declared 72 h
+    lenient = _placed(placement, {"loaded_at_field": "_loaded_at", "freshness": {"error_after": {"count": 3, "period": "day"}}})
+    two_days = "create table raw.t as select 1 as x, (now() - interval 48 hour)::timestamp as _loaded_at"
+    m4, db4 = project(tmp_path / "l", {}, [two_days], sources={"t": lenient})
+    assert stale_input.detect(ctx_for(m4, db4), m4.find("raw.t")) == []
+    (tmp_path / "d").mkdir()  # no freshness declared: the default 24 h
+    m5, db5 = project(tmp_path / "d", {}, [two_days], sources={"t": _placed(placement, {"loaded_at_field": "_loaded_at"})})
+    (h5,) = stale_input.detect(ctx_for(m5, db5), m5.find("raw.t"))
+    assert "freshness limit 24 h" in h5.summary
 
 
 def test_filter_row_drop(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from dagster_agent_de.engines.onboard import (
     apply_proposal,
     profile_from_json_schema,
     profile_table,
+    project_wants_arguments_property,
     propose,
     write_proposal,
 )
@@ -78,15 +79,17 @@ def test_proposal_does_what_the_data_shows_and_escalates_the_rest(tickets: Path)
     assert "{{ source('zendesk', 'tickets') }}" in sql
     src = yaml.safe_load(p.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]
     table = src["tables"][0]
-    assert (src["name"], src["schema"], src["meta"]) == ("zendesk", "zendesk", {"owner": "support-data"})
-    assert table["loaded_at_field"] == "_loaded_at"
-    assert table["freshness"] == {"warn_after": {"count": 12, "period": "hour"}, "error_after": {"count": 24, "period": "hour"}}
+    # dbt 1.10+ conventions: meta, loaded_at_field and freshness under config: (no PropertyMovedToConfigDeprecation)
+    assert (src["name"], src["schema"], src["config"]) == ("zendesk", "zendesk", {"meta": {"owner": "support-data"}})
+    assert "meta" not in src and "loaded_at_field" not in table and "freshness" not in table
+    assert table["config"]["loaded_at_field"] == "_loaded_at"
+    assert table["config"]["freshness"] == {"warn_after": {"count": 12, "period": "hour"}, "error_after": {"count": 24, "period": "hour"}}
     cols = {c["name"]: c for c in yaml.safe_load(p.files["models/staging/zendesk/_zendesk__models.yml"])["models"][0]["columns"]}
     assert cols["ticket_id"]["data_tests"] == ["unique", "not_null"]
     assert {"relationships": {"to": "ref('stg_customers')", "field": "customer_id", "config": {"severity": "warn"}}} \
         in cols["customer_id"]["data_tests"]
     assert {"accepted_values": {"values": ["open", "pending", "solved"], "config": {"severity": "warn"}}} in cols["status"]["data_tests"]
-    assert cols["contact"]["meta"] == {"agent_de": {"pii": True, "pii_kind": "email"}}
+    assert cols["contact"]["config"] == {"meta": {"agent_de": {"pii": True, "pii_kind": "email"}}} and "meta" not in cols["contact"]
     assert "data_tests" not in cols["subject"]  # has NULLs, free text
     # the grain is ambiguous between two unique columns? TicketId is named like a key, ticket_ref is not
     assert any(d.startswith("grain: TicketId is unique") for d in p.done)
@@ -119,11 +122,11 @@ def test_api_schema_onboarding(tmp_path: Path) -> None:
     prof = profile_from_json_schema(API, "helpdesk", "tickets", name="Ticket")
     p = propose(prof, _manifest(), arguments_property=True)
     cols = {c["name"]: c for c in yaml.safe_load(p.files["models/staging/helpdesk/_helpdesk__models.yml"])["models"][0]["columns"]}
-    assert cols["requester_email"]["meta"]["agent_de"]["pii_kind"] == "email"
+    assert cols["requester_email"]["config"]["meta"]["agent_de"]["pii_kind"] == "email"
     assert cols["id"]["data_tests"] == ["unique", "not_null"]
     assert "price_cents / 100.0 as price" in p.files["models/staging/helpdesk/stg_helpdesk__tickets.sql"].replace('"priceCents"', "price_cents")
     src = yaml.safe_load(p.files["models/staging/helpdesk/_helpdesk__sources.yml"])["sources"][0]["tables"][0]
-    assert src["loaded_at_field"] == "createdAt" and "not loaded yet" in src["description"]
+    assert src["config"]["loaded_at_field"] == "createdAt" and "not loaded yet" in src["description"]
     grain = next(e for e in p.decisions if e.finding_pattern == "onboard:grain")
     assert grain.recommendation == 0 and "declared" in grain.options[0].label
     with pytest.raises(SpecError, match="pass the schema to onboard with --name \\(one of Ticket\\)"):
@@ -198,9 +201,63 @@ def test_answers_are_applied_and_never_asked_again(tickets: Path, tmp_path: Path
     sql = second.files["models/staging/zendesk/stg_zendesk__tickets.sql"]
     assert "{{ dbt.hash('contact') }} as contact" in sql and "amount / 100.0 as amount" in sql
     table = yaml.safe_load(second.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]["tables"][0]
-    assert table["freshness"]["error_after"] == {"count": 6, "period": "hour"}  # hourly loads
+    assert table["config"]["freshness"]["error_after"] == {"count": 6, "period": "hour"}  # hourly loads
     assert sum(d.startswith("answered by a human") for d in second.done) == 3
 
     dropped = propose(prof, _manifest(), now=NOW, answers={("zendesk.tickets", "onboard:pii_handling"): 2})
     assert "contact" not in dropped.files["models/staging/zendesk/stg_zendesk__tickets.sql"]
     assert "contact" not in dropped.files["models/staging/zendesk/_zendesk__models.yml"]
+
+
+SNOWFLAKE_PROFILE = """{profile}:
+  target: prod
+  outputs:
+    prod:
+      type: snowflake
+      account: not-an-account
+      user: nobody
+      password: not-a-password
+      role: R
+      warehouse: WH
+      database: DB
+      schema: ANALYTICS
+      threads: 1
+"""
+
+
+def test_demo_and_proposal_yaml_pass_dbt_validation_for_snowflake(tickets: Path, tmp_path: Path) -> None:
+    """dbt 1.10+ validates property placement for Snowflake (also BigQuery, Databricks, Redshift): the demo's
+    YAML and an onboarding proposal parse without a PropertyMovedToConfigDeprecation (``dbt parse`` does not
+    connect, so dummy credentials are enough)."""
+    pytest.importorskip("dbt.adapters.snowflake", reason="needs dbt-snowflake (the dev extra)")
+    import json
+    import shutil
+    import subprocess
+
+    from dagster_agent_de.config import BUNDLED_PROJECT_DIR
+    from dagster_agent_de.project import dbt_executable
+
+    project = tmp_path / "project"
+    shutil.copytree(BUNDLED_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
+        p = propose(profile_table(wh, "zendesk", "tickets"), _manifest(), owner="support-data", now=NOW,
+                    arguments_property=project_wants_arguments_property(project))
+    apply_proposal(p, project, AuditLog(None), human_present=True)
+    profile = yaml.safe_load((project / "dbt_project.yml").read_text())["profile"]
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "profiles.yml").write_text(SNOWFLAKE_PROFILE.format(profile=profile))
+    proc = subprocess.run(
+        [dbt_executable(), "parse", "--project-dir", str(project), "--profiles-dir", str(tmp_path / "profiles"),
+         "--no-partial-parse", "--show-all-deprecations", "--log-format", "json", "--no-send-anonymous-usage-stats"],
+        cwd=project, capture_output=True, text=True,
+    )
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    names = [e["info"]["name"] for e in events]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert any(e["info"]["name"] == "AdapterRegistered" and "snowflake" in e["info"]["msg"] for e in events)
+    moved = [e["info"]["msg"] for e in events if e["info"]["name"] == "PropertyMovedToConfigDeprecation"]
+    assert moved == [] and "DeprecationsSummary" not in names
+    manifest = json.loads((project / "target" / "manifest.json").read_text())
+    onboarded = manifest["sources"]["source.shop.zendesk.tickets"]
+    assert onboarded["config"]["loaded_at_field"] == "_loaded_at" and onboarded["config"]["meta"] == {"owner": "support-data"}
+    assert manifest["sources"]["source.shop.app.orders"]["config"]["freshness"]["error_after"]["count"] == 24

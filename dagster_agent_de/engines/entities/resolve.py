@@ -3,13 +3,14 @@ only at high confidence, hand the uncertain band to a human.
 
 Declared on the model, where dbt users keep config::
 
-    meta:
-      agent_de:
-        entities:
-          key: customer_id
-          match: {email: email, name: full_name, phone: phone}   # any of the three
-          auto_merge_at: 0.95     # merged without asking
-          review_at: 0.8          # asked about (a context gap), below: ignored
+    config:
+      meta:
+        agent_de:
+          entities:
+            key: customer_id
+            match: {email: email, name: full_name, phone: phone}   # any of the three
+            auto_merge_at: 0.95     # merged without asking
+            review_at: 0.8          # asked about (a context gap), below: ignored
 
 Candidate pairs come from equi-joins in the warehouse on blocking keys (normalized e-mail, phone
 digits, name prefix): never a cross join, never the table in Python; at most ``MAX_PAIRS`` come back.

@@ -2,15 +2,16 @@
 
 Declared on a model, each with the reason it exists::
 
-    meta:
-      agent_de:
-        intents:
-          - {kind: not_null, column: amount, why: "summed into revenue: a NULL drops the order from it"}
-          - {kind: never_negative, column: amount, why: "refunds live in their own column"}
-          - {kind: no_drop, measure: "count(*)", period: order_date, grain: week, max_drop_pct: 30,
-             why: "orders should not fall week over week by more than 30%"}
-          - {kind: covers, of: "ref('stg_orders')", key: order_id, where: "status = 'paid'",
-             why: "every paid order must reach the mart exactly once"}
+    config:
+      meta:
+        agent_de:
+          intents:
+            - {kind: not_null, column: amount, why: "summed into revenue: a NULL drops the order from it"}
+            - {kind: never_negative, column: amount, why: "refunds live in their own column"}
+            - {kind: no_drop, measure: "count(*)", period: order_date, grain: week, max_drop_pct: 30,
+               why: "orders should not fall week over week by more than 30%"}
+            - {kind: covers, of: "ref('stg_orders')", key: order_id, where: "status = 'paid'",
+               why: "every paid order must reach the mart exactly once"}
 
 Some are derived from the project itself, no threshold involved: every column summed into an additive
 metric downstream gets ``not_null`` (a NULL vanishes from a SUM without an error). Each intent is one

@@ -20,7 +20,7 @@ from sqlglot.errors import SqlglotError
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption, Evidence
 from dagster_agent_de.errors import AgentDEError
-from dagster_agent_de.manifest import Manifest, Node
+from dagster_agent_de.manifest import Manifest, Node, column_meta
 from dagster_agent_de.sql.lineage import STAR, analyze_columns, normalize_relation, parse
 
 ADDITIVE = {"SUM", "COUNT"}
@@ -73,7 +73,7 @@ def metric_definitions(manifest: Manifest, dialect: str, tracer: LineageTracer |
             continue
         if not isinstance(tree, exp.Query):
             continue
-        named = {name.lower(): (col.get("meta") or {}).get("agent_de", {}).get("metric")
+        named = {name.lower(): column_meta(col).get("agent_de", {}).get("metric")
                  for name, col in node.columns.items()}
         for proj in tree.selects:
             column = proj.alias_or_name.lower()

@@ -77,7 +77,7 @@ def pii_escalation(item: UntaggedPII, node: Node, owner: str | None) -> Escalati
         id="new", kind=EscalationKind.AUTHORITY_GAP, asset=item.node, owner=owner, finding_pattern="pii_untagged",
         decision=f"{item.node} holds PII that is not tagged: {cols}. Tag it and decide its handling?",
         options=[
-            EscalationOption(label="tag as PII (meta.agent_de.pii) and keep", evidence=evidence,
+            EscalationOption(label="tag as PII (config.meta.agent_de.pii) and keep", evidence=evidence,
                              consequence=f"edit {path}; the agent masks the columns in everything it outputs"),
             EscalationOption(label="tag as PII and hash or drop in staging", evidence=evidence,
                              consequence="a staging change; downstream readers must be checked"),

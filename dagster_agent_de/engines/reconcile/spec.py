@@ -1,21 +1,22 @@
-"""The reconciliation spec, declared in dbt YAML under ``meta.agent_de.reconcile``.
+"""The reconciliation spec, declared in dbt YAML under ``config.meta.agent_de.reconcile`` (or the older ``meta``).
 
 Example (``models/marts/_marts.yml``)::
 
     - name: fct_orders
-      meta:
-        agent_de:
-          reconcile:
-            - name: orders_vs_stripe
-              against: "source('stripe', 'charges')"
-              key: [order_id]
-              key_against: [metadata_order_id]
-              where_against: "status = 'succeeded'"
-              compare:
-                amount: {against: "amount / 100.0", abs_tol: 0.01}
-              segment_by: [currency]
-              aggregates: ["sum(amount)", "count(*)"]
-              thresholds: {missing_pct: 0.1}
+      config:
+        meta:
+          agent_de:
+            reconcile:
+              - name: orders_vs_stripe
+                against: "source('stripe', 'charges')"
+                key: [order_id]
+                key_against: [metadata_order_id]
+                where_against: "status = 'succeeded'"
+                compare:
+                  amount: {against: "amount / 100.0", abs_tol: 0.01}
+                segment_by: [currency]
+                aggregates: ["sum(amount)", "count(*)"]
+                thresholds: {missing_pct: 0.1}
 """
 
 from __future__ import annotations

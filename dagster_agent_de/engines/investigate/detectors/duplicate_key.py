@@ -78,7 +78,7 @@ def _order_col(ctx: InvestigationContext, node: Node, origin: Node | None = None
     parents = [origin] if origin is not None else []
     parents += [ctx.manifest.nodes[u] for u in ctx.manifest.parents(node.unique_id)]
     for parent in parents:
-        field = parent.raw.get("loaded_at_field") or (parent.raw.get("freshness") or {}).get("loaded_at_field")
+        field = parent.loaded_at_field
         if field:
             return field
     return "1"

@@ -14,7 +14,7 @@ _HOURS = {"minute": 1 / 60, "hour": 1, "day": 24}
 
 
 def _threshold_hours(source: Node) -> float:
-    fresh = source.raw.get("freshness") or {}
+    fresh = source.freshness
     for level in ("error_after", "warn_after"):
         spec = fresh.get(level) or {}
         if spec.get("count"):
@@ -26,7 +26,7 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
     """Runs once per upstream source of the failing asset (the engine passes sources here too)."""
     if not node.is_source:
         return []
-    field = node.raw.get("loaded_at_field") or ((node.raw.get("config") or {}).get("loaded_at_field"))
+    field = node.loaded_at_field
     if not field or not node.relation_name:
         return []
     sql = (f"select count(*) as row_count, max({field}) as latest_load, "
