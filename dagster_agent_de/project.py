@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from dagster_agent_de.bundled import is_installed_copy
 from dagster_agent_de.config import Settings
 from dagster_agent_de.errors import ProjectError
 from dagster_agent_de.profile import load_profile_target, load_project_yaml
@@ -77,7 +78,8 @@ class DbtProjectInfo:
         target = settings.profile_target  # validates profile and target, with the fix in the message
         project_dir = settings.project_dir
         own = project_dir / str(load_project_yaml(project_dir).get("target-path") or "target")
-        target_path = own if _writable(own if own.exists() else project_dir) else settings.state_dir / "dbt_target"
+        writable = _writable(own if own.exists() else project_dir) and not is_installed_copy(project_dir)
+        target_path = own if writable else settings.state_dir / "dbt_target"
         return cls(project_dir, settings.profiles_dir, target.target, target_path)
 
     @cached_property
@@ -99,9 +101,11 @@ class DbtProjectInfo:
             "--profiles-dir", str(self.profiles_dir), "--target", self.target,
         ]
         if self.target_path != self.project_dir / "target":
-            cmd += ["--target-path", str(self.target_path)]
+            cmd += ["--target-path", str(self.target_path), "--log-path", str(self.target_path.parent / "dbt_logs")]
         proc = subprocess.run(
-            cmd, cwd=self.project_dir, env={**os.environ, **(env or {})}, capture_output=True, text=True
+            cmd, cwd=self.project_dir, capture_output=True, text=True,
+            # no usage-stats cookie written into the profiles dir (it may be a read-only image's)
+            env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **(env or {})},
         )
         if check and proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
