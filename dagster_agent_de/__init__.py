@@ -1,8 +1,8 @@
 """dagster-agent-de: an agent data engineer for dbt projects, as a Dagster code location.
 
-Import the Dagster definitions from ``dagster_agent_de.dagster.definitions`` (``defs``);
-this top-level module stays cheap to import and re-exports only the error types and
-settings helpers that users handle directly.
+Import the Dagster definitions from ``dagster_agent_de.dagster.definitions`` (``defs``), or merge
+:func:`build_agent_de_definitions` into your own (library mode); this top-level module stays cheap
+to import and re-exports only what users handle directly.
 """
 
 from dagster_agent_de.config import Settings, resolve_settings
@@ -19,6 +19,16 @@ from dagster_agent_de.errors import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``build_agent_de_definitions`` (library mode) imports Dagster: loaded on first use only."""
+    if name == "build_agent_de_definitions":
+        from dagster_agent_de.dagster.definitions import build_agent_de_definitions
+
+        return build_agent_de_definitions
+    raise AttributeError(name)
+
+
 __all__ = [
     "AgentDEError",
     "AgentDERuntimeError",
@@ -29,5 +39,6 @@ __all__ = [
     "StatementRefusedError",
     "WarehouseError",
     "WarehouseUnavailableError",
+    "build_agent_de_definitions",
     "resolve_settings",
 ]

@@ -18,8 +18,9 @@ from dagster import (
     instance_for_test,
 )
 
+from dagster_agent_de import build_agent_de_definitions
 from dagster_agent_de.config import resolve_settings
-from dagster_agent_de.dagster.definitions import build_agent_de_definitions, build_definitions
+from dagster_agent_de.dagster.definitions import build_definitions
 from dagster_agent_de.dagster.sidecar import AFTER_FAILED_RUN_SENSOR, AFTER_RUN_SENSOR, CHECKS_JOB
 
 ORDERS = AssetKey(["analytics", "orders"])
