@@ -263,7 +263,7 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
         )
         jobs.append(checks_job)
         sensors += build_after_dbt_run_sensors(checks_job, model_checks, own_jobs=[CHECKS_JOB, *(
-            getattr(j, "name", "") for j in jobs)])
+            getattr(j, "name", "") for j in jobs)], minimum_interval_seconds=int(os.environ.get("AGENT_DE_AFTER_RUN_SECONDS", "30")))
     return Definitions(
         assets=assets,
         asset_checks=[*reconcile_checks, drift_checks, volume_checks, pii_checks, *extra_checks],

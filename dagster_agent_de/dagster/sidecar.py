@@ -26,7 +26,8 @@ AFTER_FAILED_RUN_SENSOR = "agent_de_after_failed_dbt_run_sensor"
 
 
 def build_after_dbt_run_sensors(checks_job, check_keys: Sequence[AssetCheckKey], own_jobs: Sequence[str],
-                                default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING) -> list:
+                                default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
+                                minimum_interval_seconds: int = 30) -> list:
     """After each finished run (of any location) that materialized assets the agent checks, request the
     checks-only job for exactly those assets' checks (``run_key``: once per run). Failed runs count too:
     a run whose dbt tests failed still materialized the models before them."""
@@ -54,7 +55,7 @@ def build_after_dbt_run_sensors(checks_job, check_keys: Sequence[AssetCheckKey],
     for status, name in ((DagsterRunStatus.SUCCESS, AFTER_RUN_SENSOR), (DagsterRunStatus.FAILURE, AFTER_FAILED_RUN_SENSOR)):
         sensors.append(run_status_sensor(
             name=name, run_status=status, monitor_all_code_locations=True, request_job=checks_job,
-            default_status=default_status, minimum_interval_seconds=30,
+            default_status=default_status, minimum_interval_seconds=minimum_interval_seconds,
             description=f"After each of your runs that ends in {status.value} having materialized dbt assets, "
                         "runs the agent's checks on them.",
         )(evaluate))

@@ -34,7 +34,7 @@ class DagsterDev:
         self.root = root
         self.home = root / "dagster_home"
         self.state = root / "state"
-        self.project = root / "project"
+        self.project = self.state / "dbt_project"  # the demo's working copy: its profile finds ../warehouse.duckdb
         self.port = free_port()
         self.log = root / "dagster_dev.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -51,6 +51,8 @@ class DagsterDev:
             "DAGSTER_DISABLE_TELEMETRY": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **(extra_env or {}),
         }
         self.env.pop("AGENT_DE_DUCKDB_PATH", None)
+        self.workspace = REPO_ROOT / "workspace.yaml"
+        self.locations: tuple[str, ...] = (LOCATION,)
 
     @property
     def url(self) -> str:
@@ -59,7 +61,7 @@ class DagsterDev:
     def start(self, timeout: float = 240) -> None:
         dagster = str(Path(sys.executable).parent / "dagster")
         self.proc = subprocess.Popen(
-            [dagster, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(self.port)],
+            [dagster, "dev", "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.port)],
             cwd=REPO_ROOT, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -70,11 +72,12 @@ class DagsterDev:
                 data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
                                     "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
                 entries = data["workspaceOrError"]["locationEntries"]
-                loaded = [e for e in entries if e["name"] == LOCATION and e["loadStatus"] == "LOADED"]
-                if loaded:
-                    err = loaded[0]["locationOrLoadError"]
+                loaded = [e for e in entries if e["name"] in self.locations and e["loadStatus"] == "LOADED"]
+                for entry in loaded:
+                    err = entry["locationOrLoadError"]
                     if err["__typename"] == "PythonError":
-                        raise RuntimeError(f"code location failed to load: {err['message']}")
+                        raise RuntimeError(f"code location {entry['name']} failed to load: {err['message']}")
+                if len(loaded) == len(self.locations):
                     return
             except OSError:
                 pass
@@ -123,12 +126,13 @@ class DagsterDev:
             raise RuntimeError(f"GraphQL errors: {out['errors']}")
         return out["data"]
 
-    def launch(self, job: str, run_config: dict | None = None, tags: dict[str, str] | None = None) -> str:
+    def launch(self, job: str, run_config: dict | None = None, tags: dict[str, str] | None = None,
+               location: str = LOCATION) -> str:
         data = self.graphql(
             """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
                  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
                  ... on RunConfigValidationInvalid { errors { message } } } }""",
-            {"p": {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "jobName": job},
+            {"p": {"selector": {"repositoryLocationName": location, "repositoryName": "__repository__", "jobName": job},
                    "runConfigData": run_config or {},
                    "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}}},
         )["launchRun"]
