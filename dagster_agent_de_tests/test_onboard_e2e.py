@@ -29,7 +29,7 @@ def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_pa
         ['open', 'solved'][1 + o.order_id % 2] as status,
         c.email as requester, current_timestamp - interval 2 hour as _loaded_at
         from app.orders o join app.customers c using (customer_id) where o.order_id % 5 = 0""")
-    settings = replace(demo_env.settings, project_dir=project, state_dir=state, duckdb_path=wh)
+    settings = replace(demo_env.settings, project_dir=project, state_dir=state, duckdb_override=wh)
     monkeypatch.setenv("AGENT_DE_DUCKDB_PATH", str(wh))
 
     result = CliRunner().invoke(main, ["--project-dir", str(project), "--state-dir", str(state), "onboard",

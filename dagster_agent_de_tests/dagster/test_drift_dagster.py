@@ -61,7 +61,7 @@ def test_breaking_drift_gates_the_dbt_build_before_any_model_runs(demo_env, reso
     settings = resolve_settings(tmp_path, demo_env.project_dir, "duckdb")
     from dataclasses import replace
 
-    settings = replace(settings, duckdb_path=demo_env.settings.duckdb_path)
+    settings = replace(settings, duckdb_override=demo_env.settings.duckdb_path)
     defs = build_definitions(settings)
     job = defs.resolve_job_def("dbt_build")
     with DagsterInstance.ephemeral() as instance:
