@@ -1,0 +1,194 @@
+"""Renames proven by the values: each case a real DuckDB table, judged through ``agent-de drift --json``.
+
+The fixture dbt project (``fixtures/drift_project``) declares one source per case, keyed by a
+``unique`` test on ``id``, and one staging model reading it; it is parsed once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from dagster_agent_de.adapters.audit import read_audit
+from dagster_agent_de.cli import main
+from dagster_agent_de.engines.drift.diff import RENAME_THRESHOLD, rename_confidence
+from dagster_agent_de.engines.drift.fingerprint import MAX_ROWS_ENV
+from dagster_agent_de.engines.drift.models import ColumnSchema
+from dagster_agent_de.engines.escalate.store import EscalationStore
+from dagster_agent_de_tests.helpers import duck
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "drift_project"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture project, parsed once against a warehouse named like every test's (``warehouse``)."""
+    from dagster_agent_de.project import DbtProjectInfo
+
+    root = tmp_path_factory.mktemp("drift_fixture")
+    project = root / "project"
+    shutil.copytree(FIXTURE, project, ignore=shutil.ignore_patterns("target", "logs"))
+    info = DbtProjectInfo(project, project, "duckdb", project / "target")
+    info.run_dbt(["parse", "--quiet"], env={"AGENT_DE_DUCKDB_PATH": str(root / "warehouse.duckdb"), "AGENT_DE_TARGET": "duckdb"})
+    assert info.manifest_path.exists()
+    return project
+
+
+def drift(project: Path, state: Path) -> tuple[int, dict[str, Any]]:
+    r = CliRunner().invoke(main, ["--state-dir", str(state), "--project-dir", str(project), "drift", "--json"],
+                           catch_exceptions=False)
+    return r.exit_code, json.loads(r.output)
+
+
+def case(project: Path, state: Path, before: list[str], after: list[str]) -> tuple[int, dict[str, Any]]:
+    """Baseline on ``before``, apply ``after`` as the source system would, then the drift report."""
+    duck(state / "warehouse.duckdb", "create schema raw", *before)
+    code, first = drift(project, state)
+    assert code == 0 and first["baseline_created"]
+    duck(state / "warehouse.duckdb", *after)
+    return drift(project, state)
+
+
+def changes(report: dict[str, Any], table: str) -> dict[tuple[str, str | None], dict[str, Any]]:
+    return {(c["kind"], c["column"]): c for c in report["changes"] if c["relation"].endswith(table)}
+
+
+def test_true_rename_at_a_new_position(project: Path, tmp_path: Path) -> None:
+    code, report = case(project, tmp_path, [
+        "create table raw.people as select i as id, 'Person ' || i as name, 'p' || i || '@x.io' as email, "
+        "date '2024-01-01' + cast(i as integer) as signup from range(1, 501) r(i)",
+    ], [
+        "create table raw.people2 as select id, email, signup, name as full_name from raw.people",
+        "drop table raw.people", "alter table raw.people2 rename to people",
+    ])
+    (c,) = changes(report, "people").values()
+    assert (c["kind"], c["column"], c["new_column"]) == ("column_renamed", "name", "full_name")
+    assert c["confidence"] >= 0.95
+    (ev,) = c["evidence"]
+    assert (ev["verdict"], ev["match_rate"], ev["keys_compared"]) == ("same_values", 1.0, 500)
+    assert ev["old_stats"]["distinct"] == ev["new_stats"]["distinct"] and ev["old_stats"]["rows"] == 500
+    assert "-    name,\n+    full_name as name," in c["proposed_fix"]
+    assert c["severity"] == "breaking" and [i["model"] for i in c["impacted"]] == ["stg_people"] and code == 1
+    baseline = (tmp_path / "drift" / "baseline.json").read_text()
+    assert "Person 1" not in baseline and "p1@x.io" not in baseline  # text is hashed, never stored raw
+
+
+def test_rename_with_a_x100_unit_change_and_a_type_change(project: Path, tmp_path: Path) -> None:
+    code, report = case(project, tmp_path, [
+        "create table raw.charges as select i as id, cast((i * 137 % 10000) / 100.0 as decimal(10, 2)) as amount, "
+        "'usd' as currency from range(1, 801) r(i)",
+    ], [
+        "alter table raw.charges add column amount_cents bigint",
+        "update raw.charges set amount_cents = cast(amount * 100 as bigint)",
+        "alter table raw.charges drop column amount",
+    ])
+    (c,) = changes(report, "charges").values()
+    assert (c["kind"], c["column"], c["new_column"], c["unit_scale"]) == ("column_renamed", "amount", "amount_cents", 2)
+    assert (c["old_type"], c["new_type"]) == ("DECIMAL(10,2)", "BIGINT")
+    (ev,) = c["evidence"]
+    assert ev["verdict"] == "unit_change" and ev["match_rate"] == 1.0 and ev["keys_compared"] == 800
+    assert ev["new_stats"]["max"] == pytest.approx(ev["old_stats"]["max"] * 100)
+    assert "+    amount_cents / 100.0 as amount," in c["proposed_fix"]
+    assert code == 1
+
+
+def test_a_different_column_under_a_similar_name_is_a_drop_and_an_add(project: Path, tmp_path: Path) -> None:
+    code, report = case(project, tmp_path, [
+        "create table raw.contacts as select i as id, 'First' || (i % 37) || ' Last' || i as name from range(1, 501) r(i)",
+    ], [
+        "alter table raw.contacts add column first_name varchar",
+        "update raw.contacts set first_name = split_part(name, ' ', 1)",
+        "alter table raw.contacts drop column name",
+    ])
+    # names alone would call it a rename
+    assert rename_confidence(ColumnSchema(name="name", position=2, data_type="VARCHAR"),
+                             ColumnSchema(name="first_name", position=2, data_type="VARCHAR")) >= RENAME_THRESHOLD
+    got = changes(report, "contacts")
+    assert set(got) == {("column_dropped", "name"), ("column_added", "first_name")}
+    dropped = got[("column_dropped", "name")]
+    assert dropped["severity"] == "breaking" and [i["model"] for i in dropped["impacted"]] == ["stg_contacts"]
+    (ev,) = dropped["evidence"]
+    assert ev["verdict"] == "different_values" and ev["match_rate"] == 0.0 and ev["keys_compared"] == 500
+    assert dropped["proposed_fix"] is None  # no guess
+    esc = dropped["escalation"]
+    assert esc["kind"] == "context_gap" and "Which column replaces it?" in esc["decision"] and "stg_contacts" in esc["decision"]
+    assert [o["label"] for o in esc["options"]] == ["first_name replaces name", "nothing replaces name: the source dropped it"]
+    assert esc["owner"] == "source-team" and esc["recommendation"] is None
+    assert len(report["escalations"]) == 1 and code == 1
+    (stored,) = EscalationStore(tmp_path / "escalations").all()
+    assert stored.id == report["escalations"][0] and stored.asset == "raw.contacts"
+    _, again = drift(project, tmp_path)
+    assert again["escalations"] == []  # asked once, not on every run
+
+
+def test_two_renames_in_one_table_are_paired_by_their_values(project: Path, tmp_path: Path) -> None:
+    cities = "['Lyon', 'Oslo', 'Rome', 'Kyiv', 'Lima', 'Pune', 'Baku']"
+    code, report = case(project, tmp_path, [
+        f"create table raw.addresses as select i as id, {cities}[1 + i % 7] as ship_city, "
+        f"{cities}[1 + (i * 3 + 1) % 7] as bill_city from range(1, 301) r(i)",
+    ], [
+        # the names could pair either way: city_a holds the billing cities, city_b the shipping ones
+        "alter table raw.addresses rename column bill_city to city_a",
+        "alter table raw.addresses rename column ship_city to city_b",
+    ])
+    got = changes(report, "addresses")
+    assert set(got) == {("column_renamed", "ship_city"), ("column_renamed", "bill_city")}
+    assert got[("column_renamed", "ship_city")]["new_column"] == "city_b"
+    assert got[("column_renamed", "bill_city")]["new_column"] == "city_a"
+    assert all(c["evidence"][0]["verdict"] == "same_values" and c["confidence"] >= 0.95 for c in got.values())
+    assert code == 1
+
+
+def test_a_rename_plus_an_unrelated_add(project: Path, tmp_path: Path) -> None:
+    code, report = case(project, tmp_path, [
+        "create table raw.orders as select i as id, cast(i * 3.5 as decimal(12, 2)) as total, 'paid' as status "
+        "from range(1, 401) r(i)",
+    ], [
+        "alter table raw.orders rename column total to order_total",
+        "alter table raw.orders add column channel varchar default 'web'",
+    ])
+    got = changes(report, "orders")
+    assert set(got) == {("column_renamed", "total"), ("column_added", "channel")}
+    assert got[("column_renamed", "total")]["new_column"] == "order_total"
+    assert got[("column_renamed", "total")]["evidence"][0]["verdict"] == "same_values"
+    assert got[("column_added", "channel")]["severity"] == "info"
+    assert code == 1
+
+
+def test_a_wide_table_of_200_columns_with_one_rename(project: Path, tmp_path: Path) -> None:
+    cols = ", ".join(f"(i * {k + 7}) % 1000 as c{k}" for k in range(199))
+    code, report = case(project, tmp_path, [
+        f"create table raw.wide as select i as id, {cols} from range(1, 1001) r(i)",
+    ], [
+        "alter table raw.wide add column metric_57 integer",
+        "update raw.wide set metric_57 = c57",
+        "alter table raw.wide drop column c57",
+    ])
+    (c,) = changes(report, "wide").values()
+    assert (c["kind"], c["column"], c["new_column"]) == ("column_renamed", "c57", "metric_57")
+    assert c["evidence"][0]["verdict"] == "same_values" and c["confidence"] >= 0.95
+    assert rename_confidence(ColumnSchema(name="c57", position=58, data_type="INTEGER"),
+                             ColumnSchema(name="metric_57", position=200, data_type="INTEGER")) < RENAME_THRESHOLD
+    fingerprints = [e for e in read_audit(tmp_path / "audit" / "audit.jsonl") if e.rationale.startswith("fingerprint")]
+    assert len(fingerprints) == 2  # the baseline pass and the detection: one query per table, never per column
+    assert '"c58"' in fingerprints[0].statement and '"c58"' not in fingerprints[1].statement  # only what appeared
+    assert code == 1
+
+
+def test_fingerprint_skipped_on_a_large_table_says_names_only(project: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(MAX_ROWS_ENV, "100")
+    code, report = case(project, tmp_path, [
+        "create table raw.big as select i as id, 'Person ' || i as name from range(1, 501) r(i)",
+    ], ["alter table raw.big rename column name to full_name"])
+    (c,) = changes(report, "big").values()
+    assert (c["kind"], c["column"], c["new_column"]) == ("column_renamed", "name", "full_name")
+    (ev,) = c["evidence"]
+    assert ev["verdict"] == "names_only" and "confidence from names only" in ev["reason"]
+    assert "500 rows is above the fingerprint cap of 100" in ev["reason"]
+    assert c["confidence"] < 0.95 and code == 1
+    assert not [e for e in read_audit(tmp_path / "audit" / "audit.jsonl") if e.rationale.startswith("fingerprint")]
