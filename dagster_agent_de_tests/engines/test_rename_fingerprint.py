@@ -192,3 +192,43 @@ def test_fingerprint_skipped_on_a_large_table_says_names_only(project: Path, tmp
     assert "500 rows is above the fingerprint cap of 100" in ev["reason"]
     assert c["confidence"] < 0.95 and code == 1
     assert not [e for e in read_audit(tmp_path / "audit" / "audit.jsonl") if e.rationale.startswith("fingerprint")]
+
+
+def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path) -> None:
+    """Under fakesnow: upper-case identifiers, NUMBER types, LISTAGG ... WITHIN GROUP; the x100 rename is proven."""
+    fakesnow = pytest.importorskip("fakesnow")
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.manifest import Manifest
+    from dagster_agent_de_tests.test_snowflake import _fake_snowflake
+
+    manifest = Manifest({"nodes": {"test.p.unique_charges_id": {
+        "resource_type": "test", "unique_id": "test.p.unique_charges_id", "column_name": "ID",
+        "test_metadata": {"name": "unique", "kwargs": {"column_name": "ID"}},
+        "depends_on": {"nodes": ["source.p.stripe.charges"]}}},
+        "sources": {"source.p.stripe.charges": {
+            "name": "charges", "source_name": "stripe", "resource_type": "source", "relation_name": "SHOP.STRIPE.CHARGES",
+            "database": "SHOP", "schema": "STRIPE", "identifier": "CHARGES"}}})
+    audit = AuditLog(None)
+    store = SnapshotStore(tmp_path / "drift")
+    with fakesnow.patch():
+        resource = _fake_snowflake("SHOP", "STRIPE", "create or replace table SHOP.STRIPE.CHARGES as select seq4() + 1 as ID, "
+                                   "cast(((seq4() + 1) * 137 % 10000) / 100.0 as number(10, 2)) as AMOUNT, 'usd' as CURRENCY "
+                                   "from table(generator(rowcount => 300))")
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            assert detect_drift(manifest, wh, store)[0].baseline_created
+        with resource.get_connection() as con:
+            cur = con.cursor()
+            for sql in ("alter table SHOP.STRIPE.CHARGES add column AMOUNT_CENTS number(38, 0)",
+                        "update SHOP.STRIPE.CHARGES set AMOUNT_CENTS = AMOUNT * 100",
+                        "alter table SHOP.STRIPE.CHARGES drop column AMOUNT"):
+                cur.execute(sql)
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            report, _ = detect_drift(manifest, wh, store)
+    (change,) = report.changes
+    assert (change.kind, change.column, change.new_column, change.unit_scale) == ("column_renamed", "AMOUNT", "AMOUNT_CENTS", 2)
+    (ev,) = change.evidence
+    assert ev.verdict == "unit_change" and ev.keys_compared == 300 and ev.match_rate == 1.0
+    queries = [e for e in audit.events if e.rationale.startswith("fingerprint")]
+    assert len(queries) == 2 and all("WITHIN GROUP" in e.statement for e in queries)
