@@ -12,7 +12,13 @@ from __future__ import annotations
 import difflib
 import re
 
-from dagster_agent_de.engines.drift.models import ColumnSchema, RenameEvidence, SchemaChange, Snapshot, TableSchema
+from dagster_agent_de.engines.drift.models import (
+    ColumnSchema,
+    RenameEvidence,
+    SchemaChange,
+    Snapshot,
+    TableSchema,
+)
 
 RENAME_THRESHOLD = 0.6
 

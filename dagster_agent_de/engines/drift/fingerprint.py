@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import cache
+from typing import Any
 
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.drift.models import (
@@ -105,10 +107,29 @@ def _table(relation: str):  # noqa: ANN202 - sqlglot expression
                       catalog=parts[-3] if len(parts) > 2 else None, quoted=True)
 
 
+@cache
+def _type(name: str):  # noqa: ANN202
+    from sqlglot import exp
+
+    return exp.DataType.build(name)
+
+
+def _cast(e, to: str):  # noqa: ANN001, ANN202
+    from sqlglot import exp
+
+    return exp.Cast(this=e, to=_type(to).copy())  # the type parsed once, not per cast
+
+
+def _as(e, alias: str, table: bool = False):  # noqa: ANN001, ANN202
+    from sqlglot import exp
+
+    return exp.alias_(e, alias, table=table, copy=False)  # built from fresh nodes: nothing to copy
+
+
 def _hash(e):  # noqa: ANN001, ANN202
     from sqlglot import exp
 
-    return exp.Substring(this=exp.MD5(this=exp.cast(e, "VARCHAR")), start=exp.Literal.number(1),
+    return exp.Substring(this=exp.MD5(this=_cast(e, "VARCHAR")), start=exp.Literal.number(1),
                          length=exp.Literal.number(WIDTH))
 
 
@@ -118,22 +139,21 @@ def _value_hash(col, fam: str, scale: int = 0):  # noqa: ANN001, ANN202
 
     if fam != "number":
         return exp.Coalesce(this=_hash(col), expressions=[exp.Literal.string(NULL)])
-    canon = exp.cast(col.copy(), "DECIMAL(38, 6)")
+    canon = _cast(col.copy(), "DECIMAL(38, 6)")
     if scale:
         factor = f"0.{'0' * (scale - 1)}1" if scale > 0 else str(10 ** -scale)
-        canon = exp.cast(exp.Mul(this=canon, expression=exp.Literal.number(factor)), "DECIMAL(38, 6)")
+        canon = _cast(exp.Mul(this=canon, expression=exp.Literal.number(factor)), "DECIMAL(38, 6)")
     # guard the cast: NaN, infinities and values beyond DECIMAL(38, 6) hash as NULL, never fail the query
     small = exp.LT(this=exp.Abs(this=col.copy()), expression=exp.Literal.number("1e25"))
     return exp.Coalesce(this=exp.Case(ifs=[exp.If(this=small, true=_hash(canon))]), expressions=[exp.Literal.string(NULL)])
 
 
-def _key_expr(key: list[str]):  # noqa: ANN202
+def _key_expr(key: list[str], names: list[str] | None = None):  # noqa: ANN202
+    """The key as one string (hashed for the stored sample, on the sampled rows only)."""
     from sqlglot import exp
 
-    parts = [exp.Coalesce(this=exp.cast(exp.column(k, quoted=True), "VARCHAR"), expressions=[exp.Literal.string("")])
-             for k in key]
-    if len(parts) == 1:
-        return parts[0]
+    cols = [exp.column(n) for n in names] if names else [exp.column(k, quoted=True) for k in key]
+    parts = [exp.Coalesce(this=_cast(c, "VARCHAR"), expressions=[exp.Literal.string("")]) for c in cols]
     out = parts[0]
     for p in parts[1:]:
         out = exp.DPipe(this=exp.DPipe(this=out, expression=exp.Literal.string("\x1f")), expression=p)
@@ -151,41 +171,43 @@ def fingerprint_query(table: TableSchema, columns: list[ColumnSchema], key: list
     from sqlglot import exp
 
     scaled = {s.lower() for s in scaled}
-    stats: list[exp.Expression] = [exp.alias_(exp.Count(this=exp.Star()), "n")]
+    stats: list[exp.Expression] = [_as(exp.Count(this=exp.Star()), "n")]
     for i, c in enumerate(columns):
         col = exp.column(c.name, quoted=True)
         fam = family(c.data_type)
-        stats += [exp.alias_(exp.Count(this=col.copy()), f"nn{i}"), exp.alias_(exp.ApproxDistinct(this=col.copy()), f"d{i}")]
+        stats += [_as(exp.Count(this=col.copy()), f"nn{i}"), _as(exp.ApproxDistinct(this=col.copy()), f"d{i}")]
         if fam == "number":
-            lo, hi = exp.Min(this=exp.cast(col.copy(), "DOUBLE")), exp.Max(this=exp.cast(col.copy(), "DOUBLE"))
+            lo, hi = _cast(exp.Min(this=col.copy()), "DOUBLE"), _cast(exp.Max(this=col.copy()), "DOUBLE")
         elif fam == "time":
-            lo, hi = exp.cast(exp.Min(this=col.copy()), "VARCHAR"), exp.cast(exp.Max(this=col.copy()), "VARCHAR")
+            lo, hi = _cast(exp.Min(this=col.copy()), "VARCHAR"), _cast(exp.Max(this=col.copy()), "VARCHAR")
         else:
             lo = hi = exp.Null()
-        stats += [exp.alias_(lo, f"lo{i}"), exp.alias_(hi, f"hi{i}")]
-    stats_q = exp.select(*stats).from_(_table(table.relation))
+        stats += [_as(lo, f"lo{i}"), _as(hi, f"hi{i}")]
+    stats_q = exp.select(*stats).from_(_table(table.relation), copy=False)
     if not key or sample <= 0:
         return stats_q.sql(dialect)
-    key_col = exp.column("_k")
-    inner = exp.select(exp.alias_(_key_expr(key), "_k"),
-                       *[exp.alias_(exp.column(c.name, quoted=True), f"c{i}") for i, c in enumerate(columns)])
-    inner = inner.from_(_table(table.relation)).order_by(
-        exp.Anonymous(this="hash", expressions=[_key_expr(key)])).limit(sample)
-    order = exp.Anonymous(this="hash", expressions=[key_col.copy()])
+    # the sample: the rows with the smallest hash of the key (the warehouse's fast native hash, on
+    # the key as stored), so both snapshots sample the same keys while the table only grows
+    names = [f"_k{j}" for j in range(len(key))]
+    inner = exp.select(_as(exp.Anonymous(this="hash", expressions=[exp.column(k, quoted=True) for k in key]), "_h"),
+                       *[_as(exp.column(k, quoted=True), n) for k, n in zip(key, names, strict=True)],
+                       *[_as(exp.column(c.name, quoted=True), f"c{i}") for i, c in enumerate(columns)])
+    inner = inner.from_(_table(table.relation), copy=False).order_by(exp.column("_h"), copy=False).limit(sample, copy=False)
+    order = exp.column("_h")
 
     def agg(e: exp.Expression, alias: str) -> exp.Expression:
-        return exp.alias_(exp.GroupConcat(this=exp.Order(this=e, expressions=[exp.Ordered(this=order.copy())]),
+        return _as(exp.GroupConcat(this=exp.Order(this=e, expressions=[exp.Ordered(this=order.copy())]),
                                           separator=exp.Literal.string("")), alias)
 
-    sampled = [agg(_hash(key_col.copy()), "k")]
+    sampled = [agg(_hash(_key_expr(key, names)), "k")]
     for i, c in enumerate(columns):
         fam = family(c.data_type)
         sampled.append(agg(_value_hash(exp.column(f"c{i}"), fam), f"v{i}"))
         if fam == "number" and c.name.lower() in scaled:
             sampled += [agg(_value_hash(exp.column(f"c{i}"), fam, s), f"v{i}_{s}".replace("-", "m")) for s in SCALES]
-    sample_q = exp.select(*sampled).from_(exp.alias_(exp.Subquery(this=inner), "s", table=True))
-    q = exp.select(exp.Star()).from_(exp.alias_(exp.Subquery(this=stats_q), "st", table=True)).join(
-        exp.alias_(exp.Subquery(this=sample_q), "sa", table=True), join_type="cross")
+    sample_q = exp.select(*sampled).from_(_as(exp.Subquery(this=inner), "s", table=True), copy=False)
+    q = exp.select(exp.Star()).from_(_as(exp.Subquery(this=stats_q), "st", table=True), copy=False).join(
+        _as(exp.Subquery(this=sample_q), "sa", table=True), join_type="cross", copy=False)
     return q.sql(dialect)
 
 
@@ -304,6 +326,7 @@ def attach_fingerprints(
     prev_tables = previous.tables if previous is not None and not full else {}
     todo: dict[str, tuple[TableSchema, list[ColumnSchema], set[str]]] = {}
     carried: dict[str, dict[str, ColumnFingerprint]] = {}
+    found: dict[str, TableFingerprint] = {}
     for rel, table in current.tables.items():
         if rel not in watched:
             continue
@@ -321,14 +344,16 @@ def attach_fingerprints(
         if appeared:
             todo[rel] = (table, appeared, {c.name.lower() for c in appeared})
         else:
-            fp = before.fingerprint.model_copy(update={"columns": keep})
-            current = _with(current, rel, fp)
-    found = fingerprint_tables(warehouse, todo, table_keys(manifest), max_rows=max_rows)
+            found[rel] = before.fingerprint.model_copy(update={"columns": keep})
+    found.update(fingerprint_tables(warehouse, todo, table_keys(manifest), max_rows=max_rows))
+    if not found:
+        return current
+    tables = dict(current.tables)
     for rel, fp in found.items():
-        if rel in carried:
+        if rel in carried and not fp.skipped:
             fp = fp.model_copy(update={"columns": {**carried[rel], **fp.columns}})
-        current = _with(current, rel, fp)
-    return current
+        tables[rel] = tables[rel].model_copy(update={"fingerprint": fp})
+    return current.model_copy(update={"tables": tables})
 
 
 def _appeared(before: TableSchema, after: TableSchema) -> set[str]:
@@ -339,12 +364,6 @@ def _appeared(before: TableSchema, after: TableSchema) -> set[str]:
 def _own_keys(col: ColumnFingerprint, table: TableFingerprint) -> ColumnFingerprint:
     """A column carried into a newer table fingerprint keeps the keys its values were sampled at."""
     return col if col.keys is not None or not table.keys else col.model_copy(update={"keys": table.keys})
-
-
-def _with(snapshot: Snapshot, rel: str, fp: TableFingerprint) -> Snapshot:
-    tables = dict(snapshot.tables)
-    tables[rel] = tables[rel].model_copy(update={"fingerprint": fp})
-    return snapshot.model_copy(update={"tables": tables})
 
 
 # -- the comparison -----------------------------------------------------------------------------
@@ -365,7 +384,7 @@ def compare_columns(
     old_table: TableFingerprint | None, old: ColumnSchema, new_table: TableFingerprint | None, new: ColumnSchema
 ) -> RenameEvidence:
     """Whether ``new`` holds ``old``'s values: the same, times ``10**k``, different, or unknown."""
-    base = {"old_column": old.name, "new_column": new.name}
+    base: dict[str, Any] = {"old_column": old.name, "new_column": new.name}
     for t, c in ((old_table, old), (new_table, new)):
         if t is None:
             return RenameEvidence(verdict="names_only", reason="confidence from names only: no fingerprint of the "
@@ -378,7 +397,7 @@ def compare_columns(
     fo, fn = old_table.columns.get(old.name.lower()), new_table.columns.get(new.name.lower())
     if fo is None or fn is None or not fo.rows or not fn.rows:
         return RenameEvidence(verdict="names_only", reason="confidence from names only: a table is empty", **base)
-    stats = {"old_stats": fo.stats(), "new_stats": fn.stats()}
+    stats: dict[str, Any] = {"old_stats": fo.stats(), "new_stats": fn.stats()}
     if (fo.keys or old_table.keys) and (fn.keys or new_table.keys):
         o = _pairs(fo, old_table, fo.values)
         rate, shared = _rate(o, _pairs(fn, new_table, fn.values))
@@ -406,7 +425,7 @@ def _close(a: float, b: float, tol: float) -> bool:
     return abs(a - b) <= tol * max(abs(a), abs(b), 1.0)
 
 
-def _compare_stats(fo: ColumnFingerprint, fn: ColumnFingerprint, base: dict, stats: dict) -> RenameEvidence:
+def _compare_stats(fo: ColumnFingerprint, fn: ColumnFingerprint, base: dict[str, Any], stats: dict[str, Any]) -> RenameEvidence:
     """No key to line values up by: compare the stats (same rows, nulls, distinct, min/max or a 10^k ratio)."""
     if not _close(fo.rows, fn.rows, 0.001):
         return RenameEvidence(verdict="inconclusive", **base, **stats,
