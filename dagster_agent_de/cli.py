@@ -215,6 +215,8 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
             for i in c.impacted:
                 cols = f" reads {', '.join(i.columns)}" if i.columns else ""
                 click.echo(f"           -> {i.model}{cols}" + (f" (impact unknown: {i.unknown})" if i.unknown else ""))
+            for e in c.evidence:
+                click.echo(f"           values of {e.old_column} vs {e.new_column}: {e.describe()}")
             if c.proposed_fix:
                 click.echo("         proposed fix:")
                 click.echo("\n".join("           " + line for line in c.proposed_fix.splitlines()))

@@ -93,8 +93,11 @@ def _name_similarity(a: str, b: str) -> float:
     return max(ratio, token, 0.8 * contain)
 
 
-def rename_confidence(old: ColumnSchema, new: ColumnSchema, same_fingerprint: bool | None = None) -> float:
-    """Confidence that ``new`` is ``old`` renamed: type 0.35, position 0.3, name 0.35 (+ fingerprint)."""
+def rename_confidence(old: ColumnSchema, new: ColumnSchema) -> float:
+    """Confidence from the names alone that ``new`` is ``old`` renamed: type 0.35, position 0.3, name 0.35.
+
+    The values, when fingerprinted, override it (see :func:`_pair`).
+    """
     score = 0.0
     if old.data_type == new.data_type:
         score += 0.35
@@ -103,10 +106,6 @@ def rename_confidence(old: ColumnSchema, new: ColumnSchema, same_fingerprint: bo
     gap = abs(old.position - new.position)
     score += 0.3 if gap == 0 else 0.2 if gap == 1 else 0.0
     score += 0.35 * _name_similarity(old.name, new.name)
-    if same_fingerprint is True:
-        score = max(score, 0.95)
-    elif same_fingerprint is False:
-        score *= 0.5
     return round(min(score, 1.0), 3)
 
 
