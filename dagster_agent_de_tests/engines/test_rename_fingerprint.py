@@ -54,6 +54,10 @@ def case(project: Path, state: Path, before: list[str], after: list[str]) -> tup
     return drift(project, state)
 
 
+def fingerprint_queries(state: Path) -> list[Any]:
+    return [e for e in read_audit(state / "audit" / "audit.jsonl") if e.rationale.startswith("fingerprint")]
+
+
 def changes(report: dict[str, Any], table: str) -> dict[tuple[str, str | None], dict[str, Any]]:
     return {(c["kind"], c["column"]): c for c in report["changes"] if c["relation"].endswith(table)}
 
@@ -122,8 +126,11 @@ def test_a_different_column_under_a_similar_name_is_a_drop_and_an_add(project: P
     assert len(report["escalations"]) == 1 and code == 1
     (stored,) = EscalationStore(tmp_path / "escalations").all()
     assert stored.id == report["escalations"][0] and stored.asset == "raw.contacts"
+    queries = len(fingerprint_queries(tmp_path))
     _, again = drift(project, tmp_path)
     assert again["escalations"] == []  # asked once, not on every run
+    assert [c["evidence"] for c in again["changes"]] == [c["evidence"] for c in report["changes"]]
+    assert len(fingerprint_queries(tmp_path)) == queries  # unchanged since the last run: its fingerprints stand
 
 
 def test_two_renames_in_one_table_are_paired_by_their_values(project: Path, tmp_path: Path) -> None:
@@ -174,7 +181,7 @@ def test_a_wide_table_of_200_columns_with_one_rename(project: Path, tmp_path: Pa
     assert c["evidence"][0]["verdict"] == "same_values" and c["confidence"] >= 0.95
     assert rename_confidence(ColumnSchema(name="c57", position=58, data_type="INTEGER"),
                              ColumnSchema(name="metric_57", position=200, data_type="INTEGER")) < RENAME_THRESHOLD
-    fingerprints = [e for e in read_audit(tmp_path / "audit" / "audit.jsonl") if e.rationale.startswith("fingerprint")]
+    fingerprints = fingerprint_queries(tmp_path)
     assert len(fingerprints) == 2  # the baseline pass and the detection: one query per table, never per column
     assert '"c58"' in fingerprints[0].statement and '"c58"' not in fingerprints[1].statement  # only what appeared
     assert code == 1
@@ -191,7 +198,7 @@ def test_fingerprint_skipped_on_a_large_table_says_names_only(project: Path, tmp
     assert ev["verdict"] == "names_only" and "confidence from names only" in ev["reason"]
     assert "500 rows is above the fingerprint cap of 100" in ev["reason"]
     assert c["confidence"] < 0.95 and code == 1
-    assert not [e for e in read_audit(tmp_path / "audit" / "audit.jsonl") if e.rationale.startswith("fingerprint")]
+    assert not fingerprint_queries(tmp_path)
 
 
 def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path) -> None:
@@ -232,3 +239,33 @@ def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path) -> None:
     assert ev.verdict == "unit_change" and ev.keys_compared == 300 and ev.match_rate == 1.0
     queries = [e for e in audit.events if e.rationale.startswith("fingerprint")]
     assert len(queries) == 2 and all("WITHIN GROUP" in e.statement for e in queries)
+
+
+def test_without_a_key_the_stats_decide(tmp_path: Path) -> None:
+    """No unique test, no declared key: same rows, nulls, distinct and min/max (or x 10^k) decide."""
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.manifest import Manifest
+
+    path = duck(tmp_path / "wh.duckdb", "create schema raw",
+                "create table raw.pay as select cast((i * 137 % 10000) / 100.0 as decimal(10, 2)) as amount, "
+                "'First' || (i % 37) as label from range(1, 401) r(i)")
+    manifest = Manifest({"nodes": {}, "sources": {"source.p.raw.pay": {
+        "name": "pay", "source_name": "raw", "resource_type": "source", "relation_name": '"wh"."raw"."pay"',
+        "database": "wh", "schema": "raw", "identifier": "pay"}}})
+    store = SnapshotStore(tmp_path / "drift")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        detect_drift(manifest, wh, store)
+    duck(path, "alter table raw.pay add column amount_cents bigint", "update raw.pay set amount_cents = amount * 100",
+         "alter table raw.pay add column tag varchar", "update raw.pay set tag = 'x' || (hash(label) % 5)",
+         "alter table raw.pay drop column amount", "alter table raw.pay drop column label")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        report, _ = detect_drift(manifest, wh, store)
+    got = {(c.kind, c.column): c for c in report.changes}
+    assert set(got) == {("column_renamed", "amount"), ("column_dropped", "label"), ("column_added", "tag")}
+    rename = got[("column_renamed", "amount")]
+    (ev,) = rename.evidence
+    assert (rename.new_column, rename.unit_scale, ev.verdict, ev.keys_compared) == ("amount_cents", 2, "unit_change", 0)
+    assert "no key" in ev.reason
+    assert [e.verdict for e in got[("column_dropped", "label")].evidence] == ["different_values"]

@@ -145,7 +145,9 @@ def _renames(before: TableSchema, after: TableSchema, dropped: list[ColumnSchema
             old_type=d.data_type, new_type=a.data_type, confidence=conf, evidence=[ev] if ev else [],
             unit_scale=ev.scale if ev is not None and ev.verdict == "unit_change" and ev.scale else None,
         ))
-    left = [(ev, d, a) for _, ev, d, a in scored if ev is not None and d.name not in used_d and a.name not in used_a]
+    # what the values said about the pairs that were not renames (different, or partly matching)
+    left = [(ev, d, a) for _, ev, d, a in scored
+            if ev is not None and ev.verdict != "names_only" and d.name not in used_d and a.name not in used_a]
     for d in dropped:
         if d.name not in used_d:
             evidence = [ev for ev, dd, _ in left if dd is d]

@@ -81,7 +81,9 @@ def detect_drift(
     """Snapshot now and compare with the stored baseline; the first snapshot becomes the baseline."""
     baseline = store.baseline()
     # a new baseline gets every source column fingerprinted; a detection only the columns that appeared
-    current = take_snapshot(manifest, warehouse, baseline, fingerprints="full" if record_baseline else "auto")
+    # since the last snapshot (tables unchanged since then keep theirs: no query)
+    previous = None if record_baseline or baseline is None else (store.load("last") or baseline)
+    current = take_snapshot(manifest, warehouse, previous, fingerprints="full" if record_baseline else "auto")
     if baseline is None or record_baseline:
         store.save("baseline", current)
         store.save("last", current)

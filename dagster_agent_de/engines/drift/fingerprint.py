@@ -336,12 +336,13 @@ def attach_fingerprints(
         if before is None or before.fingerprint is None or before.fingerprint.skipped:
             todo[rel] = (table, list(table.columns), set() if before is None else _appeared(before, table))
             continue
-        old = before.by_name()
-        keep = {n: _own_keys(fp, before.fingerprint) for n, fp in before.fingerprint.columns.items()
-                if n in table.by_name() and n in old and old[n].data_type == table.by_name()[n].data_type}
-        carried[rel] = keep
+        old, now = before.by_name(), table.by_name()
+        keep = {n: fp for n, fp in before.fingerprint.columns.items()
+                if n in now and n in old and old[n].data_type == now[n].data_type}
         appeared = [c for c in table.columns if c.name.lower() not in old]
         if appeared:
+            # the new sample may hold other keys: carried columns keep the keys their values were sampled at
+            carried[rel] = {n: _own_keys(fp, before.fingerprint) for n, fp in keep.items()}
             todo[rel] = (table, appeared, {c.name.lower() for c in appeared})
         else:
             found[rel] = before.fingerprint.model_copy(update={"columns": keep})
