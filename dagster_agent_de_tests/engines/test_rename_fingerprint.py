@@ -269,3 +269,20 @@ def test_without_a_key_the_stats_decide(tmp_path: Path) -> None:
     assert (rename.new_column, rename.unit_scale, ev.verdict, ev.keys_compared) == ("amount_cents", 2, "unit_change", 0)
     assert "no key" in ev.reason
     assert [e.verdict for e in got[("column_dropped", "label")].evidence] == ["different_values"]
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "snowflake"])
+def test_fingerprint_sql_is_one_statement_built_by_sqlglot(dialect: str) -> None:
+    """Golden: identifiers quoted by sqlglot (a quote in a name stays data), stats and the keyed sample in one SELECT."""
+    from dagster_agent_de.engines.drift.fingerprint import fingerprint_query
+    from dagster_agent_de.engines.drift.models import TableSchema
+    from dagster_agent_de.sql.guard import check_read_only
+    from dagster_agent_de_tests.helpers import golden
+
+    cols = [ColumnSchema(name="amount_cents", position=2, data_type="BIGINT"),
+            ColumnSchema(name='odd "name', position=3, data_type="VARCHAR"),
+            ColumnSchema(name="paid_on", position=4, data_type="DATE")]
+    table = TableSchema(relation="shop.raw.charges", columns=cols)
+    sql = fingerprint_query(table, cols, ["id"], dialect, scaled={"amount_cents"})
+    check_read_only(sql, dialect)
+    golden(f"fingerprint_{dialect}.sql", sql + "\n")
