@@ -286,3 +286,50 @@ def test_fingerprint_sql_is_one_statement_built_by_sqlglot(dialect: str) -> None
     sql = fingerprint_query(table, cols, ["id"], dialect, scaled={"amount_cents"})
     check_read_only(sql, dialect)
     golden(f"fingerprint_{dialect}.sql", sql + "\n")
+
+
+def test_the_key_comes_from_a_declared_key_a_primary_key_or_a_unique_test(monkeypatch) -> None:
+    from dagster_agent_de.engines.drift.fingerprint import max_rows_from_env, table_keys
+    from dagster_agent_de.errors import ConfigError
+    from dagster_agent_de.manifest import Manifest
+
+    def source(name: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "source_name": "raw", "resource_type": "source", "database": "wh", "schema": "raw",
+                "identifier": name, **extra}
+
+    manifest = Manifest({"nodes": {"test.p.unique_a_id": {
+        "resource_type": "test", "column_name": "id", "test_metadata": {"name": "unique", "kwargs": {"column_name": "id"}},
+        "depends_on": {"nodes": ["source.p.raw.a"]}}}, "sources": {
+        "source.p.raw.a": source("a"),
+        "source.p.raw.b": source("b", meta={"agent_de": {"key": ["region", "order_no"]}}),
+        "source.p.raw.c": source("c", columns={"code": {"name": "code", "constraints": [{"type": "primary_key"}]}}),
+        "source.p.raw.d": source("d")}})
+    assert table_keys(manifest) == {"wh.raw.a": ["id"], "wh.raw.b": ["region", "order_no"], "wh.raw.c": ["code"]}
+    monkeypatch.setenv(MAX_ROWS_ENV, "5_000_000")
+    assert max_rows_from_env() == 5_000_000
+    monkeypatch.setenv(MAX_ROWS_ENV, "lots")
+    with pytest.raises(ConfigError, match=MAX_ROWS_ENV):
+        max_rows_from_env()
+
+
+def test_a_declared_composite_key_lines_the_values_up(tmp_path: Path) -> None:
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.manifest import Manifest
+
+    path = duck(tmp_path / "wh.duckdb", "create schema raw",
+                "create table raw.lines as select i % 4 as region, i // 4 as order_no, 'sku-' || (i * 7 % 97) as sku "
+                "from range(0, 600) r(i)")
+    manifest = Manifest({"nodes": {}, "sources": {"source.p.raw.lines": {
+        "name": "lines", "source_name": "raw", "resource_type": "source", "relation_name": '"wh"."raw"."lines"',
+        "database": "wh", "schema": "raw", "identifier": "lines", "meta": {"agent_de": {"key": ["region", "order_no"]}}}}})
+    store = SnapshotStore(tmp_path / "drift")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        detect_drift(manifest, wh, store)
+    duck(path, "alter table raw.lines rename column sku to product_code")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        report, _ = detect_drift(manifest, wh, store)
+    (change,) = report.changes
+    (ev,) = change.evidence
+    assert (change.kind, change.new_column, ev.verdict, ev.keys_compared) == ("column_renamed", "product_code", "same_values", 600)

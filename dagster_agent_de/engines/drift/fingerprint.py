@@ -27,6 +27,7 @@ from dagster_agent_de.engines.drift.models import (
     TableFingerprint,
     TableSchema,
 )
+from dagster_agent_de.engines.drift.snapshot import relation_key
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.manifest import Manifest
 
@@ -72,13 +73,13 @@ def family(data_type: str) -> str:
 # -- which tables, keyed by what ----------------------------------------------------------------
 def fingerprinted_relations(manifest: Manifest) -> set[str]:
     """Relation keys of the tables dbt declares as sources and seeds."""
-    return {".".join(p for p in (n.database, n.schema, n.identifier) if p).lower()
+    return {relation_key(n.database, n.schema, n.identifier or n.name)
             for n in manifest.nodes.values() if n.is_source or n.resource_type == "seed"}
 
 
 def table_keys(manifest: Manifest) -> dict[str, list[str]]:
     """Relation key -> key columns, from ``meta.agent_de.key``, ``primary_key`` constraints or ``unique`` tests."""
-    rel = {uid: ".".join(p for p in (n.database, n.schema, n.identifier) if p).lower()
+    rel = {uid: relation_key(n.database, n.schema, n.identifier or n.name)
            for uid, n in manifest.nodes.items() if n.is_source or n.resource_type == "seed"}
     out: dict[str, list[str]] = {}
     for test in sorted(manifest.raw_tests(), key=lambda t: t.get("unique_id", "")):
