@@ -199,13 +199,16 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
 def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
     """Snapshot source schemas and diff against the stored baseline. Exit 1 on breaking drift."""
     from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.engines.escalate.raising import raise_decisions
 
     manifest, wh = _context(settings)
     store = SnapshotStore(settings.state_dir / "drift")
     with wh:
         report, snapshot = detect_drift(manifest, wh, store, record_baseline=record_baseline)
+    # a dropped column that models read: which column replaces it is asked, not guessed
+    raised = raise_decisions(_esc_store(settings), [c.escalation for c in report.changes if c.escalation])
     if as_json:
-        _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking})
+        _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking, "escalations": [e.id for e in raised]})
     elif report.baseline_created:
         click.echo(f"baseline recorded: {len(snapshot.tables)} relations in {snapshot.duration_ms:.0f} ms "
                    f"({store.directory / 'baseline.json'})")
@@ -217,11 +220,15 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
             for i in c.impacted:
                 cols = f" reads {', '.join(i.columns)}" if i.columns else ""
                 click.echo(f"           -> {i.model}{cols}" + (f" (impact unknown: {i.unknown})" if i.unknown else ""))
+            for e in c.evidence:
+                click.echo(f"           values of {e.old_column} vs {e.new_column}: {e.describe()}")
             if c.proposed_fix:
                 click.echo("         proposed fix:")
                 click.echo("\n".join("           " + line for line in c.proposed_fix.splitlines()))
         for note in report.notes:
             click.echo(f"note: {note}")
+        for e in raised:
+            click.echo(f"escalation {e.id} ({e.kind.value}): {e.decision}")
     sys.exit(1 if report.breaking else 0)
 
 

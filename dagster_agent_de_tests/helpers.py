@@ -32,3 +32,18 @@ def make_manifest(models: dict[str, str], *, meta: dict[str, dict[str, Any]] | N
 def duck(path: Path, *statements: str) -> Path:
     execute_sql(path, *statements)
     return path
+
+
+GOLDEN_DIR = Path(__file__).parent / "fixtures" / "golden"
+
+
+def golden(name: str, actual: str) -> None:
+    """Compare ``actual`` with the golden file ``fixtures/golden/<name>``; ``AGENT_DE_UPDATE_GOLDEN=1`` rewrites it."""
+    import os
+
+    path = GOLDEN_DIR / name
+    if os.environ.get("AGENT_DE_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual)
+    assert path.exists(), f"no golden file {path}; write it with AGENT_DE_UPDATE_GOLDEN=1 and review it"
+    assert actual == path.read_text(), f"{name} differs from its golden file {path} (AGENT_DE_UPDATE_GOLDEN=1 rewrites it)"

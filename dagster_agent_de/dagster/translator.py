@@ -135,7 +135,20 @@ class AgentDETranslator:
             md["summary"] = MetadataValue.md("\n".join(lines + [f"\n_{n}_" for n in notes]))
             md["changes_table"] = default_table([c.as_row() for c in changes])
             md["changes_json"] = default_json([c.model_dump(mode="json") for c in changes])
+            evidence = [self.rename_evidence_row(c, e) for c in changes for e in c.evidence]
+            if evidence:
+                md["rename_evidence"] = default_table(evidence)
         return md
+
+    def rename_evidence_row(self, change: Any, e: Any) -> dict[str, Any]:
+        """One value comparison behind a rename call: the verdict and the stats side by side."""
+        row: dict[str, Any] = {"change": change.kind, "old_column": e.old_column, "new_column": e.new_column,
+                               "verdict": e.verdict, "match_rate": e.match_rate, "keys_compared": e.keys_compared,
+                               "scale": e.scale, "reason": e.reason or None}
+        for side, stats in (("old", e.old_stats), ("new", e.new_stats)):
+            for k in ("type", "rows", "nulls", "distinct", "min", "max"):
+                row[f"{side}_{k}"] = stats.get(k)
+        return row
 
     def drift_check_result(self, asset_key: AssetKey, changes: Sequence[Any], notes: Sequence[str] = ()) -> AssetCheckResult:
         worst = max((c.severity.rank for c in changes), default=-1)

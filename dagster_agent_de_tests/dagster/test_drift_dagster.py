@@ -79,6 +79,10 @@ def test_breaking_drift_gates_the_dbt_build_before_any_model_runs(demo_env, reso
     assert not drift.passed and drift.severity.value == "ERROR"
     assert "renamed to amount_cents" in (drift.description or "")
     assert drift.metadata["breaking_changes"].value == 1
+    # the values behind the call, side by side (stripe.charges declares no key: the stats decide)
+    (row,) = drift.metadata["rename_evidence"].records
+    assert (row.data["old_column"], row.data["new_column"], row.data["verdict"]) == ("amount", "amount_cents", "same_values")
+    assert row.data["old_rows"] == row.data["new_rows"] and row.data["old_max"] == row.data["new_max"]
     assert evals[("app/orders", DRIFT_CHECK)].passed
     assert result.get_asset_materialization_events() == []  # no model was built on the changed schema
     started = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]

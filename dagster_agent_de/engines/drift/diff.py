@@ -1,8 +1,10 @@
 """Diff two snapshots into typed changes, rename-aware.
 
-A rename is a drop and an add in the same table that are the same column: same type,
-same or neighbouring position, similar name. Each pairing gets a confidence; below
-``RENAME_THRESHOLD`` the two stay a drop and an add. Reordering alone is not drift.
+A rename is a drop and an add in the same table that are the same column. When both tables
+were fingerprinted the values decide (see ``fingerprint.py``): the same values make a rename,
+values times ``10**k`` a rename with a unit change, different values a drop and an add whatever
+the names say. Otherwise the call rests on type, position and name similarity. Each pairing gets
+a confidence; below ``RENAME_THRESHOLD`` the two stay a drop and an add. Reordering alone is not drift.
 """
 
 from __future__ import annotations
@@ -10,7 +12,13 @@ from __future__ import annotations
 import difflib
 import re
 
-from dagster_agent_de.engines.drift.models import ColumnSchema, SchemaChange, Snapshot
+from dagster_agent_de.engines.drift.models import (
+    ColumnSchema,
+    RenameEvidence,
+    SchemaChange,
+    Snapshot,
+    TableSchema,
+)
 
 RENAME_THRESHOLD = 0.6
 
@@ -85,8 +93,11 @@ def _name_similarity(a: str, b: str) -> float:
     return max(ratio, token, 0.8 * contain)
 
 
-def rename_confidence(old: ColumnSchema, new: ColumnSchema, same_fingerprint: bool | None = None) -> float:
-    """Confidence that ``new`` is ``old`` renamed: type 0.35, position 0.3, name 0.35 (+ fingerprint)."""
+def rename_confidence(old: ColumnSchema, new: ColumnSchema) -> float:
+    """Confidence from the names alone that ``new`` is ``old`` renamed: type 0.35, position 0.3, name 0.35.
+
+    The values, when fingerprinted, override it (see :func:`_pair`).
+    """
     score = 0.0
     if old.data_type == new.data_type:
         score += 0.35
@@ -95,11 +106,59 @@ def rename_confidence(old: ColumnSchema, new: ColumnSchema, same_fingerprint: bo
     gap = abs(old.position - new.position)
     score += 0.3 if gap == 0 else 0.2 if gap == 1 else 0.0
     score += 0.35 * _name_similarity(old.name, new.name)
-    if same_fingerprint is True:
-        score = max(score, 0.95)
-    elif same_fingerprint is False:
-        score *= 0.5
     return round(min(score, 1.0), 3)
+
+
+def _pair(before: TableSchema, after: TableSchema, d: ColumnSchema, a: ColumnSchema) -> tuple[float, RenameEvidence | None]:
+    """Confidence that ``a`` is ``d`` renamed: the values decide when both tables were fingerprinted."""
+    names = rename_confidence(d, a)
+    if before.fingerprint is None and after.fingerprint is None:
+        return names, None
+    from dagster_agent_de.engines.drift.fingerprint import compare_columns
+
+    ev = compare_columns(before.fingerprint, d, after.fingerprint, a)
+    similarity = _name_similarity(d.name, a.name)
+    keyed = ev.keys_compared > 0
+    if ev.verdict == "same_values":
+        return (round(0.95 + 0.04 * similarity, 3) if keyed else round(max(names, 0.8), 3)), ev
+    if ev.verdict == "unit_change":
+        return (round(0.9 + 0.05 * similarity, 3) if keyed else round(max(names, 0.75), 3)), ev
+    if ev.verdict == "different_values":
+        return 0.0, ev  # not a rename, whatever the names say
+    return names, ev
+
+
+def _renames(before: TableSchema, after: TableSchema, dropped: list[ColumnSchema], added: list[ColumnSchema]) -> list[SchemaChange]:
+    """Pair dropped and added columns into renames (best first); the rest stay drops and adds, with their evidence."""
+    scored = [(*_pair(before, after, d, a), d, a) for d in dropped for a in added]
+    scored.sort(key=lambda p: -p[0])
+    changes: list[SchemaChange] = []
+    used_d: set[str] = set()
+    used_a: set[str] = set()
+    for conf, ev, d, a in scored:
+        if conf < RENAME_THRESHOLD or d.name in used_d or a.name in used_a:
+            continue
+        used_d.add(d.name)
+        used_a.add(a.name)
+        changes.append(SchemaChange(
+            kind="column_renamed", relation=after.relation, column=d.name, new_column=a.name,
+            old_type=d.data_type, new_type=a.data_type, confidence=conf, evidence=[ev] if ev else [],
+            unit_scale=ev.scale if ev is not None and ev.verdict == "unit_change" and ev.scale else None,
+        ))
+    # what the values said about the pairs that were not renames (different, or partly matching)
+    left = [(ev, d, a) for _, ev, d, a in scored
+            if ev is not None and ev.verdict != "names_only" and d.name not in used_d and a.name not in used_a]
+    for d in dropped:
+        if d.name not in used_d:
+            evidence = [ev for ev, dd, _ in left if dd is d]
+            changes.append(SchemaChange(kind="column_dropped", relation=after.relation, column=d.name,
+                                        old_type=d.data_type, evidence=evidence))
+    for a in added:
+        if a.name not in used_a:
+            evidence = [ev for ev, _, aa in left if aa is a]
+            changes.append(SchemaChange(kind="column_added", relation=after.relation, column=a.name,
+                                        new_type=a.data_type, evidence=evidence))
+    return changes
 
 
 def diff_snapshots(old: Snapshot, new: Snapshot) -> list[SchemaChange]:
@@ -121,26 +180,7 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> list[SchemaChange]:
         ob, nb = before.by_name(), after.by_name()
         dropped = [ob[n] for n in ob if n not in nb]
         added = [nb[n] for n in nb if n not in ob]
-        pairs = sorted(
-            ((rename_confidence(d, a), d, a) for d in dropped for a in added), key=lambda p: -p[0]
-        )
-        used_d: set[str] = set()
-        used_a: set[str] = set()
-        for conf, d, a in pairs:
-            if conf < RENAME_THRESHOLD or d.name in used_d or a.name in used_a:
-                continue
-            used_d.add(d.name)
-            used_a.add(a.name)
-            changes.append(SchemaChange(
-                kind="column_renamed", relation=after.relation, column=d.name, new_column=a.name,
-                old_type=d.data_type, new_type=a.data_type, confidence=conf,
-            ))
-        for d in dropped:
-            if d.name not in used_d:
-                changes.append(SchemaChange(kind="column_dropped", relation=after.relation, column=d.name, old_type=d.data_type))
-        for a in added:
-            if a.name not in used_a:
-                changes.append(SchemaChange(kind="column_added", relation=after.relation, column=a.name, new_type=a.data_type))
+        changes += _renames(before, after, dropped, added)
         for name in sorted(set(ob) & set(nb)):
             o, n = ob[name], nb[name]
             if o.data_type != n.data_type:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.drift.diff import diff_snapshots
-from dagster_agent_de.engines.drift.fix import propose_fix
-from dagster_agent_de.engines.drift.models import DriftReport, Snapshot
+from dagster_agent_de.engines.drift.fix import propose_fix, replacement_escalation
+from dagster_agent_de.engines.drift.models import DriftReport, DriftSeverity, Snapshot
 from dagster_agent_de.engines.drift.snapshot import snapshot_schema
 from dagster_agent_de.engines.drift.store import SnapshotStore
 from dagster_agent_de.manifest import Manifest
@@ -22,8 +24,21 @@ def watched_relations(manifest: Manifest, include_models: bool = True) -> list[t
     return sorted(set(out), key=lambda r: tuple(p or "" for p in r))
 
 
-def take_snapshot(manifest: Manifest, warehouse: Warehouse, previous: Snapshot | None = None) -> Snapshot:
-    return snapshot_schema(warehouse, watched_relations(manifest), previous)
+def take_snapshot(
+    manifest: Manifest, warehouse: Warehouse, previous: Snapshot | None = None, *,
+    fingerprints: Literal["auto", "full", "off"] = "auto", max_rows: int | None = None,
+) -> Snapshot:
+    """Snapshot the schemas, then fingerprint source and seed columns (see ``fingerprint.py``).
+
+    ``auto``: with no ``previous`` every column of every source table (the baseline pass),
+    otherwise only the columns that appeared since ``previous``; ``full``: always every column.
+    """
+    current = snapshot_schema(warehouse, watched_relations(manifest), previous)
+    if fingerprints == "off":
+        return current
+    from dagster_agent_de.engines.drift.fingerprint import attach_fingerprints
+
+    return attach_fingerprints(warehouse, manifest, current, previous, full=fingerprints == "full", max_rows=max_rows)
 
 
 def source_relations(manifest: Manifest) -> set[str]:
@@ -51,6 +66,8 @@ def compare(baseline: Snapshot, current: Snapshot, manifest: Manifest, *, source
         if fix:
             change = change.model_copy(update={"proposed_fix": fix})
         assessed.append(change)
+    assessed = [c.model_copy(update={"escalation": replacement_escalation(c, assessed, manifest)})
+                if c.kind == "column_dropped" and c.severity == DriftSeverity.BREAKING else c for c in assessed]
     unknown = sorted({i.model for c in assessed for i in c.impacted if i.unknown})
     if unknown:
         notes.append("column-level impact unknown for: " + ", ".join(unknown) + " (SQL not parseable; treated as reading the column)")
@@ -63,7 +80,10 @@ def detect_drift(
 ) -> tuple[DriftReport, Snapshot]:
     """Snapshot now and compare with the stored baseline; the first snapshot becomes the baseline."""
     baseline = store.baseline()
-    current = take_snapshot(manifest, warehouse, baseline)
+    # a new baseline gets every source column fingerprinted; a detection only the columns that appeared
+    # since the last snapshot (tables unchanged since then keep theirs: no query)
+    previous = None if record_baseline or baseline is None else (store.load("last") or baseline)
+    current = take_snapshot(manifest, warehouse, previous, fingerprints="full" if record_baseline else "auto")
     if baseline is None or record_baseline:
         store.save("baseline", current)
         store.save("last", current)

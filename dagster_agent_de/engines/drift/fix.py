@@ -6,6 +6,7 @@ import difflib
 import re
 from pathlib import Path
 
+from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption
 from dagster_agent_de.engines.drift.models import SchemaChange
 from dagster_agent_de.manifest import Manifest
 
@@ -16,8 +17,12 @@ def _unified(path: str, before: str, after: str) -> str:
     ))
 
 
-def _rewrite_sql(sql: str, column: str, replacement: str, alias_bare: bool) -> str:
-    """Replace reads of ``column``; a bare projection becomes ``replacement as column``."""
+def _rewrite_sql(sql: str, column: str, replacement: str, alias_bare: bool, inline: str | None = None) -> str:
+    """Replace reads of ``column``; a bare projection becomes ``replacement as column``.
+
+    ``inline`` (default ``replacement``) is what a read inside an expression becomes, e.g. a
+    parenthesised conversion.
+    """
     out = []
     word = re.compile(rf"(?<![\w.\"]){re.escape(column)}(?![\w\"])", re.I)
     alias = re.compile(rf"\bas\s+{re.escape(column)}\b", re.I)
@@ -28,7 +33,7 @@ def _rewrite_sql(sql: str, column: str, replacement: str, alias_bare: bool) -> s
         elif word.search(line):
             # keep `as column` aliases; rewrite the reads
             protected = alias.sub(lambda m: m.group(0).replace(column, "\0"), line)
-            protected = word.sub(replacement, protected)
+            protected = word.sub(lambda _: inline or replacement, protected)
             line = protected.replace("\0", column)
         out.append(line)
     return "".join(out)
@@ -50,7 +55,10 @@ def propose_fix(change: SchemaChange, manifest: Manifest) -> str | None:
             if path is None or not path.exists():
                 continue
             before = path.read_text()
-            if change.kind == "column_renamed":
+            if change.kind == "column_renamed" and change.unit_scale:
+                conv = unit_conversion(str(change.new_column), change.unit_scale)
+                after = _rewrite_sql(before, change.column, conv, alias_bare=True, inline=f"({conv})")
+            elif change.kind == "column_renamed":
                 after = _rewrite_sql(before, change.column, str(change.new_column), alias_bare=True)
             else:
                 after = _rewrite_sql(before, change.column, f"cast({change.column} as {change.old_type})", alias_bare=True)
@@ -66,6 +74,56 @@ def propose_fix(change: SchemaChange, manifest: Manifest) -> str | None:
                 if new != text:
                     diffs.append(_unified(src.raw["original_file_path"], text, new))
     return "".join(diffs) or None
+
+
+def unit_conversion(column: str, scale: int) -> str:
+    """The expression that gives back the old units of ``column`` (= old * 10**scale).
+
+    >>> unit_conversion("amount_cents", 2), unit_conversion("amount", -3)
+    ('amount_cents / 100.0', 'amount * 1000')
+    """
+    return f"{column} / {10 ** scale}.0" if scale > 0 else f"{column} * {10 ** -scale}"
+
+
+def replacement_escalation(change: SchemaChange, changes: list[SchemaChange], manifest: Manifest) -> Escalation:
+    """A dropped column that models read: which column replaces it is a context gap, not a guess.
+
+    The columns that appeared in the same table are the options (with what their values showed),
+    plus "none: the source no longer has it".
+    """
+    from dagster_agent_de.engines.escalate.raising import owner_of
+
+    added = [c for c in changes if c.kind == "column_added" and c.relation == change.relation]
+    shown = {e.new_column.lower(): e for e in change.evidence}
+    what = f"{change.source or change.relation}.{change.column}"
+    readers = ", ".join(i.model for i in change.impacted) or "no model"
+    options = []
+    for a in added:
+        ev = shown.get(str(a.column).lower())
+        options.append(EscalationOption(
+            label=f"{a.column} replaces {change.column}",
+            evidence=f"{a.column} ({a.new_type}): " + (ev.describe() if ev else "no value comparison"),
+            consequence=f"the models reading {change.column} ({readers}) are changed to read {a.column}",
+            agent_action="record_rule",
+            rule=f"{what} is replaced by {a.column}" + (f" ({ev.describe()})" if ev else ""),
+        ))
+    options.append(EscalationOption(
+        label=f"nothing replaces {change.column}: the source dropped it",
+        consequence=f"{readers} must stop reading {change.column} (a model change, reviewed)", agent_action="record_rule",
+        rule=f"{what} was dropped by the source on purpose",
+    ))
+    appeared = ", ".join(str(a.column) for a in added)
+    decision = (f"{what} disappeared" + (f" and {appeared} appeared" if appeared else "")
+                + f"; {readers} read it. Which column replaces it?")
+    source = change.source or change.relation
+    owner = owner_of(manifest, change.source)
+    return Escalation(
+        id="new", kind=EscalationKind.CONTEXT_GAP, decision=decision, options=options, recommendation=None,
+        recommendation_reason="the values do not show that any new column is the old one renamed",
+        blocking=f"builds of {readers}", continues="every other source and model", owner=owner,
+        asset=source, applies_to=[what], finding_pattern=f"schema_drift:column_dropped:{change.column}",
+        check="schema_drift",
+    )
 
 
 def _rename_in_sources_yml(text: str, source: str, table: str, old: str, new: str) -> str:
@@ -87,4 +145,4 @@ def _rename_in_sources_yml(text: str, source: str, table: str, old: str, new: st
     return "".join(lines)
 
 
-__all__ = ["Path", "propose_fix"]
+__all__ = ["Path", "propose_fix", "replacement_escalation", "unit_conversion"]

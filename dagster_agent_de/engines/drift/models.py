@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dagster_agent_de.core.models import utcnow
+from dagster_agent_de.core.models import Escalation, utcnow
 
 
 class _Frozen(BaseModel):
@@ -22,11 +22,49 @@ class ColumnSchema(_Frozen):
     nullable: bool = True
 
 
+class ColumnFingerprint(_Frozen):
+    """What a column's values look like, without keeping any of them.
+
+    ``values`` concatenates one fixed-width hash per sampled key (aligned with the table's
+    ``keys``, or with this column's own ``keys`` when it was sampled at another time). Numbers
+    are hashed from a canonical decimal form (``12.5``, ``12.50`` and ``1250 / 100`` hash equal);
+    text is hashed, never stored. ``scaled`` holds the hashes of the values divided by ``10**k``
+    (only for columns that appeared, at detection: a unit change shows up as a match there).
+    """
+
+    name: str
+    data_type: str
+    rows: int
+    nulls: int
+    distinct: int  # approximate (HyperLogLog)
+    min: float | str | None = None  # numeric and date columns only
+    max: float | str | None = None
+    values: str = ""
+    keys: str | None = None
+    scaled: dict[int, str] = Field(default_factory=dict)
+
+    def stats(self) -> dict[str, Any]:
+        return {"column": self.name, "type": self.data_type, "rows": self.rows, "nulls": self.nulls,
+                "distinct": self.distinct, "min": self.min, "max": self.max}
+
+
+class TableFingerprint(_Frozen):
+    """Column fingerprints of one table, from one query; ``skipped`` says why there are none."""
+
+    taken_at: datetime = Field(default_factory=utcnow)
+    rows: int | None = None
+    key: list[str] = Field(default_factory=list)  # the columns the sample is keyed by (empty: no key known)
+    keys: str = ""  # the sampled keys' hashes, concatenated
+    columns: dict[str, ColumnFingerprint] = Field(default_factory=dict)  # key: lower-cased column name
+    skipped: str | None = None
+
+
 class TableSchema(_Frozen):
     relation: str  # database.schema.table, as the warehouse names it
     table_type: str = "BASE TABLE"
     columns: list[ColumnSchema] = Field(default_factory=list)
     signature: str = ""  # canonical encoding of the columns, computed in the warehouse: equal = unchanged
+    fingerprint: TableFingerprint | None = None  # source and seed tables, when cheap (see fingerprint.py)
 
     def by_name(self) -> dict[str, ColumnSchema]:
         """Columns by case-folded name: a case-only difference is not drift."""
@@ -65,6 +103,33 @@ class ImpactedModel(_Frozen):
     unknown: str | None = None  # why column-level impact could not be computed
 
 
+RenameVerdict = Literal["same_values", "unit_change", "different_values", "inconclusive", "names_only"]
+
+
+class RenameEvidence(_Frozen):
+    """Why a dropped and an added column are (or are not) the same column, from their values."""
+
+    verdict: RenameVerdict
+    old_column: str
+    new_column: str
+    match_rate: float | None = None  # over the sampled keys present in both snapshots
+    keys_compared: int = 0
+    scale: int | None = None  # new = old * 10**scale (unit_change)
+    old_stats: dict[str, Any] = Field(default_factory=dict)
+    new_stats: dict[str, Any] = Field(default_factory=dict)
+    reason: str = ""
+
+    def describe(self) -> str:
+        rate = f"{self.match_rate:.0%} of {self.keys_compared} sampled keys match" if self.match_rate is not None else ""
+        if self.verdict == "same_values":
+            return f"same values ({rate or self.reason})"
+        if self.verdict == "unit_change":
+            return f"same values x 10^{self.scale} ({rate or self.reason})"
+        if self.verdict == "different_values":
+            return f"different values ({rate or self.reason})"
+        return self.reason
+
+
 class SchemaChange(_Frozen):
     kind: ChangeKind
     relation: str
@@ -81,11 +146,17 @@ class SchemaChange(_Frozen):
     impacted: list[ImpactedModel] = Field(default_factory=list)
     exposures: list[str] = Field(default_factory=list)
     proposed_fix: str | None = None
+    evidence: list[RenameEvidence] = Field(default_factory=list)  # value comparisons behind a rename call
+    unit_scale: int | None = None  # renames with a unit change: new = old * 10**unit_scale
+    escalation: Escalation | None = None  # the decision a human must make (e.g. which column replaces a dropped one)
 
     def describe(self) -> str:
         what = self.source or self.relation
         if self.kind == "column_renamed":
-            return f"{what}: column {self.column} renamed to {self.new_column} (confidence {self.confidence:.0%})"
+            unit = f", values x 10^{self.unit_scale}" if self.unit_scale else ""
+            basis = self.evidence[0].verdict if self.evidence else "names_only"
+            how = "from the values" if basis in ("same_values", "unit_change") else "from names only"
+            return f"{what}: column {self.column} renamed to {self.new_column}{unit} (confidence {self.confidence:.0%}, {how})"
         if self.kind == "type_changed":
             return f"{what}.{self.column}: type {self.old_type} -> {self.new_type} ({self.type_change})"
         if self.kind == "nullability_changed":
@@ -99,6 +170,7 @@ class SchemaChange(_Frozen):
             "severity": self.severity.value, "kind": self.kind, "relation": self.source or self.relation,
             "column": self.column, "new_column": self.new_column, "old_type": self.old_type,
             "new_type": self.new_type, "confidence": self.confidence,
+            "evidence": "; ".join(f"{e.old_column}->{e.new_column}: {e.describe()}" for e in self.evidence),
             "impacted": ", ".join(f"{i.model}({','.join(i.columns)})" if not i.unknown else f"{i.model}(unknown)"
                                   for i in self.impacted),
         }
@@ -132,6 +204,11 @@ class DriftReport(_Frozen):
             imp = ", ".join(f"`{i.model}`" + (f" ({', '.join(i.columns)})" if i.columns else "") for i in c.impacted) or "none"
             lines.append(f"| {c.severity.value} | {c.describe()} | {imp} |")
         for c in self.changes:
+            for e in c.evidence:
+                lines += ["", f"Values of {e.old_column} vs {e.new_column}: {e.describe()}",
+                          f"  before: {e.old_stats}", f"  now: {e.new_stats}"] if e.old_stats else []
             if c.proposed_fix:
                 lines += ["", f"**Proposed fix for {c.describe()}:**", "", "```diff", c.proposed_fix.rstrip(), "```"]
+            if c.escalation:
+                lines += ["", f"**Escalated ({c.escalation.kind.value.replace('_', ' ')}):** {c.escalation.decision}"]
         return "\n".join(lines)

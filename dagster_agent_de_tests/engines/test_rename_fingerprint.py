@@ -1,0 +1,335 @@
+"""Renames proven by the values: each case a real DuckDB table, judged through ``agent-de drift --json``.
+
+The fixture dbt project (``fixtures/drift_project``) declares one source per case, keyed by a
+``unique`` test on ``id``, and one staging model reading it; it is parsed once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from dagster_agent_de.adapters.audit import read_audit
+from dagster_agent_de.cli import main
+from dagster_agent_de.engines.drift.diff import RENAME_THRESHOLD, rename_confidence
+from dagster_agent_de.engines.drift.fingerprint import MAX_ROWS_ENV
+from dagster_agent_de.engines.drift.models import ColumnSchema
+from dagster_agent_de.engines.escalate.store import EscalationStore
+from dagster_agent_de_tests.helpers import duck
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "drift_project"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture project, parsed once against a warehouse named like every test's (``warehouse``)."""
+    from dagster_agent_de.project import DbtProjectInfo
+
+    root = tmp_path_factory.mktemp("drift_fixture")
+    project = root / "project"
+    shutil.copytree(FIXTURE, project, ignore=shutil.ignore_patterns("target", "logs"))
+    info = DbtProjectInfo(project, project, "duckdb", project / "target")
+    info.run_dbt(["parse", "--quiet"], env={"AGENT_DE_DUCKDB_PATH": str(root / "warehouse.duckdb"), "AGENT_DE_TARGET": "duckdb"})
+    assert info.manifest_path.exists()
+    return project
+
+
+def drift(project: Path, state: Path) -> tuple[int, dict[str, Any]]:
+    r = CliRunner().invoke(main, ["--state-dir", str(state), "--project-dir", str(project), "drift", "--json"],
+                           catch_exceptions=False)
+    return r.exit_code, json.loads(r.output)
+
+
+def case(project: Path, state: Path, before: list[str], after: list[str]) -> tuple[int, dict[str, Any]]:
+    """Baseline on ``before``, apply ``after`` as the source system would, then the drift report."""
+    duck(state / "warehouse.duckdb", "create schema raw", *before)
+    code, first = drift(project, state)
+    assert code == 0 and first["baseline_created"]
+    duck(state / "warehouse.duckdb", *after)
+    return drift(project, state)
+
+
+def fingerprint_queries(state: Path) -> list[Any]:
+    return [e for e in read_audit(state / "audit" / "audit.jsonl") if e.rationale.startswith("fingerprint")]
+
+
+def changes(report: dict[str, Any], table: str) -> dict[tuple[str, str | None], dict[str, Any]]:
+    return {(c["kind"], c["column"]): c for c in report["changes"] if c["relation"].endswith(table)}
+
+
+def test_true_rename_at_a_new_position(project: Path, tmp_path: Path) -> None:
+    code, report = case(project, tmp_path, [
+        "create table raw.people as select i as id, 'Person ' || i as name, 'p' || i || '@x.io' as email, "
+        "date '2024-01-01' + cast(i as integer) as signup from range(1, 501) r(i)",
+    ], [
+        "create table raw.people2 as select id, email, signup, name as full_name from raw.people",
+        "drop table raw.people", "alter table raw.people2 rename to people",
+    ])
+    (c,) = changes(report, "people").values()
+    assert (c["kind"], c["column"], c["new_column"]) == ("column_renamed", "name", "full_name")
+    assert c["confidence"] >= 0.95
+    (ev,) = c["evidence"]
+    assert (ev["verdict"], ev["match_rate"], ev["keys_compared"]) == ("same_values", 1.0, 500)
+    assert ev["old_stats"]["distinct"] == ev["new_stats"]["distinct"] and ev["old_stats"]["rows"] == 500
+    assert "-    name,\n+    full_name as name," in c["proposed_fix"]
+    assert c["severity"] == "breaking" and [i["model"] for i in c["impacted"]] == ["stg_people"] and code == 1
+    baseline = (tmp_path / "drift" / "baseline.json").read_text()
+    assert "Person 1" not in baseline and "p1@x.io" not in baseline  # text is hashed, never stored raw
+
+
+def test_rename_with_a_x100_unit_change_and_a_type_change(project: Path, tmp_path: Path) -> None:
+    code, report = case(project, tmp_path, [
+        "create table raw.charges as select i as id, cast((i * 137 % 10000) / 100.0 as decimal(10, 2)) as amount, "
+        "'usd' as currency from range(1, 801) r(i)",
+    ], [
+        "alter table raw.charges add column amount_cents bigint",
+        "update raw.charges set amount_cents = cast(amount * 100 as bigint)",
+        "alter table raw.charges drop column amount",
+    ])
+    (c,) = changes(report, "charges").values()
+    assert (c["kind"], c["column"], c["new_column"], c["unit_scale"]) == ("column_renamed", "amount", "amount_cents", 2)
+    assert (c["old_type"], c["new_type"]) == ("DECIMAL(10,2)", "BIGINT")
+    (ev,) = c["evidence"]
+    assert ev["verdict"] == "unit_change" and ev["match_rate"] == 1.0 and ev["keys_compared"] == 800
+    assert ev["new_stats"]["max"] == pytest.approx(ev["old_stats"]["max"] * 100)
+    assert "+    amount_cents / 100.0 as amount," in c["proposed_fix"]
+    assert code == 1
+
+
+def test_a_different_column_under_a_similar_name_is_a_drop_and_an_add(project: Path, tmp_path: Path) -> None:
+    code, report = case(project, tmp_path, [
+        "create table raw.contacts as select i as id, 'First' || (i % 37) || ' Last' || i as name from range(1, 501) r(i)",
+    ], [
+        "alter table raw.contacts add column first_name varchar",
+        "update raw.contacts set first_name = split_part(name, ' ', 1)",
+        "alter table raw.contacts drop column name",
+    ])
+    # names alone would call it a rename
+    assert rename_confidence(ColumnSchema(name="name", position=2, data_type="VARCHAR"),
+                             ColumnSchema(name="first_name", position=2, data_type="VARCHAR")) >= RENAME_THRESHOLD
+    got = changes(report, "contacts")
+    assert set(got) == {("column_dropped", "name"), ("column_added", "first_name")}
+    dropped = got[("column_dropped", "name")]
+    assert dropped["severity"] == "breaking" and [i["model"] for i in dropped["impacted"]] == ["stg_contacts"]
+    (ev,) = dropped["evidence"]
+    assert ev["verdict"] == "different_values" and ev["match_rate"] == 0.0 and ev["keys_compared"] == 500
+    assert dropped["proposed_fix"] is None  # no guess
+    esc = dropped["escalation"]
+    assert esc["kind"] == "context_gap" and "Which column replaces it?" in esc["decision"] and "stg_contacts" in esc["decision"]
+    assert [o["label"] for o in esc["options"]] == ["first_name replaces name", "nothing replaces name: the source dropped it"]
+    assert esc["owner"] == "source-team" and esc["recommendation"] is None
+    assert len(report["escalations"]) == 1 and code == 1
+    (stored,) = EscalationStore(tmp_path / "escalations").all()
+    assert stored.id == report["escalations"][0] and stored.asset == "raw.contacts"
+    queries = len(fingerprint_queries(tmp_path))
+    _, again = drift(project, tmp_path)
+    assert again["escalations"] == []  # asked once, not on every run
+    assert [c["evidence"] for c in again["changes"]] == [c["evidence"] for c in report["changes"]]
+    assert len(fingerprint_queries(tmp_path)) == queries  # unchanged since the last run: its fingerprints stand
+
+
+def test_two_renames_in_one_table_are_paired_by_their_values(project: Path, tmp_path: Path) -> None:
+    cities = "['Lyon', 'Oslo', 'Rome', 'Kyiv', 'Lima', 'Pune', 'Baku']"
+    code, report = case(project, tmp_path, [
+        f"create table raw.addresses as select i as id, {cities}[1 + i % 7] as ship_city, "
+        f"{cities}[1 + (i * 3 + 1) % 7] as bill_city from range(1, 301) r(i)",
+    ], [
+        # the names could pair either way: city_a holds the billing cities, city_b the shipping ones
+        "alter table raw.addresses rename column bill_city to city_a",
+        "alter table raw.addresses rename column ship_city to city_b",
+    ])
+    got = changes(report, "addresses")
+    assert set(got) == {("column_renamed", "ship_city"), ("column_renamed", "bill_city")}
+    assert got[("column_renamed", "ship_city")]["new_column"] == "city_b"
+    assert got[("column_renamed", "bill_city")]["new_column"] == "city_a"
+    assert all(c["evidence"][0]["verdict"] == "same_values" and c["confidence"] >= 0.95 for c in got.values())
+    assert code == 1
+
+
+def test_a_rename_plus_an_unrelated_add(project: Path, tmp_path: Path) -> None:
+    code, report = case(project, tmp_path, [
+        "create table raw.orders as select i as id, cast(i * 3.5 as decimal(12, 2)) as total, 'paid' as status "
+        "from range(1, 401) r(i)",
+    ], [
+        "alter table raw.orders rename column total to order_total",
+        "alter table raw.orders add column channel varchar default 'web'",
+    ])
+    got = changes(report, "orders")
+    assert set(got) == {("column_renamed", "total"), ("column_added", "channel")}
+    assert got[("column_renamed", "total")]["new_column"] == "order_total"
+    assert got[("column_renamed", "total")]["evidence"][0]["verdict"] == "same_values"
+    assert got[("column_added", "channel")]["severity"] == "info"
+    assert code == 1
+
+
+def test_a_wide_table_of_200_columns_with_one_rename(project: Path, tmp_path: Path) -> None:
+    cols = ", ".join(f"(i * {k + 7}) % 1000 as c{k}" for k in range(199))
+    code, report = case(project, tmp_path, [
+        f"create table raw.wide as select i as id, {cols} from range(1, 1001) r(i)",
+    ], [
+        "alter table raw.wide add column metric_57 integer",
+        "update raw.wide set metric_57 = c57",
+        "alter table raw.wide drop column c57",
+    ])
+    (c,) = changes(report, "wide").values()
+    assert (c["kind"], c["column"], c["new_column"]) == ("column_renamed", "c57", "metric_57")
+    assert c["evidence"][0]["verdict"] == "same_values" and c["confidence"] >= 0.95
+    assert rename_confidence(ColumnSchema(name="c57", position=58, data_type="INTEGER"),
+                             ColumnSchema(name="metric_57", position=200, data_type="INTEGER")) < RENAME_THRESHOLD
+    fingerprints = fingerprint_queries(tmp_path)
+    assert len(fingerprints) == 2  # the baseline pass and the detection: one query per table, never per column
+    assert '"c58"' in fingerprints[0].statement and '"c58"' not in fingerprints[1].statement  # only what appeared
+    assert code == 1
+
+
+def test_fingerprint_skipped_on_a_large_table_says_names_only(project: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(MAX_ROWS_ENV, "100")
+    code, report = case(project, tmp_path, [
+        "create table raw.big as select i as id, 'Person ' || i as name from range(1, 501) r(i)",
+    ], ["alter table raw.big rename column name to full_name"])
+    (c,) = changes(report, "big").values()
+    assert (c["kind"], c["column"], c["new_column"]) == ("column_renamed", "name", "full_name")
+    (ev,) = c["evidence"]
+    assert ev["verdict"] == "names_only" and "confidence from names only" in ev["reason"]
+    assert "500 rows is above the fingerprint cap of 100" in ev["reason"]
+    assert c["confidence"] < 0.95 and code == 1
+    assert not fingerprint_queries(tmp_path)
+
+
+def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path) -> None:
+    """Under fakesnow: upper-case identifiers, NUMBER types, LISTAGG ... WITHIN GROUP; the x100 rename is proven."""
+    fakesnow = pytest.importorskip("fakesnow")
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.manifest import Manifest
+    from dagster_agent_de_tests.test_snowflake import _fake_snowflake
+
+    manifest = Manifest({"nodes": {"test.p.unique_charges_id": {
+        "resource_type": "test", "unique_id": "test.p.unique_charges_id", "column_name": "ID",
+        "test_metadata": {"name": "unique", "kwargs": {"column_name": "ID"}},
+        "depends_on": {"nodes": ["source.p.stripe.charges"]}}},
+        "sources": {"source.p.stripe.charges": {
+            "name": "charges", "source_name": "stripe", "resource_type": "source", "relation_name": "SHOP.STRIPE.CHARGES",
+            "database": "SHOP", "schema": "STRIPE", "identifier": "CHARGES"}}})
+    audit = AuditLog(None)
+    store = SnapshotStore(tmp_path / "drift")
+    with fakesnow.patch():
+        resource = _fake_snowflake("SHOP", "STRIPE", "create or replace table SHOP.STRIPE.CHARGES as select seq4() + 1 as ID, "
+                                   "cast(((seq4() + 1) * 137 % 10000) / 100.0 as number(10, 2)) as AMOUNT, 'usd' as CURRENCY "
+                                   "from table(generator(rowcount => 300))")
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            assert detect_drift(manifest, wh, store)[0].baseline_created
+        with resource.get_connection() as con:
+            cur = con.cursor()
+            for sql in ("alter table SHOP.STRIPE.CHARGES add column AMOUNT_CENTS number(38, 0)",
+                        "update SHOP.STRIPE.CHARGES set AMOUNT_CENTS = AMOUNT * 100",
+                        "alter table SHOP.STRIPE.CHARGES drop column AMOUNT"):
+                cur.execute(sql)
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            report, _ = detect_drift(manifest, wh, store)
+    (change,) = report.changes
+    assert (change.kind, change.column, change.new_column, change.unit_scale) == ("column_renamed", "AMOUNT", "AMOUNT_CENTS", 2)
+    (ev,) = change.evidence
+    assert ev.verdict == "unit_change" and ev.keys_compared == 300 and ev.match_rate == 1.0
+    queries = [e for e in audit.events if e.rationale.startswith("fingerprint")]
+    assert len(queries) == 2 and all("WITHIN GROUP" in e.statement for e in queries)
+
+
+def test_without_a_key_the_stats_decide(tmp_path: Path) -> None:
+    """No unique test, no declared key: same rows, nulls, distinct and min/max (or x 10^k) decide."""
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.manifest import Manifest
+
+    path = duck(tmp_path / "wh.duckdb", "create schema raw",
+                "create table raw.pay as select cast((i * 137 % 10000) / 100.0 as decimal(10, 2)) as amount, "
+                "'First' || (i % 37) as label from range(1, 401) r(i)")
+    manifest = Manifest({"nodes": {}, "sources": {"source.p.raw.pay": {
+        "name": "pay", "source_name": "raw", "resource_type": "source", "relation_name": '"wh"."raw"."pay"',
+        "database": "wh", "schema": "raw", "identifier": "pay"}}})
+    store = SnapshotStore(tmp_path / "drift")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        detect_drift(manifest, wh, store)
+    duck(path, "alter table raw.pay add column amount_cents bigint", "update raw.pay set amount_cents = amount * 100",
+         "alter table raw.pay add column tag varchar", "update raw.pay set tag = 'x' || (hash(label) % 5)",
+         "alter table raw.pay drop column amount", "alter table raw.pay drop column label")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        report, _ = detect_drift(manifest, wh, store)
+    got = {(c.kind, c.column): c for c in report.changes}
+    assert set(got) == {("column_renamed", "amount"), ("column_dropped", "label"), ("column_added", "tag")}
+    rename = got[("column_renamed", "amount")]
+    (ev,) = rename.evidence
+    assert (rename.new_column, rename.unit_scale, ev.verdict, ev.keys_compared) == ("amount_cents", 2, "unit_change", 0)
+    assert "no key" in ev.reason
+    assert [e.verdict for e in got[("column_dropped", "label")].evidence] == ["different_values"]
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "snowflake"])
+def test_fingerprint_sql_is_one_statement_built_by_sqlglot(dialect: str) -> None:
+    """Golden: identifiers quoted by sqlglot (a quote in a name stays data), stats and the keyed sample in one SELECT."""
+    from dagster_agent_de.engines.drift.fingerprint import fingerprint_query
+    from dagster_agent_de.engines.drift.models import TableSchema
+    from dagster_agent_de.sql.guard import check_read_only
+    from dagster_agent_de_tests.helpers import golden
+
+    cols = [ColumnSchema(name="amount_cents", position=2, data_type="BIGINT"),
+            ColumnSchema(name='odd "name', position=3, data_type="VARCHAR"),
+            ColumnSchema(name="paid_on", position=4, data_type="DATE")]
+    table = TableSchema(relation="shop.raw.charges", columns=cols)
+    sql = fingerprint_query(table, cols, ["id"], dialect, scaled={"amount_cents"})
+    check_read_only(sql, dialect)
+    golden(f"fingerprint_{dialect}.sql", sql + "\n")
+
+
+def test_the_key_comes_from_a_declared_key_a_primary_key_or_a_unique_test(monkeypatch) -> None:
+    from dagster_agent_de.engines.drift.fingerprint import max_rows_from_env, table_keys
+    from dagster_agent_de.errors import ConfigError
+    from dagster_agent_de.manifest import Manifest
+
+    def source(name: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "source_name": "raw", "resource_type": "source", "database": "wh", "schema": "raw",
+                "identifier": name, **extra}
+
+    manifest = Manifest({"nodes": {"test.p.unique_a_id": {
+        "resource_type": "test", "column_name": "id", "test_metadata": {"name": "unique", "kwargs": {"column_name": "id"}},
+        "depends_on": {"nodes": ["source.p.raw.a"]}}}, "sources": {
+        "source.p.raw.a": source("a"),
+        "source.p.raw.b": source("b", meta={"agent_de": {"key": ["region", "order_no"]}}),
+        "source.p.raw.c": source("c", columns={"code": {"name": "code", "constraints": [{"type": "primary_key"}]}}),
+        "source.p.raw.d": source("d")}})
+    assert table_keys(manifest) == {"wh.raw.a": ["id"], "wh.raw.b": ["region", "order_no"], "wh.raw.c": ["code"]}
+    monkeypatch.setenv(MAX_ROWS_ENV, "5_000_000")
+    assert max_rows_from_env() == 5_000_000
+    monkeypatch.setenv(MAX_ROWS_ENV, "lots")
+    with pytest.raises(ConfigError, match=MAX_ROWS_ENV):
+        max_rows_from_env()
+
+
+def test_a_declared_composite_key_lines_the_values_up(tmp_path: Path) -> None:
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.manifest import Manifest
+
+    path = duck(tmp_path / "wh.duckdb", "create schema raw",
+                "create table raw.lines as select i % 4 as region, i // 4 as order_no, 'sku-' || (i * 7 % 97) as sku "
+                "from range(0, 600) r(i)")
+    manifest = Manifest({"nodes": {}, "sources": {"source.p.raw.lines": {
+        "name": "lines", "source_name": "raw", "resource_type": "source", "relation_name": '"wh"."raw"."lines"',
+        "database": "wh", "schema": "raw", "identifier": "lines", "meta": {"agent_de": {"key": ["region", "order_no"]}}}}})
+    store = SnapshotStore(tmp_path / "drift")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        detect_drift(manifest, wh, store)
+    duck(path, "alter table raw.lines rename column sku to product_code")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        report, _ = detect_drift(manifest, wh, store)
+    (change,) = report.changes
+    (ev,) = change.evidence
+    assert (change.kind, change.new_column, ev.verdict, ev.keys_compared) == ("column_renamed", "product_code", "same_values", 600)
