@@ -477,13 +477,13 @@ def escalations_answer(settings: Settings, esc_id: str, choice: int, note: str, 
     click.echo(result.describe())
     esc = result.escalation
     if result.closed and esc.check and esc.asset and not no_rerun:
-        from dagster_agent_de.dagster.escalations import _check_asset
         from dagster_agent_de.engines.drift import SnapshotStore
         from dagster_agent_de.engines.escalate.context_store import load_rules
+        from dagster_agent_de.engines.escalate.raising import check_node
         from dagster_agent_de.engines.investigate import investigate as run_investigation
         from dagster_agent_de.engines.investigate.failure import failure_from_check
 
-        target = "/".join(_check_asset(manifest, esc) or manifest.find(esc.asset).asset_key_path)
+        target = (check_node(manifest, esc) or manifest.find(esc.asset)).unique_id
         with wh:
             failure = failure_from_check(manifest, target, esc.check, wh, [settings.project_dir, settings.state_dir])
             report = run_investigation(failure, manifest, wh, rules=load_rules(settings.project_dir).rules,

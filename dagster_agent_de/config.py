@@ -91,11 +91,11 @@ class Settings:
         where dbt runs), else ``<state dir>/warehouse.duckdb`` for a project with no DuckDB target."""
         if self.duckdb_override is not None:
             return self.duckdb_override
-        if self.project_dir == BUNDLED_PROJECT_DIR:  # used in place only before its working copy exists
-            return self.state_dir / "warehouse.duckdb"
         env = os.environ.get("AGENT_DE_DUCKDB_PATH")
         if env:
             return Path(env).expanduser().resolve()
+        if self.is_demo:  # the agent owns the demo: its warehouse lives in the state dir
+            return self.state_dir / "warehouse.duckdb"
         try:
             target = self.profile_target
         except ConfigError:
@@ -119,12 +119,14 @@ class Settings:
         return out
 
     def dbt_env(self) -> dict[str, str]:
-        """Extra environment for dbt subprocesses: none. dbt reads the team's own profile; the demo's
-        profile finds its DuckDB file next to the project (``../warehouse.duckdb``)."""
-        return {}
+        """Extra environment for dbt subprocesses. None for a team's project (dbt reads their profile as
+        it is); the demo's profile reads ``AGENT_DE_DEMO_DUCKDB_PATH``, a variable no other profile reads,
+        so exporting it can never redirect another project's connection."""
+        return {"AGENT_DE_DEMO_DUCKDB_PATH": str(self.duckdb_path)} if self.is_demo else {}
 
     def export_env(self) -> None:
-        """Kept for callers of earlier versions: the agent no longer exports settings to dbt."""
+        """Make dbt subprocesses started by dagster-dbt (which pass ``os.environ``) see :meth:`dbt_env`."""
+        os.environ.update(self.dbt_env())
 
     def ensure_state_dir(self) -> Path:
         """Create the state directory, or raise naming the path when it is not writable."""

@@ -67,6 +67,8 @@ class DbtProjectInfo:
     target: str
     target_path: Path
     notes: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    """Extra environment for dbt (the demo's warehouse path; nothing for a team's project)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DbtProjectInfo:
@@ -80,7 +82,7 @@ class DbtProjectInfo:
         own = project_dir / str(load_project_yaml(project_dir).get("target-path") or "target")
         writable = _writable(own if own.exists() else project_dir) and not is_installed_copy(project_dir)
         target_path = own if writable else settings.state_dir / "dbt_target"
-        return cls(project_dir, settings.profiles_dir, target.target, target_path)
+        return cls(project_dir, settings.profiles_dir, target.target, target_path, env=tuple(settings.dbt_env().items()))
 
     @cached_property
     def project_yaml(self) -> dict[str, Any]:
@@ -105,7 +107,7 @@ class DbtProjectInfo:
         proc = subprocess.run(
             cmd, cwd=self.project_dir, capture_output=True, text=True,
             # no usage-stats cookie written into the profiles dir (it may be a read-only image's)
-            env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **(env or {})},
+            env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **dict(self.env), **(env or {})},
         )
         if check and proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])

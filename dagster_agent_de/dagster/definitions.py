@@ -235,6 +235,7 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
     assets: list[Any] = [*plugin_assets]
     resources: dict[str, Any] = {"agent_warehouse": agent_warehouse}
     if mode == "standalone":
+        settings.export_env()  # dagster-dbt starts dbt with os.environ
         dbt_models = _owned_dbt_assets(manifest, translator)
         assets = [dbt_models, *source_specs(view, keys), *assets]
         # The blocking drift checks on the sources run in their own step before the dbt op: a breaking

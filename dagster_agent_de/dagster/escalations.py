@@ -9,6 +9,7 @@ from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.escalate.answering import answer_escalation
 from dagster_agent_de.engines.escalate.policy import load_policy
+from dagster_agent_de.engines.escalate.raising import check_node
 from dagster_agent_de.engines.escalate.store import EscalationStore
 
 ANSWER_JOB = "answer_escalation"
@@ -51,17 +52,9 @@ def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse
 
 
 def _check_asset(manifest, esc, keys: DbtAssetKeys) -> list[str] | None:
-    """The asset the failed check is on (may differ from the culprit the escalation concerns)."""
-    for node in manifest.nodes.values():
-        for spec in (node.agent_de_meta.get("reconcile") or []):
-            if isinstance(spec, dict) and spec.get("name") == esc.check:
-                return keys.key(node).path
-    for test in manifest.data.get("nodes", {}).values():
-        if test.get("resource_type") == "test" and test.get("name") == esc.check:
-            deps = (test.get("depends_on") or {}).get("nodes") or []
-            if deps and deps[0] in manifest.nodes:
-                return keys.key(manifest.nodes[deps[0]]).path
-    return None
+    """The asset key (the team's) of the node the failed check is on."""
+    node = check_node(manifest, esc)
+    return keys.key(node).path if node is not None else None
 
 
 @job(name=ANSWER_JOB, description="Answer an escalation from the Launchpad; re-runs the blocked investigation.",

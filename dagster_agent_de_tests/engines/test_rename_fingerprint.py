@@ -40,8 +40,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def drift(project: Path, state: Path) -> tuple[int, dict[str, Any]]:
+    # each test's warehouse lives in its own state dir: named explicitly, as an override of the profile's path
     r = CliRunner().invoke(main, ["--state-dir", str(state), "--project-dir", str(project), "drift", "--json"],
-                           catch_exceptions=False)
+                           env={"AGENT_DE_DUCKDB_PATH": str(state / "warehouse.duckdb")}, catch_exceptions=False)
     return r.exit_code, json.loads(r.output)
 
 

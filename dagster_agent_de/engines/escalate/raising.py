@@ -14,7 +14,7 @@ from dagster_agent_de.core.models import (
 )
 from dagster_agent_de.engines.escalate.policy import ActionClass, Autonomy, Policy
 from dagster_agent_de.engines.escalate.store import EscalationStore
-from dagster_agent_de.manifest import Manifest
+from dagster_agent_de.manifest import Manifest, Node
 
 DEFAULT_OWNER = "data-team"
 DUE = timedelta(days=3)
@@ -141,3 +141,18 @@ def raise_decisions(store: EscalationStore, new: list[Escalation]) -> list[Escal
     a human already answered for the same asset is not asked again."""
     done = answered_choices(store)
     return raise_escalations(store, [e for e in new if (e.asset, e.finding_pattern or "") not in done])
+
+
+def check_node(manifest: Manifest, esc: Escalation) -> Node | None:
+    """The node the failed check of ``esc`` is on (it may differ from the culprit the escalation concerns):
+    the model declaring the reconciliation spec, else the node a dbt test named ``esc.check`` tests."""
+    for node in manifest.nodes.values():
+        for spec in (node.agent_de_meta.get("reconcile") or []):
+            if isinstance(spec, dict) and spec.get("name") == esc.check:
+                return node
+    for test in manifest.raw_tests():
+        if test.get("name") == esc.check:
+            deps = (test.get("depends_on") or {}).get("nodes") or []
+            if deps and deps[0] in manifest.nodes:
+                return manifest.nodes[deps[0]]
+    return None
