@@ -159,11 +159,12 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
         raise ConfigError("no reconcile specs matched; declare them under meta.agent_de.reconcile on a model")
     with wh:
         results = reconcile_all(specs, manifest, wh, search_dirs=[settings.project_dir, settings.state_dir])
-    failed = False
+    failed = config_error = False
     reports, findings, errors = [], [], []
     for spec, result in results:
         if isinstance(result, Exception):
             failed = True
+            config_error = config_error or isinstance(result, ConfigError)  # the user must fix something: exit 2
             errors.append({"model": spec.model, "name": spec.name, "error": str(result)})
             if not as_json:
                 click.echo(f"ERROR {spec.model}.{spec.name}: {result}")
@@ -183,7 +184,7 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
         out["reports"] = reports
         out["errors"] = errors
         _echo_json(out)
-    sys.exit(1 if failed else 0)
+    sys.exit(2 if config_error else 1 if failed else 0)
 
 
 @main.command()

@@ -25,6 +25,10 @@ class SpecError(ConfigError):
     """A declarative spec (reconcile, policy, context rule) is invalid."""
 
 
+class SourceOfTruthEmptyError(SpecError):
+    """The source of truth returned nothing (no records, or records without fields)."""
+
+
 class StatementRefusedError(AgentDEError):
     """A statement was refused by the read-only guard or the autonomy policy.
 

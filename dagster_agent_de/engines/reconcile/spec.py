@@ -63,7 +63,19 @@ class HttpSource(_Strict):
     next: str | None = Field(default=None, description="Key holding the next page URL (absent/None ends).")
     auth_env: str | None = Field(default=None, description="Env var with a bearer token.")
     max_pages: int = Field(default=1000, ge=1)
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, description="Total time for one request (redirects, headers, body).")
+    total_timeout_s: float = Field(default=600.0, gt=0, description="Total time for the whole source (every page).")
+    max_bytes: int = Field(default=100_000_000, gt=0, description="Bytes read over the whole source.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v!r}: only http:// and https:// URLs with a host; use `against: file:PATH` for a file")
+        return v
 
 
 class Connection(_Strict):

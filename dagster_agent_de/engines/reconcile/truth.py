@@ -79,6 +79,7 @@ def resolve_truth(
         rows = fetch_json_pages(
             spec.http.url, audit, records=spec.http.records, next_key=spec.http.next,
             auth_env=spec.http.auth_env, max_pages=spec.http.max_pages, timeout_s=spec.http.timeout_s,
+            total_timeout_s=spec.http.total_timeout_s, max_bytes=spec.http.max_bytes,
             rationale=f"load the source of truth of {spec.model}.{spec.name}",
         )
         frame = pd.DataFrame.from_records(rows)
