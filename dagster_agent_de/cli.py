@@ -146,7 +146,7 @@ def _context(settings: Settings):
 def reconcile(settings: Settings, model: str | None, name: str | None, as_json: bool) -> None:
     """Reconcile models against their sources of truth (meta.agent_de.reconcile). Exit 1 on a breach."""
     from dagster_agent_de.core.models import FindingsReport
-    from dagster_agent_de.engines.reconcile import reconcile_all, specs_from_manifest
+    from dagster_agent_de.engines.reconcile import InvalidSpec, reconcile_all, specs_from_manifest
 
     manifest, wh = _context(settings)
     specs = specs_from_manifest(manifest)
@@ -169,6 +169,7 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
             if not as_json:
                 click.echo(f"ERROR {spec.model}.{spec.name}: {result}")
             continue
+        assert not isinstance(spec, InvalidSpec)
         failed = failed or not result.passed
         reports.append(result.model_dump(mode="json") | {"passed": result.passed})
         findings.extend(result.to_findings())

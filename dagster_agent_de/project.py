@@ -66,9 +66,13 @@ class DbtProjectInfo:
     @cached_property
     def project_yaml(self) -> dict[str, Any]:
         try:
-            return yaml.safe_load((self.project_dir / "dbt_project.yml").read_text()) or {}
+            doc = yaml.safe_load((self.project_dir / "dbt_project.yml").read_text()) or {}
         except yaml.YAMLError as e:
             raise ProjectError(f"{self.project_dir / 'dbt_project.yml'} is not valid YAML: {e}") from e
+        if not isinstance(doc, dict):
+            raise ProjectError(f"{self.project_dir / 'dbt_project.yml'} must be a mapping (name:, profile:, ...), "
+                               f"not a YAML {type(doc).__name__}")
+        return doc
 
     def check_target(self) -> None:
         """Raise naming the profile and targets when the target does not exist."""

@@ -12,7 +12,7 @@ from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.reconcile import plan
 from dagster_agent_de.engines.reconcile.plan import SidePlan
 from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileReport, SegmentDelta, _pct
-from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
+from dagster_agent_de.engines.reconcile.spec import InvalidSpec, ReconcileSpec
 from dagster_agent_de.engines.reconcile.truth import Truth, resolve_truth
 from dagster_agent_de.errors import AgentDEError, WarehouseError
 from dagster_agent_de.manifest import Manifest
@@ -268,11 +268,15 @@ def _mask(row: dict[str, Any], spec: ReconcileSpec, pii: set[str]) -> dict[str, 
 
 
 def reconcile_all(
-    specs: list[ReconcileSpec], manifest: Manifest, warehouse: Warehouse, *, search_dirs: list[Path] | None = None
-) -> list[tuple[ReconcileSpec, ReconcileReport | AgentDEError]]:
-    """Run several specs; an error in one (unreachable truth, missing table) is returned, not raised."""
-    out: list[tuple[ReconcileSpec, ReconcileReport | AgentDEError]] = []
+    specs: list[ReconcileSpec | InvalidSpec], manifest: Manifest, warehouse: Warehouse, *,
+    search_dirs: list[Path] | None = None,
+) -> list[tuple[ReconcileSpec | InvalidSpec, ReconcileReport | AgentDEError]]:
+    """Run several specs; an error in one (invalid spec, unreachable truth, missing table) is returned, not raised."""
+    out: list[tuple[ReconcileSpec | InvalidSpec, ReconcileReport | AgentDEError]] = []
     for spec in specs:
+        if isinstance(spec, InvalidSpec):
+            out.append((spec, spec.error))
+            continue
         try:
             out.append((spec, reconcile(spec, manifest, warehouse, search_dirs=search_dirs)))
         except AgentDEError as e:

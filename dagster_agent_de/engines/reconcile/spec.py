@@ -21,6 +21,7 @@ Example (``models/marts/_marts.yml``)::
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -159,24 +160,45 @@ class ReconcileSpec(_Strict):
         return out
 
 
-def parse_specs(model: str, raw: Any) -> list[ReconcileSpec]:
-    """Validate ``meta.agent_de.reconcile`` of one model; raise :class:`SpecError` naming the field."""
+@dataclass(frozen=True)
+class InvalidSpec:
+    """A reconcile spec that failed validation: its check exists and fails with ``error``.
+
+    One bad spec must not stop the code location from loading; the others still run.
+    """
+
+    model: str
+    name: str
+    error: SpecError
+    against: str = "(invalid spec)"
+
+
+def _parse_one(model: str, i: int, item: Any) -> ReconcileSpec:
+    if not isinstance(item, dict):
+        raise SpecError(f"model {model}: meta.agent_de.reconcile[{i}] must be a mapping")
+    try:
+        return ReconcileSpec.model_validate({**item, "model": model})
+    except ValidationError as e:
+        problems = validation_problems(e)
+        label = item.get("name", f"#{i}")
+        raise SpecError(f"model {model}, reconcile spec {label!r} (meta.agent_de.reconcile[{i}]): {problems}") from e
+
+
+def _items(model: str, raw: Any) -> list[Any]:
     if raw is None:
         return []
     if isinstance(raw, dict):
-        raw = [raw]
+        return [raw]
     if not isinstance(raw, list):
         raise SpecError(f"model {model}: meta.agent_de.reconcile must be a list of specs, got {type(raw).__name__}")
+    return raw
+
+
+def parse_specs(model: str, raw: Any) -> list[ReconcileSpec]:
+    """Validate ``meta.agent_de.reconcile`` of one model; raise :class:`SpecError` naming the field."""
     specs, names = [], set()
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            raise SpecError(f"model {model}: meta.agent_de.reconcile[{i}] must be a mapping")
-        try:
-            spec = ReconcileSpec.model_validate({**item, "model": model})
-        except ValidationError as e:
-            problems = validation_problems(e)
-            label = item.get("name", f"#{i}")
-            raise SpecError(f"model {model}, reconcile spec {label!r} (meta.agent_de.reconcile[{i}]): {problems}") from e
+    for i, item in enumerate(_items(model, raw)):
+        spec = _parse_one(model, i, item)
         if spec.name in names:
             raise SpecError(f"model {model}: two reconcile specs are named {spec.name!r}; names must be unique")
         names.add(spec.name)
@@ -184,9 +206,31 @@ def parse_specs(model: str, raw: Any) -> list[ReconcileSpec]:
     return specs
 
 
-def specs_from_manifest(manifest: Any) -> list[ReconcileSpec]:
-    """All reconcile specs declared on models of a :class:`~dagster_agent_de.manifest.Manifest`."""
-    out: list[ReconcileSpec] = []
+def specs_from_manifest(manifest: Any) -> list[ReconcileSpec | InvalidSpec]:
+    """All reconcile specs declared on models of a :class:`~dagster_agent_de.manifest.Manifest`.
+
+    An invalid spec comes back as an :class:`InvalidSpec` carrying its :class:`SpecError` (named after
+    the spec when its name is usable), so the caller fails that spec's check and runs the others.
+    """
+    out: list[ReconcileSpec | InvalidSpec] = []
     for node in sorted(manifest.models(), key=lambda n: n.name):
-        out.extend(parse_specs(node.name, node.agent_de_meta.get("reconcile")))
+        try:
+            items = _items(node.name, node.agent_de_meta.get("reconcile"))
+        except SpecError as e:
+            out.append(InvalidSpec(node.name, "invalid_reconcile_spec", e))
+            continue
+        names: set[str] = set()
+        for i, item in enumerate(items):
+            raw_name = item.get("name") if isinstance(item, dict) else None
+            name = raw_name if isinstance(raw_name, str) and _IDENT.match(raw_name) else f"invalid_reconcile_spec_{i}"
+            try:
+                spec = _parse_one(node.name, i, item)
+                if spec.name in names:
+                    raise SpecError(f"model {node.name}: two reconcile specs are named {spec.name!r}; names must be unique")
+            except SpecError as e:
+                out.append(InvalidSpec(node.name, name if name not in names else f"{name}_{i}", e))
+                names.add(name)
+                continue
+            names.add(spec.name)
+            out.append(spec)
     return out
