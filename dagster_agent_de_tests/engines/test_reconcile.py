@@ -264,7 +264,11 @@ def test_pii_values_masked_in_samples(tmp_path: Path) -> None:
     spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["id"], compare={"email": {}}))
     with DuckDBWarehouse(path, AuditLog(None)) as wh:
         r = reconcile(spec, manifest, wh)
-    assert r.samples["mismatched"] == [{"id": 2, "pipeline_email": "***", "truth_email": "***"}]
+    from dagster_agent_de.core.masking import masker
+
+    m = masker()
+    assert r.samples["mismatched"] == [{"id": 2, "pipeline_email": m.mask("b@x.com"), "truth_email": m.mask("c@x.com")}]
+    assert "x.com" not in r.model_dump_json()
 
 
 def test_every_query_is_audited_read_only(wh_path: Path, tmp_path: Path) -> None:

@@ -8,11 +8,16 @@ from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse.base import Capabilities, QueryResult, Warehouse
 from dagster_agent_de.adapters.warehouse.duckdb import DuckDBWarehouse
 from dagster_agent_de.config import Settings
+from dagster_agent_de.core.masking import configure_masking
 from dagster_agent_de.errors import ConfigError
 
 
 def open_warehouse(settings: Settings, audit: AuditLog, *, read_only: bool = True) -> Warehouse:
-    """Open the warehouse of ``settings.target`` (DuckDB or Snowflake from ``SNOWFLAKE_*``)."""
+    """Open the warehouse of ``settings.target`` (DuckDB or Snowflake from ``SNOWFLAKE_*``).
+
+    Also sets this process's PII masking key (``AGENT_DE_MASK_KEY`` or the state directory's key).
+    """
+    configure_masking(Path(settings.state_dir))
     if settings.target == "duckdb":
         return DuckDBWarehouse(Path(settings.duckdb_path), audit, read_only=read_only)
     if settings.target == "snowflake":
