@@ -140,3 +140,25 @@ def test_verdicts_under_fakesnow(tmp_path: Path) -> None:
                     with pytest.raises(StatementRefusedError):
                         wh.query(case["sql"], rationale="hostile corpus")
             assert wh.query("select count(*) from SHOP.APP.ORDERS", rationale="intact").scalar() == 2
+
+
+def test_policy_allowed_writes_still_stay_in_the_warehouse(tmp_path: Path) -> None:
+    """With writes allowed (autonomy policy), a write runs, but file, URL and session access are refused
+    by the guard and by the hardened read-write session."""
+    path = duck(tmp_path / "rw.duckdb", "create table t (a int)")
+    with DuckDBWarehouse(path, AuditLog(None), read_only=False) as wh:
+        wh.query("insert into t values (1)", rationale="allowed write", allow_write=True)
+        assert wh.query("select count(*) from t", rationale="check").scalar() == 1
+        for sql in (
+            "insert into t select 1 from read_text('/etc/hostname')",
+            f"copy t to '{tmp_path / 'out.csv'}'",
+            "attach 'x.duckdb' as x",
+            "install httpfs",
+            "set enable_external_access = true",
+            "create table u as select * from '/etc/passwd'",
+        ):
+            with pytest.raises(StatementRefusedError):
+                wh.query(sql, rationale="write with a reach outside", allow_write=True)
+        with pytest.raises(duckdb.Error):
+            wh._run(f"copy t to '{tmp_path / 'out.csv'}'", None)
+    assert not (tmp_path / "out.csv").exists()

@@ -123,6 +123,48 @@ def check_read_only(sql: str, dialect: str) -> None:
     ...
     dagster_agent_de.errors.StatementRefusedError: refused in read-only mode: statement 2 of 2 is DELETE, not a read ...
     """
+    statements = _statements(sql, dialect)
+    total = len(statements)
+    for i, statement in enumerate(statements, start=1):
+        _check_one(statement, dialect, i, total)
+
+
+_OUTSIDE_VERBS = frozenset({"COPY", "ATTACH", "DETACH", "INSTALL", "LOAD", "EXPORT", "IMPORT", "PUT", "GET", "SET",
+                            "RESET", "PRAGMA", "CALL", "EXECUTE"})
+
+
+def check_in_warehouse(sql: str, dialect: str) -> None:
+    """Raise :class:`StatementRefusedError` if ``sql`` reaches outside the warehouse.
+
+    For the statements the autonomy policy lets write: they may change tables, never read or write
+    files, URLs or the session (COPY, ATTACH, INSTALL, LOAD, SET, ... and the functions of the deny-list).
+
+    >>> check_in_warehouse("insert into t select * from s", "duckdb")
+    >>> check_in_warehouse("insert into t select * from read_csv('/etc/passwd')", "duckdb")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dagster_agent_de.errors.StatementRefusedError: refused: statement 1 of 1 reads through the function read_csv, ...
+    """
+    from sqlglot import exp
+
+    statements = _statements(sql, dialect)
+    total = len(statements)
+    _, write_nodes = _node_types()
+    session = tuple(getattr(exp, n) for n in ("Copy", "Attach", "Detach", "Install", "Set", "Use", "LoadData", "Pragma",
+                                               "Export") if hasattr(exp, n))
+    for i, statement in enumerate(statements, start=1):
+        for node in statement.walk():
+            if isinstance(node, exp.Command) and str(node.this).upper() in _OUTSIDE_VERBS:
+                raise _refuse(str(node.this).upper(), i, total)
+            if isinstance(node, session):
+                raise _refuse(node.key.upper(), i, total)
+            what = _external_access(node, dialect)
+            if what:
+                raise _refuse_external(what, i, total)
+
+
+def _statements(sql: str, dialect: str) -> list[Any]:
+    """The parsed statements of ``sql``; refused when empty, too large (before parsing) or unparsable."""
     from sqlglot.errors import SqlglotError
 
     if not sql or not sql.strip():
@@ -148,9 +190,7 @@ def check_read_only(sql: str, dialect: str) -> None:
         ) from e
     if not statements:
         raise StatementRefusedError("refused: empty statement", reason="empty")
-    total = len(statements)
-    for i, statement in enumerate(statements, start=1):
-        _check_one(statement, dialect, i, total)
+    return statements
 
 
 def _refuse(what: str, i: int, total: int) -> StatementRefusedError:

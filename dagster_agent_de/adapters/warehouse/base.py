@@ -20,7 +20,7 @@ from dagster_agent_de.errors import (
     WarehouseError,
     WarehouseUnavailableError,
 )
-from dagster_agent_de.sql.guard import check_read_only
+from dagster_agent_de.sql.guard import check_in_warehouse, check_read_only
 
 
 @dataclass(frozen=True)
@@ -90,15 +90,17 @@ class Warehouse(ABC):
             allow_write: only honoured when the adapter was opened with ``read_only=False``
                 (the autonomy policy decides that, not the caller).
         """
-        if self.read_only or not allow_write:
-            try:
+        try:
+            if self.read_only or not allow_write:
                 check_read_only(sql, self.dialect)
-            except StatementRefusedError as e:
-                self.audit.record(
-                    statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
-                    outcome="refused", error=str(e),
-                )
-                raise
+            else:
+                check_in_warehouse(sql, self.dialect)  # a policy-allowed write still stays in the warehouse
+        except StatementRefusedError as e:
+            self.audit.record(
+                statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
+                outcome="refused", error=str(e),
+            )
+            raise
         start = time.perf_counter()
         try:
             columns, rows, truncated, types = self._run(sql, max_rows)

@@ -156,17 +156,15 @@ class DuckDBWarehouse(Warehouse):
             if self.read_only:
                 con, prelude = self._open_read_only()
                 con = self._harden(con, prelude)
-            else:
-                con = duckdb.connect(str(self.path))
-                self._setup(con, _setting("TimeZone", "UTC"))
+            else:  # writes the autonomy policy allowed: still no file, URL or extension access
+                con = self._harden(duckdb.connect(str(self.path)), [])
         except duckdb.Error as e:
             raise WarehouseUnavailableError(
                 f"cannot open DuckDB warehouse {self.path}: {e}. If another process holds it open "
                 "for writing (a running `dbt build`), retry when it finishes"
             ) from e
         self._con = con
-        if self.read_only:
-            _OPEN_SESSIONS.add(self)
+        _OPEN_SESSIONS.add(self)
         return con
 
     def _open_read_only(self) -> tuple[Any, list[str]]:
