@@ -162,3 +162,26 @@ def test_policy_allowed_writes_still_stay_in_the_warehouse(tmp_path: Path) -> No
         with pytest.raises(duckdb.Error):
             wh._run(f"copy t to '{tmp_path / 'out.csv'}'", None)
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("compare", {"amount": {"against": "(select length(content) from read_blob('/proc/self/environ'))"}}),
+    ("where_against", "status in (select content from read_text('/etc/hostname'))"),
+    ("against", "'/etc/passwd'"),
+])
+def test_a_reconcile_spec_cannot_read_files(tmp_path: Path, field: str, value: object) -> None:
+    """Spec expressions land in the agent's SQL, so they meet the guard (and the session) like any other."""
+    from dagster_agent_de.engines.reconcile import ReconcileSpec, reconcile
+    from dagster_agent_de.errors import AgentDEError
+    from dagster_agent_de_tests.helpers import make_manifest
+
+    path = duck(tmp_path / "wh.duckdb", "create table pipe as select 1 as id, 2.0 as amount, 'paid' as status",
+                "create table truth as select 1 as id, 2.0 as amount, 'paid' as status")
+    raw = {"name": "t", "model": "pipe", "against": "truth", "key": ["id"], "compare": {"amount": {}}, field: value}
+    spec = ReconcileSpec.model_validate(raw)
+    audit = AuditLog(None)
+    with DuckDBWarehouse(path, audit) as wh, pytest.raises(AgentDEError):
+        reconcile(spec, make_manifest({"pipe": '"wh"."main"."pipe"'}), wh)
+    if field != "against":  # a path as `against` is not a relation: refused before any query
+        assert any(e.outcome == "refused" and "outside the warehouse" in (e.error or "") for e in audit.events)
+    assert not any(e.outcome == "ok" and ("read_blob" in e.statement or "read_text" in e.statement) for e in audit.events)
