@@ -45,7 +45,26 @@ def column_sources(sql: str, dialect: str) -> Sources | None:
     cols = analyze_columns(sql, dialect)
     if cols.error:
         return None
-    return cols.outputs
+    outputs = {k: set(v) for k, v in cols.outputs.items()}
+    for proj in getattr(tree, "selects", []):
+        if _carries_no_value(proj.unalias()):
+            outputs[proj.alias_or_name.lower()] = set()
+    return outputs
+
+
+def _carries_no_value(node: Any) -> bool:
+    """A count, sum, average or test of a column shows none of its values (MIN/MAX/ANY_VALUE do)."""
+    from sqlglot import exp
+
+    if isinstance(node, (exp.Count, exp.Sum, exp.Avg, exp.ApproxDistinct, exp.Stddev, exp.StddevPop,
+                         exp.StddevSamp, exp.Variance, exp.VariancePop, exp.Predicate, exp.Boolean, exp.Length)):
+        return True
+    if isinstance(node, exp.Cast):
+        return _carries_no_value(node.this)
+    return isinstance(node, exp.Func) and node.sql_name().lower() in _NO_VALUE_FUNCTIONS
+
+
+_NO_VALUE_FUNCTIONS = frozenset({"typeof", "pg_typeof", "count_if", "countif", "count_star", "approx_count_distinct"})
 
 
 class PiiIndex:

@@ -129,3 +129,16 @@ def test_masking_is_an_hmac_with_a_per_deployment_key(tmp_path: Path, monkeypatc
     assert hashlib.sha256(b"ada@example.com").hexdigest()[:16] not in one.mask("ada@example.com")  # not a plain hash
     monkeypatch.setenv("AGENT_DE_MASK_KEY", "k" * 32)
     assert configure_masking(tmp_path).mask("x") == Masker(b"k" * 32).mask("x") == masker().mask("x")
+
+
+def test_counts_and_tests_of_pii_are_numbers_not_masked_values() -> None:
+    """Detectors read counts over PII columns (through CTEs with ``*``): those carry no value and stay numbers;
+    MIN/MAX and pass-through stars return values and are masked."""
+    from dagster_agent_de_tests.helpers import make_manifest
+
+    manifest = make_manifest({"customers": '"wh"."main"."customers"'},
+                             columns={"customers": {"email": {"meta": {"agent_de": {"pii": True}}}}})
+    sql = ("with c as (select * from wh.main.customers) select count(*) as rows_in, "
+           "sum(case when c.email is null then 1 else 0 end) as nulls, count(distinct c.email) as n, "
+           "typeof(c.email) as t, c.email is null as missing, max(c.email) as top, c.email as contact from c")
+    assert pii_index(manifest).pii_outputs(sql) == {"top", "contact"}
