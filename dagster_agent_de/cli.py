@@ -151,7 +151,7 @@ def _context(settings: Settings):
 def reconcile(settings: Settings, model: str | None, name: str | None, as_json: bool) -> None:
     """Reconcile models against their sources of truth (meta.agent_de.reconcile). Exit 1 on a breach."""
     from dagster_agent_de.core.models import FindingsReport
-    from dagster_agent_de.engines.reconcile import reconcile_all, specs_from_manifest
+    from dagster_agent_de.engines.reconcile import InvalidSpec, reconcile_all, specs_from_manifest
 
     manifest, wh = _context(settings)
     specs = specs_from_manifest(manifest)
@@ -164,15 +164,17 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
         raise ConfigError("no reconcile specs matched; declare them under meta.agent_de.reconcile on a model")
     with wh:
         results = reconcile_all(specs, manifest, wh, search_dirs=[settings.project_dir, settings.state_dir])
-    failed = False
+    failed = config_error = False
     reports, findings, errors = [], [], []
     for spec, result in results:
         if isinstance(result, Exception):
             failed = True
+            config_error = config_error or isinstance(result, ConfigError)  # the user must fix something: exit 2
             errors.append({"model": spec.model, "name": spec.name, "error": str(result)})
             if not as_json:
                 click.echo(f"ERROR {spec.model}.{spec.name}: {result}")
             continue
+        assert not isinstance(spec, InvalidSpec)
         failed = failed or not result.passed
         reports.append(result.model_dump(mode="json") | {"passed": result.passed})
         findings.extend(result.to_findings())
@@ -188,7 +190,7 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
         out["reports"] = reports
         out["errors"] = errors
         _echo_json(out)
-    sys.exit(1 if failed else 0)
+    sys.exit(2 if config_error else 1 if failed else 0)
 
 
 @main.command()

@@ -25,8 +25,20 @@ class SpecError(ConfigError):
     """A declarative spec (reconcile, policy, context rule) is invalid."""
 
 
+class SourceOfTruthEmptyError(SpecError):
+    """The source of truth returned nothing (no records, or records without fields)."""
+
+
 class StatementRefusedError(AgentDEError):
-    """A statement was refused by the read-only guard or the autonomy policy."""
+    """A statement was refused by the read-only guard or the autonomy policy.
+
+    ``reason`` classifies the refusal: ``write``, ``external``, ``too_large``, ``unparsable``,
+    ``empty`` (see :mod:`dagster_agent_de.sql.guard`), or ``policy``.
+    """
+
+    def __init__(self, message: str, *, reason: str = "policy") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class AgentDERuntimeError(AgentDEError):

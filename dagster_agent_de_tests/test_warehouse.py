@@ -26,8 +26,10 @@ def test_each_query_leaves_exactly_one_audit_event_with_all_fields(db: Path, duc
     with DuckDBWarehouse(db, duck_audit) as wh:
         res = wh.query("select g, count(*) as n from app.t group by g order by g", rationale="count per group")
     assert res.rows == [(0, 4), (1, 3), (2, 3)]
-    stored = read_audit(duck_audit.path)
-    assert len(stored) == 1 and len(live) == 1
+    stored = [e for e in read_audit(duck_audit.path) if e.kind == "query"]
+    assert len(stored) == 1 and len([e for e in live if e.kind == "query"]) == 1
+    (setup,) = [e for e in read_audit(duck_audit.path) if e.kind == "session_setup"]
+    assert "SET lock_configuration = TRUE" in setup.statement  # the session set-up is audited too
     e = stored[0]
     assert e.actor == "test" and e.run_id == "run-1"
     assert e.rationale == "count per group"
@@ -41,7 +43,7 @@ def test_refused_statement_is_audited_and_never_runs(db: Path, duck_audit: Audit
         with pytest.raises(StatementRefusedError):
             wh.query("select 1; drop table app.t", rationale="sneaky")
         assert wh.query("select count(*) from app.t", rationale="still there").scalar() == 10
-    events = read_audit(duck_audit.path)
+    events = [e for e in read_audit(duck_audit.path) if e.kind == "query"]
     assert [e.outcome for e in events] == ["refused", "ok"]
     assert "DROP" in (events[0].error or "")
 
@@ -56,7 +58,7 @@ def test_read_only_attach_blocks_writes_even_when_guard_is_bypassed(db: Path, du
 def test_driver_error_is_audited_and_wrapped(db: Path, duck_audit: AuditLog) -> None:
     with DuckDBWarehouse(db, duck_audit) as wh, pytest.raises(WarehouseError, match="no_such_table"):
         wh.query("select * from app.no_such_table", rationale="typo")
-    (event,) = read_audit(duck_audit.path)
+    (event,) = [e for e in read_audit(duck_audit.path) if e.kind == "query"]
     assert event.outcome == "error" and "no_such_table" in (event.error or "")
 
 
@@ -98,3 +100,26 @@ def test_dbt_can_keep_writing_while_the_agent_reads(db: Path, duck_audit: AuditL
     writer.close()
     with DuckDBWarehouse(db, duck_audit) as wh:
         assert wh.query("select count(*) from app.t", rationale="after").scalar() == 11
+
+
+def test_a_quote_in_the_path_is_a_path_not_sql(tmp_path: Path, duck_audit: AuditLog) -> None:
+    """A ``'`` in a (spec's) DuckDB path is quoted by sqlglot: it opens that file, runs nothing else."""
+    path = tmp_path / "it's'); copy (select 1) to 'pwned.csv"
+    path.mkdir(parents=True)
+    db = path / "o'brien.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("create table t as select 1 as id")
+    con.close()
+    holder = duckdb.connect(str(db), read_only=True, config={"threads": 1})  # forces the ATTACH fallback
+    try:
+        with DuckDBWarehouse(db, duck_audit) as wh:
+            assert wh.query("select count(*) from t", rationale="quoted path").scalar() == 1
+            with pytest.raises(duckdb.Error):
+                wh._run("create table t2 as select 1", None)
+    finally:
+        holder.close()
+    with DuckDBWarehouse(db, duck_audit) as wh:
+        assert wh.query("select count(*) from t", rationale="read-only open").scalar() == 1
+    setups = [e for e in read_audit(duck_audit.path) if e.kind == "session_setup"]
+    assert any("ATTACH '" in e.statement and "(READ_ONLY)" in e.statement for e in setups)
+    assert not list(tmp_path.rglob("pwned.csv"))

@@ -158,7 +158,7 @@ class Escalation(_Frozen):
 
 
 AuditOutcome = Literal["ok", "refused", "error"]
-AuditKind = Literal["query", "api_call", "action"]
+AuditKind = Literal["query", "api_call", "action", "session_setup"]
 
 
 class AuditEvent(_Frozen):

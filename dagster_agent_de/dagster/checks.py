@@ -16,25 +16,46 @@ from dagster import (
 
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator
-from dagster_agent_de.engines.reconcile import ReconcileSpec, reconcile
+from dagster_agent_de.engines.reconcile import InvalidSpec, ReconcileSpec, reconcile
 from dagster_agent_de.errors import AgentDEError
 
 RECONCILE_JOB = "reconcile"
 
 
 def build_reconcile_checks(
-    specs: Sequence[ReconcileSpec],
+    specs: Sequence[ReconcileSpec | InvalidSpec],
     *,
     asset_key_for_model: dict[str, AssetKey] | None = None,
     translator: AgentDETranslator | None = None,
 ) -> list[AssetChecksDefinition]:
-    """One asset check per reconcile spec, on the model's asset, named after the spec."""
+    """One asset check per reconcile spec, on the model's asset, named after the spec.
+
+    An :class:`InvalidSpec` still gets its check: it fails with the spec's error when it runs, so one
+    bad spec neither stops the code location from loading nor hides the others.
+    """
     translator = translator or AgentDETranslator()
     checks = []
     for spec in specs:
         key = (asset_key_for_model or {}).get(spec.model, AssetKey([spec.model]))
-        checks.append(_reconcile_check(spec, key, translator))
+        if isinstance(spec, InvalidSpec):
+            checks.append(_invalid_spec_check(spec, key, translator))
+        else:
+            checks.append(_reconcile_check(spec, key, translator))
     return checks
+
+
+def _invalid_spec_check(spec: InvalidSpec, key: AssetKey, translator: AgentDETranslator) -> AssetChecksDefinition:
+    @asset_check(
+        asset=key,
+        name=spec.name,
+        description=f"Invalid reconcile spec on {spec.model}: {spec.error}"[:1000],
+        metadata={"agent_de/kind": "reconciliation", "agent_de/invalid_spec": str(spec.error)[:1000]},
+    )
+    def _check(context: AssetCheckExecutionContext):
+        context.log.error(f"reconcile spec {spec.model}.{spec.name} is invalid: {spec.error}")
+        return translator.error_check_result(spec.error, "error", "reconciliation")
+
+    return _check
 
 
 def _reconcile_check(spec: ReconcileSpec, key: AssetKey, translator: AgentDETranslator) -> AssetChecksDefinition:

@@ -1,8 +1,18 @@
 """The read-only guard: decide, by parsing, whether a statement may run.
 
-Fail closed: a statement sqlglot cannot parse is refused, every statement of a
-multi-statement string is checked, and the whole tree is walked so that a write hidden
-inside a CTE (``WITH x AS (DELETE ... RETURNING *) SELECT ...``) is found.
+Fail closed: a statement longer than :data:`MAX_STATEMENT_CHARS` is refused before it is
+parsed, a statement sqlglot cannot parse is refused, every statement of a multi-statement
+string is checked, and the whole tree is walked so that a write hidden inside a CTE
+(``WITH x AS (DELETE ... RETURNING *) SELECT ...``) is found. A read must also stay inside the
+warehouse: functions that read files, URLs or the environment (DuckDB's ``read_csv``,
+``read_blob``, ``glob``, ...), a path in ``FROM`` (``select * from 'x.parquet'``), Snowflake
+stages (``@stage``), ``system$`` functions and schema-qualified function calls (how external
+functions are called) are refused for each dialect.
+
+Each refusal carries a :attr:`~dagster_agent_de.errors.StatementRefusedError.reason`:
+``empty``, ``too_large``, ``unparsable``, ``write`` (a statement that is not a read, session
+statements such as ATTACH, SET, INSTALL included) or ``external`` (a file, network, stage or
+system access inside a read).
 """
 
 from __future__ import annotations
@@ -16,6 +26,40 @@ from dagster_agent_de.errors import StatementRefusedError
 _READ_COMMANDS = ("EXPLAIN",)
 _log = logging.getLogger("sqlglot")
 
+MAX_STATEMENT_CHARS = 500_000
+"""Longer SQL is refused before parsing (sqlglot takes seconds per megabyte); the agent's own
+statements, compiled models included, are far smaller."""
+
+_DENIED_FUNCTIONS: dict[str, frozenset[str]] = {
+    "duckdb": frozenset({
+        # table functions reading paths or URLs
+        "read_csv", "read_csv_auto", "read_parquet", "parquet_scan", "read_json", "read_json_auto",
+        "read_json_objects", "read_json_objects_auto", "read_ndjson", "read_ndjson_auto",
+        "read_ndjson_objects", "read_text", "read_blob", "read_xlsx", "read_avro", "read_duckdb",
+        "glob", "sniff_csv", "st_read", "st_read_meta", "st_readosm", "st_readshp",
+        "iceberg_scan", "iceberg_metadata", "iceberg_snapshots", "delta_scan",
+        "sqlite_scan", "sqlite_attach", "postgres_scan", "postgres_scan_pushdown", "postgres_attach",
+        "postgres_query", "postgres_execute", "mysql_query", "mysql_execute", "mysql_attach",
+        "http_get", "http_post", "http_head", "load_aws_credentials", "arrow_scan", "arrow_scan_dumb",
+        # strings run as SQL (they would escape this guard's parse), secrets, state changes
+        "query", "query_table", "json_execute_serialized_sql", "duckdb_secrets", "which_secret",
+        "getenv", "checkpoint", "force_checkpoint", "enable_logging", "disable_logging", "truncate_duckdb_logs",
+        "install_extension", "load_extension",
+    }),
+    "snowflake": frozenset({
+        "get_presigned_url", "build_scoped_file_url", "build_stage_file_url", "get_stage_location",
+        "get_relative_path", "get_absolute_path", "infer_schema", "validate", "external_table_files",
+        "external_table_file_registration_history",
+    }),
+}
+_DENIED_PREFIXES: dict[str, tuple[str, ...]] = {
+    "duckdb": ("read_", "parquet_", "iceberg_", "delta_", "ducklake_", "postgres_", "mysql_", "sqlite_", "http_",
+               "st_read", "azure_", "s3_", "gcs_"),
+    "snowflake": ("system$",),
+}
+_FILE_EXTENSIONS = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".json", ".jsonl", ".ndjson", ".gz", ".zst",
+                    ".xlsx", ".avro", ".arrow", ".duckdb", ".db", ".sqlite")
+
 
 @lru_cache(maxsize=1)
 def _node_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
@@ -25,6 +69,8 @@ def _node_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
     reads = [exp.Select, exp.SetOperation, exp.Describe, exp.Show, exp.Subquery, exp.Values]
     if hasattr(exp, "Summarize"):
         reads.append(exp.Summarize)
+    if hasattr(exp, "Pivot"):
+        reads.append(exp.Pivot)  # DuckDB's PIVOT statement
     writes = tuple(
         getattr(exp, name)
         for name in (
@@ -77,31 +123,144 @@ def check_read_only(sql: str, dialect: str) -> None:
     ...
     dagster_agent_de.errors.StatementRefusedError: refused in read-only mode: statement 2 of 2 is DELETE, not a read ...
     """
+    statements = _statements(sql, dialect)
+    total = len(statements)
+    for i, statement in enumerate(statements, start=1):
+        _check_one(statement, dialect, i, total)
+
+
+_OUTSIDE_VERBS = frozenset({"COPY", "ATTACH", "DETACH", "INSTALL", "LOAD", "EXPORT", "IMPORT", "PUT", "GET", "SET",
+                            "RESET", "PRAGMA", "CALL", "EXECUTE"})
+
+
+def check_in_warehouse(sql: str, dialect: str) -> None:
+    """Raise :class:`StatementRefusedError` if ``sql`` reaches outside the warehouse.
+
+    For the statements the autonomy policy lets write: they may change tables, never read or write
+    files, URLs or the session (COPY, ATTACH, INSTALL, LOAD, SET, ... and the functions of the deny-list).
+
+    >>> check_in_warehouse("insert into t select * from s", "duckdb")
+    >>> check_in_warehouse("insert into t select * from read_csv('/etc/passwd')", "duckdb")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dagster_agent_de.errors.StatementRefusedError: refused: statement 1 of 1 reads through the function read_csv, ...
+    """
+    from sqlglot import exp
+
+    statements = _statements(sql, dialect)
+    total = len(statements)
+    _, write_nodes = _node_types()
+    session = tuple(getattr(exp, n) for n in ("Copy", "Attach", "Detach", "Install", "Set", "Use", "LoadData", "Pragma",
+                                               "Export") if hasattr(exp, n))
+    for i, statement in enumerate(statements, start=1):
+        for node in statement.walk():
+            if isinstance(node, exp.Command) and str(node.this).upper() in _OUTSIDE_VERBS:
+                raise _refuse(str(node.this).upper(), i, total)
+            if isinstance(node, session):
+                raise _refuse(node.key.upper(), i, total)
+            what = _external_access(node, dialect)
+            if what:
+                raise _refuse_external(what, i, total)
+
+
+def _statements(sql: str, dialect: str) -> list[Any]:
+    """The parsed statements of ``sql``; refused when empty, too large (before parsing) or unparsable."""
     from sqlglot.errors import SqlglotError
 
     if not sql or not sql.strip():
-        raise StatementRefusedError("refused: empty statement")
+        raise StatementRefusedError("refused: empty statement", reason="empty")
+    if len(sql) > MAX_STATEMENT_CHARS:
+        raise StatementRefusedError(
+            f"refused: the statement is {len(sql):,} characters, more than the {MAX_STATEMENT_CHARS:,} the guard "
+            "reads; split it into smaller statements",
+            reason="too_large",
+        )
     try:
         statements = _parse(sql, dialect)
     except SqlglotError as e:
         first = str(e).splitlines()[0]
         raise StatementRefusedError(
             f"refused in read-only mode: the statement could not be parsed as {dialect} SQL, "
-            f"so it cannot be shown to be read-only ({first})"
+            f"so it cannot be shown to be read-only ({first})",
+            reason="unparsable",
+        ) from e
+    except RecursionError as e:
+        raise StatementRefusedError(
+            "refused in read-only mode: the statement nests too deeply to be parsed", reason="unparsable"
         ) from e
     if not statements:
-        raise StatementRefusedError("refused: empty statement")
-    total = len(statements)
-    for i, statement in enumerate(statements, start=1):
-        _check_one(statement, dialect, i, total)
+        raise StatementRefusedError("refused: empty statement", reason="empty")
+    return statements
 
 
 def _refuse(what: str, i: int, total: int) -> StatementRefusedError:
     return StatementRefusedError(
         f"refused in read-only mode: statement {i} of {total} is {what}, not a read (only SELECT, WITH, "
         "DESCRIBE, SHOW and EXPLAIN run); the agent's warehouse access is read-only unless the "
-        "autonomy policy allows writes"
+        "autonomy policy allows writes",
+        reason="write",
     )
+
+
+def _refuse_external(what: str, i: int, total: int) -> StatementRefusedError:
+    return StatementRefusedError(
+        f"refused: statement {i} of {total} reads {what}, outside the warehouse; the agent reads only "
+        "warehouse relations (declare a file or API source of truth in the spec instead)",
+        reason="external",
+    )
+
+
+def _function_names(node: Any) -> set[str]:
+    from sqlglot import exp
+
+    if isinstance(node, exp.Anonymous):
+        return {node.name.lower()}
+    return {name.lower() for name in type(node).sql_names()}
+
+
+def _denied_function(node: Any, dialect: str) -> str | None:
+    """The name of a denied function ``node`` calls, else None."""
+    from sqlglot import exp
+
+    denied = _DENIED_FUNCTIONS.get(dialect, frozenset())
+    prefixes = _DENIED_PREFIXES.get(dialect, ())
+    for name in _function_names(node):
+        if name in denied or name.startswith(prefixes):
+            return name
+    if dialect != "duckdb" and isinstance(node, exp.Anonymous) and isinstance(node.parent, exp.Dot):
+        return f"{node.parent.sql(dialect)} (a schema-qualified function: external functions are called this way)"
+    return None
+
+
+def _path_like(name: str) -> bool:
+    """A table name that reads as a file path, URL or stage rather than a relation."""
+    lowered = name.lower()
+    return (
+        name.startswith(("@", "~"))
+        or any(ch in name for ch in "/\\:*?")
+        or lowered.endswith(_FILE_EXTENSIONS)
+        or "." in name
+    )
+
+
+def _external_access(node: Any, dialect: str) -> str | None:
+    """What outside-the-warehouse access ``node`` makes, else None."""
+    from sqlglot import exp
+
+    if isinstance(node, exp.Func):
+        name = _denied_function(node, dialect)
+        return f"through the function {name}" if name else None
+    if isinstance(node, exp.Table):
+        this = node.this
+        if isinstance(this, exp.Var) and str(this.this).startswith(("@", "~")):
+            return f"the stage {this.this}"
+        if isinstance(this, exp.Literal) and this.is_string:
+            return f"the path {this.this!r}"
+        if isinstance(this, exp.Identifier) and this.quoted and _path_like(this.this):
+            return f"the path {this.this!r}"
+    if isinstance(node, exp.Summarize) and isinstance(node.this, exp.Literal):
+        return f"the path {node.this.this!r}"
+    return None
 
 
 def _check_one(statement: Any, dialect: str, i: int, total: int) -> None:
@@ -126,3 +285,6 @@ def _check_one(statement: Any, dialect: str, i: int, total: int) -> None:
         if isinstance(node, write_nodes):
             kind = str(node.this).upper() if isinstance(node, exp.Command) else node.key.upper()
             raise _refuse(f"{kind} inside {statement.key.upper()}", i, total)
+        what = _external_access(node, dialect)
+        if what:
+            raise _refuse_external(what, i, total)

@@ -87,7 +87,8 @@ def test_writes_are_refused_pii_is_masked_and_unbacked_claims_are_not_evidence(j
     delete, select = replay.tool_results(1)
     assert delete["is_error"] is True and "refused" in delete["content"].lower()
     rows = json.loads(select["content"])["rows"]
-    assert [r["email"] for r in rows] == ["***"] * 3 and [r["customer_id"] for r in rows] == [0, 1, 2]
+    assert all(r["email"].startswith("pii:") and "@" not in r["email"] for r in rows)
+    assert len({r["email"] for r in rows}) == 3 and [r["customer_id"] for r in rows] == [0, 1, 2]
     (llm,) = [f for f in report.findings if f.source == "llm"]
     assert llm.verified is False and llm.confidence == 0.3 and llm.evidence == []  # q1 was refused, q7 never ran
     assert any("cited q1, q7 which did not run or failed" in n for n in report.notes)

@@ -9,6 +9,7 @@ from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse.base import Capabilities, QueryResult, Warehouse
 from dagster_agent_de.adapters.warehouse.duckdb import DuckDBWarehouse
 from dagster_agent_de.config import Settings
+from dagster_agent_de.core.masking import configure_masking
 from dagster_agent_de.errors import ConfigError
 
 
@@ -16,7 +17,11 @@ def open_warehouse(settings: Settings, audit: AuditLog, *, read_only: bool = Tru
                    snowflake_resource: Any | None = None) -> Warehouse:
     """Open the warehouse of the dbt profile's target: the output's ``type`` picks the adapter and the
     output's fields are the connection (``snowflake_resource``: a team's own ``SnowflakeResource``,
-    library mode, used instead of the profile's credentials)."""
+    library mode, used instead of the profile's credentials).
+
+    Also sets this process's PII masking key (``AGENT_DE_MASK_KEY`` or the state directory's key).
+    """
+    configure_masking(Path(settings.state_dir))
     kind = settings.warehouse_type
     if kind == "duckdb":
         return DuckDBWarehouse(Path(settings.duckdb_path), audit, read_only=read_only)

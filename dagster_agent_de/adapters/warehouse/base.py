@@ -21,7 +21,7 @@ from dagster_agent_de.errors import (
     WarehouseError,
     WarehouseUnavailableError,
 )
-from dagster_agent_de.sql.guard import check_read_only
+from dagster_agent_de.sql.guard import check_in_warehouse, check_read_only
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,17 @@ class Warehouse(ABC):
                 (the autonomy policy decides that, not the caller).
         """
         event_id = uuid.uuid4().hex
-        if self.read_only or not allow_write:
-            try:
+        try:
+            if self.read_only or not allow_write:
                 check_read_only(sql, self.dialect)
-            except StatementRefusedError as e:
-                self.audit.record(
-                    statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
-                    outcome="refused", error=str(e), event_id=event_id,
-                )
-                raise
+            else:
+                check_in_warehouse(sql, self.dialect)  # a policy-allowed write still stays in the warehouse
+        except StatementRefusedError as e:
+            self.audit.record(
+                statement=sql, rationale=rationale, dialect=self.dialect, target=self.name,
+                outcome="refused", error=str(e), event_id=event_id,
+            )
+            raise
         start = time.perf_counter()
         try:
             columns, rows, truncated, types = self._run(self.tag_statement(sql, event_id), max_rows)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dagster_agent_de.adapters.warehouse import QueryResult, Warehouse
 from dagster_agent_de.core.models import Evidence
 from dagster_agent_de.engines.investigate.models import Failure
+from dagster_agent_de.engines.pii_lineage import pii_index
 from dagster_agent_de.errors import AgentDEError, StatementRefusedError
 from dagster_agent_de.manifest import Manifest, Node
 from dagster_agent_de.sql.facts import ModelFacts, extract_facts
@@ -44,6 +45,8 @@ class InvestigationContext:
             res = self.warehouse.query(sql, rationale=rationale, max_rows=1000)
         except (AgentDEError, StatementRefusedError) as e:
             return None, Evidence(statement=sql, rationale=rationale, result_summary=f"query failed: {e}")
+        # PII (tagged or derived by lineage) is masked before any detector, finding or LLM sees it
+        res = replace(res, rows=pii_index(self.manifest, self.dialect).mask_rows(sql, res.columns, res.rows))
         rows = res.dicts(SAMPLE_ROWS)
         summary = ", ".join(f"{k}={v}" for k, v in rows[0].items()) if len(rows) == 1 else f"{res.row_count} rows"
         ev = Evidence(statement=sql, rationale=rationale, result_summary=summary, row_count=res.row_count,

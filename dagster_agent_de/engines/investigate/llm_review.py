@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from dagster_agent_de.core.masking import masker
 from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, ProposedFix, Severity
 from dagster_agent_de.engines.investigate.context import InvestigationContext
+from dagster_agent_de.engines.pii_lineage import pii_index
 from dagster_agent_de.errors import LLMError, ProjectError
 
 MAX_CONFIDENCE = 0.7
@@ -125,7 +127,7 @@ class _Session:
         self.max_queries = max_queries
         self.queries: dict[str, Evidence] = {}
         self.failed: set[str] = set()
-        self.pii = {c.lower() for n in ctx.manifest.nodes.values() for c in n.pii_columns()}
+        self.pii = pii_index(ctx.manifest, ctx.dialect).names()  # by name too: over-mask rather than leak
 
     def tool_result(self, use: dict[str, Any]) -> dict[str, Any]:
         name, args = use.get("name"), use.get("input") or {}
@@ -149,8 +151,7 @@ class _Session:
         if res is None:
             self.failed.add(qid)
             raise ValueError(f"{qid}: {ev.result_summary}")
-        rows = [{k: ("***" if k.lower() in self.pii and v is not None else v) for k, v in r.items()}
-                for r in res.dicts(RESULT_ROWS)]
+        rows = [masker().mask_row(r, self.pii) for r in res.dicts(RESULT_ROWS)]  # lineage-masked in ctx.run already
         return {"query_id": qid, "columns": res.columns, "rows": rows, "row_count": res.row_count}
 
     def _compiled(self, name: str) -> dict[str, Any]:

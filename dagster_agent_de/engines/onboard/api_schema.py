@@ -35,6 +35,9 @@ def profile_from_json_schema(path: Path, schema: str, table: str, *, name: str |
         obj = components[name]
     if not isinstance(obj, dict) or not isinstance(obj.get("properties"), dict):
         raise SpecError(f"{path}{f' ({name})' if name else ''} has no 'properties': not an object schema")
+    if not obj["properties"]:
+        raise SpecError(f"{path}{f' ({name})' if name else ''} has 0 properties: there is no column to onboard; "
+                        "describe the record's fields under 'properties'")
     required = set(obj.get("required") or [])
     cols = []
     for i, (prop, spec) in enumerate(obj["properties"].items(), start=1):

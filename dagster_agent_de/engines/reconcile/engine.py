@@ -12,7 +12,7 @@ from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.reconcile import plan
 from dagster_agent_de.engines.reconcile.plan import SidePlan
 from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileReport, SegmentDelta, _pct
-from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
+from dagster_agent_de.engines.reconcile.spec import InvalidSpec, ReconcileSpec
 from dagster_agent_de.engines.reconcile.truth import Truth, resolve_truth
 from dagster_agent_de.errors import AgentDEError, WarehouseError
 from dagster_agent_de.manifest import Manifest
@@ -50,6 +50,7 @@ def reconcile(
     if not node.relation_name:
         raise AgentDEError(f"model {spec.model} has no relation in the warehouse (is it ephemeral?)")
     truth = resolve_truth(spec, manifest, warehouse, search_dirs=search_dirs or [], audit=audit or warehouse.audit)
+    truth_relation = truth.relation
     try:
         model_side = SidePlan(node.relation_name, spec, "model")
         truth_side = SidePlan(truth.relation, spec, "against")
@@ -63,7 +64,7 @@ def reconcile(
             report = bisect_reconcile(spec, warehouse, truth.warehouse, model_side, truth_side, truth.label, notes)
     finally:
         truth.close()
-    report = _judge(spec, report, node.pii_columns())
+    report = _judge(spec, mask_pii(spec, report, manifest, node, truth_relation, warehouse.dialect))
     return report.model_copy(update={"duration_ms": (time.perf_counter() - start) * 1000})
 
 
@@ -233,7 +234,7 @@ def _segments(spec: ReconcileSpec, rows: list[dict[str, Any]]) -> list[SegmentDe
     return out
 
 
-def _judge(spec: ReconcileSpec, report: ReconcileReport, pii: set[str]) -> ReconcileReport:
+def _judge(spec: ReconcileSpec, report: ReconcileReport) -> ReconcileReport:
     th = spec.thresholds
     eps = 1e-9  # float noise in sums must not breach a 0% threshold
     breaches = []
@@ -255,24 +256,62 @@ def _judge(spec: ReconcileSpec, report: ReconcileReport, pii: set[str]) -> Recon
         w = max(worst, key=lambda s: s.pct)
         seg = ", ".join(f"{k}={v}" for k, v in w.segment.items()) or "total"
         breaches.append(f"{len(worst)} segment aggregates off by more than {th.aggregate_pct}% (worst: {w.metric} {seg} {w.pct:.2f}%)")
-    masked = {cls: [_mask(r, spec, pii) for r in rows] for cls, rows in report.samples.items()}
-    return report.model_copy(update={"breaches": breaches, "samples": masked})
+    return report.model_copy(update={"breaches": breaches})
 
 
-def _mask(row: dict[str, Any], spec: ReconcileSpec, pii: set[str]) -> dict[str, Any]:
-    out = {}
-    for k, v in row.items():
-        base = k.removeprefix("pipeline_").removeprefix("truth_").lower()
-        out[k] = "***" if (base in pii and v is not None) else v
-    return out
+def _columns_of(expr: str, dialect: str) -> set[str]:
+    """Column names an expression of a spec reads (the expression itself when it cannot be parsed)."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        return {c.name.lower() for c in sqlglot.parse_one(expr, read=dialect).find_all(exp.Column)} or {expr.lower()}
+    except SqlglotError:
+        return {expr.lower()}
+
+
+def mask_pii(
+    spec: ReconcileSpec, report: ReconcileReport, manifest: Manifest, node: Any, truth_relation: str, dialect: str
+) -> ReconcileReport:
+    """Mask every value of a PII column (tagged, or derived by lineage, on either side) in the report:
+    keys of both sides, compared columns, segment values. Masked values stay comparable (HMAC)."""
+    from dagster_agent_de.core.masking import masker
+    from dagster_agent_de.engines.pii_lineage import pii_index
+    from dagster_agent_de.sql.lineage import normalize_relation
+
+    index = pii_index(manifest, dialect)
+    if not index.any:
+        return report
+    model_pii = index.node_pii(node)
+    truth_pii = index.relation_pii(normalize_relation(truth_relation)) if truth_relation else set()
+    masked_cols: set[str] = set()
+    for key, key_against in zip(spec.key, spec.keys_against, strict=False):
+        if key.lower() in model_pii or key_against.lower() in truth_pii:
+            masked_cols.add(key.lower())
+    for col in spec.compare:
+        if (_columns_of(spec.compare_expr(col, "model"), dialect) & model_pii
+                or _columns_of(spec.compare_expr(col, "against"), dialect) & truth_pii):
+            masked_cols |= {col.lower(), f"pipeline_{col}".lower(), f"truth_{col}".lower()}
+    segment_cols = {c.lower() for c in spec.segment_by if c.lower() in model_pii | truth_pii}
+    if not masked_cols and not segment_cols:
+        return report
+    m = masker()
+    samples = {cls: [m.mask_row(r, masked_cols) for r in rows] for cls, rows in report.samples.items()}
+    segments = [s.model_copy(update={"segment": m.mask_row(s.segment, segment_cols)}) for s in report.segments]
+    return report.model_copy(update={"samples": samples, "segments": segments})
 
 
 def reconcile_all(
-    specs: list[ReconcileSpec], manifest: Manifest, warehouse: Warehouse, *, search_dirs: list[Path] | None = None
-) -> list[tuple[ReconcileSpec, ReconcileReport | AgentDEError]]:
-    """Run several specs; an error in one (unreachable truth, missing table) is returned, not raised."""
-    out: list[tuple[ReconcileSpec, ReconcileReport | AgentDEError]] = []
+    specs: list[ReconcileSpec | InvalidSpec], manifest: Manifest, warehouse: Warehouse, *,
+    search_dirs: list[Path] | None = None,
+) -> list[tuple[ReconcileSpec | InvalidSpec, ReconcileReport | AgentDEError]]:
+    """Run several specs; an error in one (invalid spec, unreachable truth, missing table) is returned, not raised."""
+    out: list[tuple[ReconcileSpec | InvalidSpec, ReconcileReport | AgentDEError]] = []
     for spec in specs:
+        if isinstance(spec, InvalidSpec):
+            out.append((spec, spec.error))
+            continue
         try:
             out.append((spec, reconcile(spec, manifest, warehouse, search_dirs=search_dirs)))
         except AgentDEError as e:

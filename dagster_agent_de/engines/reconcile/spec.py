@@ -22,6 +22,7 @@ Example (``models/marts/_marts.yml``)::
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -64,7 +65,19 @@ class HttpSource(_Strict):
     next: str | None = Field(default=None, description="Key holding the next page URL (absent/None ends).")
     auth_env: str | None = Field(default=None, description="Env var with a bearer token.")
     max_pages: int = Field(default=1000, ge=1)
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, description="Total time for one request (redirects, headers, body).")
+    total_timeout_s: float = Field(default=600.0, gt=0, description="Total time for the whole source (every page).")
+    max_bytes: int = Field(default=100_000_000, gt=0, description="Bytes read over the whole source.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v!r}: only http:// and https:// URLs with a host; use `against: file:PATH` for a file")
+        return v
 
 
 class Connection(_Strict):
@@ -148,24 +161,45 @@ class ReconcileSpec(_Strict):
         return out
 
 
-def parse_specs(model: str, raw: Any) -> list[ReconcileSpec]:
-    """Validate ``meta.agent_de.reconcile`` of one model; raise :class:`SpecError` naming the field."""
+@dataclass(frozen=True)
+class InvalidSpec:
+    """A reconcile spec that failed validation: its check exists and fails with ``error``.
+
+    One bad spec must not stop the code location from loading; the others still run.
+    """
+
+    model: str
+    name: str
+    error: SpecError
+    against: str = "(invalid spec)"
+
+
+def _parse_one(model: str, i: int, item: Any) -> ReconcileSpec:
+    if not isinstance(item, dict):
+        raise SpecError(f"model {model}: meta.agent_de.reconcile[{i}] must be a mapping")
+    try:
+        return ReconcileSpec.model_validate({**item, "model": model})
+    except ValidationError as e:
+        problems = validation_problems(e)
+        label = item.get("name", f"#{i}")
+        raise SpecError(f"model {model}, reconcile spec {label!r} (meta.agent_de.reconcile[{i}]): {problems}") from e
+
+
+def _items(model: str, raw: Any) -> list[Any]:
     if raw is None:
         return []
     if isinstance(raw, dict):
-        raw = [raw]
+        return [raw]
     if not isinstance(raw, list):
         raise SpecError(f"model {model}: meta.agent_de.reconcile must be a list of specs, got {type(raw).__name__}")
+    return raw
+
+
+def parse_specs(model: str, raw: Any) -> list[ReconcileSpec]:
+    """Validate ``meta.agent_de.reconcile`` of one model; raise :class:`SpecError` naming the field."""
     specs, names = [], set()
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            raise SpecError(f"model {model}: meta.agent_de.reconcile[{i}] must be a mapping")
-        try:
-            spec = ReconcileSpec.model_validate({**item, "model": model})
-        except ValidationError as e:
-            problems = validation_problems(e)
-            label = item.get("name", f"#{i}")
-            raise SpecError(f"model {model}, reconcile spec {label!r} (meta.agent_de.reconcile[{i}]): {problems}") from e
+    for i, item in enumerate(_items(model, raw)):
+        spec = _parse_one(model, i, item)
         if spec.name in names:
             raise SpecError(f"model {model}: two reconcile specs are named {spec.name!r}; names must be unique")
         names.add(spec.name)
@@ -173,9 +207,31 @@ def parse_specs(model: str, raw: Any) -> list[ReconcileSpec]:
     return specs
 
 
-def specs_from_manifest(manifest: Any) -> list[ReconcileSpec]:
-    """All reconcile specs declared on models of a :class:`~dagster_agent_de.manifest.Manifest`."""
-    out: list[ReconcileSpec] = []
+def specs_from_manifest(manifest: Any) -> list[ReconcileSpec | InvalidSpec]:
+    """All reconcile specs declared on models of a :class:`~dagster_agent_de.manifest.Manifest`.
+
+    An invalid spec comes back as an :class:`InvalidSpec` carrying its :class:`SpecError` (named after
+    the spec when its name is usable), so the caller fails that spec's check and runs the others.
+    """
+    out: list[ReconcileSpec | InvalidSpec] = []
     for node in sorted(manifest.models(), key=lambda n: n.name):
-        out.extend(parse_specs(node.name, node.agent_de_meta.get("reconcile")))
+        try:
+            items = _items(node.name, node.agent_de_meta.get("reconcile"))
+        except SpecError as e:
+            out.append(InvalidSpec(node.name, "invalid_reconcile_spec", e))
+            continue
+        names: set[str] = set()
+        for i, item in enumerate(items):
+            raw_name = item.get("name") if isinstance(item, dict) else None
+            name = raw_name if isinstance(raw_name, str) and _IDENT.match(raw_name) else f"invalid_reconcile_spec_{i}"
+            try:
+                spec = _parse_one(node.name, i, item)
+                if spec.name in names:
+                    raise SpecError(f"model {node.name}: two reconcile specs are named {spec.name!r}; names must be unique")
+            except SpecError as e:
+                out.append(InvalidSpec(node.name, name if name not in names else f"{name}_{i}", e))
+                names.add(name)
+                continue
+            names.add(spec.name)
+            out.append(spec)
     return out

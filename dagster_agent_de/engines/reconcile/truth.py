@@ -1,8 +1,8 @@
 """Resolve a spec's ``against`` into a relation on some warehouse.
 
 Same warehouse (pushed down): ``source()``, ``ref()``, a relation name, and on DuckDB also a
-file (read in place with ``read_csv_auto``/``read_parquet``) or an HTTP source (loaded into
-a temporary in-memory table of the session). Otherwise the truth lives on another
+file (CSV/Parquet, staged by the adapter into a session-local view) or an HTTP source (loaded
+into a session-local view the same way); the agent's session itself never reads files. Otherwise the truth lives on another
 connection and the engine uses checksum bisection.
 """
 
@@ -37,13 +37,6 @@ class Truth:
             self.warehouse.close()
 
 
-def _file_relation(path: Path) -> str:
-    p = path.as_posix().replace("'", "''")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return f"read_parquet('{p}')"
-    return f"read_csv_auto('{p}', header = true)"
-
-
 def resolve_truth(
     spec: ReconcileSpec,
     manifest: Manifest,
@@ -70,10 +63,13 @@ def resolve_truth(
             raise WarehouseUnavailableError(
                 f"source of truth file {raw} not found (looked in {', '.join(str(c) for c in candidates)})"
             )
+        name = f"_agent_de_truth_{spec.name}"
         if isinstance(warehouse, DuckDBWarehouse):
-            return Truth(warehouse, _file_relation(found.resolve()), against, same_warehouse=True)
+            warehouse.stage_file(name, found.resolve())
+            return Truth(warehouse, name, against, same_warehouse=True)
         local = DuckDBWarehouse.in_memory(audit)
-        return Truth(local, _file_relation(found.resolve()), against, same_warehouse=False, owned=True)
+        local.stage_file(name, found.resolve())
+        return Truth(local, name, against, same_warehouse=False, owned=True)
     if against == "http":
         assert spec.http is not None
         import pandas as pd
@@ -83,6 +79,7 @@ def resolve_truth(
         rows = fetch_json_pages(
             spec.http.url, audit, records=spec.http.records, next_key=spec.http.next,
             auth_env=spec.http.auth_env, max_pages=spec.http.max_pages, timeout_s=spec.http.timeout_s,
+            total_timeout_s=spec.http.total_timeout_s, max_bytes=spec.http.max_bytes,
             rationale=f"load the source of truth of {spec.model}.{spec.name}",
         )
         frame = pd.DataFrame.from_records(rows)

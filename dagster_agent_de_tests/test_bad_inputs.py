@@ -1,0 +1,74 @@
+"""Bad inputs get a clear error (and one bad reconcile spec does not take the others down)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dagster_agent_de.config import BUNDLED_PROJECT_DIR, resolve_settings
+from dagster_agent_de.engines.onboard import profile_from_json_schema
+from dagster_agent_de.engines.reconcile import InvalidSpec, ReconcileSpec, specs_from_manifest
+from dagster_agent_de.errors import ProjectError, SpecError
+from dagster_agent_de.project import DbtProjectInfo
+from dagster_agent_de_tests.helpers import make_manifest
+
+
+@pytest.mark.parametrize("doc", ['{"type": "object", "properties": {}}',
+                                 '{"components": {"schemas": {"Empty": {"type": "object", "properties": {}}}}}'])
+def test_an_api_schema_with_no_properties_is_refused(tmp_path: Path, doc: str) -> None:
+    path = tmp_path / "api.json"
+    path.write_text(doc)
+    with pytest.raises(SpecError, match="has 0 properties"):
+        profile_from_json_schema(path, "helpdesk", "tickets", name="Empty")
+
+
+def test_a_dbt_project_yml_that_is_a_list_is_a_project_error(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(BUNDLED_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    (project / "dbt_project.yml").write_text("- name: x\n- profile: y\n")
+    with pytest.raises(ProjectError, match="dbt_project.yml must be a mapping"):
+        DbtProjectInfo.from_settings(resolve_settings(tmp_path, project, None)).check_target()
+
+
+def test_one_invalid_spec_is_returned_as_an_error_and_the_rest_load() -> None:
+    good = {"name": "ok", "against": "t", "key": ["id"]}
+    manifest = make_manifest(
+        {"a": "main.a", "b": "main.b", "c": "main.c"},
+        meta={
+            "a": {"agent_de": {"reconcile": [good, {"name": "bad", "against": "t", "key": []},
+                                             {"name": "ok", "against": "t", "key": ["id"]}, "nonsense"]}},
+            "b": {"agent_de": {"reconcile": "not a list"}},
+            "c": {"agent_de": {"reconcile": [good]}},
+        },
+    )
+    specs = specs_from_manifest(manifest)
+    valid = [(s.model, s.name) for s in specs if isinstance(s, ReconcileSpec)]
+    invalid = {(s.model, s.name): str(s.error) for s in specs if isinstance(s, InvalidSpec)}
+    assert valid == [("a", "ok"), ("c", "ok")]
+    assert set(invalid) == {("a", "bad"), ("a", "ok_2"), ("a", "invalid_reconcile_spec_3"), ("b", "invalid_reconcile_spec")}
+    assert "key" in invalid[("a", "bad")] and "unique" in invalid[("a", "ok_2")]
+    assert "must be a mapping" in invalid[("a", "invalid_reconcile_spec_3")] and "must be a list" in invalid[("b", "invalid_reconcile_spec")]
+    assert all(isinstance(s.error, SpecError) for s in specs if isinstance(s, InvalidSpec))
+
+
+def test_invalid_spec_check_fails_with_the_message_and_the_others_still_load() -> None:
+    from dagster import AssetKey, Definitions, asset
+
+    from dagster_agent_de.dagster.checks import build_reconcile_checks
+
+    @asset(name="a")
+    def a_asset() -> int:
+        return 1
+
+    bad = InvalidSpec("a", "bad", SpecError("model a, reconcile spec 'bad': key: too short"))
+    good = ReconcileSpec(name="ok", model="a", against="t", key=["id"])
+    checks = build_reconcile_checks([bad, good])
+    assert {k.name for c in checks for k in c.check_keys} == {"bad", "ok"}  # both checks exist: the location loads
+    invalid_check = next(c for c in checks if {k.name for k in c.check_keys} == {"bad"})
+    defs = Definitions(assets=[a_asset], asset_checks=[invalid_check])
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(raise_on_error=False)
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed is False and evaluation.asset_key == AssetKey("a")
+    assert "key: too short" in evaluation.metadata["error"].value
