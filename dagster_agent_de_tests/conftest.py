@@ -120,3 +120,27 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnv]:
 @pytest.fixture
 def duck_audit(tmp_path: Path) -> AuditLog:
     return AuditLog(tmp_path / "audit.jsonl", actor="test", run_id="run-1")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    """A real PostgreSQL server for the session (binaries from the postgresql package), on a free port."""
+    from dagster_agent_de_tests.warehouses import PgServer
+
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """The engine suite's parameter: each test runs on DuckDB and on PostgreSQL (see ``warehouses.py``)."""
+    from dagster_agent_de_tests.warehouses import duckdb_engine, postgres_engine
+
+    eng = duckdb_engine(tmp_path) if request.param == "duckdb" else postgres_engine(request.getfixturevalue("pg_server"))
+    try:
+        yield eng
+    finally:
+        eng.close()

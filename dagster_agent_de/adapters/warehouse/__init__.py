@@ -12,7 +12,7 @@ from dagster_agent_de.errors import ConfigError
 
 
 def open_warehouse(settings: Settings, audit: AuditLog, *, read_only: bool = True) -> Warehouse:
-    """Open the warehouse of ``settings.target`` (DuckDB or Snowflake from ``SNOWFLAKE_*``)."""
+    """Open the warehouse of ``settings.target`` (DuckDB, Snowflake from ``SNOWFLAKE_*``, PostgreSQL from the dbt profile output)."""
     if settings.target == "duckdb":
         return DuckDBWarehouse(Path(settings.duckdb_path), audit, read_only=read_only)
     if settings.target == "snowflake":
@@ -22,6 +22,16 @@ def open_warehouse(settings: Settings, audit: AuditLog, *, read_only: bool = Tru
         )
 
         return SnowflakeWarehouse.from_resource(snowflake_resource_from_env(), audit, read_only=read_only)
+    if settings.target == "postgres":
+        from dagster_agent_de.adapters.warehouse.postgres import PostgresWarehouse
+
+        output = getattr(settings, "profile_output", None)
+        if not output:
+            raise ConfigError(
+                "the postgres target reads its connection from the dbt profile output (type: postgres); "
+                "none was found in the settings"
+            )
+        return PostgresWarehouse.from_profile_output(output, audit, read_only=read_only)
     raise ConfigError(f"unknown target {settings.target!r}")
 
 

@@ -56,11 +56,20 @@ class QueryResult:
         return dict(zip(self.columns, self.rows[0], strict=False))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Capabilities:
+    """What an engine can do that the engines' SQL may rely on (see the module docstring)."""
+
     temp_tables: bool = True
+    """The agent's session may create temporary tables (to stage a file or API source of truth)."""
     information_schema: bool = True
+    """``information_schema.columns``/``.tables`` describe the relations (drift snapshots, profiling)."""
     upper_case_identifiers: bool = False
+    """Unquoted identifiers are stored upper-case (Snowflake)."""
+    approx_distinct: bool = True
+    """``approx_count_distinct(x)`` exists; otherwise profiling counts ``count(distinct x)`` exactly."""
+    jaro_winkler: bool = True
+    """``jaro_winkler_similarity(a, b)`` exists; otherwise entity resolution scores names in Python."""
 
 
 class Warehouse(ABC):
