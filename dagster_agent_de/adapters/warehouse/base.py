@@ -70,6 +70,9 @@ class Capabilities:
     """``approx_count_distinct(x)`` exists; otherwise profiling counts ``count(distinct x)`` exactly."""
     jaro_winkler: bool = True
     """``jaro_winkler_similarity(a, b)`` exists; otherwise entity resolution scores names in Python."""
+    full_join_on_any_condition: bool = True
+    """``FULL JOIN ... ON a IS NOT DISTINCT FROM b`` runs (PostgreSQL only full-joins on ``=``): otherwise
+    per-segment aggregates are computed per side and merged in Python."""
 
 
 class Warehouse(ABC):

@@ -150,18 +150,9 @@ def bisect_reconcile(
     segments = []
     statements = [sm._base() + " select ... (checksum per bucket)"]
     if spec.aggregates:
-        from dagster_agent_de.engines.reconcile.engine import _segments
+        from dagster_agent_de.engines.reconcile.engine import segments_per_side
 
-        seg_m = wh_model.query(plan.side_segments_sql(spec, m), rationale=f"aggregates of {spec.model} per segment").folded().dicts()
-        seg_a = wh_truth.query(plan.side_segments_sql(spec, a), rationale=f"aggregates of {label} per segment").folded().dicts()
-        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for prefix, rows in (("p_", seg_m), ("t_", seg_a)):
-            for r in rows:
-                seg = tuple(r.get(f"s_{c}") for c in spec.segment_by)
-                rec = merged.setdefault(seg, {f"s_{c}": r.get(f"s_{c}") for c in spec.segment_by})
-                for _fn, _col, lb in spec.aggregate_parts():
-                    rec[prefix + lb] = r.get(lb)
-        segments = _segments(spec, [merged[k] for k in sorted(merged, key=repr)])
+        segments = segments_per_side(spec, wh_model, m, wh_truth, a, label)
     return ReconcileReport(
         spec_name=spec.name, model=spec.model, against=label, method="bisection",
         rows_pipeline=stats_m["n"], rows_truth=stats_a["n"], matched=matched,
