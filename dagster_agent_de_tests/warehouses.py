@@ -95,11 +95,22 @@ class Engine:
         self.opened.append(wh)
         return wh
 
+    def connection(self) -> dict[str, Any]:
+        """This database as a reconcile spec's ``connection`` (the source of truth on another connection)."""
+        if self.kind == "duckdb":
+            return {"type": "duckdb", "path": str(self.path)}
+        assert self.pg is not None
+        return {"type": "postgres", "host": "127.0.0.1", "port": self.pg.port, "user": "postgres", "dbname": self.database}
+
     def close(self) -> None:
         for wh in self.opened:
             wh.close()
         if self.kind == "postgres" and self.pg is not None:
             self.pg.drop_database(self.database)
+
+
+def make_engine(kind: str, tmp_path: Path, pg: PgServer, name: str = "wh") -> Engine:
+    return duckdb_engine(tmp_path, name) if kind == "duckdb" else postgres_engine(pg, name)
 
 
 def duckdb_engine(tmp_path: Path, name: str = "wh") -> Engine:
@@ -110,5 +121,5 @@ def duckdb_engine(tmp_path: Path, name: str = "wh") -> Engine:
     return Engine("duckdb", name, "main", path=path)
 
 
-def postgres_engine(pg: PgServer) -> Engine:
-    return Engine("postgres", pg.create_database(), "public", pg=pg)
+def postgres_engine(pg: PgServer, prefix: str = "wh") -> Engine:
+    return Engine("postgres", pg.create_database(prefix), "public", pg=pg)

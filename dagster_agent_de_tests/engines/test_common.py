@@ -141,3 +141,111 @@ def test_pii_scan_of_sources(engine: Engine) -> None:
     found = {r.node: r for r in scan_sources(manifest, engine.warehouse())}
     assert [(h.column, h.kind) for h in found["crm.people"].hits] == [("contact", "phone")]  # email is tagged
     assert found["crm.gone"].hits == ()  # not in the warehouse: its columns are unknown, so nothing to sample
+
+
+# --- across connections: every pair of adapters ------------------------------------------------
+
+PAIRS = [("duckdb", "postgres"), ("postgres", "duckdb"), ("postgres", "postgres"), ("duckdb", "duckdb")]
+
+
+@pytest.mark.parametrize(("model_kind", "truth_kind"), PAIRS)
+def test_cross_connection_bisection_gives_the_pushdown_report(model_kind: str, truth_kind: str, pg_server, tmp_path) -> None:
+    from dagster_agent_de_tests.warehouses import make_engine
+
+    for d in ("same", "m", "t"):
+        (tmp_path / d).mkdir()
+    same = make_engine("duckdb", tmp_path / "same", pg_server)
+    pipe = make_engine(model_kind, tmp_path / "m", pg_server, "pipe")
+    truth = make_engine(truth_kind, tmp_path / "t", pg_server, "app")
+    try:
+        for e in (same, pipe, truth):
+            load_pipe_and_truth(e)
+        with same.warehouse() as wh:
+            expected = reconcile(pipe_spec(against=same.relation("truth")), make_manifest({"pipe": same.relation("pipe")}), wh)
+        with pipe.warehouse() as wh:
+            cross = reconcile(pipe_spec(against=truth.relation("truth"), connection=truth.connection()),
+                              make_manifest({"pipe": pipe.relation("pipe")}), wh)
+    finally:
+        for e in (same, pipe, truth):
+            e.close()
+    assert (expected.method, cross.method) == ("pushdown", "bisection")
+    assert cross.counts() == expected.counts()
+    assert {c.column: c.mismatched for c in cross.columns} == {c.column: c.mismatched for c in expected.columns}
+    assert [(s.segment, s.metric, round(s.delta, 6)) for s in cross.segments] == \
+        [(s.segment, s.metric, round(s.delta, 6)) for s in expected.segments]
+    assert [(s["region"], s["id"]) for s in cross.samples["missing_in_pipeline"]] == [("us", 2)]
+    assert any(f"({model_kind} vs {truth_kind})" in n and "rows fetched" in n for n in cross.notes)
+
+
+_TYPED_DDL = ("create table typed (id integer, name varchar(20), amount decimal(12,4), ratio double precision, "
+              "paid_at timestamp, paid_at_tz timestamptz, day date, ok boolean)")
+_TYPED_ROWS = [
+    "(1, 'Ann', 10.5, 0.1, '2026-03-01 09:00:00', '2026-03-01 10:00:00+01', '2026-03-01', true)",
+    "(2, 'ann', -0.0001, 1e-7, '2026-03-01 23:59:59.123456', '2026-03-02 04:30:00-05', '1999-12-31', false)",
+    "(3, 'é', null, null, null, null, null, null)",
+    "(4, 'NULL', 0, -2.5, '1970-01-01 00:00:00', '1970-01-01 00:00:00+00', '1970-01-01', null)",
+    "(5, '', 123456.789, 3.0, '2026-11-29 12:00:00', '2026-11-29 12:00:00+00', '2026-11-29', true)",
+]
+
+
+def test_canonical_checksums_are_equal_on_every_engine(pg_server, tmp_path) -> None:
+    """The same rows give the same bucket checksums and the same canonical texts on DuckDB and PostgreSQL."""
+    from dagster_agent_de.engines.reconcile.bisect import _Side, _types, renderings
+    from dagster_agent_de.engines.reconcile.plan import SidePlan
+    from dagster_agent_de_tests.warehouses import duckdb_engine, postgres_engine
+
+    spec = ReconcileSpec.model_validate(dict(name="t", model="typed", against="typed", key=["id"],
+                                             compare={c: {} for c in ("name", "amount", "ratio", "paid_at", "paid_at_tz", "day", "ok")}))
+    engines = [duckdb_engine(tmp_path), postgres_engine(pg_server)]
+    got = []
+    try:
+        for e in engines:
+            e.execute(_TYPED_DDL, f"insert into typed values {', '.join(_TYPED_ROWS)}")
+        whs = [e.warehouse() for e in engines]
+        sides = [SidePlan(e.relation("typed"), spec, "model") for e in engines]
+        rends = renderings(spec, _types(spec, whs[0], sides[0]), _types(spec, whs[1], sides[1]))
+        for i, (wh, side) in enumerate(zip(whs, sides, strict=True)):
+            s = _Side(spec, wh, side, rends, i)
+            buckets = s.buckets(0, None)
+            rows = sorted(s.fetch(0, sorted(buckets)), key=lambda r: r["_ck0"])
+            got.append((buckets, [{k: v for k, v in r.items() if k.startswith("_c")} for r in rows]))
+    finally:
+        for e in engines:
+            e.close()
+    (duck_buckets, duck_rows), (pg_buckets, pg_rows) = got
+    assert duck_rows == pg_rows
+    assert duck_buckets == pg_buckets and sum(n for n, _ in duck_buckets.values()) == 5
+    first = duck_rows[0]
+    assert (first["_cv_amount"], first["_cv_ratio"], first["_cv_paid_at"], first["_cv_paid_at_tz"], first["_cv_ok"]) == (
+        "v10.5000", "v0.100000", "v2026-03-01 09:00:00.000000", "v2026-03-01 09:00:00.000000", "vtrue")
+    assert duck_rows[2]["_cv_amount"] == "n" and duck_rows[3]["_cv_name"] == "vNULL"  # NULL and the text NULL differ
+
+
+def test_typed_comparisons_survive_the_trip(pg_server, tmp_path) -> None:
+    """Numeric scale, timestamps with and without time zone, and text collation, DuckDB against PostgreSQL."""
+    from dagster_agent_de_tests.warehouses import duckdb_engine, postgres_engine
+
+    pipe, app = duckdb_engine(tmp_path), postgres_engine(pg_server, "app")
+    try:
+        pipe.execute("create table orders (order_id varchar(10), amount decimal(10,2), paid_at timestamp)",
+                     "insert into orders values ('B', 10.50, '2026-03-01 09:00:00'), ('a', 3.00, '2026-03-01 10:00:00'), "
+                     "('é', 1.25, '2026-03-01 11:00:00'), ('Z', 7.10, '2026-03-01 12:00:00'), ('A', 2.00, '2026-03-01 13:00:00')")
+        app.execute("create table orders (id text collate \"C\", total numeric, paid_at timestamptz)",
+                    "insert into orders values ('B', 10.5, '2026-03-01 10:00:00+01'), ('a', 3, '2026-03-01 10:00:00+00'), "
+                    "('é', 1.2500, '2026-03-01 06:00:00-05'), ('Z', 7.1, '2026-03-01 12:00:01+00'), "
+                    "('b', 1, '2026-03-01 00:00:00+00'), ('C', 1, '2026-03-01 00:00:00+00')")
+        spec = ReconcileSpec.model_validate(dict(
+            name="orders_vs_app", model="orders", against="public.orders", key=["order_id"], key_against=["id"],
+            compare={"amount": {"against": "total"}, "paid_at": {}}, connection=app.connection()))
+        with pipe.warehouse() as wh:
+            r = reconcile(spec, make_manifest({"orders": pipe.relation("orders")}), wh)
+    finally:
+        pipe.close()
+        app.close()
+    # 10.50 = 10.5 and 1.25 = 1.2500 (scale); 09:00 naive = 10:00+01 (UTC); only Z's second differs
+    assert (r.matched, r.mismatched_rows, r.missing_in_pipeline, r.extra_in_pipeline) == (4, 1, 2, 1)
+    assert {c.column: c.mismatched for c in r.columns} == {"amount": 0, "paid_at": 1}
+    assert [s["order_id"] for s in r.samples["mismatched"]] == ["Z"]
+    assert [s["order_id"] for s in r.samples["missing_in_pipeline"]] == ["C", "b"]  # C order: upper case first
+    assert [s["order_id"] for s in r.samples["extra_in_pipeline"]] == ["A"]
+    assert any("paid_at is TIMESTAMP in the pipeline" in n and "read as UTC" in n for n in r.notes)
