@@ -10,20 +10,35 @@ the differences, not to the tables.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
 
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.reconcile import plan
-from dagster_agent_de.engines.reconcile.canonical import Rendering, canonical_sql, checksum_sql, rendering
+from dagster_agent_de.engines.reconcile.canonical import (
+    Rendering,
+    bucket_sql,
+    canonical_sql,
+    checksum_sql,
+    rendering,
+)
 from dagster_agent_de.engines.reconcile.plan import SidePlan, q
 from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileReport, _pct
 from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
 
+T = TypeVar("T")
+U = TypeVar("U")
 FANOUT = 64
-LEAF_ROWS = 64
+LEAF_ROWS = 16
+"""A differing bucket of at most this many rows is fetched; a larger one is split (its rows are not hashed again
+outside it). Small: fewer rows move, at the cost of a level that only rehashes the differing buckets."""
 MAX_DEPTH = 5
-FIRST_LEVEL_ROWS = FANOUT * LEAF_ROWS
-"""The first level has enough buckets for about this many rows each (a 1M-row table starts at 4,096 buckets)."""
+FIRST_LEVEL_ROWS = 64
+"""The first level has buckets of about this many rows (a 1M-row table starts at 16,384 buckets), so that
+when few rows differ, few buckets do, and the next level rehashes only their rows."""
+MAX_MODULUS = 2**31 - 1  # bucket numbers come from a Lehmer step mod 2^31 - 1 (or 60 bits of an md5)
 
 
 def _stats(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
@@ -47,16 +62,16 @@ def renderings(spec: ReconcileSpec, types_model: list[str], types_truth: list[st
     return [rendering(a, b) for a, b in zip(tm, ta, strict=True)]
 
 
-def first_level(rows: int) -> int:
-    """The level whose buckets hold about :data:`FIRST_LEVEL_ROWS` rows (levels above it would all differ anyway).
+def first_modulus(rows: int) -> int:
+    """Buckets of the first level: a power of two giving about :data:`FIRST_LEVEL_ROWS` rows each.
 
-    >>> first_level(10_000), first_level(1_000_000), first_level(100_000_000)
-    (0, 1, 2)
+    >>> first_modulus(1_000), first_modulus(1_000_000), first_modulus(10_000_000)
+    (64, 16384, 262144)
     """
-    level = 0
-    while level < MAX_DEPTH - 1 and rows / FANOUT ** (level + 1) > FIRST_LEVEL_ROWS:
-        level += 1
-    return level
+    m = FANOUT
+    while rows / m > FIRST_LEVEL_ROWS and m * 2 * FANOUT <= MAX_MODULUS:
+        m *= 2
+    return m
 
 
 class _Side:
@@ -65,7 +80,7 @@ class _Side:
         nk = len(spec.key)
         self.key_texts = [canonical_sql(f"k{i}", rends[i], index, wh.dialect) for i in range(nk)]
         self.value_texts = {c: canonical_sql(f"c_{c}", rends[nk + j], index, wh.dialect) for j, c in enumerate(spec.compare)}
-        self.key_hash = checksum_sql(self.key_texts, wh.dialect)
+        self.key_hash = bucket_sql(plan.key_names(spec), self.key_texts, rends[:nk], wh.dialect)
         self.row_hash = checksum_sql(self.key_texts + list(self.value_texts.values()), wh.dialect)
         self.notnull = " and ".join(f"{k} is not null" for k in plan.key_names(spec))
         self.rows_moved = 0
@@ -74,32 +89,33 @@ class _Side:
         self.bytes_moved = 0
 
     def _base(self) -> str:
+        # the bucket only (cheap); each statement filters on it before any row is hashed
         return (
             f"with t as ({self.side.select(joined=True)}), "
-            f"h as (select *, {self.key_hash} as _h, {self.row_hash} as _r from t where {self.notnull})"
+            f"f as (select *, {self.key_hash} as _h from t where {self.notnull})"
         )
 
-    def buckets(self, level: int, prefixes: list[int] | None) -> dict[int, tuple[int, int]]:
-        mod = FANOUT ** (level + 1)
+    def buckets(self, mod: int, parent: int | None, prefixes: list[int] | None) -> dict[int, tuple[int, int]]:
         where = ""
-        if prefixes is not None:
-            where = f" where (_h % {FANOUT ** level}) in ({', '.join(map(str, prefixes))})"
-        sql = f"{self._base()} select _h % {mod} as b, count(*) as n, sum(_r) as s from h{where} group by 1"
-        res = self.wh.query(sql, rationale=f"checksum level {level} of {len(prefixes) if prefixes else 'all'} bucket(s), {self.side.side} side")
+        if parent is not None and prefixes is not None:
+            where = f" where (_h % {parent}) in ({', '.join(map(str, prefixes))})"
+        sql = f"{self._base()} select _h % {mod} as b, count(*) as n, sum({self.row_hash}) as s from f{where} group by 1"
+        res = self.wh.query(sql, rationale=f"checksums of {mod:,} buckets ({len(prefixes) if prefixes else 'all'} parent "
+                                           f"bucket(s)), {self.side.side} side")
         self.checksums += res.row_count
         self.queries += 1
         self._account(res.rows)
         return {int(b): (int(n), int(s)) for b, n, s in res.rows}
 
-    def fetch(self, level: int, buckets: list[int]) -> list[dict[str, Any]]:
+    def fetch(self, mod: int, buckets: list[int]) -> list[dict[str, Any]]:
         if not buckets:
             return []
         cols = plan.key_names(self.spec) + [q("c_" + c) for c in self.spec.compare]
         cols += [f"{t} as {q(f'_ck{i}')}" for i, t in enumerate(self.key_texts)]
         cols += [f"{t} as {q('_cv_' + c)}" for c, t in self.value_texts.items()]
         sql = (
-            f"{self._base()} select {', '.join(cols)} from h "
-            f"where (_h % {FANOUT ** (level + 1)}) in ({', '.join(map(str, buckets))})"
+            f"{self._base()} select {', '.join(cols)} from f "
+            f"where (_h % {mod}) in ({', '.join(map(str, buckets))})"
         )
         res = self.wh.query(sql, rationale=f"fetch rows of {len(buckets)} differing bucket(s), {self.side.side} side")
         self.rows_moved += res.row_count
@@ -123,34 +139,45 @@ def _differs(spec: ReconcileSpec, col: str, row_m: dict[str, Any], row_a: dict[s
     return bool(row_m[f"_cv_{col}"] != row_a[f"_cv_{col}"])
 
 
+def _both(fm: Callable[[], T], fa: Callable[[], U]) -> tuple[T, U]:
+    """Run one step on both connections at once: each side computes in its own engine, so the step takes
+    as long as the slower side, not the sum."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(fa)
+        got_m = fm()
+        return got_m, future.result()
+
+
 def bisect_reconcile(
     spec: ReconcileSpec, wh_model: Warehouse, wh_truth: Warehouse, m: SidePlan, a: SidePlan, label: str, notes: list[str]
 ) -> ReconcileReport:
-    rends = renderings(spec, _types(spec, wh_model, m), _types(spec, wh_truth, a))
+    rends = renderings(spec, *_both(lambda: _types(spec, wh_model, m), lambda: _types(spec, wh_truth, a)))
     sm, sa = _Side(spec, wh_model, m, rends, 0), _Side(spec, wh_truth, a, rends, 1)
-    stats_m, stats_a = _stats(spec, wh_model, m), _stats(spec, wh_truth, a)
-    leaves: dict[int, list[int]] = {}
+    stats_m, stats_a = _both(lambda: _stats(spec, wh_model, m), lambda: _stats(spec, wh_truth, a))
+    leaves: dict[int, list[int]] = {}  # modulus -> differing buckets small enough to fetch
     prefixes: list[int] | None = None
-    start = first_level(max(stats_m["n"], stats_a["n"]))
-    for level in range(start, MAX_DEPTH):
-        bm, ba = sm.buckets(level, prefixes), sa.buckets(level, prefixes)
+    parent: int | None = None
+    mod = first_modulus(max(stats_m["n"], stats_a["n"]))
+    for depth in range(MAX_DEPTH):
+        bm, ba = _both(partial(sm.buckets, mod, parent, prefixes), partial(sa.buckets, mod, parent, prefixes))
         differing = [b for b in set(bm) | set(ba) if bm.get(b) != ba.get(b)]
         small = [b for b in differing if max(bm.get(b, (0, 0))[0], ba.get(b, (0, 0))[0]) <= LEAF_ROWS]
         big = [b for b in differing if b not in set(small)]
-        if level == MAX_DEPTH - 1:
+        if depth == MAX_DEPTH - 1 or mod * FANOUT > MAX_MODULUS:
             small, big = differing, []
         if small:
-            leaves.setdefault(level, []).extend(small)
+            leaves.setdefault(mod, []).extend(small)
         if not big:
             break
-        prefixes = sorted(big)
+        prefixes, parent, mod = sorted(big), mod, mod * FANOUT
     rows_m: dict[tuple[Any, ...], dict[str, Any]] = {}
     rows_a: dict[tuple[Any, ...], dict[str, Any]] = {}
     nk = len(spec.key)
-    for level, buckets in leaves.items():
-        for r in sm.fetch(level, sorted(buckets)):
+    for leaf_mod, buckets in leaves.items():
+        got_m, got_a = _both(partial(sm.fetch, leaf_mod, sorted(buckets)), partial(sa.fetch, leaf_mod, sorted(buckets)))
+        for r in got_m:
             rows_m.setdefault(tuple(r[f"_ck{i}"] for i in range(nk)), r)
-        for r in sa.fetch(level, sorted(buckets)):
+        for r in got_a:
             rows_a.setdefault(tuple(r[f"_ck{i}"] for i in range(nk)), r)
     kinds = ", ".join(f"{c} as {r.kind}" + (f"({r.scale})" if r.kind == "number" else "")
                       for c, r in zip([*spec.key, *spec.compare], rends, strict=True))

@@ -81,13 +81,15 @@ class Rendering:
     kind: Kind
     scale: int = 0
     own: tuple[Kind, Kind] = ("text", "text")
+    own_scale: tuple[int | None, int | None] = (None, None)
+    """Each side's declared scale: a side whose type already has the chosen scale prints as is (no cast)."""
 
 
 def rendering(type_model: str | None, type_truth: str | None) -> Rendering:
     """Choose one rendering for a column from its two sides' types.
 
     >>> rendering("DECIMAL(10,3)", "NUMERIC")
-    Rendering(kind='number', scale=6, own=('number', 'number'))
+    Rendering(kind='number', scale=6, own=('number', 'number'), own_scale=(3, None))
     >>> rendering("INTEGER", "NUMERIC(12,2)").scale, rendering("TIMESTAMP", "TIMESTAMP WITH TIME ZONE").kind
     (2, 'timestamp')
     """
@@ -96,9 +98,9 @@ def rendering(type_model: str | None, type_truth: str | None) -> Rendering:
     if {a, b} <= {"integer", "number"}:
         if a == b == "integer":
             return Rendering("integer", 0, own)
-        scales = [scale_of(type_model), scale_of(type_truth)]
+        scales = (scale_of(type_model), scale_of(type_truth))
         scale = max(DEFAULT_SCALE if s is None else s for s in scales)
-        return Rendering("number", scale, own)
+        return Rendering("number", scale, own, scales)
     if {a, b} <= {"timestamp", "timestamp_tz", "date"} and a != b:
         return Rendering("timestamp", 0, own)
     if a == b:
@@ -111,8 +113,9 @@ def _expr(column: str, r: Rendering, side: int) -> Any:
 
     col: exp.Expression = exp.column(column, quoted=True)
     own = r.own[side]
-    if r.kind == "integer":
-        return exp.cast(exp.cast(col, "DECIMAL(38, 0)"), "TEXT")
+    if r.kind == "integer" or (r.kind == "number" and own != "integer" and r.own_scale[side] == r.scale):
+        # integers, and decimals already at the chosen scale, print alike on every engine: no cast needed
+        return exp.cast(col, "TEXT")
     if r.kind == "number":
         return exp.cast(exp.cast(col, f"DECIMAL(38, {r.scale})"), "TEXT")
     if r.kind in ("timestamp", "timestamp_tz"):
@@ -151,3 +154,21 @@ def checksum_sql(texts: list[str], dialect: str) -> str:
     md5 = exp.MD5(this=exp.maybe_parse(joined, dialect=dialect)).sql(dialect=dialect)
     return _HEX_TO_INT[dialect].format(md5=md5)
 
+
+
+_LEHMER_P, _LEHMER_A = 2147483647, 48271  # MINSTD: products stay below 2^47, exact in BIGINT on every engine
+
+
+def bucket_sql(key_columns: list[str], key_texts: list[str], rends: list[Rendering], dialect: str) -> str:
+    """A non-negative integer per key that places a key in the same bucket on every engine.
+
+    A single integer key needs no md5: a Lehmer step spreads consecutive keys over the buckets in
+    integer arithmetic every engine does exactly alike (and cheaply, so a level can filter on its
+    bucket before any row is hashed). Any other key: the md5 of its canonical text.
+
+    >>> bucket_sql(['"k0"'], [], [Rendering("integer")], "postgres")
+    '(ABS(CAST("k0" AS BIGINT)) % 2147483647) * 48271 % 2147483647'
+    """
+    if len(key_columns) == 1 and rends[0].kind == "integer":
+        return f"(ABS(CAST({key_columns[0]} AS BIGINT)) % {_LEHMER_P}) * {_LEHMER_A} % {_LEHMER_P}"
+    return checksum_sql(key_texts, dialect)
