@@ -252,3 +252,24 @@ def test_typed_comparisons_survive_the_trip(pg_server, tmp_path) -> None:
     assert [s["order_id"] for s in r.samples["missing_in_pipeline"]] == ["C", "b"]  # C order: upper case first
     assert [s["order_id"] for s in r.samples["extra_in_pipeline"]] == ["A"]
     assert any("paid_at is TIMESTAMP in the pipeline" in n and "read as UTC" in n for n in r.notes)
+
+
+def test_entities_merge_and_ask_alike(engine: Engine) -> None:
+    """PostgreSQL has no Jaro-Winkler: the names come back with the candidate pairs and are scored in Python
+    (the same definition as DuckDB's), so both engines merge and ask about the same pairs."""
+    from dagster_agent_de.engines.entities import EntitySpec, resolve_entities
+
+    engine.execute(
+        "create table customers (customer_id integer, full_name varchar(40), email varchar(60), phone varchar(30))",
+        """insert into customers values
+            (1, 'Ann Lee', 'ann.lee@shop.test', '+1 (555) 010-1000'), (2, 'Ann Lee', ' ANN.LEE+promo@shop.test', null),
+            (3, 'Ann  Lee', 'a.lee@other.test', '555 010 1000'), (4, 'Bob Stone', 'family@home.test', null),
+            (5, 'Carla Stone', 'family@home.test', null), (6, 'Dan Wu', 'dan@wu.test', '+44 20 7946 0000'),
+            (7, 'Eve Park', 'eve@park.test', '+44 20 7946 0000'), (8, 'Fay Moss', 'fay@moss.test', null)""",
+    )
+    spec = EntitySpec(model="customers", key="customer_id", match={"email": "email", "name": "full_name", "phone": "phone"})
+    r = resolve_entities(spec, make_manifest({"customers": engine.relation("customers")}), engine.warehouse())
+    assert r.rows == 8 and not r.truncated
+    assert {(p.key_a, p.key_b) for p in r.merged} == {(1, 2), (1, 3)}
+    assert r.entity_map == {1: 1, 2: 1, 3: 1}
+    assert [(p.key_a, p.key_b, p.confidence) for p in r.review] == [(4, 5, 0.9)]
