@@ -273,3 +273,24 @@ def test_entities_merge_and_ask_alike(engine: Engine) -> None:
     assert {(p.key_a, p.key_b) for p in r.merged} == {(1, 2), (1, 3)}
     assert r.entity_map == {1: 1, 2: 1, 3: 1}
     assert [(p.key_a, p.key_b, p.confidence) for p in r.review] == [(4, 5, 0.9)]
+
+
+@pytest.mark.parametrize(("model_kind", "truth_kind"), [("duckdb", "postgres"), ("postgres", "duckdb")])
+def test_cross_connection_counts_duplicated_keys_not_surplus_rows(model_kind: str, truth_kind: str, pg_server, tmp_path) -> None:
+    from dagster_agent_de_tests.warehouses import make_engine
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "t").mkdir()
+    pipe, truth = make_engine(model_kind, tmp_path / "m", pg_server, "pipe"), make_engine(truth_kind, tmp_path / "t", pg_server, "app")
+    try:
+        pipe.execute("create table t (id integer, v integer)", "insert into t values (1, 1), (7, 7), (7, 7), (7, 7), (9, 9), (null, 0)")
+        truth.execute("create table t (id integer, v integer)", "insert into t values (1, 1), (8, 8), (8, 8), (9, 10)")
+        spec = ReconcileSpec.model_validate(dict(name="t", model="t", against=truth.relation("t"), key=["id"], compare={"v": {}},
+                                                 connection=truth.connection()))
+        with pipe.warehouse() as wh:
+            r = reconcile(spec, make_manifest({"t": pipe.relation("t")}), wh)
+    finally:
+        pipe.close()
+        truth.close()
+    assert (r.duplicate_keys_pipeline, r.duplicate_keys_truth) == (1, 1)  # key 7 three times is one duplicated key
+    assert (r.null_keys_pipeline, r.matched, r.missing_in_pipeline, r.extra_in_pipeline, r.mismatched_rows) == (1, 2, 1, 1, 1)
