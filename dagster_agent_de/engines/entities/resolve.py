@@ -204,6 +204,9 @@ def resolve_entities(spec: EntitySpec, manifest: Manifest, warehouse: Warehouse,
     node = manifest.find(spec.model)
     if not node.relation_name:
         raise SpecError(f"model {spec.model} has no relation in the warehouse (is it ephemeral?)")
+    if warehouse.dialect not in ("duckdb", "postgres"):
+        raise SpecError(f"entity resolution is not on {warehouse.dialect} yet: its blocking SQL (regexp_replace with "
+                        "flags) is written for DuckDB and PostgreSQL")
     in_sql = warehouse.capabilities.jaro_winkler  # else (PostgreSQL) names are scored here, the same way
     def answered(what: str) -> set[str]:
         return {a for r in rules or [] if what in (getattr(r, "suppresses", None) or []) for a in getattr(r, "applies_to", [])}
