@@ -327,7 +327,12 @@ def _project(engine: Engine, tmp_path, models: dict[str, str], data: list[str], 
 def test_detectors_find_the_same_causes(engine: Engine, tmp_path) -> None:
     from dagster_agent_de.engines.investigate import Failure
     from dagster_agent_de.engines.investigate.context import InvestigationContext
-    from dagster_agent_de.engines.investigate.detectors import filter_row_drop, join_fanout, join_row_drop, null_semantics
+    from dagster_agent_de.engines.investigate.detectors import (
+        filter_row_drop,
+        join_fanout,
+        join_row_drop,
+        null_semantics,
+    )
 
     inner = ("select o.id from {{ source('raw', 'orders') }} o inner join {{ source('raw', 'customers') }} c "
              "on o.customer_id = c.customer_id")
