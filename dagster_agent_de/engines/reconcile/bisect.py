@@ -1,11 +1,13 @@
 """Checksum bisection across two connections (or a file/API staged on a local session).
 
-Split the key space into buckets by the md5 of each key's canonical text, compare ``count`` and
-``sum(md5 of the row's canonical text)`` per bucket on each side, recurse only into buckets that
-differ, and fetch rows only from small differing buckets. Both sides compute their checksums in
-their own engine from the same canonical rendering (:mod:`.canonical`), so a DuckDB bucket and a
-PostgreSQL bucket holding the same rows have the same checksum; the data moved is proportional to
-the differences, not to the tables.
+Each key falls in a bucket (a Lehmer step of a single integer key, or the md5 of the key's
+canonical text); each side returns ``count`` and ``sum(md5 of the row's canonical text)`` per bucket,
+computed in its own engine from the same canonical rendering (:mod:`.canonical`), so a DuckDB
+bucket and a PostgreSQL bucket holding the same rows have the same checksum. The first level has
+buckets of about :data:`FIRST_LEVEL_ROWS` rows; only differing buckets are split further (a level
+hashes only the rows of the buckets it looks at), and rows are fetched only from differing buckets
+of at most :data:`LEAF_ROWS` rows. Both sides run each step at once. The rows moved are
+proportional to the differences, not to the tables.
 """
 
 from __future__ import annotations
