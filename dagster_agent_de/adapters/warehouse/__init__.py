@@ -25,6 +25,8 @@ def open_warehouse(settings: Settings, audit: AuditLog, *, read_only: bool = Tru
     if settings.target == "postgres":
         from dagster_agent_de.adapters.warehouse.postgres import PostgresWarehouse
 
+        # the rendered dbt profile output of the target; Settings gains it with the config rework that reads
+        # connections from the dbt profile (until then the postgres target is not among SUPPORTED_TARGETS)
         output = getattr(settings, "profile_output", None)
         if not output:
             raise ConfigError(
