@@ -147,7 +147,7 @@ def _differs(spec: ReconcileSpec, col: str, row_m: dict[str, Any], row_a: dict[s
 
 def _both(fm: Callable[[], T], fa: Callable[[], U]) -> tuple[T, U]:
     """Run one step on both connections at once: each side computes in its own engine, so the step takes
-    as long as the slower side, not the sum."""
+    as long as the slower side, not the sum. Each connection is used by one thread at a time."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(fa)
         got_m = fm()
@@ -157,7 +157,9 @@ def _both(fm: Callable[[], T], fa: Callable[[], U]) -> tuple[T, U]:
 def bisect_reconcile(
     spec: ReconcileSpec, wh_model: Warehouse, wh_truth: Warehouse, m: SidePlan, a: SidePlan, label: str, notes: list[str]
 ) -> ReconcileReport:
-    rends = renderings(spec, *_both(lambda: _types(spec, wh_model, m), lambda: _types(spec, wh_truth, a)))
+    # one after the other: each side connects here, in this thread (opening a DuckDB session re-shares the
+    # memory budget across the open sessions, which must not happen while the other side runs a query)
+    rends = renderings(spec, _types(spec, wh_model, m), _types(spec, wh_truth, a))
     sm, sa = _Side(spec, wh_model, m, rends, 0), _Side(spec, wh_truth, a, rends, 1)
     stats_m, stats_a = _both(lambda: _stats(spec, wh_model, m), lambda: _stats(spec, wh_truth, a))
     leaves: dict[int, list[int]] = {}  # modulus -> differing buckets small enough to fetch
