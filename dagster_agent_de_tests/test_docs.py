@@ -15,6 +15,7 @@ MODULES = [
     "dagster_agent_de.adapters.warehouse.postgres",
     "dagster_agent_de.engines.entities.similarity",
     "dagster_agent_de.engines.reconcile.canonical",
+    "dagster_agent_de.engines.reconcile.bisect",
 ]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 
@@ -133,6 +134,16 @@ class _Side:
         self.bytes_moved += sum(len(str(v)) for r in rows for v in r)
 
 
+def _key_order(kinds: list[str], key: tuple[str, ...]) -> tuple[Any, ...]:
+    """Sort keys the same whatever either engine's collation: numbers by value, anything else by its canonical
+    text in code point order (``COLLATE "C"``; ISO timestamps sort in time order).
+
+    >>> sorted([("v10",), ("v9",)], key=partial(_key_order, ["integer"])), sorted([("vb",), ("vB",)], key=partial(_key_order, ["text"]))
+    ([('v9',), ('v10',)], [('vB',), ('vb',)])
+    """
+    return tuple(Decimal(t[1:]) if kind in ("integer", "number") else t for kind, t in zip(kinds, key, strict=True))
+
+
 def _differs(spec: ReconcileSpec, col: str, row_m: dict[str, Any], row_a: dict[str, Any]) -> bool:
     """Compare one column of two fetched rows: within the tolerance for numbers, else by canonical text."""
     cmp = spec.compare[col]
@@ -192,12 +203,12 @@ def bisect_reconcile(
     notes.append(f"checksummed across connections ({wh_model.dialect} vs {wh_truth.dialect}) on one canonical rendering "
                  f"({kinds}): {sm.queries + sa.queries} queries, {sm.checksums + sa.checksums:,} bucket checksums, "
                  f"{sm.rows_moved + sa.rows_moved:,} rows fetched from differing buckets")
-    # canonical key texts sort by code point: COLLATE "C" order, whatever either engine's collation
-    missing = sorted(set(rows_a) - set(rows_m))
-    extra = sorted(set(rows_m) - set(rows_a))
+    order = partial(_key_order, [r.kind for r in rends[:nk]])
+    missing = sorted(set(rows_a) - set(rows_m), key=order)
+    extra = sorted(set(rows_m) - set(rows_a), key=order)
     col_mm = {c: 0 for c in spec.compare}
     mismatched_keys = []
-    for key in sorted(set(rows_m) & set(rows_a)):
+    for key in sorted(set(rows_m) & set(rows_a), key=order):
         bad = [c for c in spec.compare if _differs(spec, c, rows_m[key], rows_a[key])]
         for c in bad:
             col_mm[c] += 1
