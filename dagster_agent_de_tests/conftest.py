@@ -181,3 +181,27 @@ def team_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamEnv]:
                            "--profiles-dir", str(project)], cwd=project, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     yield TeamEnv(project_dir=project, state_dir=root / "agent_state")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    """A real PostgreSQL server for the session (binaries from the postgresql package), on a free port."""
+    from dagster_agent_de_tests.warehouses import PgServer
+
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """The engine suite's parameter: each test runs on DuckDB and on PostgreSQL (see ``warehouses.py``)."""
+    from dagster_agent_de_tests.warehouses import duckdb_engine, postgres_engine
+
+    eng = duckdb_engine(tmp_path) if request.param == "duckdb" else postgres_engine(request.getfixturevalue("pg_server"))
+    try:
+        yield eng
+    finally:
+        eng.close()

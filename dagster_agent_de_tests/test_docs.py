@@ -12,6 +12,10 @@ MODULES = [
     "dagster_agent_de.core.redact",
     "dagster_agent_de.engines.drift.diff",
     "dagster_agent_de.engines.investigate.models",
+    "dagster_agent_de.adapters.warehouse.postgres",
+    "dagster_agent_de.engines.entities.similarity",
+    "dagster_agent_de.engines.reconcile.canonical",
+    "dagster_agent_de.engines.reconcile.bisect",
 ]
 
 

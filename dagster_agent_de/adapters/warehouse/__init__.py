@@ -33,6 +33,11 @@ def open_warehouse(settings: Settings, audit: AuditLog, *, read_only: bool = Tru
 
         resource = snowflake_resource or snowflake_resource_from_profile(settings.profile_target, run_id=audit.run_id)
         return SnowflakeWarehouse.from_resource(resource, audit, read_only=read_only)
+    if kind == "postgres":
+        from dagster_agent_de.adapters.warehouse.postgres import PostgresWarehouse
+
+        return PostgresWarehouse.from_profile_output(settings.profile_target.output, audit, read_only=read_only,
+                                                     run_id=audit.run_id)
     raise ConfigError(f"{settings.profile_target.describe()}: no adapter for warehouse type {kind!r}")
 
 

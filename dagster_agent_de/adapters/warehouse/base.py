@@ -3,6 +3,47 @@
 A small abstract surface (``_run``) plus capability flags; every call goes through
 :meth:`Warehouse.query`, which checks the statement with the read-only guard (unless a
 policy allowed writes), times it, and records exactly one audit event.
+
+The adapter contract
+--------------------
+A new engine (BigQuery, Redshift, Databricks...) is one module here, a subclass of
+:class:`Warehouse`, registered in ``open_warehouse`` (``adapters/warehouse/__init__.py``). The
+engines do not change; they read what they need from the class attributes and flags below.
+
+What a subclass implements:
+
+* ``dialect``: the sqlglot dialect name (``"duckdb"``, ``"snowflake"``, ``"postgres"``). The guard
+  parses every statement with it, the SQL analysis reads compiled models with it, and the
+  reconciliation generates its canonical row rendering with it.
+* ``name``: what the audit log calls the target.
+* ``_run(sql, max_rows)``: execute ONE already-guarded statement and return ``(columns, rows,
+  truncated, types)``; ``rows`` are tuples, ``types`` the SQL type name of each column as the
+  engine spells it (``DECIMAL(10,2)``, ``TIMESTAMP WITH TIME ZONE``; :class:`_Fetch` does the
+  DB-API part). Connect lazily on first use; raise :class:`WarehouseUnavailableError` naming
+  what to check when the engine cannot be reached, and let driver errors propagate (``query``
+  audits them and wraps them in :class:`WarehouseError`).
+* ``close()``: release the connection (``query`` may reconnect afterwards).
+* A constructor from the user's existing configuration: the dbt profile output
+  (``PostgresWarehouse.from_profile_output``) or the Dagster resource the deployment already
+  has (``SnowflakeWarehouse.from_resource``). The driver is an optional extra imported lazily;
+  its absence raises :class:`ConfigError` naming ``pip install 'dagster-agent-de[<extra>]'``.
+* Read-only in depth: besides the guard, the session itself refuses writes where the engine
+  can say so (DuckDB attaches the file ``READ_ONLY``; PostgreSQL sessions run with
+  ``default_transaction_read_only`` and ``SET TRANSACTION READ ONLY``; Snowflake relies on the
+  role). Sessions read timestamps in UTC.
+* ``catalog`` (optional attribute): the session's database, when the engine has one.
+
+Capability flags (:class:`Capabilities`) say what the engine lacks, so an engine never skips a
+check silently: the code reading a flag either uses an equivalent (exact ``count(distinct)``
+for ``approx_count_distinct``, per-side aggregates merged in Python for a NULL-safe full join)
+or raises an error saying the capability is not available on that engine.
+
+Cross-connection reconciliation needs two things per dialect (``engines/reconcile/canonical.py``):
+sqlglot must generate ``MD5``, ``CAST``, ``TO_CHAR``/``STRFTIME`` and ``AT TIME ZONE`` for it,
+and ``_HEX_TO_INT`` must say how the engine turns 15 hex digits into a ``BIGINT``.
+
+The shared test suite (``dagster_agent_de_tests/engines/test_common.py``) runs every engine
+test on each adapter through the ``engine`` fixture; a new adapter adds itself there.
 """
 
 from __future__ import annotations
@@ -57,11 +98,23 @@ class QueryResult:
         return dict(zip(self.columns, self.rows[0], strict=False))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Capabilities:
+    """What an engine can do that the engines' SQL may rely on (see the module docstring)."""
+
     temp_tables: bool = True
+    """The agent's session may create temporary tables (to stage a file or API source of truth)."""
     information_schema: bool = True
+    """``information_schema.columns``/``.tables`` describe the relations (drift snapshots, profiling)."""
     upper_case_identifiers: bool = False
+    """Unquoted identifiers are stored upper-case (Snowflake)."""
+    approx_distinct: bool = True
+    """``approx_count_distinct(x)`` exists; otherwise profiling counts ``count(distinct x)`` exactly."""
+    jaro_winkler: bool = True
+    """``jaro_winkler_similarity(a, b)`` exists; otherwise entity resolution scores names in Python."""
+    full_join_on_any_condition: bool = True
+    """``FULL JOIN ... ON a IS NOT DISTINCT FROM b`` runs (PostgreSQL only full-joins on ``=``): otherwise
+    per-segment aggregates are computed per side and merged in Python."""
 
 
 class Warehouse(ABC):

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption, validation_problems
+from dagster_agent_de.engines.entities.similarity import jaro_winkler
 from dagster_agent_de.errors import SpecError
 from dagster_agent_de.manifest import Manifest
 
@@ -128,12 +129,17 @@ select (select count(*) from base0) as n_rows,
        (select count(*) from p_big) as big_phone_blocks, (select coalesce(max(c), 0) from p_big) as largest_phone_block"""
 
 
-def _pairs_sql(spec: EntitySpec, relation: str) -> str:
+def _pairs_sql(spec: EntitySpec, relation: str, name_sim_in_sql: bool = True) -> str:
+    """Candidate pairs; ``name_sim_in_sql=False`` (an engine without Jaro-Winkler) returns both names
+    instead of their similarity, and every candidate pair (the rules are then applied in Python)."""
     blocks = []
     if "email" in spec.match:
         blocks.append("select a.k as k1, b.k as k2 from base a join base b on a.e = b.e and a.k < b.k")
     if "phone" in spec.match:
         blocks.append("select a.k as k1, b.k as k2 from base a join base b on a.p = b.p and a.k < b.k")
+    # without the similarity in SQL, both names come back (one column: the rows keep their shape)
+    sim = "coalesce(jaro_winkler_similarity(a.n, b.n), 0)" if name_sim_in_sql else "a.n || chr(31) || b.n"
+    worth = _worth_scoring(spec) if name_sim_in_sql else "true"
     return f"""
 with {_base_sql(spec, relation)},
      base as (select k, n,
@@ -143,11 +149,11 @@ with {_base_sql(spec, relation)},
      cand as ({' union '.join(blocks)}),
      scored as (
         select c.k1, c.k2, coalesce(a.e = b.e, false) as same_email, coalesce(a.p = b.p, false) as same_phone,
-               coalesce(jaro_winkler_similarity(a.n, b.n), 0) as name_sim
+               {sim} as name_sim
         from cand c join base a on a.k = c.k1 join base b on b.k = c.k2
      )
 select k1, k2, same_email, same_phone, name_sim from scored
-where {_worth_scoring(spec)}
+where {worth}
 order by k1, k2
 limit {MAX_PAIRS + 1}
 """.strip()
@@ -199,14 +205,16 @@ def resolve_entities(spec: EntitySpec, manifest: Manifest, warehouse: Warehouse,
     node = manifest.find(spec.model)
     if not node.relation_name:
         raise SpecError(f"model {spec.model} has no relation in the warehouse (is it ephemeral?)")
-    if warehouse.dialect != "duckdb":
-        raise SpecError("entity resolution scores names with jaro_winkler_similarity: DuckDB only for now")
+    if warehouse.dialect not in ("duckdb", "postgres"):
+        raise SpecError(f"entity resolution is not on {warehouse.dialect} yet: its blocking SQL (regexp_replace with "
+                        "flags) is written for DuckDB and PostgreSQL")
+    in_sql = warehouse.capabilities.jaro_winkler  # else (PostgreSQL) names are scored here, the same way
     def answered(what: str) -> set[str]:
         return {a for r in rules or [] if what in (getattr(r, "suppresses", None) or []) for a in getattr(r, "applies_to", [])}
 
     apart, confirmed = answered(PATTERN), answered(CONFIRMED)
     stats = warehouse.query(_stats_sql(spec, node.relation_name), rationale=f"rows and oversized match blocks of {spec.model}").folded().one()
-    sql = _pairs_sql(spec, node.relation_name)
+    sql = _pairs_sql(spec, node.relation_name, in_sql)
     res = warehouse.query(sql, rationale=f"candidate duplicate records of {spec.model} by {', '.join(spec.match)}",
                           max_rows=MAX_PAIRS + 1)
     out = EntityResolution(spec=spec, rows=int(stats["n_rows"]), truncated=res.row_count > MAX_PAIRS, statement=sql)
@@ -223,6 +231,8 @@ def resolve_entities(spec: EntitySpec, manifest: Manifest, warehouse: Warehouse,
         return x
 
     for k1, k2, same_email, same_phone, name_sim in res.rows[:MAX_PAIRS]:
+        if not in_sql:
+            name_sim = jaro_winkler(*name_sim.split(chr(31), 1)) if name_sim is not None else 0.0
         conf, why = score(bool(same_email), bool(same_phone), float(name_sim or 0), "name" in spec.match)
         pair = EntityPair(k1, k2, conf, why)
         if f"{spec.model}:{pair.ref}" in apart:

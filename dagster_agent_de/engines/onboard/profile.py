@@ -116,10 +116,12 @@ def profile_table(warehouse: Warehouse, schema: str, table: str, database: str |
     cols = [ColumnProfile(c.name, c.data_type, c.position) for c in sorted(found.columns, key=lambda c: c.position)]
     statements = list(snap.statements)
 
+    # approximate where the engine has it; exact (slower, same answer) where it does not (PostgreSQL)
+    distinct = "approx_count_distinct({})" if warehouse.capabilities.approx_distinct else "count(distinct {})"
     parts = ["count(*) as n"]
     for i, c in enumerate(cols):
         parts.append(f"count({_q(c.name)}) as nn_{i}")
-        parts.append(f"approx_count_distinct({_q(c.name)}) as nd_{i}")
+        parts.append(f"{distinct.format(_q(c.name))} as nd_{i}")
         if c.kind in ("integer", "number", "timestamp", "date"):
             parts.append(f"min({_q(c.name)}) as mn_{i}, max({_q(c.name)}) as mx_{i}")
     sql = f"select {', '.join(parts)} from {relation}"

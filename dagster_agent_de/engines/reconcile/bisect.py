@@ -1,132 +1,215 @@
 """Checksum bisection across two connections (or a file/API staged on a local session).
 
-Split the key space into hash buckets, compare ``count`` and ``sum(row hash)`` per bucket
-on each side, recurse only into buckets that differ, and fetch rows only from small
-differing buckets. Data moved is proportional to the differences, not the tables.
-Both sides must use the same SQL dialect (same hash function); otherwise every bucket
-differs and the result is still correct but moves all rows (a note says so).
+Each key falls in a bucket (a Lehmer step of a single integer key, or the md5 of the key's
+canonical text); each side returns ``count`` and ``sum(md5 of the row's canonical text)`` per bucket,
+computed in its own engine from the same canonical rendering (:mod:`.canonical`), so a DuckDB
+bucket and a PostgreSQL bucket holding the same rows have the same checksum. The first level has
+buckets of about :data:`FIRST_LEVEL_ROWS` rows; only differing buckets are split further (a level
+hashes only the rows of the buckets it looks at), and rows are fetched only from differing buckets
+of at most :data:`LEAF_ROWS` rows. Both sides run each step at once. The rows moved are
+proportional to the differences, not to the tables.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from functools import partial
+from typing import Any, TypeVar
 
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.reconcile import plan
+from dagster_agent_de.engines.reconcile.canonical import (
+    Rendering,
+    bucket_sql,
+    canonical_sql,
+    checksum_sql,
+    rendering,
+)
 from dagster_agent_de.engines.reconcile.plan import SidePlan, q
 from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileReport, _pct
 from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
 
+T = TypeVar("T")
+U = TypeVar("U")
 FANOUT = 64
-LEAF_ROWS = 64
+LEAF_ROWS = 16
+"""A differing bucket of at most this many rows is fetched; a larger one is split (its rows are not hashed again
+outside it). Small: fewer rows move, at the cost of a level that only rehashes the differing buckets."""
 MAX_DEPTH = 5
-_MOD = 2147483647
-
-
-def _hash_exprs(spec: ReconcileSpec, dialect: str) -> tuple[str, str, str]:
-    keys = plan.key_names(spec)
-    key_txt = ", ".join(f"cast({k} as varchar)" for k in keys)
-    row_txt = ", ".join([f"cast({k} as varchar)" for k in keys] + [f"coalesce(cast({q('c_' + c)} as varchar), '<null>')" for c in spec.compare])
-    # hash() exists in DuckDB and Snowflake; across two dialects buckets differ (see the module note)
-    key_hash = f"abs(hash(concat_ws('|', {key_txt})) % 1152921504606846976)"  # 2^60: positive, exact in BIGINT
-    row_hash = f"abs(hash(concat_ws('|', {row_txt})) % {_MOD})"
-    notnull = " and ".join(f"{k} is not null" for k in keys)
-    return key_hash, row_hash, notnull
+FIRST_LEVEL_ROWS = 64
+"""The first level has buckets of about this many rows (a 1M-row table starts at 16,384 buckets), so that
+when few rows differ, few buckets do, and the next level rehashes only their rows."""
+MAX_MODULUS = 2**31 - 1  # bucket numbers come from a Lehmer step mod 2^31 - 1 (or 60 bits of an md5)
 
 
 def _stats(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
-    sql = plan.side_stats_sql(spec, side)  # portable form: exact duplicate keys on both connections
-    row = wh.query(sql, rationale=f"row, null-key and duplicate-key counts of the {side.side} side of {spec.model}.{spec.name}").folded().one()
+    what = f"row, null-key and duplicate-key counts of the {side.side} side of {spec.model}.{spec.name}"
+    # the engine's cheapest form first (DuckDB: count distinct); its dup_keys may count surplus rows, so
+    # when there are any, the portable grouped form gives the exact number of duplicated keys
+    row = wh.query(plan.side_stats_sql(spec, side, wh.dialect), rationale=what).folded().one()
+    if int(row["dup_keys"] or 0) and plan.side_stats_sql(spec, side, wh.dialect) != plan.side_stats_sql(spec, side):
+        row = wh.query(plan.side_stats_sql(spec, side), rationale=what + " (exact duplicate keys)").folded().one()
     return {k: int(v or 0) for k, v in row.items()}
 
 
+def _types(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> list[str]:
+    """The types of ``k0.., c_*`` as this side's engine computes them (no rows)."""
+    res = wh.query(f"select * from ({side.select(joined=True)}) t limit 0",
+                   rationale=f"types of the keys and compared columns of {spec.model}.{spec.name} ({side.side} side)")
+    return list(res.types)
+
+
+def renderings(spec: ReconcileSpec, types_model: list[str], types_truth: list[str]) -> list[Rendering]:
+    """One canonical rendering per key and compared column, chosen from both sides' types."""
+    n = len(spec.key) + len(spec.compare)
+    tm = (types_model + [""] * n)[:n]
+    ta = (types_truth + [""] * n)[:n]
+    return [rendering(a, b) for a, b in zip(tm, ta, strict=True)]
+
+
+def first_modulus(rows: int) -> int:
+    """Buckets of the first level: a power of two giving about :data:`FIRST_LEVEL_ROWS` rows each.
+
+    >>> first_modulus(1_000), first_modulus(1_000_000), first_modulus(10_000_000)
+    (64, 16384, 262144)
+    """
+    m = FANOUT
+    while rows / m > FIRST_LEVEL_ROWS and m * 2 * FANOUT <= MAX_MODULUS:
+        m *= 2
+    return m
+
+
 class _Side:
-    def __init__(self, spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> None:
+    def __init__(self, spec: ReconcileSpec, wh: Warehouse, side: SidePlan, rends: list[Rendering], index: int) -> None:
         self.spec, self.wh, self.side = spec, wh, side
-        self.key_hash, self.row_hash, self.notnull = _hash_exprs(spec, wh.dialect)
+        nk = len(spec.key)
+        self.key_texts = [canonical_sql(f"k{i}", rends[i], index, wh.dialect) for i in range(nk)]
+        self.value_texts = {c: canonical_sql(f"c_{c}", rends[nk + j], index, wh.dialect) for j, c in enumerate(spec.compare)}
+        self.key_hash = bucket_sql(plan.key_names(spec), self.key_texts, rends[:nk], wh.dialect)
+        self.row_hash = checksum_sql(self.key_texts + list(self.value_texts.values()), wh.dialect)
+        self.notnull = " and ".join(f"{k} is not null" for k in plan.key_names(spec))
         self.rows_moved = 0
+        self.checksums = 0
+        self.queries = 0
         self.bytes_moved = 0
 
     def _base(self) -> str:
+        # the bucket only (cheap); each statement filters on it before any row is hashed
         return (
-            f"with t as ({self.side.select()}), "
-            f"h as (select *, {self.key_hash} as _h, {self.row_hash} as _r from t where {self.notnull})"
+            f"with t as ({self.side.select(joined=True)}), "
+            f"f as (select *, {self.key_hash} as _h from t where {self.notnull})"
         )
 
-    def buckets(self, level: int, prefixes: list[int] | None) -> dict[int, tuple[int, int]]:
-        mod = FANOUT ** (level + 1)
+    def buckets(self, mod: int, parent: int | None, prefixes: list[int] | None) -> dict[int, tuple[int, int]]:
         where = ""
-        if prefixes is not None:
-            where = f" where (_h % {FANOUT ** level}) in ({', '.join(map(str, prefixes))})"
-        sql = f"{self._base()} select _h % {mod} as b, count(*) as n, sum(_r) as s from h{where} group by 1"
-        res = self.wh.query(sql, rationale=f"checksum level {level} of {len(prefixes) if prefixes else 'all'} bucket(s), {self.side.side} side")
+        if parent is not None and prefixes is not None:
+            where = f" where (_h % {parent}) in ({', '.join(map(str, prefixes))})"
+        sql = f"{self._base()} select _h % {mod} as b, count(*) as n, sum({self.row_hash}) as s from f{where} group by 1"
+        res = self.wh.query(sql, rationale=f"checksums of {mod:,} buckets ({len(prefixes) if prefixes else 'all'} parent "
+                                           f"bucket(s)), {self.side.side} side")
+        self.checksums += res.row_count
+        self.queries += 1
         self._account(res.rows)
         return {int(b): (int(n), int(s)) for b, n, s in res.rows}
 
-    def fetch(self, level: int, buckets: list[int]) -> list[dict[str, Any]]:
+    def fetch(self, mod: int, buckets: list[int]) -> list[dict[str, Any]]:
         if not buckets:
             return []
         cols = plan.key_names(self.spec) + [q("c_" + c) for c in self.spec.compare]
+        cols += [f"{t} as {q(f'_ck{i}')}" for i, t in enumerate(self.key_texts)]
+        cols += [f"{t} as {q('_cv_' + c)}" for c, t in self.value_texts.items()]
         sql = (
-            f"{self._base()} select {', '.join(cols)} from h "
-            f"where (_h % {FANOUT ** (level + 1)}) in ({', '.join(map(str, buckets))})"
+            f"{self._base()} select {', '.join(cols)} from f "
+            f"where (_h % {mod}) in ({', '.join(map(str, buckets))})"
         )
         res = self.wh.query(sql, rationale=f"fetch rows of {len(buckets)} differing bucket(s), {self.side.side} side")
+        self.rows_moved += res.row_count
+        self.queries += 1
         self._account(res.rows)
         return res.folded().dicts()
 
     def _account(self, rows: list[tuple[Any, ...]]) -> None:
-        self.rows_moved += len(rows)
         self.bytes_moved += sum(len(str(v)) for r in rows for v in r)
 
 
-def _differs(spec: ReconcileSpec, col: str, mv: Any, av: Any) -> bool:
+def _key_order(kinds: list[str], key: tuple[str, ...]) -> tuple[Any, ...]:
+    """Sort keys the same whatever either engine's collation: numbers by value, anything else by its canonical
+    text in code point order (``COLLATE "C"``; ISO timestamps sort in time order).
+
+    >>> sorted([("v10",), ("v9",)], key=partial(_key_order, ["integer"])), sorted([("vb",), ("vB",)], key=partial(_key_order, ["text"]))
+    ([('v9',), ('v10',)], [('vB',), ('vb',)])
+    """
+    return tuple(Decimal(t[1:]) if kind in ("integer", "number") else t for kind, t in zip(kinds, key, strict=True))
+
+
+def _differs(spec: ReconcileSpec, col: str, row_m: dict[str, Any], row_a: dict[str, Any]) -> bool:
+    """Compare one column of two fetched rows: within the tolerance for numbers, else by canonical text."""
     cmp = spec.compare[col]
-    if mv is None or av is None:
-        return (mv is None) != (av is None)
-    if cmp.abs_tol or cmp.rel_tol:
+    mv, av = row_m[f"c_{col}"], row_a[f"c_{col}"]
+    if (cmp.abs_tol or cmp.rel_tol) and mv is not None and av is not None:
         try:
             return abs(float(mv) - float(av)) > cmp.abs_tol + cmp.rel_tol * abs(float(av))
         except (TypeError, ValueError):
-            return mv != av
-    return mv != av
+            pass
+    return bool(row_m[f"_cv_{col}"] != row_a[f"_cv_{col}"])
+
+
+def _both(fm: Callable[[], T], fa: Callable[[], U]) -> tuple[T, U]:
+    """Run one step on both connections at once: each side computes in its own engine, so the step takes
+    as long as the slower side, not the sum. Each connection is used by one thread at a time."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(fa)
+        got_m = fm()
+        return got_m, future.result()
 
 
 def bisect_reconcile(
     spec: ReconcileSpec, wh_model: Warehouse, wh_truth: Warehouse, m: SidePlan, a: SidePlan, label: str, notes: list[str]
 ) -> ReconcileReport:
-    if wh_model.dialect != wh_truth.dialect:
-        notes.append(f"{wh_model.dialect} vs {wh_truth.dialect}: row hashes differ across dialects, so every row was compared")
-    sm, sa = _Side(spec, wh_model, m), _Side(spec, wh_truth, a)
-    stats_m, stats_a = _stats(spec, wh_model, m), _stats(spec, wh_truth, a)
-    leaves: dict[int, list[int]] = {}
+    # one after the other: each side connects here, in this thread (opening a DuckDB session re-shares the
+    # memory budget across the open sessions, which must not happen while the other side runs a query)
+    rends = renderings(spec, _types(spec, wh_model, m), _types(spec, wh_truth, a))
+    sm, sa = _Side(spec, wh_model, m, rends, 0), _Side(spec, wh_truth, a, rends, 1)
+    stats_m, stats_a = _both(lambda: _stats(spec, wh_model, m), lambda: _stats(spec, wh_truth, a))
+    leaves: dict[int, list[int]] = {}  # modulus -> differing buckets small enough to fetch
     prefixes: list[int] | None = None
-    for level in range(MAX_DEPTH):
-        bm, ba = sm.buckets(level, prefixes), sa.buckets(level, prefixes)
+    parent: int | None = None
+    mod = first_modulus(max(stats_m["n"], stats_a["n"]))
+    for depth in range(MAX_DEPTH):
+        bm, ba = _both(partial(sm.buckets, mod, parent, prefixes), partial(sa.buckets, mod, parent, prefixes))
         differing = [b for b in set(bm) | set(ba) if bm.get(b) != ba.get(b)]
         small = [b for b in differing if max(bm.get(b, (0, 0))[0], ba.get(b, (0, 0))[0]) <= LEAF_ROWS]
         big = [b for b in differing if b not in set(small)]
-        if level == MAX_DEPTH - 1:
+        if depth == MAX_DEPTH - 1 or mod * FANOUT > MAX_MODULUS:
             small, big = differing, []
         if small:
-            leaves.setdefault(level, []).extend(small)
+            leaves.setdefault(mod, []).extend(small)
         if not big:
             break
-        prefixes = sorted(big)
+        prefixes, parent, mod = sorted(big), mod, mod * FANOUT
     rows_m: dict[tuple[Any, ...], dict[str, Any]] = {}
     rows_a: dict[tuple[Any, ...], dict[str, Any]] = {}
     nk = len(spec.key)
-    for level, buckets in leaves.items():
-        for r in sm.fetch(level, sorted(buckets)):
-            rows_m.setdefault(tuple(r[f"k{i}"] for i in range(nk)), r)
-        for r in sa.fetch(level, sorted(buckets)):
-            rows_a.setdefault(tuple(r[f"k{i}"] for i in range(nk)), r)
-    missing = sorted(set(rows_a) - set(rows_m), key=repr)
-    extra = sorted(set(rows_m) - set(rows_a), key=repr)
+    for leaf_mod, buckets in leaves.items():
+        got_m, got_a = _both(partial(sm.fetch, leaf_mod, sorted(buckets)), partial(sa.fetch, leaf_mod, sorted(buckets)))
+        for r in got_m:
+            rows_m.setdefault(tuple(r[f"_ck{i}"] for i in range(nk)), r)
+        for r in got_a:
+            rows_a.setdefault(tuple(r[f"_ck{i}"] for i in range(nk)), r)
+    kinds = ", ".join(f"{c} as {r.kind}" + (f"({r.scale})" if r.kind == "number" else "")
+                      for c, r in zip([*spec.key, *spec.compare], rends, strict=True))
+    notes.append(f"checksummed across connections ({wh_model.dialect} vs {wh_truth.dialect}) on one canonical rendering "
+                 f"({kinds}): {sm.queries + sa.queries} queries, {sm.checksums + sa.checksums:,} bucket checksums, "
+                 f"{sm.rows_moved + sa.rows_moved:,} rows fetched from differing buckets")
+    order = partial(_key_order, [r.kind for r in rends[:nk]])
+    missing = sorted(set(rows_a) - set(rows_m), key=order)
+    extra = sorted(set(rows_m) - set(rows_a), key=order)
     col_mm = {c: 0 for c in spec.compare}
     mismatched_keys = []
-    for key in sorted(set(rows_m) & set(rows_a), key=repr):
-        bad = [c for c in spec.compare if _differs(spec, c, rows_m[key][f"c_{c}"], rows_a[key][f"c_{c}"])]
+    for key in sorted(set(rows_m) & set(rows_a), key=order):
+        bad = [c for c in spec.compare if _differs(spec, c, rows_m[key], rows_a[key])]
         for c in bad:
             col_mm[c] += 1
         if bad:
@@ -137,7 +220,8 @@ def bisect_reconcile(
     def sample(keys: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
         out = []
         for key in keys[:n]:
-            rec: dict[str, Any] = {spec.key[i]: key[i] for i in range(nk)}
+            row = rows_m.get(key) or rows_a[key]
+            rec: dict[str, Any] = {spec.key[i]: row[f"k{i}"] for i in range(nk)}
             for c in spec.compare:
                 rec[f"pipeline_{c}"] = rows_m.get(key, {}).get(f"c_{c}")
                 rec[f"truth_{c}"] = rows_a.get(key, {}).get(f"c_{c}")
@@ -150,18 +234,9 @@ def bisect_reconcile(
     segments = []
     statements = [sm._base() + " select ... (checksum per bucket)"]
     if spec.aggregates:
-        from dagster_agent_de.engines.reconcile.engine import _segments
+        from dagster_agent_de.engines.reconcile.engine import segments_per_side
 
-        seg_m = wh_model.query(plan.side_segments_sql(spec, m), rationale=f"aggregates of {spec.model} per segment").folded().dicts()
-        seg_a = wh_truth.query(plan.side_segments_sql(spec, a), rationale=f"aggregates of {label} per segment").folded().dicts()
-        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for prefix, rows in (("p_", seg_m), ("t_", seg_a)):
-            for r in rows:
-                seg = tuple(r.get(f"s_{c}") for c in spec.segment_by)
-                rec = merged.setdefault(seg, {f"s_{c}": r.get(f"s_{c}") for c in spec.segment_by})
-                for _fn, _col, lb in spec.aggregate_parts():
-                    rec[prefix + lb] = r.get(lb)
-        segments = _segments(spec, [merged[k] for k in sorted(merged, key=repr)])
+        segments = segments_per_side(spec, wh_model, m, wh_truth, a, label)
     return ReconcileReport(
         spec_name=spec.name, model=spec.model, against=label, method="bisection",
         rows_pipeline=stats_m["n"], rows_truth=stats_a["n"], matched=matched,

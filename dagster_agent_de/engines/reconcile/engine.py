@@ -172,7 +172,9 @@ def _pushdown(
         res = wh.query(sql_s, rationale=f"sample differing keys of {spec.model}.{spec.name}")
         samples = _group_samples(spec, res.folded().dicts())
     segments = []
-    if spec.aggregates:
+    if spec.aggregates and not wh.capabilities.full_join_on_any_condition:
+        segments = segments_per_side(spec, wh, m, wh, a, label)
+    elif spec.aggregates:
         sql_g = plan.segments_sql(spec, m, a)
         statements.append(sql_g)
         res = wh.query(sql_g, rationale=f"aggregates of {spec.model} vs {label} per {spec.segment_by or 'total'}")
@@ -215,6 +217,23 @@ def _group_samples(spec: ReconcileSpec, rows: list[dict[str, Any]]) -> dict[str,
         rec.update(r)
         out.setdefault(cls, []).append(rec)
     return out
+
+
+def segments_per_side(
+    spec: ReconcileSpec, wh_model: Warehouse, m: SidePlan, wh_truth: Warehouse, a: SidePlan, label: str
+) -> list[SegmentDelta]:
+    """Each side's aggregates per segment in its own engine, merged here: across connections, and where
+    the engine cannot FULL JOIN segments NULL-safely (PostgreSQL). Few rows: one per segment."""
+    seg_m = wh_model.query(plan.side_segments_sql(spec, m), rationale=f"aggregates of {spec.model} per segment").folded().dicts()
+    seg_a = wh_truth.query(plan.side_segments_sql(spec, a), rationale=f"aggregates of {label} per segment").folded().dicts()
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for prefix, rows in (("p_", seg_m), ("t_", seg_a)):
+        for r in rows:
+            seg = tuple(r.get(f"s_{c}") for c in spec.segment_by)
+            rec = merged.setdefault(seg, {f"s_{c}": r.get(f"s_{c}") for c in spec.segment_by})
+            for _fn, _col, lb in spec.aggregate_parts():
+                rec[prefix + lb] = r.get(lb)
+    return _segments(spec, [merged[k] for k in sorted(merged, key=repr)])
 
 
 def _segments(spec: ReconcileSpec, rows: list[dict[str, Any]]) -> list[SegmentDelta]:

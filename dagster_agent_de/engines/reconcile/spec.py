@@ -22,10 +22,18 @@ Example (``models/marts/_marts.yml``)::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dagster_agent_de.core.models import validation_problems
 from dagster_agent_de.errors import SpecError
@@ -80,11 +88,61 @@ class HttpSource(_Strict):
         return v
 
 
-class Connection(_Strict):
-    """Another warehouse connection holding the source of truth."""
+class DuckDBConnection(_Strict):
+    """Another DuckDB file holding the source of truth."""
 
     type: Literal["duckdb"] = "duckdb"
     path: str
+
+    def describe(self) -> str:
+        return self.path
+
+
+class PostgresConnection(_Strict):
+    """A PostgreSQL database holding the source of truth (often the application database), with the
+    fields of a dbt-postgres profile output. Keep the password out of YAML: name the environment variable
+    holding it (``password_env``), or leave both out and let libpq read ``PGPASSFILE``/``~/.pgpass``."""
+
+    type: Literal["postgres"]
+    host: str
+    port: int = Field(default=5432, gt=0, lt=65536)
+    user: str
+    password: str | None = Field(default=None, repr=False)
+    password_env: str | None = Field(default=None, description="Environment variable holding the password.")
+    dbname: str
+    schema_: str | None = Field(default=None, alias="schema")
+    sslmode: str | None = None
+    connect_timeout: int | None = Field(default=None, gt=0)
+
+    def describe(self) -> str:
+        return f"postgres {self.user}@{self.host}:{self.port}/{self.dbname}"
+
+    def profile_output(self) -> dict[str, Any]:
+        """As a dbt-postgres profile output (the password read from ``password_env`` now, not stored)."""
+        import os
+
+        from dagster_agent_de.errors import ConfigError
+
+        password = self.password
+        if self.password_env:
+            password = os.environ.get(self.password_env)
+            if password is None:
+                raise ConfigError(f"connection {self.describe()}: environment variable {self.password_env} "
+                                  "(password_env) is not set")
+        return {"type": "postgres", "host": self.host, "port": self.port, "user": self.user, "password": password,
+                "dbname": self.dbname, "schema": self.schema_, "sslmode": self.sslmode,
+                "connect_timeout": self.connect_timeout}
+
+
+def _connection_type(value: Any) -> str:
+    return str(value.get("type", "duckdb")) if isinstance(value, dict) else str(getattr(value, "type", ""))
+
+
+Connection = Annotated[
+    Annotated[DuckDBConnection, Tag("duckdb")] | Annotated[PostgresConnection, Tag("postgres")],
+    Discriminator(_connection_type),
+]
+"""Another connection holding the source of truth: ``type: duckdb`` (a file) or ``type: postgres``."""
 
 
 class ReconcileSpec(_Strict):

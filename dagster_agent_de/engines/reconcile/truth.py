@@ -2,8 +2,9 @@
 
 Same warehouse (pushed down): ``source()``, ``ref()``, a relation name, and on DuckDB also a
 file (CSV/Parquet, staged by the adapter into a session-local view) or an HTTP source (loaded
-into a session-local view the same way); the agent's session itself never reads files. Otherwise the truth lives on another
-connection and the engine uses checksum bisection.
+into a session-local view the same way); the agent's session itself never reads files. Otherwise the
+truth lives on another connection (a spec's ``connection``: a DuckDB file or a PostgreSQL database such
+as the application's) and the engine uses checksum bisection.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse import DuckDBWarehouse, Warehouse
-from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
+from dagster_agent_de.engines.reconcile.spec import Connection, PostgresConnection, ReconcileSpec
 from dagster_agent_de.errors import SpecError, WarehouseUnavailableError
 from dagster_agent_de.manifest import Manifest
 
@@ -37,6 +38,15 @@ class Truth:
             self.warehouse.close()
 
 
+def open_connection(connection: Connection, audit: AuditLog) -> Warehouse:
+    """Open a spec's ``connection`` read-only (the engine closes it when the reconciliation ends)."""
+    if isinstance(connection, PostgresConnection):
+        from dagster_agent_de.adapters.warehouse.postgres import PostgresWarehouse
+
+        return PostgresWarehouse.from_profile_output(connection.profile_output(), audit)
+    return DuckDBWarehouse(Path(connection.path), audit)
+
+
 def resolve_truth(
     spec: ReconcileSpec,
     manifest: Manifest,
@@ -47,8 +57,8 @@ def resolve_truth(
 ) -> Truth:
     against = spec.against.strip()
     if spec.connection is not None:
-        other = DuckDBWarehouse(Path(spec.connection.path), audit)
-        return Truth(other, against, f"{against} on {spec.connection.path}", same_warehouse=False, owned=True)
+        return Truth(open_connection(spec.connection, audit), against, f"{against} on {spec.connection.describe()}",
+                     same_warehouse=False, owned=True)
     if m := _SOURCE.match(against):
         node = manifest.source(m.group(1), m.group(2))
         return Truth(warehouse, node.relation_name or "", against, same_warehouse=True)

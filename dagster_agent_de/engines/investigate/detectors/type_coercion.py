@@ -8,7 +8,7 @@ from dagster_agent_de.engines.investigate.models import Hypothesis
 from dagster_agent_de.manifest import Node
 
 PATTERN = "type_coercion"
-_TYPEOF = {"duckdb": "typeof", "snowflake": "system$typeof"}
+_TYPEOF = {"duckdb": "typeof({})", "snowflake": "system$typeof({})", "postgres": "cast(pg_typeof({}) as text)"}
 
 
 def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
@@ -16,7 +16,11 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
     out = []
     for cast in facts.casts:
         col = cast.column
-        if col is None or col.relation is None or ctx.dialect != "duckdb":
+        if col is None or col.relation is None:
+            continue
+        if ctx.dialect != "duckdb":  # the check counts with try_cast, which not every engine has
+            ctx.notes.append(f"type_coercion: cast({col.name} as {cast.to_type}) in {node.name} was not checked "
+                             f"(the check needs try_cast: not on {ctx.dialect})")
             continue
         sql = (f"select count(*) as rows_in, "
                f"sum(case when {col.name} is not null and try_cast({col.name} as {cast.to_type}) is null then 1 else 0 end) as failed, "
@@ -44,8 +48,8 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         left, right = join.pairs[0]
         if not left.relation or not right.relation:
             continue
-        sql = (f"select (select {fn}({left.name}) from {left.relation} limit 1) as left_type, "
-               f"(select {fn}({right.name}) from {right.relation} limit 1) as right_type")
+        sql = (f"select (select {fn.format(left.name)} from {left.relation} limit 1) as left_type, "
+               f"(select {fn.format(right.name)} from {right.relation} limit 1) as right_type")
         res, ev = ctx.run(sql, f"types of the join keys {left.sql()} and {right.sql()} in {node.name}")
         if res is None:
             continue
@@ -69,6 +73,7 @@ def _family(t: str) -> str:
     t = t.upper()
     if t.startswith(("VARCHAR", "TEXT", "STRING", "CHAR")):
         return "text"
-    if t.startswith(("INT", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT", "DECIMAL", "NUMBER", "DOUBLE", "FLOAT")):
+    if t.startswith(("INT", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT", "DECIMAL", "NUMBER", "NUMERIC", "DOUBLE", "FLOAT",
+                     "REAL")):
         return "number"
     return t
