@@ -164,7 +164,7 @@ def senders_from_settings(channels: dict[str, Any], env: dict[str, str], slack_c
                     from slack_sdk import WebClient
                 except ImportError as e:
                     raise SenderError("Slack notifications need slack_sdk: pip install 'dagster-agent-de[slack]'") from e
-                client = WebClient(token=token, **({"base_url": base_url} if base_url else {}))
+                client = WebClient(token=token, base_url=base_url) if base_url else WebClient(token=token)
             else:
                 client = slack_client(token, base_url)
             out[name] = SlackSender(name, client, ch.channel)

@@ -22,6 +22,7 @@ Example (``models/marts/_marts.yml``)::
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
