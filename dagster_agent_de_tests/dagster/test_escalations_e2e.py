@@ -7,10 +7,11 @@ from contextlib import contextmanager
 from click.testing import CliRunner
 from dagster import AssetKey
 
+from dagster_agent_de.adapters.state import open_state_store
 from dagster_agent_de.cli import main
+from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.dagster.investigate import ESCALATIONS_ASSET
 from dagster_agent_de.engines.escalate.context_store import CONTEXT_FILE, load_rules
-from dagster_agent_de.engines.escalate.store import EscalationStore
 from dagster_agent_de_tests.dagster.test_investigation_e2e import QUIET, _investigate, _run_check_job, env  # noqa: F401
 
 
@@ -24,15 +25,16 @@ def _caught(demo_env, defs, instance):
             yield
         finally:
             (demo_env.project_dir / CONTEXT_FILE).unlink(missing_ok=True)
+            open_state_store(demo_env.settings).forget(["rules"])
 
 
-def _context_gap(store: EscalationStore, asset: str):
-    return [e for e in store.open() if e.kind.value == "context_gap" and e.asset == asset]
+def _context_gap(store: StateStore, asset: str):
+    return [e for e in store.escalations() if e.state.value == "open" and e.kind.value == "context_gap" and e.asset == asset]
 
 
 def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:  # noqa: F811
     demo_env, defs, instance, cursor = env
-    store = EscalationStore(demo_env.settings.state_dir / "escalations")
+    store = open_state_store(demo_env.settings)
     with _caught(demo_env, defs, instance):
         run, _, _ = _investigate(defs, instance, cursor, "fct_orders:orders_vs_stripe")
         (esc,) = _context_gap(store, "fct_orders")
@@ -51,9 +53,9 @@ def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:
         assert answered.success
         out = answered.output_for_node("answer")
         assert out["closed"] and out["rule"]["source"] == esc.id
-        rules = load_rules(demo_env.project_dir).rules
+        rules = load_rules(demo_env.project_dir, store).rules
         assert any(r.source == esc.id and "drafts" in r.rule for r in rules)
-        assert esc.id not in [e.id for e in store.open()]
+        assert esc.id not in [e.id for e in store.escalations() if e.state.value == "open"]
         cited = [f for f in [out["rerun_top"]] if f]
         rerun_run = instance.get_run_by_id(answered.run_id)
         assert rerun_run.tags["agent_de/escalation"] == esc.id
@@ -65,7 +67,7 @@ def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:
 
 def test_context_gap_answered_from_the_cli(env) -> None:  # noqa: F811
     demo_env, defs, instance, cursor = env
-    store = EscalationStore(demo_env.settings.state_dir / "escalations")
+    store = open_state_store(demo_env.settings)
     args = ["--state-dir", str(demo_env.settings.state_dir), "--project-dir", str(demo_env.project_dir)]
     with _caught(demo_env, defs, instance):
         _investigate(defs, instance, cursor, "fct_orders:orders_vs_stripe")

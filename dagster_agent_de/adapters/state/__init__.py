@@ -135,7 +135,7 @@ def open_state_store(settings: Settings) -> StateStore:
         _OPEN[key] = store
         prune_if_due(store)
     if legacy_files(settings.state_dir):
-        import_legacy(store, settings.state_dir)
+        import_legacy(store, settings.state_dir, settings.project_dir)
     return store
 
 

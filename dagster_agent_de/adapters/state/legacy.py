@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dagster_agent_de.adapters.state.sql import SqlStateStore
+from dagster_agent_de.core.context import ContextRule
 from dagster_agent_de.core.models import AuditEvent, Escalation, Finding, validation_problems
 from dagster_agent_de.core.state import ANY, StateCorruptError
 
@@ -103,8 +104,22 @@ def read_legacy(state_dir: Path) -> dict[str, Any]:
     return out
 
 
-def import_legacy(store: SqlStateStore, state_dir: Path) -> dict[str, int]:
-    """Import the old files of ``state_dir`` into ``store`` once; returns counts per kind (empty if none)."""
+def _answered_rules(project_dir: Path | None) -> list[ContextRule]:
+    """Rules the old version wrote into the project's context file when an escalation was answered."""
+    from dagster_agent_de.engines.escalate.context_store import CONTEXT_FILE, parse_rules
+
+    path = project_dir / CONTEXT_FILE if project_dir else None
+    if path is None or not path.is_file():
+        return []
+    return [r for r in parse_rules(path.read_text(), path) if r.source.startswith("ESC-")]
+
+
+def import_legacy(store: SqlStateStore, state_dir: Path, project_dir: Path | None = None) -> dict[str, int]:
+    """Import the old files of ``state_dir`` into ``store`` once; returns counts per kind (empty if none).
+
+    The answers the old version wrote into ``project_dir``'s ``agent_de_context.yml`` are imported as
+    stored rules too (the file stays where it is, as the committed base layer).
+    """
     files = legacy_files(state_dir)
     proposals = state_dir / "proposals"
     if not files:
@@ -113,12 +128,13 @@ def import_legacy(store: SqlStateStore, state_dir: Path) -> dict[str, int]:
     if store.get_flag(marker):
         return {}  # imported already; files left behind by a crash before the move stay as they are
     data = read_legacy(state_dir)
+    rules = _answered_rules(project_dir)
     artifacts: list[tuple[str, str, str]] = []
     if proposals.is_dir():
         artifacts += [("onboarding", p.parent.name, p.read_text()) for p in sorted(proposals.glob("*/proposal.json"))]
         artifacts += [("entity_map", p.stem, p.read_text()) for p in sorted((proposals / "entities").glob("*.csv"))]
     counts = {"audit": len(data["audit"]), "findings": len(data["findings"]), "escalations": 0,
-              "snapshots": len(data["snapshots"]), "artifacts": len(artifacts)}
+              "snapshots": len(data["snapshots"]), "artifacts": len(artifacts), "rules": len(rules)}
     with store.import_transaction(marker) as tx:  # all or nothing, and only once
         if tx is None:
             return {}
@@ -134,6 +150,8 @@ def import_legacy(store: SqlStateStore, state_dir: Path) -> dict[str, int]:
             tx.set_flag("paused", data["paused"])
         for kind, name, body in artifacts:
             tx.put_artifact(kind, name, body)
+        for rule in rules:
+            tx.put_rule(rule)
         tx.set_flag(marker, json.dumps(counts | {"at": time.time()}))
     backup = state_dir / "backup" / f"pre-state-store-{time.strftime('%Y%m%dT%H%M%S')}"
     for f in files:
