@@ -11,6 +11,9 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from dagster_agent_de.engines.escalate.store import EscalationStore
+from dagster_agent_de.engines.investigate.store import FindingsStore
+
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption, Evidence, Finding
 from dagster_agent_de.engines.drift.models import ColumnSchema, Snapshot, TableSchema
@@ -18,8 +21,6 @@ from dagster_agent_de.engines.drift.store import SnapshotStore
 from dagster_agent_de.engines.escalate.answering import answer_escalation
 from dagster_agent_de.engines.escalate.policy import Policy, set_paused
 from dagster_agent_de.engines.escalate.raising import raise_escalations
-from dagster_agent_de.engines.escalate.store import EscalationStore
-from dagster_agent_de.engines.investigate.store import FindingsStore
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
 
