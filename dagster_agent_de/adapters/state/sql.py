@@ -61,6 +61,12 @@ _INSERT_AUDIT = insert(t.audit_events)
 _INSERT_FINDING = insert(t.findings)
 
 
+def _new_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _epoch(dt: datetime | None) -> float | None:
     return dt.timestamp() if dt is not None else None
 
@@ -270,7 +276,7 @@ class SqlStateStore:
             result = conn.execute(_INSERT_AUDIT, {
                 "ts": event.ts.timestamp(), "run_id": event.run_id, "actor": event.actor, "kind": event.kind,
                 "outcome": event.outcome, "body": event.model_dump_json()})
-            return int(result.inserted_primary_key[0])
+            return _new_id(result)
 
     def tail_audit(self, *, run_id: str | None = None, limit: int | None = 50) -> list[AuditEvent]:
         q = select(t.audit_events.c.id, t.audit_events.c.body).order_by(t.audit_events.c.id.desc())
@@ -285,7 +291,8 @@ class SqlStateStore:
 
     def audit_ids(self) -> list[int]:
         with self._read() as conn:
-            return [int(i) for i in conn.execute(select(t.audit_events.c.id).order_by(t.audit_events.c.id)).scalars()]
+            ids: list[int] = list(conn.execute(select(t.audit_events.c.id).order_by(t.audit_events.c.id)).scalars())
+            return ids
 
     def prune_audit(self, older_than: datetime) -> int:
         open_findings = select(t.escalations.c.finding_id).where(t.escalations.c.state == EscalationState.OPEN.value)
@@ -314,8 +321,7 @@ class SqlStateStore:
                 raise StateConflictError(
                     f"the {name} snapshot was replaced by another process since it was read (now #{head}, read "
                     f"#{if_current}); re-run to compare against the new one")
-            new_id = int(conn.execute(insert(t.drift_snapshots).values(name=name, created_at=now, body=body))
-                         .inserted_primary_key[0])
+            new_id = _new_id(conn.execute(insert(t.drift_snapshots).values(name=name, created_at=now, body=body)))
             if head is None:
                 try:
                     with conn.begin_nested():
@@ -329,8 +335,8 @@ class SqlStateStore:
                                      .values(snapshot_id=new_id, updated_at=now)).rowcount
                 if moved != 1:
                     raise StateConflictError(f"the {name} snapshot was replaced by another process while saving; re-run")
-            old = conn.execute(select(t.drift_snapshots.c.id).where(t.drift_snapshots.c.name == name)
-                               .order_by(t.drift_snapshots.c.id.desc()).offset(KEEP_SNAPSHOTS)).scalars().all()
+            old: list[int] = list(conn.execute(select(t.drift_snapshots.c.id).where(t.drift_snapshots.c.name == name)
+                               .order_by(t.drift_snapshots.c.id.desc()).offset(KEEP_SNAPSHOTS)).scalars().all())
             if old:
                 heads = select(t.drift_heads.c.snapshot_id)
                 conn.execute(delete(t.drift_snapshots).where(t.drift_snapshots.c.id.in_(old),
@@ -343,10 +349,9 @@ class SqlStateStore:
         if not findings:
             return []
         with self._write(relaxed=True) as conn:
-            return [int(conn.execute(_INSERT_FINDING, {
+            return [_new_id(conn.execute(_INSERT_FINDING, {
                 "finding_id": f.id, "run_id": run_id, "check_name": check, "pattern": f.pattern, "model": f.model,
-                "created_at": f.created_at.timestamp(), "body": f.model_dump_json()}).inserted_primary_key[0])
-                for f in findings]
+                "created_at": f.created_at.timestamp(), "body": f.model_dump_json()})) for f in findings]
 
     def recent_findings(self, limit: int = 20) -> list[dict[str, Any]]:
         q = select(t.findings).order_by(t.findings.c.id.desc()).limit(limit)
@@ -434,8 +439,8 @@ class SqlStateStore:
         with self._write(_LOCK_ESCALATIONS) as conn:
             found = self._escalations(conn, esc_id)
             if not found:
-                open_ids = conn.execute(select(t.escalations.c.id).where(
-                    t.escalations.c.state == EscalationState.OPEN.value).order_by(t.escalations.c.seq)).scalars().all()
+                open_ids: list[str] = list(conn.execute(select(t.escalations.c.id).where(
+                    t.escalations.c.state == EscalationState.OPEN.value).order_by(t.escalations.c.seq)).scalars().all())
                 raise EscalationError(f"unknown escalation {esc_id} (open: {', '.join(open_ids) or 'none'})")
             esc = found[0]
             mine = [a for a in esc.approvals if a.by == approval.by]
