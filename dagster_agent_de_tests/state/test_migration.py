@@ -91,3 +91,20 @@ def test_a_corrupt_old_file_stops_the_import_naming_it(legacy: tuple[Path, Path]
     path.write_text("[]")
     ok = CliRunner().invoke(main, [*args, "audit", "tail", "-n", "100"])
     assert ok.exit_code == 0 and ok.output.count("why=") == 7
+
+
+@pytest.mark.parametrize("body", ["null", "5"])
+def test_a_corrupt_stored_row_is_a_clear_cli_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    from sqlalchemy import insert
+
+    from dagster_agent_de.adapters.state import schema as t
+
+    for var in ("AGENT_DE_STATE_URL", "DAGSTER_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    store = open_state_store(resolve_settings(tmp_path))
+    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(insert(t.escalations).values(id="ESC-7", seq=7, state="open", kind="context_gap", created_at=0.0,
+                                                  body=body))
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "escalations", "list"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert f"escalations entry ESC-7 holds {body}, not an object; delete or repair that row" in r.output

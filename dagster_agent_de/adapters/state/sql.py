@@ -58,7 +58,7 @@ KEEP_SNAPSHOTS = 10
 _LOCK_MIGRATE = 0x61676E74_0001  # advisory lock keys ("agnt"...): one per serialized domain
 _LOCK_ESCALATIONS = 0x61676E74_0002
 _INSERT_AUDIT = insert(t.audit_events)
-_INSERT_FINDING = insert(t.findings)
+_INSERT_FINDINGS = insert(t.findings).returning(t.findings.c.id, sort_by_parameter_order=True)
 
 
 def _new_id(result: Any) -> int:
@@ -109,8 +109,9 @@ class SqlStateStore:
         self._write_engine = self.engine.execution_options(agent_de_write=True)
         # append-only, high-volume writes (audit, findings): on PostgreSQL a second small pool whose sessions
         # do not wait for the WAL flush (see _write's ``relaxed``); on SQLite the same engine
-        self._relaxed_engine = (self._engine(sa_url, relaxed=True) if self.backend == "postgresql"
-                                else self._write_engine)
+        # (and in autocommit: one statement, one round trip)
+        self._relaxed_engine = (self._engine(sa_url, relaxed=True).execution_options(isolation_level="AUTOCOMMIT")
+                                if self.backend == "postgresql" else self._write_engine)
         self._lock_path = (Path(f"{sa_url.database}.writelock")
                            if self.backend == "sqlite" and sa_url.database not in (None, "", ":memory:") else None)
         self._lock_owner: tuple[int, int, threading.Lock] | None = None  # (pid, fd, in-process lock)
@@ -349,9 +350,9 @@ class SqlStateStore:
         if not findings:
             return []
         with self._write(relaxed=True) as conn:
-            return [_new_id(conn.execute(_INSERT_FINDING, {
-                "finding_id": f.id, "run_id": run_id, "check_name": check, "pattern": f.pattern, "model": f.model,
-                "created_at": f.created_at.timestamp(), "body": f.model_dump_json()})) for f in findings]
+            rows = [{"finding_id": f.id, "run_id": run_id, "check_name": check, "pattern": f.pattern, "model": f.model,
+                     "created_at": f.created_at.timestamp(), "body": f.model_dump_json()} for f in findings]
+            return [int(i) for i in conn.execute(_INSERT_FINDINGS, rows).scalars()]  # one statement: all or none
 
     def recent_findings(self, limit: int = 20) -> list[dict[str, Any]]:
         q = select(t.findings).order_by(t.findings.c.id.desc()).limit(limit)
