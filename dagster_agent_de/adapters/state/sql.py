@@ -352,7 +352,8 @@ class SqlStateStore:
         with self._write(relaxed=True) as conn:
             rows = [{"finding_id": f.id, "run_id": run_id, "check_name": check, "pattern": f.pattern, "model": f.model,
                      "created_at": f.created_at.timestamp(), "body": f.model_dump_json()} for f in findings]
-            return [int(i) for i in conn.execute(_INSERT_FINDINGS, rows).scalars()]  # one statement: all or none
+            ids: list[int] = list(conn.execute(_INSERT_FINDINGS, rows).scalars())  # one statement: all or none
+            return ids
 
     def recent_findings(self, limit: int = 20) -> list[dict[str, Any]]:
         q = select(t.findings).order_by(t.findings.c.id.desc()).limit(limit)
