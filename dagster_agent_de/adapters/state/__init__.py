@@ -147,5 +147,5 @@ def describe_state(settings: Settings) -> str:
     return f"{make_url(url).render_as_string(hide_password=True)} (from {why})"
 
 
-__all__ = ["SqlStateStore", "StateStore", "dagster_postgres_url", "describe_state", "open_state_store",
+__all__ = ["SqlStateStore", "StateStore", "dagster_postgres_url", "describe_state", "open_state_store", "prune_if_due",
            "resolve_state_url", "retention_days"]
