@@ -23,7 +23,8 @@ def main(argv: list[str]) -> None:
         with build_sensor_context(instance=instance, repository_def=defs.get_repository_def(),
                                   resources={"agent_warehouse": defs.resources["agent_warehouse"]}) as ctx:
             result = sensor(ctx)
-        print(json.dumps({"skip": getattr(result, "skip_message", None),
+        skip = getattr(result, "skip_message", None) or getattr(getattr(result, "skip_reason", None), "skip_message", None)
+        print(json.dumps({"skip": skip,
                           "requests": len(getattr(result, "run_requests", None) or [])}))
         return
     name, config = argv[1], json.loads(argv[2]) if len(argv) > 2 else {}

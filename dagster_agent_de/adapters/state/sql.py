@@ -58,6 +58,7 @@ KEEP_SNAPSHOTS = 10
 _LOCK_MIGRATE = 0x61676E74_0001  # advisory lock keys ("agnt"...): one per serialized domain
 _LOCK_ESCALATIONS = 0x61676E74_0002
 _INSERT_AUDIT = insert(t.audit_events)
+_OWNER_LOCK = threading.Lock()
 _INSERT_FINDINGS = insert(t.findings).returning(t.findings.c.id, sort_by_parameter_order=True)
 
 
@@ -183,10 +184,11 @@ class SqlStateStore:
             yield
             return
         pid = os.getpid()
-        if self._lock_owner is None or self._lock_owner[0] != pid:  # per process: a forked child gets its own
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            self._lock_owner = (pid, fd, threading.Lock())
-        _, fd, local = self._lock_owner
+        with _OWNER_LOCK:
+            if self._lock_owner is None or self._lock_owner[0] != pid:  # per process: a forked child gets its own
+                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._lock_owner = (pid, fd, threading.Lock())
+            _, fd, local = self._lock_owner
         with local:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
