@@ -12,6 +12,7 @@ import copy
 import fcntl
 import json
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +59,10 @@ KEEP_SNAPSHOTS = 10
 _LOCK_MIGRATE = 0x61676E74_0001  # advisory lock keys ("agnt"...): one per serialized domain
 _LOCK_ESCALATIONS = 0x61676E74_0002
 _INSERT_AUDIT = insert(t.audit_events)
+_AUDIT_SQL = ("INSERT INTO audit_events (ts, run_id, actor, kind, outcome, body) "
+              "VALUES (:ts, :run_id, :actor, :kind, :outcome, :body)")
+_FINDING_SQL = ("INSERT INTO findings (finding_id, run_id, check_name, pattern, model, created_at, body) "
+                "VALUES (:finding_id, :run_id, :check_name, :pattern, :model, :created_at, :body)")
 _OWNER_LOCK = threading.Lock()
 _INSERT_FINDINGS = insert(t.findings).returning(t.findings.c.id, sort_by_parameter_order=True)
 
@@ -113,9 +118,11 @@ class SqlStateStore:
         # (and in autocommit: one statement, one round trip)
         self._relaxed_engine = (self._engine(sa_url, relaxed=True).execution_options(isolation_level="AUTOCOMMIT")
                                 if self.backend == "postgresql" else self._write_engine)
-        self._lock_path = (Path(f"{sa_url.database}.writelock")
-                           if self.backend == "sqlite" and sa_url.database not in (None, "", ":memory:") else None)
+        database = sa_url.database or ""
+        self._sqlite_path = Path(database) if self.backend == "sqlite" and database not in ("", ":memory:") else None
+        self._lock_path = Path(f"{self._sqlite_path}.writelock") if self._sqlite_path else None
         self._lock_owner: tuple[int, int, threading.Lock] | None = None  # (pid, fd, in-process lock)
+        self._raw = threading.local()  # SQLite: a driver connection per thread for the append hot path
         self._conn: Connection | None = None  # set on a view bound to one transaction (import_transaction)
         self.migrate()
 
@@ -243,6 +250,10 @@ class SqlStateStore:
             return int(conn.execute(select(func.max(t.schema_version.c.version))).scalar() or 0)
 
     def close(self) -> None:
+        raw = getattr(self._raw, "conn", None)
+        if raw is not None and raw[0] == os.getpid():
+            raw[1].close()
+            self._raw.conn = None
         self.engine.dispose()
         self._relaxed_engine.dispose()
         if self._lock_owner is not None and self._lock_owner[0] == os.getpid():
@@ -275,11 +286,38 @@ class SqlStateStore:
 
     # -- audit -----------------------------------------------------------------------------------
     def append_audit(self, event: AuditEvent) -> int:
+        row = {"ts": event.ts.timestamp(), "run_id": event.run_id, "actor": event.actor, "kind": event.kind,
+               "outcome": event.outcome, "body": event.model_dump_json()}
+        if self._lock_path is not None and self._conn is None:
+            return self._sqlite_append(_AUDIT_SQL, [row])[0]
         with self._write(relaxed=True) as conn:
-            result = conn.execute(_INSERT_AUDIT, {
-                "ts": event.ts.timestamp(), "run_id": event.run_id, "actor": event.actor, "kind": event.kind,
-                "outcome": event.outcome, "body": event.model_dump_json()})
-            return _new_id(result)
+            return _new_id(conn.execute(_INSERT_AUDIT, row))
+
+    def _sqlite_append(self, sql: str, rows: list[dict[str, Any]]) -> list[int]:
+        """The hot path on SQLite (every audited statement): the driver directly, one short IMMEDIATE
+        transaction, ~0.1 ms instead of ~0.7 ms through SQLAlchemy."""
+        assert self._sqlite_path is not None
+        pid = os.getpid()
+        raw = getattr(self._raw, "conn", None)
+        if raw is None or raw[0] != pid:  # per thread and process (a forked child opens its own)
+            conn = sqlite3.connect(self._sqlite_path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._raw.conn = raw = (pid, conn)
+        conn = raw[1]
+        try:
+            with self._sqlite_writer():
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = [int(conn.execute(sql, r).lastrowid or 0) for r in rows]
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as e:
+            raise ConfigError(f"the state store {self.url} is unreachable or locked ({e}); check "
+                              "AGENT_DE_STATE_URL / the state directory") from e
+        return ids
 
     def tail_audit(self, *, run_id: str | None = None, limit: int | None = 50) -> list[AuditEvent]:
         q = select(t.audit_events.c.id, t.audit_events.c.body).order_by(t.audit_events.c.id.desc())
@@ -351,9 +389,11 @@ class SqlStateStore:
                         check: str | None = None) -> list[int]:
         if not findings:
             return []
+        rows = [{"finding_id": f.id, "run_id": run_id, "check_name": check, "pattern": f.pattern, "model": f.model,
+                 "created_at": f.created_at.timestamp(), "body": f.model_dump_json()} for f in findings]
+        if self._lock_path is not None and self._conn is None:
+            return self._sqlite_append(_FINDING_SQL, rows)
         with self._write(relaxed=True) as conn:
-            rows = [{"finding_id": f.id, "run_id": run_id, "check_name": check, "pattern": f.pattern, "model": f.model,
-                     "created_at": f.created_at.timestamp(), "body": f.model_dump_json()} for f in findings]
             ids: list[int] = list(conn.execute(_INSERT_FINDINGS, rows).scalars())  # one statement: all or none
             return ids
 
