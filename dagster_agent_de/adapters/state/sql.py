@@ -158,11 +158,14 @@ class SqlStateStore:
         return engine.execution_options(schema_translate_map={None: self.schema})
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def _read(self, *, consistent: bool = False) -> Iterator[Connection]:
+        """A read. One statement needs no transaction (on PostgreSQL: autocommit, one round trip);
+        ``consistent`` reads of several statements share one snapshot."""
         if self._conn is not None:
             yield self._conn
             return
-        with self._errors(), self.engine.connect() as conn, conn.begin():
+        engine = self._relaxed_engine if self.backend == "postgresql" and not consistent else self.engine
+        with self._errors(), engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
@@ -436,7 +439,7 @@ class SqlStateStore:
         if stale:
             with self._write(_LOCK_ESCALATIONS) as conn:
                 conn.execute(update(t.escalations).where(overdue).values(state=EscalationState.EXPIRED.value))
-        with self._read() as conn:
+        with self._read(consistent=True) as conn:
             return self._escalations(conn)
 
     def _insert_escalation(self, conn: Connection, esc: Escalation, seq: int) -> None:
