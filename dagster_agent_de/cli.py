@@ -114,7 +114,8 @@ def audit_tail(settings: Settings, run_id: str | None, limit: int, as_json: bool
     """Show the latest audit events."""
     from dagster_agent_de.adapters.audit import read_audit
 
-    events = read_audit(settings.audit_path, run_id=run_id, limit=limit)
+    store = _state(settings)
+    events = read_audit(store, run_id=run_id, limit=limit)
     for e in events:
         if as_json:
             click.echo(e.model_dump_json())
@@ -126,7 +127,14 @@ def audit_tail(settings: Settings, run_id: str | None, limit: int, as_json: bool
                 + (f"\n    error: {e.error}" if e.error else "")
             )
     if not events and not as_json:
-        click.echo(f"no audit events in {settings.audit_path}" + (f" for run {run_id}" if run_id else ""))
+        click.echo(f"no audit events in {store.url}" + (f" for run {run_id}" if run_id else ""))
+
+
+def _state(settings: Settings):
+    """The state store (audit, baselines, findings, escalations, rules) for CLI commands."""
+    from dagster_agent_de.adapters.state import open_state_store
+
+    return open_state_store(settings)
 
 
 def _context(settings: Settings):
@@ -138,7 +146,7 @@ def _context(settings: Settings):
 
     info = DbtProjectInfo.from_settings(settings)
     manifest = Manifest.load(info.ensure_manifest(env=settings.dbt_env()), settings.project_dir)
-    audit = AuditLog(settings.audit_path, actor="cli")
+    audit = AuditLog(_state(settings), actor="cli")
     return manifest, open_warehouse(settings, audit)
 
 
@@ -204,16 +212,16 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
     from dagster_agent_de.engines.escalate.raising import raise_decisions
 
     manifest, wh = _context(settings)
-    store = SnapshotStore(settings.state_dir / "drift")
+    store = SnapshotStore(_state(settings))
     with wh:
         report, snapshot = detect_drift(manifest, wh, store, record_baseline=record_baseline)
     # a dropped column that models read: which column replaces it is asked, not guessed
-    raised = raise_decisions(_esc_store(settings), [c.escalation for c in report.changes if c.escalation])
+    raised = raise_decisions(store.state, [c.escalation for c in report.changes if c.escalation])
     if as_json:
         _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking, "escalations": [e.id for e in raised]})
     elif report.baseline_created:
         click.echo(f"baseline recorded: {len(snapshot.tables)} relations in {snapshot.duration_ms:.0f} ms "
-                   f"({store.directory / 'baseline.json'})")
+                   f"(in {store.state.url})")
     elif not report.changes:
         click.echo(f"no schema drift ({len(snapshot.tables)} relations checked in {snapshot.duration_ms:.0f} ms)")
     else:
@@ -251,14 +259,17 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
     from dagster_agent_de.engines.investigate.failure import failure_from_check
 
     manifest, wh = _context(settings)
-    rules = load_rules(settings.project_dir)
+    state = _state(settings)
+    rules = load_rules(settings.project_dir, state)
     with wh:
         failure = failure_from_check(manifest, asset, check, wh, [settings.project_dir, settings.state_dir])
         llm = llm_from_env(wh.audit) if use_llm else None
         report = run_investigation(failure, manifest, wh, rules=rules.rules,
-                                   drift_store=SnapshotStore(settings.state_dir / "drift"), llm=llm)
+                                   drift_store=SnapshotStore(state), llm=llm)
+    report = report.model_copy(update={"notes": [*report.notes, *rules.notes()]})
     if as_json:
         _echo_json(report.model_dump(mode="json"))
+        _fail_on_context(rules)
         return
     for i, f in enumerate(report.findings):
         tag = "ROOT CAUSE" if i == 0 and f.pattern != "unexplained" else f"#{i + 1}"
@@ -276,6 +287,15 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
             click.echo("")
     for note in report.notes:
         click.echo(f"note: {note}")
+    _fail_on_context(rules)
+
+
+def _fail_on_context(rules) -> None:
+    """A malformed context file is a configuration error (exit 2), after the report that ran without it."""
+    from dagster_agent_de.errors import SpecError
+
+    if rules.error:
+        raise SpecError(rules.error)
 
 
 @main.command()
@@ -313,10 +333,11 @@ def onboard(settings: Settings, table: str, source_name: str | None, api_schema:
             prof = profile_table(wh, schema, name, database)
         proposal = propose(prof, manifest, source_name=source_name, owner=owner,
                            arguments_property=project_wants_arguments_property(settings.project_dir),
-                           answers=answered_choices(_esc_store(settings)))
+                           answers=answered_choices(_state(settings)))
         out = write_proposal(proposal, settings.state_dir / "proposals")
+        _state(settings).put_artifact("onboarding", out.name, (out / "proposal.json").read_text())
         written = apply_proposal(proposal, settings.project_dir, wh.audit, human_present=True) if apply else []
-    new = raise_decisions(_esc_store(settings), proposal.decisions)
+    new = raise_decisions(_state(settings), proposal.decisions)
     if as_json:
         _echo_json({**proposal.model_dump(mode="json"), "proposal_dir": str(out), "applied": [str(p) for p in written],
                     "escalations": [e.id for e in new]})
@@ -346,7 +367,7 @@ def metrics(settings: Settings, as_json: bool, escalate: bool) -> None:
     with wh:
         audit = audit_metrics(manifest, wh)
     conflicts = audit.conflicts
-    raised = raise_decisions(_esc_store(settings), audit.escalations(manifest)) if escalate and conflicts else []
+    raised = raise_decisions(_state(settings), audit.escalations(manifest)) if escalate and conflicts else []
     if as_json:
         _echo_json({"definitions": len(audit.definitions), "notes": audit.notes, "escalations": [e.id for e in raised],
                     "conflicts": audit.as_json()})
@@ -385,8 +406,8 @@ def entities(settings: Settings, model: str | None, as_json: bool) -> None:
                           "declare key and match (email/name/phone) on the model")
     out_dir = settings.state_dir / "proposals" / "entities"
     with wh:
-        results = resolve_and_record(specs, manifest, wh, rules=load_rules(settings.project_dir).rules,
-                                     store=_esc_store(settings), out_dir=out_dir)
+        results = resolve_and_record(specs, manifest, wh, rules=load_rules(settings.project_dir, _state(settings)).rules,
+                                     store=_state(settings), out_dir=out_dir)
     if as_json:
         _echo_json([{"model": r.spec.model, "rows": r.rows, "merged_pairs": len(r.merged), "keys_merged": len(r.entity_map),
                      "entities": len(set(r.entity_map.values())), "review": len(r.review), "truncated": r.truncated,
@@ -410,19 +431,13 @@ def escalations() -> None:
     """The decisions waiting for a human: context gaps and authority gaps."""
 
 
-def _esc_store(settings: Settings):
-    from dagster_agent_de.engines.escalate.store import EscalationStore
-
-    return EscalationStore(settings.state_dir / "escalations")
-
-
 @escalations.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include answered, expired and withdrawn ones.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 @_fail_cleanly
 def escalations_list(settings: Settings, show_all: bool, as_json: bool) -> None:
-    items = _esc_store(settings).all()
+    items = _state(settings).escalations()
     items = items if show_all else [e for e in items if e.state.value == "open"]
     if as_json:
         _echo_json([e.model_dump(mode="json") for e in items])
@@ -442,7 +457,7 @@ def escalations_list(settings: Settings, show_all: bool, as_json: bool) -> None:
 def escalations_show(settings: Settings, esc_id: str) -> None:
     from dagster_agent_de.engines.escalate.answering import EscalationError
 
-    match = [e for e in _esc_store(settings).all() if e.id == esc_id]
+    match = [e for e in _state(settings).escalations() if e.id == esc_id]
     if not match:
         raise EscalationError(f"unknown escalation {esc_id}")
     e = match[0]
@@ -473,9 +488,9 @@ def escalations_answer(settings: Settings, esc_id: str, choice: int, note: str, 
     from dagster_agent_de.engines.escalate.policy import load_policy
 
     manifest, wh = _context(settings)
-    result = answer_escalation(_esc_store(settings), esc_id, choice, by=by, note=note, project_dir=settings.project_dir,
-                               policy=load_policy(settings.project_dir), audit=AuditLog(settings.audit_path, actor="cli"),
-                               manifest=manifest)
+    state = _state(settings)
+    result = answer_escalation(state, esc_id, choice, by=by, note=note, policy=load_policy(settings.project_dir),
+                               audit=AuditLog(state, actor="cli"), manifest=manifest)
     click.echo(result.describe())
     esc = result.escalation
     if result.closed and esc.check and esc.asset and not no_rerun:
@@ -488,8 +503,8 @@ def escalations_answer(settings: Settings, esc_id: str, choice: int, note: str, 
         target = (check_node(manifest, esc) or manifest.find(esc.asset)).unique_id
         with wh:
             failure = failure_from_check(manifest, target, esc.check, wh, [settings.project_dir, settings.state_dir])
-            report = run_investigation(failure, manifest, wh, rules=load_rules(settings.project_dir).rules,
-                                       drift_store=SnapshotStore(settings.state_dir / "drift"))
+            report = run_investigation(failure, manifest, wh, rules=load_rules(settings.project_dir, state).rules,
+                                       drift_store=SnapshotStore(state))
         top = report.findings[0]
         click.echo(f"re-investigated {esc.check}: {top.pattern} in {top.model} ({top.confidence:.0%})")
         click.echo(f"  {top.summary}")
@@ -502,8 +517,9 @@ def pause(settings: Settings) -> None:
     """Stop autonomous work (sensor-launched investigations) until `agent-de resume`."""
     from dagster_agent_de.engines.escalate.policy import set_paused
 
-    set_paused(settings.state_dir, True, os.environ.get("USER", "cli"))
-    click.echo(f"paused: autonomous investigations stop until `agent-de resume` ({settings.state_dir / 'paused'})")
+    state = _state(settings)
+    set_paused(state, True, os.environ.get("USER", "cli"))
+    click.echo(f"paused: autonomous investigations stop until `agent-de resume` (flag in {state.url})")
 
 
 @main.command()
@@ -513,8 +529,43 @@ def resume(settings: Settings) -> None:
     """Resume autonomous work after `agent-de pause`."""
     from dagster_agent_de.engines.escalate.policy import set_paused
 
-    set_paused(settings.state_dir, False)
+    set_paused(_state(settings), False)
     click.echo("resumed")
+
+
+@main.group()
+def context() -> None:
+    """Business context: the rules answers decided (in the state store) over agent_de_context.yml."""
+
+
+@context.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write (default: agent_de_context.yml in the dbt project).")
+@click.pass_obj
+@_fail_cleanly
+def context_export(settings: Settings, output: Path | None) -> None:
+    """Write the rules in force to agent_de_context.yml, for a pull request."""
+    from dagster_agent_de.engines.escalate.context_store import export_rules
+
+    path, count = export_rules(settings.project_dir, _state(settings), output)
+    click.echo(f"wrote {count} rule(s) to {path}; commit it so the rules are reviewed like code")
+
+
+@context.command("list")
+@click.pass_obj
+@_fail_cleanly
+def context_list(settings: Settings) -> None:
+    """Show the rules in force and where each comes from."""
+    from dagster_agent_de.engines.escalate.context_store import load_rules
+
+    rules = load_rules(settings.project_dir, _state(settings))
+    for r in rules.rules:
+        click.echo(f"{r.id:16} {r.source:14} on {', '.join(r.applies_to) or '-'}: {r.rule}")
+    if not rules.rules:
+        click.echo("no context rules")
+    for note in rules.notes():
+        click.echo(f"note: {note}")
+    _fail_on_context(rules)
 
 
 def _echo_json(obj: Any) -> None:

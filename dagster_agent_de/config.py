@@ -48,10 +48,6 @@ class Settings:
     duckdb_override: Path | None = None
 
     @property
-    def audit_path(self) -> Path:
-        return self.state_dir / "audit" / "audit.jsonl"
-
-    @property
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or self.state_dir / "dagster_home")
 

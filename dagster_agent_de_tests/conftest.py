@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.state import SqlStateStore
 from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
 from dagster_agent_de.config import BUNDLED_PROJECT_DIR, Settings, resolve_settings
 
 DEMO_SCALE = 2_000
-_ENV_KEYS = ("AGENT_DE_STATE_DIR", "AGENT_DE_PROJECT_DIR", "AGENT_DE_TARGET", "AGENT_DE_DUCKDB_PATH", "DAGSTER_HOME")
+_ENV_KEYS = ("AGENT_DE_STATE_URL", "AGENT_DE_STATE_DIR", "AGENT_DE_PROJECT_DIR", "AGENT_DE_TARGET", "AGENT_DE_DUCKDB_PATH", "DAGSTER_HOME")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -103,7 +104,7 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnv]:
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
-    for k in ("AGENT_DE_DUCKDB_PATH", "AGENT_DE_TARGET"):
+    for k in ("AGENT_DE_DUCKDB_PATH", "AGENT_DE_TARGET", "AGENT_DE_STATE_URL"):
         os.environ.pop(k, None)
     settings = resolve_settings(state, project, "duckdb")
     result = run_demo(settings, scale=DEMO_SCALE)
@@ -119,8 +120,16 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnv]:
 
 
 @pytest.fixture
-def duck_audit(tmp_path: Path) -> AuditLog:
-    return AuditLog(tmp_path / "audit.jsonl", actor="test", run_id="run-1")
+def state_store(tmp_path: Path) -> Iterator[SqlStateStore]:
+    """A real SQLite state store in the test's temp dir."""
+    store = SqlStateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def duck_audit(state_store: SqlStateStore) -> AuditLog:
+    return AuditLog(state_store, actor="test", run_id="run-1")
 
 
 TEAM_PROJECT = Path(__file__).parent / "fixtures" / "team_project"

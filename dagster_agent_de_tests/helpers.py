@@ -47,3 +47,25 @@ def golden(name: str, actual: str) -> None:
         path.write_text(actual)
     assert path.exists(), f"no golden file {path}; write it with AGENT_DE_UPDATE_GOLDEN=1 and review it"
     assert actual == path.read_text(), f"{name} differs from its golden file {path} (AGENT_DE_UPDATE_GOLDEN=1 rewrites it)"
+
+
+def stored_audit_text(store: Any) -> str:
+    """Every audit row exactly as the state store holds it (to prove what never reaches it)."""
+    from sqlalchemy import select
+
+    from dagster_agent_de.adapters.state.schema import audit_events
+
+    with store.engine.connect() as conn:
+        return "\n".join(conn.execute(select(audit_events.c.body).order_by(audit_events.c.id)).scalars())
+
+
+def drop_escalations(store: Any, keep: Any) -> None:
+    """Delete the escalations ``keep(e)`` rejects (tests sharing one demo leave its queue as they found it)."""
+    from sqlalchemy import delete
+
+    from dagster_agent_de.adapters.state.schema import approvals, escalations
+
+    gone = [e.id for e in store.escalations() if not keep(e)]
+    with store.engine.begin() as conn:
+        conn.execute(delete(approvals).where(approvals.c.escalation_id.in_(gone)))
+        conn.execute(delete(escalations).where(escalations.c.id.in_(gone)))

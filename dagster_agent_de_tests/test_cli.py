@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.state import open_state_store
 from dagster_agent_de.cli import main
 from dagster_agent_de.config import BUNDLED_PROJECT_DIR, resolve_settings
 from dagster_agent_de.errors import ConfigError, ProjectError
@@ -37,10 +38,10 @@ def test_demo_data_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_audit_tail_reads_the_durable_log(tmp_path: Path) -> None:
-    settings = resolve_settings(tmp_path)
-    log = AuditLog(settings.audit_path, actor="op:investigate", run_id="abc")
+    store = open_state_store(resolve_settings(tmp_path))
+    log = AuditLog(store, actor="op:investigate", run_id="abc")
     log.record(statement="select 1", rationale="first", rows=1)
-    AuditLog(settings.audit_path, actor="cli").record(statement="select 2", rationale="second", rows=1)
+    AuditLog(store, actor="cli").record(statement="select 2", rationale="second", rows=1)
     r = _run("--state-dir", str(tmp_path), "audit", "tail", "--run", "abc", "--json")
     lines = [json.loads(x) for x in r.output.splitlines()]
     assert [x["rationale"] for x in lines] == ["first"]

@@ -10,11 +10,12 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.state import open_state_store
 from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
 from dagster_agent_de.cli import main
 from dagster_agent_de.demo.data import execute_sql
-from dagster_agent_de.engines.escalate.store import EscalationStore
 from dagster_agent_de.project import DbtProjectInfo
+from dagster_agent_de_tests.helpers import drop_escalations
 
 
 def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_path: Path, monkeypatch) -> None:
@@ -40,7 +41,7 @@ def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_pa
     assert len(out["applied"]) == 3 and out["model_name"] == "stg_zendesk__tickets"
     assert {p["column"]: p["kind"] for p in out["pii"]} == {"requester": "email"}
     # the escalations are in the store, context gaps and authority gaps apart
-    open_ = EscalationStore(state / "escalations").all()
+    open_ = open_state_store(settings).escalations()
     assert {(e.kind.value, e.finding_pattern) for e in open_} == {
         ("authority_gap", "onboard:pii_handling"), ("context_gap", "onboard:freshness_sla")}
     # relationships found from the demo's own unique tests (stg_orders.order_id, stg_customers.customer_id)
@@ -56,11 +57,12 @@ def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_pa
     assert "Arguments to generic tests should" not in log  # written the way the installed dbt reads them
 
     # the data protection officer answers "hash them"; the next onboarding applies it, and dbt builds it
-    from dagster_agent_de.core.models import Approval, EscalationState
+    from dagster_agent_de.engines.escalate.answering import answer_escalation
+    from dagster_agent_de.engines.escalate.policy import Policy
 
-    store = EscalationStore(state / "escalations")
-    store.update(lambda items: [e.model_copy(update={"state": EscalationState.ANSWERED, "answer": Approval(by="dpo@shop.test", choice=0)})
-                                if e.finding_pattern == "onboard:pii_handling" else e for e in items])
+    store = open_state_store(settings)
+    (pii,) = [e for e in store.escalations() if e.finding_pattern == "onboard:pii_handling"]
+    answer_escalation(store, pii.id, 0, by="dpo@shop.test", policy=Policy())
     for f in out["applied"]:
         if not f.endswith("__sources.yml"):  # the source stays defined: the proposal leaves existing definitions alone
             Path(f).unlink()
@@ -78,8 +80,8 @@ def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_pa
 
 def test_the_demo_ships_a_table_to_onboard(demo_env) -> None:
     """`agent-de onboard --table support.tickets` on the demo, as the demo's closing line suggests."""
-    store = EscalationStore(demo_env.settings.state_dir / "escalations")
-    before = {e.id for e in store.all()}
+    store = open_state_store(demo_env.settings)
+    before = {e.id for e in store.escalations()}
     try:
         result = CliRunner().invoke(main, ["--project-dir", str(demo_env.project_dir), "--state-dir",
                                            str(demo_env.settings.state_dir), "onboard", "--table", "support.tickets", "--json"],
@@ -94,4 +96,4 @@ def test_the_demo_ships_a_table_to_onboard(demo_env) -> None:
         assert any("relationships to ref('stg_orders').order_id" in d for d in out["done"])
         assert not (demo_env.project_dir / "models/staging/support").exists()
     finally:
-        store.update(lambda items: [e for e in items if e.id in before])
+        drop_escalations(store, lambda e: e.id in before)

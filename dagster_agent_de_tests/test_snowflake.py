@@ -6,6 +6,7 @@ import pytest
 
 from dagster_agent_de.adapters.audit import AuditLog, read_audit
 from dagster_agent_de.errors import StatementRefusedError
+from dagster_agent_de_tests.helpers import stored_audit_text
 
 fakesnow = pytest.importorskip("fakesnow")
 
@@ -22,7 +23,7 @@ def _fake_snowflake(database: str, schema: str, *statements: str):
     return resource
 
 
-def test_audited_query_through_snowflake_resource(tmp_path, monkeypatch) -> None:
+def test_audited_query_through_snowflake_resource(tmp_path, monkeypatch, state_store) -> None:
     from dagster_agent_de.adapters.warehouse import open_warehouse
     from dagster_agent_de.config import resolve_settings
 
@@ -31,7 +32,7 @@ def test_audited_query_through_snowflake_resource(tmp_path, monkeypatch) -> None
         "SNOWFLAKE_DATABASE": "SHOP", "SNOWFLAKE_SCHEMA": "APP",
     }.items():
         monkeypatch.setenv(k, v)
-    audit = AuditLog(tmp_path / "audit.jsonl", actor="test")
+    audit = AuditLog(state_store, actor="test")
     with fakesnow.patch():
         from dagster_snowflake import SnowflakeResource
 
@@ -49,9 +50,9 @@ def test_audited_query_through_snowflake_resource(tmp_path, monkeypatch) -> None
             with pytest.raises(StatementRefusedError):
                 wh.query("delete from SHOP.APP.ORDERS", rationale="must not run")
             assert wh.query("select count(*) from SHOP.APP.ORDERS", rationale="still 2").scalar() == 2
-    events = read_audit(tmp_path / "audit.jsonl")
+    events = read_audit(state_store)
     assert [(e.dialect, e.outcome) for e in events] == [("snowflake", "ok"), ("snowflake", "refused"), ("snowflake", "ok")]
-    assert "s3cr3t-pw" not in (tmp_path / "audit.jsonl").read_text()
+    assert "s3cr3t-pw" not in stored_audit_text(state_store)
 
 
 def test_snowflake_target_without_credentials_names_the_env_vars(tmp_path, monkeypatch) -> None:
@@ -65,7 +66,7 @@ def test_snowflake_target_without_credentials_names_the_env_vars(tmp_path, monke
         open_warehouse(resolve_settings(tmp_path, None, "snowflake"), AuditLog(None))
 
 
-def test_drift_through_snowflake_adapter(tmp_path) -> None:
+def test_drift_through_snowflake_adapter(tmp_path, state_store) -> None:
     """Upper-case identifiers and NUMBER types, one information_schema query, rename detected."""
     from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
     from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
@@ -81,7 +82,7 @@ def test_drift_through_snowflake_adapter(tmp_path) -> None:
             "name": "charges", "source_name": "stripe", "resource_type": "source", "relation_name": "SHOP.STRIPE.CHARGES",
             "database": "SHOP", "schema": "STRIPE", "identifier": "CHARGES"}}})
     audit = AuditLog(None)
-    store = SnapshotStore(tmp_path / "drift")
+    store = SnapshotStore(state_store)
     with fakesnow.patch():
         from dagster_snowflake import SnowflakeResource
 

@@ -1,20 +1,17 @@
 """The audit log: every query, API call and action the agent makes.
 
-Events go to every sink as they happen (the Dagster run log is one) and to a durable
-append-only JSON-lines file in the state directory. Secrets are redacted before any
-sink sees an event.
+Events go to every sink as they happen (the Dagster run log is one) and to the durable,
+append-only audit table of the state store. Secrets are redacted before any sink sees an
+event.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from dagster_agent_de.core.models import AuditEvent
 from dagster_agent_de.core.redact import redact
-from dagster_agent_de.errors import ConfigError
+from dagster_agent_de.core.state import StateStore
 
 AuditSink = Callable[[AuditEvent], None]
 
@@ -23,7 +20,7 @@ class AuditLog:
     """Records :class:`AuditEvent` s durably and to live sinks.
 
     Args:
-        path: the JSON-lines file (created on first write); ``None`` keeps events in memory only.
+        store: the state store that keeps events durably; ``None`` keeps them in memory only.
         actor: who acts, e.g. ``cli`` or ``op:investigate``.
         run_id: the Dagster run id, when inside a run.
         sinks: callables that receive each event as it happens (e.g. the run logger).
@@ -31,13 +28,13 @@ class AuditLog:
 
     def __init__(
         self,
-        path: Path | None,
+        store: StateStore | None,
         *,
         actor: str = "cli",
         run_id: str | None = None,
         sinks: Iterable[AuditSink] = (),
     ) -> None:
-        self.path = path
+        self.store = store
         self.actor = actor
         self.run_id = run_id
         self.sinks = list(sinks)
@@ -52,44 +49,13 @@ class AuditLog:
                 fields[key] = redact(str(fields[key]))
         event = AuditEvent(**fields)  # type: ignore[arg-type]
         self.events.append(event)
-        if self.path is not None:
-            self._append(event)
+        if self.store is not None:
+            self.store.append_audit(event)
         for sink in self.sinks:
             sink(event)
         return event
 
-    def _append(self, event: AuditEvent) -> None:
-        assert self.path is not None
-        line = (event.model_dump_json() + "\n").encode()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise ConfigError(
-                f"cannot write the audit log {self.path} ({e.strerror}); make the state directory "
-                "writable or point AGENT_DE_STATE_DIR elsewhere"
-            ) from e
-        try:
-            os.write(fd, line)  # one write of a whole line on an O_APPEND fd: no interleaving
-        finally:
-            os.close(fd)
 
-
-def read_audit(path: Path, *, run_id: str | None = None, limit: int | None = 50) -> list[AuditEvent]:
-    """Read the last ``limit`` events (optionally of one run) from the durable store."""
-    if not path.exists():
-        return []
-    events: list[AuditEvent] = []
-    with path.open() as f:
-        for _lineno, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                event = AuditEvent.model_validate(json.loads(line))
-            except ValueError:
-                # A torn last line (process killed mid-write) must not hide the rest.
-                continue
-            if run_id is None or event.run_id == run_id:
-                events.append(event)
-    return events[-limit:] if limit else events
+def read_audit(store: StateStore, *, run_id: str | None = None, limit: int | None = 50) -> list[AuditEvent]:
+    """Read the last ``limit`` events (optionally of one run) from the durable store, oldest first."""
+    return store.tail_audit(run_id=run_id, limit=limit)

@@ -87,10 +87,9 @@ def build_drift_checks(source_keys: Sequence[AssetKey], translator: AgentDETrans
 
     @multi_asset_check(specs=specs, name="schema_drift_checks", can_subset=True)
     def schema_drift_checks(context: AssetCheckExecutionContext, agent_warehouse: AgentWarehouseResource):
-        settings = agent_warehouse.settings()
-        store = SnapshotStore(settings.state_dir / "drift")
         selected = set(context.selected_asset_check_keys)
         try:
+            store = SnapshotStore(agent_warehouse.state())
             manifest = agent_warehouse.manifest()
             with agent_warehouse.get_warehouse(context) as wh:
                 report, current, created = run_drift(manifest, wh, store)
@@ -147,9 +146,8 @@ def build_schema_poll_sensor(
         description="Polls dbt source schemas and requests the schema drift checks when a breaking change appears.",
     )
     def schema_poll_sensor(context: SensorEvaluationContext, agent_warehouse: AgentWarehouseResource):
-        settings = agent_warehouse.settings()
-        store = SnapshotStore(settings.state_dir / "drift")
         try:
+            store = SnapshotStore(agent_warehouse.state())
             manifest = agent_warehouse.manifest()
             with agent_warehouse.get_warehouse() as wh:
                 current = take_snapshot(manifest, wh, store.load("last"))

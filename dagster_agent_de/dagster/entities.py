@@ -15,17 +15,16 @@ ENTITIES_ASSET = AssetKey(["agent_de", "entities"])
 def resolve_entities_op(context: OpExecutionContext, agent_warehouse: AgentWarehouseResource) -> list:
     from dagster_agent_de.engines.entities import resolve_and_record, specs_from_manifest
     from dagster_agent_de.engines.escalate.context_store import load_rules
-    from dagster_agent_de.engines.escalate.store import EscalationStore
 
     settings = agent_warehouse.settings()
     manifest = agent_warehouse.manifest()
     specs = specs_from_manifest(manifest)
     if not specs:
         context.log.info("no model declares meta.agent_de.entities; nothing to resolve")
-    store = EscalationStore(settings.state_dir / "escalations")
+    store = agent_warehouse.state()
     out_dir = settings.state_dir / "proposals" / "entities"
     with agent_warehouse.get_warehouse(context) as wh:
-        results = resolve_and_record(specs, manifest, wh, rules=load_rules(settings.project_dir).rules, store=store,
+        results = resolve_and_record(specs, manifest, wh, rules=load_rules(settings.project_dir, store).rules, store=store,
                                      out_dir=out_dir)
     summary = [{"model": r.spec.model, "rows": r.rows, "keys_merged": len(r.entity_map),
                 "entities": len(set(r.entity_map.values())), "review": len(r.review), "escalations": len(raised),

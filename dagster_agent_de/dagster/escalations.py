@@ -1,5 +1,7 @@
 """Answering escalations from the Dagster UI: the ``answer_escalation`` job (Launchpad)."""
 
+from collections.abc import Mapping
+
 from dagster import Config, OpExecutionContext, job, op
 from pydantic import Field
 
@@ -10,7 +12,6 @@ from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.escalate.answering import answer_escalation
 from dagster_agent_de.engines.escalate.policy import load_policy
 from dagster_agent_de.engines.escalate.raising import check_node
-from dagster_agent_de.engines.escalate.store import EscalationStore
 
 ANSWER_JOB = "answer_escalation"
 
@@ -27,15 +28,17 @@ class AnswerConfig(Config):
 @op(name="answer", description="Record the answer, act on it, and re-run the blocked investigation.")
 def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse: AgentWarehouseResource) -> dict:
     settings = agent_warehouse.settings()
-    store = EscalationStore(settings.state_dir / "escalations")
+    store = agent_warehouse.state()
     manifest = agent_warehouse.manifest()
     audit = agent_warehouse.audit_log(context)
-    result = answer_escalation(store, config.escalation_id, config.choice, by=config.answered_by, note=config.note,
-                               project_dir=settings.project_dir, policy=load_policy(settings.project_dir),
-                               audit=audit, manifest=manifest)
+    by = answerer(context.run.tags if context.run else {}, config.answered_by)
+    if by != config.answered_by.strip().lower():
+        context.log.info(f"answering as {by}, the user who launched this run (the run's `{USER_TAG}` tag)")
+    result = answer_escalation(store, config.escalation_id, config.choice, by=by, note=config.note,
+                               policy=load_policy(settings.project_dir), audit=audit, manifest=manifest)
     context.log.info(result.describe())
     context.instance.add_run_tags(context.run_id, {"agent_de/escalation": config.escalation_id,
-                                                   "agent_de/answered_by": config.answered_by})
+                                                   "agent_de/answered_by": by})
     esc = result.escalation
     rerun = None
     if result.closed and esc.asset:
@@ -49,6 +52,21 @@ def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse
     return {"escalation": esc.model_dump(mode="json"), "closed": result.closed,
             "rule": result.rule.model_dump(mode="json") if result.rule else None,
             "rerun_top": rerun.findings[0].model_dump(mode="json") if rerun else None}
+
+
+USER_TAG = "user"
+"""The run tag Dagster+ sets to the e-mail of the user who launched the run."""
+
+
+def answerer(run_tags: Mapping[str, str], answered_by: str) -> str:
+    """Who answers: the authenticated user who launched the run when Dagster knows it, else ``answered_by``.
+
+    Four-eyes approvals need two distinct identities; a typed name alone cannot prove that when
+    the deployment knows who launched the run.
+    """
+    from dagster_agent_de.engines.escalate.answering import identity
+
+    return identity(run_tags.get(USER_TAG) or answered_by)
 
 
 def _check_asset(manifest, esc, keys: DbtAssetKeys) -> list[str] | None:

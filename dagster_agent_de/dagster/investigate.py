@@ -33,7 +33,6 @@ from dagster_agent_de.core.models import FindingsReport
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator, default_table
 from dagster_agent_de.engines.escalate.context_store import load_rules
-from dagster_agent_de.engines.investigate.store import FindingsStore
 
 INVESTIGATE_JOB = "investigate"
 FINDINGS_ASSET = AssetKey(["agent_de", "findings"])
@@ -95,7 +94,6 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     from dagster_agent_de.engines.drift import SnapshotStore
     from dagster_agent_de.engines.escalate.policy import load_policy
     from dagster_agent_de.engines.escalate.raising import escalations_for, raise_escalations
-    from dagster_agent_de.engines.escalate.store import EscalationStore
     from dagster_agent_de.engines.investigate import Failure, investigate
     from dagster_agent_de.engines.investigate.failure import failure_from_check
 
@@ -108,9 +106,10 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     manifest = agent_warehouse.manifest()
     keys = agent_warehouse.asset_keys()
     node = keys.node(manifest, asset_key)
-    rules = load_rules(settings.project_dir)
-    if rules.error:
-        context.log.warning(f"context file is malformed, using the last good rules: {rules.error}")
+    state = agent_warehouse.state()
+    rules = load_rules(settings.project_dir, state)
+    for note in rules.notes():
+        context.log.warning(note)
     from dagster_agent_de.adapters.llm import llm_from_env
 
     llm = llm_from_env(agent_warehouse.audit_log(context))  # optional: ANTHROPIC_API_KEY on the code location
@@ -123,7 +122,8 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
             failure = failure_from_check(manifest, node.display_name, check_name, wh,
                                          [settings.project_dir, settings.state_dir])
         report: FindingsReport = investigate(failure, manifest, wh, rules=rules.rules,
-                                             drift_store=SnapshotStore(settings.state_dir / "drift"), llm=llm)
+                                             drift_store=SnapshotStore(state), llm=llm)
+    report = report.model_copy(update={"notes": [*report.notes, *rules.notes()]})
     elapsed = time.perf_counter() - start
     top = report.findings[0]
     context.log.info(f"finding: {top.pattern} in {top.model} ({top.confidence:.0%}): {top.summary}")
@@ -148,9 +148,8 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     for second in [f for f in report.findings if f.source == "llm"]:
         context.log.info(f"LLM second opinion: {second.pattern} in {second.model} ({second.confidence:.0%}): {second.summary}")
         context.log_event(translator.finding_observation(second, failing_key, extra))
-    store = FindingsStore(settings.state_dir / "findings" / "findings.jsonl")
-    store.append(report.findings[:5], run_id=context.run_id, check=check_name)
-    recent = store.recent(20)
+    state.record_findings(report.findings[:5], run_id=context.run_id, check=check_name)
+    recent = state.recent_findings(20)
     context.log_event(AssetMaterialization(asset_key=FINDINGS_ASSET, metadata={
         "recent_findings": default_table([
             {"pattern": r.get("pattern"), "model": r.get("model"), "confidence": r.get("confidence"),
@@ -161,7 +160,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
                                       "source": f.source, "summary": f.summary[:200]} for f in report.findings]),
         "notes": MetadataValue.md("\n".join(f"- {n}" for n in report.notes)),
     }))
-    esc_store = EscalationStore(settings.state_dir / "escalations")
+    esc_store = state
     new = raise_escalations(esc_store, escalations_for(top, manifest, load_policy(settings.project_dir), check=check_name))
     for esc in new:
         context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
@@ -178,7 +177,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
 
 def record_escalations_asset(context, store, translator: AgentDETranslator) -> None:
     context.log_event(AssetMaterialization(asset_key=ESCALATIONS_ASSET,
-                                           metadata=translator.escalations_metadata(store.all())))
+                                           metadata=translator.escalations_metadata(store.escalations())))
 
 
 @op(name="investigate_failure", description="Investigate one failed check: lineage, SQL analysis, pattern library.")
@@ -263,7 +262,7 @@ def build_failed_check_sensor(
     def failed_check_sensor(context: SensorEvaluationContext, agent_warehouse: AgentWarehouseResource):
         from dagster_agent_de.engines.escalate.policy import is_paused
 
-        if is_paused(agent_warehouse.settings().state_dir):
+        if is_paused(agent_warehouse.state()):
             return SkipReason("autonomous work is paused (`agent-de pause`); `agent-de resume` to continue")
         cursor = json.loads(context.cursor) if context.cursor else {}
         first_tick = not context.cursor

@@ -22,13 +22,12 @@ METRICS_ASSET = AssetKey(["agent_de", "metric_definitions"])
 @op(name="audit_metrics", description="Find metrics defined more than once, differently; raise each as a context gap.")
 def audit_metrics_op(context: OpExecutionContext, agent_warehouse: AgentWarehouseResource) -> dict:
     from dagster_agent_de.engines.escalate.raising import raise_decisions
-    from dagster_agent_de.engines.escalate.store import EscalationStore
     from dagster_agent_de.engines.metrics import audit_metrics
 
     manifest = agent_warehouse.manifest()
     with agent_warehouse.get_warehouse(context) as wh:
         audit = audit_metrics(manifest, wh)
-    store = EscalationStore(agent_warehouse.settings().state_dir / "escalations")
+    store = agent_warehouse.state()
     raised = raise_decisions(store, audit.escalations(manifest))
     for c in audit.conflicts:
         context.log.warning(f"conflicting definitions of {c.metric}: {'; '.join(c.differences)}")

@@ -31,7 +31,6 @@ class OnboardConfig(Config):
 @op(name="onboard", description="Profile the table, write the dbt proposal, raise the decisions that need a human.")
 def onboard_op(context: OpExecutionContext, config: OnboardConfig, agent_warehouse: AgentWarehouseResource) -> dict:
     from dagster_agent_de.engines.escalate.raising import answered_choices, raise_decisions
-    from dagster_agent_de.engines.escalate.store import EscalationStore
     from dagster_agent_de.engines.onboard import (
         profile_from_json_schema,
         profile_table,
@@ -48,11 +47,12 @@ def onboard_op(context: OpExecutionContext, config: OnboardConfig, agent_warehou
             prof = profile_from_json_schema(Path(config.api_schema), schema, table, name=config.api_schema_name or None)
         else:
             prof = profile_table(wh, schema, table, database)
-    store = EscalationStore(settings.state_dir / "escalations")
+    store = agent_warehouse.state()
     proposal = propose(prof, agent_warehouse.manifest(), source_name=config.source_name or None, owner=config.owner or None,
                        arguments_property=project_wants_arguments_property(settings.project_dir),
                        answers=answered_choices(store))
     out = write_proposal(proposal, settings.state_dir / "proposals")
+    store.put_artifact("onboarding", out.name, (out / "proposal.json").read_text())
     new = raise_decisions(store, proposal.decisions)
     for e in new:
         context.log.info(f"escalation {e.id} ({e.kind.value}): {e.decision}")

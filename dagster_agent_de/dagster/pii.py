@@ -35,7 +35,6 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
     def pii_tagging_checks(context: AssetCheckExecutionContext, agent_warehouse: AgentWarehouseResource):
         from dagster_agent_de.engines.escalate.context_store import load_rules
         from dagster_agent_de.engines.escalate.raising import owner_of, raise_decisions
-        from dagster_agent_de.engines.escalate.store import EscalationStore
         from dagster_agent_de.engines.onboard.pii_scan import pii_escalation, scan_sources
 
         settings = agent_warehouse.settings()
@@ -44,13 +43,13 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
             manifest = agent_warehouse.manifest()
             keys = agent_warehouse.asset_keys()
             with agent_warehouse.get_warehouse(context) as wh:
-                results = scan_sources(manifest, wh, rules=load_rules(settings.project_dir).rules)
+                results = scan_sources(manifest, wh, rules=load_rules(settings.project_dir, agent_warehouse.state()).rules)
         except AgentDEError as e:
             context.log.error(f"PII scan could not run: {e}")
             for key in selected:
                 yield translator.error_check_result(e, "warn", "PII scan", key.asset_key, PII_CHECK)
             return
-        store = EscalationStore(settings.state_dir / "escalations")
+        store = agent_warehouse.state()
         raised = []
         for item in results:
             node = manifest.find(item.node)

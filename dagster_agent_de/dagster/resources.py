@@ -10,9 +10,11 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from dagster_agent_de.adapters.audit import AuditLog
+from dagster_agent_de.adapters.state import open_state_store
 from dagster_agent_de.adapters.warehouse import Warehouse, open_warehouse
 from dagster_agent_de.config import Settings, resolve_settings
 from dagster_agent_de.core.models import AuditEvent
+from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.dagster.keys import DbtAssetKeys, resolve_translator
 from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo
@@ -73,6 +75,11 @@ class AgentWarehouseResource(ConfigurableResource):
             _KEYS[key] = DbtAssetKeys.build(manifest.data, translator)
         return _KEYS[key]
 
+    def state(self) -> StateStore:
+        """The agent's state store, shared by the code server, the daemon's sensors and every run worker
+        (``AGENT_DE_STATE_URL``, else the instance's PostgreSQL, else SQLite in the state dir)."""
+        return open_state_store(self.settings())
+
     def manifest(self) -> Manifest:
         """The project's manifest (lineage, relations, compiled SQL), parsed once per version of the file.
 
@@ -100,7 +107,7 @@ class AgentWarehouseResource(ConfigurableResource):
             run_id = getattr(context, "run_id", None)
             op_def = getattr(context, "op_def", None)
             actor = f"op:{op_def.name}" if op_def is not None else "dagster"
-        return AuditLog(settings.audit_path, actor=actor, run_id=run_id, sinks=sinks)
+        return AuditLog(open_state_store(settings), actor=actor, run_id=run_id, sinks=sinks)
 
     @contextmanager
     def get_warehouse(self, context: Any | None = None) -> Iterator[Warehouse]:

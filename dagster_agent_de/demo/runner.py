@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dagster_agent_de.adapters.state import describe_state, open_state_store
 from dagster_agent_de.bundled import bundled_workspace_file
 from dagster_agent_de.config import BUNDLED_PROJECT_DIR, Settings, resolve_settings
 from dagster_agent_de.demo.data import DemoDataSummary, generate_demo_data
@@ -34,7 +35,7 @@ class DemoResult:
             f"{len(self.materialized)} assets materialized, {len(self.checks_passed)} checks passed, "
             f"{len(self.checks_failed)} failed" + (f" ({', '.join(self.checks_failed)})" if self.checks_failed else ""),
             f"Dagster instance: {s.dagster_home}",
-            f"audit log: {s.audit_path}",
+            f"agent state (audit log, baselines, escalations): {describe_state(s)}",
             *self.incident_lines,
             f"Next: `agent-de dev` (or DAGSTER_HOME={s.dagster_home} dagster dev -w {bundled_workspace_file()}) "
             "and open http://127.0.0.1:3000",
@@ -65,8 +66,7 @@ def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = 
     settings = prepare_demo_project(settings)
     data = generate_demo_data(settings.duckdb_path, scale=scale)
     # fresh source tables: the old schema baseline no longer describes them
-    for stale in ("drift", "escalations", "findings"):
-        shutil.rmtree(settings.state_dir / stale, ignore_errors=True)
+    open_state_store(settings).forget(["drift", "escalations", "findings"])
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ["AGENT_DE_STATE_DIR"] = str(settings.state_dir)
@@ -102,7 +102,6 @@ def run_incident(settings: Settings, defs, instance, name: str) -> list[str]:
     from dagster import build_sensor_context
 
     from dagster_agent_de.demo.incidents import get_incident, inject
-    from dagster_agent_de.engines.escalate.store import EscalationStore
 
     incident = get_incident(name)
     sensor = defs.resolve_sensor_def("failed_check_sensor")
@@ -135,7 +134,7 @@ def run_incident(settings: Settings, defs, instance, name: str) -> list[str]:
         fix = top.get("proposed_fix") or {}
         if fix.get("diff"):
             lines += ["  proposed fix:"] + ["    " + ln for ln in fix["diff"].splitlines()]
-    for esc in EscalationStore(settings.state_dir / "escalations").open():
+    for esc in [e for e in open_state_store(settings).escalations() if e.state.value == "open"]:
         lines.append(f"escalation {esc.id} [{esc.kind.value}] for {esc.owner}: {esc.decision}")
     lines.append("Answer with `agent-de escalations answer ID --choice N`, or the answer_escalation job in the UI.")
     return lines

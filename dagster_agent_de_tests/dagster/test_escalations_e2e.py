@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 
 from click.testing import CliRunner
 from dagster import AssetKey
 
+from dagster_agent_de.adapters.state import open_state_store
 from dagster_agent_de.cli import main
+from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption
+from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.dagster.investigate import ESCALATIONS_ASSET
 from dagster_agent_de.engines.escalate.context_store import CONTEXT_FILE, load_rules
-from dagster_agent_de.engines.escalate.store import EscalationStore
+from dagster_agent_de.engines.escalate.raising import raise_escalations
 from dagster_agent_de_tests.dagster.test_investigation_e2e import QUIET, _investigate, _run_check_job, env  # noqa: F401
+from dagster_agent_de_tests.helpers import drop_escalations
 
 
 @contextmanager
@@ -24,15 +29,16 @@ def _caught(demo_env, defs, instance):
             yield
         finally:
             (demo_env.project_dir / CONTEXT_FILE).unlink(missing_ok=True)
+            open_state_store(demo_env.settings).forget(["rules"])
 
 
-def _context_gap(store: EscalationStore, asset: str):
-    return [e for e in store.open() if e.kind.value == "context_gap" and e.asset == asset]
+def _context_gap(store: StateStore, asset: str):
+    return [e for e in store.escalations() if e.state.value == "open" and e.kind.value == "context_gap" and e.asset == asset]
 
 
 def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:  # noqa: F811
     demo_env, defs, instance, cursor = env
-    store = EscalationStore(demo_env.settings.state_dir / "escalations")
+    store = open_state_store(demo_env.settings)
     with _caught(demo_env, defs, instance):
         run, _, _ = _investigate(defs, instance, cursor, "fct_orders:orders_vs_stripe")
         (esc,) = _context_gap(store, "fct_orders")
@@ -51,9 +57,9 @@ def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:
         assert answered.success
         out = answered.output_for_node("answer")
         assert out["closed"] and out["rule"]["source"] == esc.id
-        rules = load_rules(demo_env.project_dir).rules
+        rules = load_rules(demo_env.project_dir, store).rules
         assert any(r.source == esc.id and "drafts" in r.rule for r in rules)
-        assert esc.id not in [e.id for e in store.open()]
+        assert esc.id not in [e.id for e in store.escalations() if e.state.value == "open"]
         cited = [f for f in [out["rerun_top"]] if f]
         rerun_run = instance.get_run_by_id(answered.run_id)
         assert rerun_run.tags["agent_de/escalation"] == esc.id
@@ -65,7 +71,7 @@ def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:
 
 def test_context_gap_answered_from_the_cli(env) -> None:  # noqa: F811
     demo_env, defs, instance, cursor = env
-    store = EscalationStore(demo_env.settings.state_dir / "escalations")
+    store = open_state_store(demo_env.settings)
     args = ["--state-dir", str(demo_env.settings.state_dir), "--project-dir", str(demo_env.project_dir)]
     with _caught(demo_env, defs, instance):
         _investigate(defs, instance, cursor, "fct_orders:orders_vs_stripe")
@@ -81,3 +87,43 @@ def test_context_gap_answered_from_the_cli(env) -> None:  # noqa: F811
         assert "null_semantics" not in ok.output.split("re-investigated")[1].splitlines()[0]
         again = CliRunner().invoke(main, [*args, "escalations", "answer", esc.id, "--choice", "1", "--by", "x"])
         assert again.exit_code == 2 and "already answered" in again.output
+        # a corrupt committed context file never means "no rules": the stored answer still explains the failure,
+        # the report names the file and line, and the CLI exits 2 with the same message
+        (demo_env.project_dir / CONTEXT_FILE).write_text("rules:\n  - id: R-x\n    rule: a: b\n")
+        inv = CliRunner().invoke(main, [*args, "investigate", "--asset", "fct_orders", "--check", "orders_vs_stripe",
+                                        "--json", "--no-llm"])
+        assert inv.exit_code == 2
+        report = json.loads(inv.output[: inv.output.rindex("}") + 1])
+        assert report["findings"][0]["pattern"] != "null_semantics"
+        (note,) = [n for n in report["notes"] if "malformed" in n]
+        assert f"{demo_env.project_dir / CONTEXT_FILE}: line 3 is not valid YAML" in note
+        assert f"agent-de: configuration error: {demo_env.project_dir / CONTEXT_FILE}: line 3" in inv.output
+
+
+def test_four_eyes_identities_come_from_the_run_user_tag(env) -> None:  # noqa: F811
+    """Dagster+ tags a run with the user who launched it: that identity approves, not the typed name."""
+    demo_env, defs, instance, _ = env
+    store = open_state_store(demo_env.settings)
+    before = {e.id for e in store.escalations()}
+    (esc,) = raise_escalations(store, [Escalation(
+        id="", kind=EscalationKind.AUTHORITY_GAP, decision="Apply it?", asset="fct_revenue", approvals_required=2,
+        finding_pattern="four_eyes_test", options=[EscalationOption(label="Approve", agent_action="apply_fix"),
+                                                   EscalationOption(label="Reject")])])
+
+    def answer(typed: str, user: str | None) -> dict:
+        run = defs.resolve_job_def("answer_escalation").execute_in_process(
+            instance=instance, tags={"user": user} if user else {}, run_config={**QUIET, "ops": {"answer": {"config": {
+                "escalation_id": esc.id, "choice": 0, "answered_by": typed}}}})
+        assert run.success
+        return run.output_for_node("answer")
+
+    try:
+        first = answer("controller@shop.example", "cfo@shop.example")  # typed a colleague's name: the tag wins
+        assert not first["closed"] and [a["by"] for a in first["escalation"]["approvals"]] == ["cfo@shop.example"]
+        again = answer("someone.else@shop.example", "CFO@shop.example")  # the same person again: no second approval
+        assert not again["closed"] and len(again["escalation"]["approvals"]) == 1
+        done = answer("controller@shop.example", None)  # no tag (OSS Dagster): answered_by
+        assert done["closed"]
+        assert [a.by for a in store.escalations()[-1].approvals] == ["cfo@shop.example", "controller@shop.example"]
+    finally:
+        drop_escalations(store, lambda e: e.id in before)

@@ -163,13 +163,14 @@ def test_pause_stops_autonomous_investigations(instance, tmp_path: Path) -> None
     defs = make_defs(tmp_path)
     _, cursor = tick(defs, instance, None)
     defs.resolve_job_def("build").execute_in_process(instance=instance, raise_on_error=False)
-    set_paused(tmp_path, True)
+    state = defs.resources["agent_warehouse"].state()
+    set_paused(state, True)
     sensor = defs.resolve_sensor_def("failed_check_sensor")
     with build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def(),
                               resources={"agent_warehouse": defs.resources["agent_warehouse"]}) as ctx:
         result = sensor(ctx)
     assert "paused" in result.skip_message
-    set_paused(tmp_path, False)
+    set_paused(state, False)
     requests, _ = tick(defs, instance, cursor)
     assert len(requests) == 2  # nothing was lost while paused
 

@@ -187,6 +187,7 @@ def test_llm_second_opinion_through_the_investigate_job(env, monkeypatch) -> Non
     (ANTHROPIC_BASE_URL, as a gateway would be configured); its SQL runs on the demo warehouse.
     """
     from dagster_agent_de.adapters.audit import read_audit
+    from dagster_agent_de.adapters.state import open_state_store
     from dagster_agent_de_tests.llm_replay import Replay
 
     demo_env, defs, instance, _ = env
@@ -210,5 +211,5 @@ def test_llm_second_opinion_through_the_investigate_job(env, monkeypatch) -> Non
     obs = [r.asset_observation for r in instance.fetch_observations(AssetKey(["fct_orders"]), limit=20).records
            if r.run_id == run.run_id and r.asset_observation.metadata.get("agent_de/source")]
     assert {o.metadata["agent_de/source"].value for o in obs} >= {"llm"}
-    calls = [e for e in read_audit(demo_env.settings.audit_path) if e.kind == "api_call" and e.run_id == run.run_id]
+    calls = [e for e in read_audit(open_state_store(demo_env.settings)) if e.kind == "api_call" and e.run_id == run.run_id]
     assert len(calls) == 2 and all(e.outcome == "ok" and url in e.statement for e in calls)

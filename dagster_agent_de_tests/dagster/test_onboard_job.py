@@ -32,16 +32,17 @@ def test_onboard_job_writes_a_proposal_and_raises_decisions(demo_env) -> None:
         assert (proposal / "models/staging/billing/stg_billing__invoices.sql").exists()
         # the job proposes; it never edits the project (that needs a human present)
         assert not (demo_env.project_dir / "models/staging/billing").exists()
-        from dagster_agent_de.engines.escalate.store import EscalationStore
+        from dagster_agent_de.adapters.state import open_state_store
 
-        raised = {e.id: e for e in EscalationStore(demo_env.settings.state_dir / "escalations").all()}
+        raised = {e.id: e for e in open_state_store(demo_env.settings).escalations()}
+        assert open_state_store(demo_env.settings).get_artifact("onboarding", "billing__invoices")
         # invoice_id is unique (the grain is done); billing_email is PII (sign-off); `total` is an integer amount
         assert {(raised[i].kind.value, raised[i].finding_pattern) for i in out["escalations"]} == {
             ("authority_gap", "onboard:pii_handling"), ("context_gap", "onboard:units:total")}
     finally:
-        from dagster_agent_de.engines.escalate.store import EscalationStore
+        from dagster_agent_de.adapters.state import open_state_store
+        from dagster_agent_de_tests.helpers import drop_escalations
 
         demo_env.write("drop schema billing cascade")
         # leave the shared demo's escalation queue as it was
-        EscalationStore(demo_env.settings.state_dir / "escalations").update(
-            lambda items: [e for e in items if not (e.finding_pattern or "").startswith("onboard:")])
+        drop_escalations(open_state_store(demo_env.settings), lambda e: not (e.finding_pattern or "").startswith("onboard:"))

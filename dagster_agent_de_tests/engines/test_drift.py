@@ -112,8 +112,8 @@ def demo_manifest(demo_env) -> Manifest:
     return Manifest.load(info.manifest_path, demo_env.project_dir)
 
 
-def test_rename_on_the_demo_is_breaking_with_column_level_impact(demo_env, demo_manifest, tmp_path: Path) -> None:
-    store = SnapshotStore(tmp_path / "drift")
+def test_rename_on_the_demo_is_breaking_with_column_level_impact(demo_env, demo_manifest, tmp_path: Path, state_store) -> None:
+    store = SnapshotStore(state_store)
     with demo_env.warehouse() as wh:
         first, _ = detect_drift(demo_manifest, wh, store)
         assert first.baseline_created and not first.changes  # first snapshot = baseline, never an alert
@@ -136,8 +136,8 @@ def test_rename_on_the_demo_is_breaking_with_column_level_impact(demo_env, demo_
     assert "+          - name: amount_cents" in (change.proposed_fix or "")
 
 
-def test_unread_column_drop_is_info_and_added_column_is_info(demo_env, demo_manifest, tmp_path: Path) -> None:
-    store = SnapshotStore(tmp_path / "drift")
+def test_unread_column_drop_is_info_and_added_column_is_info(demo_env, demo_manifest, tmp_path: Path, state_store) -> None:
+    store = SnapshotStore(state_store)
     with demo_env.warehouse() as wh:
         baseline = take_snapshot(demo_manifest, wh)
     demo_env.write("alter table hubspot.contacts add column phone varchar")
@@ -171,14 +171,14 @@ def test_unparseable_model_reports_unknown_impact(demo_env, demo_manifest, tmp_p
     assert change.severity.value == "warning"  # unknown is never reported as safe
 
 
-def test_two_sources_on_one_table_and_a_source_not_created_yet(tmp_path: Path) -> None:
+def test_two_sources_on_one_table_and_a_source_not_created_yet(tmp_path: Path, state_store) -> None:
     path = duck(tmp_path / "wh.duckdb", "create schema raw", "create table raw.t (id integer, amount integer)")
     manifest = Manifest({"nodes": {}, "sources": {
         f"source.p.{s}.t": {"name": "t", "source_name": s, "resource_type": "source", "relation_name": '"wh"."raw"."t"',
                              "database": "wh", "schema": "raw", "identifier": "t"} for s in ("a", "b")
     } | {"source.p.c.later": {"name": "later", "source_name": "c", "resource_type": "source",
                                "relation_name": '"wh"."raw"."later"', "database": "wh", "schema": "raw", "identifier": "later"}}})
-    store = SnapshotStore(tmp_path / "drift")
+    store = SnapshotStore(state_store)
     with DuckDBWarehouse(path, AuditLog(None)) as wh:
         detect_drift(manifest, wh, store)
     duck(path, "alter table raw.t rename column amount to amount_usd")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dagster_agent_de.adapters.audit import AuditLog, read_audit
+from dagster_agent_de.adapters.state import SqlStateStore
 from dagster_agent_de.core.models import (
     Escalation,
     EscalationKind,
@@ -19,12 +20,7 @@ from dagster_agent_de.core.models import (
     utcnow,
 )
 from dagster_agent_de.engines.escalate.answering import EscalationError, answer_escalation
-from dagster_agent_de.engines.escalate.context_store import (
-    ContextConflictError,
-    ContextRule,
-    add_rule,
-    load_rules,
-)
+from dagster_agent_de.engines.escalate.context_store import export_rules, load_rules
 from dagster_agent_de.engines.escalate.policy import (
     ActionClass,
     Policy,
@@ -34,7 +30,6 @@ from dagster_agent_de.engines.escalate.policy import (
     set_paused,
 )
 from dagster_agent_de.engines.escalate.raising import escalations_for, raise_escalations
-from dagster_agent_de.engines.escalate.store import EscalationStore
 from dagster_agent_de_tests.helpers import make_manifest
 
 
@@ -48,40 +43,52 @@ def esc(**kw) -> Escalation:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> EscalationStore:
-    return EscalationStore(tmp_path / "esc")
+def store(state_store: SqlStateStore) -> SqlStateStore:
+    return state_store
 
 
-def test_answer_records_rule_and_closes(store: EscalationStore, tmp_path: Path) -> None:
+def test_answer_records_rule_and_closes(store: SqlStateStore, tmp_path: Path) -> None:
     (created,) = raise_escalations(store, [esc()])
     assert created.id == "ESC-1"
-    result = answer_escalation(store, "ESC-1", 0, by="ana@shop.example", note="", project_dir=tmp_path, policy=Policy())
+    result = answer_escalation(store, "ESC-1", 0, by="ana@shop.example", note="", policy=Policy())
     assert result.closed and result.escalation.state == EscalationState.ANSWERED
-    rules = load_rules(tmp_path)
+    rules = load_rules(tmp_path, store)
     (rule,) = rules.rules
     assert (rule.id, rule.source, rule.decided_by, rule.applies_to) == ("R-ESC-1", "ESC-1", "ana@shop.example", ["dim_customers.tier"])
     assert "platinum" in rule.rule
-    assert "ESC-1" in (tmp_path / "agent_de_context.yml").read_text()
+    assert not (tmp_path / "agent_de_context.yml").exists()  # the store holds it; export writes it for review
+    path, count = export_rules(tmp_path, store)
+    assert count == 1 and "ESC-1" in path.read_text()
+    assert [r.id for r in load_rules(tmp_path, store).rules] == ["R-ESC-1"]  # exported and stored agree: no conflict
+    assert store.escalations()[0].state == EscalationState.ANSWERED and len(store.escalations()) == 1
+
+
+def test_the_same_answer_again_is_a_retry_not_an_error(store: SqlStateStore) -> None:
+    raise_escalations(store, [esc()])
+    first = answer_escalation(store, "ESC-1", 0, by="ana@shop.example", note="why", policy=Policy())
+    again = answer_escalation(store, "ESC-1", 0, by="Ana@Shop.example ", note="why", policy=Policy())
+    assert again.retried and again.closed and again.rule == first.rule and "already recorded" in again.describe()
+    assert [r.id for r in store.rules()] == ["R-ESC-1"] and len(store.escalations()[0].approvals) == 1
 
 
 @pytest.mark.parametrize("esc_id, choice, match", [
     ("ESC-9", 0, "unknown escalation ESC-9"),
     ("ESC-1", 5, "choice 5 is out of range for ESC-1: choose 0..1"),
 ])
-def test_bad_answers(store: EscalationStore, tmp_path: Path, esc_id: str, choice: int, match: str) -> None:
+def test_bad_answers(store: SqlStateStore, tmp_path: Path, esc_id: str, choice: int, match: str) -> None:
     raise_escalations(store, [esc()])
     with pytest.raises(EscalationError, match=match):
-        answer_escalation(store, esc_id, choice, by="a", project_dir=tmp_path, policy=Policy())
+        answer_escalation(store, esc_id, choice, by="a", policy=Policy())
 
 
-def test_already_answered(store: EscalationStore, tmp_path: Path) -> None:
+def test_already_answered(store: SqlStateStore, tmp_path: Path) -> None:
     raise_escalations(store, [esc()])
-    answer_escalation(store, "ESC-1", 1, by="a", project_dir=tmp_path, policy=Policy())
-    with pytest.raises(EscalationError, match="already answered"):
-        answer_escalation(store, "ESC-1", 1, by="b", project_dir=tmp_path, policy=Policy())
+    answer_escalation(store, "ESC-1", 1, by="a", policy=Policy())
+    with pytest.raises(EscalationError, match=r"ESC-1 is already answered by a \(choice 1\)"):
+        answer_escalation(store, "ESC-1", 1, by="b", policy=Policy())
 
 
-def test_four_eyes_needs_two_distinct_approvers(store: EscalationStore, tmp_path: Path) -> None:
+def test_four_eyes_needs_two_distinct_approvers(store: SqlStateStore, tmp_path: Path) -> None:
     model = tmp_path / "models" / "fct_revenue.sql"
     model.parent.mkdir(parents=True)
     model.write_text("select sum(amount) as revenue_usd\n")
@@ -92,52 +99,84 @@ def test_four_eyes_needs_two_distinct_approvers(store: EscalationStore, tmp_path
     raise_escalations(store, [esc(kind=EscalationKind.AUTHORITY_GAP, approvals_required=2, fix_diff=diff,
                                   options=[EscalationOption(label="approve", agent_action="apply_fix"),
                                            EscalationOption(label="reject")])])
-    audit = AuditLog(tmp_path / "audit.jsonl")
-    first = answer_escalation(store, "ESC-1", 0, by="cfo", project_dir=tmp_path, policy=Policy(), audit=audit, manifest=manifest)
+    audit = AuditLog(store)
+    first = answer_escalation(store, "ESC-1", 0, by="cfo", policy=Policy(), audit=audit, manifest=manifest)
     assert not first.closed and first.waiting_for == 1 and "amount * rate" not in model.read_text()
-    with pytest.raises(EscalationError, match="cfo has already answered"):
-        answer_escalation(store, "ESC-1", 0, by="cfo", project_dir=tmp_path, policy=Policy(), manifest=manifest)
-    second = answer_escalation(store, "ESC-1", 0, by="controller", project_dir=tmp_path, policy=Policy(), audit=audit,
+    same_person = answer_escalation(store, "ESC-1", 0, by=" CFO", policy=Policy(), manifest=manifest)
+    assert same_person.retried and not same_person.closed and same_person.waiting_for == 1
+    with pytest.raises(EscalationError, match="cfo has already answered ESC-1 .choice 0.; a second approval must come"):
+        answer_escalation(store, "ESC-1", 1, by="cfo", policy=Policy(), manifest=manifest)
+    second = answer_escalation(store, "ESC-1", 0, by="controller", policy=Policy(), audit=audit,
                                manifest=manifest)
     assert second.closed and second.applied_files == ["models/fct_revenue.sql"]
     assert "amount * rate" in model.read_text()
+    assert [a.by for a in store.escalations()[0].approvals] == ["cfo", "controller"]
 
 
-def test_policy_refusal_is_audited_with_the_policy_line(tmp_path: Path) -> None:
-    audit = AuditLog(tmp_path / "audit.jsonl")
+def test_policy_refusal_is_audited_with_the_policy_line(store: SqlStateStore) -> None:
+    audit = AuditLog(store)
     with pytest.raises(PolicyRefusedError, match=r"needs sign-off by 2 distinct approver\(s\), has 1.*actions.finance = needs_authority"):
         authorize(Policy(), ActionClass.APPLY_CODE_FIX, approvers=["a"], finance=True, audit=audit, what="apply fix")
     with pytest.raises(PolicyRefusedError, match="needs a human present"):
         authorize(Policy(), ActionClass.APPLY_CODE_FIX, audit=audit, what="apply fix unattended")
     authorize(Policy(), ActionClass.READ_ONLY_QUERY, audit=audit)
-    outcomes = [(e.kind, e.outcome) for e in read_audit(tmp_path / "audit.jsonl")]
+    outcomes = [(e.kind, e.outcome) for e in read_audit(store)]
     assert outcomes == [("action", "refused"), ("action", "refused"), ("action", "ok")]
-    assert "actions.finance" in (read_audit(tmp_path / "audit.jsonl")[0].error or "")
+    assert "actions.finance" in (read_audit(store)[0].error or "")
 
 
-def test_expiry(store: EscalationStore) -> None:
+def test_expiry(store: SqlStateStore) -> None:
     raise_escalations(store, [esc(due_at=utcnow() - timedelta(hours=1))])
-    assert store.open() == [] and store.all()[0].state == EscalationState.EXPIRED
+    (expired,) = store.escalations()
+    assert expired.state == EscalationState.EXPIRED
+    with pytest.raises(EscalationError, match="ESC-1 is already expired"):
+        answer_escalation(store, "ESC-1", 0, by="a", policy=Policy())
 
 
-def test_malformed_context_file_keeps_last_good_rules(tmp_path: Path) -> None:
-    add_rule(tmp_path, ContextRule(id="R-1", rule="refunds are negative charges", applies_to=["stg_stripe_charges.amount"]))
-    good = load_rules(tmp_path)
-    assert [r.id for r in good.rules] == ["R-1"] and good.error is None
+GOOD = """rules:
+  - id: R-1
+    rule: refunds are negative charges
+    applies_to: [stg_stripe_charges.amount]
+  - id: R-2
+    rule: test orders are excluded
+"""
+
+
+def test_malformed_context_file_never_means_no_rules(tmp_path: Path, store: SqlStateStore) -> None:
     path = tmp_path / "agent_de_context.yml"
-    path.write_text(path.read_text() + "  - id: R-2\n    rule: [unclosed\n")
-    bad = load_rules(tmp_path)
-    assert bad.error and "line" in bad.error and [r.id for r in bad.rules] == ["R-1"]
+    path.write_text(GOOD)
+    raise_escalations(store, [esc()])
+    answer_escalation(store, "ESC-1", 0, by="ana", policy=Policy())
+    good = load_rules(tmp_path, store)
+    assert [r.id for r in good.rules] == ["R-1", "R-2", "R-ESC-1"] and good.error is None and good.notes() == []
+    # one bad rule: the others still apply, and the file and line are named
+    path.write_text(GOOD.replace("    rule: test orders are excluded\n", "    rule: [not, text]\n"))
+    one_bad = load_rules(tmp_path, store)
+    assert [r.id for r in one_bad.rules] == ["R-1", "R-ESC-1"]
+    assert f"{path}: line 5 rule #2: rule:" in (one_bad.error or "")
+    # unreadable YAML, read by a fresh process (a new store object on the same database): the last good
+    # committed rules and every stored answer still apply
+    path.write_text(GOOD + "  - id: R-3\n    rule: [unclosed\n")
+    fresh = SqlStateStore(store.url)
+    bad = load_rules(tmp_path, fresh)
+    assert [r.id for r in bad.rules] == ["R-1", "R-2", "R-ESC-1"]
+    assert f"{path}: line 9 is not valid YAML" in (bad.error or "") and "line 9" in bad.notes()[0]
+    for content in ("5", "- a list\n", "rules: 5\n"):
+        path.write_text(content)
+        odd = load_rules(tmp_path, fresh)
+        assert "expected a mapping with a `rules:` list" in (odd.error or "")
+        assert [r.id for r in odd.rules] == ["R-1", "R-2", "R-ESC-1"]
+    path.write_text("")
+    assert [r.id for r in load_rules(tmp_path, fresh).rules] == ["R-ESC-1"]  # an empty file: no committed rules
 
 
-def test_concurrent_answers_do_not_lose_each_other(tmp_path: Path) -> None:
-    store = EscalationStore(tmp_path / "esc")
+def test_concurrent_answers_do_not_lose_each_other(tmp_path: Path, store: SqlStateStore) -> None:
     raise_escalations(store, [esc(), esc(decision="second?", asset="fct_orders", applies_to=["fct_orders.x"])])
     errors = []
 
     def answer(i: int) -> None:
         try:
-            answer_escalation(store, f"ESC-{i}", 0, by=f"user{i}", project_dir=tmp_path, policy=Policy())
+            answer_escalation(store, f"ESC-{i}", 0, by=f"user{i}", policy=Policy())
         except Exception as e:  # pragma: no cover - the assertion below reports it
             errors.append(e)
 
@@ -147,15 +186,26 @@ def test_concurrent_answers_do_not_lose_each_other(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(r.id for r in load_rules(tmp_path).rules) == ["R-ESC-1", "R-ESC-2"]  # neither lost
+    assert sorted(r.id for r in load_rules(tmp_path, store).rules) == ["R-ESC-1", "R-ESC-2"]  # neither lost
 
 
-def test_conflict_detection_on_stale_read(tmp_path: Path) -> None:
-    add_rule(tmp_path, ContextRule(id="R-1", rule="a"))
-    digest = load_rules(tmp_path).digest
-    add_rule(tmp_path, ContextRule(id="R-2", rule="b"))  # someone else wrote meanwhile
-    with pytest.raises(ContextConflictError, match="changed since it was read"):
-        add_rule(tmp_path, ContextRule(id="R-3", rule="c"), expected_digest=digest)
+def test_a_committed_rule_and_a_stored_answer_that_disagree_become_an_escalation(tmp_path: Path,
+                                                                               store: SqlStateStore) -> None:
+    raise_escalations(store, [esc()])
+    answer_escalation(store, "ESC-1", 0, by="ana", note="platinum is enterprise", policy=Policy())
+    export_rules(tmp_path, store)
+    path = tmp_path / "agent_de_context.yml"
+    path.write_text(path.read_text().replace("platinum is enterprise", "platinum is a legacy tier"))  # edited in review
+    rules = load_rules(tmp_path, store)
+    assert rules.conflicts == ["R-ESC-1"] and rules.escalations == ["ESC-2"]
+    assert [r.rule for r in rules.rules] == ["platinum is enterprise"]  # the stored answer applies meanwhile
+    assert "disagree for R-ESC-1" in rules.notes()[0]
+    assert load_rules(tmp_path, store).escalations == ["ESC-2"] and len(store.escalations()) == 2  # asked once
+    conflict = store.escalations()[1]
+    assert "platinum is a legacy tier" in conflict.decision and "platinum is enterprise" in conflict.decision
+    answer_escalation(store, "ESC-2", 0, by="cfo", policy=Policy())  # the committed rule holds
+    after = load_rules(tmp_path, store)
+    assert after.conflicts == [] and [r.rule for r in after.rules] == ["platinum is a legacy tier"]
 
 
 def test_findings_raise_context_and_finance_authority_gaps() -> None:
@@ -178,9 +228,10 @@ def test_findings_raise_context_and_finance_authority_gaps() -> None:
     # duplicates of an open escalation are not raised twice
 
 
-def test_pause_flag(tmp_path: Path) -> None:
-    assert not is_paused(tmp_path)
-    set_paused(tmp_path, True)
-    assert is_paused(tmp_path)
-    set_paused(tmp_path, False)
-    assert not is_paused(tmp_path)
+def test_pause_flag(store: SqlStateStore) -> None:
+    assert not is_paused(store)
+    set_paused(store, True, "ops")
+    assert is_paused(store) and is_paused(SqlStateStore(store.url))  # every process sees it
+    assert (store.get_flag("paused") or "").startswith("paused by ops")
+    set_paused(store, False)
+    assert not is_paused(store)

@@ -12,6 +12,7 @@ from dagster_agent_de.adapters.llm import AnthropicLLM, llm_from_env
 from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
 from dagster_agent_de.engines.investigate import Failure, investigate
 from dagster_agent_de_tests.engines.test_detectors import project
+from dagster_agent_de_tests.helpers import stored_audit_text
 from dagster_agent_de_tests.llm_replay import Replay, httpx_module
 
 KEY = "sk-ant-test-0123456789abcdef"
@@ -43,9 +44,9 @@ def _investigate(join_drop, replay: Replay, audit: AuditLog, **llm_kw):
         return investigate(failure, manifest, wh, llm=llm)
 
 
-def test_second_opinion_runs_its_queries_for_real_and_cites_them(join_drop, tmp_path: Path) -> None:
+def test_second_opinion_runs_its_queries_for_real_and_cites_them(join_drop, tmp_path: Path, state_store) -> None:
     replay = Replay("join_drop_review.json")
-    audit = AuditLog(tmp_path / "audit.jsonl")
+    audit = AuditLog(state_store)
     report = _investigate(join_drop, replay, audit)
 
     # the library's finding stays first; the LLM's is added, advisory, capped, backed by the query it ran
@@ -70,18 +71,18 @@ def test_second_opinion_runs_its_queries_for_real_and_cites_them(join_drop, tmp_
     assert f"Bearer {KEY}" == replay.headers[0].get("authorization") or replay.headers[0].get("x-api-key") == KEY
 
     # audited: three API calls and the model's query, no key in the log
-    events = read_audit(tmp_path / "audit.jsonl")
+    events = read_audit(state_store)
     calls = [e for e in events if e.kind == "api_call"]
     assert [(e.outcome, e.target) for e in calls] == [("ok", "claude-sonnet-5")] * 3
     assert "tokens in=1912 out=164" in calls[0].statement
     assert any(e.kind == "query" and e.rationale.startswith("LLM: share of orders") for e in events)
-    assert KEY not in (tmp_path / "audit.jsonl").read_text()
+    assert KEY not in stored_audit_text(state_store)
     assert any("LLM second opinion: join_row_drop" in n for n in report.notes)
 
 
-def test_writes_are_refused_pii_is_masked_and_unbacked_claims_are_not_evidence(join_drop, tmp_path: Path) -> None:
+def test_writes_are_refused_pii_is_masked_and_unbacked_claims_are_not_evidence(join_drop, tmp_path: Path, state_store) -> None:
     replay = Replay("overreach_review.json")
-    audit = AuditLog(tmp_path / "audit.jsonl")
+    audit = AuditLog(state_store)
     report = _investigate(join_drop, replay, audit)
 
     delete, select = replay.tool_results(1)
@@ -92,7 +93,7 @@ def test_writes_are_refused_pii_is_masked_and_unbacked_claims_are_not_evidence(j
     (llm,) = [f for f in report.findings if f.source == "llm"]
     assert llm.verified is False and llm.confidence == 0.3 and llm.evidence == []  # q1 was refused, q7 never ran
     assert any("cited q1, q7 which did not run or failed" in n for n in report.notes)
-    assert any(e.outcome == "refused" and e.statement.startswith("delete") for e in read_audit(tmp_path / "audit.jsonl"))
+    assert any(e.outcome == "refused" and e.statement.startswith("delete") for e in read_audit(state_store))
     _, db = join_drop
     with DuckDBWarehouse(db, AuditLog(None)) as wh:
         assert wh.query("select count(*) from raw.orders", rationale="still there").scalar() == 10
@@ -102,13 +103,13 @@ def test_writes_are_refused_pii_is_masked_and_unbacked_claims_are_not_evidence(j
     ("overloaded.json", 529, "the API answered 529"),
     ("unauthorized.json", 401, "check ANTHROPIC_API_KEY"),
 ])
-def test_api_errors_leave_the_library_report_intact(join_drop, tmp_path: Path, fixture: str, status: int, says: str) -> None:
-    audit = AuditLog(tmp_path / "audit.jsonl")
+def test_api_errors_leave_the_library_report_intact(join_drop, tmp_path: Path, fixture: str, status: int, says: str, state_store) -> None:
+    audit = AuditLog(state_store)
     report = _investigate(join_drop, Replay(fixture, status=status), audit)
     assert [f.source for f in report.findings] == ["library"] * len(report.findings)
     assert report.findings[0].pattern == "join_row_drop"
     assert any(n.startswith("LLM second opinion skipped") and says in n for n in report.notes)
-    (call,) = [e for e in read_audit(tmp_path / "audit.jsonl") if e.kind == "api_call"]
+    (call,) = [e for e in read_audit(state_store) if e.kind == "api_call"]
     assert call.outcome == "error"
 
 

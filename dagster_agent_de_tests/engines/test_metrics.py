@@ -72,8 +72,9 @@ def test_cli_on_the_demo_finds_none_then_a_new_dashboard_conflicts(demo_env) -> 
 
     from click.testing import CliRunner
 
+    from dagster_agent_de.adapters.state import open_state_store
     from dagster_agent_de.cli import main
-    from dagster_agent_de.engines.escalate.store import EscalationStore
+    from dagster_agent_de_tests.helpers import drop_escalations
 
     def run():
         return CliRunner().invoke(main, ["--project-dir", str(demo_env.project_dir), "--state-dir", str(demo_env.settings.state_dir),
@@ -86,8 +87,8 @@ def test_cli_on_the_demo_finds_none_then_a_new_dashboard_conflicts(demo_env) -> 
     path = demo_env.project_dir / rel
     path.write_text("select cast(ordered_at as date) as order_date, sum(amount_cents / 100.0) as revenue "
                     "from {{ source('app', 'orders') }} group by 1\n")
-    store = EscalationStore(demo_env.settings.state_dir / "escalations")
-    before = {e.id for e in store.all()}
+    store = open_state_store(demo_env.settings)
+    before = {e.id for e in store.escalations()}
     try:
         demo_env.dbt("run", "-s", "marketing_revenue", "-q")
         got = run()
@@ -98,10 +99,10 @@ def test_cli_on_the_demo_finds_none_then_a_new_dashboard_conflicts(demo_env) -> 
         assert any("only fct_revenue filters status <> 'cancelled' (fct_orders)" == d for d in conflict["differences"])
         totals = conflict["evidence"]["rows_sample"][0]
         assert totals["marketing_revenue.revenue"] > totals["fct_revenue.revenue"]  # cancelled orders counted
-        new = [e for e in store.all() if e.id not in before]
+        new = [e for e in store.escalations() if e.id not in before]
         assert [(e.kind.value, e.finding_pattern) for e in new] == [("context_gap", "conflicting_metric_definitions")]
     finally:
         path.unlink()
-        store.update(lambda items: [e for e in items if e.id in before])
+        drop_escalations(store, lambda e: e.id in before)
         demo_env.write("drop table if exists main.marketing_revenue")
         demo_env.dbt("parse", "-q")

@@ -177,23 +177,22 @@ def test_pii_scan_of_sources_honours_not_pii_answers_and_reports_unreadable_tabl
     assert found["crm.gone"].error and "gone" in found["crm.gone"].error  # reported, never a silent pass
 
 
-def test_answers_are_applied_and_never_asked_again(tickets: Path, tmp_path: Path) -> None:
-    from dagster_agent_de.core.models import Approval, EscalationState
+def test_answers_are_applied_and_never_asked_again(tickets: Path, tmp_path: Path, state_store) -> None:
+    from dagster_agent_de.engines.escalate.answering import answer_escalation
+    from dagster_agent_de.engines.escalate.policy import Policy
     from dagster_agent_de.engines.escalate.raising import answered_choices, raise_decisions
-    from dagster_agent_de.engines.escalate.store import EscalationStore
 
     with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
         prof = profile_table(wh, "zendesk", "tickets")
     first = propose(prof, _manifest(), now=NOW)
-    store = EscalationStore(tmp_path / "escalations")
+    store = state_store
     raised = raise_decisions(store, first.decisions)
     assert sorted(e.finding_pattern for e in raised) == ["onboard:freshness_sla", "onboard:pii_handling", "onboard:units:amount"]
 
     # a human answers: hash the PII, hourly loads, amount is in cents
     choices = {"onboard:pii_handling": 0, "onboard:freshness_sla": 0, "onboard:units:amount": 0}
-    store.update(lambda items: [e.model_copy(update={"state": EscalationState.ANSWERED,
-                                                     "answer": Approval(by="ops@shop.test", choice=choices[e.finding_pattern])})
-                                for e in items])
+    for e in raised:
+        answer_escalation(store, e.id, choices[e.finding_pattern or ""], by="ops@shop.test", policy=Policy())
     answers = answered_choices(store)
     assert answers[("zendesk.tickets", "onboard:units:amount")] == 0
     second = propose(prof, _manifest(), now=NOW, answers=answers)

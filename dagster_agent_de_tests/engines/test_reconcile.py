@@ -11,7 +11,7 @@ from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
 from dagster_agent_de.demo.data import execute_sql
 from dagster_agent_de.engines.reconcile import ReconcileSpec, parse_specs, reconcile
 from dagster_agent_de.errors import SpecError, WarehouseUnavailableError
-from dagster_agent_de_tests.helpers import duck, make_manifest
+from dagster_agent_de_tests.helpers import duck, make_manifest, stored_audit_text
 
 PIPE = '"wh"."main"."pipe"'
 TRUTH = '"wh"."main"."truth"'
@@ -271,10 +271,10 @@ def test_pii_values_masked_in_samples(tmp_path: Path) -> None:
     assert "x.com" not in r.model_dump_json()
 
 
-def test_every_query_is_audited_read_only(wh_path: Path, tmp_path: Path) -> None:
-    audit = AuditLog(tmp_path / "audit.jsonl", actor="test")
+def test_every_query_is_audited_read_only(wh_path: Path, tmp_path: Path, state_store) -> None:
+    audit = AuditLog(state_store, actor="test")
     _run(wh_path, _spec(), audit)
-    events = read_audit(tmp_path / "audit.jsonl", limit=None)
+    events = read_audit(state_store, limit=None)
     assert events and all(e.outcome == "ok" for e in events)
     assert any("full outer join" in e.statement for e in events)
 
@@ -341,7 +341,7 @@ def test_portable_samples_query_agrees_with_the_inline_samples(wh_path: Path) ->
     assert {k: [(s["region"], s["id"]) for s in v] for k, v in inline.items()} == portable
 
 
-def test_http_source_of_truth_paginated_with_auth(tmp_path: Path, monkeypatch) -> None:
+def test_http_source_of_truth_paginated_with_auth(tmp_path: Path, monkeypatch, state_store) -> None:
     """An API as the source of truth: paginated JSON, bearer token from an env var, loaded then pushed down."""
     import json
     import threading
@@ -373,16 +373,16 @@ def test_http_source_of_truth_paginated_with_auth(tmp_path: Path, monkeypatch) -
     spec = ReconcileSpec.model_validate(dict(
         name="t", model="pipe", against="http", key=["id"], compare={"amount": {}},
         http={"url": f"http://127.0.0.1:{port}/o?page=1", "records": "data", "next": "next", "auth_env": "TRUTH_TOKEN"}))
-    audit = AuditLog(tmp_path / "audit.jsonl")
+    audit = AuditLog(state_store)
     try:
         r = _run(path, spec, audit)
     finally:
         server.shutdown()
     assert (r.matched, r.missing_in_pipeline, r.mismatched_rows) == (2, 1, 1)
     assert seen_auth == ["Bearer s3cret-token"] * 2
-    calls = [e for e in read_audit(tmp_path / "audit.jsonl", limit=None) if e.kind == "api_call"]
+    calls = [e for e in read_audit(state_store, limit=None) if e.kind == "api_call"]
     assert [c.rows for c in calls] == [2, 1]
-    assert "s3cret" not in (tmp_path / "audit.jsonl").read_text()
+    assert "s3cret" not in stored_audit_text(state_store)
 
 
 def test_http_source_unreachable_is_an_error_not_a_pass(tmp_path: Path) -> None:

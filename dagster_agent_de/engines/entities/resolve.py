@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption, validation_problems
+from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.engines.entities.similarity import jaro_winkler
 from dagster_agent_de.errors import SpecError
 from dagster_agent_de.manifest import Manifest
@@ -275,16 +276,18 @@ MAX_ESCALATIONS = 20
 
 
 def resolve_and_record(
-    specs: list[EntitySpec], manifest: Manifest, warehouse: Warehouse, *, rules: list[Any], store: Any, out_dir: Any,
+    specs: list[EntitySpec], manifest: Manifest, warehouse: Warehouse, *, rules: list[Any], store: StateStore, out_dir: Any,
 ) -> list[tuple[EntityResolution, list[Escalation]]]:
-    """Resolve every spec, write ``<out_dir>/<model>.csv`` (the entity map) and ``<model>__review.csv``,
-    and raise the review band as context gaps (at most ``MAX_ESCALATIONS`` per model)."""
+    """Resolve every spec, keep the entity map in the state store ``store`` (artifact ``entity_map``) and write it
+    to ``<out_dir>/<model>.csv`` with ``<model>__review.csv``, and raise the review band as context gaps (at most
+    ``MAX_ESCALATIONS`` per model)."""
     from dagster_agent_de.engines.escalate.raising import owner_of, raise_decisions
 
     out = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         r = resolve_entities(spec, manifest, warehouse, rules)
+        store.put_artifact("entity_map", spec.model, r.csv())
         (out_dir / f"{spec.model}.csv").write_text(r.csv())
         (out_dir / f"{spec.model}__review.csv").write_text(
             f"{spec.key}_a,{spec.key}_b,confidence,reason\n"

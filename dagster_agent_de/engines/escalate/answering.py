@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from dagster_agent_de.adapters.audit import AuditLog
-from dagster_agent_de.core.models import Approval, Escalation, EscalationState, ProposedFix
-from dagster_agent_de.engines.escalate.context_store import ContextRule, add_rule
+from dagster_agent_de.core.context import ContextRule
+from dagster_agent_de.core.models import Approval, Escalation, ProposedFix
+from dagster_agent_de.core.state import AnswerDecision, EscalationError, StateStore
+from dagster_agent_de.engines.escalate.context_store import CONFLICT_PATTERN, CONTEXT_FILE
 from dagster_agent_de.engines.escalate.policy import ActionClass, Policy, authorize
-from dagster_agent_de.engines.escalate.store import EscalationStore
-from dagster_agent_de.errors import ConfigError
 
+__all__ = ["AnswerResult", "EscalationError", "answer_escalation", "decide_answer", "identity"]
 
-class EscalationError(ConfigError):
-    """The answer cannot be taken (unknown id, already answered, bad choice, same approver twice)."""
 
 
 @dataclass
@@ -24,71 +23,81 @@ class AnswerResult:
     rule: ContextRule | None = None
     applied_files: list[str] | None = None
     waiting_for: int = 0
+    retried: bool = False
 
     def describe(self) -> str:
         e = self.escalation
         if not self.closed:
             return f"{e.id}: approval recorded; waiting for {self.waiting_for} more distinct approver(s)"
         text = f"{e.id} answered: {e.options[e.answer.choice].label}" if e.answer else f"{e.id} closed"
+        if self.retried:
+            text += " (this answer was already recorded)"
         if self.rule:
-            text += f"; context rule {self.rule.id} recorded in agent_de_context.yml"
+            text += f"; context rule {self.rule.id} recorded in the state store (`agent-de context export` writes it out)"
         if self.applied_files:
             text += f"; fix applied to {', '.join(self.applied_files)}"
         return text
 
 
+def identity(by: str) -> str:
+    """Who answers, normalized so one person is one approver (``Alice@X.com`` == ``alice@x.com``)."""
+    return " ".join(by.split()).lower()
+
+
+def rule_for(esc: Escalation, answer: Approval) -> ContextRule | None:
+    """The context rule an answer decides, if its option records one."""
+    option = esc.options[answer.choice]
+    if option.agent_action != "record_rule":
+        return None
+    if esc.finding_pattern and esc.finding_pattern.startswith(CONFLICT_PATTERN):  # the committed rule holds
+        return ContextRule(id=esc.finding_pattern[len(CONFLICT_PATTERN):].rsplit("@", 1)[0],
+                           rule=option.rule or option.label, applies_to=esc.applies_to,
+                           suppresses=option.suppresses or None, source=f"{CONTEXT_FILE} (confirmed in {esc.id})",
+                           decided_by=answer.by, at=answer.at)
+    return ContextRule(id=f"R-{esc.id}", rule=answer.note or option.rule or option.label, applies_to=esc.applies_to,
+                       suppresses=option.suppresses or None, source=esc.id, decided_by=answer.by, at=answer.at)
+
+
+def decide_answer(esc: Escalation, by: str, choice: int) -> AnswerDecision:
+    """Whether ``by``'s answer (already in ``esc.approvals``) closes ``esc``, and the rule it records."""
+    if not 0 <= choice < len(esc.options):
+        raise EscalationError(f"choice {choice} is out of range for {esc.id}: choose 0..{len(esc.options) - 1}")
+    agreeing = sorted({a.by for a in esc.approvals if a.choice == choice})
+    needed = esc.approvals_required if esc.options[choice].agent_action == "apply_fix" else 1
+    if len(agreeing) < needed:
+        return AnswerDecision(close=False, waiting_for=needed - len(agreeing), approvers=agreeing)
+    mine = next(a for a in esc.approvals if a.by == by)
+    return AnswerDecision(close=True, approvers=agreeing, rule=rule_for(esc, mine))
+
+
 def answer_escalation(
-    store: EscalationStore, esc_id: str, choice: int, *, by: str, note: str = "", project_dir: Path,
-    policy: Policy, audit: AuditLog | None = None, manifest=None,
+    store: StateStore, esc_id: str, choice: int, *, by: str, note: str = "",
+    policy: Policy, audit: AuditLog | None = None, manifest: Any = None,
 ) -> AnswerResult:
-    """Record ``by``'s answer. The escalation closes once enough distinct approvers agree."""
-    if not by or not by.strip():
+    """Record ``by``'s answer. The escalation closes once enough distinct approvers agree.
+
+    The approval, the closing answer and the rule it decides commit in one transaction; the same
+    answer sent again (a retry after a crash) returns what is stored instead of failing.
+    """
+    who = identity(by or "")
+    if not who:
         raise EscalationError("say who answers (--by / answered_by): answers are signed")
-    result: dict = {}
-
-    def apply(items: list[Escalation]) -> list[Escalation]:
-        match = [e for e in items if e.id == esc_id]
-        if not match:
-            known = ", ".join(e.id for e in items if e.state == EscalationState.OPEN) or "none open"
-            raise EscalationError(f"unknown escalation {esc_id} (open: {known})")
-        esc = match[0]
-        if esc.state != EscalationState.OPEN:
-            raise EscalationError(f"{esc_id} is already {esc.state.value}; nothing to answer")
-        if not 0 <= choice < len(esc.options):
-            raise EscalationError(f"choice {choice} is out of range for {esc_id}: choose 0..{len(esc.options) - 1}")
-        if any(a.by == by for a in esc.approvals):
-            raise EscalationError(f"{by} has already answered {esc_id}; a second approval must come from someone else")
-        approvals = [*esc.approvals, Approval(by=by, choice=choice, note=note)]
-        agreeing = sorted({a.by for a in approvals if a.choice == choice})
-        needed = esc.approvals_required if esc.options[choice].agent_action == "apply_fix" else 1
-        if len(agreeing) < needed:
-            updated = esc.model_copy(update={"approvals": approvals})
-            result.update(esc=updated, closed=False, waiting=needed - len(agreeing), approvers=agreeing)
-        else:
-            updated = esc.model_copy(update={"approvals": approvals, "state": EscalationState.ANSWERED,
-                                             "answer": approvals[-1]})
-            result.update(esc=updated, closed=True, waiting=0, approvers=agreeing)
-        return [updated if e.id == esc_id else e for e in items]
-
-    store.update(apply)
-    esc: Escalation = result["esc"]
-    out = AnswerResult(esc, result["closed"], waiting_for=result["waiting"])
+    outcome = store.answer_escalation(esc_id, Approval(by=who, choice=choice, note=note),
+                                      lambda esc: decide_answer(esc, who, choice))
+    esc, decision = outcome.escalation, outcome.decision
+    out = AnswerResult(esc, decision.close, rule=decision.rule, waiting_for=decision.waiting_for,
+                       retried=outcome.retried)
     if audit is not None:
-        audit.record(kind="action", statement=f"answer {esc_id} choice {choice}", rationale=f"answered by {by}: {note}")
+        audit.record(kind="action", statement=f"answer {esc_id} choice {choice}",
+                     rationale=f"answered by {who}: {note}" + (" (retry; already recorded)" if outcome.retried else ""))
     if not out.closed:
         return out
     option = esc.options[choice]
-    if option.agent_action == "record_rule":
-        rule = ContextRule(id=f"R-{esc.id}", rule=note or option.rule or option.label, applies_to=esc.applies_to,
-                           suppresses=option.suppresses or None, source=esc.id, decided_by=by,
-                           at=esc.answer.at if esc.answer else None)
-        add_rule(project_dir, rule)
-        out.rule = rule
-    elif option.agent_action == "apply_fix" and esc.fix_diff and manifest is not None:
+    if option.agent_action == "apply_fix" and esc.fix_diff and manifest is not None:
         from dagster_agent_de.engines.investigate.fixes import apply_diff
 
         finance = esc.approvals_required > 1
-        authorize(policy, ActionClass.APPLY_CODE_FIX, human_present=True, approvers=result["approvers"],
+        authorize(policy, ActionClass.APPLY_CODE_FIX, human_present=True, approvers=decision.approvers,
                   finance=finance, audit=audit, what=f"apply the fix of {esc.id} to {esc.asset}")
         out.applied_files = apply_diff(manifest, ProposedFix(description=esc.decision, diff=esc.fix_diff))
     return out

@@ -1,6 +1,9 @@
-"""The context store: business rules the engines consult, in ``agent_de_context.yml``.
+"""Business context the engines consult: rules in the state store, over a committed base layer.
 
-The file lives in the dbt project, so rules are reviewed in pull requests like code::
+Answers to escalations become rules in the state store (together with the answer, in one
+transaction). A file ``agent_de_context.yml`` committed in the dbt project is the base layer
+under them, reviewed in pull requests like code; ``agent-de context export`` writes the merged
+rules into that file for such a pull request::
 
     rules:
       - id: R-refunds-negative
@@ -11,139 +14,191 @@ The file lives in the dbt project, so rules are reviewed in pull requests like c
         decided_by: finance@shop.example
         at: 2026-11-27T10:00:00Z
 
-Writes are atomic (temp file + rename) and detect concurrent edits (the file's hash must be
-the one read), so two answers never lose each other.
+A committed rule and a stored answer with the same id that say different things become an
+escalation (the stored answer applies until a human decides), never a silent override. A
+malformed file never means "no rules": the valid rules of the file (or, if none can be read, the
+last good version the store remembers) still apply, and :attr:`ContextRules.error` names the file
+and line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from dagster_agent_de.core.models import utcnow
-from dagster_agent_de.errors import AgentDEError, SpecError
+from dagster_agent_de.core.context import ContextRule
+from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption
+from dagster_agent_de.core.state import StateStore
+from dagster_agent_de.errors import SpecError
+
+__all__ = ["CONTEXT_FILE", "ContextRule", "ContextRules", "export_rules", "load_rules", "parse_rules"]
 
 CONTEXT_FILE = "agent_de_context.yml"
-
-
-class ContextRule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str
-    rule: str
-    applies_to: list[str] = Field(default_factory=list)
-    suppresses: list[str] | None = None
-    source: str = "hand-written"
-    decided_by: str | None = None
-    at: datetime | None = None
+_BASE_FLAG = "context_base:"
+CONFLICT_PATTERN = "context_conflict:"
 
 
 class ContextRules(BaseModel):
     rules: list[ContextRule] = Field(default_factory=list)
     path: Path | None = None
-    digest: str | None = None
-    error: str | None = None  # the file is malformed: rules are the last good ones
+    error: str | None = None
+    """The committed file is malformed (file and line); ``rules`` are the ones that could still be read."""
+    conflicts: list[str] = Field(default_factory=list)
+    """Ids whose committed rule and stored answer disagree (each raised as an escalation)."""
+    escalations: list[str] = Field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """What a report must say about its context (empty when all is well)."""
+        out = []
+        if self.error:
+            out.append(f"context file is malformed, running on the {len(self.rules)} rule(s) that could be read: "
+                       f"{self.error}")
+        if self.conflicts:
+            out.append(f"committed and stored rules disagree for {', '.join(self.conflicts)}; the stored answers apply "
+                       f"until decided ({', '.join(self.escalations) or 'escalation open'})")
+        return out
 
 
-class ContextConflictError(AgentDEError):
-    """The context file changed since it was read: re-read and retry."""
-
-
-_last_good: dict[str, ContextRules] = {}
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def parse_rules(text: str, path: Path | None = None) -> list[ContextRule]:
-    """Parse the file's text; :class:`SpecError` names the line of the problem."""
-    where = str(path or CONTEXT_FILE)
+def _line_of(text: str, index: int) -> int | None:
+    """1-based line of the ``index``-th item under ``rules:``, from the YAML node marks."""
     try:
-        data = yaml.safe_load(text) or {}
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    for key, value in root.value:
+        if getattr(key, "value", None) == "rules" and isinstance(value, yaml.SequenceNode) and index < len(value.value):
+            return int(value.value[index].start_mark.line) + 1
+    return None
+
+
+def _parse(text: str, where: str) -> tuple[list[ContextRule], list[str], bool]:
+    """(valid rules, problems, whether the file could be read at all)."""
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{where}:{line} is not valid YAML ({getattr(e, 'problem', e)})") from e
+        return [], [f"{where}:{line} is not valid YAML ({getattr(e, 'problem', e)})"], False
+    if data is None:
+        return [], [], True
     if not isinstance(data, dict) or not isinstance(data.get("rules", []), list):
-        raise SpecError(f"{where}: expected a mapping with a `rules:` list")
-    rules = []
-    lines = text.splitlines()
+        return [], [f"{where}: expected a mapping with a `rules:` list, found {type(data).__name__} "
+                    f"{json.dumps(data, default=str)[:40]}"], False
+    rules: list[ContextRule] = []
+    problems: list[str] = []
     for i, item in enumerate(data.get("rules") or []):
+        line = _line_of(text, i)
+        at = f"{where}:{f' line {line}' if line else ''} rule #{i + 1}"
+        if not isinstance(item, dict):
+            problems.append(f"{at}: expected a mapping with id and rule, found {json.dumps(item, default=str)[:40]}")
+            continue
         try:
-            rules.append(ContextRule.model_validate(item))
+            rule = ContextRule.model_validate(item)
         except ValidationError as e:
-            ident = item.get("id") if isinstance(item, dict) else None
-            line = next((n + 1 for n, ln in enumerate(lines) if ident and f"id: {ident}" in ln), None)
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise SpecError(f"{where}:{f' line {line}' if line else ''} rule #{i + 1}: {problems}") from e
-    ids = [r.id for r in rules]
-    dup = sorted({x for x in ids if ids.count(x) > 1})
-    if dup:
-        raise SpecError(f"{where}: duplicate rule ids {', '.join(dup)}")
+            problems.append(f"{at}: " + "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()))
+            continue
+        if any(r.id == rule.id for r in rules):
+            problems.append(f"{at}: duplicate rule id {rule.id}")
+            continue
+        rules.append(rule)
+    return rules, problems, True
+
+
+def parse_rules(text: str, path: Path | None = None) -> list[ContextRule]:
+    """Parse the file's text strictly; :class:`SpecError` names the file and line of the first problem."""
+    rules, problems, _ = _parse(text, str(path or CONTEXT_FILE))
+    if problems:
+        raise SpecError(problems[0])
     return rules
 
 
-def load_rules(project_dir: Path) -> ContextRules:
-    """Rules of the project; on a malformed file, the last good rules plus the error."""
-    path = project_dir / CONTEXT_FILE
+def _base_layer(path: Path, state: StateStore) -> tuple[list[ContextRule], str | None]:
+    """The committed rules, and the problem with the file if any (then the rules that could be read)."""
     if not path.exists():
-        return ContextRules(path=path)
-    text = path.read_text()
+        return [], None
+    flag = _BASE_FLAG + str(path.resolve())
     try:
-        loaded = ContextRules(rules=parse_rules(text, path), path=path, digest=_digest(text))
-    except SpecError as e:
-        prev = _last_good.get(str(path), ContextRules(path=path))
-        return prev.model_copy(update={"error": str(e)})
-    _last_good[str(path)] = loaded
-    return loaded
+        text = path.read_text()
+    except OSError as e:
+        problems, rules, readable = [f"{path}: cannot be read ({e.strerror})"], [], False
+    else:
+        rules, problems, readable = _parse(text, str(path))
+    if not problems:
+        remembered = json.dumps([r.model_dump(mode="json") for r in rules], sort_keys=True)
+        if state.get_flag(flag) != remembered:
+            state.set_flag(flag, remembered)
+        return rules, None
+    if not readable:  # nothing could be read: the last good version of the file, as the store remembers it
+        last = state.get_flag(flag)
+        if last:
+            rules = [ContextRule.model_validate(r) for r in json.loads(last)]
+    return rules, "; ".join(problems)
 
 
-def add_rule(project_dir: Path, rule: ContextRule, *, expected_digest: str | None = None) -> ContextRules:
-    """Append ``rule`` atomically, under a lock. With ``expected_digest``, refuse if the file changed meanwhile."""
-    import fcntl
+def _conflict_escalation(committed: ContextRule, stored: ContextRule, path: Path) -> Escalation:
+    digest = hashlib.sha256(committed.model_dump_json().encode() + stored.model_dump_json().encode()).hexdigest()[:8]
+    return Escalation(
+        id="", kind=EscalationKind.CONTEXT_GAP,
+        decision=(f"Rule {committed.id} in {path.name} says {committed.rule!r} (on {', '.join(committed.applies_to) or '-'}); "
+                  f"the answer stored from {stored.source} by {stored.decided_by or 'unknown'} says {stored.rule!r} "
+                  f"(on {', '.join(stored.applies_to) or '-'}). Which holds?"),
+        options=[
+            EscalationOption(label="The committed rule holds", consequence=f"the stored answer is replaced by {path.name}'s rule",
+                             agent_action="record_rule", rule=committed.rule, suppresses=committed.suppresses or []),
+            EscalationOption(label="The stored answer holds", agent_action="none",
+                             consequence=f"run `agent-de context export` and commit {path.name} so they agree"),
+        ],
+        recommendation=None, blocking="nothing: the stored answer applies meanwhile",
+        continues="everything; investigations use the stored answer",
+        applies_to=committed.applies_to, finding_pattern=f"{CONFLICT_PATTERN}{committed.id}@{digest}",
+    )
 
-    with open(project_dir / ".agent_de_context.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return _add_rule_locked(project_dir, rule, expected_digest)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
+def load_rules(project_dir: Path, state: StateStore) -> ContextRules:
+    """The rules in force: the committed file as the base layer, the store's answers over it.
 
-def _add_rule_locked(project_dir: Path, rule: ContextRule, expected_digest: str | None) -> ContextRules:
+    A disagreement between a committed rule and a stored answer (same id, different meaning)
+    is raised as an escalation, once.
+    """
+    from dagster_agent_de.engines.escalate.raising import raise_decisions
+
     path = project_dir / CONTEXT_FILE
-    text = path.read_text() if path.exists() else ""
-    if expected_digest is not None and text and _digest(text) != expected_digest:
-        raise ContextConflictError(f"{path} changed since it was read; re-read it and answer again")
-    rules = parse_rules(text, path) if text else []
-    if any(r.id == rule.id for r in rules):
-        raise ContextConflictError(f"{path} already has a rule {rule.id}")
-    entry = rule.model_dump(mode="json", exclude_none=True)
-    body = text if text.strip() else "# Business context the agent uses; reviewed like code.\nrules:\n"
-    if "rules:" not in body:
-        body = body.rstrip("\n") + "\nrules:\n"
-    if body.rstrip().endswith("rules: []"):
-        body = body.rstrip()[: -len("[]")] + "\n"
-    block = yaml.safe_dump([entry], sort_keys=False, allow_unicode=True)
-    body = body if body.endswith("\n") else body + "\n"
-    body += "".join("  " + ln + "\n" for ln in block.splitlines())
-    parse_rules(body, path)  # never write a file we could not read back
-    tmp = path.with_suffix(f".yml.{os.getpid()}.tmp")
-    tmp.write_text(body)
-    # re-check right before the rename: a concurrent writer between read and now is a conflict
-    now = path.read_text() if path.exists() else ""
-    if now != text:
-        tmp.unlink()
-        raise ContextConflictError(f"{path} changed while writing; re-read it and answer again")
-    tmp.replace(path)
-    return load_rules(project_dir)
+    base, error = _base_layer(path, state)
+    stored = {r.id: r for r in state.rules()}
+    merged = [stored.get(r.id, r) for r in base] + [r for r in stored.values() if r.id not in {b.id for b in base}]
+    clashes = [(r, stored[r.id]) for r in base if r.id in stored and not r.same_meaning(stored[r.id])]
+    asking: list[str] = []
+    if clashes:
+        raise_decisions(state, [_conflict_escalation(c, s, path) for c, s in clashes])
+        prefixes = tuple(f"{CONFLICT_PATTERN}{c.id}@" for c, _ in clashes)
+        asking = [e.id for e in state.escalations()
+                  if e.state.value == "open" and (e.finding_pattern or "").startswith(prefixes)]
+    return ContextRules(rules=merged, path=path, error=error, conflicts=[c.id for c, _ in clashes], escalations=asking)
 
 
-def new_rule_id(text: str) -> str:
-    return "R-" + hashlib.sha1(f"{text}{utcnow().isoformat()}".encode()).hexdigest()[:8]
+def export_rules(project_dir: Path, state: StateStore, output: Path | None = None) -> tuple[Path, int]:
+    """Write the rules in force to ``output`` (default: the project's ``agent_de_context.yml``) for review.
+
+    Refuses to overwrite a malformed committed file (its problem is named), so nothing is lost.
+    """
+    current = load_rules(project_dir, state)
+    if current.error:
+        raise SpecError(f"not exporting over a malformed context file: {current.error}")
+    target = output or project_dir / CONTEXT_FILE
+    body: dict[str, Any] = {"rules": [r.model_dump(mode="json", exclude_none=True) for r in current.rules]}
+    text = ("# Business context the agent uses; reviewed like code. Written by `agent-de context export`.\n"
+            + yaml.safe_dump(body, sort_keys=False, allow_unicode=True))
+    parse_rules(text, target)  # never write a file we could not read back
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+    return target, len(current.rules)

@@ -15,10 +15,12 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dagster_agent_de.core.models import utcnow
+from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.errors import SpecError, StatementRefusedError
 
 POLICY_FILE = "agent_de_policy.yml"
-PAUSE_FILE = "paused"
+PAUSE_FLAG = "paused"
 
 
 class ActionClass(str, Enum):
@@ -112,14 +114,10 @@ def authorize(
                      outcome="ok")
 
 
-def is_paused(state_dir: Path) -> bool:
-    return (state_dir / PAUSE_FILE).exists()
+def is_paused(state: StateStore) -> bool:
+    return state.get_flag(PAUSE_FLAG) is not None
 
 
-def set_paused(state_dir: Path, paused: bool, who: str = "cli") -> None:
-    path = state_dir / PAUSE_FILE
-    if paused:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"paused by {who}\n")
-    elif path.exists():
-        path.unlink()
+def set_paused(state: StateStore, paused: bool, who: str = "cli") -> None:
+    """Pause (or resume) autonomous work for every process sharing the state store."""
+    state.set_flag(PAUSE_FLAG, f"paused by {who} at {utcnow().isoformat(timespec='seconds')}" if paused else None)

@@ -12,8 +12,8 @@ from dagster_agent_de.core.models import (
     Finding,
     utcnow,
 )
+from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.engines.escalate.policy import ActionClass, Autonomy, Policy
-from dagster_agent_de.engines.escalate.store import EscalationStore
 from dagster_agent_de.manifest import Manifest, Node
 
 DEFAULT_OWNER = "data-team"
@@ -107,40 +107,36 @@ def escalations_for(finding: Finding, manifest: Manifest, policy: Policy, *, che
     return out
 
 
-def raise_escalations(store: EscalationStore, new: list[Escalation]) -> list[Escalation]:
+def _already_open(esc: Escalation, items: list[Escalation]) -> bool:
+    return any(e.state == EscalationState.OPEN and e.kind == esc.kind and e.asset == esc.asset
+               and e.finding_pattern == esc.finding_pattern for e in items)
+
+
+def raise_escalations(store: StateStore, new: list[Escalation]) -> list[Escalation]:
     """Store new escalations, skipping ones already open for the same finding pattern on the same asset."""
-    created: list[Escalation] = []
-
-    def add(items: list[Escalation]) -> list[Escalation]:
-        for esc in new:
-            dup = any(e.state == EscalationState.OPEN and e.kind == esc.kind and e.asset == esc.asset
-                      and e.finding_pattern == esc.finding_pattern for e in items)
-            if dup:
-                continue
-            stored = esc.model_copy(update={"id": store.next_id(items)})
-            items = [*items, stored]
-            created.append(stored)
-        return items
-
-    store.update(add)
-    return created
+    return store.raise_escalations(new, _already_open)
 
 
-def answered_choices(store: EscalationStore, asset: str | None = None) -> dict[tuple[str | None, str], int]:
+def answered_choices(store: StateStore, asset: str | None = None) -> dict[tuple[str | None, str], int]:
     """(asset, finding pattern) -> the option a human chose, for every answered escalation (the latest wins)."""
     out: dict[tuple[str | None, str], int] = {}
-    for e in sorted(store.all(), key=lambda e: e.created_at):
+    for e in sorted(store.escalations(), key=lambda e: e.created_at):
         if e.state == EscalationState.ANSWERED and e.answer is not None and e.finding_pattern:
             if asset is None or e.asset == asset:
                 out[(e.asset, e.finding_pattern)] = e.answer.choice
     return out
 
 
-def raise_decisions(store: EscalationStore, new: list[Escalation]) -> list[Escalation]:
+def _answered_or_open(esc: Escalation, items: list[Escalation]) -> bool:
+    return _already_open(esc, items) or any(
+        e.state == EscalationState.ANSWERED and e.answer is not None and e.finding_pattern
+        and e.asset == esc.asset and e.finding_pattern == (esc.finding_pattern or "") for e in items)
+
+
+def raise_decisions(store: StateStore, new: list[Escalation]) -> list[Escalation]:
     """Like :func:`raise_escalations` for standing decisions (onboarding, PII, metrics, entities): a decision
-    a human already answered for the same asset is not asked again."""
-    done = answered_choices(store)
-    return raise_escalations(store, [e for e in new if (e.asset, e.finding_pattern or "") not in done])
+    a human already answered for the same asset is not asked again (checked in the same transaction)."""
+    return store.raise_escalations(new, _answered_or_open)
 
 
 def check_node(manifest: Manifest, esc: Escalation) -> Node | None:
