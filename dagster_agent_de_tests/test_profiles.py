@@ -99,7 +99,7 @@ def test_snowflake_key_pair_auth_and_query_tag_reach_the_connector(team_copy: Pa
             return patched(*args, **kwargs)
 
         m.setattr(snowflake.connector, "connect", recording)
-        with open_warehouse(settings, AuditLog(tmp_path / "audit.jsonl", run_id="run-42")) as wh:
+        with open_warehouse(settings, AuditLog(None, run_id="run-42")) as wh:
             assert wh.query("select 1 as one", rationale="connect").scalar() == 1
     args = calls[0]
     assert args["account"] == "acme-prod" and args["user"] == "dbt_prod"
@@ -109,7 +109,7 @@ def test_snowflake_key_pair_auth_and_query_tag_reach_the_connector(team_copy: Pa
     assert "dagster-agent-de" in args["session_parameters"]["QUERY_TAG"]
 
 
-def test_each_snowflake_statement_carries_its_audit_event_id(tmp_path: Path, monkeypatch) -> None:
+def test_each_snowflake_statement_carries_its_audit_event_id(state_store, monkeypatch) -> None:
     fakesnow = pytest.importorskip("fakesnow")
     from dagster_agent_de.adapters.audit import read_audit
     from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
@@ -125,9 +125,9 @@ def test_each_snowflake_statement_carries_its_audit_event_id(tmp_path: Path, mon
                 sent.append(sql)
                 return super()._run(sql, max_rows)
 
-        with Spy.from_resource(resource, AuditLog(tmp_path / "audit.jsonl")) as wh:
+        with Spy.from_resource(resource, AuditLog(state_store)) as wh:
             wh.query("select 1", rationale="tagged")
-    event = read_audit(tmp_path / "audit.jsonl")[0]
+    (event,) = [e for e in read_audit(state_store) if e.kind == "query"]
     assert event.event_id and sent[0].endswith(f"/* agent_de audit_event={event.event_id} */")
     assert event.statement == "select 1"  # the audit log keeps the statement as the agent wrote it
 

@@ -19,7 +19,6 @@ from dagster_agent_de.cli import main
 from dagster_agent_de.engines.drift.diff import RENAME_THRESHOLD, rename_confidence
 from dagster_agent_de.engines.drift.fingerprint import MAX_ROWS_ENV
 from dagster_agent_de.engines.drift.models import ColumnSchema
-from dagster_agent_de.engines.escalate.store import EscalationStore
 from dagster_agent_de_tests.helpers import duck
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "drift_project"
@@ -56,7 +55,15 @@ def case(project: Path, state: Path, before: list[str], after: list[str]) -> tup
 
 
 def fingerprint_queries(state: Path) -> list[Any]:
-    return [e for e in read_audit(state / "audit" / "audit.jsonl") if e.rationale.startswith("fingerprint")]
+    return [e for e in read_audit(_store(state), limit=None) if e.rationale.startswith("fingerprint")]
+
+
+def _store(state: Path):
+    """The agent's state store of a state dir (SQLite there unless the instance names PostgreSQL)."""
+    from dagster_agent_de.adapters.state import open_state_store
+    from dagster_agent_de.config import resolve_settings
+
+    return open_state_store(resolve_settings(state, FIXTURE))
 
 
 def changes(report: dict[str, Any], table: str) -> dict[tuple[str, str | None], dict[str, Any]]:
@@ -79,7 +86,9 @@ def test_true_rename_at_a_new_position(project: Path, tmp_path: Path) -> None:
     assert ev["old_stats"]["distinct"] == ev["new_stats"]["distinct"] and ev["old_stats"]["rows"] == 500
     assert "-    name,\n+    full_name as name," in c["proposed_fix"]
     assert c["severity"] == "breaking" and [i["model"] for i in c["impacted"]] == ["stg_people"] and code == 1
-    baseline = (tmp_path / "drift" / "baseline.json").read_text()
+    stored = _store(tmp_path).load_snapshot("baseline")
+    assert stored is not None
+    baseline = stored.body
     assert "Person 1" not in baseline and "p1@x.io" not in baseline  # text is hashed, never stored raw
 
 
@@ -125,7 +134,7 @@ def test_a_different_column_under_a_similar_name_is_a_drop_and_an_add(project: P
     assert [o["label"] for o in esc["options"]] == ["first_name replaces name", "nothing replaces name: the source dropped it"]
     assert esc["owner"] == "source-team" and esc["recommendation"] is None
     assert len(report["escalations"]) == 1 and code == 1
-    (stored,) = EscalationStore(tmp_path / "escalations").all()
+    (stored,) = _store(tmp_path).escalations()
     assert stored.id == report["escalations"][0] and stored.asset == "raw.contacts"
     queries = len(fingerprint_queries(tmp_path))
     _, again = drift(project, tmp_path)
@@ -202,7 +211,7 @@ def test_fingerprint_skipped_on_a_large_table_says_names_only(project: Path, tmp
     assert not fingerprint_queries(tmp_path)
 
 
-def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path) -> None:
+def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path, state_store) -> None:
     """Under fakesnow: upper-case identifiers, NUMBER types, LISTAGG ... WITHIN GROUP; the x100 rename is proven."""
     fakesnow = pytest.importorskip("fakesnow")
     from dagster_agent_de.adapters.audit import AuditLog
@@ -219,7 +228,7 @@ def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path) -> None:
             "name": "charges", "source_name": "stripe", "resource_type": "source", "relation_name": "SHOP.STRIPE.CHARGES",
             "database": "SHOP", "schema": "STRIPE", "identifier": "CHARGES"}}})
     audit = AuditLog(None)
-    store = SnapshotStore(tmp_path / "drift")
+    store = SnapshotStore(state_store)
     with fakesnow.patch():
         resource = _fake_snowflake("SHOP", "STRIPE", "create or replace table SHOP.STRIPE.CHARGES as select seq4() + 1 as ID, "
                                    "cast(((seq4() + 1) * 137 % 10000) / 100.0 as number(10, 2)) as AMOUNT, 'usd' as CURRENCY "
@@ -242,7 +251,7 @@ def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path) -> None:
     assert len(queries) == 2 and all("WITHIN GROUP" in e.statement for e in queries)
 
 
-def test_without_a_key_the_stats_decide(tmp_path: Path) -> None:
+def test_without_a_key_the_stats_decide(tmp_path: Path, state_store) -> None:
     """No unique test, no declared key: same rows, nulls, distinct and min/max (or x 10^k) decide."""
     from dagster_agent_de.adapters.audit import AuditLog
     from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
@@ -255,7 +264,7 @@ def test_without_a_key_the_stats_decide(tmp_path: Path) -> None:
     manifest = Manifest({"nodes": {}, "sources": {"source.p.raw.pay": {
         "name": "pay", "source_name": "raw", "resource_type": "source", "relation_name": '"wh"."raw"."pay"',
         "database": "wh", "schema": "raw", "identifier": "pay"}}})
-    store = SnapshotStore(tmp_path / "drift")
+    store = SnapshotStore(state_store)
     with DuckDBWarehouse(path, AuditLog(None)) as wh:
         detect_drift(manifest, wh, store)
     duck(path, "alter table raw.pay add column amount_cents bigint", "update raw.pay set amount_cents = amount * 100",
@@ -313,7 +322,7 @@ def test_the_key_comes_from_a_declared_key_a_primary_key_or_a_unique_test(monkey
         max_rows_from_env()
 
 
-def test_a_declared_composite_key_lines_the_values_up(tmp_path: Path) -> None:
+def test_a_declared_composite_key_lines_the_values_up(tmp_path: Path, state_store) -> None:
     from dagster_agent_de.adapters.audit import AuditLog
     from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
     from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
@@ -325,7 +334,7 @@ def test_a_declared_composite_key_lines_the_values_up(tmp_path: Path) -> None:
     manifest = Manifest({"nodes": {}, "sources": {"source.p.raw.lines": {
         "name": "lines", "source_name": "raw", "resource_type": "source", "relation_name": '"wh"."raw"."lines"',
         "database": "wh", "schema": "raw", "identifier": "lines", "meta": {"agent_de": {"key": ["region", "order_no"]}}}}})
-    store = SnapshotStore(tmp_path / "drift")
+    store = SnapshotStore(state_store)
     with DuckDBWarehouse(path, AuditLog(None)) as wh:
         detect_drift(manifest, wh, store)
     duck(path, "alter table raw.lines rename column sku to product_code")
