@@ -3,12 +3,27 @@
 Each side becomes ``select <keys as k0..>, <compare cols as c_*>, <segments as s_*>,
 <aggregate inputs as a_*> from <relation> where <filter>``; the rest of the plan is written
 once over those names.
+
+The same-warehouse plan is two statements at most on a usual night:
+
+1. :func:`checksum_sql`: per side, the row count and the sum of a row hash over the key and
+   the compared columns (order-independent), plus the segment aggregates, in one scan of each
+   side. Equal checksums: the sides hold the same rows (up to 64-bit hash collisions).
+2. :func:`keyed_sql`: otherwise, one FULL OUTER JOIN of narrow rows (key and row hash), then a
+   second, small pass that reads the compared columns of the differing keys only, counts the
+   mismatches per column with their tolerances, samples them, and proves the keys unique.
+
+Both are written once in portable SQL and rendered per dialect by sqlglot (:func:`render`);
+the one function that differs between engines, the row hash, is chosen in :data:`ROW_HASH`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from sqlglot import exp
 
 from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
 
@@ -27,6 +42,18 @@ class SidePlan:
     cast_keys_to_text: bool = False
     casts: tuple[tuple[str, str], ...] = ()
     """(column, SQL type) for compared columns whose two sides have different types."""
+    hash_types: tuple[tuple[str, str], ...] = ()
+    """(normalised column such as ``k0`` or ``c_amount``, SQL type) cast to before hashing, so that
+    equal values of two different types (INTEGER and BIGINT, DECIMAL and DOUBLE) hash alike."""
+    unhashable: tuple[str, ...] = ()
+    """Normalised columns (``k0``, ``c_amount``) whose two sides cannot be brought to one exact
+    representation: no checksum is tried, and such compared columns travel as values in the join
+    instead of in the row hash (keys join by value anyway)."""
+
+    def hashed(self, name: str) -> str:
+        """The normalised column ``name`` as it enters the row hash."""
+        target = dict(self.hash_types).get(name)
+        return f"cast({q(name)} as {target})" if target else q(name)
 
     def key_exprs(self) -> list[str]:
         cols = self.spec.key if self.side == "model" else self.spec.keys_against
@@ -288,3 +315,188 @@ def types_probe_sql(side: SidePlan) -> str:
     cols = [f"{e} as {q(f'k{i}')}" for i, e in enumerate(side.key_exprs())]
     cols += [f"{side.spec.compare_expr(c, side.side)} as {q('c_' + c)}" for c in side.spec.compare]
     return f"select {', '.join(cols)} from {side.relation} limit 0"
+
+
+# -- the checksum and the lean keyed plan (rendered per dialect) ------------------------------
+
+_HASH = "agent_de_row_hash"
+"""Placeholder function of the portable plan text; :func:`render` replaces it with :data:`ROW_HASH`."""
+
+
+def _pg_hash(args: list[exp.Expression]) -> exp.Expression:
+    # a row constructor's text form quotes separators and tells NULL from '' apart
+    row = exp.Cast(this=exp.Anonymous(this="row", expressions=args), to=exp.DataType.build("text"))
+    return exp.Anonymous(this="hashtextextended", expressions=[row, exp.Literal.number(0)])
+
+
+ROW_HASH: dict[str, Callable[[list[exp.Expression]], exp.Expression]] = {
+    "duckdb": lambda args: exp.Anonymous(this="hash", expressions=args),  # UBIGINT, NULL-aware, typed
+    "snowflake": lambda args: exp.Anonymous(this="hash", expressions=args),  # signed 64-bit, varargs
+    "postgres": _pg_hash,  # bigint
+}
+"""The one place where engines differ: a 64-bit hash of several values (NULL-aware, order-sensitive)."""
+
+_NOT_LOWERED = {"VAR", "IDENTIFIER", "STRING", "NUMBER", "NATIONAL_STRING", "RAW_STRING", "HEREDOC_STRING",
+                "BIT_STRING", "HEX_STRING", "BYTE_STRING", "UNICODE_STRING", "PARAMETER", "PLACEHOLDER"}
+
+
+def render(sql: str, dialect: str) -> str:
+    """The portable plan text ``sql`` in ``dialect``: parsed and written back by sqlglot.
+
+    User fragments (``expr``, ``where``, the relation) are already in the warehouse's dialect, and
+    the skeleton is plain SQL, so the whole statement parses as ``dialect``; the row hash
+    placeholder becomes that engine's hash. Keywords and function names are written in lower
+    case, like the rest of the project's SQL (identifiers and strings are left as they are).
+
+    >>> render("select sum(agent_de_row_hash(a, b)) as h from t full outer join u on t.k = u.k", "duckdb")
+    'select sum(hash(a, b)) as h from t full outer join u on t.k = u.k'
+    >>> render("select agent_de_row_hash(a, cast(b as double)) as h from t", "postgres")
+    'select hashtextextended(cast(row(a, cast(b as double precision)) as text), 0) as h from t'
+    """
+    import sqlglot
+    from sqlglot.dialects.dialect import Dialect
+
+    if dialect not in ROW_HASH:
+        from dagster_agent_de.errors import ConfigError
+
+        raise ConfigError(f"reconciliation has no row hash for the {dialect!r} dialect (known: {', '.join(ROW_HASH)})")
+    hash_fn = ROW_HASH[dialect]
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and str(node.this).lower() == _HASH:
+            return hash_fn(list(node.expressions))
+        return node
+
+    tree = sqlglot.parse_one(sql, read=dialect).transform(swap)
+    out = tree.sql(dialect=dialect, normalize_functions="lower")
+    tokens = Dialect.get_or_raise(dialect).tokenize(out)
+    chars = list(out)
+    for i, tok in enumerate(tokens):
+        name = tok.token_type.name
+        is_call = name == "VAR" and i + 1 < len(tokens) and tokens[i + 1].token_type.name == "L_PAREN"
+        if name not in _NOT_LOWERED or is_call:
+            chars[tok.start:tok.end + 1] = out[tok.start:tok.end + 1].lower()
+    return "".join(chars)
+
+
+def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
+    """One scan of each side: rows, NULL-key rows, the sum of row hashes and the segment aggregates.
+
+    The row hash covers the key and every compared column as the keyed plan normalises them
+    (same ``where``, mapping expressions and casts), so equal sums for equal counts mean both
+    sides hold the same rows, up to 64-bit hash collisions. Per segment when the spec has
+    ``segment_by`` (the totals are their sums); the aggregates are those of :func:`segments_sql`.
+    """
+    segs = [q("s_" + c) for c in spec.segment_by] if spec.aggregates else []
+    labels = [label for _, _, label in spec.aggregate_parts()]
+    isnull = " or ".join(f"{k} is null" for k in key_names(spec))
+
+    def side(sp: SidePlan) -> str:
+        hashed = [sp.hashed(f"k{i}") for i in range(len(spec.key))] + [sp.hashed("c_" + c) for c in spec.compare]
+        aggs = ["count(*) as _n", f"sum(case when {isnull} then 1 else 0 end) as _nk",
+                f"sum({_HASH}({', '.join(hashed)})) as _h"]
+        aggs += [f"{fn}({agg_input(spec, col)}) as {q(label)}" for fn, col, label in spec.aggregate_parts()]
+        group = f" group by {', '.join(segs)}" if segs else ""
+        return f"select {', '.join(segs + aggs)} from ({sp.select()}) as t{group}"
+
+    out = [f"coalesce(m.{s}, a.{s}) as {s}" for s in segs]
+    out += [f"m.{n} as {q('m' + n)}, a.{n} as {q('a' + n)}" for n in ("_n", "_nk", "_h")]
+    out += [f"m.{q(lb)} as {q('p_' + lb)}, a.{q(lb)} as {q('t_' + lb)}" for lb in labels]
+    if segs:
+        on = " and ".join(f"m.{s} is not distinct from a.{s}" for s in segs)
+        body = f"from m full outer join a on {on}\norder by {', '.join(str(i + 1) for i in range(len(segs)))}"
+    else:
+        body = "from m cross join a"
+    return f"""
+with m as ({side(model)}),
+     a as ({side(truth)})
+select {', '.join(out)}
+{body}
+""".strip()
+
+
+def keyed_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, side_counts: bool = True) -> str:
+    """The keyed comparison when the checksums differ: a join of narrow rows, then a pass over the differences.
+
+    * ``m``/``a``: each side's non-NULL keys with one hash of its compared columns (columns
+      that cannot be hashed alike on both sides travel as values);
+    * ``j``: one FULL OUTER JOIN on the key classifies each key: 1 missing in the pipeline,
+      2 extra, 3 the hashes differ, 0 equal;
+    * ``d``: the differing keys only; ``x`` reads their compared columns from both sides (a
+      join with ``d``, which is small when the data is close) and applies the comparison with
+      its tolerances: a hash difference within tolerance is no mismatch (``_c`` = 0);
+    * the keys are proven unique in the same statement: a key on both sides and duplicated
+      fans the join out (``join_rows_*`` above the side's non-NULL rows), and a duplicated key
+      on one side only appears twice in ``d`` (``one_sided_duplicates``).
+
+    One row per sample (at most ``sample_size`` per class, by key), each carrying the counts;
+    one row with NULL sample columns when there is nothing to sample. ``side_counts`` adds each
+    side's rows and NULL-key rows (known already when the checksum ran).
+    """
+    keys = key_names(spec)
+    notnull = " and ".join(f"{k} is not null" for k in keys)
+    isnull = " or ".join(f"{k} is null" for k in keys)
+    on = lambda x, y: " and ".join(f"{x}.{k} = {y}.{k}" for k in keys)  # noqa: E731
+    hashed = [c for c in spec.compare if "c_" + c not in model.unhashable]
+    raw = [c for c in spec.compare if "c_" + c in model.unhashable]
+
+    def narrow(sp: SidePlan) -> str:
+        cols = list(keys)
+        if hashed:
+            cols.append(f"{_HASH}({', '.join(sp.hashed('c_' + c) for c in hashed)}) as _h")
+        cols += [q("c_" + c) for c in raw]
+        return f"select {', '.join(cols)} from ({sp.select(joined=True)}) as t where {notnull}"
+
+    differ = ([ "m._h <> a._h"] if hashed else []) + [mismatch_sql(spec, c, "m." + q("c_" + c), "a." + q("c_" + c)) for c in raw]
+    differ_sql = " or ".join(differ) or "false"
+    flags = {c: q("f_" + c) for c in spec.compare}
+    flag_cols = "".join(f", {mismatch_sql(spec, c, 'pm.' + q('c_' + c), 'pa.' + q('c_' + c))} as {f}" for c, f in flags.items())
+    value_cols = "".join(f", pm.{q('c_' + c)} as {q('pipeline_' + c)}, pa.{q('c_' + c)} as {q('truth_' + c)}" for c in spec.compare)
+    any_mm = " or ".join(flags.values()) or "false"
+    col_counts = "".join(f", sum(case when _c = 3 and {f} then 1 else 0 end) as {q('mm_' + c)}" for c, f in flags.items())
+    counts_ctes = counts_from = ""
+    if side_counts:
+        counts_ctes = "".join(
+            f",\n     c{name[0]} as (select count(*) as rows_{name}, sum(case when {isnull} then 1 else 0 end) as null_keys_{name}"
+            f" from ({sp.select(joined=True)}) as t)"
+            for sp, name in ((model, "pipeline"), (truth, "truth")))
+        counts_from = " cross join cp cross join ct"
+    sample_cols = ", ".join([f"s.{k}" for k in keys] + [f"s.{q('pipeline_' + c)}, s.{q('truth_' + c)}" for c in spec.compare])
+    return f"""
+with m as ({narrow(model)}),
+     a as ({narrow(truth)}),
+     j as (
+        select {', '.join(f'coalesce(m.{k}, a.{k}) as {k}' for k in keys)},
+               case when m.{keys[0]} is null then 1 when a.{keys[0]} is null then 2 when {differ_sql} then 3 else 0 end as _cls
+        from m full outer join a on {on('m', 'a')}
+     ),
+     d as (select {', '.join(keys)}, _cls from j where _cls <> 0),
+     dk as (select distinct {', '.join(keys)} from d),
+     pm as (select t.* from ({model.select(joined=True)}) as t join dk on {on('t', 'dk')}),
+     pa as (select t.* from ({truth.select(joined=True)}) as t join dk on {on('t', 'dk')}),
+     x as (
+        select {', '.join(f'd.{k}' for k in keys)}, d._cls{value_cols}{flag_cols}
+        from d left join pm on {on('pm', 'd')} left join pa on {on('pa', 'd')}
+     ),
+     y as (select *, case when _cls <> 3 then _cls when {any_mm} then 3 else 0 end as _c from x),
+     s as (select *, row_number() over (partition by _c order by {', '.join(keys)}) as _rn from y where _c <> 0),
+     cj as (
+        select coalesce(sum(case when _cls <> 1 then 1 else 0 end), 0) as join_rows_pipeline,
+               coalesce(sum(case when _cls <> 2 then 1 else 0 end), 0) as join_rows_truth,
+               coalesce(sum(case when _cls in (0, 3) then 1 else 0 end), 0) as matched
+        from j
+     ),
+     cy as (
+        select coalesce(sum(case when _c = 1 then 1 else 0 end), 0) as missing_in_pipeline,
+               coalesce(sum(case when _c = 2 then 1 else 0 end), 0) as extra_in_pipeline,
+               coalesce(sum(case when _c = 3 then 1 else 0 end), 0) as mismatched_rows{col_counts}
+        from y
+     ),
+     cd as (
+        select count(*) as one_sided_duplicates
+        from (select {', '.join(keys)} from d where _cls in (1, 2) group by {', '.join(keys)} having count(*) > 1) as t
+     ){counts_ctes}
+select cj.*, cy.*, cd.*{', cp.*, ct.*' if side_counts else ''}, s._c as _class, s._rn as _rn, {sample_cols}
+from cj cross join cy cross join cd{counts_from} left join s on s._rn <= {int(sample_size)}
+order by s._c, s._rn
+""".strip()
