@@ -422,12 +422,15 @@ def keyed_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size
       that cannot be hashed alike on both sides travel as values);
     * ``j``: one FULL OUTER JOIN on the key classifies each key: 1 missing in the pipeline,
       2 extra, 3 the hashes differ, 0 equal;
-    * ``d``: the differing keys only; ``x`` reads their compared columns from both sides (a
-      join with ``d``, which is small when the data is close) and applies the comparison with
-      its tolerances: a hash difference within tolerance is no mismatch (``_c`` = 0);
+    * ``g``: one aggregate over the join keeps each differing key with its class and join rows,
+      and folds all equal keys into a single row (so the join is read once and nothing of its
+      size is kept); ``d`` is the differing keys;
+    * ``x`` reads the compared columns of ``d`` from both sides (a join with ``d``, which is
+      small when the data is close) and applies the comparison with its tolerances: a hash
+      difference within tolerance is no mismatch (``_c`` = 0);
     * the keys are proven unique in the same statement: a key on both sides and duplicated
       fans the join out (``join_rows_*`` above the side's non-NULL rows), and a duplicated key
-      on one side only appears twice in ``d`` (``one_sided_duplicates``).
+      on one side only has two join rows in ``g`` (``one_sided_duplicates``).
 
     One row per sample (at most ``sample_size`` per class, by key), each carrying the counts;
     one row with NULL sample columns when there is nothing to sample. ``side_counts`` adds each
@@ -466,11 +469,16 @@ def keyed_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size
 with m as ({narrow(model)}),
      a as ({narrow(truth)}),
      j as (
-        select {', '.join(f'coalesce(m.{k}, a.{k}) as {k}' for k in keys)},
-               case when m.{keys[0]} is null then 1 when a.{keys[0]} is null then 2 when {differ_sql} then 3 else 0 end as _cls
+        select case when m.{keys[0]} is null then 1 when a.{keys[0]} is null then 2 when {differ_sql} then 3 else 0 end as _cls,
+               {', '.join(f'm.{k} as {q(f"mk{i}")}, a.{k} as {q(f"ak{i}")}' for i, k in enumerate(keys))}
         from m full outer join a on {on('m', 'a')}
      ),
-     d as (select {', '.join(keys)}, _cls from j where _cls <> 0),
+     g as (
+        select {', '.join(f'case when _cls = 0 then null else coalesce({q(f"mk{i}")}, {q(f"ak{i}")}) end as {k}' for i, k in enumerate(keys))},
+               _cls, count(*) as _n
+        from j group by {', '.join(str(i + 1) for i in range(len(keys) + 1))}
+     ),
+     d as (select {', '.join(keys)}, _cls from g where _cls <> 0),
      dk as (select distinct {', '.join(keys)} from d),
      pm as (select t.* from ({model.select(joined=True)}) as t join dk on {on('t', 'dk')}),
      pa as (select t.* from ({truth.select(joined=True)}) as t join dk on {on('t', 'dk')}),
@@ -481,10 +489,10 @@ with m as ({narrow(model)}),
      y as (select *, case when _cls <> 3 then _cls when {any_mm} then 3 else 0 end as _c from x),
      s as (select *, row_number() over (partition by _c order by {', '.join(keys)}) as _rn from y where _c <> 0),
      cj as (
-        select coalesce(sum(case when _cls <> 1 then 1 else 0 end), 0) as join_rows_pipeline,
-               coalesce(sum(case when _cls <> 2 then 1 else 0 end), 0) as join_rows_truth,
-               coalesce(sum(case when _cls in (0, 3) then 1 else 0 end), 0) as matched
-        from j
+        select coalesce(sum(case when _cls <> 1 then _n else 0 end), 0) as join_rows_pipeline,
+               coalesce(sum(case when _cls <> 2 then _n else 0 end), 0) as join_rows_truth,
+               coalesce(sum(case when _cls in (0, 3) then _n else 0 end), 0) as matched
+        from g
      ),
      cy as (
         select coalesce(sum(case when _c = 1 then 1 else 0 end), 0) as missing_in_pipeline,
@@ -492,10 +500,7 @@ with m as ({narrow(model)}),
                coalesce(sum(case when _c = 3 then 1 else 0 end), 0) as mismatched_rows{col_counts}
         from y
      ),
-     cd as (
-        select count(*) as one_sided_duplicates
-        from (select {', '.join(keys)} from d where _cls in (1, 2) group by {', '.join(keys)} having count(*) > 1) as t
-     ){counts_ctes}
+     cd as (select count(*) as one_sided_duplicates from g where _cls in (1, 2) and _n > 1     ){counts_ctes}
 select cj.*, cy.*, cd.*{', cp.*, ct.*' if side_counts else ''}, s._c as _class, s._rn as _rn, {sample_cols}
 from cj cross join cy cross join cd{counts_from} left join s on s._rn <= {int(sample_size)}
 order by s._c, s._rn
