@@ -184,10 +184,23 @@ def _pushdown(
         sql = plan.render(plan.checksum_sql(spec, m, a), wh.dialect)
         statements.append(sql)
         rows = wh.query(sql, rationale=f"checksum of {spec.model} and {label} (rows and sum of row hashes)").folded().dicts()
-        total = {k: sum(int(r[k] or 0) for r in rows) for k in ("m_n", "a_n", "m_nk", "a_nk", "m_h", "a_h")}
-        if spec.aggregates:
+        follow = plan.segments_follow(spec)
+        total = {k: sum(int(r[k] or 0) for r in rows) for k in ("m_n", "m_nk", "m_h")}
+        total |= {k: (sum if not follow else _first)(int(r[k] or 0) for r in rows) for k in ("a_n", "a_nk", "a_h")}
+        identical = (total["m_n"], total["m_h"]) == (total["a_n"], total["a_h"])
+        if follow:
+            seg_rows = [r for r in rows if r["m_n"] is not None]
+            if identical:
+                seg_rows = [{**r, **{f"t_{lb}": r[f"p_{lb}"] for _, _, lb in spec.aggregate_parts()}} for r in seg_rows]
+            else:
+                sql_t = plan.side_segments_sql(spec, a)
+                statements.append(sql_t)
+                truth_rows = wh.query(sql_t, rationale=f"aggregates of {label} per {spec.segment_by or 'total'}").folded().dicts()
+                seg_rows = _merge_segments(spec, seg_rows, truth_rows)
+            segments = _segments(spec, seg_rows)
+        elif spec.aggregates:
             segments = _segments(spec, rows)
-        if (total["m_n"], total["m_h"]) == (total["a_n"], total["a_h"]):
+        if identical:
             return ReconcileReport(
                 spec_name=spec.name, model=spec.model, against=label, method="checksum",
                 rows_pipeline=total["m_n"], rows_truth=total["a_n"], null_keys_pipeline=total["m_nk"],
@@ -264,6 +277,27 @@ def _report(
         spec_name=spec.name, model=spec.model, against=label, method="pushdown", columns=columns,
         segments=segments, samples=samples, statements=statements, notes=notes, severity=spec.severity, **counts,
     )
+
+
+def _first(values: Any) -> int:
+    return next(iter(values), 0)
+
+
+def _merge_segments(spec: ReconcileSpec, model_rows: list[dict[str, Any]], truth_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-segment rows of each side (``p_*`` already named, truth as plain labels) as :func:`_segments` reads them."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in model_rows:
+        merged[tuple(r.get(f"s_{c}") for c in spec.segment_by)] = dict(r)
+    for r in truth_rows:
+        rec = merged.setdefault(tuple(r.get(f"s_{c}") for c in spec.segment_by), {f"s_{c}": r.get(f"s_{c}") for c in spec.segment_by})
+        for _fn, _col, lb in spec.aggregate_parts():
+            rec[f"t_{lb}"] = r.get(lb)
+    return [merged[k] for k in sorted(merged, key=_segment_order)]
+
+
+def _segment_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    # as SQL's ORDER BY does by default on DuckDB and Snowflake: NULLs last
+    return tuple((v is None, "" if v is None else v) for v in key)
 
 
 def _group_samples(spec: ReconcileSpec, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -19,9 +19,10 @@ the one function that differs between engines, the row hash, is chosen in :data:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlglot import exp
 
@@ -340,6 +341,13 @@ _NOT_LOWERED = {"VAR", "IDENTIFIER", "STRING", "NUMBER", "NATIONAL_STRING", "RAW
                 "BIT_STRING", "HEX_STRING", "BYTE_STRING", "UNICODE_STRING", "PARAMETER", "PLACEHOLDER"}
 
 
+@functools.cache
+def _tokenizer(dialect: str) -> Any:
+    from sqlglot.dialects.dialect import Dialect
+
+    return Dialect.get_or_raise(dialect).tokenizer()
+
+
 def render(sql: str, dialect: str) -> str:
     """The portable plan text ``sql`` in ``dialect``: parsed and written back by sqlglot.
 
@@ -354,7 +362,6 @@ def render(sql: str, dialect: str) -> str:
     'select hashtextextended(cast(row(a, cast(b as double precision)) as text), 0) as h from t'
     """
     import sqlglot
-    from sqlglot.dialects.dialect import Dialect
 
     if dialect not in ROW_HASH:
         from dagster_agent_de.errors import ConfigError
@@ -367,9 +374,9 @@ def render(sql: str, dialect: str) -> str:
             return hash_fn(list(node.expressions))
         return node
 
-    tree = sqlglot.parse_one(sql, read=dialect).transform(swap)
+    tree = sqlglot.parse_one(sql, read=dialect).transform(swap, copy=False)
     out = tree.sql(dialect=dialect, normalize_functions="lower")
-    tokens = Dialect.get_or_raise(dialect).tokenize(out)
+    tokens = _tokenizer(dialect).tokenize(out)
     chars = list(out)
     for i, tok in enumerate(tokens):
         name = tok.token_type.name
@@ -379,37 +386,62 @@ def render(sql: str, dialect: str) -> str:
     return "".join(chars)
 
 
+def segments_follow(spec: ReconcileSpec) -> bool:
+    """True when identical checksums imply identical segment aggregates.
+
+    So when every ``segment_by`` column and every aggregated column is a compared column (their
+    values are in the row hash); the truth side's aggregates are then needed only when the
+    checksums differ, and :func:`checksum_sql` groups the pipeline side only.
+    """
+    return bool(spec.aggregates) and all(c in spec.compare for c in spec.segment_by) and all(
+        col == "*" or col in spec.compare for _fn, col, _label in spec.aggregate_parts())
+
+
 def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
     """One scan of each side: rows, NULL-key rows, the sum of row hashes and the segment aggregates.
 
     The row hash covers the key and every compared column as the keyed plan normalises them
     (same ``where``, mapping expressions and casts), so equal sums for equal counts mean both
-    sides hold the same rows, up to 64-bit hash collisions. Per segment when the spec has
-    ``segment_by`` (the totals are their sums); the aggregates are those of :func:`segments_sql`.
+    sides hold the same rows, up to 64-bit hash collisions. One row per segment when the spec
+    has aggregates (the totals are the sums over the rows); the aggregates are those of
+    :func:`segments_sql` (``p_*``, and ``t_*`` unless :func:`segments_follow`: then the truth
+    side is one ungrouped row repeated on every segment, and its aggregates are read only if the
+    checksums differ, with :func:`side_segments_sql`).
     """
     segs = [q("s_" + c) for c in spec.segment_by] if spec.aggregates else []
     labels = [label for _, _, label in spec.aggregate_parts()]
     isnull = " or ".join(f"{k} is null" for k in key_names(spec))
+    follow = segments_follow(spec)
 
-    def side(sp: SidePlan) -> str:
+    def side(sp: SidePlan, grouped: bool) -> str:
         hashed = [sp.hashed(f"k{i}") for i in range(len(spec.key))] + [sp.hashed("c_" + c) for c in spec.compare]
         aggs = ["count(*) as _n", f"sum(case when {isnull} then 1 else 0 end) as _nk",
                 f"sum({_HASH}({', '.join(hashed)})) as _h"]
+        if not grouped:
+            return f"select {', '.join(aggs)} from ({sp.select(joined=True)}) as t"
         aggs += [f"{fn}({agg_input(spec, col)}) as {q(label)}" for fn, col, label in spec.aggregate_parts()]
         group = f" group by {', '.join(segs)}" if segs else ""
         return f"select {', '.join(segs + aggs)} from ({sp.select()}) as t{group}"
 
-    out = [f"coalesce(m.{s}, a.{s}) as {s}" for s in segs]
-    out += [f"m.{n} as {q('m' + n)}, a.{n} as {q('a' + n)}" for n in ("_n", "_nk", "_h")]
-    out += [f"m.{q(lb)} as {q('p_' + lb)}, a.{q(lb)} as {q('t_' + lb)}" for lb in labels]
-    if segs:
-        on = " and ".join(f"m.{s} is not distinct from a.{s}" for s in segs)
-        body = f"from m full outer join a on {on}\norder by {', '.join(str(i + 1) for i in range(len(segs)))}"
+    order = f"\norder by {', '.join(str(i + 1) for i in range(len(segs)))}" if segs else ""
+    if follow:
+        out = [f"m.{s} as {s}" for s in segs]
+        out += [f"m.{n} as {q('m' + n)}, a.{n} as {q('a' + n)}" for n in ("_n", "_nk", "_h")]
+        out += [f"m.{q(lb)} as {q('p_' + lb)}" for lb in labels]
+        # the left join keeps the truth's totals when the pipeline side has no rows (no segment)
+        body = f"from a left join m on 1 = 1{order}"
     else:
-        body = "from m cross join a"
+        out = [f"coalesce(m.{s}, a.{s}) as {s}" for s in segs]
+        out += [f"m.{n} as {q('m' + n)}, a.{n} as {q('a' + n)}" for n in ("_n", "_nk", "_h")]
+        out += [f"m.{q(lb)} as {q('p_' + lb)}, a.{q(lb)} as {q('t_' + lb)}" for lb in labels]
+        if segs:
+            on = " and ".join(f"m.{s} is not distinct from a.{s}" for s in segs)
+            body = f"from m full outer join a on {on}{order}"
+        else:
+            body = "from m cross join a"
     return f"""
-with m as ({side(model)}),
-     a as ({side(truth)})
+with m as ({side(model, bool(spec.aggregates))}),
+     a as ({side(truth, bool(spec.aggregates) and not follow)})
 select {', '.join(out)}
 {body}
 """.strip()
