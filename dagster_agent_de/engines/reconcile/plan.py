@@ -375,7 +375,7 @@ def render(sql: str, dialect: str) -> str:
         return node
 
     tree = sqlglot.parse_one(sql, read=dialect).transform(swap, copy=False)
-    out = tree.sql(dialect=dialect, normalize_functions="lower")
+    out = tree.sql(dialect=dialect, normalize_functions="lower", pretty=True)
     tokens = _tokenizer(dialect).tokenize(out)
     chars = list(out)
     for i, tok in enumerate(tokens):
