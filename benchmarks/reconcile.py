@@ -168,7 +168,7 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, args.path, args.rows, args.table)))
         return
-    cases = {c: CASES[c] for c in args.cases.split(",")}
+    cases = {c: CASES[c] for c in args.cases.split(",") if c}
     with tempfile.TemporaryDirectory() as d:
         path = Path(args.path_reuse) if args.path_reuse else Path(d) / "bench.duckdb"
         t0 = time.perf_counter()
@@ -188,7 +188,7 @@ def main() -> None:
         for (case, kind), rs in runs.items():
             if any("error" in r for r in rs):
                 sys.exit(f"{kind} on the {case} case failed: {next(r['error'] for r in rs if 'error' in r)}")
-        peak = max(r["peak_rss_mb"] for c in cases for r in runs[(c, "ours")])
+        peak = max((r["peak_rss_mb"] for c in cases for r in runs[(c, "ours")]), default=0.0)
         print()
         print("| case | agent-de | hash-sum floor | bare FULL OUTER JOIN | agent-de / floor | agent-de / join | peak RSS agent-de / join | found |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -236,6 +236,8 @@ def main() -> None:
                     "then amount + 1 else amount end as amount, currency from src.main.pipe")
         con.close()
         cross = run("cross", f"{path},{other}", args.rows)
+        if "error" in cross:
+            sys.exit(f"cross-connection: failed ({cross['error']})")
         print(f"cross-connection (two DuckDB files, checksum bisection): {cross.get('seconds')}s, peak RSS "
               f"{cross.get('peak_rss_mb')} MB, moved {cross.get('rows_moved', 0):,} rows / ~{cross.get('bytes_moved', 0):,} bytes "
               f"for {cross.get('missing', 0) + cross.get('extra', 0) + cross.get('mismatched', 0):,} differences")

@@ -492,7 +492,7 @@ def _cross(path: Path, other: Path, spec: ReconcileSpec):
 _ORDERS = ("select range as id, case when range % 3 = 0 then 'EUR' else 'USD' end as currency, "
            "cast(range * 1.25 as decimal(12, 2)) as amount, case when range % 7 = 0 then null else 'paid' end as status "
            "from range({n})")
-_CENTS = ("select cast(range as bigint) as order_id, case when range % 3 = 0 then 'EUR' else 'USD' end as currency, "
+_CENTS = ("select cast(range as integer) as order_id, case when range % 3 = 0 then 'EUR' else 'USD' end as currency, "
           "cast(range * 125 as integer) as amount_cents, case when range % 7 = 0 then null else 'PAID' end as status "
           "from range({n})")
 
