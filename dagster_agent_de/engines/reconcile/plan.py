@@ -272,10 +272,10 @@ _NOT_LOWERED = {"VAR", "IDENTIFIER", "STRING", "NUMBER", "NATIONAL_STRING", "RAW
 
 
 @functools.cache
-def _tokenizer(dialect: str) -> Any:
+def _dialect(dialect: str) -> Any:
     from sqlglot.dialects.dialect import Dialect
 
-    return Dialect.get_or_raise(dialect).tokenizer()
+    return Dialect.get_or_raise(dialect)
 
 
 def render(sql: str, dialect: str) -> str:
@@ -306,7 +306,7 @@ def render(sql: str, dialect: str) -> str:
 
     tree = sqlglot.parse_one(sql, read=dialect).transform(swap, copy=False)
     out = tree.sql(dialect=dialect, normalize_functions="lower", pretty=True)
-    tokens = _tokenizer(dialect).tokenize(out)
+    tokens = _dialect(dialect).tokenize(out)  # a fresh tokenizer: safe when checks run in threads
     chars = list(out)
     for i, tok in enumerate(tokens):
         name = tok.token_type.name
