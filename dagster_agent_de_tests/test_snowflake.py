@@ -145,6 +145,31 @@ def test_reconcile_through_snowflake_adapter(tmp_path) -> None:
     assert all(e.dialect == "snowflake" for e in audit.events)
 
 
+
+def test_identical_sides_pass_on_the_checksum_in_snowflake_sql(tmp_path) -> None:
+    """The checksum statement in Snowflake's dialect (HASH, rendered by sqlglot): one scan of each side."""
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.reconcile import ReconcileSpec, reconcile
+    from dagster_agent_de_tests.helpers import make_manifest
+
+    rows = "(1, 'eu', 10.00, 'paid'), (2, 'eu', 20.00, null), (3, 'us', 30.50, 'paid')"
+    spec = ReconcileSpec.model_validate(dict(
+        name="orders_vs_copy", model="orders", against="SHOP.APP.ORDERS_COPY", key=["order_id"],
+        compare={"amount": {"abs_tol": 0.01}, "status": {}, "region": {}}, segment_by=["region"], aggregates=["sum(amount)"]))
+    audit = AuditLog(None)
+    with fakesnow.patch():
+        resource = _fake_snowflake(
+            "SHOP", "APP",
+            "create or replace table SHOP.APP.ORDERS (order_id int, region varchar, amount number(10,2), status varchar)",
+            f"insert into SHOP.APP.ORDERS values {rows}",
+            "create or replace table SHOP.APP.ORDERS_COPY as select * from SHOP.APP.ORDERS")
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            r = reconcile(spec, make_manifest({"orders": "SHOP.APP.ORDERS"}), wh)
+    assert r.method == "checksum" and r.passed and (r.rows_pipeline, r.matched) == (3, 3)
+    assert [(s.segment, s.pipeline, s.truth) for s in r.segments] == [({"region": "eu"}, 30.0, 30.0), ({"region": "us"}, 30.5, 30.5)]
+    (checksum,) = r.statements
+    assert "sum(hash(" in checksum and all(e.dialect == "snowflake" for e in audit.events)
+
 def test_onboarding_profile_and_volume_through_snowflake_adapter(tmp_path) -> None:
     """Onboarding's profile queries and the volume count in Snowflake's dialect (upper-case names, NUMBER)."""
     from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse

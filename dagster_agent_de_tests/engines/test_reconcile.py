@@ -10,6 +10,7 @@ from dagster_agent_de.adapters.audit import AuditLog, read_audit
 from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
 from dagster_agent_de.demo.data import execute_sql
 from dagster_agent_de.engines.reconcile import ReconcileSpec, parse_specs, reconcile
+from dagster_agent_de.engines.reconcile.spec import CompareColumn, Connection
 from dagster_agent_de.errors import SpecError, WarehouseUnavailableError
 from dagster_agent_de_tests.helpers import duck, make_manifest, stored_audit_text
 
@@ -478,3 +479,143 @@ def test_open_duckdb_sessions_share_the_memory_budget(tmp_path: Path, monkeypatc
     monkeypatch.setenv("AGENT_DE_DUCKDB_MEMORY_LIMIT", "lots")
     with pytest.raises(ConfigError, match="AGENT_DE_DUCKDB_MEMORY_LIMIT='lots'"):
         DuckDBWarehouse(path, AuditLog(None)).query("select 1", rationale="bad cap")
+
+
+# -- the checksum short-circuit and the lean keyed plan -----------------------------------------
+
+def _twin(tmp_path: Path, pipe_sql: str, truth_sql: str) -> tuple[Path, Path]:
+    """The same data in one file (pushed down) and in two (bisection, an independent count)."""
+    one = duck(tmp_path / "wh.duckdb", f"create table pipe as {pipe_sql}", f"create table truth as {truth_sql}")
+    other = duck(tmp_path / "other.duckdb", f"create table truth as {truth_sql}")
+    return one, other
+
+
+def _cross(path: Path, other: Path, spec: ReconcileSpec):
+    cross = spec.model_copy(update={"connection": Connection(path=str(other)), "against": '"other"."main"."truth"'})
+    return _run(path, cross)
+
+
+_ORDERS = ("select range as id, case when range % 3 = 0 then 'EUR' else 'USD' end as currency, "
+           "cast(range * 1.25 as decimal(12, 2)) as amount, case when range % 7 = 0 then null else 'paid' end as status "
+           "from range({n})")
+_CENTS = ("select cast(range as integer) as order_id, case when range % 3 = 0 then 'EUR' else 'USD' end as currency, "
+          "cast(range * 125 as integer) as amount_cents, case when range % 7 = 0 then null else 'PAID' end as status "
+          "from range({n})")
+
+
+def _orders_spec(**kw) -> ReconcileSpec:
+    base = dict(name="t", model="pipe", against="truth", key=["id"], key_against=["order_id"],
+                compare={"amount": {"against": "amount_cents / 100.0", "abs_tol": 0.001}, "status": {"against": "lower(status)"},
+                         "currency": {}},
+                segment_by=["currency"], aggregates=["sum(amount)", "count(*)"])
+    base.update(kw)
+    return ReconcileSpec.model_validate(base)
+
+
+def test_identical_sides_pass_on_the_checksum_alone(tmp_path: Path) -> None:
+    """After mappings and normalisation (cents, case, DECIMAL vs DOUBLE, INTEGER vs BIGINT keys), one scan each."""
+    path, other = _twin(tmp_path, _ORDERS.format(n=1000), _CENTS.format(n=1000))
+    spec = _orders_spec()
+    r = _run(path, spec)
+    assert r.method == "checksum" and r.passed
+    assert len(r.statements) == 1 and "full outer join" not in r.statements[0]
+    assert "identical (checksum)" in r.summary()
+    assert any("exact up to hash collisions" in n for n in r.notes)
+    # the same counts and segments as an independent comparison (bisection across two files)
+    cross = _cross(path, other, spec)
+    assert cross.method == "bisection"
+    assert r.counts() == cross.counts()
+    assert [(s.segment, s.metric, s.pipeline, s.delta) for s in r.segments] == \
+        [(s.segment, s.metric, s.pipeline, s.delta) for s in cross.segments]
+    assert {s.metric: s.truth for s in r.segments if s.segment == {"currency": "EUR"}} == {"sum_amount": 1.25 * sum(range(0, 1000, 3)), "count_rows": 334}
+
+
+def test_segment_columns_outside_the_hash_are_aggregated_on_both_sides(tmp_path: Path) -> None:
+    """Segments on a column that is not compared do not follow from equal checksums: both sides are grouped."""
+    path, other = _twin(tmp_path, _ORDERS.format(n=300), _CENTS.format(n=300))
+    spec = _orders_spec(compare={"amount": {"against": "amount_cents / 100.0"}})
+    r = _run(path, spec)
+    assert r.method == "checksum"
+    assert [(s.segment, s.metric, s.pipeline, s.truth) for s in r.segments] == \
+        [(s.segment, s.metric, s.pipeline, s.truth) for s in _cross(path, other, spec).segments]
+
+
+@pytest.mark.parametrize("change", [
+    "update pipe set amount = amount + 1 where id = 17",  # one changed row
+    "delete from pipe where id in (3, 500)",  # two missing
+    "insert into pipe values (5000, 'USD', 1.00, 'paid')",  # one extra
+    "update pipe set amount = amount + 0.01 where id % 10 = 0",  # hashes differ, within the tolerance
+    "update pipe set currency = 'GBP' where id = 9; update pipe set amount = amount + 2 where id in (9, 10)",
+])
+def test_a_difference_fails_the_checksum_and_the_keyed_plan_counts_it(tmp_path: Path, change: str) -> None:
+    path, other = _twin(tmp_path, _ORDERS.format(n=1000), _CENTS.format(n=1000))
+    execute_sql(path, *change.split("; "))
+    spec = _orders_spec(thresholds={"mismatched_pct": 100, "missing_pct": 100, "extra_pct": 100, "aggregate_pct": 100})
+    spec = spec.model_copy(update={"compare": {**spec.compare, "amount": CompareColumn(against="amount_cents / 100.0", abs_tol=0.015)}})
+    r = _run(path, spec)
+    cross = _cross(path, other, spec)
+    keep = {"duration_ms", "statements", "method", "rows_moved", "bytes_moved", "against", "samples"}
+    assert r.model_dump(exclude=keep) == cross.model_dump(exclude=keep)
+    assert r.samples == {cls: sorted(rows, key=lambda s: s["id"]) for cls, rows in cross.samples.items()}  # ours by key
+    within_tolerance = "0.01 " in change
+    assert r.method == "pushdown"
+    assert len(r.statements) == 3  # checksum, the truth side's segment aggregates, the keyed plan
+    assert (r.missing_in_pipeline + r.extra_in_pipeline + r.mismatched_rows == 0) == within_tolerance
+
+
+def test_types_without_one_exact_form_skip_the_checksum(tmp_path: Path) -> None:
+    """A naive and a zoned timestamp hash differently even when equal: no checksum, values compared in the join."""
+    path = duck(
+        tmp_path / "wh.duckdb",
+        "create table pipe as select range as id, timestamp '2026-03-01 09:00:00' + to_hours(range) as paid_at from range(50)",
+        "create table truth as select range as id, timestamptz '2026-03-01 09:00:00+00' + to_hours(range) as paid_at from range(50)",
+    )
+    r = _run(path, ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["id"], compare={"paid_at": {}})))
+    assert r.method == "pushdown" and r.passed and r.matched == 50
+    assert len(r.statements) == 1 and "full outer join" in r.statements[0]
+
+
+def test_identical_sides_with_a_duplicated_key_pass_and_say_keys_were_not_checked(tmp_path: Path) -> None:
+    """The checksum proves the sides equal, not the key unique: the note says so (a duplicate is alike on both)."""
+    rows = "select * from (values (1, 10.0), (2, 20.0), (2, 20.0)) t(id, amount)"
+    path = duck(tmp_path / "wh.duckdb", f"create table pipe as {rows}", f"create table truth as {rows}")
+    r = _run(path, ReconcileSpec.model_validate(_ID_SPEC))
+    assert r.method == "checksum" and r.rows_pipeline == 3
+    assert any("not checked for uniqueness" in n for n in r.notes)
+    # one row more on one side: the keyed plan runs and finds the duplicate exactly
+    execute_sql(path, "insert into pipe values (3, 30.0)")
+    r = _run(path, ReconcileSpec.model_validate(_ID_SPEC))
+    assert (r.duplicate_keys_pipeline, r.duplicate_keys_truth, r.extra_in_pipeline) == (1, 1, 1)
+
+
+GOLDEN = Path(__file__).parent.parent / "fixtures" / "reconcile_sql"
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "snowflake", "postgres"])
+def test_plan_sql_shape_per_dialect(dialect: str) -> None:
+    """One plan text, rendered per dialect by sqlglot; only the row hash differs (golden files)."""
+    from dagster_agent_de.engines.reconcile import plan
+    from dagster_agent_de.engines.reconcile.plan import SidePlan
+    from dagster_agent_de.sql.guard import check_read_only
+
+    spec = _spec(where="amount > 0")
+    m = SidePlan("shop.app.pipe", spec, "model", hash_types=(("c_amount", "double"),))
+    a = SidePlan("shop.app.truth", spec, "against", hash_types=(("c_amount", "double"),))
+    for name, sql in (("checksum", plan.checksum_sql(spec, m, a)), ("keyed", plan.keyed_sql(spec, m, a, 10, side_counts=True))):
+        got = plan.render(sql, dialect)
+        check_read_only(got, dialect)
+        path = GOLDEN / f"{name}.{dialect}.sql"
+        if not path.exists():  # a new shape: write it, review it, commit it
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(got + "\n")
+        assert got + "\n" == path.read_text(), f"{path.name} changed; delete it to regenerate and review the diff"
+    hashes = {"duckdb": "hash(", "snowflake": "hash(", "postgres": "hashtextextended(cast(row("}
+    assert hashes[dialect] in plan.render(plan.checksum_sql(spec, m, a), dialect)
+
+
+def test_a_dialect_without_a_row_hash_is_a_clear_error() -> None:
+    from dagster_agent_de.engines.reconcile import plan
+    from dagster_agent_de.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no row hash for the 'bigquery' dialect"):
+        plan.render("select agent_de_row_hash(a) from t", "bigquery")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse import Warehouse
@@ -94,6 +95,14 @@ def _align_types(
         if _category(tm) != _category(ta):
             mixed.append(f"{spec.key[i]} is {tm} in the pipeline but {spec.keys_against[i]} is {ta} in the source of truth")
     casts: list[tuple[str, str]] = []
+    hash_types: list[tuple[str, str]] = []
+    unhashable: list[str] = []
+    for i, (tm, ta) in enumerate(zip(types[0][:nk], types[1][:nk], strict=False)):
+        target = None if mixed else _hash_type(tm, ta)
+        if target:
+            hash_types.append((f"k{i}", target))
+        elif target is not None:
+            unhashable.append(f"k{i}")
     for col, tm, ta in zip(spec.compare, types[0][nk:], types[1][nk:], strict=False):
         cm, ca = _category(tm), _category(ta)
         if {cm, ca} == {"text", "number"}:
@@ -101,66 +110,147 @@ def _align_types(
             casts.append((col, "double" if numeric else "varchar"))
             notes.append(f"{col} is {tm} in the pipeline but {ta} in the source of truth: compared as "
                          + ("numbers (text that is not a number counts as a mismatch)" if numeric else "text"))
-        elif _tz(tm) is not None and _tz(ta) is not None and _tz(tm) != _tz(ta):
+            continue
+        if _tz(tm) is not None and _tz(ta) is not None and _tz(tm) != _tz(ta):
             notes.append(f"{col} is {tm} in the pipeline but {ta} in the source of truth: the time-zone-less side is "
                          "read as UTC")
+        target = _hash_type(tm, ta)
+        if target:
+            hash_types.append(("c_" + col, target))
+        elif target is not None:
+            unhashable.append("c_" + col)
     if mixed:
         notes.append("keys compared as text because " + "; ".join(mixed) + " (values like '01' vs 1 will not match)")
-    return (SidePlan(m.relation, spec, "model", bool(mixed), tuple(casts)),
-            SidePlan(a.relation, spec, "against", bool(mixed), tuple(casts)))
+    return (SidePlan(m.relation, spec, "model", bool(mixed), tuple(casts), tuple(hash_types), tuple(unhashable)),
+            SidePlan(a.relation, spec, "against", bool(mixed), tuple(casts), tuple(hash_types), tuple(unhashable)))
+
+
+_FLOAT = ("DOUBLE", "FLOAT", "REAL")
+_INTEGER = ("TINYINT", "SMALLINT", "INTEGER", "INT", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+_DECIMAL = re.compile(r"^(?:DECIMAL|NUMERIC|NUMBER)\((\d+),\s*(\d+)\)$")
+
+
+def _hash_type(tm: str, ta: str) -> str | None | Literal[""]:
+    """The type both sides of a column are cast to before hashing, so that equal values hash alike.
+
+    ``None``: none needed (same type). ``""``: no exact common representation is known; the column
+    is then compared as values (and the checksum is skipped). A float on either side casts both to
+    double, which is how the comparison itself treats them; integers widen to bigint; decimals to
+    the larger precision and scale, when that fits in 38 digits.
+    """
+    if tm == ta:
+        return None
+    cm, ca = _category(tm), _category(ta)
+    if cm == ca == "text":
+        return "varchar"
+    if cm != "number" or ca != "number":
+        return ""
+    um, ua = tm.upper(), ta.upper()
+    if um.startswith(_FLOAT) or ua.startswith(_FLOAT):
+        return "double"
+    if um in _INTEGER and ua in _INTEGER:
+        return "bigint"
+    digits = []
+    for t in (um, ua):
+        if t in _INTEGER:
+            digits.append((19, 0))
+        elif d := _DECIMAL.match(t):
+            digits.append((int(d.group(1)) - int(d.group(2)), int(d.group(2))))
+        else:
+            return ""
+    whole, scale = max(w for w, _ in digits), max(s for _, s in digits)
+    return f"decimal({whole + scale}, {scale})" if whole + scale <= 38 else ""
 
 
 ONE_SIDED_CAP = 10_000
-"""How many keys present on one side only the DuckDB fast plan returns to prove they are unique."""
+"""No longer read by the plan: keys present on one side only are now checked for duplicates
+exactly, over the differing keys, in the keyed statement itself (see ``plan.keyed_sql``)."""
+
+IDENTICAL_NOTE = (
+    "identical (checksum): both sides have the same row count and the same sum of 64-bit row hashes over "
+    "the key and the compared columns, so they hold the same rows, exact up to hash collisions (as in "
+    "data-diff); the keys were not checked for uniqueness, since a duplicated key would be duplicated alike on both sides"
+)
 
 
 def _pushdown(
     spec: ReconcileSpec, wh: Warehouse, m: SidePlan, a: SidePlan, label: str, notes: list[str]
 ) -> ReconcileReport:
     statements: list[str] = []
-    inline_samples = wh.dialect == "duckdb"
-    n = spec.sample_size if inline_samples else 0
     what = f"reconcile {spec.model} against {label} by key {spec.key}"
-    row: dict[str, Any] | None = None
-    if wh.dialect == "duckdb":
-        # optimistic: one join that also proves the keys unique (see plan.join_summary_sql)
-        sql = plan.join_summary_sql(spec, m, a, n, wh.dialect, one_sided_cap=ONE_SIDED_CAP)
+    segments: list[SegmentDelta] = []
+    known: dict[str, int] | None = None
+    if not m.unhashable:
+        # the usual night: one scan of each side proves "identical" (and gives the segment aggregates)
+        sql = plan.render(plan.checksum_sql(spec, m, a), wh.dialect)
         statements.append(sql)
-        got = wh.query(sql, rationale=what + " (one join; checks the keys are unique in the same pass)").folded().one()
-        dups = _duplicates_seen(got)
-        if dups is False:
-            row = {**got, "duplicate_keys_pipeline": 0, "duplicate_keys_truth": 0}
-        elif dups is None:
-            # too many one-sided keys to count here (a large breach): the exact pre-check decides
-            stats_sql = _stats_sql(spec, wh, m, a)
-            statements.append(stats_sql)
-            stats = wh.query(stats_sql, rationale=f"duplicate keys of {spec.model} and {label}").folded().one()
-            if not (stats["duplicate_keys_pipeline"] or stats["duplicate_keys_truth"]):
-                row = {**got, **stats}
-    else:
-        stats_sql = _stats_sql(spec, wh, m, a)
-        statements.append(stats_sql)
-        stats = wh.query(stats_sql, rationale=f"rows, NULL keys and duplicate keys of {spec.model} and {label}").folded().one()
-        if not (stats["duplicate_keys_pipeline"] or stats["duplicate_keys_truth"]):
-            sql = plan.join_summary_sql(spec, m, a, n, wh.dialect)
-            statements.append(sql)
-            row = {**stats, **wh.query(sql, rationale=what).folded().one()}
-    if row is None:
-        # duplicates would fan the join out: compare one row per key instead (slower, exact)
-        sql = plan.summary_sql(spec, m, a, n, wh.dialect)
-        statements.append(sql)
-        row = wh.query(sql, rationale=what + " (one row per key: there are duplicate keys)").folded().one()
-    # the grouped plan returns exact duplicate-key counts; the stats pre-check only said "some"
-    columns = [
-        ColumnMismatch(column=c, mismatched=int(row[f"mm_{c}"] or 0), pct=_pct(int(row[f"mm_{c}"] or 0), int(row["matched"])))
-        for c in spec.compare
-    ]
-    counts = {k: int(row[k] or 0) for k in (
-        "rows_pipeline", "rows_truth", "null_keys_pipeline", "null_keys_truth", "duplicate_keys_pipeline",
-        "duplicate_keys_truth", "matched", "missing_in_pipeline", "extra_in_pipeline", "mismatched_rows",
-    )}
+        rows = wh.query(sql, rationale=f"checksum of {spec.model} and {label} (rows and sum of row hashes)").folded().dicts()
+        follow = plan.segments_follow(spec)
+        total = {k: sum(int(r[k] or 0) for r in rows) for k in ("m_n", "m_nk", "m_h")}
+        total |= {k: (sum if not follow else _first)(int(r[k] or 0) for r in rows) for k in ("a_n", "a_nk", "a_h")}
+        identical = (total["m_n"], total["m_h"]) == (total["a_n"], total["a_h"])
+        if follow:
+            seg_rows = [r for r in rows if r["m_n"] is not None]
+            if identical:
+                seg_rows = [{**r, **{f"t_{lb}": r[f"p_{lb}"] for _, _, lb in spec.aggregate_parts()}} for r in seg_rows]
+            else:
+                sql_t = plan.side_segments_sql(spec, a)
+                statements.append(sql_t)
+                truth_rows = wh.query(sql_t, rationale=f"aggregates of {label} per {spec.segment_by or 'total'}").folded().dicts()
+                seg_rows = _merge_segments(spec, seg_rows, truth_rows)
+            segments = _segments(spec, seg_rows)
+        elif spec.aggregates:
+            segments = _segments(spec, rows)
+        if identical:
+            return ReconcileReport(
+                spec_name=spec.name, model=spec.model, against=label, method="checksum",
+                rows_pipeline=total["m_n"], rows_truth=total["a_n"], null_keys_pipeline=total["m_nk"],
+                null_keys_truth=total["a_nk"], matched=total["m_n"] - total["m_nk"],
+                columns=[ColumnMismatch(column=c, mismatched=0, pct=0.0) for c in spec.compare],
+                segments=segments, statements=statements, notes=[*notes, IDENTICAL_NOTE], severity=spec.severity,
+            )
+        known = {"rows_pipeline": total["m_n"], "rows_truth": total["a_n"],
+                 "null_keys_pipeline": total["m_nk"], "null_keys_truth": total["a_nk"]}
+    elif spec.aggregates and not wh.capabilities.full_join_on_any_condition:
+        segments = segments_per_side(spec, wh, m, wh, a, label)
+    elif spec.aggregates:
+        sql_g = plan.segments_sql(spec, m, a)
+        statements.append(sql_g)
+        res = wh.query(sql_g, rationale=f"aggregates of {spec.model} vs {label} per {spec.segment_by or 'total'}")
+        segments = _segments(spec, res.folded().dicts())
+    sql = plan.render(plan.keyed_sql(spec, m, a, spec.sample_size, side_counts=known is None), wh.dialect)
+    statements.append(sql)
+    out = wh.query(sql, rationale=what + " (a join of key and row hash; checks the keys are unique in the same pass)")
+    rows = out.folded().dicts()
+    row = {**rows[0], **(known or {})}
+    fanned = any(int(row[f"join_rows_{s}"] or 0) > int(row[f"rows_{s}"] or 0) - int(row[f"null_keys_{s}"] or 0)
+                 for s in ("pipeline", "truth"))
+    if fanned or int(row["one_sided_duplicates"] or 0):
+        return _grouped(spec, wh, m, a, label, notes, statements, segments)
     samples: dict[str, list[dict[str, Any]]] = {}
-    differences = counts["missing_in_pipeline"] + counts["extra_in_pipeline"] + counts["mismatched_rows"]
+    names = {1: "missing_in_pipeline", 2: "extra_in_pipeline", 3: "mismatched"}
+    for r in rows:
+        if r["_class"] is None:
+            continue
+        rec: dict[str, Any] = {spec.key[i]: r[f"k{i}"] for i in range(len(spec.key))}
+        for c in spec.compare:
+            rec[f"pipeline_{c}"], rec[f"truth_{c}"] = r[f"pipeline_{c}"], r[f"truth_{c}"]
+        samples.setdefault(names[int(r["_class"])], []).append(rec)
+    return _report(spec, label, row, samples, segments, statements, notes)
+
+
+def _grouped(
+    spec: ReconcileSpec, wh: Warehouse, m: SidePlan, a: SidePlan, label: str, notes: list[str],
+    statements: list[str], segments: list[SegmentDelta],
+) -> ReconcileReport:
+    """Duplicate keys would fan the join out: compare one row per key instead (slower, exact counts)."""
+    inline_samples = wh.dialect == "duckdb"
+    sql = plan.summary_sql(spec, m, a, spec.sample_size if inline_samples else 0, wh.dialect)
+    statements.append(sql)
+    what = f"reconcile {spec.model} against {label} by key {spec.key} (one row per key: there are duplicate keys)"
+    row = wh.query(sql, rationale=what).folded().one()
+    samples: dict[str, list[dict[str, Any]]] = {}
+    differences = int(row["missing_in_pipeline"] or 0) + int(row["extra_in_pipeline"] or 0) + int(row["mismatched_rows"] or 0)
     if inline_samples:
         for cls in ("missing_in_pipeline", "extra_in_pipeline", "mismatched"):
             sample = row.get(f"sample_{cls}")
@@ -171,41 +261,46 @@ def _pushdown(
         statements.append(sql_s)
         res = wh.query(sql_s, rationale=f"sample differing keys of {spec.model}.{spec.name}")
         samples = _group_samples(spec, res.folded().dicts())
-    segments = []
-    if spec.aggregates and not wh.capabilities.full_join_on_any_condition:
-        segments = segments_per_side(spec, wh, m, wh, a, label)
-    elif spec.aggregates:
-        sql_g = plan.segments_sql(spec, m, a)
-        statements.append(sql_g)
-        res = wh.query(sql_g, rationale=f"aggregates of {spec.model} vs {label} per {spec.segment_by or 'total'}")
-        segments = _segments(spec, res.folded().dicts())
+    return _report(spec, label, row, samples, segments, statements, notes)
+
+
+def _report(
+    spec: ReconcileSpec, label: str, row: dict[str, Any], samples: dict[str, list[dict[str, Any]]],
+    segments: list[SegmentDelta], statements: list[str], notes: list[str],
+) -> ReconcileReport:
+    columns = [
+        ColumnMismatch(column=c, mismatched=int(row[f"mm_{c}"] or 0), pct=_pct(int(row[f"mm_{c}"] or 0), int(row["matched"])))
+        for c in spec.compare
+    ]
+    counts = {k: int(row.get(k) or 0) for k in (
+        "rows_pipeline", "rows_truth", "null_keys_pipeline", "null_keys_truth", "duplicate_keys_pipeline",
+        "duplicate_keys_truth", "matched", "missing_in_pipeline", "extra_in_pipeline", "mismatched_rows",
+    )}
     return ReconcileReport(
         spec_name=spec.name, model=spec.model, against=label, method="pushdown", columns=columns,
         segments=segments, samples=samples, statements=statements, notes=notes, severity=spec.severity, **counts,
     )
 
 
-def _stats_sql(spec: ReconcileSpec, wh: Warehouse, m: SidePlan, a: SidePlan) -> str:
-    return (f"select m.n as rows_pipeline, m.null_keys as null_keys_pipeline, m.dup_keys as duplicate_keys_pipeline, "
-            f"a.n as rows_truth, a.null_keys as null_keys_truth, a.dup_keys as duplicate_keys_truth "
-            f"from ({plan.side_stats_sql(spec, m, wh.dialect)}) m cross join ({plan.side_stats_sql(spec, a, wh.dialect)}) a")
+def _first(values: Any) -> int:
+    return next(iter(values), 0)
 
 
-def _duplicates_seen(row: dict[str, Any]) -> bool | None:
-    """From the fast plan's own output: True if a key is duplicated, False if none is, None if it cannot tell."""
-    for side in ("pipeline", "truth"):
-        if int(row[f"join_rows_{side}"] or 0) > int(row[f"rows_{side}"]) - int(row[f"null_keys_{side}"]):
-            return True  # a key on both sides is duplicated on one of them: the join fanned out
-    unknown = False
-    for name in ("extra_keys", "missing_keys"):
-        keys = row.get(name) or []
-        if len(keys) > ONE_SIDED_CAP:
-            unknown = True
-            continue
-        seen = [tuple(k.values()) if isinstance(k, dict) else k for k in keys]
-        if len(set(seen)) < len(seen):
-            return True
-    return None if unknown else False
+def _merge_segments(spec: ReconcileSpec, model_rows: list[dict[str, Any]], truth_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-segment rows of each side (``p_*`` already named, truth as plain labels) as :func:`_segments` reads them."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in model_rows:
+        merged[tuple(r.get(f"s_{c}") for c in spec.segment_by)] = dict(r)
+    for r in truth_rows:
+        rec = merged.setdefault(tuple(r.get(f"s_{c}") for c in spec.segment_by), {f"s_{c}": r.get(f"s_{c}") for c in spec.segment_by})
+        for _fn, _col, lb in spec.aggregate_parts():
+            rec[f"t_{lb}"] = r.get(lb)
+    return [merged[k] for k in sorted(merged, key=_segment_order)]
+
+
+def _segment_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    # as SQL's ORDER BY does by default on DuckDB and Snowflake: NULLs last
+    return tuple((v is None, "" if v is None else v) for v in key)
 
 
 def _group_samples(spec: ReconcileSpec, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -3,12 +3,28 @@
 Each side becomes ``select <keys as k0..>, <compare cols as c_*>, <segments as s_*>,
 <aggregate inputs as a_*> from <relation> where <filter>``; the rest of the plan is written
 once over those names.
+
+The same-warehouse plan is two statements at most on a usual night:
+
+1. :func:`checksum_sql`: per side, the row count and the sum of a row hash over the key and
+   the compared columns (order-independent), plus the segment aggregates, in one scan of each
+   side. Equal checksums: the sides hold the same rows (up to 64-bit hash collisions).
+2. :func:`keyed_sql`: otherwise, one FULL OUTER JOIN of narrow rows (key and row hash), then a
+   second, small pass that reads the compared columns of the differing keys only, counts the
+   mismatches per column with their tolerances, samples them, and proves the keys unique.
+
+Both are written once in portable SQL and rendered per dialect by sqlglot (:func:`render`);
+the one function that differs between engines, the row hash, is chosen in :data:`ROW_HASH`.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from sqlglot import exp
 
 from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
 
@@ -27,6 +43,18 @@ class SidePlan:
     cast_keys_to_text: bool = False
     casts: tuple[tuple[str, str], ...] = ()
     """(column, SQL type) for compared columns whose two sides have different types."""
+    hash_types: tuple[tuple[str, str], ...] = ()
+    """(normalised column such as ``k0`` or ``c_amount``, SQL type) cast to before hashing, so that
+    equal values of two different types (INTEGER and BIGINT, DECIMAL and DOUBLE) hash alike."""
+    unhashable: tuple[str, ...] = ()
+    """Normalised columns (``k0``, ``c_amount``) whose two sides cannot be brought to one exact
+    representation: no checksum is tried, and such compared columns travel as values in the join
+    instead of in the row hash (keys join by value anyway)."""
+
+    def hashed(self, name: str) -> str:
+        """The normalised column ``name`` as it enters the row hash."""
+        target = dict(self.hash_types).get(name)
+        return f"cast({q(name)} as {target})" if target else q(name)
 
     def key_exprs(self) -> list[str]:
         cols = self.spec.key if self.side == "model" else self.spec.keys_against
@@ -176,76 +204,6 @@ from g
 """.strip()
 
 
-def join_summary_sql(
-    spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, dialect: str = "", one_sided_cap: int = 0
-) -> str:
-    """The fast plan when neither side has duplicate keys: one FULL OUTER JOIN on the key.
-
-    Each joined row is classified once (``_cls``: 0 equal, 1 missing in the pipeline, 2 extra in
-    the pipeline, 3 mismatched) with one flag per compared column; the counts, per-column
-    mismatches and samples are aggregates over that.
-
-    With ``one_sided_cap`` (DuckDB) the same statement also proves there are no duplicate keys,
-    so no pre-check pass is needed:
-
-    * ``rows_*``/``null_keys_*`` come from a plain count of each side (a scan, no hashing);
-    * ``join_rows_*`` count each side's rows in the join output: a key present on both sides
-      and duplicated on either fans the join out, so ``join_rows_pipeline`` exceeds the
-      pipeline's non-NULL-key rows (or the truth's likewise);
-    * duplicates among keys present on one side only do not fan out; those keys are few when
-      the data is close (they are the missing and extra rows), so up to ``one_sided_cap + 1``
-      of them come back as ``extra_keys``/``missing_keys`` for an exact count. More than the
-      cap means "unknown": the engine then runs the exact pre-check.
-    """
-    keys = key_names(spec)
-    notnull = " and ".join(f"{k} is not null" for k in keys)
-    on = " and ".join(f"m.{k} = a.{k}" for k in keys)
-    flags = {c: q("f_" + c) for c in spec.compare}
-    flag_cols = "".join(f",\n            {mismatch_sql(spec, c, 'm.' + q('c_' + c), 'a.' + q('c_' + c))} as {f}"
-                        for c, f in flags.items())
-    value_cols = "".join(f", m.{q('c_' + c)} as {q('m_' + c)}, a.{q('c_' + c)} as {q('a_' + c)}" for c in spec.compare)
-    any_mm = " or ".join(flags.values()) or "false"
-    key_out = ", ".join(f"coalesce(m.{k}, a.{k}) as {k}" for k in keys)
-    col_counts = "".join(f",\n    sum(case when _cls = 3 and {f} then 1 else 0 end) as {q('mm_' + c)}" for c, f in flags.items())
-    samples = sides = one_sided = ""
-    if sample_size and dialect == "duckdb":
-        fields = [f"'{spec.key[i]}': {k}" for i, k in enumerate(keys)]
-        fields += [f"'pipeline_{c}': {q('m_' + c)}, 'truth_{c}': {q('a_' + c)}" for c in spec.compare]
-        struct = "{" + ", ".join(fields) + "}"
-        samples = "".join(f",\n    min({struct}, {int(sample_size)}) filter (where _cls = {n}) as {q('sample_' + name)}"
-                          for n, name in ((1, "missing_in_pipeline"), (2, "extra_in_pipeline"), (3, "mismatched")))
-    if one_sided_cap:
-        isnull = " or ".join(f"{k} is null" for k in keys)
-        key_value = keys[0] if len(keys) == 1 else "{" + ", ".join(f"'k{i}': {k}" for i, k in enumerate(keys)) + "}"
-        cap = int(one_sided_cap) + 1
-        sides = "".join(
-            f"\n    (select count(*) from ({side.select(joined=True)}) t) as rows_{name},"
-            f"\n    (select count(*) from ({side.select(joined=True)}) t where {isnull}) as null_keys_{name},"
-            for side, name in ((model, "pipeline"), (truth, "truth"))
-        )
-        one_sided = (f",\n    sum(case when _cls <> 1 then 1 else 0 end) as join_rows_pipeline,"
-                     f" sum(case when _cls <> 2 then 1 else 0 end) as join_rows_truth,"
-                     f"\n    min({key_value}, {cap}) filter (where _cls = 2) as extra_keys,"
-                     f"\n    min({key_value}, {cap}) filter (where _cls = 1) as missing_keys")
-    return f"""
-with m as (select * from ({model.select(joined=True)}) t where {notnull}),
-     a as (select * from ({truth.select(joined=True)}) t where {notnull}),
-     j as (
-        select {key_out}, m.{keys[0]} is not null as _in_m, a.{keys[0]} is not null as _in_a{value_cols}{flag_cols}
-        from m full outer join a on {on}
-     ),
-     d as (
-        select *, case when not _in_m then 1 when not _in_a then 2 when {any_mm} then 3 else 0 end as _cls from j
-     )
-select{sides}
-    coalesce(sum(case when _cls in (0, 3) then 1 else 0 end), 0) as matched,
-    coalesce(sum(case when _cls = 1 then 1 else 0 end), 0) as missing_in_pipeline,
-    coalesce(sum(case when _cls = 2 then 1 else 0 end), 0) as extra_in_pipeline,
-    coalesce(sum(case when _cls = 3 then 1 else 0 end), 0) as mismatched_rows{col_counts}{samples}{one_sided}
-from d
-""".strip()
-
-
 def samples_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, n: int) -> str:
     """Portable samples (dialects without a top-n aggregate): up to ``n`` keys per class."""
     keys = key_names(spec)
@@ -288,3 +246,224 @@ def types_probe_sql(side: SidePlan) -> str:
     cols = [f"{e} as {q(f'k{i}')}" for i, e in enumerate(side.key_exprs())]
     cols += [f"{side.spec.compare_expr(c, side.side)} as {q('c_' + c)}" for c in side.spec.compare]
     return f"select {', '.join(cols)} from {side.relation} limit 0"
+
+
+# -- the checksum and the lean keyed plan (rendered per dialect) ------------------------------
+
+_HASH = "agent_de_row_hash"
+"""Placeholder function of the portable plan text; :func:`render` replaces it with :data:`ROW_HASH`."""
+
+
+def _pg_hash(args: list[exp.Expression]) -> exp.Expression:
+    # a row constructor's text form quotes separators and tells NULL from '' apart
+    row = exp.Cast(this=exp.Anonymous(this="row", expressions=args), to=exp.DataType.build("text"))
+    return exp.Anonymous(this="hashtextextended", expressions=[row, exp.Literal.number(0)])
+
+
+ROW_HASH: dict[str, Callable[[list[exp.Expression]], exp.Expression]] = {
+    "duckdb": lambda args: exp.Anonymous(this="hash", expressions=args),  # UBIGINT, NULL-aware, typed
+    "snowflake": lambda args: exp.Anonymous(this="hash", expressions=args),  # signed 64-bit, varargs
+    "postgres": _pg_hash,  # bigint
+}
+"""The one place where engines differ: a 64-bit hash of several values (NULL-aware, order-sensitive)."""
+
+_NOT_LOWERED = {"VAR", "IDENTIFIER", "STRING", "NUMBER", "NATIONAL_STRING", "RAW_STRING", "HEREDOC_STRING",
+                "BIT_STRING", "HEX_STRING", "BYTE_STRING", "UNICODE_STRING", "PARAMETER", "PLACEHOLDER"}
+
+
+@functools.cache
+def _dialect(dialect: str) -> Any:
+    from sqlglot.dialects.dialect import Dialect
+
+    return Dialect.get_or_raise(dialect)
+
+
+def render(sql: str, dialect: str) -> str:
+    """The portable plan text ``sql`` in ``dialect``: parsed and written back by sqlglot.
+
+    User fragments (``expr``, ``where``, the relation) are already in the warehouse's dialect, and
+    the skeleton is plain SQL, so the whole statement parses as ``dialect``; the row hash
+    placeholder becomes that engine's hash. Keywords and function names are written in lower
+    case, like the rest of the project's SQL (identifiers and strings are left as they are).
+
+    >>> render("select sum(agent_de_row_hash(a, b)) as h from t full outer join u on t.k = u.k", "duckdb")
+    'select sum(hash(a, b)) as h from t full outer join u on t.k = u.k'
+    >>> render("select agent_de_row_hash(a, cast(b as double)) as h from t", "postgres")
+    'select hashtextextended(cast(row(a, cast(b as double precision)) as text), 0) as h from t'
+    """
+    import sqlglot
+
+    if dialect not in ROW_HASH:
+        from dagster_agent_de.errors import ConfigError
+
+        raise ConfigError(f"reconciliation has no row hash for the {dialect!r} dialect (known: {', '.join(ROW_HASH)})")
+    hash_fn = ROW_HASH[dialect]
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and str(node.this).lower() == _HASH:
+            return hash_fn(list(node.expressions))
+        return node
+
+    tree = sqlglot.parse_one(sql, read=dialect).transform(swap, copy=False)
+    out = tree.sql(dialect=dialect, normalize_functions="lower", pretty=True)
+    tokens = _dialect(dialect).tokenize(out)  # a fresh tokenizer: safe when checks run in threads
+    chars = list(out)
+    for i, tok in enumerate(tokens):
+        name = tok.token_type.name
+        is_call = name == "VAR" and i + 1 < len(tokens) and tokens[i + 1].token_type.name == "L_PAREN"
+        if name not in _NOT_LOWERED or is_call:
+            chars[tok.start:tok.end + 1] = out[tok.start:tok.end + 1].lower()
+    return "".join(chars)
+
+
+def segments_follow(spec: ReconcileSpec) -> bool:
+    """True when identical checksums imply identical segment aggregates.
+
+    So when every ``segment_by`` column and every aggregated column is a compared column (their
+    values are in the row hash); the truth side's aggregates are then needed only when the
+    checksums differ, and :func:`checksum_sql` groups the pipeline side only.
+    """
+    return bool(spec.aggregates) and all(c in spec.compare for c in spec.segment_by) and all(
+        col == "*" or col in spec.compare for _fn, col, _label in spec.aggregate_parts())
+
+
+def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
+    """One scan of each side: rows, NULL-key rows, the sum of row hashes and the segment aggregates.
+
+    The row hash covers the key and every compared column as the keyed plan normalises them
+    (same ``where``, mapping expressions and casts), so equal sums for equal counts mean both
+    sides hold the same rows, up to 64-bit hash collisions. One row per segment when the spec
+    has aggregates (the totals are the sums over the rows); the aggregates are those of
+    :func:`segments_sql` (``p_*``, and ``t_*`` unless :func:`segments_follow`: then the truth
+    side is one ungrouped row repeated on every segment, and its aggregates are read only if the
+    checksums differ, with :func:`side_segments_sql`).
+    """
+    segs = [q("s_" + c) for c in spec.segment_by] if spec.aggregates else []
+    labels = [label for _, _, label in spec.aggregate_parts()]
+    isnull = " or ".join(f"{k} is null" for k in key_names(spec))
+    follow = segments_follow(spec)
+
+    def side(sp: SidePlan, grouped: bool) -> str:
+        hashed = [sp.hashed(f"k{i}") for i in range(len(spec.key))] + [sp.hashed("c_" + c) for c in spec.compare]
+        aggs = ["count(*) as _n", f"sum(case when {isnull} then 1 else 0 end) as _nk",
+                f"sum({_HASH}({', '.join(hashed)})) as _h"]
+        if not grouped:
+            return f"select {', '.join(aggs)} from ({sp.select(joined=True)}) as t"
+        aggs += [f"{fn}({agg_input(spec, col)}) as {q(label)}" for fn, col, label in spec.aggregate_parts()]
+        group = f" group by {', '.join(segs)}" if segs else ""
+        return f"select {', '.join(segs + aggs)} from ({sp.select()}) as t{group}"
+
+    order = f"\norder by {', '.join(str(i + 1) for i in range(len(segs)))}" if segs else ""
+    if follow:
+        out = [f"m.{s} as {s}" for s in segs]
+        out += [f"m.{n} as {q('m' + n)}, a.{n} as {q('a' + n)}" for n in ("_n", "_nk", "_h")]
+        out += [f"m.{q(lb)} as {q('p_' + lb)}" for lb in labels]
+        # the left join keeps the truth's totals when the pipeline side has no rows (no segment)
+        body = f"from a left join m on 1 = 1{order}"
+    else:
+        out = [f"coalesce(m.{s}, a.{s}) as {s}" for s in segs]
+        out += [f"m.{n} as {q('m' + n)}, a.{n} as {q('a' + n)}" for n in ("_n", "_nk", "_h")]
+        out += [f"m.{q(lb)} as {q('p_' + lb)}, a.{q(lb)} as {q('t_' + lb)}" for lb in labels]
+        if segs:
+            on = " and ".join(f"m.{s} is not distinct from a.{s}" for s in segs)
+            body = f"from m full outer join a on {on}{order}"
+        else:
+            body = "from m cross join a"
+    return f"""
+with m as ({side(model, bool(spec.aggregates))}),
+     a as ({side(truth, bool(spec.aggregates) and not follow)})
+select {', '.join(out)}
+{body}
+""".strip()
+
+
+def keyed_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, side_counts: bool = True) -> str:
+    """The keyed comparison when the checksums differ: a join of narrow rows, then a pass over the differences.
+
+    * ``m``/``a``: each side's non-NULL keys with one hash of its compared columns (columns
+      that cannot be hashed alike on both sides travel as values);
+    * ``j``: one FULL OUTER JOIN on the key classifies each key: 1 missing in the pipeline,
+      2 extra, 3 the hashes differ, 0 equal;
+    * ``g``: one aggregate over the join keeps each differing key with its class and join rows,
+      and folds all equal keys into a single row (so the join is read once and nothing of its
+      size is kept); ``d`` is the differing keys;
+    * ``x`` reads the compared columns of ``d`` from both sides (a join with ``d``, which is
+      small when the data is close) and applies the comparison with its tolerances: a hash
+      difference within tolerance is no mismatch (``_c`` = 0);
+    * the keys are proven unique in the same statement: a key on both sides and duplicated
+      fans the join out (``join_rows_*`` above the side's non-NULL rows), and a duplicated key
+      on one side only has two join rows in ``g`` (``one_sided_duplicates``).
+
+    One row per sample (at most ``sample_size`` per class, by key), each carrying the counts;
+    one row with NULL sample columns when there is nothing to sample. ``side_counts`` adds each
+    side's rows and NULL-key rows (known already when the checksum ran).
+    """
+    keys = key_names(spec)
+    notnull = " and ".join(f"{k} is not null" for k in keys)
+    isnull = " or ".join(f"{k} is null" for k in keys)
+    on = lambda x, y: " and ".join(f"{x}.{k} = {y}.{k}" for k in keys)  # noqa: E731
+    hashed = [c for c in spec.compare if "c_" + c not in model.unhashable]
+    raw = [c for c in spec.compare if "c_" + c in model.unhashable]
+
+    def narrow(sp: SidePlan) -> str:
+        cols = list(keys)
+        if hashed:
+            cols.append(f"{_HASH}({', '.join(sp.hashed('c_' + c) for c in hashed)}) as _h")
+        cols += [q("c_" + c) for c in raw]
+        return f"select {', '.join(cols)} from ({sp.select(joined=True)}) as t where {notnull}"
+
+    differ = ([ "m._h <> a._h"] if hashed else []) + [mismatch_sql(spec, c, "m." + q("c_" + c), "a." + q("c_" + c)) for c in raw]
+    differ_sql = " or ".join(differ) or "false"
+    flags = {c: q("f_" + c) for c in spec.compare}
+    flag_cols = "".join(f", {mismatch_sql(spec, c, 'pm.' + q('c_' + c), 'pa.' + q('c_' + c))} as {f}" for c, f in flags.items())
+    value_cols = "".join(f", pm.{q('c_' + c)} as {q('pipeline_' + c)}, pa.{q('c_' + c)} as {q('truth_' + c)}" for c in spec.compare)
+    any_mm = " or ".join(flags.values()) or "false"
+    col_counts = "".join(f", sum(case when _c = 3 and {f} then 1 else 0 end) as {q('mm_' + c)}" for c, f in flags.items())
+    counts_ctes = counts_from = ""
+    if side_counts:
+        counts_ctes = "".join(
+            f",\n     c{name[0]} as (select count(*) as rows_{name}, sum(case when {isnull} then 1 else 0 end) as null_keys_{name}"
+            f" from ({sp.select(joined=True)}) as t)"
+            for sp, name in ((model, "pipeline"), (truth, "truth")))
+        counts_from = " cross join cp cross join ct"
+    sample_cols = ", ".join([f"s.{k}" for k in keys] + [f"s.{q('pipeline_' + c)}, s.{q('truth_' + c)}" for c in spec.compare])
+    return f"""
+with m as ({narrow(model)}),
+     a as ({narrow(truth)}),
+     j as (
+        select case when m.{keys[0]} is null then 1 when a.{keys[0]} is null then 2 when {differ_sql} then 3 else 0 end as _cls,
+               {', '.join(f'm.{k} as {q(f"mk{i}")}, a.{k} as {q(f"ak{i}")}' for i, k in enumerate(keys))}
+        from m full outer join a on {on('m', 'a')}
+     ),
+     g as (
+        select {', '.join(f'case when _cls = 0 then null else coalesce({q(f"mk{i}")}, {q(f"ak{i}")}) end as {k}' for i, k in enumerate(keys))},
+               _cls, count(*) as _n
+        from j group by {', '.join(str(i + 1) for i in range(len(keys) + 1))}
+     ),
+     d as (select {', '.join(keys)}, _cls from g where _cls <> 0),
+     dk as (select distinct {', '.join(keys)} from d),
+     pm as (select t.* from ({model.select(joined=True)}) as t join dk on {on('t', 'dk')}),
+     pa as (select t.* from ({truth.select(joined=True)}) as t join dk on {on('t', 'dk')}),
+     x as (
+        select {', '.join(f'd.{k}' for k in keys)}, d._cls{value_cols}{flag_cols}
+        from d left join pm on {on('pm', 'd')} left join pa on {on('pa', 'd')}
+     ),
+     y as (select *, case when _cls <> 3 then _cls when {any_mm} then 3 else 0 end as _c from x),
+     s as (select *, row_number() over (partition by _c order by {', '.join(keys)}) as _rn from y where _c <> 0),
+     cj as (
+        select coalesce(sum(case when _cls <> 1 then _n else 0 end), 0) as join_rows_pipeline,
+               coalesce(sum(case when _cls <> 2 then _n else 0 end), 0) as join_rows_truth,
+               coalesce(sum(case when _cls in (0, 3) then _n else 0 end), 0) as matched
+        from g
+     ),
+     cy as (
+        select coalesce(sum(case when _c = 1 then 1 else 0 end), 0) as missing_in_pipeline,
+               coalesce(sum(case when _c = 2 then 1 else 0 end), 0) as extra_in_pipeline,
+               coalesce(sum(case when _c = 3 then 1 else 0 end), 0) as mismatched_rows{col_counts}
+        from y
+     ),
+     cd as (select count(*) as one_sided_duplicates from g where _cls in (1, 2) and _n > 1     ){counts_ctes}
+select cj.*, cy.*, cd.*{', cp.*, ct.*' if side_counts else ''}, s._c as _class, s._rn as _rn, {sample_cols}
+from cj cross join cy cross join cd{counts_from} left join s on s._rn <= {int(sample_size)}
+order by s._c, s._rn
+""".strip()

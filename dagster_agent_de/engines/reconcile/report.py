@@ -34,7 +34,8 @@ class ReconcileReport(BaseModel):
     spec_name: str
     model: str
     against: str
-    method: Literal["pushdown", "bisection"] = "pushdown"
+    method: Literal["pushdown", "checksum", "bisection"] = "pushdown"
+    """``checksum``: the sides were proven identical by their checksums alone (no keyed comparison ran)."""
     rows_pipeline: int = 0
     rows_truth: int = 0
     matched: int = 0
@@ -92,8 +93,9 @@ class ReconcileReport(BaseModel):
 
     def summary(self) -> str:
         head = "PASS" if self.passed else "FAIL"
+        same = "identical (checksum): " if self.method == "checksum" else ""
         text = (
-            f"{head} {self.model}.{self.spec_name} vs {self.against}: {self.matched:,} matched, "
+            f"{head} {self.model}.{self.spec_name} vs {self.against}: {same}{self.matched:,} matched, "
             f"{self.missing_in_pipeline:,} missing in pipeline ({self.missing_pct:.2f}%), "
             f"{self.extra_in_pipeline:,} extra ({self.extra_pct:.2f}%), "
             f"{self.mismatched_rows:,} mismatched ({self.mismatched_pct:.2f}%)"
