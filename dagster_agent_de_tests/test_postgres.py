@@ -34,21 +34,21 @@ def _open(pg: PgServer, db: str, audit: AuditLog, **over) -> PostgresWarehouse:
     return PostgresWarehouse.from_profile_output(pg.output(db, **over), audit)
 
 
-def test_reads_are_audited_with_types_and_utc_values(pg_server: PgServer, pg_db: str, tmp_path: Path) -> None:
-    audit = AuditLog(tmp_path / "audit.jsonl", actor="test", run_id="run-7")
+def test_reads_are_audited_with_types_and_utc_values(pg_server: PgServer, pg_db: str, state_store) -> None:
+    audit = AuditLog(state_store, actor="test", run_id="run-7")
     with _open(pg_server, pg_db, audit) as wh:
         res = wh.query("select id, amount, paid_at, note from public.t order by id", rationale="read t")
     assert res.columns == ["id", "amount", "paid_at", "note"]
     assert res.types == ["INTEGER", "NUMERIC(10,2)", "TIMESTAMP WITH TIME ZONE", "VARCHAR(20)"]
     assert str(res.rows[0][1]) == "10.50" and res.rows[0][2].isoformat() == "2026-03-01T09:00:00+00:00"
-    (event,) = read_audit(tmp_path / "audit.jsonl")
+    (event,) = [e for e in read_audit(state_store) if e.kind == "query"]
     assert (event.dialect, event.target, event.outcome, event.rows, event.run_id) == ("postgres", "postgres", "ok", 2, "run-7")
 
 
-def test_write_is_refused_by_the_guard_and_by_the_read_only_session(pg_server: PgServer, pg_db: str, tmp_path: Path) -> None:
+def test_write_is_refused_by_the_guard_and_by_the_read_only_session(pg_server: PgServer, pg_db: str, state_store) -> None:
     import psycopg
 
-    audit = AuditLog(tmp_path / "audit.jsonl", actor="test")
+    audit = AuditLog(state_store, actor="test")
     with _open(pg_server, pg_db, audit) as wh:
         # 1. the guard: refused before it reaches the server, and audited
         with pytest.raises(StatementRefusedError, match="DELETE"):
@@ -62,7 +62,7 @@ def test_write_is_refused_by_the_guard_and_by_the_read_only_session(pg_server: P
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             wh._run("set session characteristics as transaction read write; insert into public.t values (3, 1, null, 'c')", None)
         assert wh.query("select count(*) from public.t", rationale="still there").scalar() == 2
-    assert [e.outcome for e in read_audit(tmp_path / "audit.jsonl")] == ["refused", "ok"]
+    assert [e.outcome for e in read_audit(state_store) if e.kind == "query"] == ["refused", "ok"]
     assert pg_server.admin("select count(*) from public.t", dbname=pg_db) == [[(2,)]]
 
 

@@ -10,7 +10,7 @@ from dagster_agent_de.adapters.audit import AuditLog, read_audit
 from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
 from dagster_agent_de.demo.data import execute_sql
 from dagster_agent_de.engines.reconcile import ReconcileSpec, parse_specs, reconcile
-from dagster_agent_de.engines.reconcile.spec import CompareColumn, Connection
+from dagster_agent_de.engines.reconcile.spec import CompareColumn, DuckDBConnection
 from dagster_agent_de.errors import SpecError, WarehouseUnavailableError
 from dagster_agent_de_tests.helpers import duck, make_manifest, stored_audit_text
 
@@ -491,7 +491,7 @@ def _twin(tmp_path: Path, pipe_sql: str, truth_sql: str) -> tuple[Path, Path]:
 
 
 def _cross(path: Path, other: Path, spec: ReconcileSpec):
-    cross = spec.model_copy(update={"connection": Connection(path=str(other)), "against": '"other"."main"."truth"'})
+    cross = spec.model_copy(update={"connection": DuckDBConnection(path=str(other)), "against": '"other"."main"."truth"'})
     return _run(path, cross)
 
 
@@ -554,7 +554,7 @@ def test_a_difference_fails_the_checksum_and_the_keyed_plan_counts_it(tmp_path: 
     spec = spec.model_copy(update={"compare": {**spec.compare, "amount": CompareColumn(against="amount_cents / 100.0", abs_tol=0.015)}})
     r = _run(path, spec)
     cross = _cross(path, other, spec)
-    keep = {"duration_ms", "statements", "method", "rows_moved", "bytes_moved", "against", "samples"}
+    keep = {"duration_ms", "statements", "method", "rows_moved", "bytes_moved", "against", "samples", "notes"}  # notes say how
     assert r.model_dump(exclude=keep) == cross.model_dump(exclude=keep)
     assert r.samples == {cls: sorted(rows, key=lambda s: s["id"]) for cls, rows in cross.samples.items()}  # ours by key
     within_tolerance = "0.01 " in change
