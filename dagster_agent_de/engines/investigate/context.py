@@ -10,7 +10,8 @@ from dagster_agent_de.core.models import Evidence
 from dagster_agent_de.engines.investigate.models import Failure
 from dagster_agent_de.errors import AgentDEError, StatementRefusedError
 from dagster_agent_de.manifest import Manifest, Node
-from dagster_agent_de.sql.facts import ModelFacts, extract_facts
+from dagster_agent_de.sql.facts import ModelFacts
+from dagster_agent_de.sql.tracer import LineageTracer
 
 SAMPLE_ROWS = 5
 
@@ -23,20 +24,19 @@ class InvestigationContext:
     rules: list[Any] = field(default_factory=list)  # context rules (escalations feature)
     drift_store: Any = None  # SnapshotStore, when the state dir is known
     notes: list[str] = field(default_factory=list)
-    _facts: dict[str, ModelFacts] = field(default_factory=dict)
+    tracer: LineageTracer | None = None  # one analysis per model, shared by every detector
+
+    def __post_init__(self) -> None:
+        if self.tracer is None:
+            self.tracer = LineageTracer(self.manifest, self.warehouse.dialect)
 
     @property
     def dialect(self) -> str:
         return self.warehouse.dialect
 
     def facts(self, node: Node) -> ModelFacts:
-        if node.unique_id not in self._facts:
-            sql = self.manifest.compiled_sql(node.unique_id)
-            if sql is None:
-                self._facts[node.unique_id] = ModelFacts(sql="", error="no compiled SQL found")
-            else:
-                self._facts[node.unique_id] = extract_facts(sql, self.dialect)
-        return self._facts[node.unique_id]
+        assert self.tracer is not None
+        return self.tracer.facts(node)
 
     def run(self, sql: str, rationale: str) -> tuple[QueryResult | None, Evidence]:
         """Run one read-only query; a failure becomes unverified evidence, never a crash."""
