@@ -12,6 +12,8 @@ MODULES = [
     "dagster_agent_de.core.redact",
     "dagster_agent_de.engines.drift.diff",
     "dagster_agent_de.engines.investigate.models",
+    "dagster_agent_de.sql.scope",
+    "dagster_agent_de.sql.facts",
 ]
 
 

@@ -33,13 +33,18 @@ class ColumnRef:
     name: str
     relation: str | None  # base relation key, None when not resolved to exactly one
     column: str | None = None  # the column's name in ``relation`` (renames through CTEs followed)
+    bases: frozenset[tuple[str, str]] = frozenset()  # every base column it comes from (a union: several)
 
     def sql(self) -> str:
         return f"{self.alias}.{self.name}" if self.alias else self.name
 
     @property
     def base(self) -> str:
-        return f"{self.relation}.{self.column}" if self.relation else f"?.{self.name}"
+        if self.relation:
+            return f"{self.relation}.{self.column}"
+        if self.bases:
+            return " | ".join(sorted(f"{r}.{c}" for r, c in self.bases))
+        return f"(computed {self.sql()})"
 
 
 @dataclass
@@ -111,9 +116,20 @@ def scope_name(scope: Scope) -> str:
     node: exp.Expression | None = scope.expression
     while node is not None:
         if isinstance(node, exp.CTE):
-            return node.alias
+            return node.alias.lower()
         if isinstance(node, exp.Subquery) and node.alias and isinstance(node.parent, (exp.From, exp.Join)):
-            return f"({node.alias})"
+            return f"({node.alias.lower()})"
+        if scope.is_subquery and node is not scope.expression and isinstance(node, exp.Select):
+            return f"(subquery in {scope_name_of_select(node)})"
+        node = node.parent
+    return "main"
+
+
+def scope_name_of_select(select: exp.Expression) -> str:
+    node: exp.Expression | None = select
+    while node is not None:
+        if isinstance(node, exp.CTE):
+            return node.alias.lower()
         node = node.parent
     return "main"
 
@@ -123,7 +139,17 @@ def _ref(analysis: ModelAnalysis, scope: Scope, col: exp.Column) -> ColumnRef:
     relation, column = next(iter(bases)) if len(bases) == 1 else (None, None)
     if column == STAR:
         column = col.name.lower()
-    return ColumnRef(col.table or None, col.name.lower(), relation, column)
+    return ColumnRef(col.table or None, col.name.lower(), relation, column, frozenset(bases))
+
+
+def _own(node: exp.Expression, select: exp.Expression) -> bool:
+    """Whether ``node`` belongs to ``select`` itself, not to a subquery nested in it."""
+    p = node.parent
+    while p is not None and p is not select:
+        if isinstance(p, exp.Query):
+            return False
+        p = p.parent
+    return True
 
 
 def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_of: ColumnsOf | None = None,
@@ -152,10 +178,10 @@ def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_
         for i, join in enumerate(select.args.get("joins") or []):
             side = (join.side or "").lower()
             kind = (join.kind or "").lower()
-            jkind = side or ("cross" if kind == "cross" else "inner")
+            on = join.args.get("on")
+            jkind = side or ("cross" if kind == "cross" or (on is None and not join.args.get("using")) else "inner")
             right = join.this
             ralias = right.alias_or_name
-            on = join.args.get("on")
             pairs = []
             if on is not None:
                 for eq in on.find_all(exp.EQ):
@@ -168,7 +194,7 @@ def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_
             fact = JoinFact(
                 select=select, index=i, kind=jkind, right_alias=ralias,
                 right_relation=analysis.source_relation(scope, ralias), on=on, pairs=pairs,
-                right_name=right.name if isinstance(right, exp.Table) else "",
+                right_name=right.name.lower() if isinstance(right, exp.Table) else "",
                 right_from=_from_sql(right, with_, dialect), scope=name,
             )
             if jkind == "left":
@@ -178,10 +204,12 @@ def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_
         if where is not None:
             null_dropping = []
             for cmp in where.this.find_all(*NULL_DROPPING_OPS):
+                if not _own(cmp, select):
+                    continue
                 for col in cmp.find_all(exp.Column):
                     null_dropping.append((_ref(analysis, scope, col), cmp.key.upper()))
             for notin in where.this.find_all(exp.Not):
-                if isinstance(notin.this, exp.In):
+                if isinstance(notin.this, exp.In) and _own(notin, select):
                     for col in notin.this.this.find_all(exp.Column):
                         null_dropping.append((_ref(analysis, scope, col), "NOT IN"))
             facts.filters.append(FilterFact(select, where.this, null_dropping, name))
@@ -194,13 +222,15 @@ def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_
         reached = outputs_by_scope.get(id(scope), {})
         for proj in select.selects:
             for agg in proj.find_all(exp.AggFunc):
-                if isinstance(agg.parent, exp.Window) or _inside_window(agg):
+                if isinstance(agg.parent, exp.Window) or _inside_window(agg) or not _own(agg, select):
                     continue  # sum(x) over (...) keeps the grain: not an aggregation
                 cols = [_ref(analysis, scope, c) for c in agg.find_all(exp.Column)]
                 out = proj.alias_or_name.lower()
                 facts.aggregates.append(AggregateFact(select, agg.key.lower(), out, agg, cols, group, name,
                                                       reached.get(out)))
             for cast in proj.find_all(exp.Cast, exp.TryCast):
+                if not _own(cast, select):
+                    continue
                 col = cast.this if isinstance(cast.this, exp.Column) else None
                 facts.casts.append(CastFact(
                     select, cast, cast.to.sql(dialect=dialect),

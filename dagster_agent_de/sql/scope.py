@@ -145,6 +145,11 @@ class ModelAnalysis:
             return frozenset(out)
         for col in _own_columns(node):
             out |= self.resolve(scope, col)
+        for sub in node.find_all(exp.Select):  # a scalar subquery: its projection feeds this expression
+            inner = self.scope_of(sub)
+            if inner is not None and inner is not scope:
+                for proj in sub.selects:
+                    out |= self.expression_sources(inner, proj)
         return frozenset(out)
 
     def source_relation(self, scope: Scope, alias: str) -> str | None:
