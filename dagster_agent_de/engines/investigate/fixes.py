@@ -28,6 +28,45 @@ def sub_once(pattern: str, repl: str, flags: int = re.I):
     return lambda text: re.sub(pattern, repl, text, count=1, flags=flags)
 
 
+_NOT_ALIAS = r"(?!(?:on|using|where|left|right|inner|full|cross|join|group|order|qualify|limit|natural)\b)"
+
+
+def join_pattern(names: list[str]) -> re.Pattern[str] | None:
+    """The join of a model file to one of ``names`` (a CTE, or the model/table a ``ref()``/``source()`` names).
+
+    Groups: ``kind`` (``inner ``, ``left outer ``, ... or empty), ``target`` (as written), ``alias``.
+
+    >>> m = join_pattern(["payments"]).search("from orders inner join payments as p on p.id = orders.id")
+    >>> (m.group("kind"), m.group("target"), m.group("alias"))
+    ('inner ', 'payments', ' as p')
+    >>> join_pattern(["stg_payments"]).search("left join {{ ref('stg_payments') }} p on x").group("target")
+    "{{ ref('stg_payments') }}"
+    """
+    alts = []
+    for name in dict.fromkeys(n for n in names if n):
+        n = re.escape(name)
+        alts.append(rf"\{{\{{\s*(?:ref|source)\((?:[^)]*?['\"])?{n}['\"]\s*\)\s*\}}\}}")
+        alts.append(rf"(?<![\w.\"]){n}(?![\w.\"])")
+    if not alts:
+        return None
+    return re.compile(rf"(?i)\b(?P<kind>(?:(?:inner|left|right|full)(?:\s+outer)?|cross)\s+)?join\s+(?P<target>{'|'.join(alts)})"
+                      rf"(?P<alias>\s+(?:as\s+)?{_NOT_ALIAS}\w+)?")
+
+
+def rewrite_join(text: str, names: list[str], *, kind: str | None = None, target: str | None = None) -> str:
+    """Change the first join to ``names`` in a model file: its kind (``left``) and/or what it joins."""
+    pat = join_pattern(names)
+    m = pat.search(text) if pat else None
+    if m is None:
+        return text
+    new_kind = f"{kind} " if kind is not None else (m.group("kind") or "")
+    new_target = m.group("target") if target is None else target.replace("{target}", m.group("target"))
+    alias = m.group("alias") or ""
+    if target is not None and not alias:
+        alias = f" as {names[0]}"
+    return text[: m.start()] + f"{new_kind}join {new_target}{alias}" + text[m.end():]
+
+
 def apply_diff(manifest: Manifest, fix: ProposedFix) -> list[str]:
     """Apply a proposed fix (unified diff of whole files) to the project; returns files changed.
 

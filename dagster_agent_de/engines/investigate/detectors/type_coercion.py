@@ -12,17 +12,20 @@ _TYPEOF = {"duckdb": "typeof", "snowflake": "system$typeof"}
 
 
 def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
+    if node.is_source:
+        return []
     facts = ctx.facts(node)
     out = []
     for cast in facts.casts:
         col = cast.column
-        if col is None or col.relation is None or ctx.dialect != "duckdb":
+        if col is None or ctx.dialect != "duckdb":
             continue
-        sql = (f"select count(*) as rows_in, "
-               f"sum(case when {col.name} is not null and try_cast({col.name} as {cast.to_type}) is null then 1 else 0 end) as failed, "
-               f"sum(case when try_cast({col.name} as {cast.to_type}) is not null "
-               f"and cast(try_cast({col.name} as {cast.to_type}) as varchar) <> cast({col.name} as varchar) then 1 else 0 end) as changed "
-               f"from {col.relation}")
+        c = col.sql()  # measured in the cast's own scope (a CTE reads its CTEs), on the rows it sees
+        sql = ctx.scope_sql(cast.select, [
+            "count(*) as rows_in",
+            f"sum(case when {c} is not null and try_cast({c} as {cast.to_type}) is null then 1 else 0 end) as failed",
+            f"sum(case when try_cast({c} as {cast.to_type}) is not null "
+            f"and cast(try_cast({c} as {cast.to_type}) as varchar) <> cast({c} as varchar) then 1 else 0 end) as changed"])
         res, ev = ctx.run(sql, f"does cast({col.name} as {cast.to_type}) in {node.name} fail or change values?")
         if res is None:
             continue
@@ -44,8 +47,8 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         left, right = join.pairs[0]
         if not left.relation or not right.relation:
             continue
-        sql = (f"select (select {fn}({left.name}) from {left.relation} limit 1) as left_type, "
-               f"(select {fn}({right.name}) from {right.relation} limit 1) as right_type")
+        sql = (f"select (select {fn}({left.column}) from {left.relation} limit 1) as left_type, "
+               f"(select {fn}({right.column}) from {right.relation} limit 1) as right_type")
         res, ev = ctx.run(sql, f"types of the join keys {left.sql()} and {right.sql()} in {node.name}")
         if res is None:
             continue
