@@ -65,7 +65,9 @@ class InvestigationContext:
         if node.unique_id not in self._columns:
             cols: list[str] = []
             if node.relation_name:
+                queries = self.queries
                 res, _ = self.run(f"select * from {node.relation_name} limit 0", f"columns of {node.display_name}")
+                self.queries = queries  # a look-up, not a measurement: alone it does not make a detector apply
                 cols = [c.lower() for c in res.columns] if res is not None else []
             self._columns[node.unique_id] = cols
         return self._columns[node.unique_id]

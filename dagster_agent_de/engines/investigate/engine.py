@@ -154,7 +154,10 @@ def investigate(
     ruled_out = sorted({r.split("@")[0] for r in ran} - {h.pattern for h in hypotheses if h.confidence >= MIN_CONFIDENCE}
                        - set(defects))
     notes = list(ctx.notes)
-    notes.append(f"checked {len(nodes)} node(s) upstream of {node.display_name} with {len(DETECTORS)} detectors "
+    others = [manifest.nodes[u].display_name for u in _test_nodes(manifest, failure)
+              if u != node.unique_id and u in manifest.nodes]
+    also = f" and of {', '.join(others)} (the other side{'s' if len(others) > 1 else ''} of {failure.check})" if others else ""
+    notes.append(f"checked {len(nodes)} node(s) upstream of {node.display_name}{also} with {len(DETECTORS)} detectors "
                  f"in {(time.perf_counter() - start):.2f}s")
     if counts:
         notes.append("rows per hop: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))

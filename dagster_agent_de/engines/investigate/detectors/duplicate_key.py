@@ -173,9 +173,8 @@ def _add_qualify(text: str, key: str, order: str, table: str = "") -> str:
     m = m or re.search(r"(?is)(\bfrom\s+(?:\{\{[^}]*\}\}|[\w.\"]+)(?:\s+(?:as\s+)?\w+)?\s*)\)", body)
     if m is not None and re.match(r"(?is)\s*with\b", body):
         # CTE style: deduplicate in the import CTE that reads the source, where the rows enter
-        end = m.end(1)
-        return body[:end].rstrip() + f"\n    qualify row_number() over (partition by {key} order by {order} desc) = 1\n" \
-            + body[end:].lstrip(" ") + "\n"
+        end = m.start(1) + len(m.group(1).rstrip())
+        return body[:end] + f"\n    qualify row_number() over (partition by {key} order by {order} desc) = 1" + body[end:] + "\n"
     return body + f"\nqualify row_number() over (partition by {key} order by {order} desc) = 1\n"
 
 
