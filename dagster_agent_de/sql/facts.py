@@ -58,12 +58,22 @@ class JoinFact:
     pairs: list[tuple[ColumnRef, ColumnRef]]  # (left, right) equality keys
     turned_inner_by: str | None = None  # a WHERE predicate on the right side of a LEFT JOIN
     right_name: str = ""  # the right side as written: a table or CTE name ("" for a derived table)
-    right_from: str = ""  # SQL usable after FROM that yields the right side's rows (with the model's CTEs)
     scope: str = "main"  # the CTE the join is in ("main" for the final select)
+    dialect: str = ""
 
     @property
     def effectively_inner(self) -> bool:
         return self.kind in ("inner", "") or self.turned_inner_by is not None
+
+    @property
+    def right_from(self) -> str:
+        """SQL usable after FROM that yields the right side's rows (with the model's CTEs); built when asked."""
+        joins = self.select.args.get("joins") or []
+        if self.index >= len(joins):
+            return ""
+        root = self.select.root()
+        with_ = root.args.get("with_") or root.args.get("with")
+        return _from_sql(joins[self.index].this, with_ if isinstance(with_, exp.With) else None, self.dialect)
 
 
 @dataclass
@@ -163,7 +173,6 @@ def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_
     tree = analysis.tree
     facts.tree = tree
     facts.unions = len(list(tree.find_all(exp.Union)))
-    with_ = analysis.with_clause()
     outputs_by_scope = _outputs_reached(analysis)
     for scope in analysis.select_scopes():
         select = scope.expression
@@ -194,8 +203,7 @@ def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_
             fact = JoinFact(
                 select=select, index=i, kind=jkind, right_alias=ralias,
                 right_relation=analysis.source_relation(scope, ralias), on=on, pairs=pairs,
-                right_name=right.name.lower() if isinstance(right, exp.Table) else "",
-                right_from=_from_sql(right, with_, dialect), scope=name,
+                right_name=right.name.lower() if isinstance(right, exp.Table) else "", scope=name, dialect=dialect,
             )
             if jkind == "left":
                 right_of_left_joins[ralias] = fact

@@ -9,6 +9,7 @@ across models.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from sqlglot import exp
@@ -138,6 +139,7 @@ class LineageTracer:
         return self._filters[node.unique_id]
 
 
+@lru_cache(maxsize=512)
 def _type(t: str) -> str:
     try:
         exp.DataType.build(t)
