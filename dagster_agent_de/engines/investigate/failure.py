@@ -24,6 +24,7 @@ def known_checks(manifest: Manifest, node: Node) -> list[str]:
     if not node.is_source:
         out += [spec.name for spec in parse_specs(node.name, node.agent_de_meta.get("reconcile"))]
         out += _intent_checks(manifest, node)
+        out.append("intent_summed_inputs_not_null")  # derived from lineage (see dagster/intents.py)
     out += list(AGENT_CHECKS)
     return sorted(dict.fromkeys(out))
 
