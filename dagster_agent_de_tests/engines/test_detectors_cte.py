@@ -122,7 +122,7 @@ def test_a_relationships_test_looks_at_both_sides(tmp_path: Path) -> None:
     m2 = Manifest(m.data, tmp_path)
     report = investigate(Failure(asset="orders", check="relationships_orders_customer_id", kind="dbt_test"), m2,
                          DuckDBWarehouse(db, AuditLog(None)))
-    assert any("and of customers (the other side of relationships_orders_customer_id)" in n for n in report.notes)
+    assert any("and of customers (what relationships_orders_customer_id also reads)" in n for n in report.notes)
     assert any(f.model == "customers" for f in report.findings), [(f.pattern, f.model) for f in report.findings]
 
 
@@ -161,3 +161,18 @@ def test_cli_check_no_such_check_exits_2(demo_env) -> None:
                                     "investigate", "--asset", "fct_orders", "--check", "no_such_check", "--no-llm"])
     assert res.exit_code == 2, res.output
     assert "no_such_check" in res.output and "orders_vs_stripe" in res.output
+
+
+def test_a_unique_test_on_a_source_looks_at_its_loader(tmp_path: Path) -> None:
+    dup = "create table raw.charges as select (range % 8) as id, now() as _loaded_at from range(10)"
+    m, db = project(tmp_path, {}, [dup], sources={"charges": {"loaded_at_field": "_loaded_at"}})
+    m.data["nodes"]["test.p.source_unique_raw_charges_id"] = {
+        "name": "source_unique_raw_charges_id", "resource_type": "test", "column_name": "id",
+        "test_metadata": {"name": "unique", "kwargs": {"column_name": "id"}},
+        "depends_on": {"nodes": ["source.p.raw.charges"]},
+    }
+    report = investigate(Failure(asset="raw.charges", check="source_unique_raw_charges_id", kind="dbt_test"), m,
+                         DuckDBWarehouse(db, AuditLog(None)))
+    top = report.findings[0]
+    assert (top.pattern, top.model) == ("duplicate_key", "raw.charges")
+    assert "loader of raw.charges" in top.summary and top.needs_authority

@@ -42,11 +42,37 @@ def _lineage(manifest: Manifest, node: Node, failure: Failure | None = None) -> 
 
 
 def _test_nodes(manifest: Manifest, failure: Failure | None) -> list[str]:
+    """The other nodes a failing check reads: a dbt test's models, a reconciliation's truth side in the project."""
     if failure is None or not failure.check:
         return []
     for test in manifest.data.get("nodes", {}).values():
         if test.get("resource_type") == "test" and test.get("name") == failure.check:
             return list((test.get("depends_on") or {}).get("nodes") or [])
+    return _truth_side(manifest, failure)
+
+
+def _truth_side(manifest: Manifest, failure: Failure) -> list[str]:
+    import re
+
+    from dagster_agent_de.engines.reconcile import parse_specs
+
+    try:
+        node = manifest.find(failure.asset)
+        specs = parse_specs(node.name, node.agent_de_meta.get("reconcile")) if not node.is_source else []
+    except Exception:  # a malformed spec is reported by the reconcile check itself
+        return []
+    for spec in specs:
+        if spec.name != failure.check:
+            continue
+        m = re.fullmatch(r"\s*source\(\s*['\"]([^'\"]+)['\"]\s*,\s*['\"]([^'\"]+)['\"]\s*\)\s*", spec.against)
+        r = re.fullmatch(r"\s*ref\(\s*['\"]([^'\"]+)['\"]\s*\)\s*", spec.against)
+        try:
+            if m:
+                return [manifest.source(m.group(1), m.group(2)).unique_id]
+            if r:
+                return [manifest.find(r.group(1)).unique_id]
+        except ProjectError:
+            return []
     return []
 
 
@@ -156,7 +182,7 @@ def investigate(
     notes = list(ctx.notes)
     others = [manifest.nodes[u].display_name for u in _test_nodes(manifest, failure)
               if u != node.unique_id and u in manifest.nodes]
-    also = f" and of {', '.join(others)} (the other side{'s' if len(others) > 1 else ''} of {failure.check})" if others else ""
+    also = f" and of {', '.join(others)} (what {failure.check} also reads)" if others else ""
     notes.append(f"checked {len(nodes)} node(s) upstream of {node.display_name}{also} with {len(DETECTORS)} detectors "
                  f"in {(time.perf_counter() - start):.2f}s")
     if counts:
