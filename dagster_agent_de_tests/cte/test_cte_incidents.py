@@ -36,3 +36,19 @@ def test_incident_is_root_caused_top_1(cte_env: CteEnv, incident: CteIncident) -
             assert loader in top.summary or loader in (top.proposed_fix.description if top.proposed_fix else "")
             escalations = escalations_for(top, cte_env.manifest(), Policy())
             assert any(e.kind.value == "authority_gap" and loader in e.decision for e in escalations), escalations
+
+
+def test_metrics_and_derived_intents_see_through_the_ctes(cte_env: CteEnv) -> None:
+    from dagster_agent_de.engines.intents import derive_intents
+    from dagster_agent_de.engines.metrics import metric_definitions
+
+    manifest = cte_env.manifest()
+    defs, notes = metric_definitions(manifest, "duckdb")
+    assert not notes
+    by = {(d.model, d.column): d for d in defs}
+    usd = by[("revenue", "revenue_usd")]
+    assert usd.aggregate == "SUM" and usd.sources == frozenset({"app.orders.amount_cents", "fx.rates.rate_to_usd"})
+    assert "status <> 'cancelled' (orders)" in usd.filters
+    assert by[("int_order_payments", "paid_amount")].sources == frozenset({"stripe.charges.amount", "stripe.charges.status"})
+    derived = {(i.model, i.column) for i in derive_intents(manifest, "duckdb")}
+    assert {("orders", "amount"), ("stg_fx_rates", "rate_to_usd"), ("stg_payments", "amount")} <= derived
