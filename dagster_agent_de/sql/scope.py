@@ -215,13 +215,10 @@ class ModelAnalysis:
             return out
         if not isinstance(expr, exp.Select):
             return set()
-        if name == STAR:
+        if name == STAR:  # every column of the scope
             out = set()
             for proj in expr.selects:
-                if isinstance(proj, exp.Star) or _is_table_star(proj):
-                    out |= self.expression_sources(scope, proj)
-                else:
-                    out |= {(r, c) for r, c in self.expression_sources(scope, proj)}
+                out |= self.expression_sources(scope, proj)
             return out
         proj = _projection_named(expr, name)
         if proj is not None:
