@@ -144,7 +144,9 @@ class CteEnv:
     @contextmanager
     def incident(self, incident: CteIncident) -> Iterator[CteIncident]:
         """Inject the incident and rebuild; afterwards restore the files, undo the data change, rebuild."""
-        originals = {p.file: (self.project_dir / p.file).read_text() for p in incident.patches}
+        # every model file as it was: the incident's patches and any fix applied during it are undone
+        originals = {p.relative_to(self.project_dir).as_posix(): p.read_text()
+                     for p in sorted((self.project_dir / "models").rglob("*")) if p.is_file()}
         for p in incident.patches:
             path = self.project_dir / p.file
             text = path.read_text()
@@ -155,8 +157,10 @@ class CteEnv:
         try:
             yield incident
         finally:
-            for rel in {p.file for p in incident.patches}:
-                (self.project_dir / rel).write_text(originals[rel])
+            for rel, text in originals.items():
+                path = self.project_dir / rel
+                if path.read_text() != text:
+                    path.write_text(text)
             execute_sql(self.duckdb_path, *incident.revert_sql)
             self.dbt("run", "-q", "-s", incident.rebuild)
 
