@@ -35,7 +35,10 @@ def columns_of_analysis(analysis: ModelAnalysis) -> ModelColumns:
     """Reads and output lineage from an analysis already made (one per model, see :class:`~.tracer.LineageTracer`)."""
     if analysis.error:
         return ModelColumns(error=analysis.error)
-    return ModelColumns(reads=analysis.reads(), outputs=analysis.outputs())
+    try:
+        return ModelColumns(reads=analysis.reads(), outputs=analysis.outputs())
+    except Exception as e:  # noqa: BLE001 - unknown beats wrong: callers report the impact as unknown
+        return ModelColumns(error=f"sqlglot could not trace the model's columns: {type(e).__name__}: {str(e)[:200]}")
 
 
 def analyze_columns(sql: str, dialect: str, schema: Schema | None = None) -> ModelColumns:

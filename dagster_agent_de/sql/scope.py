@@ -91,6 +91,9 @@ class ModelAnalysis:
         except (SqlglotError, RecursionError, ValueError) as e:
             self.error = parse_error(e)
             return
+        except Exception as e:  # noqa: BLE001 - a sqlglot bug on one model must not stop an investigation
+            self.error = f"sqlglot could not analyze the model: {type(e).__name__}: {str(e)[:200]}"
+            return
         if not self.scopes:
             self.error = "no SELECT found in the model"
             return

@@ -70,7 +70,10 @@ class LineageTracer:
     def facts(self, node: Node) -> ModelFacts:
         if node.unique_id not in self._facts:
             a = self.analysis(node)
-            self._facts[node.unique_id] = extract_facts(a.sql, self.dialect, analysis=a)
+            try:
+                self._facts[node.unique_id] = extract_facts(a.sql, self.dialect, analysis=a)
+            except Exception as e:  # noqa: BLE001 - a shape we do not handle: said, never a crash
+                self._facts[node.unique_id] = ModelFacts(sql=a.sql, error=f"facts not extracted: {type(e).__name__}: {e}")
         return self._facts[node.unique_id]
 
     def columns(self, node: Node) -> ModelColumns:
