@@ -262,7 +262,7 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
     state = _state(settings)
     rules = load_rules(settings.project_dir, state)
     with wh:
-        failure = failure_from_check(manifest, asset, check, wh, [settings.project_dir, settings.state_dir])
+        failure = failure_from_check(manifest, asset, check, wh, [settings.project_dir, settings.state_dir], strict=True)
         llm = llm_from_env(wh.audit) if use_llm else None
         report = run_investigation(failure, manifest, wh, rules=rules.rules,
                                    drift_store=SnapshotStore(state), llm=llm)

@@ -16,6 +16,8 @@ MODULES = [
     "dagster_agent_de.engines.entities.similarity",
     "dagster_agent_de.engines.reconcile.canonical",
     "dagster_agent_de.engines.reconcile.bisect",
+    "dagster_agent_de.sql.scope",
+    "dagster_agent_de.sql.facts",
 ]
 
 

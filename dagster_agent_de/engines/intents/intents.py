@@ -97,7 +97,8 @@ def intents_from_manifest(manifest: Manifest) -> list[Any]:
 
 def derive_intents(manifest: Manifest, dialect: str, declared: list[Any] | None = None) -> list[Any]:
     """``not_null`` on every model column summed into an additive metric downstream (unless declared already)."""
-    from dagster_agent_de.engines.metrics.conflicts import LineageTracer, metric_definitions
+    from dagster_agent_de.engines.metrics.conflicts import metric_definitions
+    from dagster_agent_de.sql.tracer import LineageTracer
 
     have = {(i.model, getattr(i, "column", None), i.kind) for i in declared or []}
     tracer = LineageTracer(manifest, dialect)
@@ -107,7 +108,7 @@ def derive_intents(manifest: Manifest, dialect: str, declared: list[Any] | None 
         if d.aggregate != "SUM":
             continue
         node = manifest.find(d.model)
-        feeds = getattr(tracer.columns(node), "outputs", {}).get(d.column, set())
+        feeds = tracer.columns(node).outputs.get(d.column, set())
         for rel, col in sorted(feeds):
             upstream = tracer.by_relation.get(rel)
             if upstream is None or upstream.is_source or (upstream.name, col, "not_null") in have:

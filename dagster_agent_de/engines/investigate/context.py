@@ -11,7 +11,8 @@ from dagster_agent_de.engines.investigate.models import Failure
 from dagster_agent_de.engines.pii_lineage import pii_index
 from dagster_agent_de.errors import AgentDEError, StatementRefusedError
 from dagster_agent_de.manifest import Manifest, Node
-from dagster_agent_de.sql.facts import ModelFacts, extract_facts
+from dagster_agent_de.sql.facts import ModelFacts
+from dagster_agent_de.sql.tracer import LineageTracer
 
 SAMPLE_ROWS = 5
 
@@ -24,26 +25,30 @@ class InvestigationContext:
     rules: list[Any] = field(default_factory=list)  # context rules (escalations feature)
     drift_store: Any = None  # SnapshotStore, when the state dir is known
     notes: list[str] = field(default_factory=list)
-    _facts: dict[str, ModelFacts] = field(default_factory=dict)
+    tracer: LineageTracer | None = None  # one analysis per model, shared by every detector
+    queries: int = 0  # queries run so far (a detector that ran none did not apply)
+    query_failures: list[str] = field(default_factory=list)  # our own queries that failed: defects, said in notes
+    _columns: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tracer is None:
+            self.tracer = LineageTracer(self.manifest, self.warehouse.dialect)
 
     @property
     def dialect(self) -> str:
         return self.warehouse.dialect
 
     def facts(self, node: Node) -> ModelFacts:
-        if node.unique_id not in self._facts:
-            sql = self.manifest.compiled_sql(node.unique_id)
-            if sql is None:
-                self._facts[node.unique_id] = ModelFacts(sql="", error="no compiled SQL found")
-            else:
-                self._facts[node.unique_id] = extract_facts(sql, self.dialect)
-        return self._facts[node.unique_id]
+        assert self.tracer is not None
+        return self.tracer.facts(node)
 
     def run(self, sql: str, rationale: str) -> tuple[QueryResult | None, Evidence]:
         """Run one read-only query; a failure becomes unverified evidence, never a crash."""
+        self.queries += 1
         try:
             res = self.warehouse.query(sql, rationale=rationale, max_rows=1000)
         except (AgentDEError, StatementRefusedError) as e:
+            self.query_failures.append(f"{rationale}: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
             return None, Evidence(statement=sql, rationale=rationale, result_summary=f"query failed: {e}")
         # PII (tagged or derived by lineage) is masked before any detector, finding or LLM sees it
         res = replace(res, rows=pii_index(self.manifest, self.dialect).mask_rows(sql, res.columns, res.rows))
@@ -53,11 +58,35 @@ class InvestigationContext:
                       rows_sample=[{k: _jsonable(v) for k, v in r.items()} for r in rows], duration_ms=round(res.duration_ms, 2))
         return res, ev
 
-    def relation_node(self, relation_key: str) -> Node | None:
-        for node in self.manifest.nodes.values():
-            if node.relation_name and node.relation_name.replace('"', "").lower() == relation_key:
-                return node
-        return None
+    def relation_node(self, relation_key: str | None) -> Node | None:
+        """The manifest node (model or source) of a base relation key."""
+        assert self.tracer is not None
+        return self.tracer.by_relation.get(relation_key or "")
+
+    def relation_columns(self, node: Node) -> list[str]:
+        """The live columns of a model or source (lower-cased), from a ``limit 0`` query; cached."""
+        if node.unique_id not in self._columns:
+            cols: list[str] = []
+            if node.relation_name:
+                queries = self.queries
+                res, _ = self.run(f"select * from {node.relation_name} limit 0", f"columns of {node.display_name}")
+                self.queries = queries  # a look-up, not a measurement: alone it does not make a detector apply
+                cols = [c.lower() for c in res.columns] if res is not None else []
+            self._columns[node.unique_id] = cols
+        return self._columns[node.unique_id]
+
+    def scope_sql(self, select: Any, expressions: list[str]) -> str:
+        """One SELECT of the model with new projections, over the rows that enter it (joins kept;
+        WHERE, GROUP BY and the rest dropped), with the model's CTEs: e.g. NULL counts of a CTE column."""
+        import sqlglot
+
+        from dagster_agent_de.sql.facts import with_ctes
+
+        q = with_ctes(select)
+        for arg in ("where", "group", "having", "order", "limit", "qualify", "distinct"):
+            q.set(arg, None)
+        q.set("expressions", [sqlglot.parse_one(e, read=self.dialect) for e in expressions])
+        return q.sql(dialect=self.dialect)
 
 
 def _jsonable(v: Any) -> Any:

@@ -22,9 +22,58 @@ MIN_CONFIDENCE = 0.3
 MAX_NODES = 200
 
 
-def _lineage(manifest: Manifest, node: Node) -> list[Node]:
-    ups = [manifest.nodes[u] for u in manifest.upstream(node.unique_id)][:MAX_NODES]
-    return [node, *ups]
+def _lineage(manifest: Manifest, node: Node, failure: Failure | None = None) -> list[Node]:
+    """Where to look: the failing node and its upstream; for a dbt test, every node the test reads
+    (a relationships test reads both sides: the ``to:`` model and its upstream too)."""
+    starts = [node]
+    for uid in _test_nodes(manifest, failure):
+        other = manifest.nodes.get(uid)
+        if other is not None and other.unique_id != node.unique_id:
+            starts.append(other)
+    out: dict[str, Node] = {}
+    for start in starts:
+        out.setdefault(start.unique_id, start)
+    for start in starts:
+        for u in manifest.upstream(start.unique_id):
+            if len(out) >= MAX_NODES:
+                break
+            out.setdefault(u, manifest.nodes[u])
+    return list(out.values())
+
+
+def _test_nodes(manifest: Manifest, failure: Failure | None) -> list[str]:
+    """The other nodes a failing check reads: a dbt test's models, a reconciliation's truth side in the project."""
+    if failure is None or not failure.check:
+        return []
+    for test in manifest.data.get("nodes", {}).values():
+        if test.get("resource_type") == "test" and test.get("name") == failure.check:
+            return list((test.get("depends_on") or {}).get("nodes") or [])
+    return _truth_side(manifest, failure)
+
+
+def _truth_side(manifest: Manifest, failure: Failure) -> list[str]:
+    import re
+
+    from dagster_agent_de.engines.reconcile import parse_specs
+
+    try:
+        node = manifest.find(failure.asset)
+        specs = parse_specs(node.name, node.agent_de_meta.get("reconcile")) if not node.is_source else []
+    except Exception:  # a malformed spec is reported by the reconcile check itself
+        return []
+    for spec in specs:
+        if spec.name != failure.check:
+            continue
+        m = re.fullmatch(r"\s*source\(\s*['\"]([^'\"]+)['\"]\s*,\s*['\"]([^'\"]+)['\"]\s*\)\s*", spec.against)
+        r = re.fullmatch(r"\s*ref\(\s*['\"]([^'\"]+)['\"]\s*\)\s*", spec.against)
+        try:
+            if m:
+                return [manifest.source(m.group(1), m.group(2)).unique_id]
+            if r:
+                return [manifest.find(r.group(1)).unique_id]
+        except ProjectError:
+            return []
+    return []
 
 
 def hop_counts(ctx: InvestigationContext, nodes: list[Node]) -> tuple[dict[str, int], Evidence | None]:
@@ -83,10 +132,11 @@ def investigate(
             summary=f"{failure.asset} is not in the dbt manifest any more (deleted or renamed since the failure?); "
                     "nothing to investigate.",
         )], notes=[f"asset {failure.asset} not found in the manifest"])
-    nodes = _lineage(manifest, node)
+    nodes = _lineage(manifest, node, failure)
     counts, count_ev = hop_counts(ctx, nodes)
     hypotheses: list[Hypothesis] = []
     ran: list[str] = []
+    defects: list[str] = []
     for n in nodes:
         if not n.is_source:
             facts = ctx.facts(n)
@@ -94,12 +144,20 @@ def investigate(
                 ctx.notes.append(f"SQL detectors skipped for {n.name}: {facts.error}")
                 continue
         for detector in DETECTORS:
+            queries, failures = ctx.queries, len(ctx.query_failures)
             try:
                 found = detector.detect(ctx, n)
             except Exception as e:  # one detector's bug must not lose the investigation
+                defects.append(detector.PATTERN)
                 ctx.notes.append(f"detector {detector.PATTERN} failed on {n.display_name}: {type(e).__name__}: {e}")
                 continue
-            ran.append(f"{detector.PATTERN}@{n.display_name}")
+            if len(ctx.query_failures) > failures:  # our own query failed: a defect to report, not a cause ruled out
+                defects.append(detector.PATTERN)
+                for msg in ctx.query_failures[failures:]:
+                    ctx.notes.append(f"detector {detector.PATTERN} on {n.display_name}: a query of the agent failed "
+                                     f"(not a ruled-out cause): {msg}")
+            elif ctx.queries > queries or found:
+                ran.append(f"{detector.PATTERN}@{n.display_name}")  # it applied and measured
             hypotheses.extend(_apply_rules(h, ctx.rules) for h in found)
     order = {n.display_name: i for i, n in enumerate(nodes)}
     hypotheses.sort(key=lambda h: (-h.confidence, order.get(h.model, 99), h.pattern))
@@ -119,9 +177,13 @@ def investigate(
             verified=h.verified, cited_rules=h.cited_rules, needs_context=h.needs_business_context,
             needs_authority=h.needs_authority,
         ))
-    ruled_out = sorted({r.split("@")[0] for r in ran} - {h.pattern for h in hypotheses if h.confidence >= MIN_CONFIDENCE})
+    ruled_out = sorted({r.split("@")[0] for r in ran} - {h.pattern for h in hypotheses if h.confidence >= MIN_CONFIDENCE}
+                       - set(defects))
     notes = list(ctx.notes)
-    notes.append(f"checked {len(nodes)} node(s) upstream of {node.display_name} with {len(DETECTORS)} detectors "
+    others = [manifest.nodes[u].display_name for u in _test_nodes(manifest, failure)
+              if u != node.unique_id and u in manifest.nodes]
+    also = f" and of {', '.join(others)} (what {failure.check} also reads)" if others else ""
+    notes.append(f"checked {len(nodes)} node(s) upstream of {node.display_name}{also} with {len(DETECTORS)} detectors "
                  f"in {(time.perf_counter() - start):.2f}s")
     if counts:
         notes.append("rows per hop: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
@@ -129,7 +191,9 @@ def investigate(
         findings.insert(0, Finding(
             kind="investigation", pattern="unexplained", model=node.display_name, severity=Severity.WARNING, confidence=0.0,
             summary=(f"No pattern in the library explains the failure of {failure.check or 'the check'} on "
-                     f"{node.display_name}. Ruled out: {', '.join(ruled_out) or 'nothing could be checked'}."),
+                     f"{node.display_name}. Ruled out: {', '.join(ruled_out) or 'nothing could be checked'}."
+                     + (f" Not checked, because a query of the agent failed: {', '.join(sorted(set(defects)))} "
+                        "(see the notes)." if defects else "")),
             evidence=[count_ev] if count_ev else [],
         ))
     report = FindingsReport(findings=findings, notes=notes)

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
 
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption, Evidence
 from dagster_agent_de.errors import AgentDEError
-from dagster_agent_de.manifest import Manifest, Node, column_meta
-from dagster_agent_de.sql.lineage import STAR, analyze_columns, normalize_relation, parse
+from dagster_agent_de.manifest import Manifest, column_meta
+from dagster_agent_de.sql.tracer import LineageTracer, strip_qualifiers
 
 ADDITIVE = {"SUM", "COUNT"}
 
@@ -63,29 +61,30 @@ def metric_definitions(manifest: Manifest, dialect: str, tracer: LineageTracer |
     out: list[MetricDefinition] = []
     notes: list[str] = []
     for node in sorted(manifest.models(), key=lambda n: n.name):
-        sql = manifest.compiled_sql(node.unique_id)
-        if not sql:
+        if not manifest.compiled_sql(node.unique_id):
             continue
-        try:
-            tree = parse(sql, dialect)
-        except (SqlglotError, RecursionError, ValueError) as e:
-            notes.append(f"{node.name}: not parsed ({str(e).splitlines()[0][:120]})")
-            continue
-        if not isinstance(tree, exp.Query):
+        analysis = tracer.analysis(node)
+        if analysis.error:
+            notes.append(f"{node.name}: not parsed ({analysis.error[:160]})")
             continue
         named = {name.lower(): column_meta(col).get("agent_de", {}).get("metric")
                  for name, col in node.columns.items()}
-        for proj in tree.selects:
-            column = proj.alias_or_name.lower()
-            agg = next(iter(proj.find_all(exp.AggFunc)), None)
+        for column in analysis.output_names():
+            if column == "*":
+                continue
+            found = analysis.definition(column)  # through CTEs: `select * from final`
+            expr: exp.Expression | None = found[1] if found is not None else None
+            agg = next(iter(expr.find_all(exp.AggFunc)), None) if expr is not None else None
+            if agg is not None and (isinstance(agg.parent, exp.Window) or expr is not None and expr.find(exp.Window)):
+                agg = None  # a window function keeps the grain: not a metric by itself
             metric = named.get(column) or (column if agg is not None else None)
             if not metric:
                 continue
-            expr = proj.this if isinstance(proj, exp.Alias) else proj
             sources, filters = tracer.trace(node, column)
+            shown = strip_qualifiers(expr).sql(dialect=dialect) if expr is not None else column
             out.append(MetricDefinition(
                 metric=str(metric).lower(), model=node.name, column=column,
-                aggregate=(agg.key.upper() if agg is not None else ""), expression=_strip_qualifiers(expr).sql(dialect=dialect),
+                aggregate=(agg.key.upper() if agg is not None else ""), expression=shown,
                 sources=frozenset(sources), filters=frozenset(filters),
             ))
     return out, notes
@@ -190,62 +189,6 @@ def conflict_escalation(conflict: MetricConflict, evidence: Evidence | None, own
         blocking="aligning the definitions", continues="both stay as they are; dashboards may disagree",
         applies_to=[f"{d.model}.{d.column}" for d in conflict.definitions],
     )
-
-
-class LineageTracer:
-    """Source columns and filters of a model column, through upstream models (memoized)."""
-
-    def __init__(self, manifest: Manifest, dialect: str) -> None:
-        self.manifest = manifest
-        self.dialect = dialect
-        self.by_relation = {normalize_relation(n.relation_name): n for n in manifest.nodes.values() if n.relation_name}
-        self._cols: dict[str, object] = {}
-        self._filters: dict[str, list[str]] = {}
-
-    def trace(self, node: Node, column: str, depth: int = 0) -> tuple[set[str], set[str]]:
-        if node.is_source or depth > 20:
-            return {f"{node.display_name}.{column}"}, set()
-        cols = self.columns(node)
-        filters = set(self._where(node))
-        sources: set[str] = set()
-        outputs = getattr(cols, "outputs", {})
-        feeds = outputs.get(column) or {(rel, column) for rel, c in outputs.get(STAR, set()) if c == STAR}  # select *
-        for rel, col in feeds:
-            upstream = self.by_relation.get(rel)
-            if upstream is None:
-                sources.add(f"{rel}.{col}")
-                continue
-            s, f = self.trace(upstream, col, depth + 1)
-            sources |= s
-            filters |= f
-        return sources, filters
-
-    def columns(self, node: Node) -> object:
-        if node.unique_id not in self._cols:
-            sql = self.manifest.compiled_sql(node.unique_id) or ""
-            self._cols[node.unique_id] = analyze_columns(sql, self.dialect)
-        return self._cols[node.unique_id]
-
-    def _where(self, node: Node) -> list[str]:
-        if node.unique_id not in self._filters:
-            out: list[str] = []
-            sql = self.manifest.compiled_sql(node.unique_id) or ""
-            try:
-                tree = parse(sql, self.dialect)
-                for where in tree.find_all(exp.Where):
-                    for pred in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
-                        out.append(f"{_strip_qualifiers(pred).sql(dialect=self.dialect)} ({node.name})")
-            except (SqlglotError, RecursionError, ValueError):
-                pass
-            self._filters[node.unique_id] = out
-        return self._filters[node.unique_id]
-
-
-def _strip_qualifiers(e: Any) -> exp.Expression:
-    e = e.copy()
-    for col in e.find_all(exp.Column):
-        col.set("table", None)
-    return e
 
 
 def _q(name: str) -> str:

@@ -1,20 +1,28 @@
-"""duplicate_key: the grain is violated, e.g. duplicate payment ids from webhook retries."""
+"""duplicate_key: the grain is violated, e.g. duplicate payment ids from webhook retries.
+
+The culprit is the first node where the duplicates appear, walking the key's lineage upstream
+(through CTEs and models, sources included). Duplicates a source already holds are the loader's:
+the finding says so and asks its owner (a deduplication in the first model is the stopgap).
+Duplicates a model produces from unique inputs come from its SQL (a join fanning out: see
+``join_fanout``), and no dedupe is proposed for them.
+"""
 
 from __future__ import annotations
 
 import re
 
+from dagster_agent_de.core.models import Evidence, ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
 from dagster_agent_de.engines.investigate.fixes import file_diff
 from dagster_agent_de.engines.investigate.models import Hypothesis
 from dagster_agent_de.manifest import Node
-from dagster_agent_de.sql.lineage import analyze_columns, normalize_relation
+from dagster_agent_de.sql.lineage import normalize_relation
 
 PATTERN = "duplicate_key"
 
 
 def _unique_keys(ctx: InvestigationContext, node: Node) -> list[str]:
-    """Columns with a dbt ``unique`` test on this model (and the failing test's column)."""
+    """Columns with a dbt ``unique`` test on this node (model or source)."""
     out = []
     for n in ctx.manifest.data.get("nodes", {}).values():
         meta = n.get("test_metadata") or {}
@@ -25,52 +33,122 @@ def _unique_keys(ctx: InvestigationContext, node: Node) -> list[str]:
     return out
 
 
+def _duplicates(ctx: InvestigationContext, node: Node, col: str, why: str) -> tuple[dict | None, Evidence]:
+    sql = (f"select count(*) as duplicate_keys, coalesce(sum(n - 1), 0) as extra_rows, max(n) as max_copies "
+           f"from (select {col}, count(*) as n from {node.relation_name} where {col} is not null group by {col} "
+           f"having count(*) > 1) d")
+    res, ev = ctx.run(sql, why)
+    return (res.one() if res is not None else None), ev
+
+
 def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
-    out = []
-    if node.is_source or not node.relation_name:
+    out: list[Hypothesis] = []
+    if not node.relation_name:
         return out
     for key in _unique_keys(ctx, node):
-        sql = (f"select count(*) as duplicate_keys, coalesce(sum(n - 1), 0) as extra_rows, max(n) as max_copies "
-               f"from (select {key}, count(*) as n from {node.relation_name} where {key} is not null group by {key} having count(*) > 1) d")
-        res, ev = ctx.run(sql, f"duplicates of {key} in {node.name} (declared unique)")
-        if res is None:
+        row, ev = _duplicates(ctx, node, key, f"duplicates of {key} in {node.display_name} (declared unique)")
+        if row is None or int(row["duplicate_keys"] or 0) == 0:
             continue
-        row = res.one()
         dups = int(row["duplicate_keys"] or 0)
-        if dups == 0:
+        counts = (f"{dups:,} values of {key} appear more than once in {node.display_name} "
+                  f"({int(row['extra_rows'] or 0):,} extra rows, up to {int(row['max_copies'] or 0)} copies)")
+        conf = 0.9 if (ctx.failure.check or "").startswith("unique") else 0.7
+        if node.is_source:
+            out.append(_loader_hypothesis(ctx, node, key, counts, conf, [ev]))
             continue
         origin, origin_col, evs = _trace_origin(ctx, node, key)
-        conf = 0.9 if (ctx.failure.check or "").startswith("unique") else 0.7
-        where = f"already in {origin.display_name}.{origin_col}" if origin else f"introduced in {node.name}"
-        part = origin_col or key
-        order = _order_col(ctx, node, origin)
-        desc = (f"Deduplicate in {node.name}: keep one row per {key} (the latest load), "
+        if origin is None:
+            out.append(Hypothesis(
+                pattern=PATTERN, model=node.name, confidence=0.6, columns=[key], evidence=[ev, *evs],
+                summary=(f"{counts}: its inputs hold no duplicate {key}, so the SQL of {node.name} produces them "
+                         "(a join that fans out?)."),
+                proposed_fix=ProposedFix(description=f"Find the join in {node.name} that multiplies rows per {key} and fix "
+                                                     "it (key, grain or pre-aggregation); a dedupe would hide it."),
+            ))
+            continue
+        first_model = _first_model(ctx, node, origin)
+        where = f"already in {origin.display_name}.{origin_col}"
+        order = _order_col(ctx, first_model, origin)
+        part = _column_in(ctx, first_model, origin, origin_col) or key
+        desc = (f"Deduplicate in {first_model.name}: keep one row per {part} (the latest load), "
                 f"e.g. `qualify row_number() over (partition by {part} order by {order} desc) = 1`")
-        fix = file_diff(ctx.manifest, node, lambda t, p=part, o=order: _add_qualify(t, p, o), desc)
+        if origin.is_source:
+            desc += f"; and have the loader of {origin.display_name} stop loading duplicates"
+        table = (origin.identifier or origin.name) if origin.is_source else origin.name
+        fix = file_diff(ctx.manifest, first_model, lambda t, p=part, o=order, tb=table: _add_qualify(t, p, o, tb), desc)
         out.append(Hypothesis(
-            pattern=PATTERN, model=node.name, confidence=conf, columns=[key],
-            summary=(f"{dups:,} values of {key} appear more than once in {node.name} ({int(row['extra_rows'] or 0):,} extra rows, "
-                     f"up to {int(row['max_copies'] or 0)} copies): the duplicates are {where}, and {node.name} does not deduplicate."),
+            pattern=PATTERN, model=first_model.name, confidence=conf, columns=[key],
+            summary=(f"{counts}: the duplicates are {where}"
+                     + (f" (loaded twice by its loader), and {first_model.name} does not deduplicate."
+                        if origin.is_source else f", and {first_model.name} does not deduplicate.")),
             evidence=[ev, *evs], proposed_fix=fix,
+            needs_authority=(f"Ask the owner of the loader of {origin.display_name} ({origin.owner or 'unknown owner'}) "
+                             f"to stop loading duplicate {origin_col} values (retries loaded twice?)")
+            if origin.is_source else None,
         ))
     return out
 
 
-def _trace_origin(ctx: InvestigationContext, node: Node, key: str):
-    sql = ctx.manifest.compiled_sql(node.unique_id) or ""
-    cols = analyze_columns(sql, ctx.dialect)
-    evs = []
-    for rel, col in sorted(cols.outputs.get(key.lower(), set())):
-        parent = ctx.relation_node(rel)
-        if parent is None or col == "*":
-            continue
-        q = (f"select count(*) as duplicate_keys from (select {col} from {parent.relation_name} "
-             f"where {col} is not null group by {col} having count(*) > 1) d")
-        res, ev = ctx.run(q, f"are the duplicates of {key} already in {parent.display_name}.{col}?")
-        evs.append(ev)
-        if res is not None and int(res.scalar() or 0) > 0:
-            return parent, col, evs
-    return None, None, evs
+def _loader_hypothesis(ctx: InvestigationContext, source: Node, key: str, counts: str, conf: float,
+                       evs: list[Evidence]) -> Hypothesis:
+    return Hypothesis(
+        pattern=PATTERN, model=source.display_name, confidence=conf, columns=[key], evidence=evs,
+        summary=f"{counts}: the loader of {source.display_name} loads duplicates (retries loaded twice?).",
+        proposed_fix=ProposedFix(description=f"Repair the loader of {source.display_name}, and deduplicate in the first "
+                                             "model that reads it meanwhile; nothing to change in dbt for the source."),
+        needs_authority=(f"Ask the owner of the loader of {source.display_name} ({source.owner or 'unknown owner'}) "
+                         f"to stop loading duplicate {key} values"),
+    )
+
+
+def _trace_origin(ctx: InvestigationContext, node: Node, key: str) -> tuple[Node | None, str | None, list[Evidence]]:
+    """The furthest upstream node (source included) on the key's lineage that already holds duplicates."""
+    assert ctx.tracer is not None
+    evs: list[Evidence] = []
+    origin: tuple[Node | None, str | None] = (None, None)
+    current, col = node, key.lower()
+    for _ in range(20):
+        if current.is_source:
+            break
+        feeds = ctx.tracer.columns(current).outputs.get(col) or {
+            (rel, col) for rel, c in ctx.tracer.columns(current).outputs.get("*", set()) if c == "*"}
+        step = None
+        for rel, c in sorted(feeds):
+            parent = ctx.relation_node(rel)
+            if parent is None or c == "*" or not parent.relation_name:
+                continue
+            row, ev = _duplicates(ctx, parent, c, f"are the duplicates of {key} already in {parent.display_name}.{c}?")
+            evs.append(ev)
+            if row is not None and int(row["duplicate_keys"] or 0) > 0:
+                step = (parent, c)
+                break
+        if step is None:
+            break
+        origin = step
+        current, col = step
+    return origin[0], origin[1], evs
+
+
+def _first_model(ctx: InvestigationContext, node: Node, origin: Node) -> Node:
+    """Where to deduplicate: the origin itself if a model, else the model on the path that reads the source."""
+    if not origin.is_source:
+        return origin
+    path = [node] + [ctx.manifest.nodes[u] for u in ctx.manifest.upstream(node.unique_id)]
+    for n in path:
+        if not n.is_source and origin.unique_id in ctx.manifest.parents(n.unique_id):
+            return n
+    return node
+
+
+def _column_in(ctx: InvestigationContext, model: Node, origin: Node, origin_col: str | None) -> str | None:
+    """The name the model gives the origin's column in its SQL as written (for the dedupe's partition)."""
+    if origin_col is None or not origin.relation_name:
+        return None
+    assert ctx.tracer is not None
+    rel = normalize_relation(origin.relation_name)
+    if origin is model:
+        return origin_col
+    return origin_col if ctx.tracer.columns(model).reads_column(rel, origin_col) else None
 
 
 def _order_col(ctx: InvestigationContext, node: Node, origin: Node | None = None) -> str:
@@ -84,10 +162,18 @@ def _order_col(ctx: InvestigationContext, node: Node, origin: Node | None = None
     return "1"
 
 
-def _add_qualify(text: str, key: str, order: str) -> str:
+def _add_qualify(text: str, key: str, order: str, table: str = "") -> str:
     if re.search(r"(?i)\bqualify\b", text):
         return text
     body = text.rstrip("\n")
+    t = re.escape(table)
+    m = re.search(rf"(?is)(\bfrom\s+(?:\{{\{{[^}}]*['\"]{t}['\"][^}}]*\}}\}}|[\w.\"]*{t}\"?)(?:\s+(?:as\s+)?\w+)?\s*)\)", body) \
+        if table else None
+    m = m or re.search(r"(?is)(\bfrom\s+(?:\{\{[^}]*\}\}|[\w.\"]+)(?:\s+(?:as\s+)?\w+)?\s*)\)", body)
+    if m is not None and re.match(r"(?is)\s*with\b", body):
+        # CTE style: deduplicate in the import CTE that reads the source, where the rows enter
+        end = m.start(1) + len(m.group(1).rstrip())
+        return body[:end] + f"\n    qualify row_number() over (partition by {key} order by {order} desc) = 1" + body[end:] + "\n"
     return body + f"\nqualify row_number() over (partition by {key} order by {order} desc) = 1\n"
 
 

@@ -11,22 +11,14 @@ PATTERN = "filter_row_drop"
 
 
 def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
-    out = []
+    out: list[Hypothesis] = []
+    if node.is_source:
+        return out
     for flt in ctx.facts(node).filters:
-        select = flt.select.copy()
         pred = flt.predicate.sql(dialect=ctx.dialect)
-        for arg in ("where", "group", "having", "order", "limit", "qualify", "distinct"):
-            select.set(arg, None)
-        import sqlglot
-
-        select.set("expressions", [sqlglot.parse_one(
-            "count(*) as rows_in", read=ctx.dialect), sqlglot.parse_one(
-            f"sum(case when ({pred}) then 1 else 0 end) as rows_kept", read=ctx.dialect)])
-        root = flt.select.root()
-        with_ = root.args.get("with_") or root.args.get("with")
-        if with_ is not None and flt.select is not root:
-            select.set("with_" if "with_" in type(select).arg_types else "with", with_.copy())
-        res, ev = ctx.run(select.sql(dialect=ctx.dialect), f"share of rows the WHERE of {node.name} removes")
+        sql = ctx.scope_sql(flt.select, ["count(*) as rows_in", f"sum(case when ({pred}) then 1 else 0 end) as rows_kept"])
+        where = f" (in the CTE {flt.scope})" if flt.scope != "main" else ""
+        res, ev = ctx.run(sql, f"share of rows the WHERE of {node.name}{where} removes")
         if res is None:
             continue
         row = res.one()
@@ -38,7 +30,8 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         conf = 0.2 + 0.4 * agreement(pct, ctx.failure.missing_pct)
         out.append(Hypothesis(
             pattern=PATTERN, model=node.name, confidence=round(conf, 3),
-            summary=f"WHERE {pred} in {node.name} removes {dropped:,} of {rows_in:,} rows ({pct:.1f}%).",
-            evidence=[ev], proposed_fix=ProposedFix(description=f"Check that `{pred}` should exclude these rows."),
+            summary=f"WHERE {pred}{where} in {node.name} removes {dropped:,} of {rows_in:,} rows ({pct:.1f}%).",
+            evidence=[ev], proposed_fix=ProposedFix(description=f"Check that `{pred}` should exclude these rows; no diff is "
+                                                                "proposed because which rows belong is a business rule."),
         ))
     return out

@@ -1,11 +1,10 @@
-"""join_row_drop: an INNER join (or a LEFT join turned inner by a WHERE) losing rows."""
+"""join_row_drop: an INNER join (or a LEFT join turned inner by a WHERE) losing rows, in any CTE."""
 
 from __future__ import annotations
 
-import re
-
+from dagster_agent_de.core.models import ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
-from dagster_agent_de.engines.investigate.fixes import file_diff
+from dagster_agent_de.engines.investigate.fixes import file_diff, rewrite_join
 from dagster_agent_de.engines.investigate.models import Hypothesis, agreement
 from dagster_agent_de.manifest import Node
 from dagster_agent_de.sql.facts import join_drop_query
@@ -15,6 +14,8 @@ MIN_DROP_PCT = 0.5
 
 
 def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
+    if node.is_source:
+        return []
     facts = ctx.facts(node)
     out = []
     for join in facts.joins:
@@ -36,23 +37,23 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         keys = [f"{a.sql()} = {b.sql()}" for a, b in join.pairs]
         conf = 0.45 + 0.5 * agreement(pct, ctx.failure.missing_pct)
         how = f"LEFT join turned inner by WHERE {join.turned_inner_by}" if join.turned_inner_by else "INNER join"
-        right_name = (ctx.relation_node(join.right_relation).display_name
-                      if join.right_relation and ctx.relation_node(join.right_relation) else join.right_alias)
-        fix_desc = (f"Make the join to {right_name} a LEFT JOIN so rows without a match are kept "
-                    f"(their {join.right_alias} columns become NULL)")
+        right_node = ctx.relation_node(join.right_relation)
+        right_name = right_node.display_name if right_node is not None else join.right_alias
+        where = f" (in the CTE {join.scope})" if join.scope != "main" else ""
+        names = [join.right_name, right_node.name if right_node is not None else "", join.right_alias]
         if join.turned_inner_by:
-            fix_desc = f"Move the predicate on {join.right_alias} from WHERE into the LEFT JOIN's ON clause"
-            fix = file_diff(ctx.manifest, node, lambda t: t, fix_desc)
+            fix_desc = (f"Move the predicate on {join.right_alias} (`{join.turned_inner_by}`) from WHERE into the LEFT "
+                        f"JOIN's ON clause, so rows without a match are kept; no diff is proposed because moving a "
+                        f"predicate changes which rows it filters")
+            fix = ProposedFix(description=fix_desc)
         else:
-            ref = re.escape(right_name.split(".")[-1])
-            fix = file_diff(ctx.manifest, node,
-                            lambda t, r=ref: re.sub(rf"(?i)\b(inner\s+)?join(\s+\{{\{{\s*(?:ref|source)\([^)]*{r}[^)]*\)\s*\}}\}})",
-                                                    r"left join\2", t, count=1),
-                            fix_desc)
+            fix_desc = (f"Make the join to {right_name}{where} a LEFT JOIN so rows without a match are kept "
+                        f"(their {join.right_alias} columns become NULL)")
+            fix = file_diff(ctx.manifest, node, lambda t, n=names: rewrite_join(t, n, kind="left"), fix_desc)
         out.append(Hypothesis(
             pattern=PATTERN, model=node.name, confidence=round(conf, 3),
             columns=[b.name for _, b in join.pairs],
-            summary=(f"The {how} from {node.name} to {right_name} on {' and '.join(keys)} drops {lost:,} of "
+            summary=(f"The {how}{where} from {node.name} to {right_name} on {' and '.join(keys)} drops {lost:,} of "
                      f"{rows_in:,} rows ({pct:.1f}%): they have no match in {right_name}."),
             evidence=[ev], proposed_fix=fix,
         ))

@@ -1,4 +1,8 @@
-"""null_semantics: comparisons that are never true for NULL silently drop rows (and COUNT(col))."""
+"""null_semantics: comparisons that are never true for NULL silently drop rows (and COUNT(col)).
+
+The NULLs are counted in the rows that enter the filter, in the scope the filter is in (a CTE
+reads its CTEs), so a filter in a logical CTE on a column of an import CTE is measured as written.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +18,21 @@ _OPS = {"NEQ": "<>", "NOT IN": "not in"}
 
 
 def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
+    if node.is_source:
+        return []
     facts = ctx.facts(node)
     out = []
     seen = set()
     for flt in facts.filters:
         for col, op in flt.null_dropping:
-            if op not in ("NEQ", "NOT IN") or not col.relation or (col.relation, col.name) in seen:
+            if op not in ("NEQ", "NOT IN") or (flt.scope, col.sql()) in seen:
                 continue  # `a = 'x'` dropping NULLs is intended; `<>`/NOT IN is the classic trap
-            seen.add((col.relation, col.name))
-            sql = (f"select count(*) as rows_in, sum(case when {col.name} is null then 1 else 0 end) as null_rows "
-                   f"from {col.relation}")
-            res, ev = ctx.run(sql, f"how many rows of {col.relation} have {col.name} NULL (dropped by `{op}`)?")
+            seen.add((flt.scope, col.sql()))
+            sql = ctx.scope_sql(flt.select, ["count(*) as rows_in",
+                                             f"sum(case when {col.sql()} is null then 1 else 0 end) as null_rows"])
+            where = f" (in the CTE {flt.scope})" if flt.scope != "main" else ""
+            res, ev = ctx.run(sql, f"how many rows entering the filter of {node.name}{where} have {col.sql()} NULL "
+                                   f"(dropped by `{_OPS[op]}`)?")
             if res is None:
                 continue
             row = res.one()
@@ -34,25 +42,23 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
             pct = nulls * 100.0 / rows_in if rows_in else 0.0
             conf = 0.55 + 0.4 * agreement(pct, ctx.failure.missing_pct)
             opsql = _OPS[op]
-            desc = (f"`{col.name} {opsql} ...` is NULL (not true) for rows where {col.name} is NULL; "
-                    f"use `{col.name} is distinct from ...` (or handle NULL explicitly) to keep them")
-            name = re.escape(col.name)
-            fix = file_diff(ctx.manifest, node,
-                            lambda t, n=name: re.sub(rf"(?i)\b((?:\w+\.)?{n})\s*(<>|!=)\s*", r"\1 is distinct from ", t, count=1),
-                            desc)
+            desc = (f"`{col.sql()} {opsql} ...` is NULL (not true) for rows where {col.name} is NULL; "
+                    f"use `{col.sql()} is distinct from ...` (or handle NULL explicitly) to keep them")
+            fix = file_diff(ctx.manifest, node, lambda t, c=col, o=op: _keep_nulls(t, c.alias, c.name, o), desc)
+            base = f" ({col.base})" if col.relation and col.column != col.name else ""
             out.append(Hypothesis(
                 pattern=PATTERN, model=node.name, confidence=round(conf, 3), columns=[col.name],
-                summary=(f"The filter `{flt.predicate.sql()}` in {node.name} drops the {nulls:,} rows "
-                         f"({pct:.1f}%) where {col.name} is NULL: `{opsql}` is never true for NULL."),
+                summary=(f"The filter `{flt.predicate.sql()}`{where} in {node.name} drops the {nulls:,} rows "
+                         f"({pct:.1f}%) where {col.name}{base} is NULL: `{opsql}` is never true for NULL."),
                 evidence=[ev], proposed_fix=fix,
                 needs_business_context=(f"Rows of {node.name} with {col.name} NULL: should they count "
                                         f"(as not '{_literal(flt.predicate.sql())}') or be excluded?"),
             ))
     for agg in facts.aggregates:
-        if agg.func != "count" or not agg.columns or agg.columns[0].relation is None:
+        if agg.func != "count" or not agg.columns:
             continue
         col = agg.columns[0]
-        sql = f"select count(*) as rows_in, count({col.name}) as non_null from {col.relation}"
+        sql = ctx.scope_sql(agg.select, ["count(*) as rows_in", f"count({col.sql()}) as non_null"])
         res, ev = ctx.run(sql, f"does COUNT({col.name}) in {node.name} skip NULLs?")
         if res is None:
             continue
@@ -65,6 +71,14 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
                 evidence=[ev],
             ))
     return out
+
+
+def _keep_nulls(text: str, alias: str | None, name: str, op: str) -> str:
+    """``status <> 'x'`` -> ``status is distinct from 'x'``; ``status not in (...)`` -> ``coalesce(status not in (...), true)``."""
+    col = rf"(?:\b{re.escape(alias)}\s*\.\s*)?{re.escape(name)}\b" if alias else rf"(?<![\w.]){re.escape(name)}\b"
+    if op == "NEQ":
+        return re.sub(rf"(?i)({col})\s*(<>|!=)\s*", r"\1 is distinct from ", text, count=1)
+    return re.sub(rf"(?i)(?<![\w.])({col}\s+not\s+in\s*\([^)]*\))", r"coalesce(\1, true)", text, count=1)
 
 
 def _literal(sql: str) -> str:

@@ -40,7 +40,8 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
     if count == 0:
         return [Hypothesis(pattern=PATTERN, model=node.display_name, confidence=0.75, evidence=[ev],
                            summary=f"{node.display_name} is empty: every model reading it loads nothing.",
-                           proposed_fix=ProposedFix(description=f"Check the loader of {node.display_name}."))]
+                           proposed_fix=ProposedFix(description=f"Check the loader of {node.display_name}."),
+                           needs_authority=_ask_loader(node))]
     if not isinstance(latest, datetime):
         return []
     now = datetime.now(timezone.utc) if latest.tzinfo else datetime.now(timezone.utc).replace(tzinfo=None)
@@ -54,4 +55,11 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         "models ran successfully on stale data.",
         columns=[field], evidence=[ev],
         proposed_fix=ProposedFix(description=f"Re-run or repair the loader of {node.display_name}; nothing to change in dbt."),
+        needs_authority=_ask_loader(node),
     )]
+
+
+def _ask_loader(node: Node) -> str:
+    loader = node.raw.get("loader") or "its loader"
+    return (f"Ask the owner of the loader of {node.display_name} ({loader}; {node.owner or 'owner unknown'}) "
+            "to re-run or repair it: nothing in dbt can fix stale input")

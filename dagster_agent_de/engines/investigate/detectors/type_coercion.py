@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
+from sqlglot import exp
+
 from dagster_agent_de.core.models import ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
+from dagster_agent_de.engines.investigate.fixes import file_diff
 from dagster_agent_de.engines.investigate.models import Hypothesis
 from dagster_agent_de.manifest import Node
 
@@ -12,22 +17,27 @@ _TYPEOF = {"duckdb": "typeof({})", "snowflake": "system$typeof({})", "postgres":
 
 
 def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
+    if node.is_source:
+        return []
     facts = ctx.facts(node)
     out = []
     for cast in facts.casts:
         col = cast.column
-        if col is None or col.relation is None:
+        if not cast.expression.this.find(exp.Column):
             continue
         if ctx.dialect != "duckdb":  # the check counts with try_cast, which not every engine has
-            ctx.notes.append(f"type_coercion: cast({col.name} as {cast.to_type}) in {node.name} was not checked "
+            name = col.name if col is not None else cast.expression.this.sql(dialect=ctx.dialect)
+            ctx.notes.append(f"type_coercion: cast({name} as {cast.to_type}) in {node.name} was not checked "
                              f"(the check needs try_cast: not on {ctx.dialect})")
             continue
-        sql = (f"select count(*) as rows_in, "
-               f"sum(case when {col.name} is not null and try_cast({col.name} as {cast.to_type}) is null then 1 else 0 end) as failed, "
-               f"sum(case when try_cast({col.name} as {cast.to_type}) is not null "
-               f"and cast(try_cast({col.name} as {cast.to_type}) as varchar) <> cast({col.name} as varchar) then 1 else 0 end) as changed "
-               f"from {col.relation}")
-        res, ev = ctx.run(sql, f"does cast({col.name} as {cast.to_type}) in {node.name} fail or change values?")
+        c = cast.expression.this.sql(dialect=ctx.dialect)  # in the cast's own scope (a CTE reads its CTEs)
+        name = col.name if col is not None else c
+        sql = ctx.scope_sql(cast.select, [
+            "count(*) as rows_in",
+            f"sum(case when {c} is not null and try_cast({c} as {cast.to_type}) is null then 1 else 0 end) as failed",
+            f"sum(case when try_cast({c} as {cast.to_type}) is not null "
+            f"and cast(try_cast({c} as {cast.to_type}) as varchar) <> cast({c} as varchar) then 1 else 0 end) as changed"])
+        res, ev = ctx.run(sql, f"does cast({name} as {cast.to_type}) in {node.name} fail or change values?")
         if res is None:
             continue
         row = res.one()
@@ -35,11 +45,19 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         if failed == 0 and (changed == 0 or not _lossy(cast.to_type)):
             continue
         what = f"{failed:,} values cannot be cast" if failed else f"{changed:,} values lose precision"
+        where = f" (in the CTE {cast.scope})" if cast.scope != "main" else ""
+        if failed:
+            fix = ProposedFix(description=f"Clean {name} before casting, or cast to a type that holds it; no diff is "
+                                          "proposed because what the bad values mean is for the data's owner to say.")
+        else:
+            desc = f"Cast {name} to a type that keeps its decimals ({_KEEP}) instead of {cast.to_type}"
+            fix = file_diff(ctx.manifest, node, lambda t, ty=cast.to_type: _widen(t, ty), desc)
         out.append(Hypothesis(
-            pattern=PATTERN, model=node.name, confidence=0.55 if failed else 0.45, columns=[col.name],
-            summary=f"cast({col.name} as {cast.to_type}) in {node.name}: {what}"
+            pattern=PATTERN, model=node.name, confidence=0.55 if failed else 0.45,
+            columns=[col.name if col is not None else cast.expression.parent.alias_or_name if cast.expression.parent else name],
+            summary=f"cast({name} as {cast.to_type}){where} in {node.name}: {what}"
                     + (" (TRY_CAST turns them into NULL silently)" if cast.safe else ""),
-            evidence=[ev], proposed_fix=ProposedFix(description=f"Clean {col.name} before casting, or cast to a type that holds it."),
+            evidence=[ev], proposed_fix=fix,
         ))
     fn = _TYPEOF.get(ctx.dialect)
     for join in facts.joins:
@@ -48,8 +66,8 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         left, right = join.pairs[0]
         if not left.relation or not right.relation:
             continue
-        sql = (f"select (select {fn.format(left.name)} from {left.relation} limit 1) as left_type, "
-               f"(select {fn.format(right.name)} from {right.relation} limit 1) as right_type")
+        sql = (f"select (select {fn.format(left.column)} from {left.relation} limit 1) as left_type, "
+               f"(select {fn.format(right.column)} from {right.relation} limit 1) as right_type")
         res, ev = ctx.run(sql, f"types of the join keys {left.sql()} and {right.sql()} in {node.name}")
         if res is None:
             continue
@@ -61,6 +79,19 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
                 summary=f"{node.name} joins {left.sql()} ({lt}) to {right.sql()} ({rt}): implicit casts can fail to match",
                 evidence=[ev], proposed_fix=ProposedFix(description="Cast both keys to the same type explicitly in staging."),
             ))
+    return out
+
+
+_KEEP = "decimal(38, 6)"
+
+
+def _widen(text: str, to_type: str) -> str:
+    """The first lossy ``cast(... as <integer type>)`` / ``::<integer type>`` of the file, to a decimal."""
+    names = {"INT": "int(?:eger)?", "INTEGER": "int(?:eger)?", "BIGINT": "bigint", "SMALLINT": "smallint", "TINYINT": "tinyint"}
+    ty = names.get(to_type.upper().split("(")[0], re.escape(to_type))
+    out = re.sub(rf"(?is)(\bcast\s*\((?:[^()]|\([^()]*\))*?\s+as\s+){ty}\s*\)", rf"\1{_KEEP})", text, count=1)
+    if out == text:
+        out = re.sub(rf"(?i)::\s*{ty}\b", f"::{_KEEP}", text, count=1)
     return out
 
 
