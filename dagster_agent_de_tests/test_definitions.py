@@ -23,7 +23,8 @@ def test_every_dbt_model_is_an_asset_and_dbt_tests_are_checks(demo_env) -> None:
     check_names = {c.name for c in graph.asset_check_keys}
     assert tests <= check_names
     assert {"orders_vs_stripe", "revenue_vs_finance_export", "schema_drift", "row_volume", "pii_tagging"} <= check_names
-    assert {s.name for s in defs.schedules} == {"reconcile_daily", "pii_scan_daily", "metric_audit_weekly"}
+    assert {s.name for s in defs.schedules} == {"reconcile_daily", "pii_scan_daily", "metric_audit_weekly",
+                                                "escalation_digest_daily"}
     assert {s.name for s in defs.sensors} == {"schema_poll_sensor", "failed_check_sensor"}
     assert {"dbt_build", "reconcile", "schema_drift_check", "investigate", "answer_escalation", "onboard_source",
             "pii_scan", "metric_audit", "resolve_entities"} <= {j.name for j in defs.resolve_all_job_defs()}

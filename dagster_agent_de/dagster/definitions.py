@@ -50,6 +50,7 @@ from dagster_agent_de.dagster.investigate import (
 )
 from dagster_agent_de.dagster.keys import DbtAssetKeys, resolve_translator, translator_ref
 from dagster_agent_de.dagster.metrics import METRICS_ASSET, build_metric_audit_schedule, metric_audit_job
+from dagster_agent_de.dagster.notify import build_digest_schedule, digest_job
 from dagster_agent_de.dagster.onboard import ONBOARDING_ASSET, onboard_source_job
 from dagster_agent_de.dagster.pii import build_pii_checks, build_pii_schedule
 from dagster_agent_de.dagster.resources import AgentWarehouseResource, register_snowflake_resource
@@ -230,7 +231,7 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
         snowflake_resource=register_snowflake_resource(snowflake) if snowflake is not None else None,
     )
     jobs: list[Any] = [reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job, pii_job,
-                       metric_audit_job, resolve_entities_job]
+                       metric_audit_job, resolve_entities_job, digest_job]
     sensors: list[Any] = [poll_sensor, failed_check_sensor]
     assets: list[Any] = [*plugin_assets]
     resources: dict[str, Any] = {"agent_warehouse": agent_warehouse}
@@ -270,7 +271,8 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
         asset_checks=[*reconcile_checks, drift_checks, volume_checks, pii_checks, *extra_checks],
         jobs=jobs,
         schedules=[reconcile_schedule, pii_schedule,
-                   build_metric_audit_schedule(os.environ.get("AGENT_DE_METRICS_CRON", "0 7 * * 1"))],
+                   build_metric_audit_schedule(os.environ.get("AGENT_DE_METRICS_CRON", "0 7 * * 1")),
+                   build_digest_schedule(os.environ.get("AGENT_DE_DIGEST_CRON", "0 8 * * *"))],
         sensors=sensors,
         resources=resources,
     )

@@ -49,6 +49,7 @@ def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse
             rerun = record_investigation(context, agent_warehouse, _check_asset(manifest, esc, keys) or check_asset,
                                          esc.check, 0, "", metadata=None)
     record_escalations_asset(context, store, AgentDETranslator())
+    _notify_answer(context, agent_warehouse, esc)
     return {"escalation": esc.model_dump(mode="json"), "closed": result.closed,
             "rule": result.rule.model_dump(mode="json") if result.rule else None,
             "rerun_top": rerun.findings[0].model_dump(mode="json") if rerun else None}
@@ -79,3 +80,17 @@ def _check_asset(manifest, esc, keys: DbtAssetKeys) -> list[str] | None:
      tags={"agent_de/kind": "escalation_answer"})
 def answer_escalation_job():
     answer_op()
+
+
+def _notify_answer(context: OpExecutionContext, agent_warehouse: AgentWarehouseResource, esc) -> None:
+    """The answer replies in the thread of the incident that raised the escalation (never fails the run)."""
+    from dagster_agent_de.dagster.notify import notifier_for
+    from dagster_agent_de.engines.notify.workflow import notify_answer
+
+    try:
+        notifier = notifier_for(agent_warehouse, context)
+        if notifier is not None:
+            for d in notify_answer(notifier, esc):
+                context.log.info(f"notification to {d.channel}: {d.outcome}")
+    except Exception as e:
+        context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")

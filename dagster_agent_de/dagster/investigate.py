@@ -172,7 +172,41 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
         }))
     if new:
         record_escalations_asset(context, esc_store, translator)
+    _notify(context, agent_warehouse, manifest, node, failing_key, check_name, evaluation_id, triggering_run_id,
+            metadata, top, new)
     return report
+
+
+_NUMBERS = ("missing_pct", "missing_in_pipeline", "extra_in_pipeline", "mismatched_rows", "rows_pipeline", "rows_truth",
+            "duplicate_keys_pipeline", "failed_rows")
+
+
+def _notify(context, agent_warehouse, manifest, node, failing_key, check_name, evaluation_id, triggering_run_id,
+            metadata, top, escalations) -> None:
+    """Tell the owner's channels: the failed check opens the incident's thread, the finding and the
+    escalations reply in it. Never fails the investigation (a channel that is down is logged)."""
+    if not check_name or not evaluation_id:
+        return  # by hand, or a re-run after an answer: the incident's thread already exists (or none is wanted)
+    from dagster_agent_de.dagster.notify import notifier_for
+    from dagster_agent_de.engines.escalate.raising import owner_of
+    from dagster_agent_de.engines.notify.workflow import notify_investigation
+
+    try:
+        notifier = notifier_for(agent_warehouse, context)
+        if notifier is None:
+            return
+        numbers = [(k, f"{metadata[k]:,}" if isinstance(metadata[k], int) else str(metadata[k]))
+                   for k in _NUMBERS if metadata.get(k) is not None]
+        deliveries = notify_investigation(
+            notifier, asset=failing_key.to_user_string(), check=check_name, evaluation_id=evaluation_id or None,
+            failing_run=triggering_run_id or None, check_description=f"{check_name} failed on {node.display_name}",
+            numbers=numbers, finding=top, investigation_run=context.run_id, escalations=escalations,
+            owner=owner_of(manifest, node.unique_id, default="") or None)
+    except Exception as e:  # a notification problem is reported, never the investigation's failure
+        context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")
+        return
+    for d in deliveries:
+        context.log.info(f"notification to {d.channel}: {d.outcome}{' ' + d.detail if d.detail else ''}")
 
 
 def record_escalations_asset(context, store, translator: AgentDETranslator) -> None:

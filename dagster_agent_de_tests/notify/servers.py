@@ -21,6 +21,10 @@ class Recorder:
     def posted(self, path: str) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests if r["path"].endswith(path)]
 
+    def answered(self, path: str) -> list[str]:
+        """The ``ts`` the fake Slack answered each post to ``path`` with."""
+        return [r["ts"] for r in self.requests if r["path"].endswith(path)]
+
 
 @contextmanager
 def http_recorder() -> Iterator[Recorder]:
@@ -43,8 +47,9 @@ def http_recorder() -> Iterator[Recorder]:
             body = json.loads(raw) if "json" in ctype else {k: v[0] for k, v in parse_qs(raw).items()}
             if isinstance(body.get("blocks"), str):
                 body["blocks"] = json.loads(body["blocks"])
-            rec.requests.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
-            out = {"ok": True, "ts": f"1700000000.{next(counter):06d}", "channel": body.get("channel")}
+            ts = f"1700000000.{next(counter):06d}"
+            rec.requests.append({"path": self.path, "body": body, "auth": self.headers.get("authorization"), "ts": ts})
+            out = {"ok": True, "ts": ts, "channel": body.get("channel")}
             data = json.dumps(out).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")

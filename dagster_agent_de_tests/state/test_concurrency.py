@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from dagster_agent_de.adapters.state import schema as t
 from dagster_agent_de.core.models import (
     AuditEvent,
     Escalation,
@@ -67,7 +68,7 @@ def test_first_use_by_many_processes_at_once_migrates_once(backend: Backend) -> 
         backend.open().append_audit(AuditEvent(actor="x", rationale="r", statement="select 1"))
 
     _run_all([CTX.Process(target=opener) for _ in range(4)])
-    assert backend.open().version() == 1 and len(backend.open().tail_audit(limit=None)) == 4
+    assert backend.open().version() == t.MIGRATIONS[-1][0] and len(backend.open().tail_audit(limit=None)) == 4
 
 
 def single(**kw: Any) -> Escalation:

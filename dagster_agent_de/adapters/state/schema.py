@@ -124,13 +124,44 @@ artifacts = Table(
 )
 
 
+notification_keys = Table(
+    "notification_keys", metadata,
+    Column("key", String(512), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+notification_threads = Table(
+    "notification_threads", metadata,
+    Column("channel", String(256), primary_key=True),
+    Column("incident", String(256), primary_key=True),
+    Column("ref", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+notification_deferred = Table(
+    "notification_deferred", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("channel", String(256), nullable=False, index=True),
+    Column("line", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+_V2 = (notification_keys, notification_threads, notification_deferred)
+
+
 def _v1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t is not schema_version])
+    metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t is not schema_version and t not in _V2])
+
+
+def _v2(conn: Connection) -> None:
+    metadata.create_all(conn, tables=list(_V2))
 
 
 Migration = tuple[int, str, Callable[[Connection], None]]
 
 MIGRATIONS: list[Migration] = [
     (1, "audit, findings, drift snapshots, escalations with approvals, context rules, flags, artifacts", _v1),
+    (2, "notifications: sent keys (deduplication), incident threads, lines held for the digest", _v2),
 ]
 """Append only: a new migration gets the next version; released ones are never edited."""

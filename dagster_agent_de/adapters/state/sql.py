@@ -523,6 +523,47 @@ class SqlStateStore:
                 self._put_rule(conn, decision.rule)
             return AnswerOutcome(updated, decision)
 
+    # -- notifications (the ledger of engines/notify) --------------------------------------------
+    def claim_notification(self, key: str) -> bool:
+        """Record ``key`` as sent; ``False`` when any process already did (a unique key, not a read-then-write)."""
+        try:
+            with self._write() as conn:
+                conn.execute(insert(t.notification_keys).values(key=key, created_at=time.time()))
+        except IntegrityError:
+            return False
+        return True
+
+    def release_notification(self, key: str) -> None:
+        with self._write() as conn:
+            conn.execute(delete(t.notification_keys).where(t.notification_keys.c.key == key))
+
+    def notification_thread(self, channel: str, incident: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(select(t.notification_threads.c.ref).where(
+                (t.notification_threads.c.channel == channel) & (t.notification_threads.c.incident == incident))).scalar()
+
+    def set_notification_thread(self, channel: str, incident: str, ref: str) -> None:
+        """The first message of an incident on a channel names its thread; a later claim keeps the first."""
+        try:
+            with self._write() as conn:
+                conn.execute(insert(t.notification_threads).values(channel=channel, incident=incident, ref=ref,
+                                                                  created_at=time.time()))
+        except IntegrityError:
+            pass
+
+    def defer_notification(self, channel: str, line: str) -> None:
+        with self._write() as conn:
+            conn.execute(insert(t.notification_deferred).values(channel=channel, line=line, created_at=time.time()))
+
+    def take_deferred_notifications(self, channel: str) -> list[str]:
+        """The lines held for ``channel``, oldest first, removed in the same transaction."""
+        with self._write() as conn:
+            rows = conn.execute(select(t.notification_deferred.c.id, t.notification_deferred.c.line).where(
+                t.notification_deferred.c.channel == channel).order_by(t.notification_deferred.c.id)).all()
+            if rows:
+                conn.execute(delete(t.notification_deferred).where(t.notification_deferred.c.id.in_([r.id for r in rows])))
+        return [r.line for r in rows]
+
     # -- context rules ---------------------------------------------------------------------------
     def _rule(self, conn: Connection, rule_id: str) -> ContextRule | None:
         body = conn.execute(select(t.context_rules.c.body).where(t.context_rules.c.id == rule_id)).scalar()

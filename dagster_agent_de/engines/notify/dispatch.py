@@ -115,11 +115,14 @@ class Notifier:
         return Delivery(name, "failed", error)
 
     def digest(self, message: Message) -> list[Delivery]:
-        """The digest to its channels, with what each channel had deferred appended."""
+        """The digest to its channels, with every line held back since the last one (by severity, quiet
+        hours or the rate limit, on any channel) appended once."""
+        held: dict[str, None] = {}
+        for name in self.settings.channels:
+            held.update(dict.fromkeys(self.ledger.take_deferred_notifications(name)))
+        body = message.body + (("\n\nHeld back since the last digest:\n" + "\n".join(held)) if held else "")
         out = []
         for name in self.settings.digest:
-            deferred = self.ledger.take_deferred_notifications(name)
-            body = message.body + (("\n\nHeld back since the last digest:\n" + "\n".join(deferred)) if deferred else "")
             out.append(self._one(name, message.model_copy(update={"body": body})))
         self.deliveries += out
         return out

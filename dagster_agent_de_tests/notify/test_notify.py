@@ -1,0 +1,177 @@
+"""Notifications at their boundaries: a local server for Slack's Web API, Teams and webhooks, aiosmtpd for
+e-mail, and the real state store for threads and deduplication."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from dagster_agent_de.adapters.notify import senders_from_settings
+from dagster_agent_de.core.models import (
+    Escalation,
+    EscalationKind,
+    EscalationOption,
+    Finding,
+    ProposedFix,
+    Severity,
+)
+from dagster_agent_de.engines.notify.dispatch import Notifier
+from dagster_agent_de.engines.notify.settings import NotificationSettings, load_notification_settings
+from dagster_agent_de.engines.notify.workflow import notify_digest, notify_investigation
+from dagster_agent_de.errors import SpecError
+from dagster_agent_de_tests.notify.servers import http_recorder, smtp_server
+
+FINDING = Finding(pattern="join_row_drop", model="int_orders_enriched", confidence=0.944, severity=Severity.ERROR,
+                  summary="The INNER join to stg_hubspot_contacts drops 1,381 of 2,000 rows (69.0%).",
+                  proposed_fix=ProposedFix(description="keep unmatched orders",
+                                           diff="-inner join {{ ref('stg_hubspot_contacts') }} as h\n"
+                                                "+left join {{ ref('stg_hubspot_contacts') }} as h\n"))
+
+
+def _esc(i: int, owner: str = "finance", due: datetime | None = None) -> Escalation:
+    return Escalation(id=f"ESC-{i}", kind=EscalationKind.AUTHORITY_GAP, owner=owner, asset="int_orders_enriched",
+                      decision="Apply the fix to int_orders_enriched? It changes finance-reported tables",
+                      options=[EscalationOption(label="apply the fix"), EscalationOption(label="leave it")],
+                      due_at=due)
+
+
+def _settings(server_url: str, **extra) -> tuple[NotificationSettings, dict[str, str]]:
+    raw = {
+        "ui_url": "https://dagster.acme.io",
+        "channels": {
+            "data": {"kind": "slack", "channel": "#data-alerts", "token_env": "T", "base_url_env": "SLACK_URL"},
+            "finance": {"kind": "slack", "channel": "#finance-data", "token_env": "T", "base_url_env": "SLACK_URL"},
+            "hook": {"kind": "webhook", "url_env": "HOOK_URL"},
+            "teams": {"kind": "teams", "url_env": "TEAMS_URL"},
+        },
+        "default": ["data"],
+        "owners": {"finance": ["finance", "hook"], "ops": ["teams"]},
+        **extra,
+    }
+    env = {"T": "xoxb-test", "SLACK_URL": server_url + "/api/", "HOOK_URL": server_url + "/hook",
+           "TEAMS_URL": server_url + "/teams"}
+    return NotificationSettings.model_validate(raw), env
+
+
+def _notifier(settings, env, state_store, **kw) -> Notifier:
+    logs: list[str] = []
+    n = Notifier(settings, senders_from_settings(dict(settings.channels), env), state_store, log=logs.append,
+                 sleep=lambda s: None, **kw)
+    n.logs = logs  # type: ignore[attr-defined]
+    return n
+
+
+def _incident(notifier, escalations=(), evaluation_id=42):
+    return notify_investigation(
+        notifier, asset="fct_orders", check="orders_vs_stripe", evaluation_id=evaluation_id, failing_run="run-9",
+        check_description="orders_vs_stripe failed on fct_orders", numbers=[("missing_pct", "68.17")],
+        finding=FINDING, investigation_run="run-10", escalations=list(escalations), owner="finance")
+
+
+def test_one_thread_per_incident_in_the_owners_channel(state_store) -> None:
+    with http_recorder() as srv:
+        settings, env = _settings(srv.url)
+        out = _incident(_notifier(settings, env, state_store), [_esc(1)])
+        slack = srv.posted("chat.postMessage")
+        assert [m["channel"] for m in slack] == ["#finance-data"] * 3  # routed by owner, not the default
+        first, finding, escalation = slack
+        assert "thread_ts" not in first or not first.get("thread_ts")
+        assert finding["thread_ts"] == escalation["thread_ts"] == srv.answered("chat.postMessage")[0]  # its thread
+        assert "Check orders_vs_stripe failed on fct_orders" in first["text"]
+        assert "confidence 94%" in finding["text"] and "0.944" not in finding["text"]
+        assert "+left join" in finding["text"]
+        buttons = [e["url"] for b in finding["blocks"] if b["type"] == "actions" for e in b["elements"]]
+        assert "https://dagster.acme.io/runs/run-10" in buttons
+        assert "agent-de escalations answer ESC-1 --choice 0 --by <you>   # apply the fix" in escalation["text"]
+        hooks = srv.posted("/hook")
+        assert [h["event"] for h in hooks] == ["failed", "investigated", "escalated"]
+        assert len({h["incident_id"] for h in hooks}) == 1  # channels that cannot thread carry the incident id
+        assert {d.outcome for d in out} == {"sent"}
+
+
+def test_a_second_sensor_tick_or_retry_sends_nothing_twice(state_store) -> None:
+    with http_recorder() as srv:
+        settings, env = _settings(srv.url)
+        _incident(_notifier(settings, env, state_store), [_esc(1)])
+        again = _incident(_notifier(settings, env, state_store), [_esc(1)])  # another process, same store
+        assert {d.outcome for d in again} == {"duplicate"}
+        assert len(srv.posted("chat.postMessage")) == 3
+        _incident(_notifier(settings, env, state_store), [], evaluation_id=43)  # the next failure: a new thread
+        posts = srv.posted("chat.postMessage")
+        ts = srv.answered("chat.postMessage")
+        assert len(posts) == 5 and not posts[3].get("thread_ts") and posts[4]["thread_ts"] == ts[3] != ts[0]
+
+
+def test_a_channel_that_is_down_is_retried_logged_and_never_raises(state_store) -> None:
+    with http_recorder() as srv:
+        settings, env = _settings(srv.url, owners={"finance": ["hook"]})
+        srv.fail_next = 1
+        n = _notifier(settings, env, state_store)
+        out = _incident(n)
+        assert [d.outcome for d in out] == ["sent", "sent"]  # the 503 was retried
+        srv.fail_next = 10
+        down = _incident(n, evaluation_id=99)
+        assert {d.outcome for d in down} == {"failed"} and any("503" in line for line in n.logs)
+        srv.fail_next = 0
+        again = _incident(n, evaluation_id=99)  # the failed sends were not claimed: the retry delivers them
+        assert {d.outcome for d in again} == {"sent"}
+
+
+def test_warnings_and_quiet_hours_wait_for_the_digest(state_store) -> None:
+    with http_recorder() as srv:
+        settings, env = _settings(srv.url, quiet_hours={"start": "22:00", "end": "07:00"}, digest=["data"])
+        night = datetime(2026, 11, 29, 23, 30, tzinfo=timezone.utc)
+        n = _notifier(settings, env, state_store, clock=lambda: night)
+        out = _incident(n, [_esc(1)])
+        assert {d.outcome for d in out} == {"deferred"} and not srv.posted("chat.postMessage")
+        digest = notify_digest(n, [_esc(1)], now=night)
+        (post,) = srv.posted("chat.postMessage")
+        assert post["channel"] == "#data-alerts" and digest[0].outcome == "sent"
+        assert "Held back since the last digest" in post["text"] and "Check orders_vs_stripe failed" in post["text"]
+
+
+def test_the_email_digest_lists_open_escalations_past_due_first(state_store) -> None:
+    now = datetime(2026, 11, 29, 8, tzinfo=timezone.utc)
+    with smtp_server() as (port, received):
+        settings = NotificationSettings.model_validate({
+            "channels": {"mail": {"kind": "email", "to": ["data@acme.io"], "smtp_host": "127.0.0.1", "smtp_port": port}},
+            "digest": ["mail"]})
+        n = _notifier(settings, {}, state_store)
+        escalations = [_esc(1, due=now + timedelta(days=2)), _esc(2, due=now - timedelta(days=1)), _esc(3)]
+        out = notify_digest(n, escalations, now=now)
+        assert out[0].outcome == "sent"
+        (mail,) = received
+        assert mail["Subject"] == "[DIGEST-2026-11-29] 3 open decisions (1 past due)"
+        body = mail.get_payload()
+        lines = [line for line in body.splitlines() if "ESC-" in line]
+        assert lines[0].startswith("PAST DUE ESC-2") and lines[1].startswith("ESC-1") and lines[2].startswith("ESC-3")
+        assert "https://" in body or "http://" in body  # a link to the escalations asset
+
+
+def test_an_email_thread_references_the_first_message(state_store) -> None:
+    with smtp_server() as (port, received):
+        settings = NotificationSettings.model_validate({
+            "channels": {"mail": {"kind": "email", "to": ["finance@acme.io"], "smtp_host": "127.0.0.1", "smtp_port": port}},
+            "owners": {"finance": ["mail"]}})
+        _incident(_notifier(settings, {}, state_store), [_esc(7)])
+        first, second, third = received
+        assert first["Subject"].startswith("[INC-") and "In-Reply-To" not in first
+        assert second["In-Reply-To"] == third["In-Reply-To"] == first["Message-ID"]
+
+
+def test_teams_carries_the_incident_id_and_links(state_store) -> None:
+    with http_recorder() as srv:
+        settings, env = _settings(srv.url, owners={"finance": ["teams"]})
+        _incident(_notifier(settings, env, state_store))
+        cards = srv.posted("/teams")
+        assert len(cards) == 2 and all(c["title"].startswith("[INC-") for c in cards)
+        assert any(a["targets"][0]["uri"].startswith("https://dagster.acme.io/assets/") for a in cards[0]["potentialAction"])
+
+
+def test_a_bad_block_names_the_field() -> None:
+    with pytest.raises(SpecError, match="channels nope are routed to but not declared"):
+        load_notification_settings({"vars": {"agent_de": {"notifications": {"default": ["nope"]}}}}, env={})
+    with pytest.raises(SpecError, match="channels.x"):
+        load_notification_settings({"vars": {"agent_de": {"notifications": {"channels": {"x": {"kind": "sms"}}}}}}, env={})
+    assert load_notification_settings({}, env={}).channels == {}  # nothing declared: nothing is sent
