@@ -17,6 +17,7 @@ from dagster_agent_de.dagster.investigate import FINDINGS_ASSET
 from dagster_agent_de.engines.investigate.fixes import apply_diff
 from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo
+from dagster_agent_de_tests.notify.servers import http_recorder
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -77,10 +78,19 @@ def _assert_finding(instance, run, failing: AssetKey, pattern: str, model: str):
     return top
 
 
-def test_wt02_join_drop_end_to_end(env) -> None:
+def test_wt02_join_drop_end_to_end(env, tmp_path, monkeypatch) -> None:
     demo_env, defs, instance, cursor = env
     enriched = "models/intermediate/int_orders_enriched.sql"
-    with demo_env.incident("wt02_join_drop", rebuild="int_orders_enriched+", restore=(enriched,)):
+    with http_recorder() as slack, demo_env.incident("wt02_join_drop", rebuild="int_orders_enriched+", restore=(enriched,)):
+        # the owner's Slack channel, through dagster-slack's SlackResource pointed at a local Web API
+        cfg = tmp_path / "notifications.yml"
+        cfg.write_text("notifications:\n  ui_url: https://dagster.acme.io\n  channels:\n"
+                       "    analytics: {kind: slack, channel: '#analytics', base_url_env: SLACK_API}\n"
+                       "    general: {kind: slack, channel: '#data', base_url_env: SLACK_API}\n"
+                       "  default: [general]\n  owners: {analytics-team: [analytics]}\n")
+        monkeypatch.setenv("AGENT_DE_NOTIFICATIONS", str(cfg))
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+        monkeypatch.setenv("SLACK_API", slack.url + "/api/")
         demo_env.dbt("run", "-s", "int_orders_enriched+", "-q")
         checked = _run_check_job(defs, instance, "reconcile")
         evals = {e.check_name: e for e in checked.get_asset_check_evaluations()}
@@ -95,6 +105,13 @@ def test_wt02_join_drop_end_to_end(env) -> None:
         top = _assert_finding(instance, run, AssetKey(["fct_orders"]), "join_row_drop", "int_orders_enriched")
         assert "stg_hubspot_contacts" in top["summary"] and top["confidence"] > 0.8
         assert instance.get_run_by_id(checked.run_id).tags["agent_de/investigation_run"] == run.run_id
+        # exactly one thread, in the owner's channel: the failed check, then the finding and the escalation as replies
+        posts, ts = slack.posted("chat.postMessage"), slack.answered("chat.postMessage")
+        assert {p["channel"] for p in posts} == {"#analytics"} and len(posts) >= 3
+        assert not posts[0].get("thread_ts") and all(p["thread_ts"] == ts[0] for p in posts[1:])
+        assert "orders_vs_stripe failed on fct_orders" in posts[0]["text"] and "missing_pct" in posts[0]["text"]
+        assert "join_row_drop in int_orders_enriched" in posts[1]["text"] and "https://dagster.acme.io/runs/" in posts[1]["text"]
+        assert any("Decision needed (authority gap)" in p["text"] for p in posts[2:])
         _apply_top_fix(demo_env, top)  # the proposed fix, applied, makes the check pass
         demo_env.dbt("run", "-s", "int_orders_enriched+", "-q")
         assert _passed(_run_check_job(defs, instance, "reconcile"), "orders_vs_stripe")
