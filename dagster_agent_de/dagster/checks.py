@@ -77,7 +77,7 @@ def _reconcile_check(spec: ReconcileSpec, key: AssetKey, translator: AgentDETran
             context.log.error(f"reconciliation {spec.model}.{spec.name} could not run: {e}")
             return translator.error_check_result(e, spec.severity, "reconciliation")
         context.log.info(report.summary())
-        return translator.reconcile_check_result(report)
+        return translator.reconcile_check_result(report, key)
 
     return _check
 

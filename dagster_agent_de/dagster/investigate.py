@@ -137,7 +137,8 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     context.instance.add_run_tags(context.run_id, {k: v for k, v in tags.items() if v})
     if triggering_run_id and context.instance.get_run_by_id(triggering_run_id):
         context.instance.add_run_tags(triggering_run_id, {"agent_de/investigation_run": context.run_id})
-    extra = {"agent_de/investigation_run": MetadataValue.text(context.run_id),
+    extra = {**({"agent_de/failing_run": MetadataValue.dagster_run(triggering_run_id)} if triggering_run_id else {}),
+             "agent_de/investigation_run": MetadataValue.text(context.run_id),
              "agent_de/check": MetadataValue.text(check_name or "-"),
              "agent_de/duration_s": MetadataValue.float(round(elapsed, 3))}
     failing_key = keys.by_uid.get(node.unique_id, AssetKey(asset_key))

@@ -52,6 +52,25 @@ def default_json(obj: Any) -> MetadataValue:
     return MetadataValue.json(json.loads(json.dumps(obj, default=str)))
 
 
+def default_ui_url() -> str:
+    """The Dagster UI's base URL for links (``DAGSTER_UI_URL``; a relative link when unset)."""
+    import os
+
+    return os.environ.get("DAGSTER_UI_URL", "").rstrip("/")
+
+
+def default_investigations_url(asset_key: AssetKey, check_name: str) -> str:
+    """Runs filtered by the failed-check sensor's tag for this check.
+
+    >>> default_investigations_url(AssetKey(["analytics", "orders"]), "orders_vs_raw")
+    '/runs?q%5B0%5D=tag%3Aagent_de/check%3Danalytics/orders%3Aorders_vs_raw'
+    """
+    from urllib.parse import quote
+
+    return f"{default_ui_url()}/runs?q%5B0%5D=" + quote(f"tag:agent_de/check={asset_key.to_user_string()}:{check_name}",
+                                                      safe="/")
+
+
 class AgentDETranslator:
     """Builds Dagster events from reports and findings. Subclass to change metadata or severity."""
 
@@ -86,12 +105,21 @@ class AgentDETranslator:
         md["report"] = default_json(report.model_dump(mode="json", exclude={"statements"}))
         return md
 
-    def reconcile_check_result(self, report: Any) -> AssetCheckResult:
+    def reconcile_check_result(self, report: Any, asset_key: AssetKey | None = None) -> AssetCheckResult:
+        md = self.reconcile_metadata(report)
+        description = report.summary()
+        if not report.passed and asset_key is not None:
+            # the evaluation is recorded before its investigation run exists: link to the runs the
+            # failed-check sensor tags with this check
+            url = default_investigations_url(asset_key, report.spec_name)
+            md = {"agent_de/investigation_runs": MetadataValue.url(url), **md}
+            description = (f"{description}\nThe agent investigates this failure: its run and finding are at "
+                           f"{url} (the run tagged agent_de/check={asset_key.to_user_string()}:{report.spec_name}).")
         return AssetCheckResult(
             passed=report.passed,
             severity=self.check_severity(report.severity),
-            metadata=self.reconcile_metadata(report),
-            description=report.summary()[:1000],
+            metadata=md,
+            description=description[:1000],
         )
 
     def error_check_result(
@@ -192,9 +220,10 @@ class AgentDETranslator:
 
     # -- findings ---------------------------------------------------------------------------
     def finding_metadata(self, finding: Finding) -> dict[str, Any]:
-        md: dict[str, Any] = {
-            "agent_de/kind": MetadataValue.text(finding.kind),
+        md: dict[str, Any] = {  # by importance: what, how sure (as a percentage and as a number to plot), why
             "agent_de/pattern": MetadataValue.text(finding.pattern),
+            "agent_de/confidence_pct": MetadataValue.text(f"{finding.confidence:.0%}"),
+            "agent_de/kind": MetadataValue.text(finding.kind),
             "agent_de/source": MetadataValue.text(finding.source),
             "agent_de/severity": MetadataValue.text(finding.severity.value),
             "agent_de/confidence": MetadataValue.float(round(finding.confidence, 3)),
@@ -225,5 +254,8 @@ class AgentDETranslator:
         return "\n".join(lines)
 
     def finding_observation(self, finding: Finding, asset_key: AssetKey, extra: Mapping[str, Any] | None = None) -> AssetObservation:
+        what = (f"Root cause: {finding.pattern} in {finding.model or '?'} (confidence {finding.confidence:.0%}). "
+                if finding.pattern != "unexplained" else f"No known pattern explains it (confidence {finding.confidence:.0%}). ")
+        todo = ("Review the proposed fix in agent_de/summary. " if finding.proposed_fix and finding.proposed_fix.diff else "")
         return AssetObservation(asset_key=asset_key, metadata={**self.finding_metadata(finding), **(extra or {})},
-                                description=finding.summary[:500])
+                                description=(what + todo + finding.summary)[:500])

@@ -24,6 +24,10 @@ from dagster_agent_de_tests.deployment.test_dagster_dev import CHECK_EXECUTIONS,
 pytestmark = pytest.mark.deployment
 
 TEAM = "analytics"
+LINKS = """query($k: AssetKeyInput!, $c: String!) { assetCheckExecutions(assetKey: $k, checkName: $c, limit: 1) {
+  evaluation { metadataEntries { label ... on UrlMetadataEntry { url } } } } }"""
+RUN_LINKS = """query($k: AssetKeyInput!) { assetOrError(assetKey: $k) { ... on Asset { assetObservations(limit: 10) {
+  runId metadataEntries { label ... on PipelineRunMetadataEntry { runId } } } } } }"""
 CHECKS_ON_NODE = """query($k: AssetKeyInput!) { assetNodeOrError(assetKey: $k) { ... on AssetNode {
   assetChecksOrError { ... on AssetChecks { checks { name } } } } } }"""
 
@@ -139,6 +143,18 @@ def test_sidecar_beside_the_teams_location(two_locations: TwoLocations) -> None:
     # the team's own dbt test failed too, in their location: investigated as well
     relationships = "analytics/stg_payments:relationships_stg_payments_order_id__order_id__ref_orders_"
     dev.wait_for("the investigation of the team's dbt test", lambda: investigated(relationships), timeout=300)
+
+    # the failed check links to its investigation: the URL's tag filter finds the run the sensor launched
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    link = next(e["url"] for e in dev.graphql(LINKS, {"k": orders, "c": "orders_vs_raw"})["assetCheckExecutions"][0]
+                ["evaluation"]["metadataEntries"] if e["label"] == "agent_de/investigation_runs")
+    tag_key, _, tag_value = unquote(parse_qs(urlparse(link).query)["q[0]"][0]).removeprefix("tag:").partition("=")
+    assert inv["runId"] in [r["runId"] for r in dev.runs_tagged(tag_key, tag_value)]
+    # and the finding links back to the failing run
+    back = [e for o in dev.graphql(RUN_LINKS, {"k": orders})["assetOrError"]["assetObservations"] if o["runId"] == inv["runId"]
+            for e in o["metadataEntries"] if e["label"] == "agent_de/failing_run"]
+    assert back and back[0]["runId"] == tags["agent_de/triggering_run"]
 
     obs = dev.graphql(OBSERVATIONS, {"k": orders})["assetOrError"]["assetObservations"]
     finding = [_entries(o["metadataEntries"]) for o in obs if o["runId"] == inv["runId"]]
