@@ -67,7 +67,7 @@ def test_snowflake_target_without_credentials_names_the_env_vars(tmp_path, monke
 
 
 def test_drift_through_snowflake_adapter(tmp_path, state_store) -> None:
-    """Upper-case identifiers and NUMBER types, one information_schema query, rename detected."""
+    """Upper-case identifiers and NUMBER types, read with metadata commands (no running warehouse), rename detected."""
     from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
     from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
     from dagster_agent_de.manifest import Manifest
@@ -103,8 +103,13 @@ def test_drift_through_snowflake_adapter(tmp_path, state_store) -> None:
             con.cursor().execute("alter table SHOP.STRIPE.CHARGES rename column AMOUNT to AMOUNT_CENTS")
         with SnowflakeWarehouse.from_resource(resource, audit) as wh:
             report, _ = detect_drift(manifest, wh, store)
-    snapshot_queries = [e for e in audit.events if "information_schema.columns" in e.statement]
-    assert len(snapshot_queries) == 2  # one per snapshot, for the whole database
+    show = [e.statement for e in audit.events if e.kind == "query" and e.statement.startswith("SHOW")]
+    per_snapshot = {f'SHOW {what} IN SCHEMA "SHOP"."{schema}"' for what in ("TERSE OBJECTS", "COLUMNS")
+                    for schema in ("STRIPE", "ANALYTICS")}
+    assert set(show) == per_snapshot and len(show) == 2 * len(per_snapshot)  # one command per schema, never per table
+    # schemas are never read from information_schema.columns, which needs a running warehouse (only a change
+    # found this way is fingerprinted, with a query that does)
+    assert not [e for e in audit.events if "information_schema.columns" in e.statement.lower()]
     (change,) = report.changes
     assert (change.kind, change.column, change.new_column) == ("column_renamed", "AMOUNT", "AMOUNT_CENTS")
     assert change.severity.value == "breaking"
@@ -194,3 +199,28 @@ def test_onboarding_profile_and_volume_through_snowflake_adapter(tmp_path) -> No
     assert p.model_name == "stg_zendesk__tickets" and [h["column"] for h in p.pii] == ["REQUESTER"]
     sql = p.files["models/staging/zendesk/stg_zendesk__tickets.sql"]
     assert '"FEE_CENTS" / 100.0 as fee' in sql and '"TICKET_ID" as ticket_id' in sql  # quoted as stored: valid Snowflake
+
+
+def test_a_show_result_at_the_row_cap_is_never_read_as_dropped_columns(monkeypatch) -> None:
+    """SHOW output stops at 10,000 rows: a schema that big keeps its previous snapshot, with a note."""
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.drift import snapshot as snap_mod
+    from dagster_agent_de.engines.drift.snapshot import snapshot_schema
+
+    rels = [("SHOP", "STRIPE", "CHARGES")]
+    with fakesnow.patch():
+        from dagster_snowflake import SnowflakeResource
+
+        resource = SnowflakeResource(account="acct", user="agent", password="pw")
+        with resource.get_connection() as con:
+            cur = con.cursor()
+            cur.execute("create database if not exists SHOP")
+            cur.execute("create schema if not exists SHOP.STRIPE")
+            cur.execute("create or replace table SHOP.STRIPE.CHARGES (id varchar, amount number(38,0), currency varchar)")
+        with SnowflakeWarehouse.from_resource(resource, AuditLog(None)) as wh:
+            first = snapshot_schema(wh, rels)
+            assert [c.name for c in first.tables["shop.stripe.charges"].columns] == ["ID", "AMOUNT", "CURRENCY"]
+            monkeypatch.setattr(snap_mod, "SHOW_ROW_CAP", 3)  # this schema's 3 columns now look like a cut list
+            capped = snapshot_schema(wh, rels, first)
+    assert capped.tables == first.tables and capped.missing == []
+    assert "may be cut" in capped.notes[0]

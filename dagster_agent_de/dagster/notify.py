@@ -3,8 +3,6 @@
 A channel failure is retried by the notifier, logged in the run, and never fails the run that notifies.
 """
 
-from __future__ import annotations
-
 import os
 from typing import Any
 
@@ -43,7 +41,7 @@ def slack_client(token: str, base_url: str | None) -> Any:
     return AgentSlackResource(token=token, base_url=base_url).get_client()
 
 
-def notifier_for(agent_warehouse: AgentWarehouseResource, context: Any) -> Notifier | None:
+def notifier_for(agent_warehouse: AgentWarehouseResource, context: Any) -> "Notifier | None":
     """The notifier of this deployment, or ``None`` when no ``notifications:`` block is declared."""
     from dagster_agent_de.adapters.notify import senders_from_settings
 

@@ -78,6 +78,7 @@ class Snapshot(_Frozen):
     missing: list[str] = Field(default_factory=list)  # requested relations not found
     statements: list[str] = Field(default_factory=list)
     duration_ms: float = 0.0
+    notes: list[str] = Field(default_factory=list)
 
 
 class DriftSeverity(str, Enum):

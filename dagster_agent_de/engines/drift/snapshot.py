@@ -60,6 +60,8 @@ def snapshot_schema(
     only tables whose string changed since ``previous`` are decoded in Python. Relations that
     are not found are listed in ``missing``.
     """
+    if warehouse.dialect == "snowflake":
+        return snapshot_schema_show(warehouse, relations, previous)
     start = time.perf_counter()
     wanted: dict[str | None, dict[str, tuple[str | None, str, str]]] = defaultdict(dict)
     for db, schema, table in relations:
@@ -104,3 +106,93 @@ def snapshot_schema(
     missing = sorted(k for rels in wanted.values() for k in rels if k not in tables)
     return Snapshot(dialect=warehouse.dialect, tables=tables, missing=missing, statements=statements,
                     duration_ms=(time.perf_counter() - start) * 1000)
+
+
+SHOW_ROW_CAP = 10_000
+"""Snowflake caps SHOW output at 10,000 rows: a result that size may be cut, so it proves nothing missing."""
+_SHOW_TYPES = {"FIXED": "NUMBER", "REAL": "FLOAT", "TEXT": "TEXT", "BINARY": "BINARY", "BOOLEAN": "BOOLEAN",
+               "DATE": "DATE", "TIME": "TIME", "TIMESTAMP_NTZ": "TIMESTAMP_NTZ", "TIMESTAMP_LTZ": "TIMESTAMP_LTZ",
+               "TIMESTAMP_TZ": "TIMESTAMP_TZ", "VARIANT": "VARIANT", "OBJECT": "OBJECT", "ARRAY": "ARRAY"}
+
+
+def _show_type(raw: str) -> tuple[str, object, object, object]:
+    """``SHOW COLUMNS``'s JSON ``data_type`` as (type, length, precision, scale), named as information_schema names it.
+
+    >>> _show_type('{"type":"FIXED","precision":10,"scale":2,"nullable":true}')
+    ('NUMBER', None, 10, 2)
+    """
+    import json
+
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        return str(raw).upper(), None, None, None
+    t = _SHOW_TYPES.get(str(d.get("type", "")).upper(), str(d.get("type", "")).upper())
+    return t, d.get("length"), d.get("precision"), d.get("scale")
+
+
+def snapshot_schema_show(
+    warehouse: Warehouse, relations: Iterable[tuple[str | None, str, str]], previous: Snapshot | None = None
+) -> Snapshot:
+    """Snowflake: ``SHOW TERSE OBJECTS`` and ``SHOW COLUMNS`` per schema. Metadata commands run in cloud
+    services and need no running warehouse, so a poll every minute does not keep one awake (an
+    ``information_schema`` query would). Identifiers are quoted by sqlglot. A schema whose output reaches
+    Snowflake's 10,000-row cap keeps its previous snapshot (a note says so): a cut list is never read as
+    dropped columns."""
+    from sqlglot import exp
+
+    start = time.perf_counter()
+    by_schema: dict[tuple[str | None, str], dict[str, tuple[str | None, str, str]]] = defaultdict(dict)
+    for db, schema, table in relations:
+        by_schema[(db, schema)][relation_key(db, schema, table)] = (db, schema, table)
+    known = previous.tables if previous is not None else {}
+    tables: dict[str, TableSchema] = {}
+    statements: list[str] = []
+    notes: list[str] = []
+    unknown: set[str] = set()
+    for (db, schema), rels in by_schema.items():
+        target = exp.Table(this=exp.to_identifier(schema.upper(), quoted=True),
+                           db=exp.to_identifier(db.upper(), quoted=True) if db else None).sql(dialect="snowflake")
+        target = ".".join(p for p in target.split(".") if p)
+        objects_sql = f"SHOW TERSE OBJECTS IN SCHEMA {target}"
+        columns_sql = f"SHOW COLUMNS IN SCHEMA {target}"
+        statements += [objects_sql, columns_sql]
+        objs = warehouse.query(objects_sql, rationale=f"list the objects of {db}.{schema} (metadata, no warehouse)").folded().dicts()
+        cols = warehouse.query(columns_sql, rationale=f"columns of {db}.{schema} (metadata, no warehouse)").folded().dicts()
+        if len(cols) >= SHOW_ROW_CAP or len(objs) >= SHOW_ROW_CAP:
+            notes.append(f"{db}.{schema}: SHOW output reached {SHOW_ROW_CAP:,} rows and may be cut; its previous "
+                         "snapshot stands until the schema is read another way")
+            for key in rels:
+                unknown.add(key)
+                if key in known:
+                    tables[key] = known[key]
+            continue
+        kinds = {str(o.get("name")).lower(): "VIEW" if "VIEW" in str(o.get("kind", "")).upper() else "BASE TABLE"
+                 for o in objs}
+        per_table: dict[str, list[dict[str, object]]] = defaultdict(list)
+        for c in cols:
+            per_table[str(c.get("table_name")).lower()].append(c)
+        for key, (_db, _schema, table) in rels.items():
+            rows = per_table.get(table.lower())
+            if not rows:
+                continue
+            parts = []
+            for pos, c in enumerate(rows, start=1):
+                dtype, length, precision, scale = _show_type(str(c.get("data_type") or ""))
+                nullable = "YES" if str(c.get("null?", "true")).lower() in ("true", "y", "yes") else "NO"
+                parts.append(_FIELD_SEP.join([str(c.get("column_name")), str(pos), dtype, nullable,
+                                              "" if length is None else str(length),
+                                              "" if precision is None else str(precision),
+                                              "" if scale is None else str(scale)]))
+            signature = _COL_SEP.join(parts)
+            ttype = kinds.get(table.lower(), "BASE TABLE")
+            prev = known.get(key)
+            if prev is not None and prev.signature == signature and prev.table_type == ttype:
+                tables[key] = prev  # unchanged: nothing decoded
+                continue
+            cat = str(rows[0].get("database_name") or db or "")
+            tables[key] = TableSchema(relation=f"{cat}.{rows[0].get('schema_name')}.{rows[0].get('table_name')}",
+                                      table_type=ttype, columns=_decode(signature), signature=signature)
+    missing = sorted(k for rels in by_schema.values() for k in rels if k not in tables and k not in unknown)
+    return Snapshot(dialect=warehouse.dialect, tables=tables, missing=missing, statements=statements,
+                    duration_ms=(time.perf_counter() - start) * 1000, notes=notes)
