@@ -475,20 +475,29 @@ def escalations_show(settings: Settings, esc_id: str) -> None:
 
 @escalations.command("answer")
 @click.argument("esc_id")
-@click.option("--choice", type=int, required=True, help="Index of the option (see `show`).")
+@click.option("--choice", type=int, default=None, help="Number of the option (see `show`).")
+@click.option("--option", "option", default=None, help="Or the option by its name, e.g. 'apply the fix'.")
 @click.option("--note", default="", help="Why (becomes the rule text when the answer records context).")
 @click.option("--by", "by", default=lambda: os.environ.get("USER", ""), help="Who answers (default: $USER).")
 @click.option("--no-rerun", is_flag=True, help="Do not re-run the blocked investigation.")
 @click.pass_obj
 @_fail_cleanly
-def escalations_answer(settings: Settings, esc_id: str, choice: int, note: str, by: str, no_rerun: bool) -> None:
+def escalations_answer(settings: Settings, esc_id: str, choice: int | None, option: str | None, note: str, by: str,
+                       no_rerun: bool) -> None:
     """Answer an escalation; the answer becomes durable context and the blocked work re-runs."""
     from dagster_agent_de.adapters.audit import AuditLog
-    from dagster_agent_de.engines.escalate.answering import answer_escalation
+    from dagster_agent_de.engines.escalate.answering import answer_escalation, option_by_name
     from dagster_agent_de.engines.escalate.policy import load_policy
 
     manifest, wh = _context(settings)
     state = _state(settings)
+    if option is not None:
+        esc = next((e for e in state.escalations() if e.id == esc_id), None)
+        if esc is None:
+            raise ConfigError(f"no escalation {esc_id}; `agent-de escalations list` shows the open ones")
+        choice = option_by_name(esc, option)
+    if choice is None:
+        raise ConfigError("give --option NAME or --choice N (see `agent-de escalations show ID`)")
     result = answer_escalation(state, esc_id, choice, by=by, note=note, policy=load_policy(settings.project_dir),
                                audit=AuditLog(state, actor="cli"), manifest=manifest)
     click.echo(result.describe())

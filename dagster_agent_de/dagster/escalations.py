@@ -12,6 +12,7 @@ from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.escalate.answering import answer_escalation
 from dagster_agent_de.engines.escalate.policy import load_policy
 from dagster_agent_de.engines.escalate.raising import check_node
+from dagster_agent_de.errors import ConfigError
 
 ANSWER_JOB = "answer_escalation"
 
@@ -20,7 +21,9 @@ class AnswerConfig(Config):
     """Your answer to one escalation (see the agent_de/escalations asset for the open queue)."""
 
     escalation_id: str = Field(description="e.g. ESC-3")
-    choice: int = Field(description="Index of the option you choose (0 = first).")
+    option: str = Field(default="", description="The option you choose, by its name as the escalation lists it "
+                                                "(e.g. 'apply the fix'); or give `choice`.")
+    choice: int = Field(default=-1, description="Or the option's number (0 = first).")
     note: str = Field(default="", description="Why; becomes the rule text when the answer records context.")
     answered_by: str = Field(description="Who answers (e-mail). Four-eyes decisions need distinct people.")
 
@@ -34,7 +37,8 @@ def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse
     by = answerer(context.run.tags if context.run else {}, config.answered_by)
     if by != config.answered_by.strip().lower():
         context.log.info(f"answering as {by}, the user who launched this run (the run's `{USER_TAG}` tag)")
-    result = answer_escalation(store, config.escalation_id, config.choice, by=by, note=config.note,
+    choice = option_index(store, config.escalation_id, config.option, config.choice)
+    result = answer_escalation(store, config.escalation_id, choice, by=by, note=config.note,
                                policy=load_policy(settings.project_dir), audit=audit, manifest=manifest)
     context.log.info(result.describe())
     context.instance.add_run_tags(context.run_id, {"agent_de/escalation": config.escalation_id,
@@ -94,3 +98,17 @@ def _notify_answer(context: OpExecutionContext, agent_warehouse: AgentWarehouseR
                 context.log.info(f"notification to {d.channel}: {d.outcome}")
     except Exception as e:
         context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")
+
+
+def option_index(store, escalation_id: str, option: str, choice: int) -> int:
+    """The option named ``option`` (case and spacing ignored), else ``choice``; a clear error naming the options."""
+    from dagster_agent_de.engines.escalate.answering import option_by_name
+
+    if not option:
+        if choice < 0:
+            raise ConfigError(f"answer {escalation_id} with `option` (its name) or `choice` (its number)")
+        return choice
+    esc = next((e for e in store.escalations() if e.id == escalation_id), None)
+    if esc is None:
+        raise ConfigError(f"no escalation {escalation_id}; see the agent_de/escalations asset for the open queue")
+    return option_by_name(esc, option)

@@ -71,6 +71,25 @@ def default_investigations_url(asset_key: AssetKey, check_name: str) -> str:
                                                       safe="/")
 
 
+def default_answer_config(escalation_id: str, option: str) -> str:
+    """Launchpad config to answer ``escalation_id`` with ``option``, ready to copy.
+
+    >>> print(default_answer_config("ESC-1", "apply the fix"))
+    ops:
+      answer:
+        config:
+          escalation_id: ESC-1
+          option: apply the fix
+          answered_by: you@example.com
+          note: ''
+    """
+    import yaml
+
+    cfg = {"ops": {"answer": {"config": {"escalation_id": escalation_id, "option": option,
+                                          "answered_by": "you@example.com", "note": ""}}}}
+    return yaml.safe_dump(cfg, sort_keys=False).rstrip()
+
+
 class AgentDETranslator:
     """Builds Dagster events from reports and findings. Subclass to change metadata or severity."""
 
@@ -199,8 +218,10 @@ class AgentDETranslator:
             lines.append(f"{i}. **{o.label}**{star}: {o.consequence}. Agent will: `{o.agent_action}`")
         lines += ["", f"Recommendation: {e.recommendation_reason or 'no recommendation'}",
                   f"Blocked: {e.blocking or '-'}; continues meanwhile: {e.continues or '-'}", "",
-                  f"Answer: launch the `answer_escalation` job with escalation_id `{e.id}`, or "
-                  f"`agent-de escalations answer {e.id} --choice N --by you@example.com`"]
+                  f"Answer: `agent-de escalations answer {e.id} --choice N --by you@example.com`, or launch the "
+                  "`answer_escalation` job with one of these configs:"]
+        for o in e.options:
+            lines += ["", "```yaml", default_answer_config(e.id, o.label), "```"]
         if e.fix_diff:
             lines += ["", "```diff", e.fix_diff.rstrip(), "```"]
         return "\n".join(lines)

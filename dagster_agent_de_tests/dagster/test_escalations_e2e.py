@@ -49,10 +49,13 @@ def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:
         assert "context_gap" in [r.data["kind"] for r in queue.records]
         obs = [o.asset_observation for o in instance.fetch_observations(AssetKey(["fct_orders"]), limit=10).records]
         assert any(o.metadata.get("agent_de/escalation") and o.metadata["agent_de/escalation"].value == esc.id for o in obs)
+        # the queue shows a ready Launchpad config for each option, by its name
+        detail = mat.asset_materialization.metadata["detail"].value
+        assert f"escalation_id: {esc.id}\n      option: {esc.options[1].label}" in detail
 
         answered = defs.resolve_job_def("answer_escalation").execute_in_process(instance=instance, run_config={
             **QUIET, "ops": {"answer": {"config": {
-                "escalation_id": esc.id, "choice": 1, "answered_by": "ana@shop.example",
+                "escalation_id": esc.id, "option": esc.options[1].label.upper(), "answered_by": "ana@shop.example",
                 "note": "orders without a status are drafts and are excluded on purpose"}}}})
         assert answered.success
         out = answered.output_for_node("answer")

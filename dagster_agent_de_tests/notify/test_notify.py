@@ -83,7 +83,7 @@ def test_one_thread_per_incident_in_the_owners_channel(state_store) -> None:
         assert "+left join" in finding["text"]
         buttons = [e["url"] for b in finding["blocks"] if b["type"] == "actions" for e in b["elements"]]
         assert "https://dagster.acme.io/runs/run-10" in buttons
-        assert "agent-de escalations answer ESC-1 --choice 0 --by <you>   # apply the fix" in escalation["text"]
+        assert "agent-de escalations answer ESC-1 --option 'apply the fix' --by <you>" in escalation["text"]
         hooks = srv.posted("/hook")
         assert [h["event"] for h in hooks] == ["failed", "investigated", "escalated"]
         assert len({h["incident_id"] for h in hooks}) == 1  # channels that cannot thread carry the incident id

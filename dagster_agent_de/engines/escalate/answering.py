@@ -101,3 +101,20 @@ def answer_escalation(
                   finance=finance, audit=audit, what=f"apply the fix of {esc.id} to {esc.asset}")
         out.applied_files = apply_diff(manifest, ProposedFix(description=esc.decision, diff=esc.fix_diff))
     return out
+
+
+def option_by_name(esc: Escalation, name: str) -> int:
+    """The index of the option of ``esc`` called ``name`` (case and spacing ignored).
+
+    >>> from dagster_agent_de.core.models import EscalationKind, EscalationOption
+    >>> esc = Escalation(id="ESC-1", kind=EscalationKind.CONTEXT_GAP, decision="?",
+    ...                  options=[EscalationOption(label="Apply the fix"), EscalationOption(label="Leave it")])
+    >>> option_by_name(esc, "leave  it")
+    1
+    """
+    wanted = " ".join(name.lower().split())
+    for i, opt in enumerate(esc.options):
+        if " ".join(opt.label.lower().split()) == wanted:
+            return i
+    raise EscalationError(f"{esc.id} has no option {name!r}; its options are: "
+                          + "; ".join(repr(o.label) for o in esc.options))

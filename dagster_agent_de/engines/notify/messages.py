@@ -87,10 +87,9 @@ def finding_message(*, finding: Finding, asset: str, check: str, evaluation_id: 
 
 def answer_instructions(esc: Escalation) -> str:
     """The exact CLI command and Launchpad config to answer, one per option."""
-    lines = [f"agent-de escalations answer {esc.id} --choice {i} --by <you>   # {opt.label}"
-             for i, opt in enumerate(esc.options)]
+    lines = [f"agent-de escalations answer {esc.id} --option {opt.label!r} --by <you>" for opt in esc.options]
     lines.append("or the answer_escalation job in the Launchpad: ops: {answer: {config: {escalation_id: "
-                 f"\"{esc.id}\", choice: <number above>, answered_by: \"<you>\"}}}}")
+                 f"\"{esc.id}\", option: \"<option name>\", answered_by: \"<you>\"}}}}")
     return "\n".join(lines)
 
 
