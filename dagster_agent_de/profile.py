@@ -135,7 +135,7 @@ def load_project_yaml(project_dir: Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise ProjectError(f"{path} is not valid YAML: {e}") from e
     if not isinstance(data, dict):
-        raise ProjectError(f"{path} must be a YAML mapping (name:, profile:, ...), not a {type(data).__name__}")
+        raise ProjectError(f"{path} must be a mapping (name:, profile:, ...), not a YAML {type(data).__name__}")
     return data
 
 

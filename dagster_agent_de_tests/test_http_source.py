@@ -163,16 +163,16 @@ def test_an_empty_http_truth_exits_2_from_the_cli(demo_env) -> None:
     from dagster_agent_de.cli import main
 
     with serve({"/empty": _json({"data": []})}) as (base, _):
-        spec = (
-            "        reconcile:\n"
-            "          - name: revenue_vs_api\n"
-            "            against: http\n"
-            f"            http: {{url: '{base}/empty'}}\n"
-            "            key: [order_date, currency]\n"
-            "          - name: revenue_vs_finance_export\n"
+        spec = (  # the demo's specs sit under config.meta (dbt 1.10+)
+            "          reconcile:\n"
+            "            - name: revenue_vs_api\n"
+            "              against: http\n"
+            f"              http: {{url: '{base}/empty'}}\n"
+            "              key: [order_date, currency]\n"
+            "            - name: revenue_vs_finance_export\n"
         )
         with demo_env.patched("models/marts/_marts.yml",
-                              "        reconcile:\n          - name: revenue_vs_finance_export\n", spec):
+                              "          reconcile:\n            - name: revenue_vs_finance_export\n", spec):
             demo_env.dbt("parse", "-q")
             r = CliRunner().invoke(main, ["--state-dir", str(demo_env.settings.state_dir), "--project-dir",
                                           str(demo_env.project_dir), "reconcile", "--model", "fct_revenue"])

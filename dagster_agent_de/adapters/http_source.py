@@ -149,7 +149,12 @@ def fetch_json_pages(
         start = time.perf_counter()
         deadline = min(time.monotonic() + timeout_s, source_deadline)
         try:
-            body_bytes, final_url = _get_following(page_url, origin, headers, auth, deadline, budget)
+            try:
+                body_bytes, final_url = _get_following(page_url, origin, headers, auth, deadline, budget)
+            except OSError as e:  # the socket's own timeout can fire a moment before the deadline's timer
+                if time.monotonic() >= deadline - 0.05:
+                    raise _Deadline() from e
+                raise
             body = json.loads(body_bytes.decode())
         except _Deadline as e:
             limit = "the source's" if deadline == source_deadline else "the request's"

@@ -106,9 +106,14 @@ def test_wt02_join_drop_end_to_end(env, tmp_path, monkeypatch) -> None:
         assert "stg_hubspot_contacts" in top["summary"] and top["confidence"] > 0.8
         assert instance.get_run_by_id(checked.run_id).tags["agent_de/investigation_run"] == run.run_id
         # exactly one thread, in the owner's channel: the failed check, then the finding and the escalation as replies
-        posts, ts = slack.posted("chat.postMessage"), slack.answered("chat.postMessage")
-        assert {p["channel"] for p in posts} == {"#analytics"} and len(posts) >= 3
-        assert not posts[0].get("thread_ts") and all(p["thread_ts"] == ts[0] for p in posts[1:])
+        every, ts_all = slack.posted("chat.postMessage"), slack.answered("chat.postMessage")
+        posts = [p for p in every if p["channel"] == "#analytics"]
+        ts = [t for p, t in zip(every, ts_all, strict=True) if p["channel"] == "#analytics"]
+        assert len(posts) >= 3 and not posts[0].get("thread_ts") and all(p["thread_ts"] == ts[0] for p in posts[1:])
+        # the escalation's own owner (finance signs off) is told too, in the default channel, with the incident id
+        others = [p for p in every if p["channel"] != "#analytics"]
+        assert {p["channel"] for p in others} <= {"#data"}
+        assert all("Decision needed" in p["text"] and p["text"].startswith(posts[0]["text"][:13]) for p in others)
         assert "orders_vs_stripe failed on fct_orders" in posts[0]["text"] and "missing_pct" in posts[0]["text"]
         assert "join_row_drop in int_orders_enriched" in posts[1]["text"] and "https://dagster.acme.io/runs/" in posts[1]["text"]
         assert any("Decision needed (authority gap)" in p["text"] for p in posts[2:])

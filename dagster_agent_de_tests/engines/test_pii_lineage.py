@@ -18,7 +18,7 @@ from dagster_agent_de.engines.investigate.models import Failure
 from dagster_agent_de.engines.pii_lineage import pii_index
 from dagster_agent_de.engines.reconcile import ReconcileSpec, reconcile
 from dagster_agent_de.manifest import Manifest
-from dagster_agent_de_tests.helpers import duck
+from dagster_agent_de_tests.helpers import duck, stored_audit_text
 
 N_ROWS = 12
 
@@ -83,13 +83,13 @@ def _world(tmp_path: Path, seed: int):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_no_raw_pii_anywhere(tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_raw_pii_anywhere(tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture, state_store) -> None:
     from dagster_agent_de.dagster.translator import AgentDETranslator
 
     path, manifest, spec, raw, renamed = _world(tmp_path, seed)
     assert pii_index(manifest).relation_pii("wh.main.people_model") == {n.lower() for n in renamed.values()}
     lines: list[str] = []
-    audit = AuditLog(tmp_path / "audit.jsonl", sinks=[lambda e: lines.append(e.one_line())])
+    audit = AuditLog(state_store, sinks=[lambda e: lines.append(e.one_line())])
     caplog.set_level(logging.DEBUG)
     with DuckDBWarehouse(path, audit) as wh:
         report = reconcile(spec, manifest, wh)
@@ -109,7 +109,7 @@ def test_no_raw_pii_anywhere(tmp_path: Path, seed: int, caplog: pytest.LogCaptur
         json.dumps([f.model_dump(mode="json") for f in report.to_findings()]),
         json.dumps({k: str(v.value) for k, v in AgentDETranslator().reconcile_check_result(report).metadata.items()}),
         json.dumps([e.model_dump(mode="json") for e in evidence]),
-        (tmp_path / "audit.jsonl").read_text(), "\n".join(lines), caplog.text,
+        stored_audit_text(state_store), "\n".join(lines), caplog.text,
     ]
     blob = "\n".join(texts).lower()
     leaked = sorted(v for v in raw if v in blob)

@@ -29,7 +29,9 @@ def notify_investigation(
     check_description: str, numbers: Sequence[tuple[str, str]], finding: Finding, investigation_run: str,
     escalations: Sequence[Escalation], owner: str | None, mask: Callable[[str], str] = str,
 ) -> list[Delivery]:
-    """The failed check opens the incident's thread; the finding and each escalation reply in it."""
+    """The failed check opens the incident's thread; the finding and each escalation reply in it. An
+    escalation whose owner is someone else (finance signs off a fix to its tables) also goes to that
+    owner's channels, carrying the incident id."""
     links = Links(notifier.settings.base_url)
     severity = Severity.ERROR if finding.severity.rank >= Severity.ERROR.rank else finding.severity
     inc = incident_id(asset, check, evaluation_id)
@@ -38,10 +40,15 @@ def notify_investigation(
         evaluation_id=evaluation_id, run_id=failing_run, owner=owner, mask=mask))
     out += notifier.notify(finding_message(finding=finding, asset=asset, check=check, evaluation_id=evaluation_id,
                                            investigation_run=investigation_run, links=links, owner=owner, mask=mask))
+    incident_channels = notifier.settings.channels_for(owner)
     for esc in escalations:
         notifier.ledger.set_notification_thread(_ESCALATION_INCIDENT, esc.id, inc)
-        msg = escalation_message(esc=esc, incident=inc, links=links, mask=mask)
-        out += notifier.notify(msg.model_copy(update={"severity": severity, "owner": esc.owner or owner}))
+        msg = escalation_message(esc=esc, incident=inc, links=links, mask=mask).model_copy(
+            update={"severity": severity, "owner": esc.owner or owner})
+        out += notifier.notify(msg, channels=incident_channels)
+        deciders = [c for c in notifier.settings.channels_for(esc.owner) if c not in incident_channels]
+        if deciders:
+            out += notifier.notify(msg, channels=deciders)
     return out
 
 
