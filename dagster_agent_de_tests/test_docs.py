@@ -20,6 +20,7 @@ MODULES = [
     "dagster_agent_de.sql.facts",
     "dagster_agent_de.engines.performance.plan",
     "dagster_agent_de.engines.performance.verify",
+    "dagster_agent_de.engines.performance.runtime",
     "dagster_agent_de.engines.performance.detectors.union_distinct",
     "dagster_agent_de.engines.performance.detectors.join_explosion",
     "dagster_agent_de.engines.performance.detectors.non_sargable",

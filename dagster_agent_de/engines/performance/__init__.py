@@ -9,6 +9,14 @@ from dagster_agent_de.engines.performance.detectors import DETECTORS
 from dagster_agent_de.engines.performance.engine import detect, investigate_model, investigate_sql
 from dagster_agent_de.engines.performance.models import PerfContext, PerfFinding, PerfHypothesis, Verification
 from dagster_agent_de.engines.performance.plan import Operator, QueryPlan, explain_analyze, parse_plan
+from dagster_agent_de.engines.performance.runtime import (
+    RuntimePolicy,
+    RuntimeVerdict,
+    judge_runtime,
+    record_runtime,
+    runtime_history,
+    runtimes_from_run_results,
+)
 from dagster_agent_de.engines.performance.verify import fingerprint_sql, verify
 
 __all__ = [
@@ -18,12 +26,18 @@ __all__ = [
     "PerfFinding",
     "PerfHypothesis",
     "QueryPlan",
+    "RuntimePolicy",
+    "RuntimeVerdict",
     "Verification",
     "detect",
     "explain_analyze",
     "fingerprint_sql",
     "investigate_model",
     "investigate_sql",
+    "judge_runtime",
     "parse_plan",
+    "record_runtime",
+    "runtime_history",
+    "runtimes_from_run_results",
     "verify",
 ]
