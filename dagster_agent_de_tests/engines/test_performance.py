@@ -15,8 +15,11 @@ from dagster_agent_de.engines.performance import (
     explain_analyze,
     investigate_sql,
 )
+from dagster_agent_de.engines.investigate.engine import investigate
+from dagster_agent_de.engines.investigate.failure import failure_from_check
 from dagster_agent_de.engines.performance.plan import QueryPlan
 from dagster_agent_de.errors import StatementRefusedError
+from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.sql.scope import parse
 from dagster_agent_de_tests.helpers import duck
 
@@ -172,3 +175,34 @@ def test_every_statement_goes_through_the_audited_guard(wh: DuckDBWarehouse, aud
     with pytest.raises(StatementRefusedError):
         wh.query("EXPLAIN (ANALYZE, FORMAT JSON) delete from app.orders", rationale="test")
     assert audit.events[-1].outcome == "refused"
+
+
+def _project(tmp_path: Path, name: str, sql: str) -> Manifest:
+    """A project whose model file is written with ref(); the manifest renders it to the compiled SELECT."""
+    (tmp_path / "models").mkdir(exist_ok=True)
+    (tmp_path / "models" / f"{name}.sql").write_text(_jinja(sql))
+
+    def node(n: str, path: str | None = None, deps: tuple[str, ...] = ()) -> dict:
+        return {"name": n, "resource_type": "model", "relation_name": f"shop.app.{n}", "database": "shop",
+                "schema": "app", "package_name": "p", "original_file_path": path or f"models/{n}.sql",
+                "depends_on": {"nodes": list(deps)}, "config": {"materialized": "table"}}
+
+    return Manifest({"nodes": {
+        "model.p.orders": node("orders"), "model.p.order_items": node("order_items"),
+        f"model.p.{name}": node(name, deps=("model.p.orders", "model.p.order_items")),
+    }}, tmp_path)
+
+
+def test_a_failed_model_runtime_check_routes_to_the_performance_library(wh: DuckDBWarehouse, tmp_path: Path) -> None:
+    manifest = _project(tmp_path, "fct_orders_slow", CASES["join_explosion"][0])
+    failure = failure_from_check(manifest, "fct_orders_slow", "model_runtime", wh, [tmp_path], strict=True)
+    assert failure.kind == "performance"
+    report = investigate(failure, manifest, wh)
+    top = report.findings[0]
+    assert top.pattern == "join_explosion" and top.model == "fct_orders_slow" and top.verified
+    assert top.proposed_fix is not None and top.proposed_fix.files == ["models/fct_orders_slow.sql"]
+    assert "+join (select distinct order_id from {{ ref('order_items') }}) i" in top.proposed_fix.diff
+    assert top.evidence[0].statement.startswith("EXPLAIN (ANALYZE, FORMAT JSON) ")
+    assert {r["operator"] for r in top.evidence[0].rows_sample} == {"HASH_GROUP_BY", "HASH_JOIN"}
+    measured = top.evidence[-1].rows_sample[0]
+    assert measured["same_row_hash"] and measured["rows_before"] == measured["rows_after"] == ORDERS

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 from dagster_agent_de.adapters.warehouse import Warehouse
+from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, ProposedFix, Severity
 from dagster_agent_de.engines.performance.detectors import DETECTORS
 from dagster_agent_de.engines.performance.models import PerfContext, PerfFinding, PerfHypothesis
-from dagster_agent_de.engines.performance.plan import explain_analyze
+from dagster_agent_de.engines.performance.plan import EXPLAIN_PREFIX, explain_analyze
 from dagster_agent_de.engines.performance.verify import verify
 from dagster_agent_de.errors import AgentDEError
 from dagster_agent_de.manifest import Manifest, Node
@@ -82,3 +83,48 @@ def investigate_model(warehouse: Warehouse, manifest: Manifest, node: Node, *, r
     source = path.read_text() if path is not None and path.exists() else None
     return investigate_sql(warehouse, sql, model=node.name, source=source,
                            source_path=node.raw.get("original_file_path"), repeats=repeats)
+
+
+def as_finding(finding: PerfFinding, sql: str) -> Finding:
+    """The investigation as a :class:`~dagster_agent_de.core.models.Finding` (operator table and measured
+    before/after figures as evidence; the diff only when a rewrite was verified)."""
+    top = finding.top
+    evidence = [Evidence(
+        statement=EXPLAIN_PREFIX + sql.strip(), rationale=f"analyzed plan of {finding.model}",
+        result_summary=(f"{finding.plan.total_seconds:.3f}s, {finding.plan.rows_scanned:,} rows scanned, "
+                        f"{finding.plan.bytes_spilled:,} bytes spilled"),
+        rows_sample=list(top.operators) if top else [], row_count=len(top.operators) if top else 0,
+        duration_ms=round(finding.plan.total_seconds * 1000, 2),
+    )]
+    for v in [*finding.rejected, *([finding.verified] if finding.verified else [])]:
+        evidence.append(Evidence(
+            statement=EXPLAIN_PREFIX + v.sql_after.strip(), rationale=f"verify: {v.description}",
+            result_summary=v.summary(), row_count=v.rows_after,
+            rows_sample=[{"seconds_before": round(v.seconds_before, 4), "seconds_after": round(v.seconds_after, 4),
+                          "speedup": round(v.speedup, 2), "rows_before": v.rows_before, "rows_after": v.rows_after,
+                          "same_row_hash": v.same_hash}],
+            duration_ms=round(v.seconds_after * 1000, 2),
+        ))
+    fix = None
+    if top is not None and finding.verified is not None:
+        fix = ProposedFix(description=finding.verified.summary(), diff=finding.diff,
+                          files=[finding.diff.split("\n", 1)[0][len("--- a/"):]] if finding.diff else [])
+    return Finding(
+        pattern=top.pattern if top else "unexplained", model=finding.model, severity=Severity.WARNING,
+        confidence=top.confidence if top else 0.0, summary=finding.summary(), evidence=evidence, proposed_fix=fix,
+        verified=finding.verified is not None,
+    )
+
+
+def investigate_performance(warehouse: Warehouse, manifest: Manifest, node: Node) -> FindingsReport:
+    """The report for a failed ``model_runtime`` check (the investigation's ``performance`` kind)."""
+    sql = manifest.compiled_sql(node.unique_id) or ""
+    try:
+        finding = investigate_model(warehouse, manifest, node)
+    except AgentDEError as e:
+        return FindingsReport(findings=[Finding(
+            pattern="unexplained", model=node.name, severity=Severity.WARNING, confidence=0.0,
+            summary=f"the plan of {node.name} could not be analyzed: {str(e).splitlines()[0][:300]}",
+        )], notes=[f"performance investigation of {node.name} failed: {e}"])
+    return FindingsReport(findings=[as_finding(finding, sql)],
+                          notes=[*finding.notes, f"time to finding: {finding.seconds_to_finding:.2f}s"])
