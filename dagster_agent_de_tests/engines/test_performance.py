@@ -9,14 +9,14 @@ import pytest
 
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+from dagster_agent_de.engines.investigate.engine import investigate
+from dagster_agent_de.engines.investigate.failure import failure_from_check
 from dagster_agent_de.engines.performance import (
     PerfContext,
     detect,
     explain_analyze,
     investigate_sql,
 )
-from dagster_agent_de.engines.investigate.engine import investigate
-from dagster_agent_de.engines.investigate.failure import failure_from_check
 from dagster_agent_de.engines.performance.plan import QueryPlan
 from dagster_agent_de.errors import StatementRefusedError
 from dagster_agent_de.manifest import Manifest
