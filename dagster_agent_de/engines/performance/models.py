@@ -55,6 +55,7 @@ class Verification:
     rows_after: int
     same_hash: bool
     sql_after: str
+    min_speedup: float = 1.0
 
     @property
     def unchanged(self) -> bool:
@@ -64,10 +65,19 @@ class Verification:
     def speedup(self) -> float:
         return self.seconds_before / self.seconds_after if self.seconds_after > 0 else float("inf")
 
+    @property
+    def accepted(self) -> bool:
+        """Same results and at least ``min_speedup`` times faster."""
+        return self.unchanged and self.speedup >= self.min_speedup
+
     def summary(self) -> str:
-        verdict = ("results unchanged" if self.unchanged else
-                   f"REJECTED: results change ({self.rows_before:,} -> {self.rows_after:,} rows"
-                   f"{'' if self.same_hash else ', different row hash'})")
+        if not self.unchanged:
+            verdict = (f"REJECTED: results change ({self.rows_before:,} -> {self.rows_after:,} rows"
+                       f"{'' if self.same_hash else ', different row hash'})")
+        elif not self.accepted:
+            verdict = f"results unchanged, REJECTED: not faster (needs {self.min_speedup:g}x)"
+        else:
+            verdict = "results unchanged"
         return (f"{self.description}: {self.seconds_before:.3f}s -> {self.seconds_after:.3f}s "
                 f"({self.speedup:.1f}x, measured by EXPLAIN ANALYZE), {verdict}")
 

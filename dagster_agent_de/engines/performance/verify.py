@@ -44,7 +44,7 @@ def _best(warehouse: Warehouse, sql: str, rationale: str, repeats: int) -> Query
 
 
 def verify(warehouse: Warehouse, before: str, after: str, description: str, *, repeats: int = 1,
-           plan_before: QueryPlan | None = None) -> Verification:
+           plan_before: QueryPlan | None = None, min_speedup: float = 1.0) -> Verification:
     """Run both SELECTs under EXPLAIN ANALYZE (best of ``repeats``) and compare their rows."""
     pb = plan_before if plan_before is not None and repeats <= 1 else _best(
         warehouse, before, "time the model's SELECT (performance investigation)", repeats)
@@ -54,5 +54,5 @@ def verify(warehouse: Warehouse, before: str, after: str, description: str, *, r
     return Verification(
         description=description, seconds_before=pb.total_seconds, seconds_after=pa.total_seconds,
         rows_before=int(row["rows_before"]), rows_after=int(row["rows_after"]),
-        same_hash=row["hash_before"] == row["hash_after"], sql_after=after,
+        same_hash=row["hash_before"] == row["hash_after"], sql_after=after, min_speedup=min_speedup,
     )

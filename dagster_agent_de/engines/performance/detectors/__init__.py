@@ -6,12 +6,13 @@ compiled SQL (verified by :func:`~dagster_agent_de.engines.performance.verify.ve
 """
 
 from dagster_agent_de.engines.performance.detectors import (
+    cross_join,
     join_explosion,
     non_sargable,
     repeated_scan,
     union_distinct,
 )
 
-DETECTORS = (join_explosion, union_distinct, non_sargable, repeated_scan)
+DETECTORS = (join_explosion, union_distinct, non_sargable, repeated_scan, cross_join)
 
 __all__ = ["DETECTORS"]
