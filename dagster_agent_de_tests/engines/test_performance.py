@@ -18,7 +18,7 @@ from dagster_agent_de.engines.performance import (
     investigate_sql,
 )
 from dagster_agent_de.engines.performance.plan import QueryPlan
-from dagster_agent_de.errors import StatementRefusedError
+from dagster_agent_de.errors import StatementRefusedError, WarehouseError
 from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.sql.scope import parse
 from dagster_agent_de_tests.helpers import duck
@@ -229,3 +229,8 @@ def test_a_cartesian_product_is_named_without_a_guessed_rewrite(wh: DuckDBWareho
     assert "cross_join" not in _patterns(wh, keyed)
     tiny = "select r.region, s.region as other from shop.app.regions r cross join shop.app.regions s\n"
     assert "cross_join" not in _patterns(wh, tiny)  # 100 rows: a lookup, not a problem
+
+
+def test_unparsable_sql_is_a_clear_error_not_a_crash(wh: DuckDBWarehouse) -> None:
+    with pytest.raises(WarehouseError, match="could not be parsed"):
+        investigate_sql(wh, "select from from where", model="broken")

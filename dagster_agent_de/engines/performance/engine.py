@@ -6,20 +6,29 @@ import difflib
 import time
 from pathlib import Path
 
+from sqlglot.errors import SqlglotError
+
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, ProposedFix, Severity
 from dagster_agent_de.engines.performance.detectors import DETECTORS
 from dagster_agent_de.engines.performance.models import PerfContext, PerfFinding, PerfHypothesis
 from dagster_agent_de.engines.performance.plan import EXPLAIN_PREFIX, explain_analyze
 from dagster_agent_de.engines.performance.verify import verify
-from dagster_agent_de.errors import AgentDEError
+from dagster_agent_de.errors import AgentDEError, WarehouseError
 from dagster_agent_de.manifest import Manifest, Node
 from dagster_agent_de.sql.scope import parse
 
 
-def detect(ctx: PerfContext) -> list[PerfHypothesis]:
-    """Every detector's hypotheses, most confident first."""
-    found = [h for d in DETECTORS for h in d.detect(ctx)]
+def detect(ctx: PerfContext, notes: list[str] | None = None) -> list[PerfHypothesis]:
+    """Every detector's hypotheses, most confident first; a detector that fails is a note, not a lost investigation."""
+    found: list[PerfHypothesis] = []
+    for detector in DETECTORS:
+        try:
+            found += detector.detect(ctx)
+        except Exception as e:
+            if notes is None:
+                raise
+            notes.append(f"detector {detector.PATTERN} failed: {type(e).__name__}: {e}")
     return sorted(found, key=lambda h: -h.confidence)
 
 
@@ -40,9 +49,15 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
             (measured) to be proposed; 0 proposes any rewrite that leaves the results unchanged.
     """
     start = time.perf_counter()
+    try:
+        tree = parse(sql, warehouse.dialect)
+    except SqlglotError as e:
+        raise WarehouseError(f"the compiled SQL of {model} could not be parsed as {warehouse.dialect}: "
+                             f"{str(e).splitlines()[0][:200]}") from e
     plan = explain_analyze(warehouse, sql, f"analyze the plan of {model} (performance investigation)")
-    ctx = PerfContext(sql=sql, dialect=warehouse.dialect, tree=parse(sql, warehouse.dialect), plan=plan)
-    finding = PerfFinding(model=model, plan=plan, hypotheses=detect(ctx))
+    ctx = PerfContext(sql=sql, dialect=warehouse.dialect, tree=tree, plan=plan)
+    notes: list[str] = []
+    finding = PerfFinding(model=model, plan=plan, hypotheses=detect(ctx, notes), notes=notes)
     top = finding.top
     if top is None or not verify_rewrite:
         finding.seconds_to_finding = time.perf_counter() - start
@@ -56,7 +71,7 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
         try:
             result = verify(warehouse, sql, after, rewrite.description, repeats=repeats,
                             plan_before=plan, min_speedup=min_speedup)
-        except AgentDEError as e:
+        except (AgentDEError, SqlglotError) as e:
             finding.notes.append(f"could not verify '{rewrite.description}': {str(e).splitlines()[0][:200]}")
             continue
         if not result.accepted:
