@@ -25,6 +25,7 @@ MODULES = [
     "dagster_agent_de.engines.performance.detectors.join_explosion",
     "dagster_agent_de.engines.performance.detectors.non_sargable",
     "dagster_agent_de.engines.performance.detectors.repeated_scan",
+    "dagster_agent_de.engines.performance.detectors.order_by",
 ]
 
 

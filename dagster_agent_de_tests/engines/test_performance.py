@@ -93,6 +93,10 @@ CASES = {
         "select count(*) filter (where status = 'paid') as paid, count(*) filter (where status = 'open') as open,\n"
         "  sum(amount) filter (where status = 'refunded') as refunded\nfrom shop.app.orders\n",
     ),
+    "order_by": (
+        "select order_id, customer_id, amount\nfrom shop.app.orders\norder by amount desc, order_id\n",
+        "select order_id, customer_id, amount\nfrom shop.app.orders\n",
+    ),
 }
 
 
@@ -234,3 +238,8 @@ def test_a_cartesian_product_is_named_without_a_guessed_rewrite(wh: DuckDBWareho
 def test_unparsable_sql_is_a_clear_error_not_a_crash(wh: DuckDBWarehouse) -> None:
     with pytest.raises(WarehouseError, match="could not be parsed"):
         investigate_sql(wh, "select from from where", model="broken")
+
+
+def test_a_top_n_keeps_its_order_by(wh: DuckDBWarehouse) -> None:
+    top_n = "select order_id, amount from shop.app.orders order by amount desc limit 100\n"
+    assert "order_by" not in _patterns(wh, top_n)

@@ -9,10 +9,11 @@ from dagster_agent_de.engines.performance.detectors import (
     cross_join,
     join_explosion,
     non_sargable,
+    order_by,
     repeated_scan,
     union_distinct,
 )
 
-DETECTORS = (join_explosion, union_distinct, non_sargable, repeated_scan, cross_join)
+DETECTORS = (join_explosion, union_distinct, non_sargable, repeated_scan, cross_join, order_by)
 
 __all__ = ["DETECTORS"]
