@@ -99,7 +99,9 @@ def detect(ctx: PerfContext) -> list[PerfHypothesis]:
             return rewrite_join(text, n, target=t)
 
         def both(text: str, f=pre_dedupe) -> str:
-            return drop_distinct(f(text)) if f(text) != text else text
+            # only when the text has one `select distinct` (the one above the join): never guess which
+            joined = f(text)
+            return drop_distinct(joined) if joined != text and len(_DISTINCT.findall(text)) == 1 else text
 
         what = f"join the distinct {', '.join(keys)} of {table.name}"
         rewrites += [Rewrite(f"{what} and drop the distinct", both), Rewrite(what, pre_dedupe)]
@@ -111,7 +113,7 @@ def detect(ctx: PerfContext) -> list[PerfHypothesis]:
         pattern=PATTERN, confidence=round(conf, 2),
         summary=(f"the join on {cond or '?'} emits {join_op.rows:,} rows from inputs of "
                  f"{', '.join(f'{c.rows:,}' for c in join_op.children)} ({ratio:.1f}x), and the distinct "
-                 f"brings them back to {agg.rows:,}: {share:.0%} of the query time"),
+                 f"brings them back to {agg.rows:,}: {share:.0%} of the operators' time"),
         operators=[agg.evidence(), join_op.evidence()],
         rewrites=rewrites,
     )]

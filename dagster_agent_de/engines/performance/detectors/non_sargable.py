@@ -96,7 +96,7 @@ def detect(ctx: PerfContext) -> list[PerfHypothesis]:
     return [PerfHypothesis(
         pattern=PATTERN, confidence=conf,
         summary=(f"the filter wraps {col.sql()} in {func.sql(ctx.dialect)}: the scan of {scan.info('Table') or '?'} "
-                 f"evaluates it on every row and cannot prune ({scan.seconds:.3f}s, {share:.0%} of the query)"),
+                 f"evaluates it on every row and cannot prune ({scan.seconds:.3f}s, {share:.0%} of the operators' time)"),
         operators=[scan.evidence()],
         rewrites=[Rewrite(f"compare the bare {col.name} to a date range", as_range)],
     )]

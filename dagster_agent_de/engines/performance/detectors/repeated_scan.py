@@ -118,7 +118,7 @@ def detect(ctx: PerfContext) -> list[PerfHypothesis]:
     return [PerfHypothesis(
         pattern=PATTERN, confidence=conf,
         summary=(f"{table} is scanned {n} times ({sum(s.rows for s in repeated):,} rows, {seconds:.3f}s, "
-                 f"{share:.0%} of the query): one scan would do"),
+                 f"{share:.0%} of the operators' time): one scan would do"),
         operators=[s.evidence() for s in repeated],
         rewrites=rewrites,
     )]

@@ -51,7 +51,7 @@ def detect(ctx: PerfContext) -> list[PerfHypothesis]:
     return [PerfHypothesis(
         pattern=PATTERN, confidence=round(conf, 2),
         summary=(f"`union` de-duplicates {rows_in:,} rows and removes {removed:,}: {agg.seconds:.3f}s in "
-                 f"{agg.name} ({share:.0%} of the query); `union all` is meant"),
+                 f"{agg.name} ({share:.0%} of the operators' time); `union all` is meant"),
         operators=[agg.evidence(), union.evidence()],
         rewrites=[Rewrite("union -> union all", union_all)],
     )]
