@@ -18,6 +18,14 @@ MODULES = [
     "dagster_agent_de.engines.reconcile.bisect",
     "dagster_agent_de.sql.scope",
     "dagster_agent_de.sql.facts",
+    "dagster_agent_de.engines.performance.plan",
+    "dagster_agent_de.engines.performance.verify",
+    "dagster_agent_de.engines.performance.runtime",
+    "dagster_agent_de.engines.performance.detectors.union_distinct",
+    "dagster_agent_de.engines.performance.detectors.join_explosion",
+    "dagster_agent_de.engines.performance.detectors.non_sargable",
+    "dagster_agent_de.engines.performance.detectors.repeated_scan",
+    "dagster_agent_de.engines.performance.detectors.order_by",
 ]
 
 

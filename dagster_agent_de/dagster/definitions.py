@@ -54,9 +54,11 @@ from dagster_agent_de.dagster.notify import build_digest_schedule, digest_job
 from dagster_agent_de.dagster.onboard import ONBOARDING_ASSET, onboard_source_job
 from dagster_agent_de.dagster.pii import build_pii_checks, build_pii_schedule
 from dagster_agent_de.dagster.resources import AgentWarehouseResource, register_snowflake_resource
+from dagster_agent_de.dagster.runtime import build_runtime_checks
 from dagster_agent_de.dagster.sidecar import CHECKS_JOB, build_after_dbt_run_sensors
 from dagster_agent_de.dagster.volume import build_volume_checks
 from dagster_agent_de.engines.intents import intents_from_manifest
+from dagster_agent_de.engines.performance.runtime import RuntimePolicy
 from dagster_agent_de.engines.reconcile import specs_from_manifest
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.manifest import Manifest, Node
@@ -195,13 +197,18 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
         for n in view.models()
         if n.relation_name and _wants_volume_check(n)
     })
+    policies = {n.name: RuntimePolicy.from_meta(n.name, n.agent_de_meta.get("runtime")) for n in view.models()}
+    runtime_checks = build_runtime_checks({
+        n.name: (key_for.get(n.name, AssetKey([n.name])), n.unique_id, policies[n.name])
+        for n in view.models() if n.relation_name and not policies[n.name].ignore
+    }, run_results=project.target_path / "run_results.json")
     drift_job = build_drift_job(list(drift_checks.check_keys))
     poll_sensor = build_schema_poll_sensor(
         int(os.environ.get("AGENT_DE_SCHEMA_POLL_SECONDS", "60")),
         default_status=DefaultSensorStatus.STOPPED
         if os.environ.get("AGENT_DE_SCHEMA_POLL", "on").lower() in ("off", "0", "false") else DefaultSensorStatus.RUNNING,
     )
-    model_checks = [*[k for c in extra_checks for k in c.check_keys], *volume_checks.check_keys,
+    model_checks = [*[k for c in extra_checks for k in c.check_keys], *volume_checks.check_keys, *runtime_checks.check_keys,
                     *[k for c in reconcile_checks for k in c.check_keys]]
 
     plugin_assets = [
@@ -268,7 +275,7 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
             getattr(j, "name", "") for j in jobs)], minimum_interval_seconds=int(os.environ.get("AGENT_DE_AFTER_RUN_SECONDS", "30")))
     return Definitions(
         assets=assets,
-        asset_checks=[*reconcile_checks, drift_checks, volume_checks, pii_checks, *extra_checks],
+        asset_checks=[*reconcile_checks, drift_checks, volume_checks, runtime_checks, pii_checks, *extra_checks],
         jobs=jobs,
         schedules=[reconcile_schedule, pii_schedule,
                    build_metric_audit_schedule(os.environ.get("AGENT_DE_METRICS_CRON", "0 7 * * 1")),

@@ -52,6 +52,8 @@ class InvestigateConfig(Config):
 def _failure_kind(check_name: str, metadata: dict) -> str:
     if check_name == "schema_drift":
         return "schema_drift"
+    if check_name == "model_runtime":
+        return "performance"
     if "missing_pct" in metadata:
         return "reconciliation"
     if check_name.startswith(("unique_", "not_null_", "accepted_values_", "relationships_", "source_")):

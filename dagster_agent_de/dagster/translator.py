@@ -155,6 +155,18 @@ class AgentDETranslator:
             description=f"the {what} could not run: {error}"[:1000],
         )
 
+    # -- model runtime ----------------------------------------------------------------------
+    def runtime_check_result(self, asset_key: AssetKey, check_name: str, verdict: Any, source: str) -> AssetCheckResult:
+        """A ``model_runtime`` evaluation: WARN, with the runtime and its baseline (the UI plots ``seconds``)."""
+        md: dict[str, Any] = {"seconds": MetadataValue.float(round(float(verdict.seconds), 3)),
+                              "history_runs": MetadataValue.int(int(verdict.history_n)),
+                              "runtime_source": MetadataValue.text(source), "agent_de/kind": MetadataValue.text("runtime")}
+        for label, value in (("baseline_median_s", verdict.median), ("upper_s", verdict.upper)):
+            if value is not None:
+                md[label] = MetadataValue.float(round(float(value), 3))
+        return AssetCheckResult(asset_key=asset_key, check_name=check_name, passed=verdict.passed,
+                                severity=AssetCheckSeverity.WARN, metadata=md, description=verdict.reason[:1000])
+
     # -- schema drift -----------------------------------------------------------------------
     def column_schema(self, table: Any) -> MetadataValue:
         """``dagster/column_schema`` from a drift ``TableSchema`` snapshot."""

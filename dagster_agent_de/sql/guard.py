@@ -18,6 +18,7 @@ system access inside a read).
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -263,6 +264,30 @@ def _external_access(node: Any, dialect: str) -> str | None:
     return None
 
 
+_EXPLAIN_OPTIONS = re.compile(r"\(\s*ANALYZE\s*,\s*FORMAT\s+JSON\s*\)\s+", re.IGNORECASE)
+"""The one option list EXPLAIN may carry (DuckDB): ``EXPLAIN (ANALYZE, FORMAT JSON) <read>``."""
+
+
+def _explained(rest: str, dialect: str, i: int, total: int) -> str:
+    """The statement an EXPLAIN runs, options removed; EXPLAIN ANALYZE executes it, so it must be a read.
+
+    Only ``ANALYZE`` and, on DuckDB, exactly ``(ANALYZE, FORMAT JSON)`` are accepted as options: any other
+    option list is refused rather than parsed (it could hide the statement it runs).
+    """
+    if rest.upper().startswith("ANALYZE ") or rest.upper().startswith("ANALYZE\n"):
+        return rest[len("ANALYZE ") :]
+    if rest.startswith("("):
+        m = _EXPLAIN_OPTIONS.match(rest)
+        if dialect != "duckdb" or m is None:
+            raise StatementRefusedError(
+                f"refused in read-only mode: statement {i} of {total} is an EXPLAIN with options "
+                f"{rest.split(')')[0][:80]}); only EXPLAIN (ANALYZE, FORMAT JSON) of a read runs, on DuckDB",
+                reason="write",
+            )
+        return rest[m.end() :]
+    return rest
+
+
 def _check_one(statement: Any, dialect: str, i: int, total: int) -> None:
     from sqlglot import exp
 
@@ -272,11 +297,7 @@ def _check_one(statement: Any, dialect: str, i: int, total: int) -> None:
         if verb in _READ_COMMANDS:
             rest = statement.expression
             rest_sql = rest.name if isinstance(rest, exp.Literal) else str(rest or "")
-            # EXPLAIN ANALYZE executes the statement: check what it would run
-            rest_sql = rest_sql.strip()
-            if rest_sql.upper().startswith("ANALYZE "):
-                rest_sql = rest_sql[len("ANALYZE ") :]
-            check_read_only(rest_sql, dialect)
+            check_read_only(_explained(rest_sql.strip(), dialect, i, total), dialect)
             return
         raise _refuse(verb, i, total)
     if not isinstance(statement, read_roots):

@@ -132,6 +132,10 @@ def investigate(
             summary=f"{failure.asset} is not in the dbt manifest any more (deleted or renamed since the failure?); "
                     "nothing to investigate.",
         )], notes=[f"asset {failure.asset} not found in the manifest"])
+    if failure.kind == "performance":  # a failed model_runtime check: the plan, not the rows, explains it
+        from dagster_agent_de.engines.performance.engine import investigate_performance
+
+        return investigate_performance(warehouse, manifest, node)
     nodes = _lineage(manifest, node, failure)
     counts, count_ev = hop_counts(ctx, nodes)
     hypotheses: list[Hypothesis] = []

@@ -25,6 +25,7 @@ def known_checks(manifest: Manifest, node: Node) -> list[str]:
         out += [spec.name for spec in parse_specs(node.name, node.agent_de_meta.get("reconcile"))]
         out += _intent_checks(manifest, node)
         out.append("intent_summed_inputs_not_null")  # derived from lineage (see dagster/intents.py)
+        out.append("model_runtime")  # see dagster/runtime.py
     out += list(AGENT_CHECKS)
     return sorted(dict.fromkeys(out))
 
@@ -57,6 +58,8 @@ def failure_from_check(
                               f"{', '.join(known)}")
     if check == "schema_drift":
         return Failure(asset=node.display_name, check=check, kind="schema_drift")
+    if check == "model_runtime":
+        return Failure(asset=node.display_name, check=check, kind="performance")
     if check:
         from dagster_agent_de.engines.reconcile import parse_specs, reconcile
 

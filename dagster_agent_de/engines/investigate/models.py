@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from dagster_agent_de.core.models import Evidence, ProposedFix
 
-FailureKind = Literal["reconciliation", "dbt_test", "schema_drift", "freshness", "other"]
+FailureKind = Literal["reconciliation", "dbt_test", "schema_drift", "freshness", "performance", "other"]
 
 
 @dataclass

@@ -1,0 +1,127 @@
+"""Runtime regressions: each model's runtime against its own trailing baseline, never a fixed threshold.
+
+The history (the last :data:`HISTORY` successful runs, seconds and run id) is kept in the agent's state
+store as one small JSON artifact per model. A run is a regression when it is slower than the median
+plus ``max(K robust deviations, 50% of the median, 1 s)``; ``meta.agent_de.runtime`` may add an
+absolute ceiling (``max_minutes``) or opt the model out (``ignore: true``).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dagster_agent_de.core.state import StateStore
+from dagster_agent_de.errors import ConfigError
+
+HISTORY = 20
+"""Successful runs kept per model."""
+MIN_HISTORY = 5
+"""Fewer past runs than this: the check passes while it learns."""
+MAD_K = 4.0
+MIN_SLOWDOWN = 0.5
+"""A run within 50% of the median is never a regression (warehouses are noisy)."""
+MIN_SECONDS = 1.0
+"""Nor one less than a second slower than the median."""
+_ARTIFACT = "model_runtime"
+
+
+@dataclass(frozen=True)
+class RuntimePolicy:
+    """``meta.agent_de.runtime`` of a model."""
+
+    ignore: bool = False
+    max_minutes: float | None = None
+
+    @classmethod
+    def from_meta(cls, model: str, meta: Any) -> RuntimePolicy:
+        """Read the policy; a wrong type is a :class:`ConfigError` naming the model and the key.
+
+        >>> RuntimePolicy.from_meta("m", {"max_minutes": 5})
+        RuntimePolicy(ignore=False, max_minutes=5.0)
+        """
+        if meta is None:
+            return cls()
+        if not isinstance(meta, Mapping):
+            raise ConfigError(f"{model}: meta.agent_de.runtime must be a mapping (max_minutes, ignore), got {meta!r}")
+        unknown = set(meta) - {"ignore", "max_minutes"}
+        if unknown:
+            raise ConfigError(f"{model}: meta.agent_de.runtime has unknown keys {sorted(unknown)}; use max_minutes, ignore")
+        ignore, max_minutes = meta.get("ignore", False), meta.get("max_minutes")
+        if not isinstance(ignore, bool):
+            raise ConfigError(f"{model}: meta.agent_de.runtime.ignore must be true or false, got {ignore!r}")
+        if max_minutes is not None and (isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float))
+                                        or max_minutes <= 0):
+            raise ConfigError(f"{model}: meta.agent_de.runtime.max_minutes must be a positive number, got {max_minutes!r}")
+        return cls(ignore=ignore, max_minutes=float(max_minutes) if max_minutes is not None else None)
+
+
+@dataclass(frozen=True)
+class RuntimeVerdict:
+    passed: bool
+    seconds: float
+    reason: str
+    median: float | None = None
+    upper: float | None = None
+    history_n: int = 0
+
+
+def judge_runtime(seconds: float, history: Sequence[float], policy: RuntimePolicy = RuntimePolicy()) -> RuntimeVerdict:
+    """Judge one run's ``seconds`` against the model's past successful runs (oldest first).
+
+    >>> judge_runtime(40.0, [4.0, 4.2, 3.9, 4.1, 4.0]).reason
+    'regression: 40.0s, 10.0x the median 4.0s of the last 5 runs (expected at most 6.0s)'
+    >>> judge_runtime(4.3, [4.0, 4.2, 3.9, 4.1, 4.0]).passed
+    True
+    """
+    if policy.ignore:
+        return RuntimeVerdict(True, seconds, "ignored (meta.agent_de.runtime.ignore)")
+    if policy.max_minutes is not None and seconds > policy.max_minutes * 60:
+        return RuntimeVerdict(False, seconds, f"over the limit: {seconds:.1f}s, more than max_minutes "
+                              f"{policy.max_minutes:g} (meta.agent_de.runtime)", history_n=len(history))
+    hist = [float(h) for h in history][-HISTORY:]
+    n = len(hist)
+    if n < MIN_HISTORY:
+        return RuntimeVerdict(True, seconds, f"learning: {n} of {MIN_HISTORY} past runs recorded", history_n=n)
+    med = statistics.median(hist)
+    mad = statistics.median(abs(h - med) for h in hist) * 1.4826
+    upper = med + max(MAD_K * mad, MIN_SLOWDOWN * med, MIN_SECONDS)
+    base: dict[str, Any] = dict(median=med, upper=upper, history_n=n)
+    if seconds > upper:
+        ratio = seconds / med if med > 0 else float("inf")
+        return RuntimeVerdict(False, seconds, f"regression: {seconds:.1f}s, {ratio:.1f}x the median {med:.1f}s of the "
+                              f"last {n} runs (expected at most {upper:.1f}s)", **base)
+    return RuntimeVerdict(True, seconds, f"{seconds:.1f}s, within the baseline (median {med:.1f}s, at most {upper:.1f}s)",
+                          **base)
+
+
+def runtime_history(store: StateStore, model: str) -> list[dict[str, Any]]:
+    """The model's past successful runs, oldest first: ``{"seconds": ..., "run_id": ...}``."""
+    body = store.get_artifact(_ARTIFACT, model)
+    return list(json.loads(body)) if body else []
+
+
+def record_runtime(store: StateStore, model: str, seconds: float, run_id: str | None) -> list[dict[str, Any]]:
+    """Append one successful run (once per run id) and keep the last :data:`HISTORY`; returns the history."""
+    hist = runtime_history(store, model)
+    if run_id is None or all(h.get("run_id") != run_id for h in hist):
+        hist = [*hist, {"seconds": float(seconds), "run_id": run_id}][-HISTORY:]
+        store.put_artifact(_ARTIFACT, model, json.dumps(hist))
+    return hist
+
+
+def runtimes_from_run_results(path: Path) -> dict[str, float]:
+    """``unique_id -> execution seconds`` of the successful nodes of a dbt ``run_results.json``."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); delete it or re-run dbt") from e
+    return {r["unique_id"]: float(r["execution_time"]) for r in data.get("results") or []
+            if r.get("status") == "success" and r.get("unique_id", "").startswith(("model.", "snapshot."))
+            and isinstance(r.get("execution_time"), (int, float))}

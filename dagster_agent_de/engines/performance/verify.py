@@ -1,0 +1,58 @@
+"""Verify a rewrite before proposing it: measured times, and results proven unchanged by a read."""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+
+from dagster_agent_de.adapters.warehouse import Warehouse
+from dagster_agent_de.engines.performance.models import Verification
+from dagster_agent_de.engines.performance.plan import QueryPlan, explain_analyze
+from dagster_agent_de.errors import WarehouseError
+
+
+def fingerprint_sql(before: str, after: str, dialect: str) -> str:
+    """One read returning the row count and an order-independent hash of the rows of both SELECTs.
+
+    The hash is the sum of a per-row hash (a multiset: duplicates count, order does not).
+
+    >>> print(fingerprint_sql("select 1 as a", "select 1 as a", "duckdb"))  # doctest: +NORMALIZE_WHITESPACE
+    SELECT (SELECT COUNT(*) FROM (SELECT 1 AS a) AS b) AS rows_before, (SELECT COUNT(*) FROM (SELECT 1 AS a) AS a)
+    AS rows_after, (SELECT SUM(CAST(HASH(b) AS INT128)) FROM (SELECT 1 AS a) AS b) AS hash_before,
+    (SELECT SUM(CAST(HASH(a) AS INT128)) FROM (SELECT 1 AS a) AS a) AS hash_after
+    """
+    if dialect != "duckdb":
+        raise WarehouseError(f"the row-hash comparison is written for DuckDB, not {dialect}")
+    sides = {"b": sqlglot.parse_one(before, read=dialect), "a": sqlglot.parse_one(after, read=dialect)}
+
+    def scalar(expr: str, alias: str) -> exp.Expression:
+        inner = exp.select(expr).from_(exp.Subquery(this=sides[alias].copy(), alias=exp.TableAlias(
+            this=exp.to_identifier(alias))))
+        return exp.Subquery(this=inner)
+
+    row_hash = "sum(cast(hash({0}) as hugeint))"
+    return exp.select(
+        exp.alias_(scalar("count(*)", "b"), "rows_before"), exp.alias_(scalar("count(*)", "a"), "rows_after"),
+        exp.alias_(scalar(row_hash.format("b"), "b"), "hash_before"),
+        exp.alias_(scalar(row_hash.format("a"), "a"), "hash_after"),
+    ).sql(dialect=dialect)
+
+
+def _best(warehouse: Warehouse, sql: str, rationale: str, repeats: int) -> QueryPlan:
+    plans = [explain_analyze(warehouse, sql, rationale) for _ in range(max(repeats, 1))]
+    return min(plans, key=lambda p: p.total_seconds)
+
+
+def verify(warehouse: Warehouse, before: str, after: str, description: str, *, repeats: int = 1,
+           plan_before: QueryPlan | None = None, min_speedup: float = 1.0) -> Verification:
+    """Run both SELECTs under EXPLAIN ANALYZE (best of ``repeats``) and compare their rows."""
+    pb = plan_before if plan_before is not None and repeats <= 1 else _best(
+        warehouse, before, "time the model's SELECT (performance investigation)", repeats)
+    pa = _best(warehouse, after, f"time the rewritten SELECT ({description})", repeats)
+    row = warehouse.query(fingerprint_sql(before, after, warehouse.dialect),
+                          rationale=f"prove the rewrite leaves the rows unchanged ({description})").one()
+    return Verification(
+        description=description, seconds_before=pb.total_seconds, seconds_after=pa.total_seconds,
+        rows_before=int(row["rows_before"]), rows_after=int(row["rows_after"]),
+        same_hash=row["hash_before"] == row["hash_after"], sql_after=after, min_speedup=min_speedup,
+    )
