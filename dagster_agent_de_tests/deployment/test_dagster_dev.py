@@ -47,15 +47,25 @@ def deployment(request, tmp_path: Path):
             pytest.skip(str(e))
         pg.start()
         dagster_yaml = pg.dagster_yaml()
-    dev = DagsterDev(tmp_path / "deploy", dagster_yaml)
-    try:
-        dev.start()
-        dev.storage = request.param
-        yield dev
-    finally:
-        dev.stop()
-        if pg is not None:
-            pg.stop()
+    from dagster_agent_de_tests.notify.servers import http_recorder
+
+    with http_recorder() as slack:  # Slack's Web API on loopback: the code server posts to it
+        cfg = tmp_path / "notifications.yml"
+        cfg.write_text("notifications:\n  ui_url: http://127.0.0.1:3000\n  channels:\n"
+                       "    analytics: {kind: slack, channel: '#analytics', base_url_env: SLACK_API}\n"
+                       "    general: {kind: slack, channel: '#data', base_url_env: SLACK_API}\n"
+                       "  default: [general]\n  owners: {analytics-team: [analytics]}\n")
+        dev = DagsterDev(tmp_path / "deploy", dagster_yaml, extra_env={
+            "AGENT_DE_NOTIFICATIONS": str(cfg), "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API": slack.url + "/api/"})
+        try:
+            dev.start()
+            dev.storage = request.param
+            dev.slack = slack
+            yield dev
+        finally:
+            dev.stop()
+            if pg is not None:
+                pg.stop()
 
 
 def test_wt02_caught_investigated_and_escalated_in_a_running_deployment(deployment: DagsterDev) -> None:
@@ -110,3 +120,14 @@ def test_wt02_caught_investigated_and_escalated_in_a_running_deployment(deployme
     time.sleep(12)
     runs = [r for r in dev.runs_tagged("agent_de/check", "fct_orders:orders_vs_stripe") if r["jobName"] == "investigate"]
     assert len(runs) == 1
+
+    # exactly one thread in the owner's Slack channel: the failed check, then the finding and the escalation as replies
+    every, ts_all = dev.slack.posted("chat.postMessage"), dev.slack.answered("chat.postMessage")
+    thread = [(p, t) for p, t in zip(every, ts_all, strict=True) if p["channel"] == "#analytics"]
+    first_ts = thread[0][1]
+    assert not thread[0][0].get("thread_ts") and all(p["thread_ts"] == first_ts for p, _ in thread[1:])
+    texts = [p["text"] for p, _ in thread]
+    assert "orders_vs_stripe failed on fct_orders" in texts[0]
+    assert any("join_row_drop in int_orders_enriched" in t for t in texts[1:])
+    assert any("Decision needed (authority gap)" in t for t in texts[1:])
+    assert all("http://127.0.0.1:3000/" in t for t in texts)  # every message links to the Dagster UI
