@@ -38,6 +38,18 @@ def _no_network_llm() -> Iterator[None]:
             os.environ[k] = v
 
 
+@contextmanager
+def patched_file(path: Path, old: str, new: str) -> Iterator[Path]:
+    """Replace ``old`` by ``new`` in ``path`` for the duration of the block (the scenario's edit)."""
+    original = path.read_text()
+    assert old in original, f"{old!r} not in {path}"
+    path.write_text(original.replace(old, new))
+    try:
+        yield path
+    finally:
+        path.write_text(original)
+
+
 @dataclass
 class DemoEnv:
     settings: Settings
@@ -78,17 +90,9 @@ class DemoEnv:
             revert(incident, self.project_dir, self.settings.duckdb_path)
             self.dbt("run", "-s", rebuild, "-q")
 
-    @contextmanager
-    def patched(self, relpath: str, old: str, new: str) -> Iterator[Path]:
+    def patched(self, relpath: str, old: str, new: str):
         """Replace ``old`` by ``new`` in a project file; restored (and rebuilt by the caller) after."""
-        path = self.project_dir / relpath
-        original = path.read_text()
-        assert old in original, f"{old!r} not in {path}"
-        path.write_text(original.replace(old, new))
-        try:
-            yield path
-        finally:
-            path.write_text(original)
+        return patched_file(self.project_dir / relpath, old, new)
 
 
 @pytest.fixture(scope="session")
@@ -159,16 +163,9 @@ class TeamEnv:
         spec.loader.exec_module(module)
         return module
 
-    @contextmanager
-    def patched(self, relpath: str, old: str, new: str) -> Iterator[Path]:
-        path = self.project_dir / relpath
-        original = path.read_text()
-        assert old in original, f"{old!r} not in {path}"
-        path.write_text(original.replace(old, new))
-        try:
-            yield path
-        finally:
-            path.write_text(original)
+    def patched(self, relpath: str, old: str, new: str):
+        """Replace ``old`` by ``new`` in a project file; restored after."""
+        return patched_file(self.project_dir / relpath, old, new)
 
 
 @pytest.fixture(scope="session")

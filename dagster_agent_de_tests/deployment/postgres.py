@@ -61,3 +61,17 @@ class Postgres:
     def dagster_yaml(self) -> str:
         # name the psycopg2 driver: SQLAlchemy 2.1 otherwise defaults to psycopg 3, which dagster-postgres does not use
         return f"storage:\n  postgres:\n    postgres_url: postgresql+psycopg2://postgres@127.0.0.1:{self.port}/dagster\n"
+
+
+def started_postgres() -> Postgres:
+    """A started server for a deployment test; skipped locally when the binaries are missing, an error in CI."""
+    import pytest
+
+    try:
+        pg = Postgres()
+    except FileNotFoundError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(e))
+    pg.start()
+    return pg

@@ -6,7 +6,6 @@ launched the investigation and the daemon has run it; then asserts what a user s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -37,15 +36,9 @@ def deployment(request, tmp_path: Path):
     pg = None
     dagster_yaml = ""
     if request.param == "postgres":
-        from dagster_agent_de_tests.deployment.postgres import Postgres
+        from dagster_agent_de_tests.deployment.postgres import started_postgres
 
-        try:
-            pg = Postgres()
-        except FileNotFoundError as e:
-            if os.environ.get("CI"):
-                raise
-            pytest.skip(str(e))
-        pg.start()
+        pg = started_postgres()
         dagster_yaml = pg.dagster_yaml()
     from dagster_agent_de_tests.notify.servers import http_recorder
 

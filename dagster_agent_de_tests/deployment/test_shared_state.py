@@ -14,20 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from dagster_agent_de_tests.deployment.postgres import Postgres
+from dagster_agent_de_tests.deployment.postgres import started_postgres
 
 pytestmark = pytest.mark.deployment
 
 
 @pytest.fixture
 def shared_pg(tmp_path: Path):
-    try:
-        pg = Postgres()
-    except FileNotFoundError as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(e))
-    pg.start()
+    pg = started_postgres()
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(pg.dagster_yaml() + "telemetry:\n  enabled: false\n")

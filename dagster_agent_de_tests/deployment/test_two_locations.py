@@ -80,15 +80,9 @@ def two_locations(request, tmp_path: Path):
     pg = None
     dagster_yaml = ""
     if request.param == "postgres":
-        from dagster_agent_de_tests.deployment.postgres import Postgres
+        from dagster_agent_de_tests.deployment.postgres import started_postgres
 
-        try:
-            pg = Postgres()
-        except FileNotFoundError as e:
-            if os.environ.get("CI"):
-                raise
-            pytest.skip(str(e))
-        pg.start()
+        pg = started_postgres()
         dagster_yaml = pg.dagster_yaml()
     dev = TwoLocations(tmp_path / "deploy", dagster_yaml)
     try:
