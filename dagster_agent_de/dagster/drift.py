@@ -38,10 +38,6 @@ DRIFT_CHECK = "schema_drift"
 DRIFT_JOB = "schema_drift_check"
 
 
-def drift_check_keys(source_keys: Sequence[AssetKey]) -> list[AssetCheckKey]:
-    return [AssetCheckKey(k, DRIFT_CHECK) for k in source_keys]
-
-
 def _key_for_relation(manifest: Manifest, keys: DbtAssetKeys) -> dict[str, AssetKey]:
     out = {}
     for node in manifest.sources():
