@@ -237,8 +237,8 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
                 click.echo("\n".join("           " + line for line in c.proposed_fix.splitlines()))
         for note in report.notes:
             click.echo(f"note: {note}")
-        for e in raised:
-            click.echo(f"escalation {e.id} ({e.kind.value}): {e.decision}")
+        for esc in raised:
+            click.echo(f"escalation {esc.id} ({esc.kind.value}): {esc.decision}")
     sys.exit(1 if report.breaking else 0)
 
 

@@ -73,7 +73,7 @@ def metric_definitions(manifest: Manifest, dialect: str, tracer: LineageTracer |
             if column == "*":
                 continue
             found = analysis.definition(column)  # through CTEs: `select * from final`
-            expr: exp.Expression | None = found[1] if found is not None else None
+            expr: exp.Expr | None = found[1] if found is not None else None
             agg = next(iter(expr.find_all(exp.AggFunc)), None) if expr is not None else None
             if agg is not None and (isinstance(agg.parent, exp.Window) or expr is not None and expr.find(exp.Window)):
                 agg = None  # a window function keeps the grain: not a metric by itself

@@ -1,6 +1,8 @@
 """Source onboarding: profile a table (or read an API schema), propose the dbt source, staging
 model, tests and docs, and hand the decisions that need a human to escalations."""
 
+from __future__ import annotations
+
 from dagster_agent_de.engines.onboard.api_schema import profile_from_json_schema
 from dagster_agent_de.engines.onboard.generate import OnboardingProposal, propose
 from dagster_agent_de.engines.onboard.pii import PIIHit, detect_pii
