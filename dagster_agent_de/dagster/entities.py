@@ -22,7 +22,7 @@ def resolve_entities_op(context: OpExecutionContext, agent_warehouse: AgentWareh
     if not specs:
         context.log.info("no model declares meta.agent_de.entities; nothing to resolve")
     store = agent_warehouse.state()
-    out_dir = settings.state_dir / "proposals" / "entities"
+    out_dir = settings.entity_maps_dir
     with agent_warehouse.get_warehouse(context) as wh:
         results = resolve_and_record(specs, manifest, wh, rules=load_rules(settings.project_dir, store).rules, store=store,
                                      out_dir=out_dir)
