@@ -39,7 +39,7 @@ DRIFT_JOB = "schema_drift_check"
 
 
 def _key_for_relation(manifest: Manifest, keys: DbtAssetKeys) -> dict[str, AssetKey]:
-    out = {}
+    out: dict[str, AssetKey] = {}
     for node in manifest.sources():
         rel = ".".join(p for p in (node.database, node.schema, node.identifier) if p).lower()
         out.setdefault(rel, keys.key(node))
