@@ -5,6 +5,8 @@ Import the Dagster definitions from ``dagster_agent_de.dagster.definitions`` (``
 to import and re-exports only what users handle directly.
 """
 
+from __future__ import annotations
+
 from dagster_agent_de.config import Settings, resolve_settings
 from dagster_agent_de.errors import (
     AgentDEError,

@@ -237,8 +237,8 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
                 click.echo("\n".join("           " + line for line in c.proposed_fix.splitlines()))
         for note in report.notes:
             click.echo(f"note: {note}")
-        for e in raised:
-            click.echo(f"escalation {e.id} ({e.kind.value}): {e.decision}")
+        for esc in raised:
+            click.echo(f"escalation {esc.id} ({esc.kind.value}): {esc.decision}")
     sys.exit(1 if report.breaking else 0)
 
 
@@ -314,30 +314,14 @@ def onboard(settings: Settings, table: str, source_name: str | None, api_schema:
             owner: str | None, apply: bool, as_json: bool) -> None:
     """Onboard a source: sources.yml with freshness, a staging model, tests and docs; the decisions
     that need a human become escalations. Writes a proposal under <state dir>/proposals (--apply: into the project)."""
-    from dagster_agent_de.engines.escalate.raising import answered_choices, raise_decisions
-    from dagster_agent_de.engines.onboard import (
-        apply_proposal,
-        profile_from_json_schema,
-        profile_table,
-        project_wants_arguments_property,
-        propose,
-        write_proposal,
-    )
-    from dagster_agent_de.engines.onboard.profile import split_table
-    database, schema, name = split_table(table)
+    from dagster_agent_de.engines.onboard import onboard_source
+
     manifest, wh = _context(settings)
     with wh:
-        if api_schema is not None:
-            prof = profile_from_json_schema(api_schema, schema, name, name=schema_name)
-        else:
-            prof = profile_table(wh, schema, name, database)
-        proposal = propose(prof, manifest, source_name=source_name, owner=owner,
-                           arguments_property=project_wants_arguments_property(settings.project_dir),
-                           answers=answered_choices(_state(settings)))
-        out = write_proposal(proposal, settings.state_dir / "proposals")
-        _state(settings).put_artifact("onboarding", out.name, (out / "proposal.json").read_text())
-        written = apply_proposal(proposal, settings.project_dir, wh.audit, human_present=True) if apply else []
-    new = raise_decisions(_state(settings), proposal.decisions)
+        run = onboard_source(wh, manifest, _state(settings), table=table, project_dir=settings.project_dir,
+                             proposals_dir=settings.proposals_dir, source_name=source_name, owner=owner,
+                             api_schema=api_schema, api_schema_name=schema_name, apply=apply)
+    proposal, out, written, new = run.proposal, run.proposal_dir, run.applied, run.escalations
     if as_json:
         _echo_json({**proposal.model_dump(mode="json"), "proposal_dir": str(out), "applied": [str(p) for p in written],
                     "escalations": [e.id for e in new]})
@@ -404,7 +388,7 @@ def entities(settings: Settings, model: str | None, as_json: bool) -> None:
     if not specs:
         raise ConfigError(f"no meta.agent_de.entities spec{f' on model {model}' if model else ''} in the project; "
                           "declare key and match (email/name/phone) on the model")
-    out_dir = settings.state_dir / "proposals" / "entities"
+    out_dir = settings.entity_maps_dir
     with wh:
         results = resolve_and_record(specs, manifest, wh, rules=load_rules(settings.project_dir, _state(settings)).rules,
                                      store=_state(settings), out_dir=out_dir)

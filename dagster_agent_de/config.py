@@ -52,6 +52,16 @@ class Settings:
         return Path(os.environ.get("DAGSTER_HOME") or self.state_dir / "dagster_home")
 
     @property
+    def proposals_dir(self) -> Path:
+        """Where onboarding proposals are written (a directory per source table)."""
+        return self.state_dir / "proposals"
+
+    @property
+    def entity_maps_dir(self) -> Path:
+        """Where entity resolution writes its entity maps and review lists."""
+        return self.proposals_dir / "entities"
+
+    @property
     def demo_project_dir(self) -> Path:
         return self.state_dir / "dbt_project"
 

@@ -111,6 +111,7 @@ def test_a_quote_in_the_path_is_a_path_not_sql(tmp_path: Path, duck_audit: Audit
         holder.close()
     with DuckDBWarehouse(db, duck_audit) as wh:
         assert wh.query("select count(*) from t", rationale="read-only open").scalar() == 1
-    setups = [e for e in read_audit(duck_audit.store) if e.kind == "session_setup"]
+    assert duck_audit.store is not None
+    setups = [e for e in read_audit(duck_audit.store, limit=None) if e.kind == "session_setup"]
     assert any("ATTACH '" in e.statement and "(READ_ONLY)" in e.statement for e in setups)
     assert not list(tmp_path.rglob("pwned.csv"))

@@ -1,5 +1,7 @@
 """Domain model: no Dagster import here (a test enforces it)."""
 
+from __future__ import annotations
+
 from dagster_agent_de.core.models import (
     Approval,
     AuditEvent,

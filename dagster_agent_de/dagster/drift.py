@@ -38,12 +38,8 @@ DRIFT_CHECK = "schema_drift"
 DRIFT_JOB = "schema_drift_check"
 
 
-def drift_check_keys(source_keys: Sequence[AssetKey]) -> list[AssetCheckKey]:
-    return [AssetCheckKey(k, DRIFT_CHECK) for k in source_keys]
-
-
 def _key_for_relation(manifest: Manifest, keys: DbtAssetKeys) -> dict[str, AssetKey]:
-    out = {}
+    out: dict[str, AssetKey] = {}
     for node in manifest.sources():
         rel = ".".join(p for p in (node.database, node.schema, node.identifier) if p).lower()
         out.setdefault(rel, keys.key(node))

@@ -22,7 +22,7 @@ def resolve_entities_op(context: OpExecutionContext, agent_warehouse: AgentWareh
     if not specs:
         context.log.info("no model declares meta.agent_de.entities; nothing to resolve")
     store = agent_warehouse.state()
-    out_dir = settings.state_dir / "proposals" / "entities"
+    out_dir = settings.entity_maps_dir
     with agent_warehouse.get_warehouse(context) as wh:
         results = resolve_and_record(specs, manifest, wh, rules=load_rules(settings.project_dir, store).rules, store=store,
                                      out_dir=out_dir)
@@ -31,8 +31,8 @@ def resolve_entities_op(context: OpExecutionContext, agent_warehouse: AgentWareh
                 "truncated": str(r.truncated)} for r, raised in results]
     context.log_event(AssetMaterialization(asset_key=ENTITIES_ASSET, metadata={
         "models": default_table(summary) if summary else MetadataValue.text("no entity specs"),
-        "keys_merged": MetadataValue.int(sum(s["keys_merged"] for s in summary)),
-        "pairs_to_review": MetadataValue.int(sum(s["review"] for s in summary)),
+        "keys_merged": MetadataValue.int(sum(len(r.entity_map) for r, _ in results)),
+        "pairs_to_review": MetadataValue.int(sum(len(r.review) for r, _ in results)),
         "entity_maps": MetadataValue.path(str(out_dir)),
         "notes": MetadataValue.md("\n".join(f"- {r.spec.model}: {n}" for r, _ in results for n in r.notes) or "-"),
     }))

@@ -30,37 +30,23 @@ class OnboardConfig(Config):
 
 @op(name="onboard", description="Profile the table, write the dbt proposal, raise the decisions that need a human.")
 def onboard_op(context: OpExecutionContext, config: OnboardConfig, agent_warehouse: AgentWarehouseResource) -> dict:
-    from dagster_agent_de.engines.escalate.raising import answered_choices, raise_decisions
-    from dagster_agent_de.engines.onboard import (
-        profile_from_json_schema,
-        profile_table,
-        project_wants_arguments_property,
-        propose,
-        write_proposal,
-    )
-    from dagster_agent_de.engines.onboard.profile import split_table
+    from dagster_agent_de.engines.onboard import onboard_source
 
-    database, schema, table = split_table(config.table)
     settings = agent_warehouse.settings()
-    with agent_warehouse.get_warehouse(context) as wh:
-        if config.api_schema:
-            prof = profile_from_json_schema(Path(config.api_schema), schema, table, name=config.api_schema_name or None)
-        else:
-            prof = profile_table(wh, schema, table, database)
     store = agent_warehouse.state()
-    proposal = propose(prof, agent_warehouse.manifest(), source_name=config.source_name or None, owner=config.owner or None,
-                       arguments_property=project_wants_arguments_property(settings.project_dir),
-                       answers=answered_choices(store))
-    out = write_proposal(proposal, settings.state_dir / "proposals")
-    store.put_artifact("onboarding", out.name, (out / "proposal.json").read_text())
-    new = raise_decisions(store, proposal.decisions)
+    with agent_warehouse.get_warehouse(context) as wh:
+        run = onboard_source(wh, agent_warehouse.manifest(), store, table=config.table, project_dir=settings.project_dir,
+                             proposals_dir=settings.proposals_dir, source_name=config.source_name or None,
+                             owner=config.owner or None, api_schema=Path(config.api_schema) if config.api_schema else None,
+                             api_schema_name=config.api_schema_name or None)
+    proposal, out, new = run.proposal, run.proposal_dir, run.escalations
     for e in new:
         context.log.info(f"escalation {e.id} ({e.kind.value}): {e.decision}")
     context.log_event(AssetMaterialization(asset_key=ONBOARDING_ASSET, description=f"{proposal.relation} -> {proposal.model_name}", metadata={
         "relation": MetadataValue.text(proposal.relation),
         "model": MetadataValue.text(proposal.model_name),
         "proposal_dir": MetadataValue.path(str(out)),
-        "onboarding": MetadataValue.md((out / "ONBOARDING.md").read_text()),
+        "onboarding": MetadataValue.md(run.onboarding_md),
         "files": MetadataValue.md("\n\n".join(f"**{p}**\n```\n{c}\n```" for p, c in proposal.files.items())),
         "pii_columns": MetadataValue.int(len(proposal.pii)),
         "decisions": MetadataValue.int(len(proposal.decisions)),

@@ -69,8 +69,8 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
                           "columns": MetadataValue.text(", ".join(h.column for h in item.hits) or "-"),
                           "evidence": MetadataValue.md("\n".join(f"- {h.evidence}" for h in item.hits) or "-")},
             )
-        for e in raised:
-            context.log.info(f"escalation {e.id} ({e.kind.value}): {e.decision}")
+        for esc in raised:
+            context.log.info(f"escalation {esc.id} ({esc.kind.value}): {esc.decision}")
         if raised:
             record_escalations_asset(context.op_execution_context, store, translator)
 

@@ -33,6 +33,12 @@ def _scalar(v: Any) -> Any:
     return str(v)
 
 
+def _cell(v: Any, column_type: str) -> float | str | None:
+    if v is None:
+        return None
+    return float(v) if column_type == "float" else str(_scalar(v))
+
+
 def default_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> MetadataValue:
     """A Dagster table from dict rows (values stringified where Dagster cannot hold them)."""
     cols = list(columns or (list(rows[0].keys()) if rows else []))
@@ -40,11 +46,7 @@ def default_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | No
     for c in cols:
         vals = [r.get(c) for r in rows if r.get(c) is not None]
         types[c] = "float" if vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals) else "string"
-    records = [
-        TableRecord({c: (float(r.get(c)) if types[c] == "float" and r.get(c) is not None else
-                         (None if r.get(c) is None else str(_scalar(r.get(c))))) for c in cols})
-        for r in rows[:MAX_TABLE_ROWS]
-    ]
+    records = [TableRecord({c: _cell(r.get(c), types[c]) for c in cols}) for r in rows[:MAX_TABLE_ROWS]]
     return MetadataValue.table(records=records, schema=TableSchema(columns=[TableColumn(c, types[c]) for c in cols]))
 
 

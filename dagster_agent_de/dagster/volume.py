@@ -7,6 +7,7 @@ failed-check sensor like any other.
 """
 
 from collections.abc import Mapping
+from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -64,7 +65,7 @@ def build_volume_checks(models: Mapping[str, tuple[AssetKey, str, bool]], transl
         for k in selected:
             name, _, growth = by_key[k.asset_key]
             verdict = judge_volume(counts[name], past_row_counts(context.instance, k, context.op_execution_context.run_id), expect_growth=growth)
-            md = {"row_count": MetadataValue.int(verdict.row_count), "history_runs": MetadataValue.int(verdict.history_n),
+            md: dict[str, MetadataValue[Any]] = {"row_count": MetadataValue.int(verdict.row_count), "history_runs": MetadataValue.int(verdict.history_n),
                   "agent_de/kind": MetadataValue.text("volume")}
             for label, value in (("expected_median", verdict.expected), ("lower", verdict.lower), ("upper", verdict.upper)):
                 if value is not None:

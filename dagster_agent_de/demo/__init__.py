@@ -1,1 +1,3 @@
 """The demo: data generator, incidents and the `agent-de demo` runner."""
+
+from __future__ import annotations

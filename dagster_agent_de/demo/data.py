@@ -21,7 +21,6 @@ from dagster_agent_de.errors import ConfigError
 
 START_DATE = "2026-04-02"
 DAYS = 90
-CURRENCIES = ("USD", "EUR", "GBP")
 FINANCE_EXPORT = "finance_revenue.csv"
 
 
@@ -206,7 +205,7 @@ def generate_demo_data(
         )
         tmp.replace(export)  # atomic: a reader never sees half a file
         tables = {
-            f"{s}.{t}": con.execute(f"select count(*) from {s}.{t}").fetchone()[0]
+            f"{s}.{t}": con.execute(f"select count(*) from {s}.{t}").fetchall()[0][0]
             for s, t in (
                 ("app", "orders"), ("app", "order_items"), ("app", "customers"),
                 ("stripe", "charges"), ("fx", "rates"), ("hubspot", "contacts"), ("support", "tickets"),

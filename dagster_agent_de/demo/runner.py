@@ -84,7 +84,8 @@ def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = 
     materialized = sorted(
         e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key
     )
-    passed, failed = [], []
+    passed: list[str] = []
+    failed: list[str] = []
     for ev in result.get_asset_check_evaluations():
         (passed if ev.passed else failed).append(ev.check_name)
     out = DemoResult(settings, data, result.success, materialized, sorted(passed), sorted(failed), result.run_id)

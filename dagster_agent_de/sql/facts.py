@@ -54,7 +54,7 @@ class JoinFact:
     kind: str  # inner | left | right | full | cross
     right_alias: str
     right_relation: str | None  # the one base relation behind the right side (a table or an import CTE)
-    on: exp.Expression | None
+    on: exp.Expr | None
     pairs: list[tuple[ColumnRef, ColumnRef]]  # (left, right) equality keys
     turned_inner_by: str | None = None  # a WHERE predicate on the right side of a LEFT JOIN
     right_name: str = ""  # the right side as written: a table or CTE name ("" for a derived table)
@@ -79,7 +79,7 @@ class JoinFact:
 @dataclass
 class FilterFact:
     select: exp.Select
-    predicate: exp.Expression
+    predicate: exp.Expr
     null_dropping: list[tuple[ColumnRef, str]]  # (column, operator) comparisons that are never true for NULL
     scope: str = "main"
 
@@ -89,7 +89,7 @@ class AggregateFact:
     select: exp.Select
     func: str
     output: str
-    expression: exp.Expression
+    expression: exp.Expr
     columns: list[ColumnRef]
     group_by: list[str]
     scope: str = "main"
@@ -99,7 +99,7 @@ class AggregateFact:
 @dataclass
 class CastFact:
     select: exp.Select
-    expression: exp.Expression
+    expression: exp.Expr
     to_type: str
     column: ColumnRef | None
     safe: bool  # TRY_CAST
@@ -109,7 +109,7 @@ class CastFact:
 @dataclass
 class ModelFacts:
     sql: str
-    tree: exp.Expression | None = None
+    tree: exp.Expr | None = None
     relations: dict[str, str] = field(default_factory=dict)  # alias -> base relation key
     joins: list[JoinFact] = field(default_factory=list)
     filters: list[FilterFact] = field(default_factory=list)
@@ -123,7 +123,7 @@ class ModelFacts:
 
 def scope_name(scope: Scope) -> str:
     """The CTE a scope belongs to (``main`` for the final select, ``<alias>`` for a derived table)."""
-    node: exp.Expression | None = scope.expression
+    node: exp.Expr | None = scope.expression
     while node is not None:
         if isinstance(node, exp.CTE):
             return node.alias.lower()
@@ -135,8 +135,8 @@ def scope_name(scope: Scope) -> str:
     return "main"
 
 
-def scope_name_of_select(select: exp.Expression) -> str:
-    node: exp.Expression | None = select
+def scope_name_of_select(select: exp.Expr) -> str:
+    node: exp.Expr | None = select
     while node is not None:
         if isinstance(node, exp.CTE):
             return node.alias.lower()
@@ -152,7 +152,7 @@ def _ref(analysis: ModelAnalysis, scope: Scope, col: exp.Column) -> ColumnRef:
     return ColumnRef(col.table or None, col.name.lower(), relation, column, frozenset(bases))
 
 
-def _own(node: exp.Expression, select: exp.Expression) -> bool:
+def _own(node: exp.Expr, select: exp.Expr) -> bool:
     """Whether ``node`` belongs to ``select`` itself, not to a subquery nested in it."""
     p = node.parent
     while p is not None and p is not select:
@@ -176,6 +176,8 @@ def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_
     outputs_by_scope = _outputs_reached(analysis)
     for scope in analysis.select_scopes():
         select = scope.expression
+        if not isinstance(select, exp.Select):  # select_scopes() holds SELECTs only; this narrows the type
+            continue
         name = scope_name(scope)
         sources = analysis.sources(scope)
         for alias, src in sources.items():
@@ -247,7 +249,7 @@ def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_
     return facts
 
 
-def _inside_window(node: exp.Expression) -> bool:
+def _inside_window(node: exp.Expr) -> bool:
     p = node.parent
     while p is not None and not isinstance(p, exp.Select):
         if isinstance(p, exp.Window):
@@ -270,7 +272,7 @@ def _outputs_reached(analysis: ModelAnalysis) -> dict[int, dict[str, str]]:
     return out
 
 
-def _from_sql(right: exp.Expression, with_: exp.With | None, dialect: str) -> str:
+def _from_sql(right: exp.Expr, with_: exp.With | None, dialect: str) -> str:
     """The right side of a join as something to put after FROM: a table, or a subquery with the CTEs."""
     alias = right.alias_or_name
     if isinstance(right, exp.Table):
@@ -290,7 +292,7 @@ def _from_sql(right: exp.Expression, with_: exp.With | None, dialect: str) -> st
     return right.sql(dialect=dialect)
 
 
-def _is_null_check(where: exp.Expression, col: ColumnRef) -> bool:
+def _is_null_check(where: exp.Expr, col: ColumnRef) -> bool:
     for isnull in where.find_all(exp.Is):
         c = isnull.this
         if isinstance(c, exp.Column) and c.name.lower() == col.name and (c.table or None) == col.alias:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
 import sqlglot
 from sqlglot import exp
@@ -45,7 +45,7 @@ def normalize_relation(relation_name: str) -> str:
     return ".".join(p.strip('"`[]') for p in relation_name.split(".")).lower()
 
 
-def parse(sql: str, dialect: str) -> exp.Expression:
+def parse(sql: str, dialect: str) -> exp.Expr:
     """Parse one statement, without sqlglot's warnings on the log."""
     level = _log.level
     _log.setLevel(logging.ERROR)
@@ -75,7 +75,7 @@ class ModelAnalysis:
         self.sql = sql
         self.dialect = dialect
         self.error: str | None = None
-        self.tree: exp.Expression | None = None
+        self.tree: exp.Expr | None = None
         self.scopes: list[Scope] = []
         self._columns_of = columns_of or (lambda _rel: None)
         self._memo: dict[tuple[int, str | None, str], frozenset[BaseColumn]] = {}
@@ -83,7 +83,8 @@ class ModelAnalysis:
         try:
             tree = parse(sql, dialect)
             try:
-                tree = qualify(tree, schema=schema or {}, dialect=dialect, validate_qualify_columns=False,
+                # sqlglot types ``schema`` as an invariant ``dict[str, object]``; a nested mapping is what it reads
+                tree = qualify(tree, schema=schema or {}, dialect=dialect, validate_qualify_columns=False,  # type: ignore[arg-type]
                                quote_identifiers=False, identify=False)
             except (SqlglotError, KeyError, ValueError, AttributeError):
                 tree = parse(sql, dialect)  # best effort: unqualified columns are attributed by the resolver
@@ -111,7 +112,7 @@ class ModelAnalysis:
         """Every scope whose expression is a plain SELECT (CTE bodies, derived tables, subqueries, union branches)."""
         return [s for s in self.scopes if isinstance(s.expression, exp.Select)]
 
-    def scope_of(self, select: exp.Expression) -> Scope | None:
+    def scope_of(self, select: exp.Expr) -> Scope | None:
         return self._scope_of.get(id(select))
 
     def with_clause(self) -> exp.With | None:
@@ -139,7 +140,7 @@ class ModelAnalysis:
         name = STAR if isinstance(column.this, exp.Star) else column.name.lower()
         return self._resolve(scope, column.table or None, name, 0)
 
-    def expression_sources(self, scope: Scope, node: exp.Expression) -> frozenset[BaseColumn]:
+    def expression_sources(self, scope: Scope, node: exp.Expr) -> frozenset[BaseColumn]:
         """Base columns read by an expression of ``scope`` (a projection, a predicate, an aggregate)."""
         out: set[BaseColumn] = set()
         if isinstance(node, exp.Star):
@@ -211,7 +212,7 @@ class ModelAnalysis:
                 bexpr = b.expression
                 if isinstance(bexpr, exp.SetOperation):
                     out |= self._through(b, name, depth + 1)
-                elif i < len(bexpr.selects) and not any(isinstance(p, exp.Star) or _is_table_star(p) for p in bexpr.selects):
+                elif isinstance(bexpr, exp.Select) and i < len(bexpr.selects) and not any(isinstance(p, exp.Star) or _is_table_star(p) for p in bexpr.selects):
                     out |= self.expression_sources(b, bexpr.selects[i])
                 else:
                     out |= self._through(b, name, depth + 1)
@@ -223,9 +224,9 @@ class ModelAnalysis:
             for proj in expr.selects:
                 out |= self.expression_sources(scope, proj)
             return out
-        proj = _projection_named(expr, name)
-        if proj is not None:
-            return set(self.expression_sources(scope, proj.this if isinstance(proj, exp.Alias) else proj))
+        named = _projection_named(expr, name)
+        if named is not None:
+            return set(self.expression_sources(scope, named.this if isinstance(named, exp.Alias) else named))
         out = set()
         for proj in expr.selects:
             if isinstance(proj, exp.Star):
@@ -274,7 +275,7 @@ class ModelAnalysis:
             out.setdefault(name, set()).update(self._through(self.root, name, 0))
         return out
 
-    def definition(self, name: str) -> tuple[Scope, exp.Expression] | None:
+    def definition(self, name: str) -> tuple[Scope, exp.Expr] | None:
         """Where an output column is computed: the first projection on its path that is not a plain column.
 
         ``select * from final`` with ``final as (select sum(amount) as revenue ...)`` gives the
@@ -284,7 +285,7 @@ class ModelAnalysis:
             return None
         return self._definition(self.root, name.lower(), 0)
 
-    def _definition(self, scope: Scope, name: str, depth: int) -> tuple[Scope, exp.Expression] | None:
+    def _definition(self, scope: Scope, name: str, depth: int) -> tuple[Scope, exp.Expr] | None:
         expr = scope.expression
         if depth > _MAX_DEPTH:
             return None
@@ -330,11 +331,11 @@ class ModelAnalysis:
                         out.setdefault(rel, set()).add(name)
         return out
 
-    def where_predicates(self) -> Iterable[exp.Expression]:
+    def where_predicates(self) -> Iterable[exp.Expr]:
         """Each conjunct of every WHERE of the model."""
         if self.tree is None:
             return []
-        out: list[exp.Expression] = []
+        out: list[exp.Expr] = []
         for where in self.tree.find_all(exp.Where):
             out.extend(where.this.flatten() if isinstance(where.this, exp.And) else [where.this])
         return out
@@ -344,18 +345,18 @@ def _single(sources: dict[str, Any]) -> Any:
     return next(iter(sources.values())) if len(sources) == 1 else None
 
 
-def _is_table_star(node: exp.Expression) -> bool:
+def _is_table_star(node: exp.Expr) -> TypeGuard[exp.Column]:
     return isinstance(node, exp.Column) and isinstance(node.this, exp.Star)
 
 
-def _projection_named(select: exp.Expression, name: str) -> exp.Expression | None:
+def _projection_named(select: exp.Select, name: str) -> exp.Expr | None:
     for proj in select.selects:
         if not isinstance(proj, exp.Star) and not _is_table_star(proj) and proj.alias_or_name.lower() == name:
             return proj
     return None
 
 
-def _own_columns(node: exp.Expression) -> list[exp.Column]:
+def _own_columns(node: exp.Expr) -> list[exp.Column]:
     """Columns of ``node`` that belong to its own scope (not to a nested subquery)."""
     out = []
     for col in node.find_all(exp.Column):

@@ -102,10 +102,6 @@ class QueryResult:
 class Capabilities:
     """What an engine can do that the engines' SQL may rely on (see the module docstring)."""
 
-    temp_tables: bool = True
-    """The agent's session may create temporary tables (to stage a file or API source of truth)."""
-    information_schema: bool = True
-    """``information_schema.columns``/``.tables`` describe the relations (drift snapshots, profiling)."""
     upper_case_identifiers: bool = False
     """Unquoted identifiers are stored upper-case (Snowflake)."""
     approx_distinct: bool = True
@@ -196,10 +192,6 @@ class Warehouse(ABC):
 
     def relation(self, *parts: str | None) -> str:
         return ".".join(self.quote(p) for p in parts if p)
-
-    def normalize_identifier(self, identifier: str) -> str:
-        """Case the warehouse stores unquoted identifiers in."""
-        return identifier.upper() if self.capabilities.upper_case_identifiers else identifier.lower()
 
     def __enter__(self) -> Warehouse:
         return self

@@ -119,7 +119,7 @@ class DuckDBWarehouse(Warehouse):
 
     dialect = "duckdb"
     name = "duckdb"
-    capabilities = Capabilities(temp_tables=True, information_schema=True)
+    capabilities = Capabilities()
 
     def __init__(self, path: str | Path, audit: AuditLog, *, read_only: bool = True) -> None:
         super().__init__(audit, read_only=read_only)

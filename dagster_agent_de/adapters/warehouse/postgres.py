@@ -83,9 +83,9 @@ class PostgresWarehouse(Warehouse):
 
     dialect = "postgres"
     name = "postgres"
-    # CREATE TEMP TABLE is refused in a read-only transaction; files and APIs are staged on a local DuckDB session
-    capabilities = Capabilities(temp_tables=False, information_schema=True, approx_distinct=False, jaro_winkler=False,
-                                full_join_on_any_condition=False)
+    # CREATE TEMP TABLE is refused in a read-only transaction: files and APIs are staged on a local
+    # DuckDB session (engines/reconcile/truth.py), as for every engine but DuckDB itself
+    capabilities = Capabilities(approx_distinct=False, jaro_winkler=False, full_join_on_any_condition=False)
 
     def __init__(
         self,

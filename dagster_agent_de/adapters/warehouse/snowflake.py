@@ -74,7 +74,7 @@ class SnowflakeWarehouse(Warehouse):
 
     dialect = "snowflake"
     name = "snowflake"
-    capabilities = Capabilities(temp_tables=True, information_schema=True, upper_case_identifiers=True)
+    capabilities = Capabilities(upper_case_identifiers=True)
 
     def __init__(self, connection_factory: ConnectionFactory, audit: AuditLog, *, read_only: bool = True) -> None:
         super().__init__(audit, read_only=read_only)

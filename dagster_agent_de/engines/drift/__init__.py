@@ -1,5 +1,7 @@
 """Schema drift: one information_schema read, rename-aware diff, column-level impact, fixes."""
 
+from __future__ import annotations
+
 from dagster_agent_de.engines.drift.diff import classify_type_change, diff_snapshots
 from dagster_agent_de.engines.drift.engine import compare, detect_drift, take_snapshot, watched_relations
 from dagster_agent_de.engines.drift.models import DriftReport, DriftSeverity, SchemaChange, Snapshot

@@ -13,6 +13,7 @@ import difflib
 import re
 
 from dagster_agent_de.engines.drift.models import (
+    ChangeKind,
     ColumnSchema,
     RenameEvidence,
     SchemaChange,
@@ -170,7 +171,7 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> list[SchemaChange]:
             changes.append(SchemaChange(kind="table_added", relation=after.relation))
             continue
         if before is not None and after is None:
-            kind = "table_missing" if key in new.missing else "table_dropped"
+            kind: ChangeKind = "table_missing" if key in new.missing else "table_dropped"
             changes.append(SchemaChange(kind=kind, relation=before.relation))
             continue
         if before is None or after is None:

@@ -155,7 +155,7 @@ def _key_expr(key: list[str], names: list[str] | None = None):  # noqa: ANN202
 
     cols = [exp.column(n) for n in names] if names else [exp.column(k, quoted=True) for k in key]
     parts = [exp.Coalesce(this=_cast(c, "VARCHAR"), expressions=[exp.Literal.string("")]) for c in cols]
-    out = parts[0]
+    out: exp.Expression = parts[0]
     for p in parts[1:]:
         out = exp.DPipe(this=exp.DPipe(this=out, expression=exp.Literal.string("\x1f")), expression=p)
     return out
@@ -263,7 +263,7 @@ def table_sizes(warehouse: Warehouse, tables: Iterable[TableSchema]) -> dict[str
             if db:
                 src.set("catalog", exp.to_identifier(db, quoted=True))
             cols = ["table_catalog", "table_schema", "table_name", "row_count"]
-            where = exp.func("upper", exp.column("table_schema")).isin(*[exp.Literal.string(s.upper()) for s in schemas])
+            where: exp.Condition = exp.func("upper", exp.column("table_schema")).isin(*[exp.Literal.string(s.upper()) for s in schemas])
         else:
             src = exp.Table(this=exp.Anonymous(this="duckdb_tables", expressions=[]))
             cols = ["database_name", "schema_name", "table_name", "estimated_size"]

@@ -193,23 +193,3 @@ class DriftReport(_Frozen):
     @property
     def breaking(self) -> bool:
         return self.severity == DriftSeverity.BREAKING
-
-    def for_relation(self, relation: str) -> list[SchemaChange]:
-        return [c for c in self.changes if c.relation.lower() == relation.lower()]
-
-    def markdown(self) -> str:
-        if not self.changes:
-            return "No schema drift." if not self.baseline_created else "Baseline recorded (first snapshot)."
-        lines = ["| severity | change | impacted models |", "|---|---|---|"]
-        for c in self.changes:
-            imp = ", ".join(f"`{i.model}`" + (f" ({', '.join(i.columns)})" if i.columns else "") for i in c.impacted) or "none"
-            lines.append(f"| {c.severity.value} | {c.describe()} | {imp} |")
-        for c in self.changes:
-            for e in c.evidence:
-                lines += ["", f"Values of {e.old_column} vs {e.new_column}: {e.describe()}",
-                          f"  before: {e.old_stats}", f"  now: {e.new_stats}"] if e.old_stats else []
-            if c.proposed_fix:
-                lines += ["", f"**Proposed fix for {c.describe()}:**", "", "```diff", c.proposed_fix.rstrip(), "```"]
-            if c.escalation:
-                lines += ["", f"**Escalated ({c.escalation.kind.value.replace('_', ' ')}):** {c.escalation.decision}"]
-        return "\n".join(lines)

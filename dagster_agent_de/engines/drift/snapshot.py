@@ -14,7 +14,7 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _type_name(data_type: str, length: object, precision: object, scale: object) -> str:
+def _type_name(data_type: str, length: int | str | None, precision: int | str | None, scale: int | str | None) -> str:
     t = str(data_type).upper()
     if "(" in t:
         return t

@@ -1,5 +1,7 @@
 """Entity resolution: the same customer (or account, or company) under several keys."""
 
+from __future__ import annotations
+
 from dagster_agent_de.engines.entities.resolve import (
     EntityPair,
     EntityResolution,

@@ -1,1 +1,3 @@
 """Escalations, the context store and the autonomy policy."""
+
+from __future__ import annotations

@@ -95,8 +95,8 @@ def _parse(text: str, where: str) -> tuple[list[ContextRule], list[str], bool]:
     rules: list[ContextRule] = []
     problems: list[str] = []
     for i, item in enumerate(data.get("rules") or []):
-        line = _line_of(text, i)
-        at = f"{where}:{f' line {line}' if line else ''} rule #{i + 1}"
+        line_no = _line_of(text, i)
+        at = f"{where}:{f' line {line_no}' if line_no else ''} rule #{i + 1}"
         if not isinstance(item, dict):
             problems.append(f"{at}: expected a mapping with id and rule, found {json.dumps(item, default=str)[:40]}")
             continue
@@ -125,6 +125,7 @@ def _base_layer(path: Path, state: StateStore) -> tuple[list[ContextRule], str |
     if not path.exists():
         return [], None
     flag = _BASE_FLAG + str(path.resolve())
+    rules: list[ContextRule]
     try:
         text = path.read_text()
     except OSError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from dagster_agent_de.core.models import (
     Escalation,
@@ -57,7 +58,7 @@ def escalations_for(finding: Finding, manifest: Manifest, policy: Policy, *, che
         return []
     out: list[Escalation] = []
     owner = owner_of(manifest, finding.model, default_owner)
-    base = dict(asset=finding.model, finding_id=finding.id, finding_pattern=finding.pattern, check=check,
+    base: dict[str, Any] = dict(asset=finding.model, finding_id=finding.id, finding_pattern=finding.pattern, check=check,
                 owner=owner, due_at=utcnow() + DUE,
                 applies_to=[f"{finding.model}.{c}" for c in finding.columns] or [str(finding.model)])
     if finding.needs_context:

@@ -1,5 +1,7 @@
 """Intent-based checks: what the data is for, encoded as a check that stays true when the data changes."""
 
+from __future__ import annotations
+
 from dagster_agent_de.engines.intents.intents import (
     Intent,
     IntentResult,

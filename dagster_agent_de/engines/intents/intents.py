@@ -32,7 +32,6 @@ from dagster_agent_de.errors import AgentDEError, SpecError
 from dagster_agent_de.manifest import Manifest
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SAMPLE = 5
 
 
 class _Base(BaseModel):

@@ -166,7 +166,7 @@ def investigate(
     order = {n.display_name: i for i, n in enumerate(nodes)}
     hypotheses.sort(key=lambda h: (-h.confidence, order.get(h.model, 99), h.pattern))
     downstream = {n.display_name: [manifest.nodes[d].display_name for d in manifest.downstream(n.unique_id)] for n in nodes}
-    findings = []
+    findings: list[Finding] = []
     for h in hypotheses:
         if h.confidence < MIN_CONFIDENCE and not h.cited_rules:
             continue

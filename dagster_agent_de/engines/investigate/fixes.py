@@ -25,10 +25,6 @@ def file_diff(manifest: Manifest, node: Node, transform, description: str) -> Pr
     return ProposedFix(description=description, diff=diff, files=[rel])
 
 
-def sub_once(pattern: str, repl: str, flags: int = re.I):
-    return lambda text: re.sub(pattern, repl, text, count=1, flags=flags)
-
-
 _NOT_ALIAS = r"(?!(?:on|using|where|left|right|inner|full|cross|join|group|order|qualify|limit|natural)\b)"
 
 
@@ -73,7 +69,7 @@ def apply_diff(manifest: Manifest, fix: ProposedFix) -> list[str]:
 
     Only used by humans or a policy that allows it (see the autonomy policy).
     """
-    changed = []
+    changed: list[str] = []
     if manifest.project_dir is None:
         return changed
     for block in re.split(r"(?m)^--- a/", fix.diff)[1:]:

@@ -1,5 +1,7 @@
 """Conflicting metric definitions: the same business number computed differently in two places."""
 
+from __future__ import annotations
+
 from dagster_agent_de.engines.metrics.conflicts import (
     MetricAudit,
     MetricConflict,

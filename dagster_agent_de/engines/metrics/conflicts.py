@@ -73,7 +73,7 @@ def metric_definitions(manifest: Manifest, dialect: str, tracer: LineageTracer |
             if column == "*":
                 continue
             found = analysis.definition(column)  # through CTEs: `select * from final`
-            expr: exp.Expression | None = found[1] if found is not None else None
+            expr: exp.Expr | None = found[1] if found is not None else None
             agg = next(iter(expr.find_all(exp.AggFunc)), None) if expr is not None else None
             if agg is not None and (isinstance(agg.parent, exp.Window) or expr is not None and expr.find(exp.Window)):
                 agg = None  # a window function keeps the grain: not a metric by itself
@@ -150,7 +150,7 @@ def conflict_evidence(conflict: MetricConflict, manifest: Manifest, warehouse: W
     parts = []
     for i, d in enumerate(defs):
         rel = manifest.find(d.model).relation_name
-        parts.append(f"(select sum({_q(d.column)}) from {rel}) as d{i}")
+        parts.append(f"(select sum({warehouse.quote(d.column)}) from {rel}) as d{i}")
     sql = "select " + ", ".join(parts)
     why = f"totals of the {len(defs)} definitions of {conflict.metric}"
     try:
@@ -190,6 +190,3 @@ def conflict_escalation(conflict: MetricConflict, evidence: Evidence | None, own
         applies_to=[f"{d.model}.{d.column}" for d in conflict.definitions],
     )
 
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -22,7 +22,7 @@ def incident_id(asset: str, check: str, evaluation_id: int | str | None = None) 
     """A short stable id for one failure of one check (the thread, the subject line, the dedup key).
 
     >>> incident_id("analytics/orders", "orders_vs_raw", 42)
-    'INC-6a3b1f0f'
+    'INC-5bd55322'
     """
     raw = f"{asset}:{check}:{evaluation_id or ''}"
     return "INC-" + hashlib.sha256(raw.encode()).hexdigest()[:8]

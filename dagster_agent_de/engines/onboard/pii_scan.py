@@ -53,7 +53,7 @@ def scan_sources(manifest: Manifest, warehouse: Warehouse, columns: dict[str, li
         if not text or not node.relation_name:
             out.append(UntaggedPII(node.display_name, ()))
             continue
-        sql = f"select {', '.join(_q(c.name) for c in text)} from {node.relation_name} limit {SAMPLE_ROWS}"
+        sql = f"select {', '.join(warehouse.quote(c.name) for c in text)} from {node.relation_name} limit {SAMPLE_ROWS}"
         try:
             res = warehouse.query(sql, rationale=f"sample {node.display_name} for untagged PII (values scanned in memory, never stored)",
                                   max_rows=SAMPLE_ROWS)
@@ -90,6 +90,3 @@ def pii_escalation(item: UntaggedPII, node: Node, owner: str | None) -> Escalati
         applies_to=[f"{item.node}.{h.column}" for h in item.hits],
     )
 
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -97,10 +97,6 @@ def split_table(ref: str) -> tuple[str | None, str, str]:
     raise ConfigError(f"table {ref!r}: use schema.table or database.schema.table")
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def profile_table(warehouse: Warehouse, schema: str, table: str, database: str | None = None) -> TableProfile:
     """Profile ``schema.table`` (in ``database``) through the audited, read-only warehouse."""
     if database is None:  # the session's database: DuckDB's attached file, Snowflake's current database
@@ -112,7 +108,7 @@ def profile_table(warehouse: Warehouse, schema: str, table: str, database: str |
         raise ConfigError(f"table {schema}.{table} was not found in the warehouse"
                           f"{f' (database {database})' if database else ''}; check the schema and table names "
                           "(the agent reads information_schema.columns with its own credentials)")
-    relation = ".".join(_q(p) for p in found.relation.split("."))
+    relation = warehouse.relation(*found.relation.split("."))
     cols = [ColumnProfile(c.name, c.data_type, c.position) for c in sorted(found.columns, key=lambda c: c.position)]
     statements = list(snap.statements)
 
@@ -120,10 +116,10 @@ def profile_table(warehouse: Warehouse, schema: str, table: str, database: str |
     distinct = "approx_count_distinct({})" if warehouse.capabilities.approx_distinct else "count(distinct {})"
     parts = ["count(*) as n"]
     for i, c in enumerate(cols):
-        parts.append(f"count({_q(c.name)}) as nn_{i}")
-        parts.append(f"{distinct.format(_q(c.name))} as nd_{i}")
+        parts.append(f"count({warehouse.quote(c.name)}) as nn_{i}")
+        parts.append(f"{distinct.format(warehouse.quote(c.name))} as nd_{i}")
         if c.kind in ("integer", "number", "timestamp", "date"):
-            parts.append(f"min({_q(c.name)}) as mn_{i}, max({_q(c.name)}) as mx_{i}")
+            parts.append(f"min({warehouse.quote(c.name)}) as mn_{i}, max({warehouse.quote(c.name)}) as mx_{i}")
     sql = f"select {', '.join(parts)} from {relation}"
     statements.append(sql)
     row = warehouse.query(sql, rationale=f"profile {schema}.{table}: rows, NULLs, distinct values per column").folded().one()
@@ -135,7 +131,7 @@ def profile_table(warehouse: Warehouse, schema: str, table: str, database: str |
     candidates = [c for c in cols if rows and c.non_null == rows and c.distinct is not None and c.distinct >= rows * 0.97
                   and c.kind in ("integer", "text")][:MAX_KEY_CANDIDATES]
     if candidates:
-        sql = "select " + ", ".join(f"count(distinct {_q(c.name)}) as d_{i}" for i, c in enumerate(candidates)) + f" from {relation}"
+        sql = "select " + ", ".join(f"count(distinct {warehouse.quote(c.name)}) as d_{i}" for i, c in enumerate(candidates)) + f" from {relation}"
         statements.append(sql)
         exact = warehouse.query(sql, rationale=f"exact uniqueness of key candidates of {schema}.{table}").folded().one()
         for i, c in enumerate(candidates):
@@ -145,8 +141,8 @@ def profile_table(warehouse: Warehouse, schema: str, table: str, database: str |
     low = [c for c in cols if c.kind in ("text", "boolean") and c.distinct is not None and 0 < c.distinct <= LOW_CARDINALITY]
     if low:
         sql = " union all ".join(
-            f"select '{c.name.replace(chr(39), chr(39) * 2)}' as col, cast({_q(c.name)} as varchar) as val, count(*) as n "
-            f"from {relation} where {_q(c.name)} is not null group by 2" for c in low)
+            f"select '{c.name.replace(chr(39), chr(39) * 2)}' as col, cast({warehouse.quote(c.name)} as varchar) as val, count(*) as n "
+            f"from {relation} where {warehouse.quote(c.name)} is not null group by 2" for c in low)
         statements.append(sql)
         res = warehouse.query(sql, rationale=f"values of the low-cardinality columns of {schema}.{table}", max_rows=LOW_CARDINALITY * len(low) * 2)
         values: dict[str, list[tuple[str, int]]] = {}
@@ -159,7 +155,7 @@ def profile_table(warehouse: Warehouse, schema: str, table: str, database: str |
 
     text = [c for c in cols if c.kind == "text"]
     if text and rows:
-        sql = f"select {', '.join(_q(c.name) for c in text)} from {relation} limit {SAMPLE_ROWS}"
+        sql = f"select {', '.join(warehouse.quote(c.name) for c in text)} from {relation} limit {SAMPLE_ROWS}"
         statements.append(sql)
         res = warehouse.query(sql, rationale=f"sample {SAMPLE_ROWS} rows of the text columns of {schema}.{table} to detect PII "
                                                "(scanned in memory, never stored)", max_rows=SAMPLE_ROWS)

@@ -28,7 +28,7 @@ class PerfContext:
 
     sql: str
     dialect: str
-    tree: exp.Expression
+    tree: exp.Expr
     plan: QueryPlan
 
 

@@ -1,5 +1,7 @@
 """Reconciliation: a pipeline output against a source of truth, pushed down into the warehouse."""
 
+from __future__ import annotations
+
 from dagster_agent_de.engines.reconcile.engine import reconcile, reconcile_all
 from dagster_agent_de.engines.reconcile.report import ReconcileReport
 from dagster_agent_de.engines.reconcile.spec import (

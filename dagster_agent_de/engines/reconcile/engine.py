@@ -272,7 +272,7 @@ def _report(
         ColumnMismatch(column=c, mismatched=int(row[f"mm_{c}"] or 0), pct=_pct(int(row[f"mm_{c}"] or 0), int(row["matched"])))
         for c in spec.compare
     ]
-    counts = {k: int(row.get(k) or 0) for k in (
+    counts: dict[str, Any] = {k: int(row.get(k) or 0) for k in (
         "rows_pipeline", "rows_truth", "null_keys_pipeline", "null_keys_truth", "duplicate_keys_pipeline",
         "duplicate_keys_truth", "matched", "missing_in_pipeline", "extra_in_pipeline", "mismatched_rows",
     )}

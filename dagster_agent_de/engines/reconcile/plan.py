@@ -284,12 +284,19 @@ def render(sql: str, dialect: str) -> str:
     User fragments (``expr``, ``where``, the relation) are already in the warehouse's dialect, and
     the skeleton is plain SQL, so the whole statement parses as ``dialect``; the row hash
     placeholder becomes that engine's hash. Keywords and function names are written in lower
-    case, like the rest of the project's SQL (identifiers and strings are left as they are).
+    case, like the rest of the project's SQL (identifiers and strings are left as they are), and
+    the statement is pretty-printed (one clause per line), as the audit log shows it.
 
-    >>> render("select sum(agent_de_row_hash(a, b)) as h from t full outer join u on t.k = u.k", "duckdb")
-    'select sum(hash(a, b)) as h from t full outer join u on t.k = u.k'
-    >>> render("select agent_de_row_hash(a, cast(b as double)) as h from t", "postgres")
-    'select hashtextextended(cast(row(a, cast(b as double precision)) as text), 0) as h from t'
+    >>> print(render("select sum(agent_de_row_hash(a, b)) as h from t full outer join u on t.k = u.k", "duckdb"))
+    select
+      sum(hash(a, b)) as h
+    from t
+    full outer join u
+      on t.k = u.k
+    >>> print(render("select agent_de_row_hash(a, cast(b as double)) as h from t", "postgres"))
+    select
+      hashtextextended(cast(row(a, cast(b as double precision)) as text), 0) as h
+    from t
     """
     import sqlglot
 

@@ -6,6 +6,8 @@ runs only read-only queries through ``ctx.run`` and returns nothing when its pat
 absent (each has a negative test).
 """
 
+from __future__ import annotations
+
 from dagster_agent_de.engines.investigate.detectors import (
     currency_mixing,
     duplicate_key,

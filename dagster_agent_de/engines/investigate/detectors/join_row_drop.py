@@ -45,7 +45,7 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
             fix_desc = (f"Move the predicate on {join.right_alias} (`{join.turned_inner_by}`) from WHERE into the LEFT "
                         f"JOIN's ON clause, so rows without a match are kept; no diff is proposed because moving a "
                         f"predicate changes which rows it filters")
-            fix = ProposedFix(description=fix_desc)
+            fix: ProposedFix | None = ProposedFix(description=fix_desc)
         else:
             fix_desc = (f"Make the join to {right_name}{where} a LEFT JOIN so rows without a match are kept "
                         f"(their {join.right_alias} columns become NULL)")

@@ -12,7 +12,7 @@ PATTERN = "schema_drift"
 
 def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
     """Runs for each upstream source: compares the live schema with the accepted baseline."""
-    if not node.is_source or ctx.drift_store is None:
+    if not node.is_source or ctx.drift_store is None or node.schema is None:
         return []
     from dagster_agent_de.engines.drift import compare, snapshot_schema
 

@@ -46,6 +46,7 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
             continue
         what = f"{failed:,} values cannot be cast" if failed else f"{changed:,} values lose precision"
         where = f" (in the CTE {cast.scope})" if cast.scope != "main" else ""
+        fix: ProposedFix | None
         if failed:
             fix = ProposedFix(description=f"Clean {name} before casting, or cast to a type that holds it; no diff is "
                                           "proposed because what the bad values mean is for the data's owner to say.")

@@ -18,7 +18,7 @@ FANOUT = 2.0
 _PRODUCTS = ("CROSS_PRODUCT", "NESTED_LOOP_JOIN", "BLOCKWISE_NL_JOIN", "PIECEWISE_MERGE_JOIN")
 
 
-def _written_cross_joins(tree: exp.Expression) -> list[str]:
+def _written_cross_joins(tree: exp.Expr) -> list[str]:
     """The joins written without a condition, as written (``cross join x``, ``from a, b``)."""
     out = []
     for join in tree.find_all(exp.Join):

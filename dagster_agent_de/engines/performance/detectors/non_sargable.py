@@ -67,7 +67,7 @@ def as_range(text: str) -> str:
     return text
 
 
-def _wrapped_date_columns(tree: exp.Expression) -> list[tuple[Any, exp.Column]]:
+def _wrapped_date_columns(tree: exp.Expr) -> list[tuple[Any, exp.Column]]:
     out: list[tuple[Any, exp.Column]] = []  # (the function, the column it wraps)
     for where in tree.find_all(exp.Where):
         for cmp in where.find_all(exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In, exp.Between):
