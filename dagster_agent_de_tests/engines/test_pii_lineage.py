@@ -18,7 +18,7 @@ from dagster_agent_de.engines.investigate.models import Failure
 from dagster_agent_de.engines.pii_lineage import pii_index
 from dagster_agent_de.engines.reconcile import ReconcileSpec, reconcile
 from dagster_agent_de.manifest import Manifest
-from dagster_agent_de_tests.helpers import duck
+from dagster_agent_de_tests.helpers import duck, stored_audit_text
 
 N_ROWS = 12
 
@@ -83,13 +83,13 @@ def _world(tmp_path: Path, seed: int):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_no_raw_pii_anywhere(tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_raw_pii_anywhere(tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture, state_store) -> None:
     from dagster_agent_de.dagster.translator import AgentDETranslator
 
     path, manifest, spec, raw, renamed = _world(tmp_path, seed)
     assert pii_index(manifest).relation_pii("wh.main.people_model") == {n.lower() for n in renamed.values()}
     lines: list[str] = []
-    audit = AuditLog(tmp_path / "audit.jsonl", sinks=[lambda e: lines.append(e.one_line())])
+    audit = AuditLog(state_store, sinks=[lambda e: lines.append(e.one_line())])
     caplog.set_level(logging.DEBUG)
     with DuckDBWarehouse(path, audit) as wh:
         report = reconcile(spec, manifest, wh)
@@ -109,7 +109,7 @@ def test_no_raw_pii_anywhere(tmp_path: Path, seed: int, caplog: pytest.LogCaptur
         json.dumps([f.model_dump(mode="json") for f in report.to_findings()]),
         json.dumps({k: str(v.value) for k, v in AgentDETranslator().reconcile_check_result(report).metadata.items()}),
         json.dumps([e.model_dump(mode="json") for e in evidence]),
-        (tmp_path / "audit.jsonl").read_text(), "\n".join(lines), caplog.text,
+        stored_audit_text(state_store), "\n".join(lines), caplog.text,
     ]
     blob = "\n".join(texts).lower()
     leaked = sorted(v for v in raw if v in blob)
@@ -142,3 +142,11 @@ def test_counts_and_tests_of_pii_are_numbers_not_masked_values() -> None:
            "sum(case when c.email is null then 1 else 0 end) as nulls, count(distinct c.email) as n, "
            "typeof(c.email) as t, c.email is null as missing, max(c.email) as top, c.email as contact from c")
     assert pii_index(manifest).pii_outputs(sql) == {"top", "contact"}
+    # the join_fanout detector's probe: a window count per e-mail, its max, a difference of counts
+    fanout = ("select count(*) as key_rows, count(*) - count(distinct (email)) as extra_rows, max(n) as max_per_key "
+              "from (select email, count(*) over (partition by email) as n from wh.main.customers) t")
+    assert pii_index(manifest).pii_outputs(fanout) == set()
+    ranked = ("with r as (select email, row_number() over (partition by email) as rn, (count(email) + 1) * 2 as x "
+              "from wh.main.customers group by all) select rn, x, max(email) over (partition by rn) as m, email || '' as e "
+              "from r")
+    assert pii_index(manifest).pii_outputs(ranked) == {"m", "e"}
