@@ -1,9 +1,11 @@
 """No raw PII value leaves a demo run (issue #13's "done when"), end to end on the session's real demo.
 
-A reconciliation of ``dim_customers`` against ``app.customers`` uses the PII-tagged e-mail as its key
-(through an alias in the model, ``contact_email``), the PII-tagged name as its segment, and both as
-compared columns. The source data changes so that it fails; the check job, the failed-check sensor and
-the investigate job run in process, and so do ``agent-de reconcile --json`` and ``investigate --json``.
+Only the sources' columns stay tagged (``app.customers.email`` and ``full_name``: the tags a team
+writes once, where the data lands); the models' tags are removed, so every model column is PII by
+lineage alone. A reconciliation of ``dim_customers`` against ``stg_customers`` uses the e-mail as its
+key (through an alias in the model, ``contact_email``), the name as its segment, and both as compared
+columns. The source data changes so that it fails; the check job, the failed-check sensor and the
+investigate job run in process, and so do ``agent-de reconcile --json`` and ``investigate --json``.
 Every place a value could leave (every event of those runs, every row of the state store, the CLI's
 output) is then searched for the raw values read straight from the warehouse: none is there, and the
 masked form (``pii:`` and hex) is.
@@ -24,16 +26,21 @@ from dagster_agent_de.adapters.state import open_state_store
 from dagster_agent_de.adapters.state.schema import metadata as state_tables
 from dagster_agent_de.cli import main
 from dagster_agent_de.dagster.definitions import build_definitions
+from dagster_agent_de.engines.pii_lineage import pii_index
+from dagster_agent_de.manifest import Manifest
+from dagster_agent_de.project import DbtProjectInfo
 from dagster_agent_de_tests.dagster.test_investigation_e2e import QUIET, _run_check_job, _sensor_tick
 from dagster_agent_de_tests.helpers import drop_escalations
 
 MARTS = "models/marts/_marts.yml"
+STAGING = "models/staging/_staging.yml"
+TAG = "        config: {meta: {agent_de: {pii: true}}}\n"
 DIM = "models/marts/dim_customers.sql"
 SPEC = """\
           reconcile:
             - name: customers_vs_app
               description: Every customer in the mart is the application's customer, by e-mail.
-              against: "source('app', 'customers')"
+              against: "ref('stg_customers')"
               key: [contact_email]
               key_against: [email]
               compare:
@@ -96,7 +103,13 @@ def test_no_raw_pii_leaves_a_demo_run(demo_env) -> None:
         undo.callback(demo_env.dbt, "run", "-s", "dim_customers", "-q")  # last: rebuilt from the restored files
         undo.enter_context(demo_env.patched(DIM, "    c.email,\n", "    c.email,\n    c.email as contact_email,\n"))
         undo.enter_context(demo_env.patched(MARTS, "          # entity resolution", SPEC + "          # entity resolution"))
+        undo.enter_context(demo_env.patched(MARTS, "      - name: email\n" + TAG, "      - name: email\n"))
+        undo.enter_context(demo_env.patched(STAGING, TAG, ""))  # stg_customers and stg_hubspot_contacts
         demo_env.dbt("run", "-s", "dim_customers", "-q")  # also parses: the manifest carries the spec and the alias
+        manifest = Manifest.load(DbtProjectInfo.from_settings(settings).manifest_path, demo_env.project_dir)
+        index = pii_index(manifest)
+        assert {rel.split(".")[-1] for rel in index.tagged} == {"customers", "contacts"}  # the sources only
+        assert index.relation_pii("main.dim_customers") >= {"email", "contact_email", "full_name"}  # by lineage
         undo.callback(lambda: [demo_env.write(sql) for sql in UNDO])
         for sql in CHANGE:
             demo_env.write(sql)
