@@ -31,6 +31,7 @@ from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo
 from dagster_agent_de_tests.dagster.test_investigation_e2e import QUIET, _run_check_job, _sensor_tick
 from dagster_agent_de_tests.helpers import drop_escalations
+from dagster_agent_de_tests.llm_replay import Replay
 
 MARTS = "models/marts/_marts.yml"
 STAGING = "models/staging/_staging.yml"
@@ -52,6 +53,7 @@ SPEC = """\
               severity: error
 """
 # the application renames 20 customers and gains 15 the mart has not seen yet (undone afterwards)
+MASKED = r"pii:[0-9a-f]{16}"
 RENAMED = "customer_id % 25 = 0"
 CHANGE = [f"update app.customers set full_name = 'Renamed Person ' || customer_id where {RENAMED}",
           "insert into app.customers select customer_id + 900000, 'newcomer' || customer_id || '@example.org', "
@@ -95,7 +97,7 @@ def _state_text(store) -> str:
     return "\n".join(out)
 
 
-def test_no_raw_pii_leaves_a_demo_run(demo_env) -> None:
+def test_no_raw_pii_leaves_a_demo_run(demo_env, monkeypatch) -> None:
     settings = demo_env.settings
     store = open_state_store(settings)
     before = {e.id for e in store.escalations()}
@@ -126,11 +128,22 @@ def test_no_raw_pii_leaves_a_demo_run(demo_env) -> None:
             assert not failed.passed and md["missing_in_pipeline"].value == 15 and md["mismatched_rows"].value == 20
             result, cursor = _sensor_tick(defs, instance, cursor)
             (request,) = [r for r in result.run_requests if r.tags["agent_de/check"] == "dim_customers:customers_vs_app"]
-            run = defs.resolve_job_def("investigate").execute_in_process(
-                instance=instance, run_config={**request.run_config, **QUIET}, tags=request.tags)
-            assert run.success and run.output_for_node("investigate_failure")["findings"]
+            replay = Replay("demo_pii_review.json")  # the LLM second opinion asks for e-mails and names
+            with replay.serve() as url:
+                monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-pii")
+                monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+                run = defs.resolve_job_def("investigate").execute_in_process(
+                    instance=instance, run_config={**request.run_config, **QUIET}, tags=request.tags)
+            monkeypatch.delenv("ANTHROPIC_API_KEY")
+            assert run.success
+            findings = run.output_for_node("investigate_failure")["findings"]
+            (llm,) = [f for f in findings if f["source"] == "llm"]
+            assert llm["model"] == "dim_customers" and llm["evidence"][0]["rows_sample"]  # evidence with values
+            sent = json.loads(replay.tool_results(1)[0]["content"])["rows"]  # what the LLM saw of its own query
+            assert len(sent) == 5 and all(re.fullmatch(MASKED, str(v)) for row in sent for v in row.values()), sent
             texts = {"check run events": _event_text(instance, checked.run_id),
-                     "investigation events": _event_text(instance, run.run_id)}
+                     "investigation events": _event_text(instance, run.run_id),
+                     "the LLM's requests": json.dumps(replay.requests)}
 
         cli = ["--state-dir", str(settings.state_dir), "--project-dir", str(demo_env.project_dir)]
         rec = CliRunner().invoke(main, [*cli, "reconcile", "--name", "customers_vs_app", "--json"])
@@ -148,7 +161,7 @@ def test_no_raw_pii_leaves_a_demo_run(demo_env) -> None:
 
     leaks = {where: sorted(v for v in raw if v in text)[:3] for where, text in texts.items()}
     assert not any(leaks.values()), f"raw PII escaped: {leaks}"
-    masked = re.compile(r"pii:[0-9a-f]{16}")
-    for where in ("check run events", "reconcile --json"):  # samples and segments, masked
+    masked = re.compile(MASKED)
+    for where in ("check run events", "reconcile --json", "the LLM's requests"):
         assert masked.search(texts[where]), f"no masked value in {where}: the test would pass vacuously"
     assert set(masked.findall(texts["check run events"])) & set(masked.findall(texts["reconcile --json"]))  # one key
