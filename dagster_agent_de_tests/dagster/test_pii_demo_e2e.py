@@ -52,8 +52,8 @@ SPEC = """\
               sample_size: 20
               severity: error
 """
-# the application renames 20 customers and gains 15 the mart has not seen yet (undone afterwards)
 MASKED = r"pii:[0-9a-f]{16}"
+# the application renames 20 customers and gains 15 the mart has not seen yet (undone afterwards)
 RENAMED = "customer_id % 25 = 0"
 CHANGE = [f"update app.customers set full_name = 'Renamed Person ' || customer_id where {RENAMED}",
           "insert into app.customers select customer_id + 900000, 'newcomer' || customer_id || '@example.org', "
