@@ -42,7 +42,7 @@ def column_sources(sql: str, dialect: str) -> Sources | None:
         for (name, _), (_, srcs) in zip(list(left.items()), list(right.items()), strict=False):
             out[name] |= srcs
         return out
-    cols = analyze_columns(sql, dialect)
+    cols = analyze_columns(_counts_as_literals(tree).sql(dialect), dialect)
     if cols.error:
         return None
     outputs = {k: set(v) for k, v in cols.outputs.items()}
@@ -52,10 +52,32 @@ def column_sources(sql: str, dialect: str) -> Sources | None:
     return outputs
 
 
-def _carries_no_value(node: Any) -> bool:
-    """A count, sum, average or test of a column shows none of its values (MIN/MAX/ANY_VALUE do)."""
+def _counts_as_literals(tree: Any) -> Any:
+    """A copy of ``tree`` where every named projection that carries no value (a count, a window count, a
+    difference of counts; in a CTE, a subquery or the outer query) reads as ``0``: what is derived from it
+    (``max(n)`` over ``count(*) over (partition by email) as n``) is then a number, not PII."""
     from sqlglot import exp
 
+    tree = tree.copy()
+    for select in list(tree.find_all(exp.Select)):
+        for proj in select.expressions:
+            if isinstance(proj, exp.Alias) and _carries_no_value(proj.this):
+                proj.set("this", exp.Literal.number(0))
+    return tree
+
+
+_ARITHMETIC = ("Add", "Sub", "Mul", "Div", "Mod", "IntDiv")
+
+
+def _carries_no_value(node: Any) -> bool:
+    """A count, sum, average or test of a column shows none of its values (MIN/MAX/ANY_VALUE do); nor
+    does a ranking, a count over a window, or arithmetic over counts and constants."""
+    from sqlglot import exp
+
+    if isinstance(node, (exp.Paren, exp.Window)):
+        return _carries_no_value(node.this)
+    if isinstance(node, tuple(getattr(exp, n) for n in _ARITHMETIC if hasattr(exp, n))):
+        return all(isinstance(side, exp.Literal) or _carries_no_value(side) for side in (node.left, node.right))
     if isinstance(node, (exp.Count, exp.Sum, exp.Avg, exp.ApproxDistinct, exp.Stddev, exp.StddevPop,
                          exp.StddevSamp, exp.Variance, exp.VariancePop, exp.Predicate, exp.Boolean, exp.Length)):
         return True
@@ -64,7 +86,8 @@ def _carries_no_value(node: Any) -> bool:
     return isinstance(node, exp.Func) and node.sql_name().lower() in _NO_VALUE_FUNCTIONS
 
 
-_NO_VALUE_FUNCTIONS = frozenset({"typeof", "pg_typeof", "count_if", "countif", "count_star", "approx_count_distinct"})
+_NO_VALUE_FUNCTIONS = frozenset({"typeof", "pg_typeof", "count_if", "countif", "count_star", "approx_count_distinct",
+                                 "row_number", "rank", "dense_rank", "ntile", "percent_rank", "cume_dist"})
 
 
 class PiiIndex:

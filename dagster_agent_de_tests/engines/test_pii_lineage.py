@@ -142,3 +142,11 @@ def test_counts_and_tests_of_pii_are_numbers_not_masked_values() -> None:
            "sum(case when c.email is null then 1 else 0 end) as nulls, count(distinct c.email) as n, "
            "typeof(c.email) as t, c.email is null as missing, max(c.email) as top, c.email as contact from c")
     assert pii_index(manifest).pii_outputs(sql) == {"top", "contact"}
+    # the join_fanout detector's probe: a window count per e-mail, its max, a difference of counts
+    fanout = ("select count(*) as key_rows, count(*) - count(distinct (email)) as extra_rows, max(n) as max_per_key "
+              "from (select email, count(*) over (partition by email) as n from wh.main.customers) t")
+    assert pii_index(manifest).pii_outputs(fanout) == set()
+    ranked = ("with r as (select email, row_number() over (partition by email) as rn, (count(email) + 1) * 2 as x "
+              "from wh.main.customers group by all) select rn, x, max(email) over (partition by rn) as m, email || '' as e "
+              "from r")
+    assert pii_index(manifest).pii_outputs(ranked) == {"m", "e"}
