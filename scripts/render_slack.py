@@ -20,7 +20,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-_EMOJI = {":red_circle:": "🔴", ":warning:": "⚠️", ":information_source:": "ℹ️", ":rotating_light:": "🚨"}
+# drawn as coloured dots: a headless browser often has no emoji font
+_EMOJI = {code: f'<span class="sev" style="background:{color}"></span>' for code, color in {
+    ":red_circle:": "#e01e5a", ":warning:": "#ecb22e", ":information_source:": "#1264a3",
+    ":rotating_light:": "#a5001e"}.items()}
 
 _CSS = """
 body { margin: 0; font: 15px/1.46 -apple-system, 'Segoe UI', 'Noto Sans', 'DejaVu Sans', sans-serif; color: #1d1c1d;
@@ -51,6 +54,7 @@ code { font: 12px Monaco, Menlo, 'DejaVu Sans Mono', monospace; color: #c01343; 
 .divider { display: flex; align-items: center; gap: 12px; color: #616061; font-size: 13px; padding: 6px 20px; }
 .divider::after { content: ""; flex: 1; border-top: 1px solid #ddd; }
 a { color: #1264a3; }
+.sev { display: inline-block; width: 12px; height: 12px; border-radius: 50%; margin-right: 4px; vertical-align: -1px; }
 """
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -56,10 +57,16 @@ def shoot_all(chromium: str, pages: dict, out_dir: Path) -> None:
             if click:
                 page.get_by_text(click, exact=True).first.click()
             page.wait_for_timeout(2500)
+            if opts.get("pick"):  # the event list: open the first event whose detail shows this text
+                for item in page.get_by_text(re.compile(r"^[A-Z][a-z]{2} \d+, \d+:\d+ [AP]M$")).all():
+                    item.click()
+                    page.wait_for_timeout(1000)
+                    if page.get_by_text(opts["pick"], exact=True).count():
+                        break
             if opts.get("scroll_to"):  # bring a metadata row into view inside the scrolling panel
                 page.get_by_text(opts["scroll_to"], exact=True).first.scroll_into_view_if_needed()
                 page.wait_for_timeout(500)
-            page.screenshot(path=str(out_dir / name))
+            page.screenshot(path=str(out_dir / name), full_page=bool(opts.get("full_page")))
             page.close()
             print(f"saved {(out_dir / name).relative_to(ROOT)}")
         browser.close()
@@ -104,8 +111,8 @@ def main() -> None:
                 "check_with_link.png": (f"{dev.url}/assets/fct_orders?view=checks", "orders_vs_stripe",
                                         {"height": 1300, "scroll_to": "agent_de/investigation_runs"}),
                 "int_orders_enriched_events.png": (f"{dev.url}/assets/int_orders_enriched?view=events", None,
-                                                   {"height": 2000}),
-                "slack_thread.png": (thread.as_uri(), None, {"height": 1500}),
+                                                   {"height": 2000, "pick": "orders_vs_stripe"}),
+                "slack_thread.png": (thread.as_uri(), None, {"height": 900, "full_page": True}),
                 "investigation_run.png": f"{dev.url}/runs/{inv}",
                 "escalations.png": f"{dev.url}/assets/agent_de/escalations?view=events",
                 "onboarding.png": f"{dev.url}/assets/agent_de/onboarding?view=events",
