@@ -5,7 +5,7 @@ investigation, then opens pages in headless Chromium (Debian's `chromium`, drive
 ``executable_path``: no browser download) and saves PNGs to docs/screenshots/. Notifications go to a local
 stand-in for Slack's Web API; the thread it records is rendered by ``scripts/render_slack.py`` and shot too.
 
-    apt-get install chromium && pip install playwright
+    apt-get install chromium && pip install -e ".[screenshots]"
     python scripts/screenshot.py [--chromium /usr/bin/chromium]
 """
 
