@@ -114,7 +114,7 @@ def render_thread(posts: list[dict[str, Any]], channel: str | None = None, app: 
     channel = channel or posts[0]["channel"]
     in_channel = [p for p in posts if p.get("channel") == channel]
     if not in_channel:
-        raise ValueError(f"no message was posted to {channel}; channels: {sorted({p.get('channel') for p in posts})}")
+        raise ValueError(f"no message was posted to {channel}; channels: {sorted({str(p.get('channel')) for p in posts})}")
     first, replies = in_channel[0], [p for p in in_channel[1:] if p.get("thread_ts")]
     thread_ts = replies[0]["thread_ts"] if replies else None
     replies = [p for p in replies if p.get("thread_ts") == thread_ts]
