@@ -2,15 +2,18 @@
 
 Starts `dagster dev` on a temporary instance, builds the demo, injects WT-02, waits for the agent's
 investigation, then opens pages in headless Chromium (Debian's `chromium`, driven by Playwright with
-``executable_path``: no browser download) and saves PNGs to docs/screenshots/.
+``executable_path``: no browser download) and saves PNGs to docs/screenshots/. Notifications go to a local
+stand-in for Slack's Web API; the thread it records is rendered by ``scripts/render_slack.py`` and shot too.
 
-    apt-get install chromium && pip install playwright
+    apt-get install chromium && pip install -e ".[screenshots]"
     python scripts/screenshot.py [--chromium /usr/bin/chromium]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +23,18 @@ sys.path.insert(0, str(ROOT))
 
 from dagster_agent_de.demo.incidents import get_incident, inject  # noqa: E402
 from dagster_agent_de_tests.deployment.harness import DagsterDev  # noqa: E402
+from dagster_agent_de_tests.notify.servers import http_recorder  # noqa: E402
+from scripts.render_slack import render_thread  # noqa: E402
+
+# the demo's models are owned by analytics-team: their thread goes to #analytics
+NOTIFICATIONS = """notifications:
+  ui_url: {ui_url}
+  channels:
+    analytics: {{kind: slack, channel: '#analytics', base_url_env: AGENT_DE_SHOT_SLACK_API}}
+    general: {{kind: slack, channel: '#data', base_url_env: AGENT_DE_SHOT_SLACK_API}}
+  default: [general]
+  owners: {{analytics-team: [analytics]}}
+"""
 
 
 def shoot_all(chromium: str, pages: dict, out_dir: Path) -> None:
@@ -29,9 +44,10 @@ def shoot_all(chromium: str, pages: dict, out_dir: Path) -> None:
         browser = p.chromium.launch(executable_path=chromium, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1100})
         for name, target in pages.items():
-            url, click = target if isinstance(target, tuple) else (target, None)
+            url, click, *rest = target if isinstance(target, tuple) else (target, None)
+            opts = rest[0] if rest else {}
+            page = browser.new_page(viewport={"width": 1600, "height": opts.get("height", 1100)})
             page.goto(url)
             page.wait_for_load_state("networkidle")
             try:  # the community sign-up dialog of a fresh instance appears after load
@@ -41,7 +57,17 @@ def shoot_all(chromium: str, pages: dict, out_dir: Path) -> None:
             if click:
                 page.get_by_text(click, exact=True).first.click()
             page.wait_for_timeout(2500)
-            page.screenshot(path=str(out_dir / name))
+            if opts.get("pick"):  # the event list: open the first event whose detail shows this text
+                for item in page.get_by_text(re.compile(r"^[A-Z][a-z]{2} \d+, \d+:\d+ [AP]M$")).all():
+                    item.click()
+                    page.wait_for_timeout(1000)
+                    if page.get_by_text(opts["pick"], exact=True).count():
+                        break
+            if opts.get("scroll_to"):  # bring a metadata row into view inside the scrolling panel
+                page.get_by_text(opts["scroll_to"], exact=True).first.scroll_into_view_if_needed()
+                page.wait_for_timeout(500)
+            page.screenshot(path=str(out_dir / name), full_page=bool(opts.get("full_page")))
+            page.close()
             print(f"saved {(out_dir / name).relative_to(ROOT)}")
         browser.close()
 
@@ -52,8 +78,12 @@ def main() -> None:
     args = ap.parse_args()
     out_dir = ROOT / "docs" / "screenshots"
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as d:
-        dev = DagsterDev(Path(d) / "deploy")
+    with tempfile.TemporaryDirectory() as d, http_recorder() as slack:
+        dev = DagsterDev(Path(d) / "deploy", extra_env={"SLACK_BOT_TOKEN": "xoxb-screenshot",
+                                                        "AGENT_DE_SHOT_SLACK_API": slack.url + "/api/"})
+        cfg = Path(d) / "notifications.yml"
+        cfg.write_text(NOTIFICATIONS.format(ui_url=dev.url))
+        dev.env["AGENT_DE_NOTIFICATIONS"] = str(cfg)
         try:
             dev.start()
             assert dev.wait_run(dev.launch("dbt_build")) == "SUCCESS", dev.tail()
@@ -72,9 +102,17 @@ def main() -> None:
                 from app.orders o join app.customers c using (customer_id) where o.order_id % 5 = 0""")
             assert dev.wait_run(dev.launch("onboard_source", {"ops": {"onboard": {"config": {"table": "zendesk.tickets"}}}})) \
                 == "SUCCESS", dev.tail()
+            posts = slack.posted("chat.postMessage")
+            (Path(d) / "slack_posts.json").write_text(json.dumps(posts, indent=1))
+            thread = Path(d) / "slack_thread.html"
+            thread.write_text(render_thread(posts, "#analytics"), encoding="utf-8")
             pages = {
                 "fct_orders_checks.png": (f"{dev.url}/assets/fct_orders?view=checks", "orders_vs_stripe"),
-                "int_orders_enriched_events.png": f"{dev.url}/assets/int_orders_enriched?view=events",
+                "check_with_link.png": (f"{dev.url}/assets/fct_orders?view=checks", "orders_vs_stripe",
+                                        {"height": 1300, "scroll_to": "agent_de/investigation_runs"}),
+                "int_orders_enriched_events.png": (f"{dev.url}/assets/int_orders_enriched?view=events", None,
+                                                   {"height": 2000, "pick": "orders_vs_stripe"}),
+                "slack_thread.png": (thread.as_uri(), None, {"height": 900, "full_page": True}),
                 "investigation_run.png": f"{dev.url}/runs/{inv}",
                 "escalations.png": f"{dev.url}/assets/agent_de/escalations?view=events",
                 "onboarding.png": f"{dev.url}/assets/agent_de/onboarding?view=events",
