@@ -32,6 +32,7 @@ from dagster_agent_de.project import DbtProjectInfo
 from dagster_agent_de_tests.dagster.test_investigation_e2e import QUIET, _run_check_job, _sensor_tick
 from dagster_agent_de_tests.helpers import drop_escalations
 from dagster_agent_de_tests.llm_replay import Replay
+from dagster_agent_de_tests.notify.servers import http_recorder
 
 MARTS = "models/marts/_marts.yml"
 STAGING = "models/staging/_staging.yml"
@@ -97,8 +98,20 @@ def _state_text(store) -> str:
     return "\n".join(out)
 
 
-def test_no_raw_pii_leaves_a_demo_run(demo_env, monkeypatch) -> None:
+def test_no_raw_pii_leaves_a_demo_run(demo_env, monkeypatch, tmp_path) -> None:
     settings = demo_env.settings
+    # every notification channel too: Slack's Web API and a webhook on loopback
+    slack = http_recorder()
+    hooks = slack.__enter__()
+    cfg = tmp_path / "notifications.yml"
+    cfg.write_text("notifications:\n  channels:\n"
+                   "    data: {kind: slack, channel: '#data', base_url_env: SLACK_API}\n"
+                   "    hook: {kind: webhook, url_env: HOOK_URL}\n  default: [data, hook]\n"
+                   "  page: [info, warning, error, critical]\n")  # send everything at once: nothing waits for a digest
+    monkeypatch.setenv("AGENT_DE_NOTIFICATIONS", str(cfg))
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_API", hooks.url + "/api/")
+    monkeypatch.setenv("HOOK_URL", hooks.url + "/hook")
     store = open_state_store(settings)
     before = {e.id for e in store.escalations()}
     with ExitStack() as undo:
@@ -155,7 +168,10 @@ def test_no_raw_pii_leaves_a_demo_run(demo_env, monkeypatch) -> None:
         assert inv.exit_code == 0, inv.output
         # masking keeps counts numbers: every detector ran (join_fanout probes the e-mail join of dim_customers)
         assert not [n for n in json.loads(inv.output)["notes"] if " failed on " in n]
+        slack.__exit__(None, None, None)
+        assert hooks.posted("chat.postMessage") and hooks.posted("/hook")  # the channels were told
         texts |= {"reconcile --json": rec.output, "investigate --json": inv.output,
+                  "notifications": json.dumps([r["body"] for r in hooks.requests]),
                   "state store": _state_text(store),
                   "escalations": json.dumps([e.model_dump(mode="json") for e in store.escalations()])}
 

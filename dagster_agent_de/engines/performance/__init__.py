@@ -5,6 +5,8 @@ operators and their numbers; the pattern library (``detectors/``) names the like
 hypothesis's rewrite is timed and its results compared with the original before it is proposed.
 """
 
+from __future__ import annotations
+
 from dagster_agent_de.engines.performance.detectors import DETECTORS
 from dagster_agent_de.engines.performance.engine import detect, investigate_model, investigate_sql
 from dagster_agent_de.engines.performance.models import PerfContext, PerfFinding, PerfHypothesis, Verification

@@ -5,6 +5,8 @@ returns nothing when its pattern is absent, and offers rewrites as text edits th
 compiled SQL (verified by :func:`~dagster_agent_de.engines.performance.verify.verify`) and the model file.
 """
 
+from __future__ import annotations
+
 from dagster_agent_de.engines.performance.detectors import (
     cross_join,
     join_explosion,
