@@ -29,7 +29,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from dagster_agent_de.core.models import FindingsReport
+from dagster_agent_de.core.models import FindingsReport, Severity
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator, default_table
 from dagster_agent_de.engines.escalate.context_store import load_rules
@@ -82,6 +82,9 @@ def evaluation_metadata(instance, check_key: AssetCheckKey, evaluation_id: int) 
             if report is not None:
                 cols = [c["column"] for c in (getattr(report, "value", {}) or {}).get("columns", []) if c.get("mismatched")]
                 md["mismatched_columns"] = cols
+            severity = getattr(data, "severity", None)
+            if severity is not None:  # how loud the check itself is (a notification pages on ERROR)
+                md["check_severity"] = str(getattr(severity, "value", severity)).lower()
             return md
     return {}
 
@@ -180,6 +183,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     return report
 
 
+_CHECK_SEVERITY = {"error": Severity.ERROR, "warn": Severity.WARNING}
 _NUMBERS = ("missing_pct", "missing_in_pipeline", "extra_in_pipeline", "mismatched_rows", "rows_pipeline", "rows_truth",
             "duplicate_keys_pipeline", "failed_rows")
 
@@ -204,6 +208,7 @@ def _notify(context, agent_warehouse, manifest, node, failing_key, check_name, e
             notifier, asset=failing_key.to_user_string(), check=check_name, evaluation_id=evaluation_id or None,
             failing_run=triggering_run_id or None, check_description=f"{check_name} failed on {node.display_name}",
             numbers=numbers, finding=top, investigation_run=context.run_id, escalations=escalations,
+            severity=_CHECK_SEVERITY.get(str(metadata.get("check_severity", ""))),
             owner=owner_of(manifest, node.unique_id, default="") or None)
     except Exception as e:  # a notification problem is reported, never the investigation's failure
         context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")

@@ -28,12 +28,14 @@ def notify_investigation(
     notifier: Notifier, *, asset: str, check: str, evaluation_id: int | str | None, failing_run: str | None,
     check_description: str, numbers: Sequence[tuple[str, str]], finding: Finding, investigation_run: str,
     escalations: Sequence[Escalation], owner: str | None, mask: Callable[[str], str] = str,
+    severity: Severity | None = None,
 ) -> list[Delivery]:
     """The failed check opens the incident's thread; the finding and each escalation reply in it. An
     escalation whose owner is someone else (finance signs off a fix to its tables) also goes to that
     owner's channels, carrying the incident id."""
     links = Links(notifier.settings.base_url)
-    severity = Severity.ERROR if finding.severity.rank >= Severity.ERROR.rank else finding.severity
+    # the check's own severity when known (an ERROR check pages), else the finding's
+    severity = severity or (Severity.ERROR if finding.severity.rank >= Severity.ERROR.rank else finding.severity)
     inc = incident_id(asset, check, evaluation_id)
     out = notifier.notify(failed_check_message(
         asset=asset, check=check, description=check_description, numbers=numbers, severity=severity, links=links,
