@@ -177,6 +177,8 @@ def build_agent_de_definitions(
 def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator: DagsterDbtTranslator,
            project: DbtProjectInfo, snowflake: Any = None) -> Definitions:
     view = Manifest(manifest, project.project_dir)
+    # standalone: @dbt_assets first, so the key map reads the translator's memoized specs (one pass, not two)
+    dbt_models = _owned_dbt_assets(manifest, translator) if mode == "standalone" else None
     keys = DbtAssetKeys.build(manifest, translator)
     key_for = keys.model_keys(view)
     ref = translator_ref(translator)
@@ -242,9 +244,8 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
     sensors: list[Any] = [poll_sensor, failed_check_sensor]
     assets: list[Any] = [*plugin_assets]
     resources: dict[str, Any] = {"agent_warehouse": agent_warehouse}
-    if mode == "standalone":
+    if dbt_models is not None:
         settings.export_env()  # dagster-dbt starts dbt with os.environ
-        dbt_models = _owned_dbt_assets(manifest, translator)
         assets = [dbt_models, *source_specs(view, keys), *assets]
         # The blocking drift checks on the sources run in their own step before the dbt op: a breaking
         # change stops the build before any model reads the changed schema. dbt source tests are checks
