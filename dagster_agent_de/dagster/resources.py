@@ -20,7 +20,7 @@ from dagster_agent_de.manifest import Manifest
 from dagster_agent_de.project import DbtProjectInfo
 
 _MANIFESTS: dict[str, tuple[tuple[str, int, str], Manifest]] = {}
-_KEYS: dict[tuple[str, int, str, str], DbtAssetKeys] = {}
+_KEYS: dict[tuple[str, str], tuple[Manifest, DbtAssetKeys]] = {}
 _SNOWFLAKE_RESOURCES: dict[str, Any] = {}
 
 
@@ -66,14 +66,13 @@ class AgentWarehouseResource(ConfigurableResource):
 
     def asset_keys(self) -> DbtAssetKeys:
         """The team's asset keys for every dbt node (their translator), built once per manifest version."""
-        manifest = self.manifest()
-        path = str(DbtProjectInfo.from_settings(self.settings()).manifest_path)
-        key = (path, id(manifest), self.dbt_translator or "", "/".join(self.asset_key_prefix or []))
-        if key not in _KEYS:
+        manifest = self.manifest()  # cached per manifest file version: the same object until it changes
+        key = (self.dbt_translator or "", "/".join(self.asset_key_prefix or []))
+        cached = _KEYS.get(key)
+        if cached is None or cached[0] is not manifest:
             translator = resolve_translator(self.dbt_translator, self.asset_key_prefix)
-            _KEYS.clear()
-            _KEYS[key] = DbtAssetKeys.build(manifest.data, translator)
-        return _KEYS[key]
+            cached = _KEYS[key] = (manifest, DbtAssetKeys.build(manifest.data, translator))
+        return cached[1]
 
     def state(self) -> StateStore:
         """The agent's state store, shared by the code server, the daemon's sensors and every run worker

@@ -153,7 +153,6 @@ def snapshot_schema_show(
     for (db, schema), rels in by_schema.items():
         target = exp.Table(this=exp.to_identifier(schema.upper(), quoted=True),
                            db=exp.to_identifier(db.upper(), quoted=True) if db else None).sql(dialect="snowflake")
-        target = ".".join(p for p in target.split(".") if p)
         objects_sql = f"SHOW TERSE OBJECTS IN SCHEMA {target}"
         columns_sql = f"SHOW COLUMNS IN SCHEMA {target}"
         statements += [objects_sql, columns_sql]
