@@ -32,6 +32,10 @@ class Incident:
     patches: tuple[Patch, ...] = ()
     data_sql: tuple[str, ...] = field(default_factory=tuple)
     revert_sql: tuple[str, ...] = field(default_factory=tuple)
+    min_scale: int = 0
+    """Orders the incident needs to be visible (a slow model is slow only over enough rows)."""
+    check: str = ""
+    """The check that catches it, when only one does (``model_runtime`` for a slow model)."""
 
 
 INCIDENTS: dict[str, Incident] = {
@@ -98,6 +102,32 @@ INCIDENTS: dict[str, Incident] = {
             expected_model="stg_stripe_charges",
             data_sql=("alter table stripe.charges rename column amount to amount_cents",),
             revert_sql=("alter table stripe.charges rename column amount_cents to amount",),
+        ),
+        Incident(
+            name="wt05_slow_model",
+            walkthrough="WT-05",
+            story="FX rates are published on business days only, so someone made fct_revenue use the latest rate on or "
+            "before each order date: a range join on the rate date cut back to one row by `qualify row_number()`. "
+            "The results are right; the join now pairs every order with every earlier rate of its currency (45x the "
+            "rows), and the model runs several times slower than its baseline.",
+            expected_pattern="join_explosion",
+            expected_model="fct_revenue",
+            min_scale=500_000,
+            check="model_runtime",
+            patches=(Patch(
+                "models/marts/fct_revenue.sql",
+                "select\n    o.order_date,\n    o.currency,\n    count(*) as orders,\n    sum(o.amount) as revenue,\n"
+                "    sum(o.amount * r.rate_to_usd) as revenue_usd\nfrom {{ ref('fct_orders') }} as o\n"
+                "left join {{ ref('stg_fx_rates') }} as r\n    on o.order_date = r.rate_date and o.currency = r.currency\n"
+                "group by o.order_date, o.currency\n",
+                "-- Rates are published on business days only: the latest rate on or before the order date.\n"
+                "with orders_at_rate as (\n    select o.order_date, o.currency, o.amount, r.rate_to_usd\n"
+                "    from {{ ref('fct_orders') }} as o\n    left join {{ ref('stg_fx_rates') }} as r\n"
+                "        on o.currency = r.currency and r.rate_date <= o.order_date\n"
+                "    qualify row_number() over (partition by o.order_id order by r.rate_date desc) = 1\n)\n\n"
+                "select\n    order_date,\n    currency,\n    count(*) as orders,\n    sum(amount) as revenue,\n"
+                "    sum(amount * rate_to_usd) as revenue_usd\nfrom orders_at_rate\ngroup by order_date, currency\n",
+            ),),
         ),
     )
 }

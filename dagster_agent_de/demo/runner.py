@@ -62,8 +62,15 @@ def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = 
     """Generate data, build the dbt project through Dagster into a persistent instance."""
     from dagster import DagsterInstance
 
+    from dagster_agent_de.demo.incidents import get_incident
+
     settings.ensure_state_dir()
     settings = prepare_demo_project(settings)
+    notes: list[str] = []
+    min_scale = get_incident(incident).min_scale if incident else 0
+    if scale < min_scale:
+        notes.append(f"scale raised from {scale:,} to {min_scale:,} orders: {incident} is visible only over enough rows")
+        scale = min_scale
     data = generate_demo_data(settings.duckdb_path, scale=scale)
     # fresh source tables: the old schema baseline no longer describes them
     open_state_store(settings).forget(["drift", "escalations", "findings"])
@@ -89,9 +96,10 @@ def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = 
     for ev in result.get_asset_check_evaluations():
         (passed if ev.passed else failed).append(ev.check_name)
     out = DemoResult(settings, data, result.success, materialized, sorted(passed), sorted(failed), result.run_id)
+    out.incident_lines = notes
     if incident:
         with DagsterInstance.get() as instance:
-            out.incident_lines = run_incident(settings, defs, instance, incident)
+            out.incident_lines += run_incident(settings, defs, instance, incident)
     return out
 
 
@@ -112,9 +120,14 @@ def run_incident(settings: Settings, defs, instance, name: str) -> list[str]:
         first = sensor(ctx)
     cursor = first.cursor
     lines = [f"== incident {incident.name} ({incident.walkthrough}): {incident.story}"]
+    selection = None
+    if incident.check == "model_runtime":
+        selection = [_model_key(repo, incident.expected_model)]
+        lines += _record_runtime_baseline(settings, defs, instance, incident.expected_model, selection)
     inject(incident, settings.project_dir, settings.duckdb_path)
     job = "schema_drift_check" if incident.expected_pattern == "schema_drift" else "dbt_build"
-    run = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET)
+    run = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET,
+                                                       asset_selection=selection)
     for ev in run.get_asset_check_evaluations():
         if not ev.passed:
             lines.append(f"FAILED check {ev.asset_key.to_user_string()}:{ev.check_name}: {(ev.description or '')[:300]}")
@@ -131,7 +144,7 @@ def run_incident(settings: Settings, defs, instance, name: str) -> list[str]:
         top = inv.output_for_node("investigate_failure")["findings"][0]
         lines.append(f"investigated {request.tags['agent_de/check']} (run {inv.run_id}):")
         lines.append(f"  root cause: {top['pattern']} in {top['model']} (confidence {top['confidence']:.0%})")
-        lines.append(f"  {top['summary']}")
+        lines += [f"  {ln}" for ln in top["summary"].splitlines()]
         fix = top.get("proposed_fix") or {}
         if fix.get("diff"):
             lines += ["  proposed fix:"] + ["    " + ln for ln in fix["diff"].splitlines()]
@@ -139,3 +152,27 @@ def run_incident(settings: Settings, defs, instance, name: str) -> list[str]:
         lines.append(f"escalation {esc.id} [{esc.kind.value}] for {esc.owner}: {esc.decision}")
     lines.append("Answer with `agent-de escalations answer ID --choice N`, or the answer_escalation job in the UI.")
     return lines
+
+
+def _model_key(repo, model: str):
+    """The asset key of a dbt model of the demo (its last path element is the model's name)."""
+    keys = [k for k in repo.asset_graph.get_all_asset_keys() if k.path[-1] == model]
+    if len(keys) != 1:
+        raise RuntimeError(f"expected one asset for model {model}, found {keys}")
+    return keys[0]
+
+
+def _record_runtime_baseline(settings: Settings, defs, instance, model: str, selection) -> list[str]:
+    """Materialize the model until its ``model_runtime`` check has a baseline: real timed dbt runs through
+    Dagster, each recorded by the check itself (the demo's first build counted as one)."""
+    from dagster_agent_de.engines.performance.runtime import MIN_HISTORY, runtime_history
+
+    store = open_state_store(settings)
+    job = defs.resolve_job_def("dbt_build")
+    while len(runtime_history(store, model)) < MIN_HISTORY:
+        run = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET, asset_selection=selection)
+        if not run.success:
+            return [f"the baseline run of {model} failed (run {run.run_id}): the incident cannot be shown"]
+    seconds = [h["seconds"] for h in runtime_history(store, model)]
+    return [f"baseline of {model}: {len(seconds)} timed dbt runs through Dagster, "
+            f"{', '.join(f'{s:.2f}s' for s in seconds)}"]

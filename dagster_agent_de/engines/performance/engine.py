@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from sqlglot.errors import SqlglotError
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, ProposedFix, Severity
 from dagster_agent_de.engines.performance.detectors import DETECTORS
-from dagster_agent_de.engines.performance.models import PerfContext, PerfFinding, PerfHypothesis
+from dagster_agent_de.engines.performance.models import PerfContext, PerfFinding, PerfHypothesis, UpstreamView
 from dagster_agent_de.engines.performance.plan import EXPLAIN_PREFIX, explain_analyze
 from dagster_agent_de.engines.performance.verify import verify
 from dagster_agent_de.errors import AgentDEError, WarehouseError
@@ -34,7 +35,8 @@ def detect(ctx: PerfContext, notes: list[str] | None = None) -> list[PerfHypothe
 
 def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str | None = None,
                     source_path: str | None = None, verify_rewrite: bool = True, repeats: int = 1,
-                    min_speedup: float = 1.0) -> PerfFinding:
+                    min_speedup: float = 1.0, materialized: str = "",
+                    upstream_views: list[UpstreamView] | None = None) -> PerfFinding:
     """Investigate one compiled SELECT.
 
     Args:
@@ -47,6 +49,8 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
         repeats: EXPLAIN ANALYZE runs per side when timing (the best is kept).
         min_speedup: a rewrite with the same results must also be at least this many times faster
             (measured) to be proposed; 0 proposes any rewrite that leaves the results unchanged.
+        materialized: the model's ``materialized`` config (the incremental detector reads it).
+        upstream_views: the views the model reads, directly or through views (the view-chain detector).
     """
     start = time.perf_counter()
     try:
@@ -55,7 +59,8 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
         raise WarehouseError(f"the compiled SQL of {model} could not be parsed as {warehouse.dialect}: "
                              f"{str(e).splitlines()[0][:200]}") from e
     plan = explain_analyze(warehouse, sql, f"analyze the plan of {model} (performance investigation)")
-    ctx = PerfContext(sql=sql, dialect=warehouse.dialect, tree=tree, plan=plan)
+    ctx = PerfContext(sql=sql, dialect=warehouse.dialect, tree=tree, plan=plan, materialized=materialized,
+                      source=source, source_path=source_path or f"{model}.sql", upstream_views=upstream_views or [])
     notes: list[str] = []
     finding = PerfFinding(model=model, plan=plan, hypotheses=detect(ctx, notes), notes=notes)
     top = finding.top
@@ -100,7 +105,61 @@ def investigate_model(warehouse: Warehouse, manifest: Manifest, node: Node, *, r
     path: Path | None = manifest.model_file(node)
     source = path.read_text() if path is not None and path.exists() else None
     return investigate_sql(warehouse, sql, model=node.name, source=source,
-                           source_path=node.raw.get("original_file_path"), repeats=repeats)
+                           source_path=node.raw.get("original_file_path"), repeats=repeats,
+                           materialized=_materialized(node), upstream_views=upstream_views(manifest, node))
+
+
+def _materialized(node: Node) -> str:
+    return str((node.raw.get("config") or {}).get("materialized") or "")
+
+
+def upstream_views(manifest: Manifest, node: Node) -> list[UpstreamView]:
+    """The views ``node`` reads, directly or through other views (nearest first), with how many models read each."""
+    out: list[UpstreamView] = []
+    frontier, depth, seen = [node.unique_id], 0, set()
+    while frontier:
+        depth += 1
+        nxt = []
+        for uid in frontier:
+            for parent in manifest.parents(uid):
+                p = manifest.nodes.get(parent)
+                if p is None or parent in seen or p.resource_type != "model" or _materialized(p) != "view":
+                    continue
+                seen.add(parent)
+                readers = [c for c in manifest.children(parent) if c.startswith("model.")]
+                path = manifest.model_file(p)
+                out.append(UpstreamView(name=p.name, depth=depth, readers=len(readers),
+                                        path=str(p.raw.get("original_file_path") or ""),
+                                        text=path.read_text() if path is not None and path.exists() else ""))
+                nxt.append(parent)
+        frontier = nxt
+    return out
+
+
+_POLICY_CONFIG = re.compile(
+    r"(?im)^[+-](?![+-]).*\b(materialized|incremental_strategy|unique_key|on_schema_change|partition_by|cluster_by|"
+    r"snowflake_warehouse|full_refresh)\b")
+"""A diff line changing one of these changes how (and at what cost) the model is built: the owner decides."""
+
+
+def needs_authority(finding: PerfFinding) -> str:
+    """Why applying the finding's fix needs a human's authority ('' when it is a query rewrite).
+
+    >>> from dagster_agent_de.engines.performance.plan import Operator, QueryPlan
+    >>> f = PerfFinding("m", QueryPlan(Operator("X", 0, 0.0, {}), 0.0), [],
+    ...                 diff="--- a/m.sql\\n+++ b/m.sql\\n+{{ config(materialized='table') }}\\n")
+    >>> needs_authority(f)
+    "Apply the fix to m? It changes the model's materialized config (how it is built and what it costs)"
+    """
+    top = finding.top
+    if top is not None and top.needs_authority:
+        return top.needs_authority
+    diff = finding.diff or (top.diff if top else "")
+    keys = sorted({m.group(1) for m in _POLICY_CONFIG.finditer(diff)})
+    if keys:
+        return (f"Apply the fix to {finding.model}? It changes the model's {', '.join(keys)} config "
+                "(how it is built and what it costs)")
+    return ""
 
 
 def as_finding(finding: PerfFinding, sql: str) -> Finding:
@@ -127,10 +186,13 @@ def as_finding(finding: PerfFinding, sql: str) -> Finding:
     if top is not None and finding.verified is not None:
         fix = ProposedFix(description=finding.verified.summary(), diff=finding.diff,
                           files=[finding.diff.split("\n", 1)[0][len("--- a/"):]] if finding.diff else [])
+    elif top is not None and top.diff:  # a change no read can verify (materializing a view): proposed, unverified
+        fix = ProposedFix(description=f"{top.pattern} (not verified: it changes how a model is built)", diff=top.diff,
+                          files=[top.diff.split("\n", 1)[0][len("--- a/"):]])
     return Finding(
         pattern=top.pattern if top else "unexplained", model=finding.model, severity=Severity.WARNING,
         confidence=top.confidence if top else 0.0, summary=finding.summary(), evidence=evidence, proposed_fix=fix,
-        verified=finding.verified is not None,
+        verified=finding.verified is not None, needs_authority=needs_authority(finding) or None,
     )
 
 

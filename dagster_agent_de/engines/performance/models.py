@@ -22,14 +22,34 @@ class Rewrite:
     edit: Edit
 
 
+@dataclass(frozen=True)
+class UpstreamView:
+    """A view the model reads (directly or through other views): each reader recomputes it."""
+
+    name: str
+    depth: int
+    """1 for a view the model reads directly, 2 for a view that view reads, ..."""
+    readers: int
+    """Models that read it directly (each recomputes it on every run)."""
+    path: str = ""
+    """Its file in the project (for the diff)."""
+    text: str = ""
+
+
 @dataclass
 class PerfContext:
-    """Everything a performance detector reads: the compiled SELECT, its parse and its analyzed plan."""
+    """Everything a performance detector reads: the compiled SELECT, its parse and its analyzed plan,
+    and what the manifest says of the model (empty when the SQL was given alone)."""
 
     sql: str
     dialect: str
     tree: exp.Expr
     plan: QueryPlan
+    materialized: str = ""
+    source: str | None = None
+    """The model file as written (jinja kept)."""
+    source_path: str = ""
+    upstream_views: list[UpstreamView] = field(default_factory=list)
 
 
 @dataclass
@@ -42,6 +62,10 @@ class PerfHypothesis:
     summary: str
     operators: list[dict[str, Any]] = field(default_factory=list)
     rewrites: list[Rewrite] = field(default_factory=list)
+    needs_authority: str = ""
+    """The fix changes materialization or cost policy (not a query rewrite): a human decides."""
+    diff: str = ""
+    """A proposed change that cannot be verified read-only (e.g. materializing a view), shown unverified."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ class Operator:
     seconds: float
     extra: dict[str, Any]
     children: tuple[Operator, ...] = ()
+    size_bytes: int = 0
+    """The bytes of the rows it emitted (DuckDB's ``intermediate_size_bytes``)."""
 
     def walk(self) -> Iterator[Operator]:
         yield self
@@ -52,6 +54,8 @@ class QueryPlan:
     total_seconds: float
     rows_scanned: int = 0
     bytes_spilled: int = 0
+    peak_temp_bytes: int = 0
+    """DuckDB's ``system.peak_temp_dir_size``: the most the query held in its spill directory."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def operators(self) -> list[Operator]:
@@ -80,6 +84,7 @@ def _operator(node: dict[str, Any]) -> Operator:
         seconds=float(node.get("operator_timing", node.get("timing", 0.0)) or 0.0),
         extra=dict(node.get("extra_info") or {}),
         children=tuple(_operator(c) for c in node.get("children") or []),
+        size_bytes=int(node.get("intermediate_size_bytes", 0) or 0),
     )
 
 
@@ -105,6 +110,7 @@ def parse_plan(text: str) -> QueryPlan:
         total_seconds=float(query.get("total_time", query.get("latency", 0.0)) or 0.0),
         rows_scanned=int(query.get("total_rows_scanned", query.get("cumulative_rows_scanned", 0)) or 0),
         bytes_spilled=int(system.get("total_bytes_spilled", 0) or 0),
+        peak_temp_bytes=int(system.get("peak_temp_dir_size", 0) or 0),
         raw=data,
     )
 

@@ -10,11 +10,27 @@ from dagster_agent_de.engines.performance.models import Verification
 from dagster_agent_de.engines.performance.plan import QueryPlan, explain_analyze
 from dagster_agent_de.errors import WarehouseError
 
+_FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL", "FLOAT4", "FLOAT8")
+FLOAT_DECIMALS = 6
+"""Floating-point columns are compared rounded to this many decimals: a sum of doubles depends on the order
+in which threads add them up, so the same query can differ in its last bits from one run to the next."""
 
-def fingerprint_sql(before: str, after: str, dialect: str) -> str:
+
+def _rounded(side: exp.Expression, columns: list[str], floats: set[str]) -> exp.Expression:
+    """``select a, round(x, 6) as x from (side)``: the side with its floating-point columns rounded."""
+    if not floats:
+        return side
+    cols = [exp.alias_(exp.func("round", exp.column(c, quoted=True), exp.Literal.number(FLOAT_DECIMALS)), c, quoted=True)
+            if c in floats else exp.column(c, quoted=True) for c in columns]
+    return exp.select(*cols).from_(exp.Subquery(this=side, alias=exp.TableAlias(this=exp.to_identifier("s"))))
+
+
+def fingerprint_sql(before: str, after: str, dialect: str, columns: list[str] | None = None,
+                    float_columns: set[str] | frozenset[str] = frozenset()) -> str:
     """One read returning the row count and an order-independent hash of the rows of both SELECTs.
 
     The hash is the sum of a per-row hash (a multiset: duplicates count, order does not).
+    ``float_columns`` (of ``columns``, the SELECT's output) are rounded to :data:`FLOAT_DECIMALS` first.
 
     >>> print(fingerprint_sql("select 1 as a", "select 1 as a", "duckdb"))  # doctest: +NORMALIZE_WHITESPACE
     SELECT (SELECT COUNT(*) FROM (SELECT 1 AS a) AS b) AS rows_before, (SELECT COUNT(*) FROM (SELECT 1 AS a) AS a)
@@ -23,7 +39,8 @@ def fingerprint_sql(before: str, after: str, dialect: str) -> str:
     """
     if dialect != "duckdb":
         raise WarehouseError(f"the row-hash comparison is written for DuckDB, not {dialect}")
-    sides = {"b": sqlglot.parse_one(before, read=dialect), "a": sqlglot.parse_one(after, read=dialect)}
+    sides = {k: _rounded(sqlglot.parse_one(sql, read=dialect), columns or [], set(float_columns))
+             for k, sql in (("b", before), ("a", after))}
 
     def scalar(expr: str, alias: str) -> exp.Expression:
         inner = exp.select(expr).from_(exp.Subquery(this=sides[alias].copy(), alias=exp.TableAlias(
@@ -49,7 +66,11 @@ def verify(warehouse: Warehouse, before: str, after: str, description: str, *, r
     pb = plan_before if plan_before is not None and repeats <= 1 else _best(
         warehouse, before, "time the model's SELECT (performance investigation)", repeats)
     pa = _best(warehouse, after, f"time the rewritten SELECT ({description})", repeats)
-    row = warehouse.query(fingerprint_sql(before, after, warehouse.dialect),
+    shape = warehouse.query(exp.select("*").from_(exp.Subquery(
+        this=sqlglot.parse_one(before, read=warehouse.dialect), alias=exp.TableAlias(this=exp.to_identifier("s")))).limit(0)
+        .sql(dialect=warehouse.dialect), rationale=f"the output columns and their types ({description})")
+    floats = {c for c, t in zip(shape.columns, shape.types, strict=False) if str(t).upper() in _FLOAT_TYPES}
+    row = warehouse.query(fingerprint_sql(before, after, warehouse.dialect, shape.columns, floats),
                           rationale=f"prove the rewrite leaves the rows unchanged ({description})").one()
     return Verification(
         description=description, seconds_before=pb.total_seconds, seconds_after=pa.total_seconds,

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from dagster_agent_de.engines.performance.detectors import (
     cross_join,
+    incremental_filter,
     join_explosion,
     non_sargable,
     order_by,
     repeated_scan,
+    spill,
     union_distinct,
+    view_chain,
+    window_unpartitioned,
 )
 
-DETECTORS = (join_explosion, union_distinct, non_sargable, repeated_scan, cross_join, order_by)
+DETECTORS = (join_explosion, union_distinct, non_sargable, repeated_scan, cross_join, order_by, incremental_filter,
+             window_unpartitioned, view_chain, spill)
 
 __all__ = ["DETECTORS"]

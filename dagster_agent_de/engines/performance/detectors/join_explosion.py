@@ -1,9 +1,15 @@
-"""join_explosion: a join emits far more rows than its inputs and a later ``distinct`` hides it.
+"""join_explosion: a join emits far more rows than its inputs and a later ``distinct`` (or ``qualify``) hides it.
 
 The plan shows a join whose output is several times its larger input, feeding a hash aggregate
 (the ``distinct``) that brings the rows back down. When the select uses no column of the joined
 side beyond the join keys, the join is only a filter: join the distinct keys instead, and drop the
 ``distinct`` when the results prove it was only there to undo the fan-out.
+
+The "latest row as of" shape is the same explosion: a range join (``r.rate_date <= o.order_date``)
+pairs each row with every earlier row of the other side, and ``qualify row_number() over (partition
+by ... order by r.rate_date desc) = 1`` keeps one. DuckDB plans the qualify as a hash aggregate
+(``arg_max``) or a window and a filter above the join. The rewrite is an ``asof`` join, which finds the
+one matching row without producing the others; verification proves the rows are the same.
 """
 
 from __future__ import annotations
@@ -31,6 +37,44 @@ def drop_distinct(text: str) -> str:
     return _DISTINCT.sub(r"select\1", text, count=1)
 
 
+_LATEST = re.compile(
+    r"(?is)\s*qualify\s+row_number\(\)\s+over\s*\(\s*partition\s+by\s+[^()]*?\s+order\s+by\s+"
+    r"(?P<alias>\w+)\.(?P<col>\w+)\s+desc(?:\s+nulls\s+last)?\s*\)\s*=\s*1\b")
+
+
+def as_of_join(text: str) -> str:
+    """A range join cut back to one row by ``qualify row_number() ... = 1`` as an ``asof`` join.
+
+    Applies only to the shape it recognises (one such qualify, one join to its alias, one range condition
+    on the ordered column); any other text is returned unchanged.
+
+    >>> as_of_join("select o.id, r.rate from o left join rates as r on r.cur = o.cur and r.day <= o.day "
+    ...            "qualify row_number() over (partition by o.id order by r.day desc) = 1")
+    'select o.id, r.rate from o asof left join rates as r on r.cur = o.cur and o.day >= r.day'
+    """
+    found = list(_LATEST.finditer(text))
+    if len(found) != 1:
+        return text
+    q = found[0]
+    alias, col = re.escape(q.group("alias")), re.escape(q.group("col"))
+    joins = list(re.finditer(rf"(?is)\b(?:(?P<left>left\s+(?:outer\s+)?)|inner\s+)?join(?P<rel>\s+(?:\{{\{{.*?\}}\}}|[^\s()]+)(?:\s+as)?\s+{alias}\s+on\b)",
+                             text[: q.start()]))
+    if len(joins) != 1:
+        return text
+    j = joins[0]
+    other = r"(?P<x>\w+\.\w+)"
+    shapes = [(rf"(?i)\b{alias}\.{col}\s*(?P<op><=|<)\s*{other}", {"<=": ">=", "<": ">"}),
+              (rf"(?i){other}\s*(?P<op>>=|>)\s*{alias}\.{col}\b", {">=": ">=", ">": ">"})]
+    cond_text = text[j.end(): q.start()]
+    hits = [(m, flip) for pattern, flip in shapes for m in re.finditer(pattern, cond_text)]
+    if len(hits) != 1:
+        return text
+    m, flip = hits[0]
+    cond = cond_text[: m.start()] + f"{m.group('x')} {flip[m.group('op')]} {q.group('alias')}.{q.group('col')}" + cond_text[m.end():]
+    kind = "asof left join" if j.group("left") else "asof join"
+    return text[: j.start()] + kind + j.group("rel") + cond + text[q.end():]
+
+
 def _is_join(op: Operator) -> bool:
     return ("JOIN" in op.name or op.name == "CROSS_PRODUCT") and len(op.children) >= 2
 
@@ -47,7 +91,7 @@ def _under_aggregate(root: Operator, join: Operator) -> Operator | None:
         return None
 
     for op in reversed((path(root) or [])[:-1]):
-        if op.name in ("HASH_GROUP_BY", "PERFECT_HASH_GROUP_BY") and op.rows < join.rows:
+        if op.name in ("HASH_GROUP_BY", "PERFECT_HASH_GROUP_BY", "FILTER") and op.rows < join.rows:
             return op
     return None
 
@@ -73,7 +117,8 @@ def _semi_join_keys(select: exp.Select, join: exp.Join) -> list[str] | None:
 
 
 def detect(ctx: PerfContext) -> list[PerfHypothesis]:
-    selects = [s for s in ctx.tree.find_all(exp.Select) if s.args.get("distinct") and s.args.get("joins")]
+    selects = [s for s in ctx.tree.find_all(exp.Select)
+               if (s.args.get("distinct") or s.args.get("qualify")) and s.args.get("joins")]
     found = []
     for op in ctx.plan.operators():
         agg = _under_aggregate(ctx.plan.root, op) if _is_join(op) else None
@@ -86,7 +131,10 @@ def detect(ctx: PerfContext) -> list[PerfHypothesis]:
     select = selects[0]
     rewrites: list[Rewrite] = []
     cond = join_op.info("Conditions")
-    for join in select.args.get("joins") or []:
+    latest = select.args.get("qualify") is not None and not select.args.get("distinct")
+    if latest:
+        rewrites.append(Rewrite("an asof join instead of the range join and its qualify", as_of_join))
+    for join in [] if latest else select.args.get("joins") or []:
         keys = _semi_join_keys(select, join)
         if keys is None or not isinstance(join.this, exp.Table):
             continue
@@ -112,7 +160,8 @@ def detect(ctx: PerfContext) -> list[PerfHypothesis]:
     return [PerfHypothesis(
         pattern=PATTERN, confidence=round(conf, 2),
         summary=(f"the join on {cond or '?'} emits {join_op.rows:,} rows from inputs of "
-                 f"{', '.join(f'{c.rows:,}' for c in join_op.children)} ({ratio:.1f}x), and the distinct "
+                 f"{', '.join(f'{c.rows:,}' for c in join_op.children)} ({ratio:.1f}x), and the "
+                 f"{'qualify' if latest else 'distinct'} "
                  f"brings them back to {agg.rows:,}: {share:.0%} of the operators' time"),
         operators=[agg.evidence(), join_op.evidence()],
         rewrites=rewrites,
