@@ -147,6 +147,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
              "agent_de/check": MetadataValue.text(check_name or "-"),
              "agent_de/duration_s": MetadataValue.float(round(elapsed, 3))}
     failing_key = keys.by_uid.get(node.unique_id, AssetKey(asset_key))
+    extra = {**extra, **translator.performance_metadata(top)}
     context.log_event(translator.finding_observation(top, failing_key, extra))
     culprit = manifest.find(top.model) if top.model and top.pattern != "unexplained" else None
     if culprit is not None and keys.key(culprit) != failing_key:

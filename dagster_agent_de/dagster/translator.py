@@ -272,6 +272,22 @@ class AgentDETranslator:
             ])
         return md
 
+    def performance_metadata(self, finding: Finding) -> dict[str, Any]:
+        """A performance finding's operator table (the analyzed plan's operators behind the hypothesis) and its
+        measured before/after figures, as tables on the model (nothing for other findings)."""
+        plans = [e for e in finding.evidence if e.statement.startswith("EXPLAIN (ANALYZE") and e.rationale.startswith("analyzed plan")]
+        if not plans:
+            return {}
+        md: dict[str, Any] = {}
+        if plans[0].rows_sample:
+            cols = list(dict.fromkeys(k for r in plans[0].rows_sample for k in r))
+            md["agent_de/operators"] = default_table(plans[0].rows_sample, cols)
+        measured = [{"rewrite": e.rationale.removeprefix("verify: "), **e.rows_sample[0]}
+                    for e in finding.evidence if e.rationale.startswith("verify: ") and e.rows_sample]
+        if measured:
+            md["agent_de/before_after"] = default_table(measured)
+        return md
+
     def finding_markdown(self, finding: Finding) -> str:
         who = " — LLM second opinion" if finding.source == "llm" else ""
         lines = [f"### {finding.pattern} in `{finding.model or '?'}` ({finding.severity.value}, confidence {finding.confidence:.0%}){who}",

@@ -39,6 +39,9 @@ def wh_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"range % 100 as sku from range({ORDERS * ITEMS_PER_ORDER})",
         "create table app.dup_orders as select * from app.orders union all select * from app.orders where order_id < 10",
         "create table app.regions as select range as region_id, 'region ' || range as region from range(10)",
+        # a rate every 10th day per status (published on some days only): 56 rates per status
+        "create table app.rates as select date '2023-01-01' + (range // 3 * 10)::int as rate_date, "
+        "['paid', 'open', 'refunded'][range % 3 + 1] as status, 1 + range / 1000.0 as rate from range(168)",
     )
 
 
@@ -243,3 +246,145 @@ def test_unparsable_sql_is_a_clear_error_not_a_crash(wh: DuckDBWarehouse) -> Non
 def test_a_top_n_keeps_its_order_by(wh: DuckDBWarehouse) -> None:
     top_n = "select order_id, amount from shop.app.orders order by amount desc limit 100\n"
     assert "order_by" not in _patterns(wh, top_n)
+
+
+LATEST_RATE = (
+    "select o.order_id, o.amount * r.rate as converted\nfrom shop.app.orders as o\n"
+    "left join shop.app.rates as r\n    on r.status = o.status and r.rate_date <= o.ordered_at\n"
+    "qualify row_number() over (partition by o.order_id order by r.rate_date desc) = 1\n"
+)
+
+
+def test_a_latest_as_of_range_join_becomes_an_asof_join_with_the_same_rows(wh: DuckDBWarehouse) -> None:
+    finding = investigate_sql(wh, LATEST_RATE, model="m", source=_jinja(LATEST_RATE), source_path="models/m.sql",
+                              min_speedup=0)
+    assert finding.top is not None and finding.top.pattern == "join_explosion"
+    join = [o for o in finding.top.operators if "JOIN" in o["operator"]][0]
+    assert join["rows"] > 10 * ORDERS  # every order paired with every earlier rate of its status
+    v = finding.verified
+    assert v is not None and v.unchanged and v.rows_after == ORDERS, finding.summary()
+    assert "+asof left join shop.app.rates as r" in finding.diff
+    assert "+    on r.status = o.status and o.ordered_at >= r.rate_date" in finding.diff
+    assert "-qualify row_number()" in finding.diff
+    assert max(o.rows for o in _plan(wh, v.sql_after).joins()) == ORDERS  # the rewrite pairs each order once
+
+
+def test_floating_point_sums_are_compared_rounded_not_bit_for_bit(wh: DuckDBWarehouse) -> None:
+    """A sum of doubles depends on the order threads add them: the same rows must not look changed."""
+    from dagster_agent_de.engines.performance import verify
+
+    before = "select status, sum(amount * 1.1::double) as s from shop.app.orders group by status"
+    after = "select status, sum(amount * 1.1::double) as s from (select * from shop.app.orders order by order_id desc) group by status"
+    assert verify(wh, before, after, "same sums").unchanged
+    changed = "select status, sum(amount * 1.1::double) + 0.01 as s from shop.app.orders group by status"
+    assert not verify(wh, before, changed, "different sums").unchanged
+
+
+def test_a_window_without_partition_over_a_large_table_is_named(wh: DuckDBWarehouse) -> None:
+    slow = "select order_id, row_number() over (order by ordered_at, order_id) as seq from shop.app.orders\n"
+    finding = investigate_sql(wh, slow, model="m", source=slow)
+    assert finding.top is not None and finding.top.pattern == "window_unpartitioned", finding.summary()
+    op = finding.top.operators[0]
+    assert op["operator"] == "WINDOW" and op["rows"] == ORDERS and "ORDER BY ordered_at" in op["window"]
+    assert finding.verified is None and finding.diff == ""  # partitioning changes the results: no diff is guessed
+    partitioned = ("select order_id, row_number() over (partition by customer_id order by ordered_at) as seq "
+                   "from shop.app.orders\n")
+    assert "window_unpartitioned" not in _patterns(wh, partitioned)
+    small = "select region_id, row_number() over (order by region) from shop.app.regions\n"
+    assert "window_unpartitioned" not in _patterns(wh, small)
+
+
+def test_spill_is_read_from_the_plans_system_figures(wh_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB reports spill in ``system`` (total_bytes_spilled, peak_temp_dir_size), not per operator."""
+    monkeypatch.setenv("AGENT_DE_DUCKDB_MEMORY_LIMIT", "64MB")
+    heavy = "select md5(item_id::varchar) as k, count(*) as n from shop.app.order_items group by k\n"
+    with DuckDBWarehouse(wh_file, AuditLog(None)) as small:
+        plan = _plan(small, heavy)
+        assert plan.bytes_spilled > 0 and plan.peak_temp_bytes > 0
+        finding = investigate_sql(small, heavy, model="m", source=heavy)
+    spill = [h for h in finding.hypotheses if h.pattern == "spill"]
+    assert spill and spill[0].operators[0]["operator"] == "HASH_GROUP_BY" and spill[0].operators[0]["size_bytes"] > 0
+    assert f"spilled {finding.plan.bytes_spilled:,} bytes" in spill[0].summary
+    with DuckDBWarehouse(wh_file, AuditLog(None)) as small:  # the same grouping on few keys fits in memory
+        assert "spill" not in _patterns(small, heavy.replace("md5(item_id::varchar)", "item_id % 10"))
+
+
+def _policy_manifest(tmp_path: Path, views: dict[str, tuple[str, ...]], model: str, model_deps: tuple[str, ...],
+                     materialized: str = "table") -> Manifest:
+    def node(n: str, kind: str, deps: tuple[str, ...]) -> dict:
+        return {"name": n, "resource_type": "model", "relation_name": f"shop.app.{n}", "database": "shop",
+                "schema": "app", "package_name": "p", "original_file_path": f"models/{n}.sql",
+                "depends_on": {"nodes": [f"model.p.{d}" for d in deps]}, "config": {"materialized": kind}}
+
+    (tmp_path / "models").mkdir(exist_ok=True)
+    nodes = {f"model.p.{v}": node(v, "view", deps) for v, deps in views.items()}
+    for v in views:
+        (tmp_path / "models" / f"{v}.sql").write_text(f"select * from {{{{ ref('orders') }}}} -- {v}\n")
+    nodes[f"model.p.{model}"] = node(model, materialized, model_deps)
+    return Manifest({"nodes": nodes}, tmp_path)
+
+
+def _escalations(finding, manifest: Manifest, tmp_path: Path):
+    from dagster_agent_de.engines.escalate.policy import load_policy
+    from dagster_agent_de.engines.escalate.raising import escalations_for
+
+    return escalations_for(finding, manifest, load_policy(tmp_path), check="model_runtime")
+
+
+def test_an_incremental_model_without_its_filter_is_an_authority_gap(wh: DuckDBWarehouse, tmp_path: Path) -> None:
+    from dagster_agent_de.core.models import EscalationKind
+    from dagster_agent_de.engines.performance.engine import as_finding
+
+    model = "select order_id, customer_id, amount, ordered_at\nfrom shop.app.orders\n"
+    finding = investigate_sql(wh, model, model="orders_inc", source=_jinja(model), source_path="models/orders_inc.sql",
+                              materialized="incremental")
+    assert finding.top is not None and finding.top.pattern == "incremental_filter", finding.summary()
+    assert finding.top.operators[0]["rows"] == ORDERS
+    assert "+where ordered_at > (select max(ordered_at) from {{ this }})" in finding.top.diff
+    out = as_finding(finding, model)
+    assert out.proposed_fix is not None and "is_incremental()" in out.proposed_fix.diff and not out.verified
+    assert out.needs_authority and "changes what each run loads" in out.needs_authority
+    manifest = _policy_manifest(tmp_path, {}, "orders_inc", (), materialized="incremental")
+    (esc,) = _escalations(out, manifest, tmp_path)
+    assert esc.kind == EscalationKind.AUTHORITY_GAP and "is_incremental()" in esc.fix_diff
+    # the same model as a table, or with its filter, is not this pattern
+    assert "incremental_filter" not in [h.pattern for h in investigate_sql(
+        wh, model, model="t", source=_jinja(model), materialized="table").hypotheses]
+    filtered = _jinja(model) + "{% if is_incremental() %}\nwhere ordered_at > (select max(ordered_at) from {{ this }})\n{% endif %}\n"
+    assert "incremental_filter" not in [h.pattern for h in investigate_sql(
+        wh, model, model="f", source=filtered, materialized="incremental").hypotheses]
+    unprunable = filtered.replace("where ordered_at >", "where date(ordered_at) >")
+    (h,) = [h for h in investigate_sql(wh, model, model="u", source=unprunable, materialized="incremental").hypotheses
+            if h.pattern == "incremental_filter"]
+    assert "cannot prune" in h.summary
+
+
+def test_a_view_read_by_many_models_is_proposed_for_materialization_with_an_authority_gap(
+        wh: DuckDBWarehouse, tmp_path: Path) -> None:
+    from dagster_agent_de.core.models import EscalationKind
+    from dagster_agent_de.engines.performance.engine import as_finding, upstream_views
+
+    views = {"stg_orders": (), "int_orders": ("stg_orders",), "int_paid": ("int_orders",)}
+    manifest = _policy_manifest(tmp_path, views, "fct_paid", ("int_paid",))
+    for reader in ("fct_a", "fct_b"):  # two more models read int_orders: three recompute it on every build
+        manifest.data["nodes"][f"model.p.{reader}"] = {**manifest.data["nodes"]["model.p.fct_paid"], "name": reader,
+                                                       "depends_on": {"nodes": ["model.p.int_orders"]}}
+    manifest = Manifest(manifest.data, tmp_path)
+    chain = upstream_views(manifest, manifest.find("fct_paid"))
+    assert [(v.name, v.depth, v.readers) for v in chain] == [("int_paid", 1, 1), ("int_orders", 2, 3), ("stg_orders", 3, 1)]
+    sql = "select order_id, amount from shop.app.orders where status = 'paid'\n"
+    finding = investigate_sql(wh, sql, model="fct_paid", source=sql, upstream_views=chain)
+    (h,) = [h for h in finding.hypotheses if h.pattern == "view_chain"]
+    assert "materialize int_orders as a table" in h.summary and h.operators[0]["table"].endswith("app.orders")
+    assert h.diff.startswith("--- a/models/int_orders.sql") and "+{{ config(materialized='table') }}" in h.diff
+    out = as_finding(finding if finding.top is h else _with_top(finding, h), sql)
+    assert out.proposed_fix is not None and not out.verified
+    (esc,) = _escalations(out, manifest, tmp_path)
+    assert esc.kind == EscalationKind.AUTHORITY_GAP and "Materialize int_orders as a table" in esc.decision
+    assert "view_chain" not in _patterns(wh, sql)  # no views upstream, no chain
+
+
+def _with_top(finding, hypothesis):
+    from dataclasses import replace
+
+    return replace(finding, hypotheses=[hypothesis])

@@ -16,7 +16,7 @@ FLOAT_DECIMALS = 6
 in which threads add them up, so the same query can differ in its last bits from one run to the next."""
 
 
-def _rounded(side: exp.Expression, columns: list[str], floats: set[str]) -> exp.Expression:
+def _rounded(side: exp.Expr, columns: list[str], floats: set[str]) -> exp.Expr:
     """``select a, round(x, 6) as x from (side)``: the side with its floating-point columns rounded."""
     if not floats:
         return side
