@@ -64,7 +64,7 @@ def demo_data(settings: Settings, scale: int) -> None:
 @click.option("--scale", type=int, default=10_000, show_default=True, help="Number of orders.")
 @click.option("--incident", default=None,
               help="Then inject a seed incident and let the agent catch it: wt02_join_drop, wt01_null_semantics, "
-                   "wt01_currency_mixing, wt01_duplicate_payments, wt04_rename, wt05_slow_model (runs at 500,000 "
+                   "wt01_currency_mixing, wt01_duplicate_payments, wt04_rename, wt05_slow_model (runs at 1,000,000 "
                    "orders or more: a slow model is slow only over enough rows).")
 @click.pass_obj
 @_fail_cleanly

@@ -112,7 +112,7 @@ INCIDENTS: dict[str, Incident] = {
             "rows), and the model runs several times slower than its baseline.",
             expected_pattern="join_explosion",
             expected_model="fct_revenue",
-            min_scale=500_000,
+            min_scale=1_000_000,
             check="model_runtime",
             patches=(Patch(
                 "models/marts/fct_revenue.sql",

@@ -54,8 +54,8 @@ def _investigation(instance: DagsterInstance):
 
 def test_the_slow_model_fails_its_runtime_check_against_the_recorded_baseline(wt05) -> None:
     result, instance = wt05
-    assert result.success and result.data.scale == 500_000  # raised to the incident's scale, and said so
-    assert any("scale raised from 2,000 to 500,000" in ln for ln in result.incident_lines)
+    assert result.success and result.data.scale == 1_000_000  # raised to the incident's scale, and said so
+    assert any("scale raised from 2,000 to 1,000,000" in ln for ln in result.incident_lines)
     history = instance.event_log_storage.get_asset_check_execution_history(
         AssetCheckKey(REVENUE, "model_runtime"), limit=20)
     evaluations = [r.event.dagster_event.event_specific_data for r in sorted(history, key=lambda r: r.id)

@@ -42,6 +42,7 @@ def wh_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # a rate every 10th day per status (published on some days only): 56 rates per status
         "create table app.rates as select date '2023-01-01' + (range // 3 * 10)::int as rate_date, "
         "['paid', 'open', 'refunded'][range % 3 + 1] as status, 1 + range / 1000.0 as rate from range(168)",
+        "create table app.calendar as select date '2023-03-01' + range::int as day from range(60)",
     )
 
 
@@ -388,3 +389,20 @@ def _with_top(finding, hypothesis):
     from dataclasses import replace
 
     return replace(finding, hypotheses=[hypothesis])
+
+
+def test_a_cross_join_filtered_by_a_day_range_becomes_an_equality(wh: DuckDBWarehouse) -> None:
+    slow = ("select d.day, count(*) as orders, sum(o.amount) as amount\nfrom shop.app.calendar d\n"
+            "cross join shop.app.orders o\nwhere o.ordered_at >= d.day and o.ordered_at < d.day + interval 1 day\n"
+            "group by d.day\n")
+    finding = investigate_sql(wh, slow, model="m", source=_jinja(slow), source_path="models/m.sql", min_speedup=0)
+    assert finding.top is not None and finding.top.pattern == "cross_join", finding.summary()
+    assert finding.top.operators[0]["operator"] in ("PIECEWISE_MERGE_JOIN", "IE_JOIN", "NESTED_LOOP_JOIN")
+    v = finding.verified
+    assert v is not None and v.unchanged and v.rows_after == 60, finding.summary()
+    assert "+where cast(o.ordered_at as date) = d.day" in finding.diff
+    assert [o.name for o in _plan(wh, v.sql_after).joins()] == ["HASH_JOIN"]
+    # a timestamp spine is not a day bucket: the equality would change the rows, and the rewrite is rejected
+    shifted = slow.replace("shop.app.calendar d", "(select day + interval 6 hour as day from shop.app.calendar) d")
+    rejected = investigate_sql(wh, shifted, model="m", source=shifted, min_speedup=0)
+    assert rejected.verified is None and rejected.rejected and not rejected.rejected[0].unchanged
