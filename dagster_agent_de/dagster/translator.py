@@ -275,7 +275,7 @@ class AgentDETranslator:
     def performance_metadata(self, finding: Finding) -> dict[str, Any]:
         """A performance finding's operator table (the analyzed plan's operators behind the hypothesis) and its
         measured before/after figures, as tables on the model (nothing for other findings)."""
-        plans = [e for e in finding.evidence if e.statement.startswith("EXPLAIN (ANALYZE") and e.rationale.startswith("analyzed plan")]
+        plans = [e for e in finding.evidence if e.rationale.startswith("analyzed plan of ")]
         if not plans:
             return {}
         md: dict[str, Any] = {}

@@ -115,7 +115,7 @@ def test_the_rewrite_applied_to_the_project_builds_the_same_revenue(wt05) -> Non
 
     def revenue() -> list[tuple]:
         with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-            return con.execute("select order_date, currency, orders, revenue, round(revenue_usd, 6) "
+            return con.execute("select order_date, currency, orders, round(revenue, 6), round(revenue_usd, 6) "
                                "from main.fct_revenue order by 1, 2").fetchall()
 
     slow = revenue()

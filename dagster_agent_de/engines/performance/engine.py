@@ -36,7 +36,8 @@ def detect(ctx: PerfContext, notes: list[str] | None = None) -> list[PerfHypothe
 def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str | None = None,
                     source_path: str | None = None, verify_rewrite: bool = True, repeats: int = 1,
                     min_speedup: float = 1.0, materialized: str = "",
-                    upstream_views: list[UpstreamView] | None = None) -> PerfFinding:
+                    upstream_views: list[UpstreamView] | None = None, plan: QueryPlan | None = None,
+                    plan_statement: str = "") -> PerfFinding:
     """Investigate one compiled SELECT.
 
     Args:
@@ -51,6 +52,8 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
             (measured) to be proposed; 0 proposes any rewrite that leaves the results unchanged.
         materialized: the model's ``materialized`` config (the incremental detector reads it).
         upstream_views: the views the model reads, directly or through views (the view-chain detector).
+        plan: the plan when it was read elsewhere (Snowflake's query history); else EXPLAIN ANALYZE runs.
+        plan_statement: the statement that read ``plan`` (the finding's evidence).
     """
     start = time.perf_counter()
     try:
@@ -58,11 +61,13 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
     except SqlglotError as e:
         raise WarehouseError(f"the compiled SQL of {model} could not be parsed as {warehouse.dialect}: "
                              f"{str(e).splitlines()[0][:200]}") from e
-    plan = explain_analyze(warehouse, sql, f"analyze the plan of {model} (performance investigation)")
+    if plan is None:
+        plan = explain_analyze(warehouse, sql, f"analyze the plan of {model} (performance investigation)")
     ctx = PerfContext(sql=sql, dialect=warehouse.dialect, tree=tree, plan=plan, materialized=materialized,
                       source=source, source_path=source_path or f"{model}.sql", upstream_views=upstream_views or [])
     notes: list[str] = []
-    finding = PerfFinding(model=model, plan=plan, hypotheses=detect(ctx, notes), notes=notes)
+    finding = PerfFinding(model=model, plan=plan, hypotheses=detect(ctx, notes), notes=notes,
+                          plan_statement=plan_statement or EXPLAIN_PREFIX + sql.strip())
     top = finding.top
     if top is None or not verify_rewrite:
         finding.seconds_to_finding = time.perf_counter() - start
@@ -98,15 +103,32 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
 
 
 def investigate_model(warehouse: Warehouse, manifest: Manifest, node: Node, *, repeats: int = 1) -> PerfFinding:
-    """Investigate a dbt model from the manifest: its compiled SELECT, and its ``.sql`` file for the diff."""
+    """Investigate a dbt model from the manifest: its compiled SELECT, and its ``.sql`` file for the diff.
+
+    On Snowflake the plan is the model's last run in ``QUERY_HISTORY`` (``GET_QUERY_OPERATOR_STATS``), and
+    rewrites are not verified: with no EXPLAIN ANALYZE, verifying costs two full runs of the model.
+    """
     sql = manifest.compiled_sql(node.unique_id)
     if not sql:
         raise AgentDEError(f"{node.name} has no compiled SQL; run `dbt compile` (or `dbt build`) first")
     path: Path | None = manifest.model_file(node)
     source = path.read_text() if path is not None and path.exists() else None
-    return investigate_sql(warehouse, sql, model=node.name, source=source,
-                           source_path=node.raw.get("original_file_path"), repeats=repeats,
-                           materialized=_materialized(node), upstream_views=upstream_views(manifest, node))
+    plan, statement, verify_rewrite, note = None, "", True, ""
+    if warehouse.dialect == "snowflake":
+        from dagster_agent_de.engines.performance.snowflake import history_sql, last_query_plan
+
+        tag = (node.raw.get("config") or {}).get("query_tag")
+        plan, _ = last_query_plan(warehouse, node.unique_id, tag if isinstance(tag, str) else None)
+        statement, verify_rewrite = history_sql(node.unique_id, tag if isinstance(tag, str) else None), False
+        note = ("Snowflake: the plan is the model's last run (QUERY_HISTORY, GET_QUERY_OPERATOR_STATS); no rewrite "
+                "is verified (no EXPLAIN ANALYZE: it would cost two full runs), so none is proposed as a diff")
+    finding = investigate_sql(warehouse, sql, model=node.name, source=source,
+                              source_path=node.raw.get("original_file_path"), repeats=repeats,
+                              materialized=_materialized(node), upstream_views=upstream_views(manifest, node),
+                              plan=plan, plan_statement=statement, verify_rewrite=verify_rewrite)
+    if note:
+        finding.notes.append(note)
+    return finding
 
 
 def _materialized(node: Node) -> str:
@@ -167,7 +189,7 @@ def as_finding(finding: PerfFinding, sql: str) -> Finding:
     before/after figures as evidence; the diff only when a rewrite was verified)."""
     top = finding.top
     evidence = [Evidence(
-        statement=EXPLAIN_PREFIX + sql.strip(), rationale=f"analyzed plan of {finding.model}",
+        statement=finding.plan_statement or EXPLAIN_PREFIX + sql.strip(), rationale=f"analyzed plan of {finding.model}",
         result_summary=(f"{finding.plan.total_seconds:.3f}s, {finding.plan.rows_scanned:,} rows scanned, "
                         f"{finding.plan.bytes_spilled:,} bytes spilled"),
         rows_sample=list(top.operators) if top else [], row_count=len(top.operators) if top else 0,

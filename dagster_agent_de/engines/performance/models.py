@@ -118,6 +118,8 @@ class PerfFinding:
     diff: str = ""
     notes: list[str] = field(default_factory=list)
     seconds_to_finding: float = 0.0
+    plan_statement: str = ""
+    """The statement that read the plan (EXPLAIN ANALYZE on DuckDB, the query history on Snowflake)."""
 
     @property
     def top(self) -> PerfHypothesis | None:
