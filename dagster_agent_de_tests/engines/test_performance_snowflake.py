@@ -104,6 +104,7 @@ def test_the_last_run_and_its_operators_read_as_a_plan_the_library_explains(tmp_
     join = [o for o in top.operators if o["operator"] == "HASH_JOIN"][0]
     assert join["rows"] == 59880412 and join["input_rows"] == [12000000, 59880412]
     assert join["conditions"] == "(I.ORDER_ID = O.ORDER_ID)"
+    assert join["seconds"] == pytest.approx(0.463 * 184.23, rel=1e-3)  # its share of the run's elapsed time
     assert "spill" in [h.pattern for h in finding.hypotheses]
     # no EXPLAIN ANALYZE on Snowflake: nothing is verified, so no diff is proposed (only on request: not built)
     assert finding.verified is None and finding.diff == "" and any("QUERY_HISTORY" in n for n in finding.notes)

@@ -13,7 +13,7 @@ from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, ProposedFix, Severity
 from dagster_agent_de.engines.performance.detectors import DETECTORS
 from dagster_agent_de.engines.performance.models import PerfContext, PerfFinding, PerfHypothesis, UpstreamView
-from dagster_agent_de.engines.performance.plan import EXPLAIN_PREFIX, explain_analyze
+from dagster_agent_de.engines.performance.plan import EXPLAIN_PREFIX, QueryPlan, explain_analyze
 from dagster_agent_de.engines.performance.verify import verify
 from dagster_agent_de.errors import AgentDEError, WarehouseError
 from dagster_agent_de.manifest import Manifest, Node

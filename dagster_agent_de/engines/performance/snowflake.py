@@ -120,14 +120,18 @@ def parse_operator_stats(rows: list[dict[str, Any]], history: dict[str, Any]) ->
         parents = parents if isinstance(parents, list) else ([parents] if parents not in (None, "", {}) else [])
         nodes[(r.get("step_id"), r.get("operator_id"))] = {
             "name": _NAMES.get(kind, kind.upper()), "rows": int(stats.get("output_rows", 0) or 0),
-            "seconds": float(breakdown.get("overall_percentage", 0) or 0) / 100.0 * total, "extra": extra,
+            "share": float(breakdown.get("overall_percentage", 0) or 0), "extra": extra,
             "parents": [(r.get("step_id"), p) for p in parents], "children": [],
             "bytes": int((stats.get("io") or {}).get("bytes_scanned", 0) or 0),
         }
-    for key, node in nodes.items():
+    # overall_percentage: the documented examples show fractions (0.412); a sum over the operators above 1.5
+    # can only be percents (41.2), so both forms read alike
+    scale = 100.0 if sum(n["share"] for n in nodes.values()) > 1.5 else 1.0
+    for op_key, node in nodes.items():
+        node["seconds"] = node["share"] / scale * total
         for parent in node["parents"]:
             if parent in nodes:
-                nodes[parent]["children"].append(key)
+                nodes[parent]["children"].append(op_key)
 
     def build(key: tuple[Any, Any]) -> Operator:
         n = nodes[key]
