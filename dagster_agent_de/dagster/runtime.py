@@ -17,10 +17,11 @@ from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.performance.runtime import (
     RuntimePolicy,
     RuntimeVerdict,
-    judge_runtime,
+    judge_run,
     record_runtime,
     runtime_history,
     runtimes_from_run_results,
+    scan_figures_from_run_results,
 )
 from dagster_agent_de.errors import AgentDEError
 
@@ -54,6 +55,7 @@ def build_runtime_checks(models: Mapping[str, tuple[AssetKey, str, RuntimePolicy
         try:
             store = agent_warehouse.state()
             from_file = runtimes_from_run_results(run_results) if run_results is not None else {}
+            scanned = scan_figures_from_run_results(run_results) if run_results is not None else {}
         except AgentDEError as e:
             context.log.error(f"runtime checks could not run: {e}")
             for k in selected:
@@ -71,8 +73,9 @@ def build_runtime_checks(models: Mapping[str, tuple[AssetKey, str, RuntimePolicy
                 continue
             seconds, run = found
             past = [h for h in runtime_history(store, name) if h.get("run_id") != run]
-            verdict = judge_runtime(seconds, [h["seconds"] for h in past], policy)
-            record_runtime(store, name, seconds, run)
+            figures = scanned.get(uid, {})  # bytes/rows the adapter reported for the model's last dbt run
+            verdict = judge_run(seconds, figures, past, policy)
+            record_runtime(store, name, seconds, run, figures)
             yield translator.runtime_check_result(k.asset_key, RUNTIME_CHECK, verdict, source)
 
     return runtime_checks

@@ -166,6 +166,10 @@ class AgentDETranslator:
         for label, value in (("baseline_median_s", verdict.median), ("upper_s", verdict.upper)):
             if value is not None:
                 md[label] = MetadataValue.float(round(float(value), 3))
+        for name, value, median in getattr(verdict, "figures", ()):  # bytes/rows scanned, where reported
+            md[name] = MetadataValue.float(float(value))
+            if median is not None:
+                md[f"baseline_median_{name}"] = MetadataValue.float(float(median))
         return AssetCheckResult(asset_key=asset_key, check_name=check_name, passed=verdict.passed,
                                 severity=AssetCheckSeverity.WARN, metadata=md, description=verdict.reason[:1000])
 

@@ -70,3 +70,35 @@ def test_the_same_materialization_is_counted_once(tmp_path: Path, instance: Dags
     result = defs.get_job_def("runtime").execute_in_process(instance=instance)  # no new materialization
     evaluation = {e.asset_key: e for e in result.get_asset_check_evaluations()}[ORDERS]
     assert evaluation.metadata["history_runs"].value == 0
+
+
+def test_bytes_the_warehouse_reports_are_judged_against_their_own_baseline(tmp_path: Path,
+                                                                            instance: DagsterInstance) -> None:
+    """``adapter_response`` in run_results.json (dbt-bigquery's bytes_processed, dbt-snowflake's rows_affected):
+    recorded with each run, and a run that scans far more than its baseline fails even at the same runtime."""
+    import json
+
+    run_results = tmp_path / "run_results.json"
+    checks = build_runtime_checks({"fct_orders": (ORDERS, "model.p.fct_orders", RuntimePolicy())}, run_results=run_results)
+    defs = Definitions(assets=[AssetSpec(ORDERS)], asset_checks=[checks],
+                       jobs=[define_asset_job("runtime", selection=AssetSelection.checks(checks))],
+                       resources={"agent_warehouse": AgentWarehouseResource(state_dir=str(tmp_path))})
+
+    def run(scanned: float):
+        run_results.write_text(json.dumps({"results": [{
+            "unique_id": "model.p.fct_orders", "status": "success", "execution_time": 4.0,
+            "adapter_response": {"_message": "SUCCESS 1", "code": "SUCCESS", "rows_affected": 1,
+                                 "bytes_processed": scanned, "bytes_billed": scanned}}]}))
+        instance.report_runless_asset_event(AssetMaterialization(ORDERS, metadata={"Execution Duration": 4.0}))
+        (evaluation,) = defs.get_job_def("runtime").execute_in_process(instance=instance).get_asset_check_evaluations()
+        return evaluation
+
+    for scanned in (1.0e9, 1.1e9, 0.9e9, 1.0e9, 1.0e9):
+        assert run(scanned).passed
+    same = run(1.05e9)
+    assert same.passed and same.metadata["bytes_processed"].value == 1.05e9
+    assert same.metadata["baseline_median_bytes_processed"].value == 1.0e9
+    more = run(8.0e9)
+    assert not more.passed and more.severity == AssetCheckSeverity.WARN
+    assert "within the baseline" in (more.description or "") and "bytes_processed 8,000,000,000, 8.0x" in (
+        more.description or "")

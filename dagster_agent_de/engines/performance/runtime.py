@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,58 @@ class RuntimeVerdict:
     median: float | None = None
     upper: float | None = None
     history_n: int = 0
+    figures: tuple[tuple[str, float, float | None], ...] = ()
+    """What the warehouse reported scanning or writing: (name, this run's value, its baseline median)."""
+
+
+SCAN_FIGURES = ("bytes_scanned", "bytes_processed", "bytes_billed", "rows_affected", "slot_ms")
+"""Numbers a dbt adapter reports in ``adapter_response`` (dbt-snowflake ``rows_affected``; dbt-bigquery
+``bytes_processed``, ``bytes_billed``, ``slot_ms``; ``bytes_scanned`` where an adapter or the query history
+gives it). Each is judged like the runtime, against its own baseline, with no one-second floor."""
+
+
+def judge_figure(name: str, value: float, history: Sequence[float]) -> tuple[bool, str, float | None]:
+    """(passed, reason, baseline median) of one scan figure against its past values (oldest first).
+
+    >>> judge_figure("bytes_processed", 9e9, [1e9, 1.1e9, 0.9e9, 1e9, 1e9])[:2]
+    (False, 'bytes_processed 9,000,000,000, 9.0x the median 1,000,000,000 of the last 5 runs')
+    """
+    hist = [float(h) for h in history][-HISTORY:]
+    if len(hist) < MIN_HISTORY:
+        return True, "", None
+    med = statistics.median(hist)
+    mad = statistics.median(abs(h - med) for h in hist) * 1.4826
+    upper = med + max(MAD_K * mad, MIN_SLOWDOWN * med)
+    if value > upper and value > 0:
+        ratio = f"{value / med:.1f}x" if med > 0 else "up from 0,"
+        return False, f"{name} {value:,.0f}, {ratio} the median {med:,.0f} of the last {len(hist)} runs", med
+    return True, "", med
+
+
+def judge_run(seconds: float, figures: Mapping[str, float], history: Sequence[Mapping[str, Any]],
+              policy: RuntimePolicy = RuntimePolicy()) -> RuntimeVerdict:
+    """The runtime and each reported scan figure, each against its own baseline; any regression fails.
+
+    >>> past = [{"seconds": 4.0, "bytes_processed": 1e9}] * 5
+    >>> v = judge_run(4.1, {"bytes_processed": 5e9}, past)
+    >>> v.passed, v.reason
+    (False, '4.1s, within the baseline (median 4.0s, at most 6.0s); but bytes_processed 5,000,000,000, 5.0x the median 1,000,000,000 of the last 5 runs')
+    """
+    verdict = judge_runtime(seconds, [float(h["seconds"]) for h in history], policy)
+    if policy.ignore:
+        return verdict
+    judged, failed = [], []
+    for name in SCAN_FIGURES:
+        if name not in figures:
+            continue
+        ok, why, med = judge_figure(name, float(figures[name]), [float(h[name]) for h in history if name in h])
+        judged.append((name, float(figures[name]), med))
+        if not ok:
+            failed.append(why)
+    if not failed:
+        return replace(verdict, figures=tuple(judged))
+    reason = f"{verdict.reason}; {'and' if not verdict.passed else 'but'} {'; '.join(failed)}"
+    return replace(verdict, passed=False, reason=reason, figures=tuple(judged))
 
 
 def judge_runtime(seconds: float, history: Sequence[float], policy: RuntimePolicy = RuntimePolicy()) -> RuntimeVerdict:
@@ -105,13 +157,34 @@ def runtime_history(store: StateStore, model: str) -> list[dict[str, Any]]:
     return list(json.loads(body)) if body else []
 
 
-def record_runtime(store: StateStore, model: str, seconds: float, run_id: str | None) -> list[dict[str, Any]]:
-    """Append one successful run (once per run id) and keep the last :data:`HISTORY`; returns the history."""
+def record_runtime(store: StateStore, model: str, seconds: float, run_id: str | None,
+                   figures: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """Append one successful run (once per run id), with the scan figures the warehouse reported, and keep
+    the last :data:`HISTORY`; returns the history."""
     hist = runtime_history(store, model)
     if run_id is None or all(h.get("run_id") != run_id for h in hist):
-        hist = [*hist, {"seconds": float(seconds), "run_id": run_id}][-HISTORY:]
+        hist = [*hist, {"seconds": float(seconds), "run_id": run_id, **{k: float(v) for k, v in (figures or {}).items()}}]
+        hist = hist[-HISTORY:]
         store.put_artifact(_ARTIFACT, model, json.dumps(hist))
     return hist
+
+
+def scan_figures_from_run_results(path: Path) -> dict[str, dict[str, float]]:
+    """``unique_id -> {figure: value}`` from each successful model's ``adapter_response`` (see :data:`SCAN_FIGURES`)."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); delete it or re-run dbt") from e
+    out: dict[str, dict[str, float]] = {}
+    for r in data.get("results") or []:
+        response = r.get("adapter_response") or {}
+        figures = {k: float(response[k]) for k in SCAN_FIGURES
+                   if isinstance(response.get(k), (int, float)) and not isinstance(response.get(k), bool)}
+        if r.get("status") == "success" and figures:
+            out[str(r.get("unique_id"))] = figures
+    return out
 
 
 def runtimes_from_run_results(path: Path) -> dict[str, float]:
