@@ -40,7 +40,9 @@ class DemoResult:
             f"Next: `agent-de dev` (or DAGSTER_HOME={s.dagster_home} dagster dev -w {bundled_workspace_file()}) "
             "and open http://127.0.0.1:3000",
             "Try: `agent-de demo --incident wt02_join_drop` (a join that drops 70% of orders, caught and investigated), "
-            "`agent-de onboard --table support.tickets`, `agent-de metrics`, `agent-de entities`.",
+            "`agent-de demo --incident wt05_slow_model` (a model made slow, caught against its runtime baseline, "
+            "explained from its plan and fixed), `agent-de onboard --table support.tickets`, `agent-de metrics`, "
+            "`agent-de entities`.",
         ]
 
 
