@@ -131,3 +131,16 @@ def test_operator_rows_with_a_single_parent_id_and_lower_case_columns_parse_alik
     plan = parse_operator_stats(rows, FIXTURE["query_history"][0])
     assert [o.name for o in plan.operators()] == ["PROJECTION", "HASH_GROUP_BY", "HASH_JOIN", "SEQ_SCAN", "SEQ_SCAN"]
     assert plan.scans()[1].extra["Table"] == "ANALYTICS.RAW.ORDER_ITEMS" and plan.scans()[1].size_bytes == 7010254784
+
+
+def test_the_guard_reads_the_query_history_and_still_refuses_other_qualified_functions() -> None:
+    from dagster_agent_de.engines.performance.snowflake import history_sql, operator_stats_sql
+    from dagster_agent_de.errors import StatementRefusedError
+    from dagster_agent_de.sql.guard import check_read_only
+
+    check_read_only(history_sql("model.shop.x", "tag"), "snowflake")
+    check_read_only(operator_stats_sql("01b8"), "snowflake")
+    for sql in ("select * from table(analytics.udfs.exfiltrate('x'))",
+                "select * from table(other.query_history(result_limit => 1))"):
+        with pytest.raises(StatementRefusedError, match="schema-qualified function"):
+            check_read_only(sql, "snowflake")
