@@ -52,7 +52,7 @@ def history_sql(node_id: str, query_tag: str | None = None, limit: int = 5) -> s
     SELECT query_id, query_text, query_tag, start_time, total_elapsed_time, bytes_scanned, rows_produced,
     partitions_scanned, partitions_total, bytes_spilled_to_local_storage, bytes_spilled_to_remote_storage
     FROM TABLE(INFORMATION_SCHEMA.QUERY_HISTORY(RESULT_LIMIT => 10000)) WHERE execution_status = 'SUCCESS'
-    AND CONTAINS(query_text, '"node_id": "model.p.fct_orders"') ORDER BY start_time DESC LIMIT 2
+    AND CONTAINS(query_text, '"node_id": "model.p.fct_orders"') ORDER BY start_time DESC NULLS LAST LIMIT 2
     """
     cols = ["query_id", "query_text", "query_tag", "start_time", "total_elapsed_time", "bytes_scanned", "rows_produced",
             "partitions_scanned", "partitions_total", "bytes_spilled_to_local_storage", "bytes_spilled_to_remote_storage"]
