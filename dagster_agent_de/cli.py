@@ -208,17 +208,20 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
 @_fail_cleanly
 def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
     """Snapshot source schemas and diff against the stored baseline. Exit 1 on breaking drift."""
-    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.engines.drift import SnapshotStore, run_drift
     from dagster_agent_de.engines.escalate.raising import raise_decisions
 
     manifest, wh = _context(settings)
     store = SnapshotStore(_state(settings))
     with wh:
-        report, snapshot = detect_drift(manifest, wh, store, record_baseline=record_baseline)
+        run = run_drift(manifest, wh, store, record_baseline=record_baseline)
+    report, snapshot = run.report, run.snapshot
     # a dropped column that models read: which column replaces it is asked, not guessed
     raised = raise_decisions(store.state, [c.escalation for c in report.changes if c.escalation])
     if as_json:
-        _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking, "escalations": [e.id for e in raised]})
+        _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking, "verdict": run.verdict,
+                                                     "baseline_advanced": run.advanced,
+                                                     "escalations": [e.id for e in raised]})
     elif report.baseline_created:
         click.echo(f"baseline recorded: {len(snapshot.tables)} relations in {snapshot.duration_ms:.0f} ms "
                    f"(in {store.state.url})")
@@ -237,6 +240,8 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
                 click.echo("\n".join("           " + line for line in c.proposed_fix.splitlines()))
         for note in report.notes:
             click.echo(f"note: {note}")
+        if run.advanced:
+            click.echo("info-level changes only; baseline moved forward for: " + ", ".join(run.advanced))
         for esc in raised:
             click.echo(f"escalation {esc.id} ({esc.kind.value}): {esc.decision}")
     sys.exit(1 if report.breaking else 0)

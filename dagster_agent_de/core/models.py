@@ -26,7 +26,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """The base of every domain model: immutable (change one with ``model_copy(update=...)``), no unknown fields."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -43,7 +45,7 @@ class Severity(str, Enum):
         return list(Severity).index(self)
 
 
-class Evidence(_Frozen):
+class Evidence(Frozen):
     """One query the agent ran and what it returned (bounded)."""
 
     statement: str
@@ -54,7 +56,7 @@ class Evidence(_Frozen):
     duration_ms: float | None = None
 
 
-class ProposedFix(_Frozen):
+class ProposedFix(Frozen):
     """A change the agent proposes; never applied without the autonomy policy allowing it."""
 
     description: str
@@ -65,7 +67,7 @@ class ProposedFix(_Frozen):
 FindingKind = Literal["investigation", "reconciliation", "drift", "detection"]
 
 
-class Finding(_Frozen):
+class Finding(Frozen):
     """A conclusion the agent reached, with the evidence for it."""
 
     id: str = Field(default_factory=lambda: f"F-{uuid.uuid4().hex[:10]}")
@@ -89,7 +91,7 @@ class Finding(_Frozen):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class FindingsReport(_Frozen):
+class FindingsReport(Frozen):
     """The stable top-level JSON object printed by ``--json``: findings best first."""
 
     schema_version: int = SCHEMA_VERSION
@@ -110,7 +112,7 @@ class EscalationState(str, Enum):
     WITHDRAWN = "withdrawn"
 
 
-class EscalationOption(_Frozen):
+class EscalationOption(Frozen):
     """One choice a human can make, with its evidence and what the agent does if chosen."""
 
     label: str
@@ -121,14 +123,14 @@ class EscalationOption(_Frozen):
     suppresses: list[str] = Field(default_factory=list)
 
 
-class Approval(_Frozen):
+class Approval(Frozen):
     by: str
     choice: int
     note: str = ""
     at: datetime = Field(default_factory=utcnow)
 
 
-class Escalation(_Frozen):
+class Escalation(Frozen):
     """A decision handed to a human: a context gap (business knowledge) or an authority gap (sign-off)."""
 
     id: str
@@ -161,7 +163,7 @@ AuditOutcome = Literal["ok", "refused", "error"]
 AuditKind = Literal["query", "api_call", "action", "session_setup"]
 
 
-class AuditEvent(_Frozen):
+class AuditEvent(Frozen):
     """One thing the agent did: a query, an API call or an action."""
 
     ts: datetime = Field(default_factory=utcnow)

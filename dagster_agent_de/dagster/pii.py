@@ -6,12 +6,9 @@ from collections.abc import Sequence
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckKey,
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
     AssetSelection,
-    MetadataValue,
     ScheduleDefinition,
     define_asset_job,
     multi_asset_check,
@@ -61,14 +58,7 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
                 continue
             if item.hits:
                 raised += raise_decisions(store, [pii_escalation(item, node, owner_of(manifest, item.node))])
-            yield AssetCheckResult(
-                asset_key=key, check_name=PII_CHECK, passed=not item.hits, severity=AssetCheckSeverity.WARN,
-                description=("untagged PII: " + ", ".join(f"{h.column} ({h.kind}, by {h.by})" for h in item.hits))
-                if item.hits else "no untagged PII",
-                metadata={"untagged_pii_columns": MetadataValue.int(len(item.hits)),
-                          "columns": MetadataValue.text(", ".join(h.column for h in item.hits) or "-"),
-                          "evidence": MetadataValue.md("\n".join(f"- {h.evidence}" for h in item.hits) or "-")},
-            )
+            yield translator.pii_check_result(key, PII_CHECK, item)
         for esc in raised:
             context.log.info(f"escalation {esc.id} ({esc.kind.value}): {esc.decision}")
         if raised:

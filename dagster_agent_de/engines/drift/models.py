@@ -6,23 +6,19 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from dagster_agent_de.core.models import Escalation, utcnow
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
+from dagster_agent_de.core.models import Escalation, Frozen, utcnow
 
 
-class ColumnSchema(_Frozen):
+class ColumnSchema(Frozen):
     name: str
     position: int
     data_type: str
     nullable: bool = True
 
 
-class ColumnFingerprint(_Frozen):
+class ColumnFingerprint(Frozen):
     """What a column's values look like, without keeping any of them.
 
     ``values`` concatenates one fixed-width hash per sampled key (aligned with the table's
@@ -48,7 +44,7 @@ class ColumnFingerprint(_Frozen):
                 "distinct": self.distinct, "min": self.min, "max": self.max}
 
 
-class TableFingerprint(_Frozen):
+class TableFingerprint(Frozen):
     """Column fingerprints of one table, from one query; ``skipped`` says why there are none."""
 
     taken_at: datetime = Field(default_factory=utcnow)
@@ -59,7 +55,7 @@ class TableFingerprint(_Frozen):
     skipped: str | None = None
 
 
-class TableSchema(_Frozen):
+class TableSchema(Frozen):
     relation: str  # database.schema.table, as the warehouse names it
     table_type: str = "BASE TABLE"
     columns: list[ColumnSchema] = Field(default_factory=list)
@@ -71,7 +67,7 @@ class TableSchema(_Frozen):
         return {c.name.lower(): c for c in self.columns}
 
 
-class Snapshot(_Frozen):
+class Snapshot(Frozen):
     taken_at: datetime = Field(default_factory=utcnow)
     dialect: str = "duckdb"
     tables: dict[str, TableSchema] = Field(default_factory=dict)  # key: lower-cased relation
@@ -97,7 +93,7 @@ ChangeKind = Literal[
 ]
 
 
-class ImpactedModel(_Frozen):
+class ImpactedModel(Frozen):
     model: str
     columns: list[str] = Field(default_factory=list)  # columns of the upstream it reads that carry the change
     hops: int = 1
@@ -107,7 +103,7 @@ class ImpactedModel(_Frozen):
 RenameVerdict = Literal["same_values", "unit_change", "different_values", "inconclusive", "names_only"]
 
 
-class RenameEvidence(_Frozen):
+class RenameEvidence(Frozen):
     """Why a dropped and an added column are (or are not) the same column, from their values."""
 
     verdict: RenameVerdict
@@ -131,7 +127,7 @@ class RenameEvidence(_Frozen):
         return self.reason
 
 
-class SchemaChange(_Frozen):
+class SchemaChange(Frozen):
     kind: ChangeKind
     relation: str
     column: str | None = None
@@ -177,7 +173,7 @@ class SchemaChange(_Frozen):
         }
 
 
-class DriftReport(_Frozen):
+class DriftReport(Frozen):
     baseline_at: datetime | None
     snapshot_at: datetime
     changes: list[SchemaChange] = Field(default_factory=list)
