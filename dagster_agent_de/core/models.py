@@ -15,9 +15,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 
@@ -33,7 +33,16 @@ class Frozen(BaseModel):
 
 
 class Severity(str, Enum):
-    """How bad a finding is. Ordered: ``info < warning < error < critical``."""
+    """How bad something is, on the agent's one scale. Ordered: ``info < warning < error < critical``.
+
+    The other words the agent accepts map onto it (:meth:`parse`): a check's ``warn``/``error`` (reconcile
+    specs, intents, volume; see :data:`CheckSeverity`), and schema drift's ``info``/``warning``/``breaking``
+    (``DriftSeverity.severity``: breaking is ``error``). Dagster's ``AssetCheckSeverity`` is derived in
+    one place, the translator: ``error`` and ``critical`` are ERROR, the rest WARN.
+
+    >>> Severity.parse("warn"), Severity.parse("breaking"), Severity.parse(Severity.INFO)
+    (<Severity.WARNING: 'warning'>, <Severity.ERROR: 'error'>, <Severity.INFO: 'info'>)
+    """
 
     INFO = "info"
     WARNING = "warning"
@@ -43,6 +52,24 @@ class Severity(str, Enum):
     @property
     def rank(self) -> int:
         return list(Severity).index(self)
+
+    @classmethod
+    def parse(cls, value: str | Severity) -> Severity:
+        """Any of the agent's severity words as a :class:`Severity` (a clear error for anything else)."""
+        if isinstance(value, Severity):
+            return value
+        word = _SEVERITY_WORDS.get(value.strip().lower(), value.strip().lower())
+        try:
+            return cls(word)
+        except ValueError:
+            raise ValueError(f"unknown severity {value!r}; use one of info, warn, warning, error, critical, breaking") from None
+
+
+_SEVERITY_WORDS = {"warn": "warning", "breaking": "error"}
+
+CheckSeverity = Literal["warn", "error"]
+"""How loud a check fails, as a spec declares it (``severity: warn``): ``warn`` is :attr:`Severity.WARNING`,
+``error`` is :attr:`Severity.ERROR`."""
 
 
 class Evidence(Frozen):
@@ -64,14 +91,10 @@ class ProposedFix(Frozen):
     files: list[str] = Field(default_factory=list)
 
 
-FindingKind = Literal["investigation", "reconciliation", "drift", "detection"]
-
-
-class Finding(Frozen):
-    """A conclusion the agent reached, with the evidence for it."""
+class _FindingBase(Frozen):
+    """What every finding carries: a conclusion, how sure, why (the evidence), and what to do."""
 
     id: str = Field(default_factory=lambda: f"F-{uuid.uuid4().hex[:10]}")
-    kind: FindingKind = "investigation"
     source: Literal["library", "llm"] = "library"
     """Who reached it: the deterministic pattern library, or the optional LLM second opinion."""
     pattern: str
@@ -91,12 +114,60 @@ class Finding(Frozen):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class InvestigationFinding(_FindingBase):
+    """A root cause of a failed check, from the pattern library (``source: library``) or the LLM (``llm``)."""
+
+    kind: Literal["investigation"] = "investigation"
+
+
+class ReconciliationFinding(_FindingBase):
+    """A reconciliation against a source of truth that breached its tolerance (``agent-de reconcile``)."""
+
+    kind: Literal["reconciliation"] = "reconciliation"
+
+
+class PerformanceFinding(_FindingBase):
+    """Why a model got slower (a failed ``model_runtime`` check), with a verified rewrite when one exists."""
+
+    kind: Literal["performance"] = "performance"
+
+
+Finding = Annotated[InvestigationFinding | ReconciliationFinding | PerformanceFinding, Field(discriminator="kind")]
+"""A finding of one of the kinds the agent produces, told apart by ``kind`` (frozen, like every model here).
+Drift, volume, PII, intent and metric checks report through their checks and escalations; when one fails,
+its investigation produces an ``investigation`` finding."""
+
+FindingKind = Literal["investigation", "reconciliation", "performance"]
+
+
+def _default_kind(data: Any) -> Any:
+    """Findings stored before the union carry ``kind`` (always ``investigation`` then) or nothing."""
+    if isinstance(data, dict) and "kind" not in data:
+        return {**data, "kind": "investigation"}
+    return data
+
+
+_FINDING: TypeAdapter[InvestigationFinding | ReconciliationFinding | PerformanceFinding] = TypeAdapter(
+    Annotated[Finding, BeforeValidator(_default_kind)])
+
+
+def parse_finding(data: Any) -> InvestigationFinding | ReconciliationFinding | PerformanceFinding:
+    """A stored or printed finding (a dict) as its kind's model.
+
+    >>> parse_finding({"kind": "performance", "pattern": "order_by", "confidence": 0.5, "summary": "s"}).kind
+    'performance'
+    >>> parse_finding({"pattern": "p", "confidence": 0.5, "summary": "s"}).kind  # stored before kinds
+    'investigation'
+    """
+    return _FINDING.validate_python(data)
+
+
 class FindingsReport(Frozen):
     """The stable top-level JSON object printed by ``--json``: findings best first."""
 
     schema_version: int = SCHEMA_VERSION
     generated_at: datetime = Field(default_factory=utcnow)
-    findings: list[Finding] = Field(default_factory=list)
+    findings: list[Annotated[Finding, BeforeValidator(_default_kind)]] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
 

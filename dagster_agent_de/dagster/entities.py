@@ -1,6 +1,9 @@
 """Entity resolution in Dagster: the ``resolve_entities`` job materializes ``agent_de/entities``
 (per model: rows, merges, the review band) and raises the uncertain pairs as context gaps."""
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 from dagster import AssetKey, JobDefinition, OpExecutionContext, job, op
 
 from dagster_agent_de.dagster.investigate import record_escalations_asset

@@ -1,5 +1,8 @@
 """Answering escalations from the Dagster UI: the ``answer_escalation`` job (Launchpad)."""
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 from collections.abc import Mapping, Sequence
 
 from dagster import Config, JobDefinition, OpExecutionContext, job, op

@@ -5,6 +5,9 @@ requests one run per failed evaluation (``run_key`` makes it idempotent), and ne
 its cursor past an evaluation still PLANNED in a running run.
 """
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 import os
 import time
 from collections.abc import Sequence
@@ -153,7 +156,6 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     return report
 
 
-_CHECK_SEVERITY = {"error": Severity.ERROR, "warn": Severity.WARNING}
 _NUMBERS = ("missing_pct", "missing_in_pipeline", "extra_in_pipeline", "mismatched_rows", "rows_pipeline", "rows_truth",
             "duplicate_keys_pipeline", "failed_rows")
 
@@ -178,7 +180,7 @@ def _notify(context, agent_warehouse, manifest, node, failing_key, check_name, e
             notifier, asset=failing_key.to_user_string(), check=check_name, evaluation_id=evaluation_id or None,
             failing_run=triggering_run_id or None, check_description=f"{check_name} failed on {node.display_name}",
             numbers=numbers, finding=top, investigation_run=context.run_id, escalations=escalations,
-            severity=_CHECK_SEVERITY.get(str(metadata.get("check_severity", ""))),
+            severity=Severity.parse(metadata["check_severity"]) if metadata.get("check_severity") else None,
             owner=owner_of(manifest, node.unique_id, default="") or None)
     except Exception as e:  # a notification problem is reported, never the investigation's failure
         context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")

@@ -1,6 +1,9 @@
 """Metric definitions in Dagster: the ``metric_audit`` job materializes ``agent_de/metric_definitions``
 (every definition, the conflicts with their totals) and raises each conflict as a context gap."""
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 from dagster import (
     AssetKey,
     JobDefinition,

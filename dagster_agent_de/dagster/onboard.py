@@ -5,6 +5,9 @@ present: ``agent-de onboard --apply``), raises the decisions as escalations, and
 proposal as a materialization of ``agent_de/onboarding``.
 """
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 from pathlib import Path
 
 from dagster import AssetKey, Config, JobDefinition, OpExecutionContext, job, op

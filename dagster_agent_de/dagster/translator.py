@@ -173,8 +173,8 @@ class AgentDETranslator:
     """Builds Dagster events from reports and findings. Subclass to change metadata or severity."""
 
     def check_severity(self, severity: str | Severity) -> AssetCheckSeverity:
-        value = severity.value if isinstance(severity, Severity) else severity
-        return AssetCheckSeverity.WARN if value in ("warn", "warning", "info") else AssetCheckSeverity.ERROR
+        """Dagster's two levels from the agent's one scale: ``error`` and ``critical`` are ERROR, the rest WARN."""
+        return AssetCheckSeverity.ERROR if Severity.parse(severity).rank >= Severity.ERROR.rank else AssetCheckSeverity.WARN
 
     # -- reconciliation ---------------------------------------------------------------------
     def reconcile_metadata(self, report: Any) -> dict[str, Any]:

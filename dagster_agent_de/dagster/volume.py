@@ -6,6 +6,9 @@ which the UI plots), so nothing else has to be stored. A failed check is picked 
 failed-check sensor like any other.
 """
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 from collections.abc import Mapping
 
 from dagster import (

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from dagster_agent_de.core.models import Escalation, Frozen, utcnow
+from dagster_agent_de.core.models import Escalation, Frozen, Severity, utcnow
 
 
 class ColumnSchema(Frozen):
@@ -78,6 +78,9 @@ class Snapshot(Frozen):
 
 
 class DriftSeverity(str, Enum):
+    """Drift's own words (``breaking`` says more than ``error`` to someone reading a schema change); on the
+    agent's one scale through :attr:`severity`."""
+
     INFO = "info"
     WARNING = "warning"
     BREAKING = "breaking"
@@ -85,6 +88,15 @@ class DriftSeverity(str, Enum):
     @property
     def rank(self) -> int:
         return ["info", "warning", "breaking"].index(self.value)
+
+    @property
+    def severity(self) -> Severity:
+        """The same on the agent's one scale: info, warning, error.
+
+        >>> [s.severity.value for s in DriftSeverity]
+        ['info', 'warning', 'error']
+        """
+        return Severity.parse(self.value)
 
 
 ChangeKind = Literal[
