@@ -97,3 +97,30 @@ def test_every_module_postpones_annotations_unless_dagster_reads_them() -> None:
     # the exception is real: a module that needs it exists, and the rule recognises its functions
     checks = ast.parse((PKG / "dagster" / "checks.py").read_text())
     assert not _postpones(checks) and "_check" in _annotated_dagster_functions(checks)
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (at the top or inside a function), by dotted name."""
+    mods = {}
+    for p in PKG.rglob("*.py"):
+        if p.name != "__init__.py":
+            mods[".".join(("dagster_agent_de", *p.relative_to(PKG).with_suffix("").parts))] = p
+    graph: dict[str, set[str]] = {}
+    for name, p in mods.items():
+        deps = set()
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, ast.ImportFrom) and n.module:
+                deps |= {m for m in (n.module, *(f"{n.module}.{a.name}" for a in n.names)) if m in mods}
+            elif isinstance(n, ast.Import):
+                deps |= {a.name for a in n.names if a.name in mods}
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_no_two_modules_import_each_other() -> None:
+    """A helper two modules share lives in a third (e.g. ``engines/reconcile/segments.py`` for the engine
+    and the bisection), so no module imports one that imports it back."""
+    graph = _module_imports()
+    assert "dagster_agent_de.engines.reconcile.segments" in graph["dagster_agent_de.engines.reconcile.bisect"]
+    pairs = sorted((a, b) for a, deps in graph.items() for b in deps if a < b and a in graph.get(b, set()))
+    assert pairs == []
