@@ -35,7 +35,7 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
     def pii_tagging_checks(context: AssetCheckExecutionContext, agent_warehouse: AgentWarehouseResource):
         from dagster_agent_de.engines.escalate.context_store import load_rules
         from dagster_agent_de.engines.escalate.raising import owner_of, raise_decisions
-        from dagster_agent_de.engines.onboard.pii_scan import pii_escalation, scan_sources
+        from dagster_agent_de.engines.pii_scan import pii_escalation, scan_sources
 
         settings = agent_warehouse.settings()
         selected = set(context.selected_asset_check_keys)

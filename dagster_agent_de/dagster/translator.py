@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from dagster_agent_de.engines.entities.resolve import EntityResolution
     from dagster_agent_de.engines.intents.intents import IntentResult
     from dagster_agent_de.engines.metrics.conflicts import MetricAudit
-    from dagster_agent_de.engines.onboard.pii_scan import UntaggedPII
     from dagster_agent_de.engines.onboard.workflow import Onboarding
+    from dagster_agent_de.engines.pii_scan import UntaggedPII
     from dagster_agent_de.engines.volume import VolumeVerdict
 
 MAX_TABLE_ROWS = 50
