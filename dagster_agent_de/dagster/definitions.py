@@ -8,7 +8,6 @@ module serves the demo and a user's project.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from dagster_dbt.asset_utils import DAGSTER_DBT_TRANSLATOR_METADATA_KEY
 
 from dagster_agent_de.config import (
     BUNDLED_PROJECT_DIR,
+    Cadence,
     Mode,
     Settings,
     demo_working_copy,
@@ -189,6 +189,7 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
            project: DbtProjectInfo, snowflake: Any = None, agent_translator: AgentDETranslator | None = None) -> Definitions:
     view = Manifest(manifest, project.project_dir)
     events = agent_translator or AgentDETranslator()  # the one instance every check, job and sensor uses
+    cadence = Cadence.from_env()  # schedules and sensor intervals: the environment, read once
     # standalone: @dbt_assets first, so the key map reads the translator's memoized specs (one pass, not two)
     dbt_models = _owned_dbt_assets(manifest, translator) if mode == "standalone" else None
     keys = DbtAssetKeys.build(manifest, translator)
@@ -197,14 +198,14 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
 
     reconcile_checks = build_reconcile_checks(specs_from_manifest(view), asset_key_for_model=key_for, translator=events)
     reconcile_job, reconcile_schedule = build_reconcile_schedule(
-        reconcile_checks, os.environ.get("AGENT_DE_RECONCILE_CRON", "0 6 * * *")
+        reconcile_checks, cadence.reconcile_cron
     )
     source_keys = [keys.key(n) for n in view.sources()]
     drift_checks = build_drift_checks(source_keys, events)
     pii_checks = build_pii_checks(source_keys, events)
     intent_checks = build_intent_checks(intents_from_manifest(view), models_that_sum(view), key_for, events)
     extra_checks = [c for c in (intent_checks,) if c is not None]
-    pii_job, pii_schedule = build_pii_schedule(list(pii_checks.check_keys), os.environ.get("AGENT_DE_PII_CRON", "30 6 * * *"))
+    pii_job, pii_schedule = build_pii_schedule(list(pii_checks.check_keys), cadence.pii_cron)
     volume_checks = build_volume_checks({
         n.name: (key_for.get(n.name, AssetKey([n.name])), n.relation_name,
                  (n.raw.get("config") or {}).get("materialized") == "incremental")
@@ -218,9 +219,9 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
     }, run_results=project.target_path / "run_results.json", translator=events)
     drift_job = build_drift_job(list(drift_checks.check_keys))
     poll_sensor = build_schema_poll_sensor(
-        int(os.environ.get("AGENT_DE_SCHEMA_POLL_SECONDS", "60")), translator=events,
+        cadence.schema_poll_seconds, translator=events,
         default_status=DefaultSensorStatus.STOPPED
-        if os.environ.get("AGENT_DE_SCHEMA_POLL", "on").lower() in ("off", "0", "false") else DefaultSensorStatus.RUNNING,
+        if not cadence.schema_poll else DefaultSensorStatus.RUNNING,
     )
     model_checks = [*[k for c in extra_checks for k in c.check_keys], *volume_checks.check_keys, *runtime_checks.check_keys,
                     *[k for c in reconcile_checks for k in c.check_keys]]
@@ -241,7 +242,7 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
     investigate_job = build_investigate_job(events)
     opted_out = [keys.key(n) for n in view.models() if n.agent_de_meta.get("investigate") is False and n.unique_id in keys.by_uid]
     failed_check_sensor = build_failed_check_sensor(
-        int(os.environ.get("AGENT_DE_FAILED_CHECK_SECONDS", "30")), opted_out_assets=opted_out,
+        cadence.failed_check_seconds, opted_out_assets=opted_out,
         watched_check_keys=keys.dbt_test_check_keys if mode != "standalone" else (), investigate=investigate_job,
     )
     agent_warehouse = AgentWarehouseResource(
@@ -287,14 +288,14 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
         )
         jobs.append(checks_job)
         sensors += build_after_dbt_run_sensors(checks_job, model_checks, own_jobs=[CHECKS_JOB, *(
-            getattr(j, "name", "") for j in jobs)], minimum_interval_seconds=int(os.environ.get("AGENT_DE_AFTER_RUN_SECONDS", "30")))
+            getattr(j, "name", "") for j in jobs)], minimum_interval_seconds=cadence.after_run_seconds)
     return Definitions(
         assets=assets,
         asset_checks=[*reconcile_checks, drift_checks, volume_checks, runtime_checks, pii_checks, *extra_checks],
         jobs=jobs,
         schedules=[reconcile_schedule, pii_schedule,
-                   build_metric_audit_schedule(os.environ.get("AGENT_DE_METRICS_CRON", "0 7 * * 1"), metric_audit_job),
-                   build_digest_schedule(os.environ.get("AGENT_DE_DIGEST_CRON", "0 8 * * *"))],
+                   build_metric_audit_schedule(cadence.metrics_cron, metric_audit_job),
+                   build_digest_schedule(cadence.digest_cron)],
         sensors=sensors,
         resources=resources,
     )
