@@ -245,4 +245,4 @@ def resolve_mode(settings: Settings, mode: str | None = None) -> Mode:
     chosen = mode or os.environ.get("AGENT_DE_MODE") or ("standalone" if settings.is_demo else "sidecar")
     if chosen not in MODES:
         raise ConfigError(f"AGENT_DE_MODE={chosen!r}; use one of {', '.join(MODES)}")
-    return chosen  # type: ignore[return-value]
+    return next(m for m in MODES if m == chosen)

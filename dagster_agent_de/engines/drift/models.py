@@ -99,6 +99,9 @@ class DriftSeverity(str, Enum):
         return Severity.parse(self.value)
 
 
+TypeChange = Literal["widening", "narrowing", "incompatible"]
+"""What a type change can lose: nothing (widening), some values (narrowing), or the column's meaning."""
+
 ChangeKind = Literal[
     "column_added", "column_dropped", "column_renamed", "type_changed", "nullability_changed",
     "table_added", "table_dropped", "table_missing",
@@ -146,7 +149,7 @@ class SchemaChange(Frozen):
     new_column: str | None = None  # renames
     old_type: str | None = None
     new_type: str | None = None
-    type_change: Literal["widening", "narrowing", "incompatible"] | None = None
+    type_change: TypeChange | None = None
     nullable_from: bool | None = None
     nullable_to: bool | None = None
     confidence: float = 1.0
