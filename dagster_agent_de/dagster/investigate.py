@@ -85,11 +85,9 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     Shared by the ``investigate`` job and by ``answer_escalation`` (which re-runs the blocked work).
     """
     # the investigation engine (sqlglot, the pattern library) loads when a run needs it, not at code-location load
-    from dagster_agent_de.engines.drift import SnapshotStore
     from dagster_agent_de.engines.escalate.policy import load_policy
     from dagster_agent_de.engines.escalate.raising import escalations_for, raise_escalations
-    from dagster_agent_de.engines.investigate import Failure, investigate
-    from dagster_agent_de.engines.investigate.failure import failure_from_check, failure_kind
+    from dagster_agent_de.engines.investigate.workflow import investigate_failure
 
     settings = agent_warehouse.settings()
     check_key = AssetCheckKey(AssetKey(asset_key), check_name) if check_name else None
@@ -108,16 +106,11 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     llm = llm_from_env(agent_warehouse.audit_log(context))  # optional: ANTHROPIC_API_KEY on the code location
     start = time.perf_counter()
     with agent_warehouse.get_warehouse(context) as wh:
-        if metadata or not check_name:
-            failure = Failure(asset=node.display_name, check=check_name or None,
-                              kind=failure_kind(manifest, node, check_name, metadata), metadata=metadata,
-                              run_id=triggering_run_id)
-        else:  # no recorded evaluation (a re-run, or by hand): measure the failure again
-            failure = failure_from_check(manifest, node.display_name, check_name, wh,
-                                         [settings.project_dir, settings.state_dir])
-        report: FindingsReport = investigate(failure, manifest, wh, rules=rules.rules,
-                                             drift_store=SnapshotStore(state), llm=llm)
-    report = report.model_copy(update={"notes": [*report.notes, *rules.notes()]})
+        # with no recorded evaluation (a re-run, or by hand) the engine measures the failure again
+        report: FindingsReport = investigate_failure(
+            manifest, wh, state, asset=node.unique_id, check=check_name or None, project_dir=settings.project_dir,
+            state_dir=settings.state_dir, metadata=metadata, run_id=triggering_run_id or None, llm=llm, rules=rules,
+        ).report
     elapsed = time.perf_counter() - start
     top = report.findings[0]
     context.log.info(f"finding: {top.pattern} in {top.model} ({top.confidence:.0%}): {top.summary}")
