@@ -23,16 +23,21 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """``build_agent_de_definitions`` (library mode) imports Dagster: loaded on first use only."""
+    """``build_agent_de_definitions`` and ``AgentDETranslator`` (library mode) import Dagster: loaded on first use only."""
     if name == "build_agent_de_definitions":
         from dagster_agent_de.dagster.definitions import build_agent_de_definitions
 
         return build_agent_de_definitions
+    if name == "AgentDETranslator":
+        from dagster_agent_de.dagster.translator import AgentDETranslator
+
+        return AgentDETranslator
     raise AttributeError(name)
 
 
 __all__ = [
     "AgentDEError",
+    "AgentDETranslator",
     "AgentDERuntimeError",
     "ConfigError",
     "ProjectError",

@@ -209,17 +209,20 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
 @_fail_cleanly
 def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
     """Snapshot source schemas and diff against the stored baseline. Exit 1 on breaking drift."""
-    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.engines.drift import SnapshotStore, run_drift
     from dagster_agent_de.engines.escalate.raising import raise_decisions
 
     manifest, wh = _context(settings)
     store = SnapshotStore(_state(settings))
     with wh:
-        report, snapshot = detect_drift(manifest, wh, store, record_baseline=record_baseline)
+        run = run_drift(manifest, wh, store, record_baseline=record_baseline)
+    report, snapshot = run.report, run.snapshot
     # a dropped column that models read: which column replaces it is asked, not guessed
     raised = raise_decisions(store.state, [c.escalation for c in report.changes if c.escalation])
     if as_json:
-        _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking, "escalations": [e.id for e in raised]})
+        _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking, "verdict": run.verdict,
+                                                     "baseline_advanced": run.advanced,
+                                                     "escalations": [e.id for e in raised]})
     elif report.baseline_created:
         click.echo(f"baseline recorded: {len(snapshot.tables)} relations in {snapshot.duration_ms:.0f} ms "
                    f"(in {store.state.url})")
@@ -238,6 +241,8 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
                 click.echo("\n".join("           " + line for line in c.proposed_fix.splitlines()))
         for note in report.notes:
             click.echo(f"note: {note}")
+        if run.advanced:
+            click.echo("info-level changes only; baseline moved forward for: " + ", ".join(run.advanced))
         for esc in raised:
             click.echo(f"escalation {esc.id} ({esc.kind.value}): {esc.decision}")
     sys.exit(1 if report.breaking else 0)
@@ -254,20 +259,15 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
 def investigate(settings: Settings, asset: str, check: str | None, as_json: bool, use_llm: bool) -> None:
     """Investigate a failure: lineage, SQL analysis, the pattern library, a finding with evidence."""
     from dagster_agent_de.adapters.llm import llm_from_env
-    from dagster_agent_de.engines.drift import SnapshotStore
-    from dagster_agent_de.engines.escalate.context_store import load_rules
-    from dagster_agent_de.engines.investigate import investigate as run_investigation
-    from dagster_agent_de.engines.investigate.failure import failure_from_check
+    from dagster_agent_de.engines.investigate.workflow import investigate_failure
 
     manifest, wh = _context(settings)
     state = _state(settings)
-    rules = load_rules(settings.project_dir, state)
     with wh:
-        failure = failure_from_check(manifest, asset, check, wh, [settings.project_dir, settings.state_dir], strict=True)
-        llm = llm_from_env(wh.audit) if use_llm else None
-        report = run_investigation(failure, manifest, wh, rules=rules.rules,
-                                   drift_store=SnapshotStore(state), llm=llm)
-    report = report.model_copy(update={"notes": [*report.notes, *rules.notes()]})
+        done = investigate_failure(manifest, wh, state, asset=asset, check=check, project_dir=settings.project_dir,
+                                   state_dir=settings.state_dir, llm=llm_from_env(wh.audit) if use_llm else None,
+                                   strict=True)
+    report, rules = done.report, done.rules
     if as_json:
         _echo_json(report.model_dump(mode="json"))
         _fail_on_context(rules)
@@ -487,18 +487,13 @@ def escalations_answer(settings: Settings, esc_id: str, choice: int | None, opti
                                audit=AuditLog(state, actor="cli"), manifest=manifest)
     click.echo(result.describe())
     esc = result.escalation
-    if result.closed and esc.check and esc.asset and not no_rerun:
-        from dagster_agent_de.engines.drift import SnapshotStore
-        from dagster_agent_de.engines.escalate.context_store import load_rules
-        from dagster_agent_de.engines.escalate.raising import check_node
-        from dagster_agent_de.engines.investigate import investigate as run_investigation
-        from dagster_agent_de.engines.investigate.failure import failure_from_check
+    from dagster_agent_de.engines.investigate.workflow import investigate_failure, reinvestigation_target
 
-        target = (check_node(manifest, esc) or manifest.find(esc.asset)).unique_id
+    target = reinvestigation_target(manifest, esc) if result.closed and not no_rerun else None
+    if target is not None:
         with wh:
-            failure = failure_from_check(manifest, target, esc.check, wh, [settings.project_dir, settings.state_dir])
-            report = run_investigation(failure, manifest, wh, rules=load_rules(settings.project_dir, state).rules,
-                                       drift_store=SnapshotStore(state))
+            report = investigate_failure(manifest, wh, state, asset=target.unique_id, check=esc.check,
+                                         project_dir=settings.project_dir, state_dir=settings.state_dir).report
         top = report.findings[0]
         click.echo(f"re-investigated {esc.check}: {top.pattern} in {top.model} ({top.confidence:.0%})")
         click.echo(f"  {top.summary}")

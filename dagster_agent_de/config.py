@@ -18,6 +18,7 @@ files, default.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -188,6 +189,53 @@ def demo_working_copy(settings: Settings) -> Settings:
     return Settings(settings.state_dir, dest, settings.target, settings.duckdb_override)
 
 
+@dataclass(frozen=True)
+class Cadence:
+    """When the agent's schedules and sensors run: environment variables, read once (``Cadence.from_env``).
+
+    >>> c = Cadence.from_env({"AGENT_DE_SCHEMA_POLL": "off", "AGENT_DE_FAILED_CHECK_SECONDS": "10"})
+    >>> c.schema_poll, c.failed_check_seconds, c.reconcile_cron
+    (False, 10, '0 6 * * *')
+    """
+
+    reconcile_cron: str = "0 6 * * *"
+    pii_cron: str = "30 6 * * *"
+    metrics_cron: str = "0 7 * * 1"
+    digest_cron: str = "0 8 * * *"
+    schema_poll: bool = True
+    schema_poll_seconds: int = 60
+    failed_check_seconds: int = 30
+    after_run_seconds: int = 30
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Cadence:
+        env = os.environ if env is None else env
+
+        def seconds(name: str, default: int) -> int:
+            raw = env.get(name)
+            if raw is None or not raw.strip():
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a number of seconds; set it to e.g. {default}") from None
+            if value <= 0:
+                raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+            return value
+
+        d = cls()
+        return cls(
+            reconcile_cron=env.get("AGENT_DE_RECONCILE_CRON") or d.reconcile_cron,
+            pii_cron=env.get("AGENT_DE_PII_CRON") or d.pii_cron,
+            metrics_cron=env.get("AGENT_DE_METRICS_CRON") or d.metrics_cron,
+            digest_cron=env.get("AGENT_DE_DIGEST_CRON") or d.digest_cron,
+            schema_poll=env.get("AGENT_DE_SCHEMA_POLL", "on").strip().lower() not in ("off", "0", "false"),
+            schema_poll_seconds=seconds("AGENT_DE_SCHEMA_POLL_SECONDS", d.schema_poll_seconds),
+            failed_check_seconds=seconds("AGENT_DE_FAILED_CHECK_SECONDS", d.failed_check_seconds),
+            after_run_seconds=seconds("AGENT_DE_AFTER_RUN_SECONDS", d.after_run_seconds),
+        )
+
+
 def resolve_mode(settings: Settings, mode: str | None = None) -> Mode:
     """``mode``, else ``AGENT_DE_MODE``, else standalone for the bundled demo and sidecar otherwise.
 
@@ -197,4 +245,4 @@ def resolve_mode(settings: Settings, mode: str | None = None) -> Mode:
     chosen = mode or os.environ.get("AGENT_DE_MODE") or ("standalone" if settings.is_demo else "sidecar")
     if chosen not in MODES:
         raise ConfigError(f"AGENT_DE_MODE={chosen!r}; use one of {', '.join(MODES)}")
-    return chosen  # type: ignore[return-value]
+    return next(m for m in MODES if m == chosen)

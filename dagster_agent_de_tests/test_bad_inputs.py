@@ -72,3 +72,14 @@ def test_invalid_spec_check_fails_with_the_message_and_the_others_still_load() -
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed is False and evaluation.asset_key == AssetKey("a")
     assert "key: too short" in evaluation.metadata["error"].value
+
+
+def test_a_sensor_interval_that_is_not_a_number_names_the_variable() -> None:
+    from dagster_agent_de.config import Cadence
+    from dagster_agent_de.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="AGENT_DE_FAILED_CHECK_SECONDS='soon' is not a number of seconds"):
+        Cadence.from_env({"AGENT_DE_FAILED_CHECK_SECONDS": "soon"})
+    with pytest.raises(ConfigError, match="AGENT_DE_AFTER_RUN_SECONDS='0' must be a positive"):
+        Cadence.from_env({"AGENT_DE_AFTER_RUN_SECONDS": "0"})
+    assert Cadence.from_env({}) == Cadence()

@@ -47,7 +47,7 @@ class AuditLog:
         for key in ("statement", "rationale", "error"):
             if isinstance(fields.get(key), str):
                 fields[key] = redact(str(fields[key]))
-        event = AuditEvent(**fields)  # type: ignore[arg-type]
+        event = AuditEvent.model_validate(fields)
         self.events.append(event)
         if self.store is not None:
             self.store.append_audit(event)

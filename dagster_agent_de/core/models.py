@@ -15,9 +15,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 
@@ -26,12 +26,23 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """The base of every domain model: immutable (change one with ``model_copy(update=...)``), no unknown fields."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Severity(str, Enum):
-    """How bad a finding is. Ordered: ``info < warning < error < critical``."""
+    """How bad something is, on the agent's one scale. Ordered: ``info < warning < error < critical``.
+
+    The other words the agent accepts map onto it (:meth:`parse`): a check's ``warn``/``error`` (reconcile
+    specs, intents, volume; see :data:`CheckSeverity`), and schema drift's ``info``/``warning``/``breaking``
+    (``DriftSeverity.severity``: breaking is ``error``). Dagster's ``AssetCheckSeverity`` is derived in
+    one place, the translator: ``error`` and ``critical`` are ERROR, the rest WARN.
+
+    >>> Severity.parse("warn"), Severity.parse("breaking"), Severity.parse(Severity.INFO)
+    (<Severity.WARNING: 'warning'>, <Severity.ERROR: 'error'>, <Severity.INFO: 'info'>)
+    """
 
     INFO = "info"
     WARNING = "warning"
@@ -42,8 +53,26 @@ class Severity(str, Enum):
     def rank(self) -> int:
         return list(Severity).index(self)
 
+    @classmethod
+    def parse(cls, value: str | Severity) -> Severity:
+        """Any of the agent's severity words as a :class:`Severity` (a clear error for anything else)."""
+        if isinstance(value, Severity):
+            return value
+        word = _SEVERITY_WORDS.get(value.strip().lower(), value.strip().lower())
+        try:
+            return cls(word)
+        except ValueError:
+            raise ValueError(f"unknown severity {value!r}; use one of info, warn, warning, error, critical, breaking") from None
 
-class Evidence(_Frozen):
+
+_SEVERITY_WORDS = {"warn": "warning", "breaking": "error"}
+
+CheckSeverity = Literal["warn", "error"]
+"""How loud a check fails, as a spec declares it (``severity: warn``): ``warn`` is :attr:`Severity.WARNING`,
+``error`` is :attr:`Severity.ERROR`."""
+
+
+class Evidence(Frozen):
     """One query the agent ran and what it returned (bounded)."""
 
     statement: str
@@ -54,7 +83,7 @@ class Evidence(_Frozen):
     duration_ms: float | None = None
 
 
-class ProposedFix(_Frozen):
+class ProposedFix(Frozen):
     """A change the agent proposes; never applied without the autonomy policy allowing it."""
 
     description: str
@@ -62,14 +91,10 @@ class ProposedFix(_Frozen):
     files: list[str] = Field(default_factory=list)
 
 
-FindingKind = Literal["investigation", "reconciliation", "drift", "detection"]
-
-
-class Finding(_Frozen):
-    """A conclusion the agent reached, with the evidence for it."""
+class _FindingBase(Frozen):
+    """What every finding carries: a conclusion, how sure, why (the evidence), and what to do."""
 
     id: str = Field(default_factory=lambda: f"F-{uuid.uuid4().hex[:10]}")
-    kind: FindingKind = "investigation"
     source: Literal["library", "llm"] = "library"
     """Who reached it: the deterministic pattern library, or the optional LLM second opinion."""
     pattern: str
@@ -89,12 +114,60 @@ class Finding(_Frozen):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class FindingsReport(_Frozen):
+class InvestigationFinding(_FindingBase):
+    """A root cause of a failed check, from the pattern library (``source: library``) or the LLM (``llm``)."""
+
+    kind: Literal["investigation"] = "investigation"
+
+
+class ReconciliationFinding(_FindingBase):
+    """A reconciliation against a source of truth that breached its tolerance (``agent-de reconcile``)."""
+
+    kind: Literal["reconciliation"] = "reconciliation"
+
+
+class PerformanceFinding(_FindingBase):
+    """Why a model got slower (a failed ``model_runtime`` check), with a verified rewrite when one exists."""
+
+    kind: Literal["performance"] = "performance"
+
+
+Finding = Annotated[InvestigationFinding | ReconciliationFinding | PerformanceFinding, Field(discriminator="kind")]
+"""A finding of one of the kinds the agent produces, told apart by ``kind`` (frozen, like every model here).
+Drift, volume, PII, intent and metric checks report through their checks and escalations; when one fails,
+its investigation produces an ``investigation`` finding."""
+
+FindingKind = Literal["investigation", "reconciliation", "performance"]
+
+
+def _default_kind(data: Any) -> Any:
+    """Findings stored before the union carry ``kind`` (always ``investigation`` then) or nothing."""
+    if isinstance(data, dict) and "kind" not in data:
+        return {**data, "kind": "investigation"}
+    return data
+
+
+_FINDING: TypeAdapter[InvestigationFinding | ReconciliationFinding | PerformanceFinding] = TypeAdapter(
+    Annotated[Finding, BeforeValidator(_default_kind)])
+
+
+def parse_finding(data: Any) -> InvestigationFinding | ReconciliationFinding | PerformanceFinding:
+    """A stored or printed finding (a dict) as its kind's model.
+
+    >>> parse_finding({"kind": "performance", "pattern": "order_by", "confidence": 0.5, "summary": "s"}).kind
+    'performance'
+    >>> parse_finding({"pattern": "p", "confidence": 0.5, "summary": "s"}).kind  # stored before kinds
+    'investigation'
+    """
+    return _FINDING.validate_python(data)
+
+
+class FindingsReport(Frozen):
     """The stable top-level JSON object printed by ``--json``: findings best first."""
 
     schema_version: int = SCHEMA_VERSION
     generated_at: datetime = Field(default_factory=utcnow)
-    findings: list[Finding] = Field(default_factory=list)
+    findings: list[Annotated[Finding, BeforeValidator(_default_kind)]] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
 
@@ -110,7 +183,7 @@ class EscalationState(str, Enum):
     WITHDRAWN = "withdrawn"
 
 
-class EscalationOption(_Frozen):
+class EscalationOption(Frozen):
     """One choice a human can make, with its evidence and what the agent does if chosen."""
 
     label: str
@@ -121,14 +194,14 @@ class EscalationOption(_Frozen):
     suppresses: list[str] = Field(default_factory=list)
 
 
-class Approval(_Frozen):
+class Approval(Frozen):
     by: str
     choice: int
     note: str = ""
     at: datetime = Field(default_factory=utcnow)
 
 
-class Escalation(_Frozen):
+class Escalation(Frozen):
     """A decision handed to a human: a context gap (business knowledge) or an authority gap (sign-off)."""
 
     id: str
@@ -161,7 +234,7 @@ AuditOutcome = Literal["ok", "refused", "error"]
 AuditKind = Literal["query", "api_call", "action", "session_setup"]
 
 
-class AuditEvent(_Frozen):
+class AuditEvent(Frozen):
     """One thing the agent did: a query, an API call or an action."""
 
     ts: datetime = Field(default_factory=utcnow)

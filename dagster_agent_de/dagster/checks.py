@@ -1,5 +1,7 @@
 """Asset checks the agent adds to dbt assets: reconciliation (and, by later features, drift)."""
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
 
 from collections.abc import Sequence
 

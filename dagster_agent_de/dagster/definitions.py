@@ -8,7 +8,6 @@ module serves the demo and a user's project.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from dagster_dbt.asset_utils import DAGSTER_DBT_TRANSLATOR_METADATA_KEY
 
 from dagster_agent_de.config import (
     BUNDLED_PROJECT_DIR,
+    Cadence,
     Mode,
     Settings,
     demo_working_copy,
@@ -39,23 +39,28 @@ from dagster_agent_de.config import (
 )
 from dagster_agent_de.dagster.checks import build_reconcile_checks, build_reconcile_schedule
 from dagster_agent_de.dagster.drift import build_drift_checks, build_drift_job, build_schema_poll_sensor
-from dagster_agent_de.dagster.entities import ENTITIES_ASSET, resolve_entities_job
-from dagster_agent_de.dagster.escalations import answer_escalation_job
+from dagster_agent_de.dagster.entities import ENTITIES_ASSET, build_entities_job
+from dagster_agent_de.dagster.escalations import build_answer_job
 from dagster_agent_de.dagster.intents import build_intent_checks, models_that_sum
 from dagster_agent_de.dagster.investigate import (
     ESCALATIONS_ASSET,
     FINDINGS_ASSET,
     build_failed_check_sensor,
-    investigate_job,
+    build_investigate_job,
 )
 from dagster_agent_de.dagster.keys import DbtAssetKeys, resolve_translator, translator_ref
-from dagster_agent_de.dagster.metrics import METRICS_ASSET, build_metric_audit_schedule, metric_audit_job
+from dagster_agent_de.dagster.metrics import (
+    METRICS_ASSET,
+    build_metric_audit_job,
+    build_metric_audit_schedule,
+)
 from dagster_agent_de.dagster.notify import build_digest_schedule, digest_job
-from dagster_agent_de.dagster.onboard import ONBOARDING_ASSET, onboard_source_job
+from dagster_agent_de.dagster.onboard import ONBOARDING_ASSET, build_onboard_job
 from dagster_agent_de.dagster.pii import build_pii_checks, build_pii_schedule
 from dagster_agent_de.dagster.resources import AgentWarehouseResource, register_snowflake_resource
 from dagster_agent_de.dagster.runtime import build_runtime_checks
 from dagster_agent_de.dagster.sidecar import CHECKS_JOB, build_after_dbt_run_sensors
+from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.dagster.volume import build_volume_checks
 from dagster_agent_de.engines.intents import intents_from_manifest
 from dagster_agent_de.engines.performance.runtime import RuntimePolicy
@@ -107,12 +112,14 @@ def _wants_volume_check(node: Node) -> bool:
     return node.resource_type in ("seed", "snapshot") or (node.raw.get("config") or {}).get("materialized") in _LOADED
 
 
-def build_definitions(settings: Settings | None = None, mode: str | None = None) -> Definitions:
+def build_definitions(settings: Settings | None = None, mode: str | None = None,
+                      agent_translator: AgentDETranslator | None = None) -> Definitions:
     """The code location for the project in ``settings`` (default: resolved from the environment).
 
     ``standalone`` (the bundled demo's default) owns the dbt assets and runs ``dbt build``;
     ``sidecar`` (any other project's default) attaches checks, jobs and sensors to the team's own
     dbt assets in another code location, under the keys their translator gives them.
+    ``agent_translator`` builds every event and metadata entry (default: :class:`AgentDETranslator`).
     """
     settings = settings or resolve_settings()
     if settings.project_dir == BUNDLED_PROJECT_DIR:
@@ -124,7 +131,7 @@ def build_definitions(settings: Settings | None = None, mode: str | None = None)
     project = DbtProjectInfo.from_settings(settings)
     manifest = project.load_manifest()
     translator = resolve_translator()
-    return _build(settings, chosen, manifest, translator, project)
+    return _build(settings, chosen, manifest, translator, project, agent_translator=agent_translator)
 
 
 def build_agent_de_definitions(
@@ -135,6 +142,7 @@ def build_agent_de_definitions(
     snowflake: Any = None,
     state_dir: str | Path | None = None,
     target: str | None = None,
+    agent_translator: AgentDETranslator | None = None,
 ) -> Definitions:
     """Library mode: the agent's checks, jobs, sensors and resources for your own dbt assets.
 
@@ -156,6 +164,8 @@ def build_agent_de_definitions(
             sessions instead of the profile's credentials.
         state_dir: the agent's state directory (default ``AGENT_DE_STATE_DIR`` or ``./.agent_de``).
         target: the dbt target (default: your ``DbtProject``'s target, else the profile's).
+        agent_translator: an :class:`AgentDETranslator` (or your subclass) that builds every check
+            result, observation, materialization and metadata entry of the agent.
     """
     project_dir = getattr(dbt_project, "project_dir", dbt_project)
     target = target or getattr(dbt_project, "target", None)
@@ -171,34 +181,37 @@ def build_agent_de_definitions(
                 break
     translator = dagster_dbt_translator or resolve_translator()
     project = DbtProjectInfo.from_settings(settings)
-    return _build(settings, "library", project.load_manifest(), translator, project, snowflake=snowflake)
+    return _build(settings, "library", project.load_manifest(), translator, project, snowflake=snowflake,
+                  agent_translator=agent_translator)
 
 
 def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator: DagsterDbtTranslator,
-           project: DbtProjectInfo, snowflake: Any = None) -> Definitions:
+           project: DbtProjectInfo, snowflake: Any = None, agent_translator: AgentDETranslator | None = None) -> Definitions:
     view = Manifest(manifest, project.project_dir)
+    events = agent_translator or AgentDETranslator()  # the one instance every check, job and sensor uses
+    cadence = Cadence.from_env()  # schedules and sensor intervals: the environment, read once
     # standalone: @dbt_assets first, so the key map reads the translator's memoized specs (one pass, not two)
     dbt_models = _owned_dbt_assets(manifest, translator) if mode == "standalone" else None
     keys = DbtAssetKeys.build(manifest, translator)
     key_for = keys.model_keys(view)
     ref = translator_ref(translator)
 
-    reconcile_checks = build_reconcile_checks(specs_from_manifest(view), asset_key_for_model=key_for)
+    reconcile_checks = build_reconcile_checks(specs_from_manifest(view), asset_key_for_model=key_for, translator=events)
     reconcile_job, reconcile_schedule = build_reconcile_schedule(
-        reconcile_checks, os.environ.get("AGENT_DE_RECONCILE_CRON", "0 6 * * *")
+        reconcile_checks, cadence.reconcile_cron
     )
     source_keys = [keys.key(n) for n in view.sources()]
-    drift_checks = build_drift_checks(source_keys)
-    pii_checks = build_pii_checks(source_keys)
-    intent_checks = build_intent_checks(intents_from_manifest(view), models_that_sum(view), key_for)
+    drift_checks = build_drift_checks(source_keys, events)
+    pii_checks = build_pii_checks(source_keys, events)
+    intent_checks = build_intent_checks(intents_from_manifest(view), models_that_sum(view), key_for, events)
     extra_checks = [c for c in (intent_checks,) if c is not None]
-    pii_job, pii_schedule = build_pii_schedule(list(pii_checks.check_keys), os.environ.get("AGENT_DE_PII_CRON", "30 6 * * *"))
+    pii_job, pii_schedule = build_pii_schedule(list(pii_checks.check_keys), cadence.pii_cron)
     volume_checks = build_volume_checks({
         n.name: (key_for.get(n.name, AssetKey([n.name])), n.relation_name,
                  (n.raw.get("config") or {}).get("materialized") == "incremental")
         for n in view.models()
         if n.relation_name and _wants_volume_check(n)
-    })
+    }, events)
     policies = {n.name: RuntimePolicy.from_meta(n.name, n.agent_de_meta.get("runtime")) for n in view.models()}
     # tables and incremental models only: a view's dbt runtime is its CREATE VIEW (its cost is paid by
     # whoever reads it, and shows in their runtime), so timing it measures dbt, not the model
@@ -206,12 +219,12 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
         n.name: (key_for.get(n.name, AssetKey([n.name])), n.unique_id, policies[n.name])
         for n in view.models() if n.relation_name and not policies[n.name].ignore
         and (n.raw.get("config") or {}).get("materialized") in _LOADED
-    }, run_results=project.target_path / "run_results.json")
+    }, run_results=project.target_path / "run_results.json", translator=events)
     drift_job = build_drift_job(list(drift_checks.check_keys))
     poll_sensor = build_schema_poll_sensor(
-        int(os.environ.get("AGENT_DE_SCHEMA_POLL_SECONDS", "60")),
+        cadence.schema_poll_seconds, translator=events,
         default_status=DefaultSensorStatus.STOPPED
-        if os.environ.get("AGENT_DE_SCHEMA_POLL", "on").lower() in ("off", "0", "false") else DefaultSensorStatus.RUNNING,
+        if not cadence.schema_poll else DefaultSensorStatus.RUNNING,
     )
     model_checks = [*[k for c in extra_checks for k in c.check_keys], *volume_checks.check_keys, *runtime_checks.check_keys,
                     *[k for c in reconcile_checks for k in c.check_keys]]
@@ -229,10 +242,11 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
                   description="The open queue of decisions for humans: context gaps and authority gaps. "
                               "Answer with the answer_escalation job or `agent-de escalations answer`."),
     ]
+    investigate_job = build_investigate_job(events)
     opted_out = [keys.key(n) for n in view.models() if n.agent_de_meta.get("investigate") is False and n.unique_id in keys.by_uid]
     failed_check_sensor = build_failed_check_sensor(
-        int(os.environ.get("AGENT_DE_FAILED_CHECK_SECONDS", "30")), opted_out_assets=opted_out,
-        watched_check_keys=keys.dbt_test_check_keys if mode != "standalone" else (),
+        cadence.failed_check_seconds, opted_out_assets=opted_out,
+        watched_check_keys=keys.dbt_test_check_keys if mode != "standalone" else (), investigate=investigate_job,
     )
     agent_warehouse = AgentWarehouseResource(
         target=settings.resolved_target,
@@ -242,8 +256,9 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
         dbt_translator=ref,
         snowflake_resource=register_snowflake_resource(snowflake) if snowflake is not None else None,
     )
-    jobs: list[Any] = [reconcile_job, drift_job, investigate_job, answer_escalation_job, onboard_source_job, pii_job,
-                       metric_audit_job, resolve_entities_job, digest_job]
+    metric_audit_job = build_metric_audit_job(events)
+    jobs: list[Any] = [reconcile_job, drift_job, investigate_job, build_answer_job(events), build_onboard_job(events), pii_job,
+                       metric_audit_job, build_entities_job(events), digest_job]
     sensors: list[Any] = [poll_sensor, failed_check_sensor]
     assets: list[Any] = [*plugin_assets]
     resources: dict[str, Any] = {"agent_warehouse": agent_warehouse}
@@ -276,14 +291,14 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
         )
         jobs.append(checks_job)
         sensors += build_after_dbt_run_sensors(checks_job, model_checks, own_jobs=[CHECKS_JOB, *(
-            getattr(j, "name", "") for j in jobs)], minimum_interval_seconds=int(os.environ.get("AGENT_DE_AFTER_RUN_SECONDS", "30")))
+            getattr(j, "name", "") for j in jobs)], minimum_interval_seconds=cadence.after_run_seconds)
     return Definitions(
         assets=assets,
         asset_checks=[*reconcile_checks, drift_checks, volume_checks, runtime_checks, pii_checks, *extra_checks],
         jobs=jobs,
         schedules=[reconcile_schedule, pii_schedule,
-                   build_metric_audit_schedule(os.environ.get("AGENT_DE_METRICS_CRON", "0 7 * * 1")),
-                   build_digest_schedule(os.environ.get("AGENT_DE_DIGEST_CRON", "0 8 * * *"))],
+                   build_metric_audit_schedule(cadence.metrics_cron, metric_audit_job),
+                   build_digest_schedule(cadence.digest_cron)],
         sensors=sensors,
         resources=resources,
     )

@@ -5,8 +5,9 @@ It is blocking: in the ``dbt_build`` job it runs in its own step before the dbt 
 breaking change stops every model from building on the changed schema.
 """
 
-import hashlib
-import json
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 from collections.abc import Sequence
 
 from dagster import (
@@ -14,7 +15,6 @@ from dagster import (
     AssetCheckKey,
     AssetCheckSpec,
     AssetKey,
-    AssetObservation,
     AssetSelection,
     DefaultSensorStatus,
     RunRequest,
@@ -26,11 +26,12 @@ from dagster import (
     sensor,
 )
 
+from dagster_agent_de.dagster.cursors import SchemaPollCursor
 from dagster_agent_de.dagster.keys import DbtAssetKeys
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator
-from dagster_agent_de.engines.drift import SnapshotStore, compare, take_snapshot
-from dagster_agent_de.engines.drift.models import DriftReport, Snapshot
+from dagster_agent_de.engines.drift import SnapshotStore
+from dagster_agent_de.engines.drift.workflow import judge, run_drift, schema_fingerprint, take_current
 from dagster_agent_de.errors import AgentDEError
 from dagster_agent_de.manifest import Manifest
 
@@ -44,31 +45,6 @@ def _key_for_relation(manifest: Manifest, keys: DbtAssetKeys) -> dict[str, Asset
         rel = ".".join(p for p in (node.database, node.schema, node.identifier) if p).lower()
         out.setdefault(rel, keys.key(node))
     return out
-
-
-def _accept_non_risky(baseline: Snapshot, current: Snapshot, report: DriftReport) -> Snapshot:
-    """Advance the baseline for tables whose changes are all info-level (e.g. an added column)."""
-    risky = {c.relation.lower() for c in report.changes if c.severity.rank >= 1}
-    tables = dict(baseline.tables)
-    for key, table in current.tables.items():
-        if key not in risky:
-            tables[key] = table
-    missing = sorted(set(baseline.missing) & set(current.missing))
-    return baseline.model_copy(update={"tables": tables, "missing": missing, "taken_at": current.taken_at})
-
-
-def run_drift(manifest: Manifest, wh, store: SnapshotStore) -> tuple[DriftReport, Snapshot, bool]:
-    """Snapshot, compare with the accepted baseline; returns (report, snapshot, baseline_created)."""
-    baseline = store.baseline()
-    current = take_snapshot(manifest, wh, store.load("last") or baseline)
-    if baseline is None:
-        store.save("baseline", current)
-        store.save("last", current)
-        return DriftReport(baseline_at=None, snapshot_at=current.taken_at, baseline_created=True), current, True
-    report = compare(baseline, current, manifest)
-    store.save("baseline", _accept_non_risky(baseline, current, report))
-    store.save("last", current)
-    return report, current, False
 
 
 def build_drift_checks(source_keys: Sequence[AssetKey], translator: AgentDETranslator | None = None):
@@ -88,25 +64,25 @@ def build_drift_checks(source_keys: Sequence[AssetKey], translator: AgentDETrans
             store = SnapshotStore(agent_warehouse.state())
             manifest = agent_warehouse.manifest()
             with agent_warehouse.get_warehouse(context) as wh:
-                report, current, created = run_drift(manifest, wh, store)
+                run = run_drift(manifest, wh, store)
         except AgentDEError as e:
             context.log.error(f"schema drift check could not run: {e}")
             for key in selected:
                 yield translator.error_check_result(e, "error", "schema drift check", key.asset_key, DRIFT_CHECK)
             return
         by_rel = _key_for_relation(manifest, agent_warehouse.asset_keys())
-        for rel, table in current.tables.items():
+        for rel, table in run.snapshot.tables.items():
             key = by_rel.get(rel)
             if key is not None and AssetCheckKey(key, DRIFT_CHECK) in selected:
-                context.op_execution_context.log_event(
-                    AssetObservation(asset_key=key, metadata={"dagster/column_schema": translator.column_schema(table)})
-                )
-        if created:
-            context.log.info(f"recorded the first schema snapshot as the baseline ({len(current.tables)} relations)")
+                context.op_execution_context.log_event(translator.schema_observation(key, table))
+        if run.baseline_created:
+            context.log.info(f"recorded the first schema snapshot as the baseline ({len(run.snapshot.tables)} relations)")
+        if run.advanced:
+            context.log.info("info-level changes only, baseline moved forward for: " + ", ".join(run.advanced))
         for check_key in sorted(selected, key=lambda k: k.asset_key.to_user_string()):
             rels = [r for r, k in by_rel.items() if k == check_key.asset_key]
-            changes = [c for c in report.changes if c.relation.lower() in rels]
-            yield translator.drift_check_result(check_key.asset_key, changes, report.notes)
+            changes = [c for c in run.report.changes if c.relation.lower() in rels]
+            yield translator.drift_check_result(check_key.asset_key, changes, run.report.notes)
 
     return schema_drift_checks
 
@@ -116,12 +92,6 @@ def build_drift_job(check_keys: Sequence[AssetCheckKey]):
         DRIFT_JOB, selection=AssetSelection.checks(*check_keys),
         description="Run the schema drift checks on every dbt source (requested by the schema-poll sensor).",
     )
-
-
-def _fingerprint(snapshot: Snapshot) -> str:
-    body = json.dumps({k: [t.table_type, t.signature] for k, t in sorted(snapshot.tables.items())}
-                      | {"missing": snapshot.missing}, sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
 def build_schema_poll_sensor(
@@ -146,32 +116,26 @@ def build_schema_poll_sensor(
             store = SnapshotStore(agent_warehouse.state())
             manifest = agent_warehouse.manifest()
             with agent_warehouse.get_warehouse() as wh:
-                current = take_snapshot(manifest, wh, store.load("last"))
+                current = take_current(manifest, wh, store)
         except AgentDEError as e:
             return SkipReason(f"could not snapshot source schemas: {e}")
-        fp = _fingerprint(current)
-        if context.cursor == fp:
+        cursor = SchemaPollCursor.parse(context.cursor)
+        run = judge(manifest, store, current) if cursor.fingerprint != schema_fingerprint(current) else None
+        if run is None:
             return SkipReason("source schemas unchanged")
-        baseline = store.baseline()
+        new_cursor = SchemaPollCursor(fingerprint=run.fingerprint).dump()
         by_rel = _key_for_relation(manifest, agent_warehouse.asset_keys())
-        events = [
-            AssetObservation(asset_key=by_rel[rel], metadata={"dagster/column_schema": translator.column_schema(t),
-                                                               "agent_de/schema_fingerprint": fp})
-            for rel, t in current.tables.items() if rel in by_rel
-        ]
-        if baseline is None:
-            store.save("baseline", current)
-            store.save("last", current)
-            return SensorResult(skip_reason="first snapshot recorded as the baseline", cursor=fp, asset_events=events)
-        report = compare(baseline, current, manifest)
-        store.save("last", current)
-        if not report.changes:
-            return SensorResult(skip_reason="no drift against the baseline", cursor=fp, asset_events=events)
-        if not any(c.severity.rank >= 1 for c in report.changes):
-            store.save("baseline", _accept_non_risky(baseline, current, report))
-            return SensorResult(skip_reason="only additive changes; baseline advanced", cursor=fp, asset_events=events)
-        changed = sorted({by_rel[c.relation.lower()] for c in report.changes if c.relation.lower() in by_rel},
-                         key=lambda k: k.to_user_string())
+        events = [translator.schema_observation(by_rel[rel], t, run.fingerprint)
+                  for rel, t in run.snapshot.tables.items() if rel in by_rel]
+        if run.baseline_created:
+            return SensorResult(skip_reason="first snapshot recorded as the baseline", cursor=new_cursor, asset_events=events)
+        if not run.report.changes:
+            return SensorResult(skip_reason="no drift against the baseline", cursor=new_cursor, asset_events=events)
+        if not run.risky_relations():
+            return SensorResult(skip_reason="only additive changes; baseline advanced", cursor=new_cursor, asset_events=events)
+        report = run.report
+        fp = run.fingerprint
+        changed = sorted({by_rel[r] for r in run.risky_relations() if r in by_rel}, key=lambda k: k.to_user_string())
         context.log.info("schema drift: " + "; ".join(c.describe() for c in report.changes))
         return SensorResult(
             run_requests=[RunRequest(
@@ -179,7 +143,7 @@ def build_schema_poll_sensor(
                 asset_check_keys=[AssetCheckKey(k, DRIFT_CHECK) for k in changed],
                 tags={"agent_de/trigger": "schema_poll_sensor", "agent_de/schema_fingerprint": fp},
             )],
-            cursor=fp,
+            cursor=new_cursor,
             asset_events=events,
         )
 

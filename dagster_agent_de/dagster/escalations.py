@@ -1,8 +1,11 @@
 """Answering escalations from the Dagster UI: the ``answer_escalation`` job (Launchpad)."""
 
-from collections.abc import Mapping
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
 
-from dagster import Config, OpExecutionContext, job, op
+from collections.abc import Mapping, Sequence
+
+from dagster import Config, JobDefinition, OpExecutionContext, job, op
 from pydantic import Field
 
 from dagster_agent_de.dagster.investigate import record_escalations_asset, record_investigation
@@ -28,8 +31,24 @@ class AnswerConfig(Config):
     answered_by: str = Field(description="Who answers (e-mail). Four-eyes decisions need distinct people.")
 
 
-@op(name="answer", description="Record the answer, act on it, and re-run the blocked investigation.")
-def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse: AgentWarehouseResource) -> dict:
+def build_answer_job(translator: AgentDETranslator | None = None) -> JobDefinition:
+    """The ``answer_escalation`` job; its events are built by ``translator``."""
+    translator = translator or AgentDETranslator()
+
+    @op(name="answer", description="Record the answer, act on it, and re-run the blocked investigation.")
+    def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse: AgentWarehouseResource) -> dict:
+        return _answer(context, config, agent_warehouse, translator)
+
+    @job(name=ANSWER_JOB, description="Answer an escalation from the Launchpad; re-runs the blocked investigation.",
+         tags={"agent_de/kind": "escalation_answer"})
+    def answer_escalation_job():
+        answer_op()
+
+    return answer_escalation_job
+
+
+def _answer(context: OpExecutionContext, config: AnswerConfig, agent_warehouse: AgentWarehouseResource,
+            translator: AgentDETranslator) -> dict:
     settings = agent_warehouse.settings()
     store = agent_warehouse.state()
     manifest = agent_warehouse.manifest()
@@ -51,8 +70,8 @@ def answer_op(context: OpExecutionContext, config: AnswerConfig, agent_warehouse
         if esc.check:
             # re-investigate the failure that raised it, now with the new context
             rerun = record_investigation(context, agent_warehouse, _check_asset(manifest, esc, keys) or check_asset,
-                                         esc.check, 0, "", metadata=None)
-    record_escalations_asset(context, store, AgentDETranslator())
+                                         esc.check, 0, "", metadata=None, translator=translator)
+    record_escalations_asset(context, store, translator)
     _notify_answer(context, agent_warehouse, esc)
     return {"escalation": esc.model_dump(mode="json"), "closed": result.closed,
             "rule": result.rule.model_dump(mode="json") if result.rule else None,
@@ -74,16 +93,14 @@ def answerer(run_tags: Mapping[str, str], answered_by: str) -> str:
     return identity(run_tags.get(USER_TAG) or answered_by)
 
 
-def _check_asset(manifest, esc, keys: DbtAssetKeys) -> list[str] | None:
+def _check_asset(manifest, esc, keys: DbtAssetKeys) -> Sequence[str] | None:
     """The asset key (the team's) of the node the failed check is on."""
     node = check_node(manifest, esc)
     return keys.key(node).path if node is not None else None
 
 
-@job(name=ANSWER_JOB, description="Answer an escalation from the Launchpad; re-runs the blocked investigation.",
-     tags={"agent_de/kind": "escalation_answer"})
-def answer_escalation_job():
-    answer_op()
+answer_escalation_job = build_answer_job()
+"""The ``answer_escalation`` job with the default translator (``build_definitions`` builds its own)."""
 
 
 def _notify_answer(context: OpExecutionContext, agent_warehouse: AgentWarehouseResource, esc) -> None:

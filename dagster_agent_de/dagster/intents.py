@@ -2,6 +2,9 @@
 a column, ``intent_summed_inputs_not_null`` (its inputs derived from lineage when it runs). Non-blocking;
 a failure says the intent's *why* and is investigated like any other failed check."""
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -9,11 +12,8 @@ from typing import Any
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckKey,
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
-    MetadataValue,
     multi_asset_check,
 )
 
@@ -69,23 +69,8 @@ def build_intent_checks(declared: Sequence[Any], summing: Sequence[str], key_for
                         results = [evaluate_intent(i, manifest, wh) for i in derived if (i.derived_from or "").startswith(f"{target}.")]
                     else:
                         results = [evaluate_intent(target, manifest, wh)]
-                    failed = [r for r in results if not r.passed]
-                    severity = "error" if any(r.intent.severity == "error" for r in failed) else "warn"
                     done.add(key)
-                    yield AssetCheckResult(
-                        asset_key=key.asset_key, check_name=key.name, passed=not failed,
-                        severity=AssetCheckSeverity.ERROR if severity == "error" else AssetCheckSeverity.WARN,
-                        description="; ".join(r.message for r in (failed or results))[:1000] or "no summed inputs found",
-                        metadata={
-                            "violations": MetadataValue.int(sum(r.violations for r in results)),
-                            "intents": MetadataValue.int(len(results)),
-                            "why": MetadataValue.md("\n".join(f"- `{r.intent.model}.{getattr(r.intent, 'column', '')}` "
-                                                              f"{r.intent.kind}: {r.intent.why}" for r in results) or "-"),
-                            "agent_de/statements": MetadataValue.md("\n\n".join(f"```sql\n{e.statement}\n```" for r in results
-                                                                               for e in r.evidence)[:4000] or "-"),
-                            **{f"{r.intent.model}.{k}": MetadataValue.float(float(v)) for r in results for k, v in r.numbers.items()},
-                        },
-                    )
+                    yield translator.intent_check_result(key, results)
         except AgentDEError as e:
             context.log.error(f"intent checks could not run: {e}")
             for key in selected:

@@ -5,7 +5,9 @@ requests one run per failed evaluation (``run_key`` makes it idempotent), and ne
 its cursor past an evaluation still PLANNED in a running run.
 """
 
-import json
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 import os
 import time
 from collections.abc import Sequence
@@ -13,11 +15,9 @@ from collections.abc import Sequence
 from dagster import (
     AssetCheckKey,
     AssetKey,
-    AssetMaterialization,
-    AssetObservation,
     Config,
     DefaultSensorStatus,
-    MetadataValue,
+    JobDefinition,
     OpExecutionContext,
     RunRequest,
     SensorEvaluationContext,
@@ -30,14 +30,14 @@ from dagster import (
 from pydantic import Field
 
 from dagster_agent_de.core.models import FindingsReport, Severity
+from dagster_agent_de.dagster.cursors import FailedCheckCursor
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
-from dagster_agent_de.dagster.translator import AgentDETranslator, default_table
+from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.escalate.context_store import load_rules
 
 INVESTIGATE_JOB = "investigate"
 FINDINGS_ASSET = AssetKey(["agent_de", "findings"])
 ESCALATIONS_ASSET = AssetKey(["agent_de", "escalations"])
-PAUSE_TAG = "agent_de/paused"
 
 
 class InvestigateConfig(Config):
@@ -47,18 +47,6 @@ class InvestigateConfig(Config):
     check_name: str = Field(default="", description="Name of the failed check ('' for a failed run or by-hand).")
     evaluation_id: int = Field(default=0, description="Id of the failed check evaluation record (0 if unknown).")
     triggering_run_id: str = Field(default="", description="Run in which the check failed.")
-
-
-def _failure_kind(check_name: str, metadata: dict) -> str:
-    if check_name == "schema_drift":
-        return "schema_drift"
-    if check_name == "model_runtime":
-        return "performance"
-    if "missing_pct" in metadata:
-        return "reconciliation"
-    if check_name.startswith(("unique_", "not_null_", "accepted_values_", "relationships_", "source_")):
-        return "dbt_test"
-    return "other"
 
 
 def _metadata_values(entry_metadata) -> dict:
@@ -89,20 +77,18 @@ def evaluation_metadata(instance, check_key: AssetCheckKey, evaluation_id: int) 
     return {}
 
 
-def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset_key: list[str], check_name: str,
-                         evaluation_id: int, triggering_run_id: str, metadata: dict | None = None) -> FindingsReport:
+def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset_key: Sequence[str], check_name: str,
+                         evaluation_id: int, triggering_run_id: str, metadata: dict | None = None, *,
+                         translator: AgentDETranslator) -> FindingsReport:
     """Run the engine and record everything a user sees: observations, tags, findings, escalations.
 
     Shared by the ``investigate`` job and by ``answer_escalation`` (which re-runs the blocked work).
     """
     # the investigation engine (sqlglot, the pattern library) loads when a run needs it, not at code-location load
-    from dagster_agent_de.engines.drift import SnapshotStore
     from dagster_agent_de.engines.escalate.policy import load_policy
     from dagster_agent_de.engines.escalate.raising import escalations_for, raise_escalations
-    from dagster_agent_de.engines.investigate import Failure, investigate
-    from dagster_agent_de.engines.investigate.failure import failure_from_check
+    from dagster_agent_de.engines.investigate.workflow import investigate_failure
 
-    translator = AgentDETranslator()
     settings = agent_warehouse.settings()
     check_key = AssetCheckKey(AssetKey(asset_key), check_name) if check_name else None
     if metadata is None:
@@ -120,15 +106,11 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     llm = llm_from_env(agent_warehouse.audit_log(context))  # optional: ANTHROPIC_API_KEY on the code location
     start = time.perf_counter()
     with agent_warehouse.get_warehouse(context) as wh:
-        if metadata or not check_name:
-            failure = Failure(asset=node.display_name, check=check_name or None,
-                              kind=_failure_kind(check_name, metadata), metadata=metadata, run_id=triggering_run_id)
-        else:  # no recorded evaluation (a re-run, or by hand): measure the failure again
-            failure = failure_from_check(manifest, node.display_name, check_name, wh,
-                                         [settings.project_dir, settings.state_dir])
-        report: FindingsReport = investigate(failure, manifest, wh, rules=rules.rules,
-                                             drift_store=SnapshotStore(state), llm=llm)
-    report = report.model_copy(update={"notes": [*report.notes, *rules.notes()]})
+        # with no recorded evaluation (a re-run, or by hand) the engine measures the failure again
+        report: FindingsReport = investigate_failure(
+            manifest, wh, state, asset=node.unique_id, check=check_name or None, project_dir=settings.project_dir,
+            state_dir=settings.state_dir, metadata=metadata, run_id=triggering_run_id or None, llm=llm, rules=rules,
+        ).report
     elapsed = time.perf_counter() - start
     top = report.findings[0]
     context.log.info(f"finding: {top.pattern} in {top.model} ({top.confidence:.0%}): {top.summary}")
@@ -142,10 +124,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     context.instance.add_run_tags(context.run_id, {k: v for k, v in tags.items() if v})
     if triggering_run_id and context.instance.get_run_by_id(triggering_run_id):
         context.instance.add_run_tags(triggering_run_id, {"agent_de/investigation_run": context.run_id})
-    extra = {**({"agent_de/failing_run": MetadataValue.dagster_run(triggering_run_id)} if triggering_run_id else {}),
-             "agent_de/investigation_run": MetadataValue.text(context.run_id),
-             "agent_de/check": MetadataValue.text(check_name or "-"),
-             "agent_de/duration_s": MetadataValue.float(round(elapsed, 3))}
+    extra = translator.investigation_metadata(context.run_id, check_name, elapsed, triggering_run_id)
     failing_key = keys.by_uid.get(node.unique_id, AssetKey(asset_key))
     extra = {**extra, **translator.performance_metadata(top)}
     context.log_event(translator.finding_observation(top, failing_key, extra))
@@ -157,26 +136,13 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
         context.log_event(translator.finding_observation(second, failing_key, extra))
     state.record_findings(report.findings[:5], run_id=context.run_id, check=check_name)
     recent = state.recent_findings(20)
-    context.log_event(AssetMaterialization(asset_key=FINDINGS_ASSET, metadata={
-        "recent_findings": default_table([
-            {"pattern": r.get("pattern"), "model": r.get("model"), "confidence": r.get("confidence"),
-             "check": r.get("check"), "summary": (r.get("summary") or "")[:200], "run_id": r.get("run_id")}
-            for r in recent]),
-        "latest": MetadataValue.md(translator.finding_markdown(top)),
-        "hypotheses": default_table([{"pattern": f.pattern, "model": f.model, "confidence": f.confidence,
-                                      "source": f.source, "summary": f.summary[:200]} for f in report.findings]),
-        "notes": MetadataValue.md("\n".join(f"- {n}" for n in report.notes)),
-    }))
+    context.log_event(translator.findings_materialization(FINDINGS_ASSET, report, recent))
     esc_store = state
     new = raise_escalations(esc_store, escalations_for(top, manifest, load_policy(settings.project_dir), check=check_name))
     for esc in new:
         context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
         key = keys.key(manifest.find(esc.asset)) if esc.asset else failing_key
-        context.log_event(AssetObservation(asset_key=key, metadata={
-            "agent_de/escalation": MetadataValue.text(esc.id),
-            "agent_de/escalation_kind": MetadataValue.text(esc.kind.value),
-            "agent_de/escalation_detail": MetadataValue.md(translator.escalation_markdown(esc)),
-        }))
+        context.log_event(translator.escalation_observation(esc, key))
     if new:
         record_escalations_asset(context, esc_store, translator)
     _notify(context, agent_warehouse, manifest, node, failing_key, check_name, evaluation_id, triggering_run_id,
@@ -184,7 +150,6 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     return report
 
 
-_CHECK_SEVERITY = {"error": Severity.ERROR, "warn": Severity.WARNING}
 _NUMBERS = ("missing_pct", "missing_in_pipeline", "extra_in_pipeline", "mismatched_rows", "rows_pipeline", "rows_truth",
             "duplicate_keys_pipeline", "failed_rows")
 
@@ -209,7 +174,7 @@ def _notify(context, agent_warehouse, manifest, node, failing_key, check_name, e
             notifier, asset=failing_key.to_user_string(), check=check_name, evaluation_id=evaluation_id or None,
             failing_run=triggering_run_id or None, check_description=f"{check_name} failed on {node.display_name}",
             numbers=numbers, finding=top, investigation_run=context.run_id, escalations=escalations,
-            severity=_CHECK_SEVERITY.get(str(metadata.get("check_severity", ""))),
+            severity=Severity.parse(metadata["check_severity"]) if metadata.get("check_severity") else None,
             owner=owner_of(manifest, node.unique_id, default="") or None)
     except Exception as e:  # a notification problem is reported, never the investigation's failure
         context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")
@@ -219,27 +184,37 @@ def _notify(context, agent_warehouse, manifest, node, failing_key, check_name, e
 
 
 def record_escalations_asset(context, store, translator: AgentDETranslator) -> None:
-    context.log_event(AssetMaterialization(asset_key=ESCALATIONS_ASSET,
-                                           metadata=translator.escalations_metadata(store.escalations())))
+    context.log_event(translator.escalations_materialization(ESCALATIONS_ASSET, store.escalations()))
 
 
-@op(name="investigate_failure", description="Investigate one failed check: lineage, SQL analysis, pattern library.")
-def investigate_op(context: OpExecutionContext, config: InvestigateConfig, agent_warehouse: AgentWarehouseResource):
-    report = record_investigation(context, agent_warehouse, config.asset_key, config.check_name,
-                                  config.evaluation_id, config.triggering_run_id)
-    return report.model_dump(mode="json")
+def build_investigate_job(translator: AgentDETranslator | None = None) -> JobDefinition:
+    """The ``investigate`` job; its events are built by ``translator``."""
+    translator = translator or AgentDETranslator()
+
+    @op(name="investigate_failure", description="Investigate one failed check: lineage, SQL analysis, pattern library.")
+    def investigate_op(context: OpExecutionContext, config: InvestigateConfig, agent_warehouse: AgentWarehouseResource):
+        report = record_investigation(context, agent_warehouse, config.asset_key, config.check_name,
+                                      config.evaluation_id, config.triggering_run_id, translator=translator)
+        return report.model_dump(mode="json")
+
+    @job(name=INVESTIGATE_JOB, description="Investigate a failed check; findings appear as observations on the assets.",
+         tags={"agent_de/kind": "investigation"})
+    def investigate_job():
+        investigate_op()
+
+    return investigate_job
 
 
-@job(name=INVESTIGATE_JOB, description="Investigate a failed check; findings appear as observations on the assets.",
-     tags={"agent_de/kind": "investigation"})
-def investigate_job():
-    investigate_op()
+investigate_job = build_investigate_job()
+"""The ``investigate`` job with the default translator (``build_definitions`` builds its own)."""
 
 
 def _opted_out(context: SensorEvaluationContext, key: AssetCheckKey) -> bool:
+    if context.repository_def is None:
+        return False
     try:
         spec = context.repository_def.asset_graph.get_check_spec(key)
-    except Exception:
+    except Exception:  # a watched check of another location: not in this graph
         return False
     return (spec.metadata or {}).get("agent_de/investigate") is False
 
@@ -287,6 +262,7 @@ def build_failed_check_sensor(
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
     retry_backoff_seconds: float | None = None,
     watched_check_keys: Sequence[AssetCheckKey] = (),
+    investigate: JobDefinition | None = None,
 ):
     """Request one ``investigate`` run per new failed check evaluation of this code location, and of
     ``watched_check_keys`` (in sidecar mode: the team's dbt tests, which are checks of their location).
@@ -299,7 +275,7 @@ def build_failed_check_sensor(
                     else os.environ.get("AGENT_DE_RETRY_BACKOFF_SECONDS", 60))
     skip_assets = set(opted_out_assets)
 
-    @sensor(name="failed_check_sensor", job=investigate_job, minimum_interval_seconds=minimum_interval_seconds,
+    @sensor(name="failed_check_sensor", job=investigate or investigate_job, minimum_interval_seconds=minimum_interval_seconds,
             default_status=default_status,
             description="Launches an investigation for each new failed asset check (reconciliation, drift, dbt tests).")
     def failed_check_sensor(context: SensorEvaluationContext, agent_warehouse: AgentWarehouseResource):
@@ -307,7 +283,8 @@ def build_failed_check_sensor(
 
         if is_paused(agent_warehouse.state()):
             return SkipReason("autonomous work is paused (`agent-de pause`); `agent-de resume` to continue")
-        cursor = json.loads(context.cursor) if context.cursor else {}
+        cursor = FailedCheckCursor.parse(context.cursor)
+        updates: dict[str, int] = {}
         first_tick = not context.cursor
         since = time.time() - lookback * 3600
         instance = context.instance
@@ -319,7 +296,7 @@ def build_failed_check_sensor(
             if key.asset_key in skip_assets or _opted_out(context, key):
                 continue
             ck = key.to_user_string()
-            last_seen = int(cursor.get(ck, 0))
+            last_seen = cursor.last_seen(ck)
             if key not in latest or latest[key].id <= last_seen:
                 continue
             records = instance.event_log_storage.get_asset_check_execution_history(key, limit=100)
@@ -348,8 +325,8 @@ def build_failed_check_sensor(
                     ))
                 if not blocked:
                     advance_to = record.id
-            cursor[ck] = advance_to
-        new_cursor = json.dumps(cursor, sort_keys=True)
+            updates[ck] = advance_to
+        new_cursor = cursor.advanced(updates).dump()
         requests += _retries(instance, backoff, time.time())
         if not requests:
             return SensorResult(skip_reason="no new failed checks", cursor=new_cursor)

@@ -3,6 +3,9 @@
 A channel failure is retried by the notifier, logged in the run, and never fails the run that notifies.
 """
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 import os
 from typing import Any
 

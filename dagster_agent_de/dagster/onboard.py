@@ -5,9 +5,12 @@ present: ``agent-de onboard --apply``), raises the decisions as escalations, and
 proposal as a materialization of ``agent_de/onboarding``.
 """
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 from pathlib import Path
 
-from dagster import AssetKey, AssetMaterialization, Config, MetadataValue, OpExecutionContext, job, op
+from dagster import AssetKey, Config, JobDefinition, OpExecutionContext, job, op
 from pydantic import Field
 
 from dagster_agent_de.dagster.investigate import record_escalations_asset
@@ -28,36 +31,36 @@ class OnboardConfig(Config):
     owner: str = Field(default="", description="Who answers this source's escalations.")
 
 
-@op(name="onboard", description="Profile the table, write the dbt proposal, raise the decisions that need a human.")
-def onboard_op(context: OpExecutionContext, config: OnboardConfig, agent_warehouse: AgentWarehouseResource) -> dict:
-    from dagster_agent_de.engines.onboard import onboard_source
+def build_onboard_job(translator: AgentDETranslator | None = None) -> JobDefinition:
+    """The ``onboard_source`` job; its events are built by ``translator``."""
+    translator = translator or AgentDETranslator()
 
-    settings = agent_warehouse.settings()
-    store = agent_warehouse.state()
-    with agent_warehouse.get_warehouse(context) as wh:
-        run = onboard_source(wh, agent_warehouse.manifest(), store, table=config.table, project_dir=settings.project_dir,
-                             proposals_dir=settings.proposals_dir, source_name=config.source_name or None,
-                             owner=config.owner or None, api_schema=Path(config.api_schema) if config.api_schema else None,
-                             api_schema_name=config.api_schema_name or None)
-    proposal, out, new = run.proposal, run.proposal_dir, run.escalations
-    for e in new:
-        context.log.info(f"escalation {e.id} ({e.kind.value}): {e.decision}")
-    context.log_event(AssetMaterialization(asset_key=ONBOARDING_ASSET, description=f"{proposal.relation} -> {proposal.model_name}", metadata={
-        "relation": MetadataValue.text(proposal.relation),
-        "model": MetadataValue.text(proposal.model_name),
-        "proposal_dir": MetadataValue.path(str(out)),
-        "onboarding": MetadataValue.md(run.onboarding_md),
-        "files": MetadataValue.md("\n\n".join(f"**{p}**\n```\n{c}\n```" for p, c in proposal.files.items())),
-        "pii_columns": MetadataValue.int(len(proposal.pii)),
-        "decisions": MetadataValue.int(len(proposal.decisions)),
-        "escalations": MetadataValue.text(", ".join(e.id for e in new) or "-"),
-    }))
-    if new:
-        record_escalations_asset(context, store, AgentDETranslator())
-    return {"proposal_dir": str(out), "model": proposal.model_name, "escalations": [e.id for e in new]}
+    @op(name="onboard", description="Profile the table, write the dbt proposal, raise the decisions that need a human.")
+    def onboard_op(context: OpExecutionContext, config: OnboardConfig, agent_warehouse: AgentWarehouseResource) -> dict:
+        from dagster_agent_de.engines.onboard import onboard_source
+
+        settings = agent_warehouse.settings()
+        store = agent_warehouse.state()
+        with agent_warehouse.get_warehouse(context) as wh:
+            run = onboard_source(wh, agent_warehouse.manifest(), store, table=config.table, project_dir=settings.project_dir,
+                                 proposals_dir=settings.proposals_dir, source_name=config.source_name or None,
+                                 owner=config.owner or None, api_schema=Path(config.api_schema) if config.api_schema else None,
+                                 api_schema_name=config.api_schema_name or None)
+        for e in run.escalations:
+            context.log.info(f"escalation {e.id} ({e.kind.value}): {e.decision}")
+        context.log_event(translator.onboarding_materialization(ONBOARDING_ASSET, run))
+        if run.escalations:
+            record_escalations_asset(context, store, translator)
+        return {"proposal_dir": str(run.proposal_dir), "model": run.proposal.model_name,
+                "escalations": [e.id for e in run.escalations]}
+
+    @job(name=ONBOARD_JOB, description="Onboard a source table or API schema: a dbt proposal plus the decisions for humans.",
+         tags={"agent_de/kind": "onboarding"})
+    def onboard_source_job():
+        onboard_op()
+
+    return onboard_source_job
 
 
-@job(name=ONBOARD_JOB, description="Onboard a source table or API schema: a dbt proposal plus the decisions for humans.",
-     tags={"agent_de/kind": "onboarding"})
-def onboard_source_job():
-    onboard_op()
+onboard_source_job = build_onboard_job()
+"""The ``onboard_source`` job with the default translator (``build_definitions`` builds its own)."""

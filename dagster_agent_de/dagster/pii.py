@@ -1,17 +1,17 @@
 """PII scan in Dagster: a ``pii_tagging`` check on every source (non-blocking, not investigated),
 run by the ``pii_scan`` job on its own schedule. Untagged PII raises an authority-gap escalation."""
 
+# No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
+# are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
+
 from collections.abc import Sequence
 
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckKey,
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
     AssetSelection,
-    MetadataValue,
     ScheduleDefinition,
     define_asset_job,
     multi_asset_check,
@@ -35,7 +35,7 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
     def pii_tagging_checks(context: AssetCheckExecutionContext, agent_warehouse: AgentWarehouseResource):
         from dagster_agent_de.engines.escalate.context_store import load_rules
         from dagster_agent_de.engines.escalate.raising import owner_of, raise_decisions
-        from dagster_agent_de.engines.onboard.pii_scan import pii_escalation, scan_sources
+        from dagster_agent_de.engines.pii_scan import pii_escalation, scan_sources
 
         settings = agent_warehouse.settings()
         selected = set(context.selected_asset_check_keys)
@@ -61,14 +61,7 @@ def build_pii_checks(source_keys: Sequence[AssetKey], translator: AgentDETransla
                 continue
             if item.hits:
                 raised += raise_decisions(store, [pii_escalation(item, node, owner_of(manifest, item.node))])
-            yield AssetCheckResult(
-                asset_key=key, check_name=PII_CHECK, passed=not item.hits, severity=AssetCheckSeverity.WARN,
-                description=("untagged PII: " + ", ".join(f"{h.column} ({h.kind}, by {h.by})" for h in item.hits))
-                if item.hits else "no untagged PII",
-                metadata={"untagged_pii_columns": MetadataValue.int(len(item.hits)),
-                          "columns": MetadataValue.text(", ".join(h.column for h in item.hits) or "-"),
-                          "evidence": MetadataValue.md("\n".join(f"- {h.evidence}" for h in item.hits) or "-")},
-            )
+            yield translator.pii_check_result(key, PII_CHECK, item)
         for esc in raised:
             context.log.info(f"escalation {esc.id} ({esc.kind.value}): {esc.decision}")
         if raised:

@@ -1,20 +1,25 @@
 """The one seam from the agent's results to Dagster events and metadata.
 
 Like dagster-dbt's ``DagsterDbtTranslator``: overridable methods that call pure
-``default_*`` functions. Every ``AssetCheckResult``, observation and metadata entry the
-plugin emits is built here.
+``default_*`` functions. Every ``AssetCheckResult``, observation, materialization and metadata
+entry the plugin emits is built here (``dagster_agent_de_tests/test_translator_seam.py`` checks
+that no other module constructs one). One instance is passed to every check, job and sensor
+(``build_agent_de_definitions(agent_translator=...)``), so a subclass changes them all.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetKey,
+    AssetMaterialization,
     AssetObservation,
     MetadataValue,
     TableColumn,
@@ -22,7 +27,16 @@ from dagster import (
     TableSchema,
 )
 
-from dagster_agent_de.core.models import Finding, Severity
+from dagster_agent_de.core.models import Escalation, Finding, FindingsReport, Severity
+
+if TYPE_CHECKING:
+    from dagster_agent_de.engines.drift.models import SchemaChange
+    from dagster_agent_de.engines.entities.resolve import EntityResolution
+    from dagster_agent_de.engines.intents.intents import IntentResult
+    from dagster_agent_de.engines.metrics.conflicts import MetricAudit
+    from dagster_agent_de.engines.onboard.workflow import Onboarding
+    from dagster_agent_de.engines.pii_scan import UntaggedPII
+    from dagster_agent_de.engines.volume import VolumeVerdict
 
 MAX_TABLE_ROWS = 50
 
@@ -92,12 +106,75 @@ def default_answer_config(escalation_id: str, option: str) -> str:
     return yaml.safe_dump(cfg, sort_keys=False).rstrip()
 
 
+def default_md(text: str) -> MetadataValue:
+    """A markdown metadata entry."""
+    return MetadataValue.md(text)
+
+
+def default_bullets(lines: Sequence[str]) -> str:
+    """``- line`` per line, ``-`` for none.
+
+    >>> default_bullets(["a", "b"])
+    '- a\\n- b'
+    >>> default_bullets([])
+    '-'
+    """
+    return "\n".join(f"- {line}" for line in lines) or "-"
+
+
+def default_pii_metadata(item: UntaggedPII) -> dict[str, MetadataValue]:
+    return {"untagged_pii_columns": MetadataValue.int(len(item.hits)),
+            "columns": MetadataValue.text(", ".join(h.column for h in item.hits) or "-"),
+            "evidence": MetadataValue.md(default_bullets([h.evidence for h in item.hits]))}
+
+
+def default_intent_metadata(results: Sequence[IntentResult]) -> dict[str, MetadataValue]:
+    return {
+        "violations": MetadataValue.int(sum(r.violations for r in results)),
+        "intents": MetadataValue.int(len(results)),
+        "why": MetadataValue.md(default_bullets([f"`{r.intent.model}.{getattr(r.intent, 'column', '')}` "
+                                                 f"{r.intent.kind}: {r.intent.why}" for r in results])),
+        "agent_de/statements": MetadataValue.md("\n\n".join(f"```sql\n{e.statement}\n```" for r in results
+                                                            for e in r.evidence)[:4000] or "-"),
+        **{f"{r.intent.model}.{k}": MetadataValue.float(float(v)) for r in results for k, v in r.numbers.items()},
+    }
+
+
+def default_volume_metadata(verdict: VolumeVerdict) -> dict[str, MetadataValue]:
+    md: dict[str, MetadataValue] = {"row_count": MetadataValue.int(verdict.row_count),
+                                    "history_runs": MetadataValue.int(verdict.history_n),
+                                    "agent_de/kind": MetadataValue.text("volume")}
+    for label, value in (("expected_median", verdict.expected), ("lower", verdict.lower), ("upper", verdict.upper)):
+        if value is not None:
+            md[label] = MetadataValue.float(float(value))
+    return md
+
+
+def default_investigation_metadata(run_id: str, check_name: str, elapsed_s: float,
+                                   triggering_run_id: str = "") -> dict[str, MetadataValue]:
+    """Where a finding came from: the failing run, the investigation run, the check, how long it took."""
+    return {**({"agent_de/failing_run": MetadataValue.dagster_run(triggering_run_id)} if triggering_run_id else {}),
+            "agent_de/investigation_run": MetadataValue.text(run_id),
+            "agent_de/check": MetadataValue.text(check_name or "-"),
+            "agent_de/duration_s": MetadataValue.float(round(elapsed_s, 3))}
+
+
+def default_metric_conflicts_markdown(audit: MetricAudit) -> str:
+    parts = []
+    for c in audit.conflicts:
+        ev = audit.evidence[c.metric]
+        parts.append(f"### {c.metric}\n" + "\n".join(f"- `{d.describe()}`" for d in c.definitions)
+                     + "\n" + "\n".join(f"- {x}" for x in c.differences)
+                     + (f"\n- totals: {ev.result_summary}" if ev else ""))
+    return "\n\n".join(parts) or "No conflicting definitions."
+
+
 class AgentDETranslator:
     """Builds Dagster events from reports and findings. Subclass to change metadata or severity."""
 
     def check_severity(self, severity: str | Severity) -> AssetCheckSeverity:
-        value = severity.value if isinstance(severity, Severity) else severity
-        return AssetCheckSeverity.WARN if value in ("warn", "warning", "info") else AssetCheckSeverity.ERROR
+        """Dagster's two levels from the agent's one scale: ``error`` and ``critical`` are ERROR, the rest WARN."""
+        return AssetCheckSeverity.ERROR if Severity.parse(severity).rank >= Severity.ERROR.rank else AssetCheckSeverity.WARN
 
     # -- reconciliation ---------------------------------------------------------------------
     def reconcile_metadata(self, report: Any) -> dict[str, Any]:
@@ -215,13 +292,15 @@ class AgentDETranslator:
                 row[f"{side}_{k}"] = stats.get(k)
         return row
 
-    def drift_check_result(self, asset_key: AssetKey, changes: Sequence[Any], notes: Sequence[str] = ()) -> AssetCheckResult:
-        worst = max((c.severity.rank for c in changes), default=-1)
+    def drift_check_result(self, asset_key: AssetKey, changes: Sequence[SchemaChange], notes: Sequence[str] = ()) -> AssetCheckResult:
+        from dagster_agent_de.engines.drift.workflow import verdict_of
+
+        verdict = verdict_of(list(changes))  # the same verdict `agent-de drift` prints
         return AssetCheckResult(
             asset_key=asset_key,
             check_name="schema_drift",
-            passed=worst < 1,  # info-only changes pass; warnings fail as WARN, breaking as ERROR (blocks)
-            severity=AssetCheckSeverity.ERROR if worst >= 2 else AssetCheckSeverity.WARN,
+            passed=verdict == "pass",  # info-only changes pass; warnings fail as WARN, breaking as ERROR (blocks)
+            severity=AssetCheckSeverity.ERROR if verdict == "block" else AssetCheckSeverity.WARN,
             metadata=self.drift_metadata(changes, notes),
             description="; ".join(c.describe() for c in changes)[:1000] or "no schema drift",
         )
@@ -314,3 +393,104 @@ class AgentDETranslator:
         todo = ("Review the proposed fix in agent_de/summary. " if finding.proposed_fix and finding.proposed_fix.diff else "")
         return AssetObservation(asset_key=asset_key, metadata={**self.finding_metadata(finding), **(extra or {})},
                                 description=(what + todo + finding.summary)[:500])
+
+    def investigation_metadata(self, run_id: str, check_name: str, elapsed_s: float,
+                               triggering_run_id: str = "") -> dict[str, MetadataValue]:
+        return default_investigation_metadata(run_id, check_name, elapsed_s, triggering_run_id)
+
+    def findings_materialization(self, asset_key: AssetKey, report: FindingsReport,
+                                 recent: Sequence[Mapping[str, Any]]) -> AssetMaterialization:
+        """``agent_de/findings``: the recent findings, the latest in full, this run's hypotheses."""
+        top = report.findings[0]
+        return AssetMaterialization(asset_key=asset_key, metadata={
+            "recent_findings": default_table([
+                {"pattern": r.get("pattern"), "model": r.get("model"), "confidence": r.get("confidence"),
+                 "check": r.get("check"), "summary": (r.get("summary") or "")[:200], "run_id": r.get("run_id")}
+                for r in recent]),
+            "latest": MetadataValue.md(self.finding_markdown(top)),
+            "hypotheses": default_table([{"pattern": f.pattern, "model": f.model, "confidence": f.confidence,
+                                          "source": f.source, "summary": f.summary[:200]} for f in report.findings]),
+            "notes": MetadataValue.md("\n".join(f"- {n}" for n in report.notes)),
+        })
+
+    def escalation_observation(self, escalation: Escalation, asset_key: AssetKey) -> AssetObservation:
+        """An escalation raised by an investigation, on the asset it concerns."""
+        return AssetObservation(asset_key=asset_key, metadata={
+            "agent_de/escalation": MetadataValue.text(escalation.id),
+            "agent_de/escalation_kind": MetadataValue.text(escalation.kind.value),
+            "agent_de/escalation_detail": MetadataValue.md(self.escalation_markdown(escalation)),
+        })
+
+    def escalations_materialization(self, asset_key: AssetKey, escalations: Sequence[Escalation]) -> AssetMaterialization:
+        """``agent_de/escalations``: the open queue."""
+        return AssetMaterialization(asset_key=asset_key, metadata=self.escalations_metadata(escalations))
+
+    # -- other checks ---------------------------------------------------------------------
+    def schema_observation(self, asset_key: AssetKey, table: Any, fingerprint: str | None = None) -> AssetObservation:
+        """A source's live schema (``dagster/column_schema``), with the poll's fingerprint when it has one."""
+        md: dict[str, MetadataValue] = {"dagster/column_schema": self.column_schema(table)}
+        if fingerprint is not None:
+            md["agent_de/schema_fingerprint"] = MetadataValue.text(fingerprint)
+        return AssetObservation(asset_key=asset_key, metadata=md)
+
+    def pii_check_result(self, asset_key: AssetKey, check_name: str, item: UntaggedPII) -> AssetCheckResult:
+        """``pii_tagging``: WARN when a column holds personal data and is not tagged."""
+        return AssetCheckResult(
+            asset_key=asset_key, check_name=check_name, passed=not item.hits, severity=AssetCheckSeverity.WARN,
+            description=("untagged PII: " + ", ".join(f"{h.column} ({h.kind}, by {h.by})" for h in item.hits))
+            if item.hits else "no untagged PII",
+            metadata=default_pii_metadata(item),
+        )
+
+    def intent_check_result(self, check_key: AssetCheckKey, results: Sequence[IntentResult]) -> AssetCheckResult:
+        """An intent check: fails when any intent is violated, ERROR when a violated intent says so."""
+        failed = [r for r in results if not r.passed]
+        severity = "error" if any(r.intent.severity == "error" for r in failed) else "warn"
+        return AssetCheckResult(
+            asset_key=check_key.asset_key, check_name=check_key.name, passed=not failed,
+            severity=self.check_severity(severity),
+            description="; ".join(r.message for r in (failed or results))[:1000] or "no summed inputs found",
+            metadata=default_intent_metadata(results),
+        )
+
+    def volume_check_result(self, asset_key: AssetKey, check_name: str, verdict: VolumeVerdict) -> AssetCheckResult:
+        """``row_volume``: the row count and its band (the UI plots ``row_count``)."""
+        return AssetCheckResult(
+            asset_key=asset_key, check_name=check_name, passed=verdict.passed, metadata=default_volume_metadata(verdict),
+            description=verdict.reason, severity=self.check_severity(verdict.severity),
+        )
+
+    # -- jobs that materialize the agent's own assets -------------------------------------
+    def onboarding_materialization(self, asset_key: AssetKey, run: Onboarding) -> AssetMaterialization:
+        proposal = run.proposal
+        return AssetMaterialization(asset_key=asset_key, description=f"{proposal.relation} -> {proposal.model_name}", metadata={
+            "relation": MetadataValue.text(proposal.relation),
+            "model": MetadataValue.text(proposal.model_name),
+            "proposal_dir": MetadataValue.path(str(run.proposal_dir)),
+            "onboarding": MetadataValue.md(run.onboarding_md),
+            "files": MetadataValue.md("\n\n".join(f"**{p}**\n```\n{c}\n```" for p, c in proposal.files.items())),
+            "pii_columns": MetadataValue.int(len(proposal.pii)),
+            "decisions": MetadataValue.int(len(proposal.decisions)),
+            "escalations": MetadataValue.text(", ".join(e.id for e in run.escalations) or "-"),
+        })
+
+    def metrics_materialization(self, asset_key: AssetKey, audit: MetricAudit) -> AssetMaterialization:
+        return AssetMaterialization(asset_key=asset_key, metadata={
+            "definitions": MetadataValue.int(len(audit.definitions)),
+            "conflicts": MetadataValue.int(len(audit.conflicts)),
+            "catalog": default_table([{"metric": d.metric, "model": d.model, "column": d.column, "aggregate": d.aggregate,
+                                       "expression": d.expression, "filters": "; ".join(sorted(d.filters)) or "-"}
+                                      for d in audit.definitions]),
+            "conflict_detail": MetadataValue.md(default_metric_conflicts_markdown(audit)),
+            "notes": MetadataValue.md(default_bullets(audit.notes)),
+        })
+
+    def entities_materialization(self, asset_key: AssetKey, results: Sequence[tuple[EntityResolution, Sequence[Escalation]]],
+                                 summary: Sequence[Mapping[str, Any]], out_dir: Path) -> AssetMaterialization:
+        return AssetMaterialization(asset_key=asset_key, metadata={
+            "models": default_table(summary) if summary else MetadataValue.text("no entity specs"),
+            "keys_merged": MetadataValue.int(sum(len(r.entity_map) for r, _ in results)),
+            "pairs_to_review": MetadataValue.int(sum(len(r.review) for r, _ in results)),
+            "entity_maps": MetadataValue.path(str(out_dir)),
+            "notes": MetadataValue.md(default_bullets([f"{r.spec.model}: {n}" for r, _ in results for n in r.notes])),
+        })

@@ -63,7 +63,9 @@ _FILE_EXTENSIONS = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".json", ".jsonl"
 
 
 @lru_cache(maxsize=1)
-def _node_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+def _node_types() -> tuple[tuple[type[Any], ...], tuple[type[Any], ...]]:
+    # type[Any], not type: sqlglot's node classes (``Expression``; ``Expr`` in newer releases) keep their attributes
+    # after ``isinstance`` narrowing
     """(read roots, write nodes); sqlglot is imported on first use, not at code-location load."""
     from sqlglot import exp
 

@@ -95,3 +95,66 @@ def test_sensor_survives_an_unreachable_warehouse(tmp_path: Path, demo_env) -> N
     with DagsterInstance.ephemeral() as instance:
         result, ctx = _tick(build_schema_poll_sensor(), instance, broken)
     assert "could not snapshot" in result.skip_message and ctx.cursor is None  # nothing advanced
+
+
+def _changes(items) -> set[tuple]:
+    return {(c["kind"], c["relation"].lower(), c.get("column"), c.get("new_column"), c["severity"]) for c in items}
+
+
+def test_the_cli_and_the_dagster_check_give_the_same_drift_verdict(demo_env, tmp_path: Path, monkeypatch) -> None:
+    """One workflow (``engines/drift/workflow.py``) decides for both callers: the same change gets the same
+    verdict, and once either has accepted an additive change, neither reports it again."""
+    import json
+    from dataclasses import replace
+
+    from click.testing import CliRunner
+
+    from dagster_agent_de.cli import main
+    from dagster_agent_de.config import resolve_settings
+
+    dagster_state, cli_state = tmp_path / "dagster", tmp_path / "cli"
+    monkeypatch.setenv("AGENT_DE_DUCKDB_PATH", str(demo_env.settings.duckdb_path))
+    settings = replace(resolve_settings(dagster_state, demo_env.project_dir, "duckdb"),
+                       duckdb_override=demo_env.settings.duckdb_path)
+    job = build_definitions(settings).resolve_job_def("schema_drift_check")
+
+    def cli(state: Path) -> tuple[str, set[tuple], int]:
+        r = CliRunner().invoke(main, ["--state-dir", str(state), "--project-dir", str(demo_env.project_dir),
+                                      "drift", "--json"], catch_exceptions=False)
+        out = json.loads(r.output)
+        return out["verdict"], _changes(out["changes"]), r.exit_code
+
+    def dagster(instance) -> tuple[str, set[tuple]]:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        evals = result.get_asset_check_evaluations()
+        assert evals and {e.check_name for e in evals} == {DRIFT_CHECK}
+        failed = [e for e in evals if not e.passed]
+        verdict = ("block" if any(e.severity.value == "ERROR" for e in failed) else "warn") if failed else "pass"
+        changes = [c for e in evals if "changes_json" in e.metadata for c in e.metadata["changes_json"].value]
+        return verdict, _changes(changes)
+
+    with DagsterInstance.ephemeral() as instance:
+        assert dagster(instance) == ("pass", set())  # both record their baseline
+        assert cli(cli_state)[0] == "pass"
+        added = {("column_added", "warehouse.hubspot.contacts", "phone", None, "info")}
+        demo_env.write("alter table hubspot.contacts add column phone varchar")
+        try:
+            assert dagster(instance) == ("pass", added)
+            assert cli(cli_state) == ("pass", added, 0)
+            # accepted by both: the baseline moved forward, the change is not reported again
+            assert dagster(instance) == ("pass", set())
+            assert cli(cli_state) == ("pass", set(), 0)
+            assert cli(dagster_state) == ("pass", set(), 0)  # the CLI on the baseline the Dagster check moved
+            demo_env.write("alter table stripe.charges rename column amount to amount_cents")
+            try:
+                verdict, changes = dagster(instance)
+                assert verdict == "block"
+                assert {(k, c, n) for k, _, c, n, _ in changes} == {("column_renamed", "amount", "amount_cents")}
+                assert cli(cli_state) == (verdict, changes, 1)
+                # a breaking change keeps its baseline: both report it until it is fixed or re-baselined
+                assert dagster(instance) == (verdict, changes)
+                assert cli(cli_state) == (verdict, changes, 1)
+            finally:
+                demo_env.write("alter table stripe.charges rename column amount_cents to amount")
+        finally:
+            demo_env.write("alter table hubspot.contacts drop column phone")

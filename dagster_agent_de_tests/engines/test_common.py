@@ -130,7 +130,7 @@ def test_onboarding_profile_takes_a_fixed_handful_of_queries(engine: Engine) -> 
 
 
 def test_pii_scan_of_sources(engine: Engine) -> None:
-    from dagster_agent_de.engines.onboard.pii_scan import scan_sources
+    from dagster_agent_de.engines.pii_scan import scan_sources
 
     _people(engine)
     manifest = Manifest({"nodes": {}, "sources": {

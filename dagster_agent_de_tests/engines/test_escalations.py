@@ -15,7 +15,7 @@ from dagster_agent_de.core.models import (
     EscalationKind,
     EscalationOption,
     EscalationState,
-    Finding,
+    InvestigationFinding,
     ProposedFix,
     utcnow,
 )
@@ -211,7 +211,7 @@ def test_a_committed_rule_and_a_stored_answer_that_disagree_become_an_escalation
 def test_findings_raise_context_and_finance_authority_gaps() -> None:
     manifest = make_manifest({"fct_orders": "x", "fct_revenue": "y"},
                              meta={"fct_orders": {"owner": "analytics-team"}, "fct_revenue": {"agent_de": {"finance": True}}})
-    finding = Finding(pattern="null_semantics", model="fct_orders", columns=["status"], confidence=0.9,
+    finding = InvestigationFinding(pattern="null_semantics", model="fct_orders", columns=["status"], confidence=0.9,
                       summary="NULL statuses dropped", needs_context="Orders with NULL status: count them?",
                       blast_radius=["fct_orders", "fct_revenue"],
                       proposed_fix=ProposedFix(description="is distinct from", diff="--- a/x\n+++ b/x\n"))
@@ -223,7 +223,7 @@ def test_findings_raise_context_and_finance_authority_gaps() -> None:
     assert ctx.options[1].agent_action == "record_rule" and ctx.blocking and ctx.continues
     assert kinds[EscalationKind.AUTHORITY_GAP].approvals_required == 2
     # an owner that does not exist anywhere falls back to the default
-    nobody = Finding(pattern="null_semantics", model="ghost", confidence=0.9, summary="s", needs_context="q?")
+    nobody = InvestigationFinding(pattern="null_semantics", model="ghost", confidence=0.9, summary="s", needs_context="q?")
     assert escalations_for(nobody, manifest, Policy())[0].owner == "data-team"
     # duplicates of an open escalation are not raised twice
 

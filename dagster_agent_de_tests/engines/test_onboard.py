@@ -153,7 +153,7 @@ def test_apply_needs_a_human_and_never_overwrites(tickets: Path, tmp_path: Path)
 def test_pii_scan_of_sources_honours_not_pii_answers_and_reports_unreadable_tables(tmp_path: Path) -> None:
     from dataclasses import dataclass, field
 
-    from dagster_agent_de.engines.onboard.pii_scan import scan_sources
+    from dagster_agent_de.engines.pii_scan import scan_sources
 
     @dataclass
     class Rule:  # what answering "not PII" records in the context store

@@ -12,7 +12,7 @@ from dagster_agent_de.core.models import (
     Escalation,
     EscalationKind,
     EscalationOption,
-    Finding,
+    InvestigationFinding,
     ProposedFix,
     Severity,
 )
@@ -22,7 +22,7 @@ from dagster_agent_de.engines.notify.workflow import notify_digest, notify_inves
 from dagster_agent_de.errors import SpecError
 from dagster_agent_de_tests.notify.servers import http_recorder, smtp_server
 
-FINDING = Finding(pattern="join_row_drop", model="int_orders_enriched", confidence=0.944, severity=Severity.ERROR,
+FINDING = InvestigationFinding(pattern="join_row_drop", model="int_orders_enriched", confidence=0.944, severity=Severity.ERROR,
                   summary="The INNER join to stg_hubspot_contacts drops 1,381 of 2,000 rows (69.0%).",
                   proposed_fix=ProposedFix(description="keep unmatched orders",
                                            diff="-inner join {{ ref('stg_hubspot_contacts') }} as h\n"

@@ -18,7 +18,7 @@ from dagster_agent_de.core.models import (
     EscalationKind,
     EscalationOption,
     EscalationState,
-    Finding,
+    InvestigationFinding,
 )
 from dagster_agent_de.core.state import EscalationError
 from dagster_agent_de.engines.escalate.answering import answer_escalation
@@ -34,7 +34,7 @@ def _writer(backend: Backend, n: int, start: Any) -> None:
     start.wait()
     for i in range(EACH):
         store.append_audit(AuditEvent(actor=f"w{n}", run_id=f"run-{n}", rationale=str(i), statement=f"select {i}"))
-        store.record_findings([Finding(pattern="p", confidence=0.5, summary=f"{n}:{i}")], run_id=f"run-{n}")
+        store.record_findings([InvestigationFinding(pattern="p", confidence=0.5, summary=f"{n}:{i}")], run_id=f"run-{n}")
 
 
 def _run_all(procs: list[Any]) -> None:

@@ -17,7 +17,7 @@ from dagster_agent_de.core.models import (
     EscalationKind,
     EscalationOption,
     EscalationState,
-    Finding,
+    InvestigationFinding,
 )
 from dagster_agent_de.core.state import (
     AnswerDecision,
@@ -72,7 +72,7 @@ def test_retention_never_deletes_what_an_open_escalation_cites(store: SqlStateSt
     store.append_audit(event(2, run_id="uncited", ts=old))
     store.append_audit(event(3, run_id=None, ts=old))
     store.append_audit(event(4, run_id="uncited"))  # recent
-    store.record_findings([Finding(id="F-1", pattern="p", confidence=0.9, summary="s")], run_id="cited")
+    store.record_findings([InvestigationFinding(id="F-1", pattern="p", confidence=0.9, summary="s")], run_id="cited")
     store.raise_escalations([esc(finding_id="F-1")], lambda e, items: False)
     removed = store.prune_audit(datetime.now(timezone.utc) - timedelta(days=180))
     assert removed == 2
@@ -97,8 +97,8 @@ def test_baseline_advance_is_a_compare_and_set(store: SqlStateStore) -> None:
 
 
 def test_findings_history(store: SqlStateStore) -> None:
-    store.record_findings([Finding(pattern="a", confidence=0.5, summary="first")], run_id="r1", check="c1")
-    store.record_findings([Finding(pattern="b", confidence=0.6, summary="second")], run_id="r2")
+    store.record_findings([InvestigationFinding(pattern="a", confidence=0.5, summary="first")], run_id="r1", check="c1")
+    store.record_findings([InvestigationFinding(pattern="b", confidence=0.6, summary="second")], run_id="r2")
     recent = store.recent_findings(10)
     assert [(f["pattern"], f["run_id"], f["check"]) for f in recent] == [("b", "r2", None), ("a", "r1", "c1")]
     assert store.recent_findings(1)[0]["summary"] == "second"

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from dagster_agent_de.adapters.state import open_state_store
 from dagster_agent_de.cli import main
 from dagster_agent_de.config import resolve_settings
-from dagster_agent_de.core.models import AuditEvent, Escalation, Finding
+from dagster_agent_de.core.models import AuditEvent, Escalation, parse_finding
 from dagster_agent_de.engines.drift import SnapshotStore
 from dagster_agent_de.engines.drift.models import Snapshot
 from dagster_agent_de.engines.escalate.answering import answer_escalation
@@ -50,8 +50,8 @@ def test_old_state_dir_migrates_losslessly_once(legacy: tuple[Path, Path]) -> No
     assert store.escalations() == old_escalations and [e.id for e in old_escalations] == ["ESC-1", "ESC-2", "ESC-3"]
     assert [a.by for a in store.escalations()[2].approvals] == ["cfo@shop.example"]  # a four-eyes half-way
     recent = store.recent_findings(10)[::-1]
-    assert [Finding.model_validate({k: v for k, v in f.items() if k not in ("run_id", "check")}) for f in recent] == [
-        Finding.model_validate({k: v for k, v in f.items() if k not in ("run_id", "check")}) for f in old_findings]
+    assert [parse_finding({k: v for k, v in f.items() if k not in ("run_id", "check")}) for f in recent] == [
+        parse_finding({k: v for k, v in f.items() if k not in ("run_id", "check")}) for f in old_findings]
     assert [(f["run_id"], f["check"]) for f in recent] == [("run-a", "orders_vs_stripe"), ("run-b", None)]
     drift = SnapshotStore(store)
     assert drift.baseline() == old_baseline and drift.load("last") == old_last

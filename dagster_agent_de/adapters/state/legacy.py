@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 
 from dagster_agent_de.adapters.state.sql import SqlStateStore
 from dagster_agent_de.core.context import ContextRule
-from dagster_agent_de.core.models import AuditEvent, Escalation, Finding, validation_problems
+from dagster_agent_de.core.models import AuditEvent, Escalation, parse_finding, validation_problems
 from dagster_agent_de.core.state import ANY, StateCorruptError
 
 LEGACY_FILES = (
@@ -53,11 +54,11 @@ def _jsonl(path: Path) -> list[tuple[int, Any]]:
     return rows
 
 
-def _model(model: type[Any], data: Any, path: Path, where: str) -> Any:
+def _model(validate: Callable[[Any], Any], data: Any, path: Path, where: str) -> Any:
     if not isinstance(data, dict):
         raise _corrupt(path, f"{where} holds {json.dumps(data)[:40]}, expected an object")
     try:
-        return model.model_validate(data)
+        return validate(data)
     except ValidationError as e:
         raise _corrupt(path, f"{where} is invalid ({validation_problems(e)})") from e
 
@@ -67,14 +68,14 @@ def read_legacy(state_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"audit": [], "findings": [], "escalations": [], "snapshots": {}, "paused": None}
     path = state_dir / "audit" / "audit.jsonl"
     if path.is_file():
-        out["audit"] = [_model(AuditEvent, d, path, f"line {n}") for n, d in _jsonl(path)]
+        out["audit"] = [_model(AuditEvent.model_validate, d, path, f"line {n}") for n, d in _jsonl(path)]
     path = state_dir / "findings" / "findings.jsonl"
     if path.is_file():
         for n, d in _jsonl(path):
             if not isinstance(d, dict):
                 raise _corrupt(path, f"line {n} holds {json.dumps(d)[:40]}, expected an object")
             meta = {"run_id": d.pop("run_id", None), "check": d.pop("check", None)}
-            out["findings"].append((_model(Finding, d, path, f"line {n}"), meta))
+            out["findings"].append((_model(parse_finding, d, path, f"line {n}"), meta))
     path = state_dir / "escalations" / "escalations.json"
     if path.is_file():
         try:
@@ -85,7 +86,7 @@ def read_legacy(state_dir: Path) -> dict[str, Any]:
             items = []
         if not isinstance(items, list):
             raise _corrupt(path, f"holds {json.dumps(items)[:40]}, expected a JSON list of escalations")
-        out["escalations"] = [_model(Escalation, d, path, f"entry #{i + 1}") for i, d in enumerate(items)]
+        out["escalations"] = [_model(Escalation.model_validate, d, path, f"entry #{i + 1}") for i, d in enumerate(items)]
     for name in ("baseline", "last"):
         path = state_dir / "drift" / f"{name}.json"
         if path.is_file():

@@ -19,6 +19,7 @@ from dagster_agent_de.engines.drift.models import (
     SchemaChange,
     Snapshot,
     TableSchema,
+    TypeChange,
 )
 
 RENAME_THRESHOLD = 0.6
@@ -37,7 +38,7 @@ def _parse(t: str) -> tuple[str, list[int]]:
     return m.group(1).strip(), args
 
 
-def classify_type_change(old: str, new: str) -> str:
+def classify_type_change(old: str, new: str) -> TypeChange:
     """``widening`` (no value can be lost), ``narrowing`` or ``incompatible``.
 
     >>> classify_type_change("INTEGER", "BIGINT"), classify_type_change("VARCHAR(10)", "VARCHAR(5)")
@@ -187,7 +188,7 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> list[SchemaChange]:
             if o.data_type != n.data_type:
                 changes.append(SchemaChange(
                     kind="type_changed", relation=after.relation, column=n.name, old_type=o.data_type,
-                    new_type=n.data_type, type_change=classify_type_change(o.data_type, n.data_type),  # type: ignore[arg-type]
+                    new_type=n.data_type, type_change=classify_type_change(o.data_type, n.data_type),
                 ))
             if o.nullable != n.nullable:
                 changes.append(SchemaChange(

@@ -9,7 +9,6 @@ from dagster_agent_de.engines.drift.diff import diff_snapshots
 from dagster_agent_de.engines.drift.fix import propose_fix, replacement_escalation
 from dagster_agent_de.engines.drift.models import DriftReport, DriftSeverity, Snapshot
 from dagster_agent_de.engines.drift.snapshot import snapshot_schema
-from dagster_agent_de.engines.drift.store import SnapshotStore
 from dagster_agent_de.manifest import Manifest
 
 
@@ -73,21 +72,3 @@ def compare(baseline: Snapshot, current: Snapshot, manifest: Manifest, *, source
         notes.append("column-level impact unknown for: " + ", ".join(unknown) + " (SQL not parseable; treated as reading the column)")
     assessed.sort(key=lambda c: (-c.severity.rank, c.relation, c.column or ""))
     return DriftReport(baseline_at=baseline.taken_at, snapshot_at=current.taken_at, changes=assessed, notes=notes)
-
-
-def detect_drift(
-    manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *, record_baseline: bool = False
-) -> tuple[DriftReport, Snapshot]:
-    """Snapshot now and compare with the stored baseline; the first snapshot becomes the baseline."""
-    baseline = store.baseline()
-    # a new baseline gets every source column fingerprinted; a detection only the columns that appeared
-    # since the last snapshot (tables unchanged since then keep theirs: no query)
-    previous = None if record_baseline or baseline is None else (store.load("last") or baseline)
-    current = take_snapshot(manifest, warehouse, previous, fingerprints="full" if record_baseline else "auto")
-    if baseline is None or record_baseline:
-        store.save("baseline", current)
-        store.save("last", current)
-        return DriftReport(baseline_at=None, snapshot_at=current.taken_at, baseline_created=True), current
-    report = compare(baseline, current, manifest)
-    store.save("last", current)
-    return report, current

@@ -435,9 +435,8 @@ def _compare_stats(fo: ColumnFingerprint, fn: ColumnFingerprint, base: dict[str,
     if not _close(fo.nulls, fn.nulls, 0.01) or not _close(fo.distinct, fn.distinct, 0.05):
         return RenameEvidence(verdict="different_values", **base, **stats,
                               reason="different null or distinct counts (no key to compare values by)")
-    nums = [fo.min, fo.max, fn.min, fn.max]
-    if all(isinstance(v, float) for v in nums):
-        lo_o, hi_o, lo_n, hi_n = (float(v) for v in nums)  # type: ignore[arg-type]
+    lo_o, hi_o, lo_n, hi_n = fo.min, fo.max, fn.min, fn.max
+    if isinstance(lo_o, float) and isinstance(hi_o, float) and isinstance(lo_n, float) and isinstance(hi_n, float):
         if _close(lo_o, lo_n, 1e-9) and _close(hi_o, hi_n, 1e-9):
             return RenameEvidence(verdict="same_values", **base, **stats, reason="same stats (no key to compare values by)")
         for s in SCALES:

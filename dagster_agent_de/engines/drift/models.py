@@ -6,23 +6,19 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from dagster_agent_de.core.models import Escalation, utcnow
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
+from dagster_agent_de.core.models import Escalation, Frozen, Severity, utcnow
 
 
-class ColumnSchema(_Frozen):
+class ColumnSchema(Frozen):
     name: str
     position: int
     data_type: str
     nullable: bool = True
 
 
-class ColumnFingerprint(_Frozen):
+class ColumnFingerprint(Frozen):
     """What a column's values look like, without keeping any of them.
 
     ``values`` concatenates one fixed-width hash per sampled key (aligned with the table's
@@ -48,7 +44,7 @@ class ColumnFingerprint(_Frozen):
                 "distinct": self.distinct, "min": self.min, "max": self.max}
 
 
-class TableFingerprint(_Frozen):
+class TableFingerprint(Frozen):
     """Column fingerprints of one table, from one query; ``skipped`` says why there are none."""
 
     taken_at: datetime = Field(default_factory=utcnow)
@@ -59,7 +55,7 @@ class TableFingerprint(_Frozen):
     skipped: str | None = None
 
 
-class TableSchema(_Frozen):
+class TableSchema(Frozen):
     relation: str  # database.schema.table, as the warehouse names it
     table_type: str = "BASE TABLE"
     columns: list[ColumnSchema] = Field(default_factory=list)
@@ -71,7 +67,7 @@ class TableSchema(_Frozen):
         return {c.name.lower(): c for c in self.columns}
 
 
-class Snapshot(_Frozen):
+class Snapshot(Frozen):
     taken_at: datetime = Field(default_factory=utcnow)
     dialect: str = "duckdb"
     tables: dict[str, TableSchema] = Field(default_factory=dict)  # key: lower-cased relation
@@ -82,6 +78,9 @@ class Snapshot(_Frozen):
 
 
 class DriftSeverity(str, Enum):
+    """Drift's own words (``breaking`` says more than ``error`` to someone reading a schema change); on the
+    agent's one scale through :attr:`severity`."""
+
     INFO = "info"
     WARNING = "warning"
     BREAKING = "breaking"
@@ -90,6 +89,18 @@ class DriftSeverity(str, Enum):
     def rank(self) -> int:
         return ["info", "warning", "breaking"].index(self.value)
 
+    @property
+    def severity(self) -> Severity:
+        """The same on the agent's one scale: info, warning, error.
+
+        >>> [s.severity.value for s in DriftSeverity]
+        ['info', 'warning', 'error']
+        """
+        return Severity.parse(self.value)
+
+
+TypeChange = Literal["widening", "narrowing", "incompatible"]
+"""What a type change can lose: nothing (widening), some values (narrowing), or the column's meaning."""
 
 ChangeKind = Literal[
     "column_added", "column_dropped", "column_renamed", "type_changed", "nullability_changed",
@@ -97,7 +108,7 @@ ChangeKind = Literal[
 ]
 
 
-class ImpactedModel(_Frozen):
+class ImpactedModel(Frozen):
     model: str
     columns: list[str] = Field(default_factory=list)  # columns of the upstream it reads that carry the change
     hops: int = 1
@@ -107,7 +118,7 @@ class ImpactedModel(_Frozen):
 RenameVerdict = Literal["same_values", "unit_change", "different_values", "inconclusive", "names_only"]
 
 
-class RenameEvidence(_Frozen):
+class RenameEvidence(Frozen):
     """Why a dropped and an added column are (or are not) the same column, from their values."""
 
     verdict: RenameVerdict
@@ -131,14 +142,14 @@ class RenameEvidence(_Frozen):
         return self.reason
 
 
-class SchemaChange(_Frozen):
+class SchemaChange(Frozen):
     kind: ChangeKind
     relation: str
     column: str | None = None
     new_column: str | None = None  # renames
     old_type: str | None = None
     new_type: str | None = None
-    type_change: Literal["widening", "narrowing", "incompatible"] | None = None
+    type_change: TypeChange | None = None
     nullable_from: bool | None = None
     nullable_to: bool | None = None
     confidence: float = 1.0
@@ -177,7 +188,7 @@ class SchemaChange(_Frozen):
         }
 
 
-class DriftReport(_Frozen):
+class DriftReport(Frozen):
     baseline_at: datetime | None
     snapshot_at: datetime
     changes: list[SchemaChange] = Field(default_factory=list)

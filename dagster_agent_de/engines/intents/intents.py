@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from dagster_agent_de.adapters.warehouse import Warehouse
-from dagster_agent_de.core.models import Evidence, validation_problems
+from dagster_agent_de.core.models import CheckSeverity, Evidence, validation_problems
 from dagster_agent_de.errors import AgentDEError, SpecError
 from dagster_agent_de.manifest import Manifest
 
@@ -39,7 +39,7 @@ class _Base(BaseModel):
 
     model: str = ""
     why: str = Field(min_length=3, description="Why this must hold: shown when it does not.")
-    severity: Literal["warn", "error"] = "warn"
+    severity: CheckSeverity = "warn"
     derived_from: str | None = None  # set on intents the agent derived (not declared)
 
 

@@ -8,10 +8,11 @@ so, with what was ruled out, and never invents a cause.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from dagster_agent_de.adapters.warehouse import Warehouse
-from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, Severity
+from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, InvestigationFinding, Severity
 from dagster_agent_de.engines.investigate.context import InvestigationContext
 from dagster_agent_de.engines.investigate.detectors import DETECTORS
 from dagster_agent_de.engines.investigate.models import Failure, Hypothesis
@@ -101,9 +102,8 @@ def _apply_rules(h: Hypothesis, rules: list[Any]) -> Hypothesis:
         applies = {a.lower() for a in getattr(rule, "applies_to", [])}
         suppresses = set(getattr(rule, "suppresses", None) or [])
         if applies & targets and (not suppresses or h.pattern in suppresses):
-            h.confidence = round(h.confidence * 0.2, 3)
-            h.cited_rules.append(rule.id)
-            h.summary += f" — explained by context rule {rule.id}: {rule.rule!r}"
+            h = replace(h, confidence=round(h.confidence * 0.2, 3), cited_rules=[*h.cited_rules, rule.id],
+                        summary=f"{h.summary} — explained by context rule {rule.id}: {rule.rule!r}")
     return h
 
 
@@ -127,7 +127,7 @@ def investigate(
     try:
         node = manifest.find(failure.asset)
     except ProjectError:
-        return FindingsReport(findings=[Finding(
+        return FindingsReport(findings=[InvestigationFinding(
             pattern="unexplained", model=failure.asset, severity=Severity.WARNING, confidence=0.0,
             summary=f"{failure.asset} is not in the dbt manifest any more (deleted or renamed since the failure?); "
                     "nothing to investigate.",
@@ -173,7 +173,7 @@ def investigate(
         evidence = list(h.evidence)
         if count_ev is not None and not findings:
             evidence.append(count_ev)
-        findings.append(Finding(
+        findings.append(InvestigationFinding(
             kind="investigation", pattern=h.pattern, model=h.model, columns=h.columns, confidence=h.confidence,
             severity=severity if h.confidence >= 0.5 and not h.cited_rules else Severity.WARNING,
             summary=h.summary, evidence=evidence, proposed_fix=h.proposed_fix,
@@ -192,7 +192,7 @@ def investigate(
     if counts:
         notes.append("rows per hop: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     if not findings or findings[0].cited_rules:
-        findings.insert(0, Finding(
+        findings.insert(0, InvestigationFinding(
             kind="investigation", pattern="unexplained", model=node.display_name, severity=Severity.WARNING, confidence=0.0,
             summary=(f"No pattern in the library explains the failure of {failure.check or 'the check'} on "
                      f"{node.display_name}. Ruled out: {', '.join(ruled_out) or 'nothing could be checked'}."

@@ -1,11 +1,13 @@
-"""Rebuild the evidence of a failure outside Dagster (for the CLI and CI)."""
+"""What kind of failure a failed check is (one classification for the CLI and Dagster), and its
+evidence rebuilt outside Dagster (for the CLI, CI and re-investigations)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dagster_agent_de.adapters.warehouse import Warehouse
-from dagster_agent_de.engines.investigate.models import Failure
+from dagster_agent_de.engines.investigate.models import Failure, FailureKind
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.manifest import Manifest, Node
 
@@ -56,21 +58,55 @@ def failure_from_check(
         if check not in known and not check.startswith("intent_not_null_"):
             raise ConfigError(f"--check {check!r} is not a check of {node.display_name}; its checks are: "
                               f"{', '.join(known)}")
-    if check == "schema_drift":
-        return Failure(asset=node.display_name, check=check, kind="schema_drift")
-    if check == "model_runtime":
-        return Failure(asset=node.display_name, check=check, kind="performance")
-    if check:
-        from dagster_agent_de.engines.reconcile import parse_specs, reconcile
+    kind = failure_kind(manifest, node, check)
+    if kind == "reconciliation":
+        from dagster_agent_de.engines.reconcile import reconcile
 
-        for spec in parse_specs(node.name, node.agent_de_meta.get("reconcile")) if not node.is_source else []:
-            if spec.name == check:
-                report = reconcile(spec, manifest, warehouse, search_dirs=search_dirs)
-                md = report.counts() | {"mismatched_columns": [c.column for c in report.columns if c.mismatched]}
-                return Failure(asset=node.display_name, check=check, kind="reconciliation", metadata=md)
-        for test in manifest.data.get("nodes", {}).values():
-            if test.get("resource_type") == "test" and test.get("name") == check:
-                return Failure(asset=node.display_name, check=check, kind="dbt_test",
-                               metadata={"column": test.get("column_name"),
-                                         "test": (test.get("test_metadata") or {}).get("name")})
-    return Failure(asset=node.display_name, check=check, kind="other")
+        spec = next(s for s in _reconcile_specs(node) if s.name == check)
+        report = reconcile(spec, manifest, warehouse, search_dirs=search_dirs)
+        md = report.counts() | {"mismatched_columns": [c.column for c in report.columns if c.mismatched]}
+        return Failure(asset=node.display_name, check=check, kind=kind, metadata=md)
+    test = _dbt_test(manifest, check) if kind == "dbt_test" else None
+    if test is not None:
+        return Failure(asset=node.display_name, check=check, kind=kind,
+                       metadata={"column": test.get("column_name"), "test": (test.get("test_metadata") or {}).get("name")})
+    return Failure(asset=node.display_name, check=check, kind=kind)
+
+
+def _reconcile_specs(node: Node, *, strict: bool = True) -> list[Any]:
+    """The node's reconcile specs; an invalid block raises its ``SpecError`` (with ``strict``) or gives none."""
+    from dagster_agent_de.engines.reconcile import parse_specs
+    from dagster_agent_de.errors import SpecError
+
+    if node.is_source:
+        return []
+    try:
+        return list(parse_specs(node.name, node.agent_de_meta.get("reconcile")))
+    except SpecError:
+        if strict:
+            raise
+        return []
+
+
+def _dbt_test(manifest: Manifest, check: str | None) -> dict[str, Any] | None:
+    return next((t for t in manifest.data.get("nodes", {}).values()
+                 if t.get("resource_type") == "test" and t.get("name") == check), None)
+
+
+def failure_kind(manifest: Manifest, node: Node, check: str | None, metadata: dict[str, Any] | None = None) -> FailureKind:
+    """The kind of a failed ``check`` on ``node``: by what the project declares, not by the check's name.
+
+    ``metadata`` (the evaluation's, when Dagster recorded one) settles a reconciliation whose spec
+    has since been renamed.
+    """
+    if check == "schema_drift":
+        return "schema_drift"
+    if check == "model_runtime":
+        return "performance"
+    if not check:
+        return "other"
+    if "missing_pct" in (metadata or {}) or any(s.name == check for s in _reconcile_specs(node, strict=False)):
+        return "reconciliation"
+    if _dbt_test(manifest, check) is not None:
+        return "dbt_test"
+    return "other"

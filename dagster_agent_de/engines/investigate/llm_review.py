@@ -17,7 +17,14 @@ import json
 from typing import Any, Protocol
 
 from dagster_agent_de.core.masking import masker
-from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, ProposedFix, Severity
+from dagster_agent_de.core.models import (
+    Evidence,
+    Finding,
+    FindingsReport,
+    InvestigationFinding,
+    ProposedFix,
+    Severity,
+)
 from dagster_agent_de.engines.investigate.context import InvestigationContext
 from dagster_agent_de.engines.pii_lineage import pii_index
 from dagster_agent_de.errors import LLMError, ProjectError
@@ -175,7 +182,7 @@ class _Session:
         verified = bool(evidence)
         confidence = max(0.0, min(claimed, MAX_CONFIDENCE if verified else UNVERIFIED_CONFIDENCE))
         fix = str(args.get("proposed_fix") or "").strip()
-        finding = Finding(
+        finding = InvestigationFinding(
             kind="investigation", source="llm", pattern=str(args.get("pattern") or "unexplained")[:80],
             model=str(args.get("model") or self.ctx.failure.asset), columns=[str(c) for c in args.get("columns") or []],
             severity=Severity.WARNING, confidence=round(confidence, 3), summary=str(args.get("summary") or "")[:2000],

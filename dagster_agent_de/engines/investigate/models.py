@@ -35,9 +35,9 @@ class Failure:
         return [str(c) for c in cols]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Hypothesis:
-    """One candidate root cause, backed by the queries a detector ran."""
+    """One candidate root cause, backed by the queries a detector ran (immutable: ``dataclasses.replace``)."""
 
     pattern: str
     model: str

@@ -6,6 +6,8 @@ sign-off becomes an escalation (context gap / authority gap), never a silent gue
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -53,10 +55,61 @@ class OnboardingProposal(BaseModel):
     statements: list[str] = Field(default_factory=list)
 
 
+@dataclass
+class _Draft:
+    """What the steps of :func:`propose` read and add to, in order (the proposal under construction)."""
+
+    profile: TableProfile
+    manifest: Manifest
+    owner: str | None
+    now: datetime | None
+    arguments_property: bool
+    answers: dict[tuple[str | None, str], int]
+    source: str
+    table: str
+    model: str
+    asset: str
+    done: list[str] = field(default_factory=list)
+    todo: list[str] = field(default_factory=list)
+    decisions: list[Escalation] = field(default_factory=list)
+    key_col: ColumnProfile | None = None
+    hits: list[Any] = field(default_factory=list)
+    pii_choice: int | None = None
+    loaded_at: ColumnProfile | None = None
+    freshness: dict[str, Any] | None = None
+    select: list[str] = field(default_factory=list)
+    out_cols: list[dict[str, Any]] = field(default_factory=list)
+    src_columns: list[dict[str, Any]] = field(default_factory=list)
+    model_columns: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pii_cols(self) -> set[str]:
+        return {h.column for h in self.hits}
+
+    def generic(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        body = {"arguments": args} if self.arguments_property else dict(args)
+        return {name: {**body, "config": {"severity": "warn"}}}
+
+    def decide(self, kind: EscalationKind, key: str, decision: str, options: list[EscalationOption], rec: int | None,
+               why: str, blocking: str, continues: str) -> int | None:
+        """Ask, or return the option a human already chose (then nothing is asked)."""
+        chosen = self.answers.get((self.asset, f"onboard:{key}"))
+        if chosen is not None and 0 <= chosen < len(options):
+            self.done.append(f"answered by a human: {decision} -> {options[chosen].label}")
+            return chosen
+        self.decisions.append(Escalation(
+            id="new", kind=kind, decision=decision, options=options, recommendation=rec, recommendation_reason=why,
+            blocking=blocking, continues=continues, owner=self.owner, asset=self.asset, finding_pattern=f"onboard:{key}",
+            applies_to=[f"{self.asset}.{o.label.split(' ')[0]}" for o in options] if key == "grain" else [],
+        ))
+        return None
+
+
 def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | None = None,
             owner: str | None = None, now: datetime | None = None, arguments_property: bool = False,
             answers: dict[tuple[str | None, str], int] | None = None) -> OnboardingProposal:
-    """The proposal for one table.
+    """The proposal for one table: :data:`STEPS` in order over one draft.
 
     ``answers``: decisions humans already made, (asset, finding pattern) -> chosen option, as
     :func:`~dagster_agent_de.engines.escalate.raising.answered_choices` reads them from the escalation
@@ -65,110 +118,104 @@ def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | Non
     ``arguments_property``: the project sets dbt's ``require_generic_test_arguments_property`` flag,
     so generic test arguments go under ``arguments:`` (else at the top level, as dbt < 1.10 reads them).
     """
-
-    def generic(name: str, args: dict[str, Any]) -> dict[str, Any]:
-        body = {"arguments": args} if arguments_property else dict(args)
-        return {name: {**body, "config": {"severity": "warn"}}}
-
     source = snake(source_name or profile.schema)
-    table = profile.table
-    model = f"stg_{source}__{snake(table)}"
-    asset = f"{source}.{table}"
-    done: list[str] = []
-    todo: list[str] = []
-    decisions: list[Escalation] = []
+    draft = _Draft(profile=profile, manifest=manifest, owner=owner, now=now, arguments_property=arguments_property,
+                   answers=answers or {}, source=source, table=profile.table,
+                   model=f"stg_{source}__{snake(profile.table)}", asset=f"{source}.{profile.table}")
+    for step in STEPS:
+        step(draft)
+    draft.done.insert(0, f"{len(profile.columns)} columns -> {draft.model} (snake_case names)")
+    return OnboardingProposal(
+        source_name=source, table=draft.table, relation=profile.relation, model_name=draft.model, files=draft.files,
+        done=draft.done, todo=draft.todo, decisions=draft.decisions,
+        pii=[{"column": h.column, "kind": h.kind, "by": h.by, "evidence": h.evidence} for h in draft.hits],
+        statements=profile.statements,
+    )
 
-    def decide(kind: EscalationKind, key: str, decision: str, options: list[EscalationOption], rec: int | None,
-               why: str, blocking: str, continues: str) -> int | None:
-        """Ask, or return the option a human already chose (then nothing is asked)."""
-        chosen = (answers or {}).get((asset, f"onboard:{key}"))
-        if chosen is not None and 0 <= chosen < len(options):
-            done.append(f"answered by a human: {decision} -> {options[chosen].label}")
-            return chosen
-        decisions.append(Escalation(
-            id="new", kind=kind, decision=decision, options=options, recommendation=rec, recommendation_reason=why,
-            blocking=blocking, continues=continues, owner=owner, asset=asset, finding_pattern=f"onboard:{key}",
-            applies_to=[f"{asset}.{o.label.split(' ')[0]}" for o in options] if key == "grain" else [],
-        ))
-        return None
 
-    cols = profile.columns
-    rows = profile.rows
-    measured = profile.from_data
+def _grain_step(d: _Draft) -> None:
+    """The grain: the column that identifies a row (asked when the data cannot tell)."""
+    d.key_col = _grain(d.profile, d.decide, d.done)
 
-    # -- the grain -------------------------------------------------------------------------
-    key_col = _grain(profile, decide, done)
-    # -- PII: detect, tag, hand the handling to a human ---------------------------------------
-    hits = detect_pii(cols)
-    pii_cols = {h.column for h in hits}
-    pii_choice: int | None = None
-    if hits:
-        listing = ", ".join(f"{h.column} ({h.kind}, by {h.by})" for h in hits)
-        done.append(f"tagged PII columns config.meta.agent_de.pii: {listing}; the agent masks them in everything it outputs")
-        pii_choice = decide(EscalationKind.AUTHORITY_GAP, "pii_handling",
-               f"How must the PII columns of {asset} ({', '.join(sorted(pii_cols))}) be handled in {model}?",
-               [EscalationOption(label="hash them in staging (dbt.hash)", evidence="; ".join(h.evidence for h in hits),
-                                 consequence="joins on the hash still work; the raw values stay only in the raw schema"),
-                EscalationOption(label="keep them as they are, tagged", consequence="downstream models can read them; access control must cover them"),
-                EscalationOption(label="drop them from staging", consequence="no model downstream can use them")],
-               0, "direct identifiers are rarely needed past staging", blocking=f"any change to how {model} exposes PII",
-               continues=f"{model} passes the columns through unchanged and tagged PII (nothing is masked without sign-off)")
-    # -- freshness ----------------------------------------------------------------------------
-    loaded_at = _loaded_at(cols)
-    freshness: dict[str, Any] | None = None
-    if loaded_at is not None:
-        lag_h = _lag_hours(loaded_at.max, now) if measured else None
-        label = ("hourly loads" if lag_h is not None and lag_h < 2 else
-                 "daily loads" if lag_h is not None and lag_h > 12 else "twice-daily loads")
-        warn, err = FRESHNESS[label]
-        freshness = {"warn_after": {"count": warn, "period": "hour"}, "error_after": {"count": err, "period": "hour"}}
-        seen = f"the latest {loaded_at.name} is {lag_h:.1f} h old" if lag_h is not None else "no data measured yet"
-        done.append(f"loaded_at_field {loaded_at.name}; freshness warn {warn} h / error {err} h ({label}: {seen})")
-        chosen = decide(EscalationKind.CONTEXT_GAP, "freshness_sla", f"How fresh must {asset} be? (its dbt source freshness)",
-                        [EscalationOption(label=f"{lb}: warn after {w} h, error after {e} h", evidence=seen,
-                                          rule=f"{asset} is expected to load with {lb}") for lb, (w, e) in FRESHNESS.items()],
-                        list(FRESHNESS).index(label), f"closest to what the data shows ({seen})",
-                        blocking="nothing", continues=f"freshness is checked with the recommended thresholds ({warn} h / {err} h)")
-        if chosen is not None:
-            warn, err = list(FRESHNESS.values())[chosen]
-            freshness = {"warn_after": {"count": warn, "period": "hour"}, "error_after": {"count": err, "period": "hour"}}
-    else:
-        todo.append(f"no column says when a row was loaded: add config: loaded_at_field to sources.{source}.{table} "
-                    "to get freshness checks (e.g. the loader's _loaded_at)")
-    # -- money in minor units -------------------------------------------------------------------
-    select: list[str] = []
-    out_cols: list[dict[str, Any]] = []
-    for c in cols:
+
+def _pii_step(d: _Draft) -> None:
+    """PII: detect, tag, hand the handling to a human."""
+    d.hits = list(detect_pii(d.profile.columns))
+    if not d.hits:
+        return
+    hits, asset, model = d.hits, d.asset, d.model
+    listing = ", ".join(f"{h.column} ({h.kind}, by {h.by})" for h in hits)
+    d.done.append(f"tagged PII columns config.meta.agent_de.pii: {listing}; the agent masks them in everything it outputs")
+    d.pii_choice = d.decide(
+        EscalationKind.AUTHORITY_GAP, "pii_handling",
+        f"How must the PII columns of {asset} ({', '.join(sorted(d.pii_cols))}) be handled in {model}?",
+        [EscalationOption(label="hash them in staging (dbt.hash)", evidence="; ".join(h.evidence for h in hits),
+                          consequence="joins on the hash still work; the raw values stay only in the raw schema"),
+         EscalationOption(label="keep them as they are, tagged", consequence="downstream models can read them; access control must cover them"),
+         EscalationOption(label="drop them from staging", consequence="no model downstream can use them")],
+        0, "direct identifiers are rarely needed past staging", blocking=f"any change to how {model} exposes PII",
+        continues=f"{model} passes the columns through unchanged and tagged PII (nothing is masked without sign-off)")
+
+
+def _freshness_step(d: _Draft) -> None:
+    """Freshness from the loaded-at column's lag; the SLA itself is asked."""
+    d.loaded_at = loaded_at = _loaded_at(d.profile.columns)
+    if loaded_at is None:
+        d.todo.append(f"no column says when a row was loaded: add config: loaded_at_field to sources.{d.source}.{d.table} "
+                      "to get freshness checks (e.g. the loader's _loaded_at)")
+        return
+    lag_h = _lag_hours(loaded_at.max, d.now) if d.profile.from_data else None
+    label = ("hourly loads" if lag_h is not None and lag_h < 2 else
+             "daily loads" if lag_h is not None and lag_h > 12 else "twice-daily loads")
+    warn, err = FRESHNESS[label]
+    seen = f"the latest {loaded_at.name} is {lag_h:.1f} h old" if lag_h is not None else "no data measured yet"
+    d.done.append(f"loaded_at_field {loaded_at.name}; freshness warn {warn} h / error {err} h ({label}: {seen})")
+    chosen = d.decide(EscalationKind.CONTEXT_GAP, "freshness_sla", f"How fresh must {d.asset} be? (its dbt source freshness)",
+                      [EscalationOption(label=f"{lb}: warn after {w} h, error after {e} h", evidence=seen,
+                                        rule=f"{d.asset} is expected to load with {lb}") for lb, (w, e) in FRESHNESS.items()],
+                      list(FRESHNESS).index(label), f"closest to what the data shows ({seen})",
+                      blocking="nothing", continues=f"freshness is checked with the recommended thresholds ({warn} h / {err} h)")
+    if chosen is not None:
+        warn, err = list(FRESHNESS.values())[chosen]
+    d.freshness = {"warn_after": {"count": warn, "period": "hour"}, "error_after": {"count": err, "period": "hour"}}
+
+
+def _columns_step(d: _Draft) -> None:
+    """The staging SELECT: snake_case names, PII as answered, money in major units (asked when unclear)."""
+    pii_cols = d.pii_cols
+    for c in d.profile.columns:
         name = snake(c.name)
         expr = _q(c.name) if name != c.name else c.name
         out = name
         desc = c.description
-        if c.name in pii_cols and pii_choice == 2:
+        if c.name in pii_cols and d.pii_choice == 2:
             continue  # answered: dropped from staging
-        if c.name in pii_cols and pii_choice == 0:
+        if c.name in pii_cols and d.pii_choice == 0:
             expr = "{{ dbt.hash(" + repr(_q(c.name) if name != c.name else c.name) + ") }}"
             desc = desc or f"Hash of {c.name} (PII: the raw value stays in the raw schema)."
         elif name.endswith("_cents") and c.kind in ("integer", "number"):
             out = name.removesuffix("_cents")
             expr = f"{expr} / 100.0"
-            done.append(f"{c.name}: minor units (cents) -> {out} in major units")
+            d.done.append(f"{c.name}: minor units (cents) -> {out} in major units")
             desc = desc or f"{out.replace('_', ' ').capitalize()} in major units (from {c.name})."
         elif MONEY.search(name) and c.kind == "integer":
-            units = decide(EscalationKind.CONTEXT_GAP, f"units:{name}", f"Is {asset}.{c.name} in minor units (cents) or major units?",
-                           [EscalationOption(label="minor units: divide by 100 in staging", rule=f"{asset}.{c.name} is in minor units"),
-                            EscalationOption(label="major units: keep as is", rule=f"{asset}.{c.name} is in major units")],
-                           None, "integers could be either; the data cannot say",
-                           blocking=f"sums of {name} downstream", continues=f"{model} keeps {c.name} unchanged")
+            units = d.decide(EscalationKind.CONTEXT_GAP, f"units:{name}", f"Is {d.asset}.{c.name} in minor units (cents) or major units?",
+                             [EscalationOption(label="minor units: divide by 100 in staging", rule=f"{d.asset}.{c.name} is in minor units"),
+                              EscalationOption(label="major units: keep as is", rule=f"{d.asset}.{c.name} is in major units")],
+                             None, "integers could be either; the data cannot say",
+                             blocking=f"sums of {name} downstream", continues=f"{d.model} keeps {c.name} unchanged")
             if units == 0:
                 expr = f"{expr} / 100.0"
                 desc = desc or f"{name.replace('_', ' ').capitalize()} in major units (answered: stored in minor units)."
-        select.append(f"    {expr} as {out}" if expr != out else f"    {out}")
-        out_cols.append({"source_column": c.name, "name": out, "profile": c, "description": desc})
+        d.select.append(f"    {expr} as {out}" if expr != out else f"    {out}")
+        d.out_cols.append({"source_column": c.name, "name": out, "profile": c, "description": desc})
 
-    # -- tests and docs ---------------------------------------------------------------------------
-    fks = _foreign_keys(manifest, exclude=model)
-    src_columns, model_columns = [], []
-    for oc in out_cols:
+
+def _tests_step(d: _Draft) -> None:
+    """Tests and docs per column: what the data shows (keys, NOT NULL, relationships, accepted values)."""
+    fks = _foreign_keys(d.manifest, exclude=d.model)
+    pii_cols, rows, measured, key_col = d.pii_cols, d.profile.rows, d.profile.from_data, d.key_col
+    for oc in d.out_cols:
         c = oc["profile"]
         src_col: dict[str, Any] = {"name": c.name}
         mod_col: dict[str, Any] = {"name": oc["name"]}
@@ -181,17 +228,17 @@ def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | Non
         else:
             if measured and rows and c.non_null == rows and oc["name"].endswith("_id"):
                 tests.append("not_null")
-                done.append(f"{c.name}: never NULL in {rows:,} rows -> not_null")
+                d.done.append(f"{c.name}: never NULL in {rows:,} rows -> not_null")
             target = fks.get(oc["name"])
             if target is not None:
-                tests.append(generic("relationships", {"to": target[0], "field": target[1]}))
-                done.append(f"{oc['name']}: relationships to {target[0]}.{target[1]} (severity warn; unique there)")
+                tests.append(d.generic("relationships", {"to": target[0], "field": target[1]}))
+                d.done.append(f"{oc['name']}: relationships to {target[0]}.{target[1]} (severity warn; unique there)")
             if measured and c.top_values and c.kind == "text" and rows and rows >= MIN_ROWS_FOR_VALUES and len(c.top_values) <= 8:
                 values = [v for v, _ in c.top_values]
-                tests.append(generic("accepted_values", {"values": values}))
-                done.append(f"{oc['name']}: accepted_values {values} (all values in {rows:,} rows; severity warn)")
+                tests.append(d.generic("accepted_values", {"values": values}))
+                d.done.append(f"{oc['name']}: accepted_values {values} (all values in {rows:,} rows; severity warn)")
         if c.name in pii_cols:
-            hit = next(h for h in hits if h.column == c.name)
+            hit = next(h for h in d.hits if h.column == c.name)
             # dbt 1.10+ wants meta under config: (warned for Snowflake, BigQuery, Databricks, Redshift)
             src_col["config"] = {"meta": {"agent_de": {"pii": True, "pii_kind": hit.kind}}}
             mod_col["config"] = {"meta": {"agent_de": {"pii": True, "pii_kind": hit.kind}}}
@@ -200,46 +247,51 @@ def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | Non
             src_col["data_tests"] = list(tests)
         if tests:
             mod_col["data_tests"] = tests
-        src_columns.append(src_col)
-        model_columns.append(mod_col)
+        d.src_columns.append(src_col)
+        d.model_columns.append(mod_col)
 
+
+def _files_step(d: _Draft) -> None:
+    """The files: the source YAML (or a todo when the source exists), the staging model and its YAML."""
+    profile, source, table, model, rows = d.profile, d.source, d.table, d.model, d.profile.rows
     table_entry: dict[str, Any] = {
         "name": table,
         "description": (f"Onboarded by dagster-agent-de from {profile.relation}"
-                        + (f" ({rows:,} rows profiled)." if measured and rows is not None else " (from an API schema; not loaded yet).")),
+                        + (f" ({rows:,} rows profiled)." if profile.from_data and rows is not None
+                           else " (from an API schema; not loaded yet).")),
     }
-    if loaded_at is not None:
-        table_entry["config"] = {"loaded_at_field": loaded_at.name, "freshness": freshness}
-    table_entry["columns"] = src_columns
+    if d.loaded_at is not None:
+        table_entry["config"] = {"loaded_at_field": d.loaded_at.name, "freshness": d.freshness}
+    table_entry["columns"] = d.src_columns
     base = f"models/staging/{source}"
-    files: dict[str, str] = {}
-    existing = [s for s in manifest.sources() if s.raw.get("source_name") == source]
+    existing = [s for s in d.manifest.sources() if s.raw.get("source_name") == source]
     if existing:
         defined_in = existing[0].raw.get("original_file_path") or "its YAML file"
         if any(s.name.lower() == table.lower() for s in existing):
-            todo.append(f"source('{source}', '{table}') already exists in {defined_in}: its definition is left as it is")
+            d.todo.append(f"source('{source}', '{table}') already exists in {defined_in}: its definition is left as it is")
         else:
-            todo.append(f"add this table under sources: {source}: tables: in {defined_in} (the agent does not edit existing files):\n"
-                        + _indent(_yaml([table_entry]), 6))
+            d.todo.append(f"add this table under sources: {source}: tables: in {defined_in} (the agent does not edit existing files):\n"
+                          + _indent(_yaml([table_entry]), 6))
     else:
         src: dict[str, Any] = {"name": source, "description": f"Raw {source} data.", "schema": profile.schema}
         if profile.database:
             src["database"] = profile.database
-        if owner:
-            src["config"] = {"meta": {"owner": owner}}
+        if d.owner:
+            src["config"] = {"meta": {"owner": d.owner}}
         src["tables"] = [table_entry]
-        files[f"{base}/_{source}__sources.yml"] = "version: 2\n\n" + _yaml({"sources": [src]})
-    files[f"{base}/{model}.sql"] = (f"-- generated by dagster-agent-de from {profile.relation}; review before merging\n"
-                                    "select\n" + ",\n".join(select) + f"\nfrom {{{{ source('{source}', '{table}') }}}}\n")
-    files[f"{base}/_{source}__models.yml"] = "version: 2\n\n" + _yaml({"models": [{
-        "name": model, "description": f"{table} from {source}, one row per {key_col.name if key_col else 'row (grain undecided)'}.",
-        "columns": model_columns}]})
-    done.insert(0, f"{len(cols)} columns -> {model} (snake_case names)")
-    return OnboardingProposal(
-        source_name=source, table=table, relation=profile.relation, model_name=model, files=files, done=done, todo=todo,
-        decisions=decisions, pii=[{"column": h.column, "kind": h.kind, "by": h.by, "evidence": h.evidence} for h in hits],
-        statements=profile.statements,
-    )
+        d.files[f"{base}/_{source}__sources.yml"] = "version: 2\n\n" + _yaml({"sources": [src]})
+    d.files[f"{base}/{model}.sql"] = (f"-- generated by dagster-agent-de from {profile.relation}; review before merging\n"
+                                      "select\n" + ",\n".join(d.select) + f"\nfrom {{{{ source('{source}', '{table}') }}}}\n")
+    d.files[f"{base}/_{source}__models.yml"] = "version: 2\n\n" + _yaml({"models": [{
+        "name": model,
+        "description": f"{table} from {source}, one row per {d.key_col.name if d.key_col else 'row (grain undecided)'}.",
+        "columns": d.model_columns}]})
+
+
+STEPS: tuple[Callable[[_Draft], None], ...] = (
+    _grain_step, _pii_step, _freshness_step, _columns_step, _tests_step, _files_step,
+)
+"""The chain :func:`propose` runs, in order; each step reads what the ones before it decided."""
 
 
 def _grain(profile: TableProfile, decide: Any, done: list[str]) -> ColumnProfile | None:

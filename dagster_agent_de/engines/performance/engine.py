@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlglot.errors import SqlglotError
 
 from dagster_agent_de.adapters.warehouse import Warehouse
-from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, ProposedFix, Severity
+from dagster_agent_de.core.models import Evidence, FindingsReport, PerformanceFinding, ProposedFix, Severity
 from dagster_agent_de.engines.performance.detectors import DETECTORS
 from dagster_agent_de.engines.performance.models import PerfContext, PerfFinding, PerfHypothesis, UpstreamView
 from dagster_agent_de.engines.performance.plan import EXPLAIN_PREFIX, QueryPlan, explain_analyze
@@ -184,8 +184,8 @@ def needs_authority(finding: PerfFinding) -> str:
     return ""
 
 
-def as_finding(finding: PerfFinding, sql: str) -> Finding:
-    """The investigation as a :class:`~dagster_agent_de.core.models.Finding` (operator table and measured
+def as_finding(finding: PerfFinding, sql: str) -> PerformanceFinding:
+    """The investigation as a :class:`~dagster_agent_de.core.models.PerformanceFinding` (operator table and measured
     before/after figures as evidence; the diff only when a rewrite was verified)."""
     top = finding.top
     evidence = [Evidence(
@@ -211,7 +211,7 @@ def as_finding(finding: PerfFinding, sql: str) -> Finding:
     elif top is not None and top.diff:  # a change no read can verify (materializing a view): proposed, unverified
         fix = ProposedFix(description=f"{top.pattern} (not verified: it changes how a model is built)", diff=top.diff,
                           files=[top.diff.split("\n", 1)[0][len("--- a/"):]])
-    return Finding(
+    return PerformanceFinding(
         pattern=top.pattern if top else "unexplained", model=finding.model, severity=Severity.WARNING,
         confidence=top.confidence if top else 0.0, summary=finding.summary(), evidence=evidence, proposed_fix=fix,
         verified=finding.verified is not None, needs_authority=needs_authority(finding) or None,
@@ -224,7 +224,7 @@ def investigate_performance(warehouse: Warehouse, manifest: Manifest, node: Node
     try:
         finding = investigate_model(warehouse, manifest, node)
     except AgentDEError as e:
-        return FindingsReport(findings=[Finding(
+        return FindingsReport(findings=[PerformanceFinding(
             pattern="unexplained", model=node.name, severity=Severity.WARNING, confidence=0.0,
             summary=f"the plan of {node.name} could not be analyzed: {str(e).splitlines()[0][:300]}",
         )], notes=[f"performance investigation of {node.name} failed: {e}"])

@@ -29,6 +29,7 @@ from dagster_agent_de.engines.reconcile.canonical import (
 )
 from dagster_agent_de.engines.reconcile.plan import SidePlan, q
 from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileReport, _pct
+from dagster_agent_de.engines.reconcile.segments import segments_per_side
 from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
 
 T = TypeVar("T")
@@ -234,8 +235,6 @@ def bisect_reconcile(
     segments = []
     statements = [sm._base() + " select ... (checksum per bucket)"]
     if spec.aggregates:
-        from dagster_agent_de.engines.reconcile.engine import segments_per_side
-
         segments = segments_per_side(spec, wh_model, m, wh_truth, a, label)
     return ReconcileReport(
         spec_name=spec.name, model=spec.model, against=label, method="bisection",

@@ -6,7 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dagster_agent_de.core.models import Evidence, Finding, ProposedFix, Severity
+from dagster_agent_de.core.models import (
+    CheckSeverity,
+    Evidence,
+    Finding,
+    ProposedFix,
+    ReconciliationFinding,
+    Severity,
+)
 
 
 class ColumnMismatch(BaseModel):
@@ -55,7 +62,7 @@ class ReconcileReport(BaseModel):
     duration_ms: float = 0.0
     rows_moved: int | None = None
     bytes_moved: int | None = None
-    severity: Literal["error", "warn"] = "error"
+    severity: CheckSeverity = "error"
 
     @property
     def passed(self) -> bool:
@@ -128,7 +135,7 @@ class ReconcileReport(BaseModel):
         severity = Severity.ERROR if self.severity == "error" else Severity.WARNING
         out: list[Finding] = []
         if self.duplicate_keys_pipeline or self.duplicate_keys_truth:
-            out.append(Finding(
+            out.append(ReconciliationFinding(
                 kind="reconciliation", pattern="duplicate_key", model=self.model, severity=severity,
                 confidence=1.0, evidence=evidence,
                 summary=(f"duplicate keys: {self.duplicate_keys_pipeline:,} in {self.model}, "
@@ -136,7 +143,7 @@ class ReconcileReport(BaseModel):
                 proposed_fix=ProposedFix(description="Deduplicate on the key (e.g. keep the latest row per key) or fix the key in the spec."),
             ))
         if self.breaches:
-            out.append(Finding(
+            out.append(ReconciliationFinding(
                 kind="reconciliation", pattern="reconciliation_breach", model=self.model, severity=severity,
                 confidence=1.0, summary=self.summary(), evidence=evidence,
                 columns=[c.column for c in self.columns if c.mismatched],

@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from dagster_agent_de.core.models import validation_problems
+from dagster_agent_de.core.models import CheckSeverity, validation_problems
 from dagster_agent_de.errors import SpecError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
@@ -163,7 +163,7 @@ class ReconcileSpec(_Strict):
     segment_by: list[str] = Field(default_factory=list)
     aggregates: list[str] = Field(default_factory=list)
     thresholds: Thresholds = Thresholds()
-    severity: Literal["error", "warn"] = "error"
+    severity: CheckSeverity = "error"
     blocking: bool = False
     investigate: bool = True
     sample_size: int = Field(default=10, ge=0, le=1000)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from dagster_agent_de.adapters.warehouse import Warehouse
+from dagster_agent_de.core.models import CheckSeverity
 
 MIN_HISTORY = 3
 HISTORY = 14
@@ -20,7 +21,7 @@ HISTORY = 14
 @dataclass(frozen=True)
 class VolumeVerdict:
     passed: bool
-    severity: Literal["error", "warn"]
+    severity: CheckSeverity
     row_count: int
     reason: str
     expected: float | None = None  # median of the history

@@ -1,0 +1,114 @@
+"""The schema drift workflow: snapshot, diff, impact and the baseline policy, once for every caller.
+
+``agent-de drift``, the Dagster ``schema_drift`` check and the schema-poll sensor all call
+:func:`run_drift` (the sensor in its two halves, :func:`take_current` and :func:`judge`, so an
+unchanged schema costs one snapshot and no write). The policy: the first snapshot becomes the
+baseline; a relation whose changes are all info-level (an added column, a dropped column no model
+reads) moves its baseline forward; a relation with a warning or breaking change keeps its baseline,
+so the change is reported again until someone fixes it or records a new baseline
+(``agent-de drift --baseline``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import Field
+
+from dagster_agent_de.adapters.warehouse import Warehouse
+from dagster_agent_de.core.models import Frozen
+from dagster_agent_de.engines.drift.engine import compare, take_snapshot
+from dagster_agent_de.engines.drift.models import DriftReport, SchemaChange, Snapshot
+from dagster_agent_de.engines.drift.store import SnapshotStore
+from dagster_agent_de.manifest import Manifest
+
+Verdict = Literal["pass", "warn", "block"]
+"""``pass``: no change, or info-level only; ``warn``: a change a human should look at; ``block``: breaking."""
+
+
+def verdict_of(changes: list[SchemaChange]) -> Verdict:
+    """The verdict on a set of changes (the worst one decides).
+
+    >>> verdict_of([])
+    'pass'
+    """
+    worst = max((c.severity.rank for c in changes), default=-1)
+    return "block" if worst >= 2 else "warn" if worst == 1 else "pass"
+
+
+def schema_fingerprint(snapshot: Snapshot) -> str:
+    """A short hash of every relation's type and column signature (the poll sensor's cursor)."""
+    body = json.dumps({k: [t.table_type, t.signature] for k, t in sorted(snapshot.tables.items())}
+                      | {"missing": snapshot.missing}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def accept_non_risky(baseline: Snapshot, current: Snapshot, report: DriftReport) -> Snapshot:
+    """The baseline moved forward for every relation whose changes are all info-level."""
+    risky = {c.relation.lower() for c in report.changes if c.severity.rank >= 1}
+    tables = dict(baseline.tables)
+    for key, table in current.tables.items():
+        if key not in risky:
+            tables[key] = table
+    missing = sorted(set(baseline.missing) & set(current.missing))
+    return baseline.model_copy(update={"tables": tables, "missing": missing, "taken_at": current.taken_at})
+
+
+class DriftRun(Frozen):
+    """One pass of the workflow: the report, the snapshot it judged, and what it did to the baseline."""
+
+    report: DriftReport
+    snapshot: Snapshot
+    fingerprint: str
+    baseline_created: bool = False
+    advanced: list[str] = Field(default_factory=list)  # relations whose baseline moved forward
+
+    @property
+    def verdict(self) -> Verdict:
+        return verdict_of(self.report.changes)
+
+    def risky_relations(self) -> list[str]:
+        """Relations with a warning or breaking change (their baseline did not move)."""
+        return sorted({c.relation.lower() for c in self.report.changes if c.severity.rank >= 1})
+
+
+def take_current(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,
+                 record_baseline: bool = False) -> Snapshot:
+    """Snapshot now: a new baseline fingerprints every source column; a detection only the columns that
+    appeared since the last snapshot (tables unchanged since then keep theirs: no query)."""
+    if record_baseline:
+        return take_snapshot(manifest, warehouse, None, fingerprints="full")
+    return take_snapshot(manifest, warehouse, store.load("last") or store.baseline())
+
+
+def judge(manifest: Manifest, store: SnapshotStore, current: Snapshot, *, record_baseline: bool = False) -> DriftRun:
+    """Compare ``current`` with the accepted baseline and apply the baseline policy (see the module)."""
+    fingerprint = schema_fingerprint(current)
+    baseline = None if record_baseline else store.baseline()
+    if baseline is None:
+        store.save("baseline", current)
+        store.save("last", current)
+        return DriftRun(report=DriftReport(baseline_at=None, snapshot_at=current.taken_at, baseline_created=True),
+                        snapshot=current, fingerprint=fingerprint, baseline_created=True)
+    report = compare(baseline, current, manifest)
+    store.save("baseline", accept_non_risky(baseline, current, report))
+    store.save("last", current)
+    changed = {c.relation.lower() for c in report.changes}
+    risky = {c.relation.lower() for c in report.changes if c.severity.rank >= 1}
+    return DriftRun(report=report, snapshot=current, fingerprint=fingerprint, advanced=sorted(changed - risky))
+
+
+def run_drift(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,
+              record_baseline: bool = False) -> DriftRun:
+    """Snapshot the sources, diff against the baseline with column-level impact, apply the baseline policy."""
+    current = take_current(manifest, warehouse, store, record_baseline=record_baseline)
+    return judge(manifest, store, current, record_baseline=record_baseline)
+
+
+def detect_drift(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,
+                 record_baseline: bool = False) -> tuple[DriftReport, Snapshot]:
+    """:func:`run_drift` as (report, snapshot)."""
+    run = run_drift(manifest, warehouse, store, record_baseline=record_baseline)
+    return run.report, run.snapshot
