@@ -391,9 +391,11 @@ def keyed_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size
       that cannot be hashed alike on both sides travel as values);
     * ``j``: one FULL OUTER JOIN on the key classifies each key: 1 missing in the pipeline,
       2 extra, 3 the hashes differ, 0 equal;
-    * ``g``: one aggregate over the join keeps each differing key with its class and join rows,
-      and folds all equal keys into a single row (so the join is read once and nothing of its
-      size is kept); ``d`` is the differing keys;
+    * ``g``: one aggregate over the join, grouped by the key alone, keeps each differing key with
+      its class and join rows, and folds all equal keys into a single row under a NULL key (so
+      the join is read once and nothing of its size is kept); a key has one class (on both
+      sides, or on one), so ``max(_cls)`` is that class and the group needs no second column;
+      ``d`` is the differing keys;
     * ``x`` reads the compared columns of ``d`` from both sides (a join with ``d``, which is
       small when the data is close) and applies the comparison with its tolerances: a hash
       difference within tolerance is no mismatch (``_c`` = 0);
@@ -444,13 +446,12 @@ with m as ({narrow(model)}),
      ),
      g as (
         select {', '.join(f'case when _cls = 0 then null else coalesce({q(f"mk{i}")}, {q(f"ak{i}")}) end as {k}' for i, k in enumerate(keys))},
-               _cls, count(*) as _n
-        from j group by {', '.join(str(i + 1) for i in range(len(keys) + 1))}
+               max(_cls) as _cls, count(*) as _n
+        from j group by {', '.join(str(i + 1) for i in range(len(keys)))}
      ),
      d as (select {', '.join(keys)}, _cls from g where _cls <> 0),
-     dk as (select distinct {', '.join(keys)} from d),
-     pm as (select t.* from ({model.select(joined=True)}) as t join dk on {on('t', 'dk')}),
-     pa as (select t.* from ({truth.select(joined=True)}) as t join dk on {on('t', 'dk')}),
+     pm as (select t.* from ({model.select(joined=True)}) as t join d on {on('t', 'd')}),
+     pa as (select t.* from ({truth.select(joined=True)}) as t join d on {on('t', 'd')}),
      x as (
         select {', '.join(f'd.{k}' for k in keys)}, d._cls{value_cols}{flag_cols}
         from d left join pm on {on('pm', 'd')} left join pa on {on('pa', 'd')}
@@ -469,7 +470,7 @@ with m as ({narrow(model)}),
                coalesce(sum(case when _c = 3 then 1 else 0 end), 0) as mismatched_rows{col_counts}
         from y
      ),
-     cd as (select count(*) as one_sided_duplicates from g where _cls in (1, 2) and _n > 1     ){counts_ctes}
+     cd as (select count(*) as one_sided_duplicates from g where _cls in (1, 2) and _n > 1){counts_ctes}
 select cj.*, cy.*, cd.*{', cp.*, ct.*' if side_counts else ''}, s._c as _class, s._rn as _rn, {sample_cols}
 from cj cross join cy cross join cd{counts_from} left join s on s._rn <= {int(sample_size)}
 order by s._c, s._rn
