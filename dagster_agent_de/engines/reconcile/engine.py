@@ -194,7 +194,7 @@ def _pushdown(
             if identical:
                 seg_rows = [{**r, **{f"t_{lb}": r[f"p_{lb}"] for _, _, lb in spec.aggregate_parts()}} for r in seg_rows]
             else:
-                sql_t = plan.side_segments_sql(spec, a)
+                sql_t = plan.render(plan.side_segments_sql(spec, a), wh.dialect)
                 statements.append(sql_t)
                 truth_rows = wh.query(sql_t, rationale=f"aggregates of {label} per {spec.segment_by or 'total'}").folded().dicts()
                 seg_rows = _merge_segments(spec, seg_rows, truth_rows)
@@ -214,7 +214,7 @@ def _pushdown(
     elif spec.aggregates and not wh.capabilities.full_join_on_any_condition:
         segments = segments_per_side(spec, wh, m, wh, a, label)
     elif spec.aggregates:
-        sql_g = plan.segments_sql(spec, m, a)
+        sql_g = plan.render(plan.segments_sql(spec, m, a), wh.dialect)
         statements.append(sql_g)
         res = wh.query(sql_g, rationale=f"aggregates of {spec.model} vs {label} per {spec.segment_by or 'total'}")
         segments = _segments(spec, res.folded().dicts())
@@ -243,24 +243,19 @@ def _grouped(
     spec: ReconcileSpec, wh: Warehouse, m: SidePlan, a: SidePlan, label: str, notes: list[str],
     statements: list[str], segments: list[SegmentDelta],
 ) -> ReconcileReport:
-    """Duplicate keys would fan the join out: compare one row per key instead (slower, exact counts)."""
-    inline_samples = wh.dialect == "duckdb"
-    sql = plan.summary_sql(spec, m, a, spec.sample_size if inline_samples else 0, wh.dialect)
+    """Duplicate keys would fan the join out: compare one row per key instead (slower, exact counts).
+
+    The counts and the samples in one statement, rendered per dialect by sqlglot: the same plan on
+    every engine.
+    """
+    sql = plan.render(plan.summary_sql(spec, m, a, spec.sample_size), wh.dialect)
     statements.append(sql)
     what = f"reconcile {spec.model} against {label} by key {spec.key} (one row per key: there are duplicate keys)"
-    row = wh.query(sql, rationale=what).folded().one()
-    samples: dict[str, list[dict[str, Any]]] = {}
-    differences = int(row["missing_in_pipeline"] or 0) + int(row["extra_in_pipeline"] or 0) + int(row["mismatched_rows"] or 0)
-    if inline_samples:
-        for cls in ("missing_in_pipeline", "extra_in_pipeline", "mismatched"):
-            sample = row.get(f"sample_{cls}")
-            if sample:
-                samples[cls] = [dict(r) for r in sample]
-    elif differences and spec.sample_size:
-        sql_s = plan.samples_sql(spec, m, a, spec.sample_size)
-        statements.append(sql_s)
-        res = wh.query(sql_s, rationale=f"sample differing keys of {spec.model}.{spec.name}")
-        samples = _group_samples(spec, res.folded().dicts())
+    rows = wh.query(sql, rationale=what).folded().dicts()
+    row = rows[0]
+    cols = ["_class", *(f"k{i}" for i in range(len(spec.key))),
+            *(f"{side}_{c}" for c in spec.compare for side in ("pipeline", "truth"))]
+    samples = _group_samples(spec, [{c: r[c] for c in cols} for r in rows if r["_class"] is not None])
     return _report(spec, label, row, samples, segments, statements, notes)
 
 
@@ -319,8 +314,8 @@ def segments_per_side(
 ) -> list[SegmentDelta]:
     """Each side's aggregates per segment in its own engine, merged here: across connections, and where
     the engine cannot FULL JOIN segments NULL-safely (PostgreSQL). Few rows: one per segment."""
-    seg_m = wh_model.query(plan.side_segments_sql(spec, m), rationale=f"aggregates of {spec.model} per segment").folded().dicts()
-    seg_a = wh_truth.query(plan.side_segments_sql(spec, a), rationale=f"aggregates of {label} per segment").folded().dicts()
+    seg_m = wh_model.query(plan.render(plan.side_segments_sql(spec, m), wh_model.dialect), rationale=f"aggregates of {spec.model} per segment").folded().dicts()
+    seg_a = wh_truth.query(plan.render(plan.side_segments_sql(spec, a), wh_truth.dialect), rationale=f"aggregates of {label} per segment").folded().dicts()
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for prefix, rows in (("p_", seg_m), ("t_", seg_a)):
         for r in rows:

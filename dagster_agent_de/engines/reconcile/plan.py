@@ -145,37 +145,53 @@ def classes(spec: ReconcileSpec) -> dict[str, str]:
     }
 
 
-def summary_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, dialect: str = "") -> str:
-    """Counts of every class (and, on DuckDB, bounded samples) in one pass over both sides."""
+def summary_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0) -> str:
+    """Counts of every class, one row per key (duplicate keys counted), and the samples, in one statement.
+
+    ``g`` holds one row per key with each side's rows and values (:func:`_union_grouped`); ``c``
+    counts over it; ``s`` numbers the differing keys per class (by key) and keeps ``sample_size``
+    of each. One row per sample, each carrying the counts; one row with NULL sample columns when
+    there is nothing to sample. Portable text, rendered per dialect by :func:`render`: no engine
+    has a branch of its own.
+    """
     both = "_nullkey = 0 and m_n > 0 and a_n > 0"
     cls = classes(spec)
     col_flags = "".join(
         f",\n    coalesce(sum(case when {both} and {_mismatch(spec, c)} then 1 else 0 end), 0) as {q('mm_' + c)}"
         for c in spec.compare
     )
-    samples = ""
-    if sample_size and dialect == "duckdb":
-        # DuckDB's top-n aggregate keeps the samples in the same pass, bounded by n
-        fields = [f"'{spec.key[i]}': {k}" for i, k in enumerate(key_names(spec))]
-        fields += [f"'pipeline_{c}': {q('m_' + c)}, 'truth_{c}': {q('a_' + c)}" for c in spec.compare]
-        struct = "{" + ", ".join(fields) + "}"
-        samples = "".join(f",\n    min({struct}, {int(sample_size)}) filter (where {pred}) as {q('sample_' + name)}"
-                          for name, pred in cls.items())
     return f"""
-with {_union_grouped(spec, model, truth)}
-select
-    coalesce(sum(m_n), 0) as rows_pipeline,
-    coalesce(sum(a_n), 0) as rows_truth,
-    coalesce(sum(case when _nullkey = 1 then m_n else 0 end), 0) as null_keys_pipeline,
-    coalesce(sum(case when _nullkey = 1 then a_n else 0 end), 0) as null_keys_truth,
-    coalesce(sum(case when _nullkey = 0 and m_n > 1 then 1 else 0 end), 0) as duplicate_keys_pipeline,
-    coalesce(sum(case when _nullkey = 0 and a_n > 1 then 1 else 0 end), 0) as duplicate_keys_truth,
-    coalesce(sum(case when {both} then 1 else 0 end), 0) as matched,
-    coalesce(sum(case when {cls['missing_in_pipeline']} then 1 else 0 end), 0) as missing_in_pipeline,
-    coalesce(sum(case when {cls['extra_in_pipeline']} then 1 else 0 end), 0) as extra_in_pipeline,
-    coalesce(sum(case when {cls['mismatched']} then 1 else 0 end), 0) as mismatched_rows{col_flags}{samples}
-from g
+with {_union_grouped(spec, model, truth)},
+     c as (
+        select
+            coalesce(sum(m_n), 0) as rows_pipeline,
+            coalesce(sum(a_n), 0) as rows_truth,
+            coalesce(sum(case when _nullkey = 1 then m_n else 0 end), 0) as null_keys_pipeline,
+            coalesce(sum(case when _nullkey = 1 then a_n else 0 end), 0) as null_keys_truth,
+            coalesce(sum(case when _nullkey = 0 and m_n > 1 then 1 else 0 end), 0) as duplicate_keys_pipeline,
+            coalesce(sum(case when _nullkey = 0 and a_n > 1 then 1 else 0 end), 0) as duplicate_keys_truth,
+            coalesce(sum(case when {both} then 1 else 0 end), 0) as matched,
+            coalesce(sum(case when {cls['missing_in_pipeline']} then 1 else 0 end), 0) as missing_in_pipeline,
+            coalesce(sum(case when {cls['extra_in_pipeline']} then 1 else 0 end), 0) as extra_in_pipeline,
+            coalesce(sum(case when {cls['mismatched']} then 1 else 0 end), 0) as mismatched_rows{col_flags}
+        from g
+     ),
+     {_sampled(spec, sample_size)}
+select c.*, s.*
+from c left join s on 1 = 1
+order by s._class, s._rn
 """.strip()
+
+
+def _sampled(spec: ReconcileSpec, n: int) -> str:
+    """CTEs ``j`` (each differing key of ``g`` with its class) and ``s`` (up to ``n`` of each class, by key)."""
+    keys = key_names(spec)
+    key_out = ", ".join(keys)
+    col_out = "".join(f", {q('m_' + c)} as {q('pipeline_' + c)}, {q('a_' + c)} as {q('truth_' + c)}" for c in spec.compare)
+    case = "case " + " ".join(f"when {pred} then '{name}'" for name, pred in classes(spec).items()) + " end"
+    return f"""j as (select {key_out}{col_out}, {case} as _class from g),
+     r as (select *, row_number() over (partition by _class order by {key_out}) as _rn from j where _class is not null),
+     s as (select * from r where _rn <= {int(n)})"""
 
 
 def side_stats_sql(spec: ReconcileSpec, side: SidePlan, dialect: str = "") -> str:
@@ -205,17 +221,11 @@ from g
 
 
 def samples_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, n: int) -> str:
-    """Portable samples (dialects without a top-n aggregate): up to ``n`` keys per class."""
-    keys = key_names(spec)
-    cls = classes(spec)
-    key_out = ", ".join(f"{k}" for k in keys)
-    col_out = "".join(f", {q('m_' + c)} as {q('pipeline_' + c)}, {q('a_' + c)} as {q('truth_' + c)}" for c in spec.compare)
-    case = "case " + " ".join(f"when {pred} then '{name}'" for name, pred in cls.items()) + " end"
+    """The samples of :func:`summary_sql` alone: up to ``n`` differing keys per class, by key."""
     return f"""
 with {_union_grouped(spec, model, truth)},
-     j as (select {key_out}{col_out}, {case} as _class from g),
-     r as (select *, row_number() over (partition by _class order by {key_out}) as _rn from j where _class is not null)
-select * from r where _rn <= {int(n)} order by _class, {key_out}
+     {_sampled(spec, n)}
+select * from s order by _class, {', '.join(key_names(spec))}
 """.strip()
 
 
