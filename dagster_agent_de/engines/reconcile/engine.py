@@ -135,8 +135,9 @@ def _hash_type(tm: str, ta: str) -> str | None | Literal[""]:
 
     ``None``: none needed (same type). ``""``: no exact common representation is known; the column
     is then compared as values (and the checksum is skipped). A float on either side casts both to
-    double, which is how the comparison itself treats them; integers widen to bigint; decimals to
-    the larger precision and scale, when that fits in 38 digits.
+    double, which is how the comparison itself treats them; integers widen to bigint; PostgreSQL's
+    unbounded NUMERIC against a decimal or an integer stays NUMERIC; decimals to the larger precision
+    and scale, when that fits in 38 digits.
     """
     if tm == ta:
         return None
@@ -150,6 +151,12 @@ def _hash_type(tm: str, ta: str) -> str | None | Literal[""]:
         return "double"
     if um in _INTEGER and ua in _INTEGER:
         return "bigint"
+    if "NUMERIC" in (um, ua):
+        # PostgreSQL's unbounded NUMERIC (what arithmetic on a NUMERIC(p,s) column yields): no common
+        # precision, but NUMERIC holds both exactly. Its text keeps the scale (1.50 vs 1.5), so equal
+        # values of different scales hash apart: the keyed plan then compares them by value (no
+        # mismatch), and the checksum never calls unequal values identical.
+        return "numeric"
     digits = []
     for t in (um, ua):
         if t in _INTEGER:

@@ -406,8 +406,9 @@ def keyed_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size
       the join is read once and nothing of its size is kept); a key has one class (on both
       sides, or on one), so ``max(_cls)`` is that class and the group needs no second column;
       ``d`` is the differing keys;
-    * ``x`` reads the compared columns of ``d`` from both sides (a join with ``d``, which is
-      small when the data is close) and applies the comparison with its tolerances: a hash
+    * ``x`` reads the compared columns of ``d`` from both sides (a semi-join on ``d``, which is
+      small when the data is close, so each engine builds its hash table on the differing keys,
+      not on the side) and applies the comparison with its tolerances: a hash
       difference within tolerance is no mismatch (``_c`` = 0);
     * the keys are proven unique in the same statement: a key on both sides and duplicated
       fans the join out (``join_rows_*`` above the side's non-NULL rows), and a duplicated key
@@ -460,8 +461,8 @@ with m as ({narrow(model)}),
         from j group by {', '.join(str(i + 1) for i in range(len(keys)))}
      ),
      d as (select {', '.join(keys)}, _cls from g where _cls <> 0),
-     pm as (select t.* from ({model.select(joined=True)}) as t join d on {on('t', 'd')}),
-     pa as (select t.* from ({truth.select(joined=True)}) as t join d on {on('t', 'd')}),
+     pm as (select t.* from ({model.select(joined=True)}) as t where exists (select 1 from d where {on('d', 't')})),
+     pa as (select t.* from ({truth.select(joined=True)}) as t where exists (select 1 from d where {on('d', 't')})),
      x as (
         select {', '.join(f'd.{k}' for k in keys)}, d._cls{value_cols}{flag_cols}
         from d left join pm on {on('pm', 'd')} left join pa on {on('pa', 'd')}
