@@ -218,8 +218,6 @@ def _pushdown(
             )
         known = {"rows_pipeline": total["m_n"], "rows_truth": total["a_n"],
                  "null_keys_pipeline": total["m_nk"], "null_keys_truth": total["a_nk"]}
-    elif spec.aggregates and not wh.capabilities.full_join_on_any_condition:
-        segments = segments_per_side(spec, wh, m, wh, a, label)
     elif spec.aggregates:
         sql_g = plan.render(plan.segments_sql(spec, m, a), wh.dialect)
         statements.append(sql_g)

@@ -236,18 +236,32 @@ def side_segments_sql(spec: ReconcileSpec, side: SidePlan) -> str:
     return f"select {', '.join(segs + aggs)} from ({side.select()}) as t{group}"
 
 
+def _by_segment(segs: list[str], names: list[tuple[str, str, str]], order: str) -> str:
+    """Both sides' rows per segment side by side, NULL-safely: a UNION ALL grouped by the segment
+    (each side has one row per segment, so ``max`` is that row's value). Every engine groups NULLs
+    together; PostgreSQL cannot FULL JOIN on ``is not distinct from``. ``names``: (column in ``m``
+    and ``a``, output for the pipeline side, output for the truth side)."""
+    m_sel = segs + [f"{src} as {mo}, null as {ao}" for src, mo, ao in names]
+    a_sel = segs + [f"null as {mo}, {src} as {ao}" for src, mo, ao in names]
+    cols = segs + [f"max({o}) as {o}" for _src, mo, ao in names for o in (mo, ao)]
+    return f"""u as (select {', '.join(m_sel)} from m union all select {', '.join(a_sel)} from a)
+select {', '.join(cols)}
+from u group by {', '.join(segs)}{order}"""
+
+
 def segments_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
     segs = [q("s_" + c) for c in spec.segment_by]
     labels = [label for _, _, label in spec.aggregate_parts()]
-    seg_out = [f"coalesce(m.{s}, a.{s}) as {s}" for s in segs]
-    val_out = [f"m.{q(lb)} as {q('p_' + lb)}, a.{q(lb)} as {q('t_' + lb)}" for lb in labels]
-    on = " and ".join(f"m.{s} is not distinct from a.{s}" for s in segs) or "true"
+    if not segs:
+        out = [f"m.{q(lb)} as {q('p_' + lb)}, a.{q(lb)} as {q('t_' + lb)}" for lb in labels]
+        body = f"select {', '.join(out)}\nfrom m cross join a"
+    else:
+        order = f"\norder by {', '.join(str(i + 1) for i in range(len(segs)))}"
+        body = _by_segment(segs, [(q(lb), q("p_" + lb), q("t_" + lb)) for lb in labels], order)
     return f"""
 with m as ({side_segments_sql(spec, model)}),
-     a as ({side_segments_sql(spec, truth)})
-select {', '.join(seg_out + val_out)}
-from m full outer join a on {on}
-order by {', '.join(f'{i + 1}' for i in range(len(segs))) or '1'}
+     a as ({side_segments_sql(spec, truth)}){',' if segs else ''}
+     {body}
 """.strip()
 
 
@@ -378,14 +392,16 @@ def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
         # the left join keeps the truth's totals when the pipeline side has no rows (no segment)
         body = f"from a left join m on 1 = 1{order}"
     else:
-        out = [f"coalesce(m.{s}, a.{s}) as {s}" for s in segs]
-        out += [f"m.{n} as {q('m' + n)}, a.{n} as {q('a' + n)}" for n in ("_n", "_nk", "_h")]
-        out += [f"m.{q(lb)} as {q('p_' + lb)}, a.{q(lb)} as {q('t_' + lb)}" for lb in labels]
+        names = [(n, q("m" + n), q("a" + n)) for n in ("_n", "_nk", "_h")]
+        names += [(q(lb), q("p_" + lb), q("t_" + lb)) for lb in labels]
         if segs:
-            on = " and ".join(f"m.{s} is not distinct from a.{s}" for s in segs)
-            body = f"from m full outer join a on {on}{order}"
-        else:
-            body = "from m cross join a"
+            return f"""
+with m as ({side(model, True)}),
+     a as ({side(truth, True)}),
+     {_by_segment(segs, names, order)}
+""".strip()
+        out = [f"m.{src} as {mo}, a.{src} as {ao}" for src, mo, ao in names]
+        body = "from m cross join a"
     return f"""
 with m as ({side(model, bool(spec.aggregates))}),
      a as ({side(truth, bool(spec.aggregates) and not follow)})
