@@ -138,3 +138,37 @@ def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     wh = PostgresWarehouse({"host": "h", "dbname": "d"}, AuditLog(None))
     with pytest.raises(ConfigError, match=r"pip install 'dagster-agent-de\[postgres\]'"):
         wh.query("select 1", rationale="x")
+
+
+def test_reconcile_in_one_database_hashes_unbounded_numeric_and_checks_scales_by_value(pg_server: PgServer) -> None:
+    """Arithmetic on a NUMERIC(10,2) column yields unbounded NUMERIC: the checksum and the narrow join still
+    hash it (as NUMERIC), and a value equal but written at another scale (1.5 vs 1.50) is no mismatch."""
+    from dagster_agent_de.engines.reconcile import ReconcileSpec, reconcile
+    from dagster_agent_de.manifest import Manifest
+
+    db = pg_server.create_database("recon")
+    try:
+        pg_server.admin(
+            "create table public.truth (id bigint primary key, amount numeric(10,2), currency text)",
+            "insert into public.truth select g, g / 4.0, 'EUR' from generate_series(1, 200) g",
+            # pipe: amount + 0 is unbounded NUMERIC; id 7 at another scale (equal), id 9 changed, 11 missing, 500 extra
+            "create table public.pipe as select id, case when id = 7 then 1.75000 when id = 9 then amount + 1 "
+            "else amount + 0 end as amount, currency from public.truth where id <> 11 "
+            "union all select 500, 1.0, 'USD'",
+            dbname=db,
+        )
+        spec = ReconcileSpec.model_validate(dict(name="b", model="pipe", against="public.truth", key=["id"],
+                                                 compare={"amount": {}, "currency": {}}, sample_size=5))
+        manifest = Manifest({"nodes": {"model.p.pipe": {"name": "pipe", "resource_type": "model",
+                                                        "relation_name": "public.pipe"}}, "sources": {}})
+        with _open(pg_server, db, AuditLog(None)) as wh:
+            r = reconcile(spec, manifest, wh)
+            types = wh.query("select amount from public.pipe limit 0", rationale="type").types
+        assert types == ["NUMERIC"]
+        assert (r.missing_in_pipeline, r.extra_in_pipeline, r.mismatched_rows) == (1, 1, 1)
+        assert [c.mismatched for c in r.columns] == [1, 0]
+        assert [s["id"] for s in r.samples["mismatched"]] == [9]
+        assert "sum(" in r.statements[0] and "hashtextextended(" in r.statements[0]  # the checksum ran
+        assert "cast(\"c_amount\" as decimal)" in r.statements[1]  # NUMERIC, as sqlglot writes it: hashes compared
+    finally:
+        pg_server.drop_database(db)

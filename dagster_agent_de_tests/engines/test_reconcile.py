@@ -619,3 +619,26 @@ def test_a_dialect_without_a_row_hash_is_a_clear_error() -> None:
 
     with pytest.raises(ConfigError, match="no row hash for the 'bigquery' dialect"):
         plan.render("select agent_de_row_hash(a) from t", "bigquery")
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "snowflake", "postgres"])
+def test_grouped_and_segment_sql_shape_per_dialect(dialect: str) -> None:
+    """The duplicate-key plan (counts and samples in one statement) and the segment aggregates: one
+    portable text each, rendered per dialect by sqlglot (golden files), with no engine-specific branch."""
+    from dagster_agent_de.engines.reconcile import plan
+    from dagster_agent_de.engines.reconcile.plan import SidePlan
+    from dagster_agent_de.sql.guard import check_read_only
+
+    spec = _spec(where="amount > 0", segment_by=["region"], aggregates=["sum(amount)", "count(*)"])
+    m = SidePlan("shop.app.pipe", spec, "model")
+    a = SidePlan("shop.app.truth", spec, "against")
+    shapes = {"grouped": plan.summary_sql(spec, m, a, 10), "segments": plan.segments_sql(spec, m, a),
+              "side_segments": plan.side_segments_sql(spec, a)}
+    for name, sql in shapes.items():
+        got = plan.render(sql, dialect)
+        check_read_only(got, dialect)
+        path = GOLDEN / f"{name}.{dialect}.sql"
+        if not path.exists():  # a new shape: write it, review it, commit it
+            path.write_text(got + "\n")
+        assert got + "\n" == path.read_text(), f"{path.name} changed; delete it to regenerate and review the diff"
+    assert "hash(" not in plan.render(shapes["grouped"], dialect)  # one row per key: values, not hashes

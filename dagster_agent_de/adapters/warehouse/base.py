@@ -109,8 +109,9 @@ class Capabilities:
     jaro_winkler: bool = True
     """``jaro_winkler_similarity(a, b)`` exists; otherwise entity resolution scores names in Python."""
     full_join_on_any_condition: bool = True
-    """``FULL JOIN ... ON a IS NOT DISTINCT FROM b`` runs (PostgreSQL only full-joins on ``=``): otherwise
-    per-segment aggregates are computed per side and merged in Python."""
+    """``FULL JOIN ... ON a IS NOT DISTINCT FROM b`` runs (PostgreSQL only full-joins on ``=``). The
+    reconciliation plan no longer relies on it (it merges segment rows with a UNION ALL grouped by
+    segment, which every engine runs); kept for other SQL that might."""
 
 
 class Warehouse(ABC):

@@ -13,7 +13,7 @@ from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.reconcile import plan
 from dagster_agent_de.engines.reconcile.plan import SidePlan
 from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileReport, SegmentDelta, _pct
-from dagster_agent_de.engines.reconcile.segments import _segments, segments_per_side
+from dagster_agent_de.engines.reconcile.segments import _segments
 from dagster_agent_de.engines.reconcile.spec import InvalidSpec, ReconcileSpec
 from dagster_agent_de.engines.reconcile.truth import Truth, resolve_truth
 from dagster_agent_de.errors import AgentDEError, WarehouseError
@@ -136,8 +136,9 @@ def _hash_type(tm: str, ta: str) -> str | None | Literal[""]:
 
     ``None``: none needed (same type). ``""``: no exact common representation is known; the column
     is then compared as values (and the checksum is skipped). A float on either side casts both to
-    double, which is how the comparison itself treats them; integers widen to bigint; decimals to
-    the larger precision and scale, when that fits in 38 digits.
+    double, which is how the comparison itself treats them; integers widen to bigint; PostgreSQL's
+    unbounded NUMERIC against a decimal or an integer stays NUMERIC; decimals to the larger precision
+    and scale, when that fits in 38 digits.
     """
     if tm == ta:
         return None
@@ -151,6 +152,12 @@ def _hash_type(tm: str, ta: str) -> str | None | Literal[""]:
         return "double"
     if um in _INTEGER and ua in _INTEGER:
         return "bigint"
+    if "NUMERIC" in (um, ua):
+        # PostgreSQL's unbounded NUMERIC (what arithmetic on a NUMERIC(p,s) column yields): no common
+        # precision, but NUMERIC holds both exactly. Its text keeps the scale (1.50 vs 1.5), so equal
+        # values of different scales hash apart: the keyed plan then compares them by value (no
+        # mismatch), and the checksum never calls unequal values identical.
+        return "numeric"
     digits = []
     for t in (um, ua):
         if t in _INTEGER:
@@ -195,7 +202,7 @@ def _pushdown(
             if identical:
                 seg_rows = [{**r, **{f"t_{lb}": r[f"p_{lb}"] for _, _, lb in spec.aggregate_parts()}} for r in seg_rows]
             else:
-                sql_t = plan.side_segments_sql(spec, a)
+                sql_t = plan.render(plan.side_segments_sql(spec, a), wh.dialect)
                 statements.append(sql_t)
                 truth_rows = wh.query(sql_t, rationale=f"aggregates of {label} per {spec.segment_by or 'total'}").folded().dicts()
                 seg_rows = _merge_segments(spec, seg_rows, truth_rows)
@@ -212,10 +219,8 @@ def _pushdown(
             )
         known = {"rows_pipeline": total["m_n"], "rows_truth": total["a_n"],
                  "null_keys_pipeline": total["m_nk"], "null_keys_truth": total["a_nk"]}
-    elif spec.aggregates and not wh.capabilities.full_join_on_any_condition:
-        segments = segments_per_side(spec, wh, m, wh, a, label)
     elif spec.aggregates:
-        sql_g = plan.segments_sql(spec, m, a)
+        sql_g = plan.render(plan.segments_sql(spec, m, a), wh.dialect)
         statements.append(sql_g)
         res = wh.query(sql_g, rationale=f"aggregates of {spec.model} vs {label} per {spec.segment_by or 'total'}")
         segments = _segments(spec, res.folded().dicts())
@@ -244,24 +249,19 @@ def _grouped(
     spec: ReconcileSpec, wh: Warehouse, m: SidePlan, a: SidePlan, label: str, notes: list[str],
     statements: list[str], segments: list[SegmentDelta],
 ) -> ReconcileReport:
-    """Duplicate keys would fan the join out: compare one row per key instead (slower, exact counts)."""
-    inline_samples = wh.dialect == "duckdb"
-    sql = plan.summary_sql(spec, m, a, spec.sample_size if inline_samples else 0, wh.dialect)
+    """Duplicate keys would fan the join out: compare one row per key instead (slower, exact counts).
+
+    The counts and the samples in one statement, rendered per dialect by sqlglot: the same plan on
+    every engine.
+    """
+    sql = plan.render(plan.summary_sql(spec, m, a, spec.sample_size), wh.dialect)
     statements.append(sql)
     what = f"reconcile {spec.model} against {label} by key {spec.key} (one row per key: there are duplicate keys)"
-    row = wh.query(sql, rationale=what).folded().one()
-    samples: dict[str, list[dict[str, Any]]] = {}
-    differences = int(row["missing_in_pipeline"] or 0) + int(row["extra_in_pipeline"] or 0) + int(row["mismatched_rows"] or 0)
-    if inline_samples:
-        for cls in ("missing_in_pipeline", "extra_in_pipeline", "mismatched"):
-            sample = row.get(f"sample_{cls}")
-            if sample:
-                samples[cls] = [dict(r) for r in sample]
-    elif differences and spec.sample_size:
-        sql_s = plan.samples_sql(spec, m, a, spec.sample_size)
-        statements.append(sql_s)
-        res = wh.query(sql_s, rationale=f"sample differing keys of {spec.model}.{spec.name}")
-        samples = _group_samples(spec, res.folded().dicts())
+    rows = wh.query(sql, rationale=what).folded().dicts()
+    row = rows[0]
+    cols = ["_class", *(f"k{i}" for i in range(len(spec.key))),
+            *(f"{side}_{c}" for c in spec.compare for side in ("pipeline", "truth"))]
+    samples = _group_samples(spec, [{c: r[c] for c in cols} for r in rows if r["_class"] is not None])
     return _report(spec, label, row, samples, segments, statements, notes)
 
 

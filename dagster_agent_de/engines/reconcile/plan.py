@@ -145,37 +145,53 @@ def classes(spec: ReconcileSpec) -> dict[str, str]:
     }
 
 
-def summary_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, dialect: str = "") -> str:
-    """Counts of every class (and, on DuckDB, bounded samples) in one pass over both sides."""
+def summary_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0) -> str:
+    """Counts of every class, one row per key (duplicate keys counted), and the samples, in one statement.
+
+    ``g`` holds one row per key with each side's rows and values (:func:`_union_grouped`); ``c``
+    counts over it; ``s`` numbers the differing keys per class (by key) and keeps ``sample_size``
+    of each. One row per sample, each carrying the counts; one row with NULL sample columns when
+    there is nothing to sample. Portable text, rendered per dialect by :func:`render`: no engine
+    has a branch of its own.
+    """
     both = "_nullkey = 0 and m_n > 0 and a_n > 0"
     cls = classes(spec)
     col_flags = "".join(
         f",\n    coalesce(sum(case when {both} and {_mismatch(spec, c)} then 1 else 0 end), 0) as {q('mm_' + c)}"
         for c in spec.compare
     )
-    samples = ""
-    if sample_size and dialect == "duckdb":
-        # DuckDB's top-n aggregate keeps the samples in the same pass, bounded by n
-        fields = [f"'{spec.key[i]}': {k}" for i, k in enumerate(key_names(spec))]
-        fields += [f"'pipeline_{c}': {q('m_' + c)}, 'truth_{c}': {q('a_' + c)}" for c in spec.compare]
-        struct = "{" + ", ".join(fields) + "}"
-        samples = "".join(f",\n    min({struct}, {int(sample_size)}) filter (where {pred}) as {q('sample_' + name)}"
-                          for name, pred in cls.items())
     return f"""
-with {_union_grouped(spec, model, truth)}
-select
-    coalesce(sum(m_n), 0) as rows_pipeline,
-    coalesce(sum(a_n), 0) as rows_truth,
-    coalesce(sum(case when _nullkey = 1 then m_n else 0 end), 0) as null_keys_pipeline,
-    coalesce(sum(case when _nullkey = 1 then a_n else 0 end), 0) as null_keys_truth,
-    coalesce(sum(case when _nullkey = 0 and m_n > 1 then 1 else 0 end), 0) as duplicate_keys_pipeline,
-    coalesce(sum(case when _nullkey = 0 and a_n > 1 then 1 else 0 end), 0) as duplicate_keys_truth,
-    coalesce(sum(case when {both} then 1 else 0 end), 0) as matched,
-    coalesce(sum(case when {cls['missing_in_pipeline']} then 1 else 0 end), 0) as missing_in_pipeline,
-    coalesce(sum(case when {cls['extra_in_pipeline']} then 1 else 0 end), 0) as extra_in_pipeline,
-    coalesce(sum(case when {cls['mismatched']} then 1 else 0 end), 0) as mismatched_rows{col_flags}{samples}
-from g
+with {_union_grouped(spec, model, truth)},
+     c as (
+        select
+            coalesce(sum(m_n), 0) as rows_pipeline,
+            coalesce(sum(a_n), 0) as rows_truth,
+            coalesce(sum(case when _nullkey = 1 then m_n else 0 end), 0) as null_keys_pipeline,
+            coalesce(sum(case when _nullkey = 1 then a_n else 0 end), 0) as null_keys_truth,
+            coalesce(sum(case when _nullkey = 0 and m_n > 1 then 1 else 0 end), 0) as duplicate_keys_pipeline,
+            coalesce(sum(case when _nullkey = 0 and a_n > 1 then 1 else 0 end), 0) as duplicate_keys_truth,
+            coalesce(sum(case when {both} then 1 else 0 end), 0) as matched,
+            coalesce(sum(case when {cls['missing_in_pipeline']} then 1 else 0 end), 0) as missing_in_pipeline,
+            coalesce(sum(case when {cls['extra_in_pipeline']} then 1 else 0 end), 0) as extra_in_pipeline,
+            coalesce(sum(case when {cls['mismatched']} then 1 else 0 end), 0) as mismatched_rows{col_flags}
+        from g
+     ),
+     {_sampled(spec, sample_size)}
+select c.*, s.*
+from c left join s on 1 = 1
+order by s._class, s._rn
 """.strip()
+
+
+def _sampled(spec: ReconcileSpec, n: int) -> str:
+    """CTEs ``j`` (each differing key of ``g`` with its class) and ``s`` (up to ``n`` of each class, by key)."""
+    keys = key_names(spec)
+    key_out = ", ".join(keys)
+    col_out = "".join(f", {q('m_' + c)} as {q('pipeline_' + c)}, {q('a_' + c)} as {q('truth_' + c)}" for c in spec.compare)
+    case = "case " + " ".join(f"when {pred} then '{name}'" for name, pred in classes(spec).items()) + " end"
+    return f"""j as (select {key_out}{col_out}, {case} as _class from g),
+     r as (select *, row_number() over (partition by _class order by {key_out}) as _rn from j where _class is not null),
+     s as (select * from r where _rn <= {int(n)})"""
 
 
 def side_stats_sql(spec: ReconcileSpec, side: SidePlan, dialect: str = "") -> str:
@@ -205,17 +221,11 @@ from g
 
 
 def samples_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, n: int) -> str:
-    """Portable samples (dialects without a top-n aggregate): up to ``n`` keys per class."""
-    keys = key_names(spec)
-    cls = classes(spec)
-    key_out = ", ".join(f"{k}" for k in keys)
-    col_out = "".join(f", {q('m_' + c)} as {q('pipeline_' + c)}, {q('a_' + c)} as {q('truth_' + c)}" for c in spec.compare)
-    case = "case " + " ".join(f"when {pred} then '{name}'" for name, pred in cls.items()) + " end"
+    """The samples of :func:`summary_sql` alone: up to ``n`` differing keys per class, by key."""
     return f"""
 with {_union_grouped(spec, model, truth)},
-     j as (select {key_out}{col_out}, {case} as _class from g),
-     r as (select *, row_number() over (partition by _class order by {key_out}) as _rn from j where _class is not null)
-select * from r where _rn <= {int(n)} order by _class, {key_out}
+     {_sampled(spec, n)}
+select * from s order by _class, {', '.join(key_names(spec))}
 """.strip()
 
 
@@ -226,18 +236,32 @@ def side_segments_sql(spec: ReconcileSpec, side: SidePlan) -> str:
     return f"select {', '.join(segs + aggs)} from ({side.select()}) as t{group}"
 
 
+def _by_segment(segs: list[str], names: list[tuple[str, str, str]], order: str) -> str:
+    """Both sides' rows per segment side by side, NULL-safely: a UNION ALL grouped by the segment
+    (each side has one row per segment, so ``max`` is that row's value). Every engine groups NULLs
+    together; PostgreSQL cannot FULL JOIN on ``is not distinct from``. ``names``: (column in ``m``
+    and ``a``, output for the pipeline side, output for the truth side)."""
+    m_sel = segs + [f"{src} as {mo}, null as {ao}" for src, mo, ao in names]
+    a_sel = segs + [f"null as {mo}, {src} as {ao}" for src, mo, ao in names]
+    cols = segs + [f"max({o}) as {o}" for _src, mo, ao in names for o in (mo, ao)]
+    return f"""u as (select {', '.join(m_sel)} from m union all select {', '.join(a_sel)} from a)
+select {', '.join(cols)}
+from u group by {', '.join(segs)}{order}"""
+
+
 def segments_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
     segs = [q("s_" + c) for c in spec.segment_by]
     labels = [label for _, _, label in spec.aggregate_parts()]
-    seg_out = [f"coalesce(m.{s}, a.{s}) as {s}" for s in segs]
-    val_out = [f"m.{q(lb)} as {q('p_' + lb)}, a.{q(lb)} as {q('t_' + lb)}" for lb in labels]
-    on = " and ".join(f"m.{s} is not distinct from a.{s}" for s in segs) or "true"
+    if not segs:
+        out = [f"m.{q(lb)} as {q('p_' + lb)}, a.{q(lb)} as {q('t_' + lb)}" for lb in labels]
+        body = f"select {', '.join(out)}\nfrom m cross join a"
+    else:
+        order = f"\norder by {', '.join(str(i + 1) for i in range(len(segs)))}"
+        body = _by_segment(segs, [(q(lb), q("p_" + lb), q("t_" + lb)) for lb in labels], order)
     return f"""
 with m as ({side_segments_sql(spec, model)}),
-     a as ({side_segments_sql(spec, truth)})
-select {', '.join(seg_out + val_out)}
-from m full outer join a on {on}
-order by {', '.join(f'{i + 1}' for i in range(len(segs))) or '1'}
+     a as ({side_segments_sql(spec, truth)}){',' if segs else ''}
+     {body}
 """.strip()
 
 
@@ -368,14 +392,16 @@ def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
         # the left join keeps the truth's totals when the pipeline side has no rows (no segment)
         body = f"from a left join m on 1 = 1{order}"
     else:
-        out = [f"coalesce(m.{s}, a.{s}) as {s}" for s in segs]
-        out += [f"m.{n} as {q('m' + n)}, a.{n} as {q('a' + n)}" for n in ("_n", "_nk", "_h")]
-        out += [f"m.{q(lb)} as {q('p_' + lb)}, a.{q(lb)} as {q('t_' + lb)}" for lb in labels]
+        names = [(n, q("m" + n), q("a" + n)) for n in ("_n", "_nk", "_h")]
+        names += [(q(lb), q("p_" + lb), q("t_" + lb)) for lb in labels]
         if segs:
-            on = " and ".join(f"m.{s} is not distinct from a.{s}" for s in segs)
-            body = f"from m full outer join a on {on}{order}"
-        else:
-            body = "from m cross join a"
+            return f"""
+with m as ({side(model, True)}),
+     a as ({side(truth, True)}),
+     {_by_segment(segs, names, order)}
+""".strip()
+        out = [f"m.{src} as {mo}, a.{src} as {ao}" for src, mo, ao in names]
+        body = "from m cross join a"
     return f"""
 with m as ({side(model, bool(spec.aggregates))}),
      a as ({side(truth, bool(spec.aggregates) and not follow)})
@@ -391,11 +417,14 @@ def keyed_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size
       that cannot be hashed alike on both sides travel as values);
     * ``j``: one FULL OUTER JOIN on the key classifies each key: 1 missing in the pipeline,
       2 extra, 3 the hashes differ, 0 equal;
-    * ``g``: one aggregate over the join keeps each differing key with its class and join rows,
-      and folds all equal keys into a single row (so the join is read once and nothing of its
-      size is kept); ``d`` is the differing keys;
-    * ``x`` reads the compared columns of ``d`` from both sides (a join with ``d``, which is
-      small when the data is close) and applies the comparison with its tolerances: a hash
+    * ``g``: one aggregate over the join, grouped by the key alone, keeps each differing key with
+      its class and join rows, and folds all equal keys into a single row under a NULL key (so
+      the join is read once and nothing of its size is kept); a key has one class (on both
+      sides, or on one), so ``max(_cls)`` is that class and the group needs no second column;
+      ``d`` is the differing keys;
+    * ``x`` reads the compared columns of ``d`` from both sides (a semi-join on ``d``, which is
+      small when the data is close, so each engine builds its hash table on the differing keys,
+      not on the side) and applies the comparison with its tolerances: a hash
       difference within tolerance is no mismatch (``_c`` = 0);
     * the keys are proven unique in the same statement: a key on both sides and duplicated
       fans the join out (``join_rows_*`` above the side's non-NULL rows), and a duplicated key
@@ -444,13 +473,12 @@ with m as ({narrow(model)}),
      ),
      g as (
         select {', '.join(f'case when _cls = 0 then null else coalesce({q(f"mk{i}")}, {q(f"ak{i}")}) end as {k}' for i, k in enumerate(keys))},
-               _cls, count(*) as _n
-        from j group by {', '.join(str(i + 1) for i in range(len(keys) + 1))}
+               max(_cls) as _cls, count(*) as _n
+        from j group by {', '.join(str(i + 1) for i in range(len(keys)))}
      ),
      d as (select {', '.join(keys)}, _cls from g where _cls <> 0),
-     dk as (select distinct {', '.join(keys)} from d),
-     pm as (select t.* from ({model.select(joined=True)}) as t join dk on {on('t', 'dk')}),
-     pa as (select t.* from ({truth.select(joined=True)}) as t join dk on {on('t', 'dk')}),
+     pm as (select t.* from ({model.select(joined=True)}) as t where exists (select 1 from d where {on('d', 't')})),
+     pa as (select t.* from ({truth.select(joined=True)}) as t where exists (select 1 from d where {on('d', 't')})),
      x as (
         select {', '.join(f'd.{k}' for k in keys)}, d._cls{value_cols}{flag_cols}
         from d left join pm on {on('pm', 'd')} left join pa on {on('pa', 'd')}
@@ -469,7 +497,7 @@ with m as ({narrow(model)}),
                coalesce(sum(case when _c = 3 then 1 else 0 end), 0) as mismatched_rows{col_counts}
         from y
      ),
-     cd as (select count(*) as one_sided_duplicates from g where _cls in (1, 2) and _n > 1     ){counts_ctes}
+     cd as (select count(*) as one_sided_duplicates from g where _cls in (1, 2) and _n > 1){counts_ctes}
 select cj.*, cy.*, cd.*{', cp.*, ct.*' if side_counts else ''}, s._c as _class, s._rn as _rn, {sample_cols}
 from cj cross join cy cross join cd{counts_from} left join s on s._rn <= {int(sample_size)}
 order by s._c, s._rn

@@ -17,8 +17,8 @@ def segments_per_side(
 ) -> list[SegmentDelta]:
     """Each side's aggregates per segment in its own engine, merged here: across connections, and where
     the engine cannot FULL JOIN segments NULL-safely (PostgreSQL). Few rows: one per segment."""
-    seg_m = wh_model.query(plan.side_segments_sql(spec, m), rationale=f"aggregates of {spec.model} per segment").folded().dicts()
-    seg_a = wh_truth.query(plan.side_segments_sql(spec, a), rationale=f"aggregates of {label} per segment").folded().dicts()
+    seg_m = wh_model.query(plan.render(plan.side_segments_sql(spec, m), wh_model.dialect), rationale=f"aggregates of {spec.model} per segment").folded().dicts()
+    seg_a = wh_truth.query(plan.render(plan.side_segments_sql(spec, a), wh_truth.dialect), rationale=f"aggregates of {label} per segment").folded().dicts()
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for prefix, rows in (("p_", seg_m), ("t_", seg_a)):
         for r in rows:
