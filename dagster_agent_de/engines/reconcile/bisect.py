@@ -12,6 +12,7 @@ proportional to the differences, not to the tables.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -30,6 +31,7 @@ from dagster_agent_de.engines.reconcile.canonical import (
 from dagster_agent_de.engines.reconcile.plan import SidePlan, q
 from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileReport, _pct
 from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
+from dagster_agent_de.errors import WarehouseError
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -41,7 +43,8 @@ MAX_DEPTH = 5
 FIRST_LEVEL_ROWS = 64
 """The first level has buckets of about this many rows (a 1M-row table starts at 16,384 buckets), so that
 when few rows differ, few buckets do, and the next level rehashes only their rows."""
-MAX_MODULUS = 2**31 - 1  # bucket numbers come from a Lehmer step mod 2^31 - 1 (or 60 bits of an md5)
+MAX_MODULUS = 2**31 - 1
+_COLUMN = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*|"[^"]+")$')  # bucket numbers come from a Lehmer step mod 2^31 - 1 (or 60 bits of an md5)
 
 
 def _stats(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
@@ -51,6 +54,43 @@ def _stats(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]
     row = wh.query(plan.side_stats_sql(spec, side, wh.dialect), rationale=what).folded().one()
     if int(row["dup_keys"] or 0) and plan.side_stats_sql(spec, side, wh.dialect) != plan.side_stats_sql(spec, side):
         row = wh.query(plan.side_stats_sql(spec, side), rationale=what + " (exact duplicate keys)").folded().one()
+    return {k: int(v or 0) for k, v in row.items()}
+
+
+def _unique_by_index(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> bool:
+    """True when a unique, non-partial index of the side's table proves its keys unique (PostgreSQL: the
+    application database's primary key), so no pass over the rows has to count distinct keys.
+
+    Only for a side reading plain key columns of one table: a ``where`` keeps a subset of unique keys unique,
+    and rows with a NULL key are counted apart (a unique index allows several NULLs).
+    """
+    from sqlglot import exp
+
+    cols = spec.key if side.side == "model" else spec.keys_against
+    if wh.dialect != "postgres" or side.cast_keys_to_text or not all(_COLUMN.match(c) for c in cols):
+        return False
+    names = [c[1:-1] if c.startswith('"') else c.lower() for c in cols]
+    relation = exp.Literal.string(side.relation).sql("postgres")
+    wanted = exp.Array(expressions=[exp.Literal.string(n) for n in names]).sql("postgres")
+    sql = (
+        "select count(*) as n from pg_catalog.pg_index i "
+        f"where i.indrelid = to_regclass({relation}) and i.indisunique and i.indpred is null and i.indexprs is null "
+        "and (select bool_and(a.attname = any(" + wanted + ")) from pg_catalog.pg_attribute a "
+        "where a.attrelid = i.indrelid and a.attnum = any(i.indkey))"
+    )
+    try:
+        row = wh.query(sql, rationale=f"is the key of {side.relation} unique by an index (no distinct count needed)?"
+                       ).folded().one()
+    except WarehouseError:
+        return False  # not a plain table name (a subquery, a view of another schema): count instead
+    return int(row["n"] or 0) > 0
+
+
+def _counts(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
+    """Rows and NULL-key rows of one side (one cheap pass, no distinct count)."""
+    isnull = " or ".join(f"{k} is null" for k in plan.key_names(spec))
+    sql = f"select count(*) as n, sum(case when {isnull} then 1 else 0 end) as null_keys from ({side.select(joined=True)}) t"
+    row = wh.query(sql, rationale=f"row and null-key counts of the {side.side} side of {spec.model}.{spec.name}").folded().one()
     return {k: int(v or 0) for k, v in row.items()}
 
 
@@ -134,6 +174,20 @@ class _Side:
         self.bytes_moved += sum(len(str(v)) for r in rows for v in r)
 
 
+def _prelude(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
+    out = _counts(spec, wh, side)
+    if _unique_by_index(spec, wh, side):
+        out |= {"dup_keys": 0, "distinct_keys": out["n"] - out["null_keys"]}
+    return out
+
+
+def _first_level(spec: ReconcileSpec, s: _Side, mod: int, counts: dict[str, int]) -> tuple[dict[int, tuple[int, int]], dict[str, int]]:
+    """One side's first level, then its exact key statistics unless an index already proved them."""
+    got = s.buckets(mod, None, None)
+    stats = counts if "dup_keys" in counts else _stats(spec, s.wh, s.side)
+    return got, stats
+
+
 def _key_order(kinds: list[str], key: tuple[str, ...]) -> tuple[Any, ...]:
     """Sort keys the same whatever either engine's collation: numbers by value, anything else by its canonical
     text in code point order (``COLLATE "C"``; ISO timestamps sort in time order).
@@ -172,13 +226,19 @@ def bisect_reconcile(
     # memory budget across the open sessions, which must not happen while the other side runs a query)
     rends = renderings(spec, _types(spec, wh_model, m), _types(spec, wh_truth, a))
     sm, sa = _Side(spec, wh_model, m, rends, 0), _Side(spec, wh_truth, a, rends, 1)
-    stats_m, stats_a = _both(lambda: _stats(spec, wh_model, m), lambda: _stats(spec, wh_truth, a))
+    # the counts first (cheap), for the first level's modulus; a side whose keys an index proves unique needs
+    # no distinct count, and any other side counts its distinct keys right after its first level, so that the
+    # faster engine does it while the slower one is still hashing (each side runs its chain on its own)
+    counts_m, counts_a = _both(partial(_prelude, spec, wh_model, m), partial(_prelude, spec, wh_truth, a))
     leaves: dict[int, list[int]] = {}  # modulus -> differing buckets small enough to fetch
     prefixes: list[int] | None = None
     parent: int | None = None
-    mod = first_modulus(max(stats_m["n"], stats_a["n"]))
+    mod = first_modulus(max(counts_m["n"], counts_a["n"]))
+    (bm, stats_m), (ba, stats_a) = _both(partial(_first_level, spec, sm, mod, counts_m),
+                                         partial(_first_level, spec, sa, mod, counts_a))
     for depth in range(MAX_DEPTH):
-        bm, ba = _both(partial(sm.buckets, mod, parent, prefixes), partial(sa.buckets, mod, parent, prefixes))
+        if depth:
+            bm, ba = _both(partial(sm.buckets, mod, parent, prefixes), partial(sa.buckets, mod, parent, prefixes))
         differing = [b for b in set(bm) | set(ba) if bm.get(b) != ba.get(b)]
         small = [b for b in differing if max(bm.get(b, (0, 0))[0], ba.get(b, (0, 0))[0]) <= LEAF_ROWS]
         big = [b for b in differing if b not in set(small)]
