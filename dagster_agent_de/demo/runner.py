@@ -112,7 +112,9 @@ def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = 
         tables = load_into_postgres(settings.duckdb_path, conninfo)
         where = f"PostgreSQL {conninfo.get('user')}@{conninfo.get('host')}:{conninfo.get('port')}/{conninfo['dbname']}"
         data = replace(data, tables=tables, seconds=data.seconds + time.perf_counter() - start, where=where)
-    if settings.target:  # dbt reads the demo profile's target from AGENT_DE_TARGET, as the agent does
+    if conninfo is not None and settings.target:
+        # the demo profile's default target reads AGENT_DE_TARGET: every later resolution in this process (the
+        # Dagster resources, dbt started by dagster-dbt) then finds the PostgreSQL output too
         os.environ["AGENT_DE_TARGET"] = settings.target
     # fresh source tables: the old schema baseline no longer describes them
     open_state_store(settings).forget(["drift", "escalations", "findings"])
