@@ -13,6 +13,7 @@ proportional to the differences, not to the tables.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -181,11 +182,29 @@ def _prelude(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, in
     return out
 
 
-def _first_level(spec: ReconcileSpec, s: _Side, mod: int, counts: dict[str, int]) -> tuple[dict[int, tuple[int, int]], dict[str, int]]:
-    """One side's first level, then its exact key statistics unless an index already proved them."""
+def _first_level(spec: ReconcileSpec, s: _Side, mod: int, counts: dict[str, int], other_unique: bool
+                 ) -> tuple[dict[int, tuple[int, int]], dict[str, int]]:
+    """One side's first level, then its exact key statistics, unless they need no pass of their own: an index
+    proved this side's keys unique, or the other side's. In that case every duplicated key of this side has
+    more rows in its bucket than the other side at every level, so its bucket differs down to the leaves and
+    its rows are all fetched: the duplicates are counted there (:func:`_duplicates_from_rows`)."""
     got = s.buckets(mod, None, None)
-    stats = counts if "dup_keys" in counts else _stats(spec, s.wh, s.side)
-    return got, stats
+    if "dup_keys" in counts or other_unique:
+        return got, counts
+    return got, _stats(spec, s.wh, s.side)
+
+
+def _duplicates_from_rows(counts: dict[str, int], seen: Counter[tuple[Any, ...]]) -> dict[str, int]:
+    """Key statistics of a side whose duplicated keys were all fetched (see :func:`_first_level`).
+
+    >>> _duplicates_from_rows({"n": 6, "null_keys": 1}, Counter({("v7",): 3, ("v1",): 1}))
+    {'n': 6, 'null_keys': 1, 'dup_keys': 1, 'distinct_keys': 3}
+    """
+    if "dup_keys" in counts:
+        return counts
+    surplus = sum(c - 1 for c in seen.values() if c > 1)
+    return counts | {"dup_keys": sum(1 for c in seen.values() if c > 1),
+                     "distinct_keys": counts["n"] - counts["null_keys"] - surplus}
 
 
 def _key_order(kinds: list[str], key: tuple[str, ...]) -> tuple[Any, ...]:
@@ -234,8 +253,8 @@ def bisect_reconcile(
     prefixes: list[int] | None = None
     parent: int | None = None
     mod = first_modulus(max(counts_m["n"], counts_a["n"]))
-    (bm, stats_m), (ba, stats_a) = _both(partial(_first_level, spec, sm, mod, counts_m),
-                                         partial(_first_level, spec, sa, mod, counts_a))
+    (bm, stats_m), (ba, stats_a) = _both(partial(_first_level, spec, sm, mod, counts_m, "dup_keys" in counts_a),
+                                         partial(_first_level, spec, sa, mod, counts_a, "dup_keys" in counts_m))
     for depth in range(MAX_DEPTH):
         if depth:
             bm, ba = _both(partial(sm.buckets, mod, parent, prefixes), partial(sa.buckets, mod, parent, prefixes))
@@ -251,13 +270,18 @@ def bisect_reconcile(
         prefixes, parent, mod = sorted(big), mod, mod * FANOUT
     rows_m: dict[tuple[Any, ...], dict[str, Any]] = {}
     rows_a: dict[tuple[Any, ...], dict[str, Any]] = {}
+    seen_m: Counter[tuple[Any, ...]] = Counter()
+    seen_a: Counter[tuple[Any, ...]] = Counter()
     nk = len(spec.key)
     for leaf_mod, buckets in leaves.items():
         got_m, got_a = _both(partial(sm.fetch, leaf_mod, sorted(buckets)), partial(sa.fetch, leaf_mod, sorted(buckets)))
         for r in got_m:
             rows_m.setdefault(tuple(r[f"_ck{i}"] for i in range(nk)), r)
+            seen_m[tuple(r[f"_ck{i}"] for i in range(nk))] += 1
         for r in got_a:
             rows_a.setdefault(tuple(r[f"_ck{i}"] for i in range(nk)), r)
+            seen_a[tuple(r[f"_ck{i}"] for i in range(nk))] += 1
+    stats_m, stats_a = _duplicates_from_rows(stats_m, seen_m), _duplicates_from_rows(stats_a, seen_a)
     kinds = ", ".join(f"{c} as {r.kind}" + (f"({r.scale})" if r.kind == "number" else "")
                       for c, r in zip([*spec.key, *spec.compare], rends, strict=True))
     notes.append(f"checksummed across connections ({wh_model.dialect} vs {wh_truth.dialect}) on one canonical rendering "
