@@ -6,8 +6,12 @@ computed in its own engine from the same canonical rendering (:mod:`.canonical`)
 bucket and a PostgreSQL bucket holding the same rows have the same checksum. The first level has
 buckets of about :data:`FIRST_LEVEL_ROWS` rows; only differing buckets are split further (a level
 hashes only the rows of the buckets it looks at), and rows are fetched only from differing buckets
-of at most :data:`LEAF_ROWS` rows. Both sides run each step at once. The rows moved are
-proportional to the differences, not to the tables.
+of at most :data:`LEAF_ROWS` rows. Both sides run each step at once, each in its own engine. The rows
+moved are proportional to the differences, not to the tables.
+
+Key statistics (rows, NULL keys, duplicated keys) cost a pass of their own only when needed: a unique,
+non-partial index (an application database's primary key) proves one side's keys unique, and then the
+other side's duplicated keys are counted from the rows fetched anyway (see :func:`_first_level`).
 """
 
 from __future__ import annotations
