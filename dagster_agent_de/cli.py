@@ -69,12 +69,17 @@ def demo_data(settings: Settings, scale: int) -> None:
 @click.pass_obj
 @_fail_cleanly
 def demo(settings: Settings, scale: int, incident: str | None) -> None:
-    """Run the main job on the embedded default: data, dbt build and checks in Dagster."""
+    """Run the main job on the embedded default: data, dbt build and checks in Dagster.
+
+    `--target postgres` builds on a PostgreSQL server instead: the demo profile's postgres output reads
+    AGENT_DE_PG_HOST, AGENT_DE_PG_PORT, AGENT_DE_PG_USER, AGENT_DE_PG_PASSWORD, AGENT_DE_PG_DBNAME, AGENT_DE_PG_SCHEMA.
+    """
     from dagster_agent_de.demo.incidents import get_incident
     from dagster_agent_de.demo.runner import run_demo
 
-    if settings.target and settings.warehouse_type != "duckdb":
-        raise ConfigError("`agent-de demo` runs on the embedded DuckDB target; drop --target")
+    if settings.target and settings.warehouse_type not in ("duckdb", "postgres"):
+        raise ConfigError(f"`agent-de demo` builds on DuckDB (the default) or PostgreSQL (`--target postgres` with "
+                          f"AGENT_DE_PG_HOST set), not on {settings.warehouse_type}; drop --target")
     if incident:
         get_incident(incident)  # fail fast on a typo
     result = run_demo(settings, scale=scale, incident=incident)

@@ -58,3 +58,17 @@ def test_demo_incident_runner_shows_the_catch(demo_env) -> None:
     text = "\n".join(lines)
     assert "FAILED check stripe/charges:schema_drift" in text
     assert "root cause: schema_drift in stg_stripe_charges" in text and "amount_cents" in text
+
+
+def test_unknown_named_connection_exits_2(demo_env) -> None:
+    """A spec naming a connection defined nowhere: a configuration error naming it, exit 2."""
+    marts = "models/marts/_marts.yml"
+    old = "              against: \"source('stripe', 'charges')\"\n"
+    try:
+        with demo_env.patched(marts, old, old + "              connection: stripe_replica\n"):
+            demo_env.dbt("parse", "-q")
+            r = CliRunner().invoke(main, [*_args(demo_env), "reconcile", "--name", "orders_vs_stripe"])
+    finally:
+        demo_env.dbt("parse", "-q")
+    assert r.exit_code == 2, r.output
+    assert "connection 'stripe_replica' is not defined" in r.output and "orders_vs_stripe" in r.output

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from dagster_agent_de.errors import ConfigError
 
@@ -31,10 +32,12 @@ class DemoDataSummary:
     tables: dict[str, int]
     finance_export: Path
     seconds: float
+    where: str | None = None
+    """Where the source tables were loaded, when not (only) the DuckDB file at ``path``."""
 
     def describe(self) -> str:
         rows = ", ".join(f"{t}={n:,}" for t, n in self.tables.items())
-        return f"generated demo data at scale {self.scale:,} in {self.seconds:.1f}s into {self.path}: {rows}"
+        return f"generated demo data at scale {self.scale:,} in {self.seconds:.1f}s into {self.where or self.path}: {rows}"
 
 
 def _statements(scale: int, loaded_at: str) -> list[str]:
@@ -214,3 +217,75 @@ def generate_demo_data(
     finally:
         con.close()
     return DemoDataSummary(path, scale, tables, export, time.perf_counter() - start)
+
+
+SOURCE_TABLES = (("app", "customers"), ("app", "order_items"), ("app", "orders"), ("stripe", "charges"),
+                 ("fx", "rates"), ("hubspot", "contacts"), ("support", "tickets"))
+
+
+def _pg_type(duckdb_type: str) -> str:
+    """A DuckDB column type as PostgreSQL spells it (sqlglot transpiles the name).
+
+    >>> _pg_type("VARCHAR"), _pg_type("DOUBLE"), _pg_type("TIMESTAMP"), _pg_type("DECIMAL(18,3)")
+    ('TEXT', 'DOUBLE PRECISION', 'TIMESTAMP', 'DECIMAL(18, 3)')
+    """
+    from sqlglot import exp
+
+    return exp.DataType.build(duckdb_type, dialect="duckdb").sql(dialect="postgres")
+
+
+def load_into_postgres(duckdb_path: str | Path, conninfo: dict[str, Any]) -> dict[str, int]:
+    """Copy the demo's source tables from its DuckDB file into a PostgreSQL database (``conninfo``: libpq
+    parameters), as the source systems' connectors would land them: each table is dropped with what depends
+    on it (the dbt views over it, rebuilt by ``dbt build``), recreated and filled with ``COPY ... FROM STDIN``.
+    Identifiers are quoted by psycopg's ``sql.Identifier``; no value is ever spliced into SQL text.
+
+    Returns the rows loaded per ``schema.table``.
+    """
+    import duckdb
+
+    try:
+        import psycopg
+        from psycopg import sql
+    except ImportError as e:
+        raise ConfigError("loading the demo into PostgreSQL needs psycopg 3: pip install 'dagster-agent-de[postgres]'") from e
+    src = duckdb.connect(str(duckdb_path), read_only=True)
+    loaded: dict[str, int] = {}
+    try:
+        try:
+            con = psycopg.connect(**conninfo, autocommit=False)
+        except psycopg.Error as e:
+            where = f"{conninfo.get('user')}@{conninfo.get('host')}:{conninfo.get('port')}/{conninfo.get('dbname')}"
+            raise ConfigError(f"cannot connect to the demo's PostgreSQL {where} ({str(e).strip()}); check "
+                              "AGENT_DE_PG_HOST, AGENT_DE_PG_PORT, AGENT_DE_PG_USER, AGENT_DE_PG_PASSWORD and "
+                              "AGENT_DE_PG_DBNAME") from e
+        with con, con.cursor() as cur:
+            for schema, table in SOURCE_TABLES:
+                rel = src.execute(f'select * from "{schema}"."{table}"')
+                cols = [(d[0], _pg_type(str(d[1]))) for d in rel.description or []]
+                target = sql.Identifier(schema, table)
+                cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+                cur.execute(sql.SQL("drop table if exists {} cascade").format(target))
+                cur.execute(sql.SQL("create table {} ({})").format(target, sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(typ)) for name, typ in cols)))
+                names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in cols)
+                n = 0
+                with cur.copy(sql.SQL("copy {} ({}) from stdin").format(target, names)) as copy:
+                    while batch := rel.fetchmany(10_000):
+                        for row in batch:
+                            copy.write_row(row)
+                        n += len(batch)
+                loaded[f"{schema}.{table}"] = n
+            cur.execute("analyze")
+    finally:
+        src.close()
+    return loaded
+
+
+def execute_postgres(conninfo: dict[str, Any], *statements: str) -> None:
+    """Run statements against the demo's PostgreSQL source tables as their source systems would (read-write)."""
+    import psycopg
+
+    with psycopg.connect(**conninfo, autocommit=True) as con:
+        for statement in statements:
+            con.execute(statement.encode())

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.state import describe_state, open_state_store
 from dagster_agent_de.bundled import bundled_workspace_file
 from dagster_agent_de.config import BUNDLED_PROJECT_DIR, Settings, resolve_settings
-from dagster_agent_de.demo.data import DemoDataSummary, generate_demo_data
+from dagster_agent_de.demo.data import (
+    DemoDataSummary,
+    execute_postgres,
+    generate_demo_data,
+    load_into_postgres,
+)
+from dagster_agent_de.demo.incidents import SqlRunner
+from dagster_agent_de.errors import ConfigError
 
 _COPY_IGNORE = shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml")
 
@@ -60,8 +71,38 @@ def prepare_demo_project(settings: Settings) -> Settings:
     return resolve_settings(settings.state_dir, dest, settings.target)
 
 
+def postgres_conninfo(settings: Settings) -> dict[str, Any]:
+    """libpq parameters of the demo's ``postgres`` output (the ``AGENT_DE_PG_*`` variables its profile reads).
+
+    Raises:
+        ConfigError: no server is given (``AGENT_DE_PG_HOST`` unset), naming the variables to set.
+    """
+    from dagster_agent_de.adapters.warehouse.postgres import PostgresWarehouse
+
+    target = settings.profile_target
+    if not target.output.get("host"):
+        raise ConfigError(f"`agent-de demo --target {target.target}` needs a PostgreSQL server: "
+                          + target.missing("host") + "; also AGENT_DE_PG_PORT (5432), AGENT_DE_PG_USER (postgres), "
+                          "AGENT_DE_PG_PASSWORD (or PGPASSFILE), AGENT_DE_PG_DBNAME (agent_de_demo) as needed")
+    wh = PostgresWarehouse.from_profile_output(target.output, AuditLog(None))
+    return dict(wh.conninfo)
+
+
+def source_sql_runner(settings: Settings) -> SqlRunner | None:
+    """Where an incident's source-data statements run: the demo's PostgreSQL on a postgres target, else
+    ``None`` (the DuckDB file)."""
+    if settings.warehouse_type != "postgres":
+        return None
+    return partial(execute_postgres, postgres_conninfo(settings))
+
+
 def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = None) -> DemoResult:
-    """Generate data, build the dbt project through Dagster into a persistent instance."""
+    """Generate data, build the dbt project through Dagster into a persistent instance.
+
+    On a ``postgres`` target (a dbt-postgres output of the demo's profile) the data is generated in the
+    state dir's DuckDB file as always, then loaded into the PostgreSQL database, where dbt builds and the
+    agent checks; the finance export stays a file beside it.
+    """
     from dagster import DagsterInstance
 
     from dagster_agent_de.demo.incidents import get_incident
@@ -73,7 +114,17 @@ def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = 
     if scale < min_scale:
         notes.append(f"scale raised from {scale:,} to {min_scale:,} orders: {incident} is visible only over enough rows")
         scale = min_scale
+    conninfo = postgres_conninfo(settings) if settings.warehouse_type == "postgres" else None
     data = generate_demo_data(settings.duckdb_path, scale=scale)
+    if conninfo is not None:
+        start = time.perf_counter()
+        tables = load_into_postgres(settings.duckdb_path, conninfo)
+        where = f"PostgreSQL {conninfo.get('user')}@{conninfo.get('host')}:{conninfo.get('port')}/{conninfo['dbname']}"
+        data = replace(data, tables=tables, seconds=data.seconds + time.perf_counter() - start, where=where)
+    if conninfo is not None and settings.target:
+        # the demo profile's default target reads AGENT_DE_TARGET: every later resolution in this process (the
+        # Dagster resources, dbt started by dagster-dbt) then finds the PostgreSQL output too
+        os.environ["AGENT_DE_TARGET"] = settings.target
     # fresh source tables: the old schema baseline no longer describes them
     open_state_store(settings).forget(["drift", "escalations", "findings"])
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
@@ -126,7 +177,7 @@ def run_incident(settings: Settings, defs, instance, name: str) -> list[str]:
     if incident.check == "model_runtime":
         selection = [_model_key(repo, incident.expected_model)]
         lines += _record_runtime_baseline(settings, defs, instance, incident.expected_model, selection)
-    inject(incident, settings.project_dir, settings.duckdb_path)
+    inject(incident, settings.project_dir, settings.duckdb_path, source_sql_runner(settings))
     job = "schema_drift_check" if incident.expected_pattern == "schema_drift" else "dbt_build"
     run = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET,
                                                        asset_selection=selection)

@@ -398,3 +398,41 @@ def test_bisection_across_engines_moves_rows_proportional_to_differences(pg_serv
 def _queries(audit: AuditLog) -> list:
     """The statements the engine sent (each session also records its own set-up as ``session_setup``)."""
     return [e for e in audit.events if e.kind == "query"]
+
+
+@pytest.mark.parametrize("index", ["primary key (id)", "unique (id)", "unique (id) where v > 0"])
+def test_an_index_that_proves_the_keys_unique_spares_the_distinct_count(index: str, pg_server, tmp_path) -> None:
+    """The application database's primary key (or a unique index: several NULL keys allowed) proves its keys
+    unique, so neither side runs a distinct count (the other side's duplicates all sit in differing buckets and
+    are counted from the fetched rows); a partial unique index proves nothing, and both sides are counted."""
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de_tests.warehouses import make_engine
+
+    (tmp_path / "m").mkdir()
+    pipe, truth = make_engine("duckdb", tmp_path / "m", pg_server, "pipe"), make_engine("postgres", tmp_path, pg_server, "app")
+    events: list = []
+    try:
+        pipe.execute("create table t (id integer, v integer)", "insert into t values (1, 1), (2, 2), (3, 3), (3, 3), (null, 0)")
+        partial = "where" in index
+        ddl = f"create table t (id integer, v integer, {index.split(' where')[0]})" if not partial else \
+            "create table t (id integer, v integer)"
+        truth.execute(ddl, *(["create unique index on t (id) where v > 0"] if partial else []),
+                      "insert into t values (1, 1), (2, 20), (4, 4)",
+                      *([] if index.startswith("primary") else ["insert into t values (null, 5), (null, 6)"]),
+                      *(["insert into t values (4, -1)"] if partial else []))
+        spec = ReconcileSpec.model_validate(dict(name="t", model="t", against=truth.relation("t"), key=["id"],
+                                                 compare={"v": {}}, connection=truth.connection()))
+        with pipe.warehouse(AuditLog(None, sinks=[events.append])) as wh:
+            r = reconcile(spec, make_manifest({"t": pipe.relation("t")}), wh)
+    finally:
+        pipe.close()
+        truth.close()
+    counted = [e.rationale for e in events if "duplicate-key counts of the" in (e.rationale or "")]
+    proved = [e for e in events if "unique by an index" in (e.rationale or "")]
+    # proven: neither side counts distinct keys (the pipeline's duplicated key 3 is counted from its fetched rows)
+    assert len(proved) == 1
+    assert {side for side in ("model", "against") for c in counted if f"of the {side} side" in c} == \
+        ({"model", "against"} if partial else set())
+    assert (r.matched, r.missing_in_pipeline, r.extra_in_pipeline, r.mismatched_rows) == (2, 1, 1, 1)
+    assert r.duplicate_keys_truth == (1 if partial else 0) and r.duplicate_keys_pipeline == 1
+    assert r.null_keys_truth == (0 if index.startswith("primary") else 2) and r.null_keys_pipeline == 1

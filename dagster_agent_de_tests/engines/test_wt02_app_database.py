@@ -69,3 +69,96 @@ def test_wt02_warehouse_orders_against_the_app_database(demo_env, pg_server: PgS
     top = findings[0]
     assert (top.pattern, top.model) == ("join_row_drop", "int_orders_enriched")
     assert "stg_hubspot_contacts" in top.summary
+
+
+APP_DB = """connections:
+  app_db:
+    type: postgres
+    host: 127.0.0.1
+    port: "{{{{ env_var('APP_DB_PORT') | as_number }}}}"
+    user: postgres
+    password: "{{{{ env_var('APP_DB_PASSWORD', '') }}}}"
+    dbname: {db}
+  broken:
+    type: postgres
+    host: 127.0.0.1
+    port: not-a-port
+    user: postgres
+    dbname: {db}
+"""
+
+
+def _named_spec(name: str) -> ReconcileSpec:
+    return ReconcileSpec.model_validate(dict(
+        name="orders_vs_app", model="fct_orders", against="public.orders", key=["order_id"], key_against=["id"],
+        where_against="state <> 'cancelled'", connection=name, thresholds={"missing_pct": 0.1},
+        compare={"amount": {"against": "total_cents / 100.0", "abs_tol": 0.01}, "currency": {}},
+    ))
+
+
+def test_wt02_against_a_named_connection_of_the_agent_settings(demo_env, pg_server: PgServer, tmp_path, monkeypatch) -> None:
+    """`connection: app_db` names a connection of the agent's settings (AGENT_DE_CONNECTIONS), its port and
+    password rendered from the environment with dbt's env_var; the same reconciliation as above."""
+    import pytest
+
+    from dagster_agent_de.errors import SpecError
+
+    db = _app_database(pg_server, demo_env)
+    settings_file = tmp_path / "connections.yml"
+    settings_file.write_text(APP_DB.format(db=db))
+    monkeypatch.setenv("AGENT_DE_CONNECTIONS", str(settings_file))
+    monkeypatch.setenv("APP_DB_PORT", str(pg_server.port))
+    info = DbtProjectInfo.from_settings(demo_env.settings)
+    manifest = Manifest.load(info.manifest_path, demo_env.project_dir)
+    try:
+        with demo_env.warehouse() as wh:
+            clean = reconcile(_named_spec("app_db"), manifest, wh)
+            with pytest.raises(SpecError) as unknown:
+                reconcile(_named_spec("app_dbb"), manifest, wh)
+            with pytest.raises(SpecError) as broken_entry:
+                reconcile(_named_spec("broken"), manifest, wh)
+        with demo_env.incident("wt02_join_drop", rebuild="int_orders_enriched+", restore=(ENRICHED,)):
+            demo_env.dbt("run", "-s", "int_orders_enriched+", "-q")
+            with demo_env.warehouse() as wh:
+                broken = reconcile(_named_spec("app_db"), Manifest.load(info.manifest_path, demo_env.project_dir), wh)
+    finally:
+        pg_server.drop_database(db)
+    assert clean.passed and clean.method == "bisection" and clean.matched == clean.rows_truth > 0
+    assert f"on postgres postgres@127.0.0.1:{pg_server.port}/{db}" in clean.against
+    assert not broken.passed and 60 < broken.missing_pct < 80 and broken.mismatched_rows == 0
+    # an unknown name says which names there are; a bad entry names the connection and the field
+    assert "connection 'app_dbb' is not defined" in str(unknown.value) and "app_db, broken" in str(unknown.value)
+    assert "orders_vs_app" in str(unknown.value)
+    assert "connection 'broken'" in str(broken_entry.value) and "port" in str(broken_entry.value)
+
+
+def test_named_connection_from_dbt_project_vars_and_profile_outputs(tmp_path, monkeypatch) -> None:
+    """Without AGENT_DE_CONNECTIONS, names come from `vars.agent_de.connections` in dbt_project.yml, then from
+    the outputs of the project's own dbt profile; a missing env_var is an error naming the variable."""
+    import pytest
+
+    from dagster_agent_de.engines.reconcile.connections import named_connection
+    from dagster_agent_de.engines.reconcile.spec import DuckDBConnection, PostgresConnection
+    from dagster_agent_de.errors import SpecError
+
+    monkeypatch.delenv("AGENT_DE_CONNECTIONS", raising=False)
+    monkeypatch.delenv("APP_PW", raising=False)
+    (tmp_path / "dbt_project.yml").write_text(
+        "name: p\nprofile: p\nvars:\n  agent_de:\n    connections:\n"
+        "      app: {type: postgres, host: db, user: ro, dbname: shop, password: \"{{ env_var('APP_PW') }}\"}\n")
+    (tmp_path / "profiles.yml").write_text(
+        "p:\n  target: dev\n  outputs:\n"
+        "    dev: {type: duckdb, path: /data/dev.duckdb, threads: 4}\n"
+        "    app_replica: {type: postgres, host: replica, port: 6543, user: ro, pass: pw, database: shop, schema: public, threads: 2}\n")
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(tmp_path))
+    with pytest.raises(SpecError, match="connection 'app'.*APP_PW"):
+        named_connection("app", tmp_path)
+    monkeypatch.setenv("APP_PW", "s3cret")
+    app = named_connection("app", tmp_path)
+    assert isinstance(app, PostgresConnection) and app.profile_output()["password"] == "s3cret"
+    replica = named_connection("app_replica", tmp_path)
+    assert isinstance(replica, PostgresConnection)
+    assert (replica.host, replica.port, replica.dbname, replica.profile_output()["password"]) == ("replica", 6543, "shop", "pw")
+    assert named_connection("dev", tmp_path) == DuckDBConnection(path="/data/dev.duckdb")
+    with pytest.raises(SpecError, match=r"'nope' is not defined.*defined: app, dev \(profile output\), app_replica \(profile output\)"):
+        named_connection("nope", tmp_path)

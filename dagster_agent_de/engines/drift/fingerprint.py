@@ -172,11 +172,18 @@ def fingerprint_query(table: TableSchema, columns: list[ColumnSchema], key: list
     from sqlglot import exp
 
     scaled = {s.lower() for s in scaled}
+
+    def distinct(col: exp.Expression) -> exp.Expression:
+        # PostgreSQL has no approximate distinct count: the exact one (slower, same role)
+        if dialect == "postgres":
+            return exp.Count(this=exp.Distinct(expressions=[col]))
+        return exp.ApproxDistinct(this=col)
+
     stats: list[exp.Expression] = [_as(exp.Count(this=exp.Star()), "n")]
     for i, c in enumerate(columns):
         col = exp.column(c.name, quoted=True)
         fam = family(c.data_type)
-        stats += [_as(exp.Count(this=col.copy()), f"nn{i}"), _as(exp.ApproxDistinct(this=col.copy()), f"d{i}")]
+        stats += [_as(exp.Count(this=col.copy()), f"nn{i}"), _as(distinct(col.copy()), f"d{i}")]
         if fam == "number":
             lo, hi = _cast(exp.Min(this=col.copy()), "DOUBLE"), _cast(exp.Max(this=col.copy()), "DOUBLE")
         elif fam == "time":
@@ -190,7 +197,10 @@ def fingerprint_query(table: TableSchema, columns: list[ColumnSchema], key: list
     # the sample: the rows with the smallest hash of the key (the warehouse's fast native hash, on
     # the key as stored), so both snapshots sample the same keys while the table only grows
     names = [f"_k{j}" for j in range(len(key))]
-    inner = exp.select(_as(exp.Anonymous(this="hash", expressions=[exp.column(k, quoted=True) for k in key]), "_h"),
+    # PostgreSQL has no hash(): the md5 of the key's text there (as fast a sample order, the same role)
+    key_hash = (exp.MD5(this=_key_expr(key)) if dialect == "postgres"
+                else exp.Anonymous(this="hash", expressions=[exp.column(k, quoted=True) for k in key]))
+    inner = exp.select(_as(key_hash, "_h"),
                        *[_as(exp.column(k, quoted=True), n) for k, n in zip(key, names, strict=True)],
                        *[_as(exp.column(c.name, quoted=True), f"c{i}") for i, c in enumerate(columns)])
     inner = inner.from_(_table(table.relation), copy=False).order_by(exp.column("_h"), copy=False).limit(sample, copy=False)
@@ -264,13 +274,25 @@ def table_sizes(warehouse: Warehouse, tables: Iterable[TableSchema]) -> dict[str
                 src.set("catalog", exp.to_identifier(db, quoted=True))
             cols = ["table_catalog", "table_schema", "table_name", "row_count"]
             where: exp.Condition = exp.func("upper", exp.column("table_schema")).isin(*[exp.Literal.string(s.upper()) for s in schemas])
+        elif warehouse.dialect == "postgres":
+            # the planner's estimate (no scan; kept by ANALYZE and autovacuum), -1 when never analyzed: unknown
+            tuples = exp.column("reltuples", "c")
+            pg_cols: list[exp.Expr] = [exp.func("current_database"), exp.column("nspname", "n"),
+                                             exp.column("relname", "c"),
+                                             exp.Case(ifs=[exp.If(this=tuples >= 0, true=exp.cast(tuples, "BIGINT"))])]
+            where = exp.func("lower", exp.column("nspname", "n")).isin(*[exp.Literal.string(s.lower()) for s in schemas])
+            where = where.and_(exp.column("relkind", "c").isin(*[exp.Literal.string(k) for k in ("r", "p", "m")]))
+            pg_src = exp.select(*pg_cols).from_("pg_catalog.pg_class AS c").join(
+                "pg_catalog.pg_namespace AS n", on="n.oid = c.relnamespace").where(where).subquery("t")
+            sql = exp.select("*").from_(pg_src).sql(warehouse.dialect)
         else:
             src = exp.Table(this=exp.Anonymous(this="duckdb_tables", expressions=[]))
             cols = ["database_name", "schema_name", "table_name", "estimated_size"]
             where = exp.func("lower", exp.column("schema_name")).isin(*[exp.Literal.string(s.lower()) for s in schemas])
             if db:
                 where = where.and_(exp.func("lower", exp.column("database_name")).eq(exp.Literal.string(db.lower())))
-        sql = exp.select(*cols).from_(src).where(where).sql(warehouse.dialect)
+        if warehouse.dialect != "postgres":
+            sql = exp.select(*cols).from_(src).where(where).sql(warehouse.dialect)
         res = warehouse.query(sql, rationale=f"row counts of {len(rels)} table(s) from metadata: is a fingerprint cheap?")
         for cat, sch, tab, n in res.rows:
             key = f"{cat}.{sch}.{tab}".lower()

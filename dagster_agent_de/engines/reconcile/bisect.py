@@ -6,12 +6,18 @@ computed in its own engine from the same canonical rendering (:mod:`.canonical`)
 bucket and a PostgreSQL bucket holding the same rows have the same checksum. The first level has
 buckets of about :data:`FIRST_LEVEL_ROWS` rows; only differing buckets are split further (a level
 hashes only the rows of the buckets it looks at), and rows are fetched only from differing buckets
-of at most :data:`LEAF_ROWS` rows. Both sides run each step at once. The rows moved are
-proportional to the differences, not to the tables.
+of at most :data:`LEAF_ROWS` rows. Both sides run each step at once, each in its own engine. The rows
+moved are proportional to the differences, not to the tables.
+
+Key statistics (rows, NULL keys, duplicated keys) cost a pass of their own only when needed: a unique,
+non-partial index (an application database's primary key) proves one side's keys unique, and then the
+other side's duplicated keys are counted from the rows fetched anyway (see :func:`_first_level`).
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -31,6 +37,7 @@ from dagster_agent_de.engines.reconcile.plan import SidePlan, q
 from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileReport, _pct
 from dagster_agent_de.engines.reconcile.segments import segments_per_side
 from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
+from dagster_agent_de.errors import WarehouseError
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -42,7 +49,8 @@ MAX_DEPTH = 5
 FIRST_LEVEL_ROWS = 64
 """The first level has buckets of about this many rows (a 1M-row table starts at 16,384 buckets), so that
 when few rows differ, few buckets do, and the next level rehashes only their rows."""
-MAX_MODULUS = 2**31 - 1  # bucket numbers come from a Lehmer step mod 2^31 - 1 (or 60 bits of an md5)
+MAX_MODULUS = 2**31 - 1
+_COLUMN = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*|"[^"]+")$')  # bucket numbers come from a Lehmer step mod 2^31 - 1 (or 60 bits of an md5)
 
 
 def _stats(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
@@ -52,6 +60,43 @@ def _stats(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]
     row = wh.query(plan.side_stats_sql(spec, side, wh.dialect), rationale=what).folded().one()
     if int(row["dup_keys"] or 0) and plan.side_stats_sql(spec, side, wh.dialect) != plan.side_stats_sql(spec, side):
         row = wh.query(plan.side_stats_sql(spec, side), rationale=what + " (exact duplicate keys)").folded().one()
+    return {k: int(v or 0) for k, v in row.items()}
+
+
+def _unique_by_index(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> bool:
+    """True when a unique, non-partial index of the side's table proves its keys unique (PostgreSQL: the
+    application database's primary key), so no pass over the rows has to count distinct keys.
+
+    Only for a side reading plain key columns of one table: a ``where`` keeps a subset of unique keys unique,
+    and rows with a NULL key are counted apart (a unique index allows several NULLs).
+    """
+    from sqlglot import exp
+
+    cols = spec.key if side.side == "model" else spec.keys_against
+    if wh.dialect != "postgres" or side.cast_keys_to_text or not all(_COLUMN.match(c) for c in cols):
+        return False
+    names = [c[1:-1] if c.startswith('"') else c.lower() for c in cols]
+    relation = exp.Literal.string(side.relation).sql("postgres")
+    wanted = exp.Array(expressions=[exp.Literal.string(n) for n in names]).sql("postgres")
+    sql = (
+        "select count(*) as n from pg_catalog.pg_index i "
+        f"where i.indrelid = to_regclass({relation}) and i.indisunique and i.indpred is null and i.indexprs is null "
+        "and (select bool_and(a.attname = any(" + wanted + ")) from pg_catalog.pg_attribute a "
+        "where a.attrelid = i.indrelid and a.attnum = any(i.indkey))"
+    )
+    try:
+        row = wh.query(sql, rationale=f"is the key of {side.relation} unique by an index (no distinct count needed)?"
+                       ).folded().one()
+    except WarehouseError:
+        return False  # not a plain table name (a subquery, a view of another schema): count instead
+    return int(row["n"] or 0) > 0
+
+
+def _counts(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
+    """Rows and NULL-key rows of one side (one cheap pass, no distinct count)."""
+    isnull = " or ".join(f"{k} is null" for k in plan.key_names(spec))
+    sql = f"select count(*) as n, sum(case when {isnull} then 1 else 0 end) as null_keys from ({side.select(joined=True)}) t"
+    row = wh.query(sql, rationale=f"row and null-key counts of the {side.side} side of {spec.model}.{spec.name}").folded().one()
     return {k: int(v or 0) for k, v in row.items()}
 
 
@@ -135,6 +180,38 @@ class _Side:
         self.bytes_moved += sum(len(str(v)) for r in rows for v in r)
 
 
+def _prelude(spec: ReconcileSpec, wh: Warehouse, side: SidePlan) -> dict[str, int]:
+    out = _counts(spec, wh, side)
+    if _unique_by_index(spec, wh, side):
+        out |= {"dup_keys": 0, "distinct_keys": out["n"] - out["null_keys"]}
+    return out
+
+
+def _first_level(spec: ReconcileSpec, s: _Side, mod: int, counts: dict[str, int], other_unique: bool
+                 ) -> tuple[dict[int, tuple[int, int]], dict[str, int]]:
+    """One side's first level, then its exact key statistics, unless they need no pass of their own: an index
+    proved this side's keys unique, or the other side's. In that case every duplicated key of this side has
+    more rows in its bucket than the other side at every level, so its bucket differs down to the leaves and
+    its rows are all fetched: the duplicates are counted there (:func:`_duplicates_from_rows`)."""
+    got = s.buckets(mod, None, None)
+    if "dup_keys" in counts or other_unique:
+        return got, counts
+    return got, _stats(spec, s.wh, s.side)
+
+
+def _duplicates_from_rows(counts: dict[str, int], seen: Counter[tuple[Any, ...]]) -> dict[str, int]:
+    """Key statistics of a side whose duplicated keys were all fetched (see :func:`_first_level`).
+
+    >>> _duplicates_from_rows({"n": 6, "null_keys": 1}, Counter({("v7",): 3, ("v1",): 1}))
+    {'n': 6, 'null_keys': 1, 'dup_keys': 1, 'distinct_keys': 3}
+    """
+    if "dup_keys" in counts:
+        return counts
+    surplus = sum(c - 1 for c in seen.values() if c > 1)
+    return counts | {"dup_keys": sum(1 for c in seen.values() if c > 1),
+                     "distinct_keys": counts["n"] - counts["null_keys"] - surplus}
+
+
 def _key_order(kinds: list[str], key: tuple[str, ...]) -> tuple[Any, ...]:
     """Sort keys the same whatever either engine's collation: numbers by value, anything else by its canonical
     text in code point order (``COLLATE "C"``; ISO timestamps sort in time order).
@@ -173,13 +250,19 @@ def bisect_reconcile(
     # memory budget across the open sessions, which must not happen while the other side runs a query)
     rends = renderings(spec, _types(spec, wh_model, m), _types(spec, wh_truth, a))
     sm, sa = _Side(spec, wh_model, m, rends, 0), _Side(spec, wh_truth, a, rends, 1)
-    stats_m, stats_a = _both(lambda: _stats(spec, wh_model, m), lambda: _stats(spec, wh_truth, a))
+    # the counts first (cheap), for the first level's modulus; a side whose keys an index proves unique needs
+    # no distinct count, and any other side counts its distinct keys right after its first level, so that the
+    # faster engine does it while the slower one is still hashing (each side runs its chain on its own)
+    counts_m, counts_a = _both(partial(_prelude, spec, wh_model, m), partial(_prelude, spec, wh_truth, a))
     leaves: dict[int, list[int]] = {}  # modulus -> differing buckets small enough to fetch
     prefixes: list[int] | None = None
     parent: int | None = None
-    mod = first_modulus(max(stats_m["n"], stats_a["n"]))
+    mod = first_modulus(max(counts_m["n"], counts_a["n"]))
+    (bm, stats_m), (ba, stats_a) = _both(partial(_first_level, spec, sm, mod, counts_m, "dup_keys" in counts_a),
+                                         partial(_first_level, spec, sa, mod, counts_a, "dup_keys" in counts_m))
     for depth in range(MAX_DEPTH):
-        bm, ba = _both(partial(sm.buckets, mod, parent, prefixes), partial(sa.buckets, mod, parent, prefixes))
+        if depth:
+            bm, ba = _both(partial(sm.buckets, mod, parent, prefixes), partial(sa.buckets, mod, parent, prefixes))
         differing = [b for b in set(bm) | set(ba) if bm.get(b) != ba.get(b)]
         small = [b for b in differing if max(bm.get(b, (0, 0))[0], ba.get(b, (0, 0))[0]) <= LEAF_ROWS]
         big = [b for b in differing if b not in set(small)]
@@ -192,13 +275,18 @@ def bisect_reconcile(
         prefixes, parent, mod = sorted(big), mod, mod * FANOUT
     rows_m: dict[tuple[Any, ...], dict[str, Any]] = {}
     rows_a: dict[tuple[Any, ...], dict[str, Any]] = {}
+    seen_m: Counter[tuple[Any, ...]] = Counter()
+    seen_a: Counter[tuple[Any, ...]] = Counter()
     nk = len(spec.key)
     for leaf_mod, buckets in leaves.items():
         got_m, got_a = _both(partial(sm.fetch, leaf_mod, sorted(buckets)), partial(sa.fetch, leaf_mod, sorted(buckets)))
         for r in got_m:
             rows_m.setdefault(tuple(r[f"_ck{i}"] for i in range(nk)), r)
+            seen_m[tuple(r[f"_ck{i}"] for i in range(nk))] += 1
         for r in got_a:
             rows_a.setdefault(tuple(r[f"_ck{i}"] for i in range(nk)), r)
+            seen_a[tuple(r[f"_ck{i}"] for i in range(nk))] += 1
+    stats_m, stats_a = _duplicates_from_rows(stats_m, seen_m), _duplicates_from_rows(stats_a, seen_a)
     kinds = ", ".join(f"{c} as {r.kind}" + (f"({r.scale})" if r.kind == "number" else "")
                       for c, r in zip([*spec.key, *spec.compare], rends, strict=True))
     notes.append(f"checksummed across connections ({wh_model.dialect} vs {wh_truth.dialect}) on one canonical rendering "

@@ -146,6 +146,17 @@ Connection = Annotated[
 """Another connection holding the source of truth: ``type: duckdb`` (a file) or ``type: postgres``."""
 
 
+def _connection_or_name(value: Any) -> str:
+    return "name" if isinstance(value, str) else _connection_type(value)
+
+
+ConnectionOrName = Annotated[
+    Annotated[str, Tag("name")] | Annotated[DuckDBConnection, Tag("duckdb")] | Annotated[PostgresConnection, Tag("postgres")],
+    Discriminator(_connection_or_name),
+]
+"""A connection's fields, or its name (a connection of the agent's settings or a dbt profile output)."""
+
+
 class ReconcileSpec(_Strict):
     """One reconciliation of a dbt model against a source of truth."""
 
@@ -153,7 +164,9 @@ class ReconcileSpec(_Strict):
     model: str = Field(description="The dbt model (filled in from where the spec is declared).")
     description: str = ""
     against: str = Field(description="source('s','t'), ref('m'), a relation, 'file:PATH' (CSV/Parquet) or 'http'.")
-    connection: Connection | None = None
+    connection: ConnectionOrName | None = Field(
+        default=None, description="Another connection holding the truth: its fields, or the name of a connection in "
+        "the agent's settings or of a dbt profile output (engines/reconcile/connections.py).")
     http: HttpSource | None = None
     key: list[str] = Field(min_length=1)
     key_against: list[str] | None = None

@@ -57,7 +57,15 @@ def resolve_truth(
 ) -> Truth:
     against = spec.against.strip()
     if spec.connection is not None:
-        return Truth(open_connection(spec.connection, audit), against, f"{against} on {spec.connection.describe()}",
+        connection = spec.connection
+        if isinstance(connection, str):
+            from dagster_agent_de.engines.reconcile.connections import named_connection
+
+            try:
+                connection = named_connection(connection, manifest.project_dir)
+            except SpecError as e:
+                raise SpecError(f"model {spec.model}, reconcile spec {spec.name!r}: {e}") from e
+        return Truth(open_connection(connection, audit), against, f"{against} on {connection.describe()}",
                      same_warehouse=False, owned=True)
     if m := _SOURCE.match(against):
         node = manifest.source(m.group(1), m.group(2))

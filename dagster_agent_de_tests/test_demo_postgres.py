@@ -1,0 +1,65 @@
+"""`agent-de demo --target postgres`: the demo built by dbt-postgres on a real PostgreSQL server, checked by
+the agent there, and the WT-02 incident caught and investigated (one dbt build, at a small scale)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from dagster_agent_de.cli import main
+from dagster_agent_de_tests.warehouses import PgServer
+
+SCALE = 300
+
+
+def _env(tmp_path: Path, pg: PgServer | None) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    drop = ("AGENT_DE_TARGET", "DBT_TARGET", "AGENT_DE_PROJECT_DIR", "AGENT_DE_STATE_DIR", "AGENT_DE_DUCKDB_PATH",
+            "AGENT_DE_STATE_URL", "AGENT_DE_PG_HOST")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env |= {"DAGSTER_HOME": str(home), "DAGSTER_DISABLE_TELEMETRY": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    if pg is not None:
+        env |= {"AGENT_DE_PG_HOST": "127.0.0.1", "AGENT_DE_PG_PORT": str(pg.port), "AGENT_DE_PG_USER": "postgres",
+                "AGENT_DE_PG_DBNAME": "shop_demo"}
+    return env
+
+
+def test_demo_on_postgres_catches_wt02(tmp_path: Path, pg_server: PgServer) -> None:
+    pg_server.admin('create database "shop_demo"')
+    try:
+        # a fresh process: the demo sets the process's Dagster and agent environment, as the CLI does
+        proc = subprocess.run(
+            [sys.executable, "-m", "dagster_agent_de.cli", "--state-dir", str(tmp_path / "state"), "--target",
+             "postgres", "demo", "--scale", str(SCALE), "--incident", "wt02_join_drop"],
+            env=_env(tmp_path, pg_server), capture_output=True, text=True, timeout=900)
+        tables = pg_server.admin(
+            "select table_schema || '.' || table_name from information_schema.tables "
+            "where table_schema in ('app', 'analytics') order by 1", dbname="shop_demo")[0]
+    finally:
+        pg_server.drop_database("shop_demo")
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    # the sources were loaded into PostgreSQL, dbt-postgres built the models there, every check passed
+    assert f"into PostgreSQL postgres@127.0.0.1:{pg_server.port}/shop_demo: app.customers=" in out
+    assert f"app.orders={SCALE}," in out
+    assert {("app.orders",), ("analytics.fct_orders",), ("analytics.fct_revenue",)} <= set(tables)
+    assert "(success): 11 assets materialized" in out and " 0 failed" in out
+    # WT-02 on PostgreSQL: the reconciliation against Stripe fails, and the investigation names the join
+    assert "FAILED check fct_orders:orders_vs_stripe" in out
+    assert "root cause: join_row_drop in int_orders_enriched" in out
+    assert "stg_hubspot_contacts on c.email = h.email" in out
+
+
+def test_demo_on_postgres_without_a_server_names_the_variables(tmp_path: Path, monkeypatch) -> None:
+    for k, v in _env(tmp_path, None).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AGENT_DE_PG_HOST", raising=False)
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "--target", "postgres", "demo", "--scale", "50"])
+    assert r.exit_code == 2, r.output
+    assert "needs a PostgreSQL server" in r.output and "AGENT_DE_PG_HOST" in r.output
