@@ -60,19 +60,35 @@ def prepare_demo_project(settings: Settings) -> Settings:
     return resolve_settings(settings.state_dir, dest, settings.target)
 
 
-def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = None) -> DemoResult:
-    """Generate data, build the dbt project through Dagster into a persistent instance."""
-    from dagster import DagsterInstance
+def incident_scale(incident: str | None, scale: int) -> tuple[int, list[str]]:
+    """The scale an incident is shown at: at least its ``min_scale``, and a note when raised.
 
+    >>> incident_scale("wt05_slow_model", 2_000)[1]
+    ['scale raised from 2,000 to 1,000,000 orders: wt05_slow_model is visible only over enough rows']
+    >>> incident_scale("wt02_join_drop", 2_000)
+    (2000, [])
+    """
     from dagster_agent_de.demo.incidents import get_incident
+
+    min_scale = get_incident(incident).min_scale if incident else 0
+    if scale >= min_scale:
+        return scale, []
+    return min_scale, [f"scale raised from {scale:,} to {min_scale:,} orders: {incident} is visible only over enough rows"]
+
+
+def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = None,
+             raise_scale: bool = True) -> DemoResult:
+    """Generate data, build the dbt project through Dagster into a persistent instance.
+
+    ``raise_scale=False`` keeps ``scale`` below the incident's ``min_scale``: for a project whose model
+    says how small a regression counts (``meta.agent_de.runtime.min_seconds``), as the tests' does."""
+    from dagster import DagsterInstance
 
     settings.ensure_state_dir()
     settings = prepare_demo_project(settings)
     notes: list[str] = []
-    min_scale = get_incident(incident).min_scale if incident else 0
-    if scale < min_scale:
-        notes.append(f"scale raised from {scale:,} to {min_scale:,} orders: {incident} is visible only over enough rows")
-        scale = min_scale
+    if raise_scale:
+        scale, notes = incident_scale(incident, scale)
     data = generate_demo_data(settings.duckdb_path, scale=scale)
     # fresh source tables: the old schema baseline no longer describes them
     open_state_store(settings).forget(["drift", "escalations", "findings"])
@@ -165,13 +181,18 @@ def _model_key(repo, model: str):
 
 
 def _record_runtime_baseline(settings: Settings, defs, instance, model: str, selection) -> list[str]:
-    """Materialize the model until its ``model_runtime`` check has a baseline: real timed dbt runs through
-    Dagster, each recorded by the check itself (the demo's first build counted as one)."""
-    from dagster_agent_de.engines.performance.runtime import MIN_HISTORY, runtime_history
+    """Materialize the model until its ``model_runtime`` check has a baseline (``min_runs`` of its
+    ``meta.agent_de.runtime``): real timed dbt runs through Dagster, each recorded by the check itself
+    (the demo's first build counted as one)."""
+    from dagster_agent_de.engines.performance.runtime import RuntimePolicy, runtime_history
+    from dagster_agent_de.manifest import Manifest
+    from dagster_agent_de.project import DbtProjectInfo
 
     store = open_state_store(settings)
+    node = Manifest.load(DbtProjectInfo.from_settings(settings).manifest_path, settings.project_dir).find(model)
+    min_runs = RuntimePolicy.from_meta(model, node.agent_de_meta.get("runtime")).min_runs
     job = defs.resolve_job_def("dbt_build")
-    while len(runtime_history(store, model)) < MIN_HISTORY:
+    while len(runtime_history(store, model)) < min_runs:
         run = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET, asset_selection=selection)
         if not run.success:
             return [f"the baseline run of {model} failed (run {run.run_id}): the incident cannot be shown"]
