@@ -14,7 +14,7 @@ from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, Prop
 from dagster_agent_de.engines.performance.detectors import DETECTORS
 from dagster_agent_de.engines.performance.models import PerfContext, PerfFinding, PerfHypothesis, UpstreamView
 from dagster_agent_de.engines.performance.plan import EXPLAIN_PREFIX, QueryPlan, explain_analyze
-from dagster_agent_de.engines.performance.verify import verify, verify_by_running
+from dagster_agent_de.engines.performance.verify import WarehouseRuns, verify
 from dagster_agent_de.errors import AgentDEError, WarehouseError
 from dagster_agent_de.manifest import Manifest, Node
 from dagster_agent_de.sql.scope import parse
@@ -79,14 +79,14 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
         return finding
     if not top.rewrites:
         finding.notes.append(f"no rewrite is known for this shape of {top.pattern}: fix it by hand")
+    runs = WarehouseRuns(warehouse, sql, run_timeout_s) if run_timeout_s is not None else None
     for rewrite in top.rewrites:
         after = rewrite.edit(sql)
         if after == sql:
             continue
         try:
-            if run_timeout_s is not None:
-                result = verify_by_running(warehouse, sql, after, rewrite.description, timeout_s=run_timeout_s,
-                                           min_speedup=min_speedup)
+            if runs is not None:
+                result = runs.verify(after, rewrite.description, min_speedup=min_speedup)
             else:
                 result = verify(warehouse, sql, after, rewrite.description, repeats=repeats,
                                 plan_before=plan, min_speedup=min_speedup)
@@ -112,13 +112,15 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
 
 
 def investigate_model(warehouse: Warehouse, manifest: Manifest, node: Node, *, repeats: int = 1,
-                      verify_on_warehouse: bool = False, verify_timeout_s: int = VERIFY_TIMEOUT_S) -> PerfFinding:
+                      verify_on_warehouse: bool = False, verify_timeout_s: int = VERIFY_TIMEOUT_S,
+                      min_speedup: float = 1.0) -> PerfFinding:
     """Investigate a dbt model from the manifest: its compiled SELECT, and its ``.sql`` file for the diff.
 
     On Snowflake the plan is the model's last run in ``QUERY_HISTORY`` (``GET_QUERY_OPERATOR_STATS``).
     With no EXPLAIN ANALYZE, verifying a rewrite costs two full runs of the model's SELECT: done only when
     ``verify_on_warehouse`` (``agent-de investigate --verify``, the investigate job's
     ``verify_on_warehouse``), each run under ``STATEMENT_TIMEOUT_IN_SECONDS`` = ``verify_timeout_s``.
+    ``min_speedup``: see :func:`investigate_sql`.
     """
     sql = manifest.compiled_sql(node.unique_id)
     if not sql:
@@ -147,7 +149,7 @@ def investigate_model(warehouse: Warehouse, manifest: Manifest, node: Node, *, r
                               source_path=node.raw.get("original_file_path"), repeats=repeats,
                               materialized=_materialized(node), upstream_views=upstream_views(manifest, node),
                               plan=plan, plan_statement=statement, verify_rewrite=verify_rewrite,
-                              run_timeout_s=run_timeout_s)
+                              run_timeout_s=run_timeout_s, min_speedup=min_speedup)
     if note:
         finding.notes.append(note)
     return finding

@@ -8,6 +8,9 @@ and row hash, so the timed run is the compared run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import sqlglot
 from sqlglot import exp
 
@@ -110,33 +113,55 @@ def run_fingerprint_sql(select: str, dialect: str, columns: list[str],
     ).sql(dialect=dialect)
 
 
+@dataclass
+class WarehouseRuns:
+    """Verification by full runs (Snowflake, on request): the model's SELECT runs once, timed, however many
+    rewrites are tried; each rewrite runs once. Every run is read-only, through the audited path, under a
+    statement timeout of ``timeout_s``, and returns its row count and row hash (:func:`run_fingerprint_sql`)."""
+
+    warehouse: Warehouse
+    before: str
+    timeout_s: int
+    _columns: list[str] = field(default_factory=list)
+    _floats: set[str] = field(default_factory=set)
+    _before: tuple[float, dict[str, Any]] | None = None
+
+    def verify(self, after: str, description: str, *, min_speedup: float = 1.0) -> Verification:
+        """Time ``after`` against the model's SELECT and compare their rows; a cancelled run raises
+        :class:`WarehouseError` naming the timeout."""
+        wh = self.warehouse
+        with wh.statement_timeout(self.timeout_s, rationale=f"bound the verification runs ({description})"):
+            if self._before is None:
+                shape = wh.query(exp.select("*").from_(exp.Subquery(
+                    this=sqlglot.parse_one(self.before, read=wh.dialect), alias=exp.TableAlias(this=exp.to_identifier("s"))))
+                    .limit(0).sql(dialect=wh.dialect), rationale=f"the output columns and their types ({description})")
+                self._columns = list(shape.columns)
+                self._floats = {c for c, t in zip(shape.columns, shape.types, strict=False)
+                                if str(t).upper() in _FLOAT_TYPES}
+                _, seconds, row = self._run(self.before, "run the model's SELECT in full, timed (verification requested)")
+                self._before = (seconds, row)
+            statement, sec_after, a = self._run(after, f"run the rewritten SELECT in full, timed ({description})")
+        sec_before, b = self._before
+        return Verification(
+            description=description, seconds_before=sec_before, seconds_after=sec_after,
+            rows_before=int(b["row_count"]), rows_after=int(a["row_count"]), same_hash=b["row_hash"] == a["row_hash"],
+            sql_after=after, min_speedup=min_speedup, measured_by=f"two full runs on {wh.name}",
+            statement_after=statement,
+        )
+
+    def _run(self, sql: str, rationale: str) -> tuple[str, float, dict[str, Any]]:
+        statement = run_fingerprint_sql(sql, self.warehouse.dialect, self._columns, self._floats)
+        try:
+            result = self.warehouse.query(statement, rationale=rationale)
+        except WarehouseError as e:
+            if "timeout" in str(e).lower():
+                raise WarehouseError(f"the run did not finish within the statement timeout of {self.timeout_s}s "
+                                     f"({str(e).splitlines()[0][:200]}); raise it to verify this rewrite") from e
+            raise
+        return statement, result.duration_ms / 1000, result.folded().one()
+
+
 def verify_by_running(warehouse: Warehouse, before: str, after: str, description: str, *, timeout_s: int,
                       min_speedup: float = 1.0) -> Verification:
-    """Run the original and the rewritten SELECT in full (read-only, through the audited path) under a
-    statement timeout of ``timeout_s``; each run returns its row count and row hash, and is timed.
-
-    A statement the warehouse cancels at the timeout raises :class:`WarehouseError` saying so."""
-    with warehouse.statement_timeout(timeout_s, rationale=f"bound the verification runs ({description})"):
-        shape = warehouse.query(exp.select("*").from_(exp.Subquery(
-            this=sqlglot.parse_one(before, read=warehouse.dialect), alias=exp.TableAlias(this=exp.to_identifier("s"))))
-            .limit(0).sql(dialect=warehouse.dialect), rationale=f"the output columns and their types ({description})")
-        floats = {c for c, t in zip(shape.columns, shape.types, strict=False) if str(t).upper() in _FLOAT_TYPES}
-        runs = []
-        for sql, why in ((before, "run the model's SELECT in full, timed (verification requested)"),
-                         (after, f"run the rewritten SELECT in full, timed ({description})")):
-            statement = run_fingerprint_sql(sql, warehouse.dialect, shape.columns, floats)
-            try:
-                result = warehouse.query(statement, rationale=why)
-            except WarehouseError as e:
-                if "timeout" in str(e).lower():
-                    raise WarehouseError(f"the run did not finish within the statement timeout of {timeout_s}s "
-                                         f"({str(e).splitlines()[0][:200]}); raise it to verify this rewrite") from e
-                raise
-            runs.append((statement, result.duration_ms / 1000, result.folded().one()))
-    (_, sec_before, b), (statement_after, sec_after, a) = runs
-    return Verification(
-        description=description, seconds_before=sec_before, seconds_after=sec_after,
-        rows_before=int(b["row_count"]), rows_after=int(a["row_count"]), same_hash=b["row_hash"] == a["row_hash"],
-        sql_after=after, min_speedup=min_speedup, measured_by=f"two full runs on {warehouse.name}",
-        statement_after=statement_after,
-    )
+    """One rewrite verified by :class:`WarehouseRuns`: two full runs, each under the statement timeout."""
+    return WarehouseRuns(warehouse, before, timeout_s).verify(after, description, min_speedup=min_speedup)
