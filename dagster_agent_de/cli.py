@@ -259,9 +259,15 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the documented findings JSON, best first.")
 @click.option("--llm/--no-llm", "use_llm", default=True, show_default=True,
               help="Add the LLM second opinion when ANTHROPIC_API_KEY is set (never needed).")
+@click.option("--verify", "verify_on_warehouse", is_flag=True,
+              help="A slow model on Snowflake: verify the rewrite by running the model's SELECT and the rewrite in "
+              "full (two warehouse runs; DuckDB always verifies with EXPLAIN ANALYZE).")
+@click.option("--verify-timeout", "verify_timeout_s", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Seconds each --verify run may take (Snowflake STATEMENT_TIMEOUT_IN_SECONDS).")
 @click.pass_obj
 @_fail_cleanly
-def investigate(settings: Settings, asset: str, check: str | None, as_json: bool, use_llm: bool) -> None:
+def investigate(settings: Settings, asset: str, check: str | None, as_json: bool, use_llm: bool,
+                verify_on_warehouse: bool, verify_timeout_s: int) -> None:
     """Investigate a failure: lineage, SQL analysis, the pattern library, a finding with evidence."""
     from dagster_agent_de.adapters.llm import llm_from_env
     from dagster_agent_de.engines.investigate.workflow import investigate_failure
@@ -271,7 +277,8 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
     with wh:
         done = investigate_failure(manifest, wh, state, asset=asset, check=check, project_dir=settings.project_dir,
                                    state_dir=settings.state_dir, llm=llm_from_env(wh.audit) if use_llm else None,
-                                   strict=True)
+                                   strict=True, verify_on_warehouse=verify_on_warehouse,
+                                   verify_timeout_s=verify_timeout_s)
     report, rules = done.report, done.rules
     if as_json:
         _echo_json(report.model_dump(mode="json"))

@@ -97,3 +97,9 @@ def test_bad_target_env_var_is_a_config_error(monkeypatch) -> None:
     monkeypatch.setenv("AGENT_DE_TARGET", "oracle")
     with pytest.raises(ConfigError, match="AGENT_DE_TARGET"):
         resolve_settings()
+
+
+def test_investigate_verify_timeout_must_be_a_positive_number_of_seconds(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "investigate", "--asset", "fct_revenue", "--check",
+                                  "model_runtime", "--verify", "--verify-timeout", "0"])
+    assert r.exit_code == 2 and "--verify-timeout" in r.output and "0 is not in the range x>=1" in r.output

@@ -47,6 +47,10 @@ class InvestigateConfig(Config):
     check_name: str = Field(default="", description="Name of the failed check ('' for a failed run or by-hand).")
     evaluation_id: int = Field(default=0, description="Id of the failed check evaluation record (0 if unknown).")
     triggering_run_id: str = Field(default="", description="Run in which the check failed.")
+    verify_on_warehouse: bool = Field(
+        default=False, description="A slow model on Snowflake (no EXPLAIN ANALYZE): verify the proposed rewrite by "
+        "running the model's SELECT and the rewrite in full (two warehouse runs, each under a statement timeout).")
+    verify_timeout_s: int = Field(default=600, gt=0, description="STATEMENT_TIMEOUT_IN_SECONDS of each verification run.")
 
 
 def _metadata_values(entry_metadata) -> dict:
@@ -79,7 +83,8 @@ def evaluation_metadata(instance, check_key: AssetCheckKey, evaluation_id: int) 
 
 def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset_key: Sequence[str], check_name: str,
                          evaluation_id: int, triggering_run_id: str, metadata: dict | None = None, *,
-                         translator: AgentDETranslator) -> FindingsReport:
+                         translator: AgentDETranslator, verify_on_warehouse: bool = False,
+                         verify_timeout_s: int | None = None) -> FindingsReport:
     """Run the engine and record everything a user sees: observations, tags, findings, escalations.
 
     Shared by the ``investigate`` job and by ``answer_escalation`` (which re-runs the blocked work).
@@ -110,6 +115,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
         report: FindingsReport = investigate_failure(
             manifest, wh, state, asset=node.unique_id, check=check_name or None, project_dir=settings.project_dir,
             state_dir=settings.state_dir, metadata=metadata, run_id=triggering_run_id or None, llm=llm, rules=rules,
+            verify_on_warehouse=verify_on_warehouse, verify_timeout_s=verify_timeout_s,
         ).report
     elapsed = time.perf_counter() - start
     top = report.findings[0]
@@ -194,7 +200,9 @@ def build_investigate_job(translator: AgentDETranslator | None = None) -> JobDef
     @op(name="investigate_failure", description="Investigate one failed check: lineage, SQL analysis, pattern library.")
     def investigate_op(context: OpExecutionContext, config: InvestigateConfig, agent_warehouse: AgentWarehouseResource):
         report = record_investigation(context, agent_warehouse, config.asset_key, config.check_name,
-                                      config.evaluation_id, config.triggering_run_id, translator=translator)
+                                      config.evaluation_id, config.triggering_run_id, translator=translator,
+                                      verify_on_warehouse=config.verify_on_warehouse,
+                                      verify_timeout_s=config.verify_timeout_s)
         return report.model_dump(mode="json")
 
     @job(name=INVESTIGATE_JOB, description="Investigate a failed check; findings appear as observations on the assets.",

@@ -96,8 +96,28 @@ def source_sql_runner(settings: Settings) -> SqlRunner | None:
     return partial(execute_postgres, postgres_conninfo(settings))
 
 
-def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = None) -> DemoResult:
+def incident_scale(incident: str | None, scale: int) -> tuple[int, list[str]]:
+    """The scale an incident is shown at: at least its ``min_scale``, and a note when raised.
+
+    >>> incident_scale("wt05_slow_model", 2_000)[1]
+    ['scale raised from 2,000 to 1,000,000 orders: wt05_slow_model is visible only over enough rows']
+    >>> incident_scale("wt02_join_drop", 2_000)
+    (2000, [])
+    """
+    from dagster_agent_de.demo.incidents import get_incident
+
+    min_scale = get_incident(incident).min_scale if incident else 0
+    if scale >= min_scale:
+        return scale, []
+    return min_scale, [f"scale raised from {scale:,} to {min_scale:,} orders: {incident} is visible only over enough rows"]
+
+
+def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = None,
+             raise_scale: bool = True) -> DemoResult:
     """Generate data, build the dbt project through Dagster into a persistent instance.
+
+    ``raise_scale=False`` keeps ``scale`` below the incident's ``min_scale``: for a project whose model
+    says how small a regression counts (``meta.agent_de.runtime.min_seconds``), as the tests' does.
 
     On a ``postgres`` target (a dbt-postgres output of the demo's profile) the data is generated in the
     state dir's DuckDB file as always, then loaded into the PostgreSQL database, where dbt builds and the
@@ -105,15 +125,11 @@ def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = 
     """
     from dagster import DagsterInstance
 
-    from dagster_agent_de.demo.incidents import get_incident
-
     settings.ensure_state_dir()
     settings = prepare_demo_project(settings)
     notes: list[str] = []
-    min_scale = get_incident(incident).min_scale if incident else 0
-    if scale < min_scale:
-        notes.append(f"scale raised from {scale:,} to {min_scale:,} orders: {incident} is visible only over enough rows")
-        scale = min_scale
+    if raise_scale:
+        scale, notes = incident_scale(incident, scale)
     conninfo = postgres_conninfo(settings) if settings.warehouse_type == "postgres" else None
     data = generate_demo_data(settings.duckdb_path, scale=scale)
     if conninfo is not None:
@@ -216,13 +232,18 @@ def _model_key(repo, model: str):
 
 
 def _record_runtime_baseline(settings: Settings, defs, instance, model: str, selection) -> list[str]:
-    """Materialize the model until its ``model_runtime`` check has a baseline: real timed dbt runs through
-    Dagster, each recorded by the check itself (the demo's first build counted as one)."""
-    from dagster_agent_de.engines.performance.runtime import MIN_HISTORY, runtime_history
+    """Materialize the model until its ``model_runtime`` check has a baseline (``min_runs`` of its
+    ``meta.agent_de.runtime``): real timed dbt runs through Dagster, each recorded by the check itself
+    (the demo's first build counted as one)."""
+    from dagster_agent_de.engines.performance.runtime import RuntimePolicy, runtime_history
+    from dagster_agent_de.manifest import Manifest
+    from dagster_agent_de.project import DbtProjectInfo
 
     store = open_state_store(settings)
+    node = Manifest.load(DbtProjectInfo.from_settings(settings).manifest_path, settings.project_dir).find(model)
+    min_runs = RuntimePolicy.from_meta(model, node.agent_de_meta.get("runtime")).min_runs
     job = defs.resolve_job_def("dbt_build")
-    while len(runtime_history(store, model)) < MIN_HISTORY:
+    while len(runtime_history(store, model)) < min_runs:
         run = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET, asset_selection=selection)
         if not run.success:
             return [f"the baseline run of {model} failed (run {run.run_id}): the incident cannot be shown"]

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlglot
+from sqlglot import exp
 
 pytest.importorskip("snowflake.connector")
 
@@ -144,3 +146,155 @@ def test_the_guard_reads_the_query_history_and_still_refuses_other_qualified_fun
                 "select * from table(other.query_history(result_limit => 1))"):
         with pytest.raises(StatementRefusedError, match="schema-qualified function"):
             check_read_only(sql, "snowflake")
+
+
+# -- verification on request: the model's SELECT and the rewrite, each run in full on the warehouse --------------
+# fakesnow runs the SELECTs (real SQL over real rows); it has no query history (recorded rows answer those two
+# reads, as above) and does not implement ALTER SESSION, so those statements are recorded as sent and succeed.
+
+class _FakesnowWithHistory:
+    """A DB-API connection: the query history from the recording, ALTER SESSION recorded, the rest on fakesnow."""
+
+    def __init__(self, con: Any, sent: list[str], timeout_after: int | None = None) -> None:
+        self.con, self.sent, self.timeout_after = con, sent, timeout_after
+
+    def cursor(self) -> Any:
+        outer = self
+
+        class Cursor(_RecordedCursor):
+            def __init__(self) -> None:
+                super().__init__(outer.sent)
+                self._real: Any = None
+
+            def execute(self, sql: str) -> None:
+                upper = sql.upper()
+                if "QUERY_HISTORY" in upper or "GET_QUERY_OPERATOR_STATS" in upper:
+                    return super().execute(sql)
+                self.sent.append(sql)
+                if upper.startswith("ALTER SESSION"):
+                    self.description, self._rows = [("status", TEXT)], [("Statement executed successfully.",)]
+                    return None
+                runs = sum(1 for s in self.sent if "ROW_HASH" in s.upper())
+                if outer.timeout_after is not None and "ROW_HASH" in upper and runs > outer.timeout_after:
+                    from snowflake.connector.errors import ProgrammingError
+
+                    raise ProgrammingError("Statement reached its statement or warehouse timeout of 1 second(s) and "
+                                           "was canceled.", errno=630)
+                self._real = outer.con.cursor()
+                self._real.execute(sql)
+                self.description = self._real.description
+                self._rows = self._real.fetchall()
+                return None
+
+        return Cursor()
+
+
+@pytest.fixture
+def fakesnow_shop():
+    """ANALYTICS.RAW.ORDERS (12 orders) and ORDER_ITEMS (1-3 items each) on fakesnow."""
+    fakesnow = pytest.importorskip("fakesnow")
+    with fakesnow.patch():
+        import snowflake.connector
+
+        con = snowflake.connector.connect(database="ANALYTICS", schema="RAW")
+        cur = con.cursor()
+        for sql in ("create database if not exists ANALYTICS", "create schema if not exists ANALYTICS.RAW",
+                    "create or replace table ANALYTICS.RAW.ORDERS (order_id int, customer_id int, amount float)",
+                    "insert into ANALYTICS.RAW.ORDERS select i, i % 5, i * 1.1 from range(1, 13) t(i)",
+                    "create or replace table ANALYTICS.RAW.ORDER_ITEMS (order_item_id int, order_id int)",
+                    "insert into ANALYTICS.RAW.ORDER_ITEMS select o * 10 + k, o from range(1, 13) a(o), range(0, 3) b(k) "
+                    "where k <= o % 3"):
+            cur.execute(sql)
+        yield con
+        con.close()
+
+
+def _fakesnow_warehouse(con: Any, sent: list[str], audit: AuditLog, timeout_after: int | None = None) -> SnowflakeWarehouse:
+    @contextmanager
+    def connect():
+        yield _FakesnowWithHistory(con, sent, timeout_after)
+
+    return SnowflakeWarehouse(connect, audit)
+
+
+def test_without_verify_no_rewrite_runs_and_the_finding_says_how_to_ask(tmp_path: Path, fakesnow_shop) -> None:
+    audit, sent = AuditLog(None), []
+    manifest = _manifest(tmp_path)
+    with _fakesnow_warehouse(fakesnow_shop, sent, audit) as wh:
+        finding = investigate_model(wh, manifest, manifest.find("orders_with_items"))
+    # the audit log: the two history reads, nothing else (no session change, no run of the model's SELECT)
+    assert [e.kind for e in audit.events] == ["query", "query"] and len(sent) == 2
+    assert "QUERY_HISTORY" in audit.events[0].statement and "GET_QUERY_OPERATOR_STATS" in audit.events[1].statement
+    assert finding.verified is None and not finding.rejected and finding.diff == ""
+    assert "verification was not run" in finding.summary()
+    assert "agent-de investigate --asset orders_with_items --check model_runtime --verify" in finding.summary()
+    assert "verify_on_warehouse: true" in finding.summary()
+
+
+def test_with_verify_both_selects_run_under_a_statement_timeout_and_the_figures_are_reported(
+        tmp_path: Path, fakesnow_shop) -> None:
+    audit, sent = AuditLog(None), []
+    manifest = _manifest(tmp_path)
+    node = manifest.find("orders_with_items")
+    with _fakesnow_warehouse(fakesnow_shop, sent, audit) as wh:
+        # min_speedup 0: a dozen rows on fakesnow time nothing worth comparing; this test is about what runs
+        finding = investigate_model(wh, manifest, node, verify_on_warehouse=True, verify_timeout_s=120, min_speedup=0)
+    kinds = [(e.kind, e.outcome) for e in audit.events]
+    assert kinds[0] == kinds[1] == ("query", "ok")  # the history reads
+    setup = [e.statement for e in audit.events if e.kind == "session_setup"]
+    assert setup[0] == "ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = 120"
+    assert setup[-1] == "ALTER SESSION UNSET STATEMENT_TIMEOUT_IN_SECONDS"
+    runs = [e for e in audit.events if e.kind == "query" and "row_hash" in e.statement.lower()]
+    # two full runs: the model's SELECT, then the first rewrite (accepted, so no other runs)
+    assert len(runs) == 2 and all(e.outcome == "ok" and e.rows == 1 for e in runs)
+    # each run is a whole SELECT under a count and a row hash, between the SET and the UNSET of the timeout
+    sql = manifest.compiled_sql(node.unique_id) or ""
+    assert sqlglot.parse_one(runs[0].statement, read="snowflake").find(exp.Subquery).this == sqlglot.parse_one(
+        sql, read="snowflake")  # the model's SELECT, whole, under the count and the hash
+    assert "SELECT DISTINCT order_id FROM ANALYTICS.RAW.ORDER_ITEMS" in runs[1].statement
+    order = [e.statement for e in audit.events]
+    assert order.index(setup[0]) < order.index(runs[0].statement) < order.index(runs[1].statement) < order.index(setup[-1])
+    assert len(setup) == 2
+    v = finding.verified
+    assert v is not None, finding.summary()
+    assert v.rows_before == v.rows_after == 12 and v.same_hash and v.seconds_before > 0 and v.seconds_after > 0
+    assert v.measured_by == "two full runs on snowflake" and finding.diff.startswith("--- a/models/orders_with_items.sql")
+    assert f"{v.seconds_before:.3f}s -> {v.seconds_after:.3f}s" in finding.summary()
+    assert "verified as requested" in finding.summary() and "STATEMENT_TIMEOUT_IN_SECONDS=120" in finding.summary()
+    out = as_finding(finding, sql)
+    measured = out.evidence[-1]
+    assert measured.statement == v.statement_after and "ROW_HASH" in measured.statement.upper()
+    assert measured.rows_sample[0]["rows_before"] == measured.rows_sample[0]["rows_after"] == 12
+    assert out.verified and out.proposed_fix is not None and out.proposed_fix.diff == finding.diff
+
+
+def test_a_rewrite_that_changes_the_rows_is_rejected_and_said_so(fakesnow_shop) -> None:
+    from dagster_agent_de.engines.performance.verify import verify_by_running
+
+    before = "select o.order_id, o.amount from ANALYTICS.RAW.ORDERS o"
+    audit = AuditLog(None)
+    with _fakesnow_warehouse(fakesnow_shop, [], audit) as wh:
+        fewer = verify_by_running(wh, before, before + " where o.amount > 5", "drop small orders", timeout_s=60)
+        other = verify_by_running(wh, before, "select o.order_id, o.amount + 1 as amount from ANALYTICS.RAW.ORDERS o",
+                                  "add one", timeout_s=60)
+        same = verify_by_running(wh, before, "select o.order_id, o.amount from ANALYTICS.RAW.ORDERS o order by 1",
+                                 "ordered", timeout_s=60)
+    assert (fewer.rows_before, fewer.rows_after, fewer.accepted) == (12, 8, False)
+    assert "REJECTED: results change (12 -> 8 rows" in fewer.summary()
+    assert other.rows_before == other.rows_after == 12 and not other.same_hash and not other.accepted
+    assert "different row hash" in other.summary()
+    assert same.unchanged  # the order of the rows does not count
+    assert sum(1 for e in audit.events if e.kind == "session_setup") == 6  # SET and UNSET around each
+
+
+def test_a_run_cancelled_at_the_timeout_is_a_note_not_a_proposal(tmp_path: Path, fakesnow_shop) -> None:
+    """The warehouse cancels every run after the model's own (the replayed error is Snowflake's, errno 630)."""
+    audit = AuditLog(None)
+    manifest = _manifest(tmp_path)
+    with _fakesnow_warehouse(fakesnow_shop, [], audit, timeout_after=1) as wh:
+        finding = investigate_model(wh, manifest, manifest.find("orders_with_items"), verify_on_warehouse=True,
+                                    verify_timeout_s=1)
+    assert finding.verified is None and finding.diff == ""
+    assert "did not finish within the statement timeout of 1s" in finding.summary()
+    assert audit.events[-1].statement == "ALTER SESSION UNSET STATEMENT_TIMEOUT_IN_SECONDS"  # unset even then
+    assert any(e.outcome == "error" and "timeout" in (e.error or "") for e in audit.events)

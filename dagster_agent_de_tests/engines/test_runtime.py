@@ -64,6 +64,21 @@ def test_meta_overrides() -> None:
             RuntimePolicy.from_meta("m", bad)
 
 
+def test_a_small_model_can_lower_the_one_second_floor_and_learn_from_fewer_runs() -> None:
+    """A model that runs in 0.1 s and now takes 0.6 s is 6x slower, yet inside the default 1 s floor."""
+    past = [0.10, 0.11, 0.09]
+    assert judge_runtime(0.6, [*past, 0.1, 0.1]).passed  # default: under the floor
+    assert judge_runtime(0.6, past).reason.startswith("learning: 3 of 5")  # default: still learning
+    small = RuntimePolicy.from_meta("m", {"min_seconds": 0.2, "min_runs": 3})
+    verdict = judge_runtime(0.6, past, small)
+    assert not verdict.passed and verdict.upper == pytest.approx(0.30)
+    assert judge_runtime(0.25, past, small).passed
+    for bad in ({"min_seconds": -1}, {"min_seconds": "0.1"}, {"min_runs": 2}, {"min_runs": 3.5}, {"min_runs": True},
+                {"min_runs": 21}):
+        with pytest.raises(ConfigError, match=f"meta.agent_de.runtime.{next(iter(bad))}"):
+            RuntimePolicy.from_meta("m", bad)
+
+
 def test_run_results_durations(tmp_path: Path) -> None:
     path = tmp_path / "run_results.json"
     path.write_text(json.dumps({"results": [

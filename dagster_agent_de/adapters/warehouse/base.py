@@ -52,6 +52,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -180,6 +181,13 @@ class Warehouse(ABC):
         """The statement as sent: adapters whose warehouse keeps a query history append the audit
         event id (see :class:`SnowflakeWarehouse`); the guard has already checked ``sql`` itself."""
         return sql
+
+    def statement_timeout(self, seconds: int, *, rationale: str) -> AbstractContextManager[None]:
+        """A block in which the warehouse cancels any statement running longer than ``seconds``.
+
+        The base adapter sets none (DuckDB runs in process; PostgreSQL sets ``statement_timeout`` at
+        connect); :class:`SnowflakeWarehouse` sets the session's ``STATEMENT_TIMEOUT_IN_SECONDS``."""
+        return nullcontext()
 
     @abstractmethod
     def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool, list[str]]:

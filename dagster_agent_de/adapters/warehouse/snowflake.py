@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
+
+from sqlglot import exp
 
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.adapters.warehouse.base import Capabilities, Warehouse, _Fetch
-from dagster_agent_de.errors import ConfigError, WarehouseUnavailableError
+from dagster_agent_de.errors import ConfigError, WarehouseError, WarehouseUnavailableError
 from dagster_agent_de.profile import ProfileTarget
 
 ConnectionFactory = Callable[[], AbstractContextManager[Any]]
@@ -30,6 +33,24 @@ def query_tag(run_id: str | None) -> str:
     '{"app": "dagster-agent-de", "run_id": "abc"}'
     """
     return json.dumps({"app": "dagster-agent-de", "run_id": run_id or ""})
+
+
+TIMEOUT_PARAMETER = "STATEMENT_TIMEOUT_IN_SECONDS"
+"""The session parameter bounding each statement's run time (Snowflake docs, ALTER SESSION / Parameters)."""
+
+
+def alter_session_sql(parameter: str, value: int | None) -> str:
+    """``ALTER SESSION SET parameter = value`` (``UNSET`` when ``value`` is None), built by sqlglot.
+
+    >>> alter_session_sql("STATEMENT_TIMEOUT_IN_SECONDS", 600)
+    'ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = 600'
+    >>> alter_session_sql("STATEMENT_TIMEOUT_IN_SECONDS", None)
+    'ALTER SESSION UNSET STATEMENT_TIMEOUT_IN_SECONDS'
+    """
+    name = exp.column(exp.to_identifier(parameter))
+    item = exp.SetItem(this=name if value is None else exp.EQ(this=name, expression=exp.Literal.number(int(value))))
+    return exp.Alter(kind="SESSION", actions=[exp.AlterSession(expressions=[item], unset=value is None)]).sql(
+        dialect="snowflake")
 
 
 def snowflake_resource_from_profile(target: ProfileTarget, *, run_id: str | None = None) -> Any:
@@ -107,6 +128,37 @@ class SnowflakeWarehouse(Warehouse):
             return _Fetch(cursor, max_rows, _snowflake_type_name).fetch()
         finally:
             cursor.close()
+
+    @contextmanager
+    def statement_timeout(self, seconds: int, *, rationale: str) -> Iterator[None]:
+        """Set the session's ``STATEMENT_TIMEOUT_IN_SECONDS`` for the block, then unset it (back to the
+        user's or account's value). Each change is one audited ``session_setup`` event."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+            raise ConfigError(f"a statement timeout is a whole number of seconds > 0, got {seconds!r}")
+        self._setup(alter_session_sql(TIMEOUT_PARAMETER, seconds), rationale)
+        try:
+            yield
+        finally:
+            self._setup(alter_session_sql(TIMEOUT_PARAMETER, None), f"{rationale}: done")
+
+    def _setup(self, sql: str, rationale: str) -> None:
+        """Run one adapter-built session statement (never a caller's text), audited as ``session_setup``."""
+        start = time.perf_counter()
+        try:
+            cursor = self._connect().cursor()
+            try:
+                cursor.execute(sql)
+            finally:
+                cursor.close()
+        except Exception as e:
+            self.audit.record(kind="session_setup", statement=sql, rationale=rationale, dialect=self.dialect,
+                              target=self.name, outcome="error", error=f"{type(e).__name__}: {e}",
+                              duration_ms=(time.perf_counter() - start) * 1000)
+            if isinstance(e, WarehouseUnavailableError):
+                raise
+            raise WarehouseError(f"Snowflake refused {sql!r} ({type(e).__name__}: {e})") from e
+        self.audit.record(kind="session_setup", statement=sql, rationale=rationale, dialect=self.dialect,
+                          target=self.name, duration_ms=(time.perf_counter() - start) * 1000)
 
     def tag_statement(self, sql: str, event_id: str) -> str:
         """Each statement ends with a comment naming its audit event (``QUERY_HISTORY`` keeps comments)."""

@@ -116,11 +116,15 @@ def investigate(
     drift_store: Any = None,
     severity: Severity = Severity.ERROR,
     llm: Any = None,
+    verify_on_warehouse: bool = False,
+    verify_timeout_s: int | None = None,
 ) -> FindingsReport:
     """Investigate one failed check; return findings best first.
 
     ``llm`` (an :class:`~dagster_agent_de.adapters.llm.AnthropicLLM`, optional) adds a second
     opinion after the library has run (see :mod:`.llm_review`); without it nothing changes.
+    ``verify_on_warehouse`` (a slow model on Snowflake): verify the rewrite by running the model's SELECT
+    and the rewrite in full, each under a statement timeout of ``verify_timeout_s`` (default 600 s).
     """
     start = time.perf_counter()
     ctx = InvestigationContext(manifest, warehouse, failure, rules=list(rules or []), drift_store=drift_store)
@@ -133,9 +137,10 @@ def investigate(
                     "nothing to investigate.",
         )], notes=[f"asset {failure.asset} not found in the manifest"])
     if failure.kind == "performance":  # a failed model_runtime check: the plan, not the rows, explains it
-        from dagster_agent_de.engines.performance.engine import investigate_performance
+        from dagster_agent_de.engines.performance.engine import VERIFY_TIMEOUT_S, investigate_performance
 
-        return investigate_performance(warehouse, manifest, node)
+        return investigate_performance(warehouse, manifest, node, verify_on_warehouse=verify_on_warehouse,
+                                       verify_timeout_s=verify_timeout_s or VERIFY_TIMEOUT_S)
     nodes = _lineage(manifest, node, failure)
     counts, count_ev = hop_counts(ctx, nodes)
     hypotheses: list[Hypothesis] = []

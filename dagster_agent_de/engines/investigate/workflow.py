@@ -35,6 +35,7 @@ def investigate_failure(
     manifest: Manifest, warehouse: Warehouse, state: StateStore, *, asset: str, check: str | None,
     project_dir: Path, state_dir: Path, metadata: dict[str, Any] | None = None, run_id: str | None = None,
     llm: Any = None, strict: bool = False, rules: ContextRules | None = None,
+    verify_on_warehouse: bool = False, verify_timeout_s: int | None = None,
 ) -> Investigation:
     """Investigate the failed ``check`` on ``asset``.
 
@@ -52,7 +53,8 @@ def investigate_failure(
     else:
         failure = replace(failure_from_check(manifest, node.unique_id, check or None, warehouse,
                                              [project_dir, state_dir], strict=strict), run_id=run_id)
-    report = investigate(failure, manifest, warehouse, rules=rules.rules, drift_store=SnapshotStore(state), llm=llm)
+    report = investigate(failure, manifest, warehouse, rules=rules.rules, drift_store=SnapshotStore(state), llm=llm,
+                         verify_on_warehouse=verify_on_warehouse, verify_timeout_s=verify_timeout_s)
     report = report.model_copy(update={"notes": [*report.notes, *rules.notes()]})
     return Investigation(report=report, rules=rules, failure=failure)
 

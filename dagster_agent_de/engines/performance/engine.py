@@ -14,10 +14,13 @@ from dagster_agent_de.core.models import Evidence, FindingsReport, PerformanceFi
 from dagster_agent_de.engines.performance.detectors import DETECTORS
 from dagster_agent_de.engines.performance.models import PerfContext, PerfFinding, PerfHypothesis, UpstreamView
 from dagster_agent_de.engines.performance.plan import EXPLAIN_PREFIX, QueryPlan, explain_analyze
-from dagster_agent_de.engines.performance.verify import verify
+from dagster_agent_de.engines.performance.verify import WarehouseRuns, verify
 from dagster_agent_de.errors import AgentDEError, WarehouseError
 from dagster_agent_de.manifest import Manifest, Node
 from dagster_agent_de.sql.scope import parse
+
+VERIFY_TIMEOUT_S = 600
+"""Snowflake's STATEMENT_TIMEOUT_IN_SECONDS for each verification run (``--verify-timeout``)."""
 
 
 def detect(ctx: PerfContext, notes: list[str] | None = None) -> list[PerfHypothesis]:
@@ -37,7 +40,7 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
                     source_path: str | None = None, verify_rewrite: bool = True, repeats: int = 1,
                     min_speedup: float = 1.0, materialized: str = "",
                     upstream_views: list[UpstreamView] | None = None, plan: QueryPlan | None = None,
-                    plan_statement: str = "") -> PerfFinding:
+                    plan_statement: str = "", run_timeout_s: int | None = None) -> PerfFinding:
     """Investigate one compiled SELECT.
 
     Args:
@@ -54,6 +57,8 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
         upstream_views: the views the model reads, directly or through views (the view-chain detector).
         plan: the plan when it was read elsewhere (Snowflake's query history); else EXPLAIN ANALYZE runs.
         plan_statement: the statement that read ``plan`` (the finding's evidence).
+        run_timeout_s: verify by running both SELECTs in full under this statement timeout (Snowflake,
+            which has no EXPLAIN ANALYZE) instead of by EXPLAIN ANALYZE.
     """
     start = time.perf_counter()
     try:
@@ -74,13 +79,17 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
         return finding
     if not top.rewrites:
         finding.notes.append(f"no rewrite is known for this shape of {top.pattern}: fix it by hand")
+    runs = WarehouseRuns(warehouse, sql, run_timeout_s) if run_timeout_s is not None else None
     for rewrite in top.rewrites:
         after = rewrite.edit(sql)
         if after == sql:
             continue
         try:
-            result = verify(warehouse, sql, after, rewrite.description, repeats=repeats,
-                            plan_before=plan, min_speedup=min_speedup)
+            if runs is not None:
+                result = runs.verify(after, rewrite.description, min_speedup=min_speedup)
+            else:
+                result = verify(warehouse, sql, after, rewrite.description, repeats=repeats,
+                                plan_before=plan, min_speedup=min_speedup)
         except (AgentDEError, SqlglotError) as e:
             finding.notes.append(f"could not verify '{rewrite.description}': {str(e).splitlines()[0][:200]}")
             continue
@@ -102,30 +111,45 @@ def investigate_sql(warehouse: Warehouse, sql: str, *, model: str, source: str |
     return finding
 
 
-def investigate_model(warehouse: Warehouse, manifest: Manifest, node: Node, *, repeats: int = 1) -> PerfFinding:
+def investigate_model(warehouse: Warehouse, manifest: Manifest, node: Node, *, repeats: int = 1,
+                      verify_on_warehouse: bool = False, verify_timeout_s: int = VERIFY_TIMEOUT_S,
+                      min_speedup: float = 1.0) -> PerfFinding:
     """Investigate a dbt model from the manifest: its compiled SELECT, and its ``.sql`` file for the diff.
 
-    On Snowflake the plan is the model's last run in ``QUERY_HISTORY`` (``GET_QUERY_OPERATOR_STATS``), and
-    rewrites are not verified: with no EXPLAIN ANALYZE, verifying costs two full runs of the model.
+    On Snowflake the plan is the model's last run in ``QUERY_HISTORY`` (``GET_QUERY_OPERATOR_STATS``).
+    With no EXPLAIN ANALYZE, verifying a rewrite costs two full runs of the model's SELECT: done only when
+    ``verify_on_warehouse`` (``agent-de investigate --verify``, the investigate job's
+    ``verify_on_warehouse``), each run under ``STATEMENT_TIMEOUT_IN_SECONDS`` = ``verify_timeout_s``.
+    ``min_speedup``: see :func:`investigate_sql`.
     """
     sql = manifest.compiled_sql(node.unique_id)
     if not sql:
         raise AgentDEError(f"{node.name} has no compiled SQL; run `dbt compile` (or `dbt build`) first")
     path: Path | None = manifest.model_file(node)
     source = path.read_text() if path is not None and path.exists() else None
-    plan, statement, verify_rewrite, note = None, "", True, ""
+    plan, statement, verify_rewrite, note, run_timeout_s = None, "", True, "", None
     if warehouse.dialect == "snowflake":
         from dagster_agent_de.engines.performance.snowflake import history_sql, last_query_plan
 
         tag = (node.raw.get("config") or {}).get("query_tag")
         plan, _ = last_query_plan(warehouse, node.unique_id, tag if isinstance(tag, str) else None)
-        statement, verify_rewrite = history_sql(node.unique_id, tag if isinstance(tag, str) else None), False
-        note = ("Snowflake: the plan is the model's last run (QUERY_HISTORY, GET_QUERY_OPERATOR_STATS); no rewrite "
-                "is verified (no EXPLAIN ANALYZE: it would cost two full runs), so none is proposed as a diff")
+        statement = history_sql(node.unique_id, tag if isinstance(tag, str) else None)
+        verify_rewrite = verify_on_warehouse
+        if verify_on_warehouse:
+            run_timeout_s = verify_timeout_s
+            note = ("Snowflake: the plan is the model's last run (QUERY_HISTORY, GET_QUERY_OPERATOR_STATS); the rewrite "
+                    "was verified as requested by running the model's SELECT and the rewrite in full, each under "
+                    f"STATEMENT_TIMEOUT_IN_SECONDS={verify_timeout_s}")
+        else:
+            note = ("Snowflake: the plan is the model's last run (QUERY_HISTORY, GET_QUERY_OPERATOR_STATS); verification "
+                    "was not run (no EXPLAIN ANALYZE: it costs two full runs of the model's SELECT), so no diff is "
+                    f"proposed. Ask for it with `agent-de investigate --asset {node.name} --check model_runtime "
+                    "--verify` or the investigate job's config `verify_on_warehouse: true`")
     finding = investigate_sql(warehouse, sql, model=node.name, source=source,
                               source_path=node.raw.get("original_file_path"), repeats=repeats,
                               materialized=_materialized(node), upstream_views=upstream_views(manifest, node),
-                              plan=plan, plan_statement=statement, verify_rewrite=verify_rewrite)
+                              plan=plan, plan_statement=statement, verify_rewrite=verify_rewrite,
+                              run_timeout_s=run_timeout_s, min_speedup=min_speedup)
     if note:
         finding.notes.append(note)
     return finding
@@ -197,7 +221,7 @@ def as_finding(finding: PerfFinding, sql: str) -> PerformanceFinding:
     )]
     for v in [*finding.rejected, *([finding.verified] if finding.verified else [])]:
         evidence.append(Evidence(
-            statement=EXPLAIN_PREFIX + v.sql_after.strip(), rationale=f"verify: {v.description}",
+            statement=v.statement_after or EXPLAIN_PREFIX + v.sql_after.strip(), rationale=f"verify: {v.description}",
             result_summary=v.summary(), row_count=v.rows_after,
             rows_sample=[{"seconds_before": round(v.seconds_before, 4), "seconds_after": round(v.seconds_after, 4),
                           "speedup": round(v.speedup, 2), "rows_before": v.rows_before, "rows_after": v.rows_after,
@@ -218,11 +242,14 @@ def as_finding(finding: PerfFinding, sql: str) -> PerformanceFinding:
     )
 
 
-def investigate_performance(warehouse: Warehouse, manifest: Manifest, node: Node) -> FindingsReport:
-    """The report for a failed ``model_runtime`` check (the investigation's ``performance`` kind)."""
+def investigate_performance(warehouse: Warehouse, manifest: Manifest, node: Node, *, verify_on_warehouse: bool = False,
+                            verify_timeout_s: int = VERIFY_TIMEOUT_S) -> FindingsReport:
+    """The report for a failed ``model_runtime`` check (the investigation's ``performance`` kind);
+    ``verify_on_warehouse``: see :func:`investigate_model`."""
     sql = manifest.compiled_sql(node.unique_id) or ""
     try:
-        finding = investigate_model(warehouse, manifest, node)
+        finding = investigate_model(warehouse, manifest, node, verify_on_warehouse=verify_on_warehouse,
+                                    verify_timeout_s=verify_timeout_s)
     except AgentDEError as e:
         return FindingsReport(findings=[PerformanceFinding(
             pattern="unexplained", model=node.name, severity=Severity.WARNING, confidence=0.0,

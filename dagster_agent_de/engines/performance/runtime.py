@@ -3,7 +3,9 @@
 The history (the last :data:`HISTORY` successful runs, seconds and run id) is kept in the agent's state
 store as one small JSON artifact per model. A run is a regression when it is slower than the median
 plus ``max(K robust deviations, 50% of the median, 1 s)``; ``meta.agent_de.runtime`` may add an
-absolute ceiling (``max_minutes``) or opt the model out (``ignore: true``).
+absolute ceiling (``max_minutes``), opt the model out (``ignore: true``), lower or raise the one-second floor
+for a model that runs in well under a second (``min_seconds``), or judge after fewer or more past runs
+(``min_runs``, at least 3).
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from dagster_agent_de.errors import ConfigError
 HISTORY = 20
 """Successful runs kept per model."""
 MIN_HISTORY = 5
-"""Fewer past runs than this: the check passes while it learns."""
+"""Fewer past runs than this: the check passes while it learns (``meta.agent_de.runtime.min_runs``)."""
 MAD_K = 4.0
 MIN_SLOWDOWN = 0.5
 """A run within 50% of the median is never a regression (warehouses are noisy)."""
 MIN_SECONDS = 1.0
-"""Nor one less than a second slower than the median."""
+"""Nor one less than a second slower than the median (``meta.agent_de.runtime.min_seconds``)."""
+_MIN_RUNS_FLOOR = 3
+"""The median and spread of fewer runs say nothing."""
+_KEYS = ("ignore", "max_minutes", "min_seconds", "min_runs")
 _ARTIFACT = "model_runtime"
 
 
@@ -36,28 +41,45 @@ class RuntimePolicy:
 
     ignore: bool = False
     max_minutes: float | None = None
+    min_seconds: float = MIN_SECONDS
+    """A run less than this much slower than the median is never a regression."""
+    min_runs: int = MIN_HISTORY
+    """Past runs needed before the check judges."""
 
     @classmethod
     def from_meta(cls, model: str, meta: Any) -> RuntimePolicy:
         """Read the policy; a wrong type is a :class:`ConfigError` naming the model and the key.
 
         >>> RuntimePolicy.from_meta("m", {"max_minutes": 5})
-        RuntimePolicy(ignore=False, max_minutes=5.0)
+        RuntimePolicy(ignore=False, max_minutes=5.0, min_seconds=1.0, min_runs=5)
+        >>> RuntimePolicy.from_meta("m", {"min_seconds": 0.1, "min_runs": 3})
+        RuntimePolicy(ignore=False, max_minutes=None, min_seconds=0.1, min_runs=3)
         """
         if meta is None:
             return cls()
         if not isinstance(meta, Mapping):
-            raise ConfigError(f"{model}: meta.agent_de.runtime must be a mapping (max_minutes, ignore), got {meta!r}")
-        unknown = set(meta) - {"ignore", "max_minutes"}
+            raise ConfigError(f"{model}: meta.agent_de.runtime must be a mapping ({', '.join(_KEYS)}), got {meta!r}")
+        unknown = set(meta) - set(_KEYS)
         if unknown:
-            raise ConfigError(f"{model}: meta.agent_de.runtime has unknown keys {sorted(unknown)}; use max_minutes, ignore")
+            raise ConfigError(f"{model}: meta.agent_de.runtime has unknown keys {sorted(unknown)}; use {', '.join(_KEYS)}")
         ignore, max_minutes = meta.get("ignore", False), meta.get("max_minutes")
+        min_seconds, min_runs = meta.get("min_seconds", MIN_SECONDS), meta.get("min_runs", MIN_HISTORY)
         if not isinstance(ignore, bool):
             raise ConfigError(f"{model}: meta.agent_de.runtime.ignore must be true or false, got {ignore!r}")
-        if max_minutes is not None and (isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float))
-                                        or max_minutes <= 0):
+        if max_minutes is not None and (not _is_number(max_minutes) or max_minutes <= 0):
             raise ConfigError(f"{model}: meta.agent_de.runtime.max_minutes must be a positive number, got {max_minutes!r}")
-        return cls(ignore=ignore, max_minutes=float(max_minutes) if max_minutes is not None else None)
+        if not _is_number(min_seconds) or min_seconds < 0:
+            raise ConfigError(f"{model}: meta.agent_de.runtime.min_seconds must be a number of seconds >= 0, "
+                              f"got {min_seconds!r}")
+        if isinstance(min_runs, bool) or not isinstance(min_runs, int) or not _MIN_RUNS_FLOOR <= min_runs <= HISTORY:
+            raise ConfigError(f"{model}: meta.agent_de.runtime.min_runs must be a whole number from {_MIN_RUNS_FLOOR} "
+                              f"to {HISTORY}, got {min_runs!r}")
+        return cls(ignore=ignore, max_minutes=float(max_minutes) if max_minutes is not None else None,
+                   min_seconds=float(min_seconds), min_runs=min_runs)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -78,14 +100,14 @@ SCAN_FIGURES = ("bytes_scanned", "bytes_processed", "bytes_billed", "rows_affect
 gives it). Each is judged like the runtime, against its own baseline, with no one-second floor."""
 
 
-def judge_figure(name: str, value: float, history: Sequence[float]) -> tuple[bool, str, float | None]:
+def judge_figure(name: str, value: float, history: Sequence[float], min_runs: int = MIN_HISTORY) -> tuple[bool, str, float | None]:
     """(passed, reason, baseline median) of one scan figure against its past values (oldest first).
 
     >>> judge_figure("bytes_processed", 9e9, [1e9, 1.1e9, 0.9e9, 1e9, 1e9])[:2]
     (False, 'bytes_processed 9,000,000,000, 9.0x the median 1,000,000,000 of the last 5 runs')
     """
     hist = [float(h) for h in history][-HISTORY:]
-    if len(hist) < MIN_HISTORY:
+    if len(hist) < min_runs:
         return True, "", None
     med = statistics.median(hist)
     mad = statistics.median(abs(h - med) for h in hist) * 1.4826
@@ -112,7 +134,8 @@ def judge_run(seconds: float, figures: Mapping[str, float], history: Sequence[Ma
     for name in SCAN_FIGURES:
         if name not in figures:
             continue
-        ok, why, med = judge_figure(name, float(figures[name]), [float(h[name]) for h in history if name in h])
+        ok, why, med = judge_figure(name, float(figures[name]), [float(h[name]) for h in history if name in h],
+                                    policy.min_runs)
         judged.append((name, float(figures[name]), med))
         if not ok:
             failed.append(why)
@@ -137,11 +160,11 @@ def judge_runtime(seconds: float, history: Sequence[float], policy: RuntimePolic
                               f"{policy.max_minutes:g} (meta.agent_de.runtime)", history_n=len(history))
     hist = [float(h) for h in history][-HISTORY:]
     n = len(hist)
-    if n < MIN_HISTORY:
-        return RuntimeVerdict(True, seconds, f"learning: {n} of {MIN_HISTORY} past runs recorded", history_n=n)
+    if n < policy.min_runs:
+        return RuntimeVerdict(True, seconds, f"learning: {n} of {policy.min_runs} past runs recorded", history_n=n)
     med = statistics.median(hist)
     mad = statistics.median(abs(h - med) for h in hist) * 1.4826
-    upper = med + max(MAD_K * mad, MIN_SLOWDOWN * med, MIN_SECONDS)
+    upper = med + max(MAD_K * mad, MIN_SLOWDOWN * med, policy.min_seconds)
     base: dict[str, Any] = dict(median=med, upper=upper, history_n=n)
     if seconds > upper:
         ratio = seconds / med if med > 0 else float("inf")

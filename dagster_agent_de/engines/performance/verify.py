@@ -1,6 +1,15 @@
-"""Verify a rewrite before proposing it: measured times, and results proven unchanged by a read."""
+"""Verify a rewrite before proposing it: measured times, and results proven unchanged by a read.
+
+DuckDB: both SELECTs under ``EXPLAIN ANALYZE``, then one read compares their row counts and row hashes.
+Snowflake has no EXPLAIN ANALYZE: :func:`verify_by_running` runs each SELECT in full (on request only:
+it costs two warehouse runs) under a statement timeout, and the same statement returns its row count
+and row hash, so the timed run is the compared run.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -77,3 +86,82 @@ def verify(warehouse: Warehouse, before: str, after: str, description: str, *, r
         rows_before=int(row["rows_before"]), rows_after=int(row["rows_after"]),
         same_hash=row["hash_before"] == row["hash_after"], sql_after=after, min_speedup=min_speedup,
     )
+
+
+ROW_HASH_MODULUS = 4294967296
+"""Each row's hash is taken modulo 2^32 before summing, so the sum is exact in any numeric type (a
+FLOAT sum of 64-bit hashes would lose bits, differently in each order); with the row count beside it,
+a changed result goes unseen with odds of about one in four billion."""
+
+
+def run_fingerprint_sql(select: str, dialect: str, columns: list[str],
+                        float_columns: set[str] | frozenset[str] = frozenset()) -> str:
+    """``select count(*), sum(hash(cols) % 2^32) from (select)``: one statement that runs the whole SELECT
+    and returns its row count and an order-independent row hash (a multiset: duplicates count).
+
+    >>> print(run_fingerprint_sql("select a, x from t", "snowflake", ["A", "X"], {"X"}))
+    SELECT COUNT(*) AS row_count, SUM(HASH("A", ROUND("X", 6)) % 4294967296) AS row_hash FROM (SELECT a, x FROM t) AS s
+    """
+    if not columns:
+        raise WarehouseError("the SELECT returns no columns to compare")
+    values = [exp.func("round", exp.column(c, quoted=True), exp.Literal.number(FLOAT_DECIMALS))
+              if c in float_columns else exp.column(c, quoted=True) for c in columns]
+    row_hash = exp.Mod(this=exp.func("hash", *values), expression=exp.Literal.number(ROW_HASH_MODULUS))
+    return exp.select(exp.alias_(exp.func("count", exp.Star()), "row_count"),
+                      exp.alias_(exp.func("sum", row_hash), "row_hash")).from_(
+        exp.Subquery(this=sqlglot.parse_one(select, read=dialect), alias=exp.TableAlias(this=exp.to_identifier("s")))
+    ).sql(dialect=dialect)
+
+
+@dataclass
+class WarehouseRuns:
+    """Verification by full runs (Snowflake, on request): the model's SELECT runs once, timed, however many
+    rewrites are tried; each rewrite runs once. Every run is read-only, through the audited path, under a
+    statement timeout of ``timeout_s``, and returns its row count and row hash (:func:`run_fingerprint_sql`)."""
+
+    warehouse: Warehouse
+    before: str
+    timeout_s: int
+    _columns: list[str] = field(default_factory=list)
+    _floats: set[str] = field(default_factory=set)
+    _before: tuple[float, dict[str, Any]] | None = None
+
+    def verify(self, after: str, description: str, *, min_speedup: float = 1.0) -> Verification:
+        """Time ``after`` against the model's SELECT and compare their rows; a cancelled run raises
+        :class:`WarehouseError` naming the timeout."""
+        wh = self.warehouse
+        with wh.statement_timeout(self.timeout_s, rationale=f"bound the verification runs ({description})"):
+            if self._before is None:
+                shape = wh.query(exp.select("*").from_(exp.Subquery(
+                    this=sqlglot.parse_one(self.before, read=wh.dialect), alias=exp.TableAlias(this=exp.to_identifier("s"))))
+                    .limit(0).sql(dialect=wh.dialect), rationale=f"the output columns and their types ({description})")
+                self._columns = list(shape.columns)
+                self._floats = {c for c, t in zip(shape.columns, shape.types, strict=False)
+                                if str(t).upper() in _FLOAT_TYPES}
+                _, seconds, row = self._run(self.before, "run the model's SELECT in full, timed (verification requested)")
+                self._before = (seconds, row)
+            statement, sec_after, a = self._run(after, f"run the rewritten SELECT in full, timed ({description})")
+        sec_before, b = self._before
+        return Verification(
+            description=description, seconds_before=sec_before, seconds_after=sec_after,
+            rows_before=int(b["row_count"]), rows_after=int(a["row_count"]), same_hash=b["row_hash"] == a["row_hash"],
+            sql_after=after, min_speedup=min_speedup, measured_by=f"two full runs on {wh.name}",
+            statement_after=statement,
+        )
+
+    def _run(self, sql: str, rationale: str) -> tuple[str, float, dict[str, Any]]:
+        statement = run_fingerprint_sql(sql, self.warehouse.dialect, self._columns, self._floats)
+        try:
+            result = self.warehouse.query(statement, rationale=rationale)
+        except WarehouseError as e:
+            if "timeout" in str(e).lower():
+                raise WarehouseError(f"the run did not finish within the statement timeout of {self.timeout_s}s "
+                                     f"({str(e).splitlines()[0][:200]}); raise it to verify this rewrite") from e
+            raise
+        return statement, result.duration_ms / 1000, result.folded().one()
+
+
+def verify_by_running(warehouse: Warehouse, before: str, after: str, description: str, *, timeout_s: int,
+                      min_speedup: float = 1.0) -> Verification:
+    """One rewrite verified by :class:`WarehouseRuns`: two full runs, each under the statement timeout."""
+    return WarehouseRuns(warehouse, before, timeout_s).verify(after, description, min_speedup=min_speedup)
