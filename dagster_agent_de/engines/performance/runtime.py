@@ -192,16 +192,21 @@ def record_runtime(store: StateStore, model: str, seconds: float, run_id: str | 
     return hist
 
 
-def scan_figures_from_run_results(path: Path) -> dict[str, dict[str, float]]:
-    """``unique_id -> {figure: value}`` from each successful model's ``adapter_response`` (see :data:`SCAN_FIGURES`)."""
+def _run_results(path: Path) -> list[dict[str, Any]]:
+    """The ``results`` of a dbt ``run_results.json`` (none when the file does not exist)."""
     if not path.exists():
-        return {}
+        return []
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON ({e}); delete it or re-run dbt") from e
+    return list(data.get("results") or [])
+
+
+def scan_figures_from_run_results(path: Path) -> dict[str, dict[str, float]]:
+    """``unique_id -> {figure: value}`` from each successful model's ``adapter_response`` (see :data:`SCAN_FIGURES`)."""
     out: dict[str, dict[str, float]] = {}
-    for r in data.get("results") or []:
+    for r in _run_results(path):
         response = r.get("adapter_response") or {}
         figures = {k: float(response[k]) for k in SCAN_FIGURES
                    if isinstance(response.get(k), (int, float)) and not isinstance(response.get(k), bool)}
@@ -212,12 +217,6 @@ def scan_figures_from_run_results(path: Path) -> dict[str, dict[str, float]]:
 
 def runtimes_from_run_results(path: Path) -> dict[str, float]:
     """``unique_id -> execution seconds`` of the successful nodes of a dbt ``run_results.json``."""
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not valid JSON ({e}); delete it or re-run dbt") from e
-    return {r["unique_id"]: float(r["execution_time"]) for r in data.get("results") or []
+    return {r["unique_id"]: float(r["execution_time"]) for r in _run_results(path)
             if r.get("status") == "success" and r.get("unique_id", "").startswith(("model.", "snapshot."))
             and isinstance(r.get("execution_time"), (int, float))}
