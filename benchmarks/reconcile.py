@@ -67,6 +67,7 @@ def measure(kind: str, path: str, rows: int, table: str = "pipe") -> dict:
         import dagster_agent_de.engines.pii_lineage  # noqa: F401
         import dagster_agent_de.engines.reconcile  # noqa: F401
         import dagster_agent_de.manifest  # noqa: F401
+        import dagster_agent_de.sql.lineage  # noqa: F401  (the PII masking's, with sqlglot's optimizer: ~12 ms)
     elif kind == "pandas":
         import pandas  # noqa: F401
     elif kind == "reladiff":
