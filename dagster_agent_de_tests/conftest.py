@@ -211,3 +211,11 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
         yield eng
     finally:
         eng.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `dagster dev` tests run one after another on one pytest-xdist worker (``--dist loadgroup``):
+    they mostly wait on a daemon's ticks, while the other worker runs the rest of the suite."""
+    for item in items:
+        if item.get_closest_marker("deployment") is not None:
+            item.add_marker(pytest.mark.xdist_group("deployment"))

@@ -21,6 +21,8 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, RunsFilter
 
 from dagster_agent_de.config import BUNDLED_PROJECT_DIR, resolve_settings
 
+pytestmark = pytest.mark.xdist_group("wt05")  # one worker builds the module's demo, once
+
 REVENUE = AssetKey(["fct_revenue"])
 SCALE = 300_000
 MIN_RUNS = 3
