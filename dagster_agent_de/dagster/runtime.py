@@ -21,10 +21,9 @@ from dagster_agent_de.engines.performance.runtime import (
     RuntimePolicy,
     RuntimeVerdict,
     judge_run,
+    read_run_results,
     record_runtime,
     runtime_history,
-    runtimes_from_run_results,
-    scan_figures_from_run_results,
 )
 from dagster_agent_de.errors import AgentDEError
 
@@ -57,8 +56,7 @@ def build_runtime_checks(models: Mapping[str, tuple[AssetKey, str, RuntimePolicy
         selected = sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_user_string())
         try:
             store = agent_warehouse.state()
-            from_file = runtimes_from_run_results(run_results) if run_results is not None else {}
-            scanned = scan_figures_from_run_results(run_results) if run_results is not None else {}
+            from_file, scanned = read_run_results(run_results) if run_results is not None else ({}, {})
         except AgentDEError as e:
             context.log.error(f"runtime checks could not run: {e}")
             for k in selected:

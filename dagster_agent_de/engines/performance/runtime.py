@@ -203,20 +203,23 @@ def _run_results(path: Path) -> list[dict[str, Any]]:
     return list(data.get("results") or [])
 
 
-def scan_figures_from_run_results(path: Path) -> dict[str, dict[str, float]]:
-    """``unique_id -> {figure: value}`` from each successful model's ``adapter_response`` (see :data:`SCAN_FIGURES`)."""
-    out: dict[str, dict[str, float]] = {}
-    for r in _run_results(path):
+def read_run_results(path: Path) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """A dbt ``run_results.json`` read once: (``unique_id -> execution seconds`` of the successful models
+    and snapshots, ``unique_id -> {figure: value}`` from their ``adapter_response``, see :data:`SCAN_FIGURES`)."""
+    results = [r for r in _run_results(path) if r.get("status") == "success"]
+    runtimes = {r["unique_id"]: float(r["execution_time"]) for r in results
+                if r.get("unique_id", "").startswith(("model.", "snapshot."))
+                and isinstance(r.get("execution_time"), (int, float))}
+    figures: dict[str, dict[str, float]] = {}
+    for r in results:
         response = r.get("adapter_response") or {}
-        figures = {k: float(response[k]) for k in SCAN_FIGURES
-                   if isinstance(response.get(k), (int, float)) and not isinstance(response.get(k), bool)}
-        if r.get("status") == "success" and figures:
-            out[str(r.get("unique_id"))] = figures
-    return out
+        found = {k: float(response[k]) for k in SCAN_FIGURES
+                 if isinstance(response.get(k), (int, float)) and not isinstance(response.get(k), bool)}
+        if found:
+            figures[str(r.get("unique_id"))] = found
+    return runtimes, figures
 
 
 def runtimes_from_run_results(path: Path) -> dict[str, float]:
     """``unique_id -> execution seconds`` of the successful nodes of a dbt ``run_results.json``."""
-    return {r["unique_id"]: float(r["execution_time"]) for r in _run_results(path)
-            if r.get("status") == "success" and r.get("unique_id", "").startswith(("model.", "snapshot."))
-            and isinstance(r.get("execution_time"), (int, float))}
+    return read_run_results(path)[0]
