@@ -175,6 +175,38 @@ def test_identical_sides_pass_on_the_checksum_in_snowflake_sql(tmp_path) -> None
     (checksum,) = r.statements
     assert "sum(hash(" in checksum and all(e.dialect == "snowflake" for e in audit.events)
 
+def test_truth_segments_derived_from_the_differing_rows_in_snowflake_sql(tmp_path) -> None:
+    """The checksum differs; the keyed plan (Snowflake SQL) returns what the differing rows add per segment,
+    and the truth side's aggregates follow without a pass over it: a row moved between segments, a
+    changed amount, a segment only the source of truth has."""
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.reconcile import ReconcileSpec, reconcile
+    from dagster_agent_de_tests.helpers import make_manifest
+
+    rows = "(1, 'eu', 10.00, 'paid'), (2, 'eu', 20.00, null), (3, 'us', 30.50, 'paid'), (4, 'us', 5.00, 'paid')"
+    spec = ReconcileSpec.model_validate(dict(
+        name="orders_vs_copy", model="orders", against="SHOP.APP.ORDERS_COPY", key=["order_id"],
+        compare={"amount": {"abs_tol": 0.01}, "status": {}, "region": {}}, segment_by=["region"],
+        aggregates=["sum(amount)", "count(*)"]))
+    with fakesnow.patch():
+        resource = _fake_snowflake(
+            "SHOP", "APP",
+            "create or replace table SHOP.APP.ORDERS (order_id int, region varchar, amount number(10,2), status varchar)",
+            f"insert into SHOP.APP.ORDERS values {rows}",
+            "create or replace table SHOP.APP.ORDERS_COPY as select * from SHOP.APP.ORDERS",
+            "update SHOP.APP.ORDERS_COPY set region = 'us' where order_id = 2",
+            "update SHOP.APP.ORDERS_COPY set amount = 6.00 where order_id = 4",
+            "insert into SHOP.APP.ORDERS_COPY values (5, 'apac', 1.00, 'paid')")
+        with SnowflakeWarehouse.from_resource(resource, AuditLog(None)) as wh:
+            r = reconcile(spec, make_manifest({"orders": "SHOP.APP.ORDERS"}), wh)
+    assert r.method == "pushdown" and (r.missing_in_pipeline, r.mismatched_rows) == (1, 2)
+    assert len(r.statements) == 2  # the checksum and the keyed plan: no pass over the truth side alone
+    got = [(s.segment["region"], s.metric, s.pipeline, s.truth) for s in r.segments]
+    assert got == [("apac", "sum_amount", None, 1.0), ("apac", "count_rows", None, 1.0),
+                   ("eu", "sum_amount", 30.0, 10.0), ("eu", "count_rows", 2.0, 1.0),
+                   ("us", "sum_amount", 35.5, 56.5), ("us", "count_rows", 2.0, 3.0)]
+
+
 def test_onboarding_profile_and_volume_through_snowflake_adapter(tmp_path) -> None:
     """Onboarding's profile queries and the volume count in Snowflake's dialect (upper-case names, NUMBER)."""
     from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse

@@ -98,6 +98,45 @@ def test_reconcile_in_one_warehouse_counts_every_class(engine: Engine) -> None:
     assert not r.passed
 
 
+def test_truth_segment_aggregates_derived_from_the_differing_rows_equal_the_truths_own(engine: Engine) -> None:
+    """With segment and aggregated columns among the compared ones, the keyed plan derives the truth side's
+    sums and counts per segment from the pipeline's and the differing rows: no pass over the truth side of
+    its own, and the same figures as aggregating the truth side itself (checked here with the engine's own
+    GROUP BY). The differences move rows between segments, leave a segment on one side only, change a
+    value within the tolerance, and make a segment's sum NULL on one side."""
+    dec = DECIMAL[engine.kind]
+    rows = ", ".join(f"({i}, '{'eu' if i % 2 else 'us'}', {i}.25)" for i in range(1, 21))
+    s = engine.schema
+    engine.execute(
+        f"create table {s}.truth (id integer, region varchar(8), amount {dec})",
+        f"insert into {s}.truth values {rows}, (21, 'apac', 4.00), (23, 'mena', null), (24, 'eu', null)",
+        f"create table {s}.pipe as select * from {s}.truth where id not in (21, 23, 24)",
+        f"insert into {s}.pipe values (22, 'latam', 9.50), (23, 'mena', 3.00), (24, 'eu', 1.00)",
+        f"update {s}.pipe set region = 'us' where id = 5",  # moves a row from eu to us
+        f"update {s}.pipe set amount = amount + 0.005 where id = 6",  # within the tolerance
+        f"update {s}.pipe set amount = amount + 7 where id = 8",
+    )
+    spec = ReconcileSpec.model_validate(dict(
+        name="t", model="pipe", against=engine.relation("truth"), key=["id"],
+        compare={"amount": {"abs_tol": 0.01}, "region": {}}, segment_by=["region"],
+        aggregates=["sum(amount)", "count(*)", "count(amount)"]))
+    wh = engine.warehouse()
+    r = reconcile(spec, make_manifest({"pipe": engine.relation("pipe")}), wh)
+    assert r.method == "pushdown" and len(r.statements) == 2  # the checksum and the keyed plan
+    assert (r.missing_in_pipeline, r.extra_in_pipeline, r.mismatched_rows) == (1, 1, 4)
+    got = {(seg.segment["region"], seg.metric): (seg.pipeline, seg.truth) for seg in r.segments}
+    expected = {}
+    for side, table in ((0, "pipe"), (1, "truth")):
+        res = wh.query(f"select region, sum(amount) as s, count(*) as n, count(amount) as nn from {engine.relation(table)} "
+                       "group by region", rationale="test oracle").dicts()
+        for row in res:
+            for metric, v in (("sum_amount", row["s"]), ("count_rows", row["n"]), ("count_amount", row["nn"])):
+                pair = expected.setdefault((row["region"], metric), [None, None])
+                pair[side] = None if v is None else float(v)
+    assert got == {k: tuple(v) for k, v in expected.items()}
+    assert got[("mena", "sum_amount")] == (3.0, None) and got[("apac", "count_rows")] == (None, 1.0)
+
+
 def test_row_counts_in_one_query(engine: Engine) -> None:
     engine.execute("create table a (x integer)", "insert into a values (1), (2), (3)", "create table b (x integer)")
     audit = AuditLog(None)

@@ -559,7 +559,10 @@ def test_a_difference_fails_the_checksum_and_the_keyed_plan_counts_it(tmp_path: 
     assert r.samples == {cls: sorted(rows, key=lambda s: s["id"]) for cls, rows in cross.samples.items()}  # ours by key
     within_tolerance = "0.01 " in change
     assert r.method == "pushdown"
-    assert len(r.statements) == 3  # checksum, the truth side's segment aggregates, the keyed plan
+    # the checksum (with the pipeline's segment aggregates) and the keyed plan, which derives the truth's
+    # aggregates from its differing rows: no pass over the truth side of its own (the segments above equal
+    # the cross-connection report's, which aggregates both sides in full)
+    assert len(r.statements) == 2 and "_side" in r.statements[1]
     assert (r.missing_in_pipeline + r.extra_in_pipeline + r.mismatched_rows == 0) == within_tolerance
 
 
@@ -611,6 +614,32 @@ def test_plan_sql_shape_per_dialect(dialect: str) -> None:
         assert got + "\n" == path.read_text(), f"{path.name} changed; delete it to regenerate and review the diff"
     hashes = {"duckdb": "hash(", "snowflake": "hash(", "postgres": "hashtextextended(cast(row("}
     assert hashes[dialect] in plan.render(plan.checksum_sql(spec, m, a), dialect)
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "snowflake", "postgres"])
+def test_derived_segment_sql_shape_per_dialect(dialect: str) -> None:
+    """Segment and aggregated columns among the compared ones: the checksum groups the pipeline side only
+    (with the non-NULL counts a derived sum needs) and the keyed plan returns the differing rows' share
+    per side and segment; one portable text each, rendered per dialect by sqlglot (golden files)."""
+    from dagster_agent_de.engines.reconcile import plan
+    from dagster_agent_de.engines.reconcile.plan import SidePlan
+    from dagster_agent_de.sql.guard import check_read_only
+
+    spec = _spec(compare={"amount": {"against": "amount_cents / 100.0", "abs_tol": 0.01}, "region": {}},
+                 aggregates=["sum(amount)", "count(*)"])
+    assert plan.segments_derivable(spec)
+    assert not plan.segments_derivable(spec.model_copy(update={"aggregates": ["max(amount)"]}))
+    m = SidePlan("shop.app.pipe", spec, "model", hash_types=(("c_amount", "double"),))
+    a = SidePlan("shop.app.truth", spec, "against", hash_types=(("c_amount", "double"),))
+    shapes = {"checksum_follow": plan.checksum_sql(spec, m, a),
+              "keyed_segments": plan.keyed_sql(spec, m, a, 10, side_counts=False, segment_deltas=True)}
+    for name, sql in shapes.items():
+        got = plan.render(sql, dialect)
+        check_read_only(got, dialect)
+        path = GOLDEN / f"{name}.{dialect}.sql"
+        if not path.exists():  # a new shape: write it, review it, commit it
+            path.write_text(got + "\n")
+        assert got + "\n" == path.read_text(), f"{path.name} changed; delete it to regenerate and review the diff"
 
 
 def test_a_dialect_without_a_row_hash_is_a_clear_error() -> None:

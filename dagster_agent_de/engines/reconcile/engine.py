@@ -188,6 +188,7 @@ def _pushdown(
     what = f"reconcile {spec.model} against {label} by key {spec.key}"
     segments: list[SegmentDelta] = []
     known: dict[str, int] | None = None
+    derive: list[dict[str, Any]] | None = None  # the pipeline's segment rows, when the truth's are derived
     if not m.unhashable:
         # the usual night: one scan of each side proves "identical" (and gives the segment aggregates)
         sql = plan.render(plan.checksum_sql(spec, m, a), wh.dialect)
@@ -201,12 +202,11 @@ def _pushdown(
             seg_rows = [r for r in rows if r["m_n"] is not None]
             if identical:
                 seg_rows = [{**r, **{f"t_{lb}": r[f"p_{lb}"] for _, _, lb in spec.aggregate_parts()}} for r in seg_rows]
+                segments = _segments(spec, seg_rows)
+            elif plan.segments_derivable(spec) and total["m_nk"] == total["a_nk"] == 0:
+                derive = seg_rows  # NULL-key rows join nothing: with none, every other row is in the keyed plan
             else:
-                sql_t = plan.render(plan.side_segments_sql(spec, a), wh.dialect)
-                statements.append(sql_t)
-                truth_rows = wh.query(sql_t, rationale=f"aggregates of {label} per {spec.segment_by or 'total'}").folded().dicts()
-                seg_rows = _merge_segments(spec, seg_rows, truth_rows)
-            segments = _segments(spec, seg_rows)
+                segments = _segments(spec, _merge_segments(spec, seg_rows, _truth_segments(spec, wh, a, label, statements)))
         elif spec.aggregates:
             segments = _segments(spec, rows)
         if identical:
@@ -224,7 +224,8 @@ def _pushdown(
         statements.append(sql_g)
         res = wh.query(sql_g, rationale=f"aggregates of {spec.model} vs {label} per {spec.segment_by or 'total'}")
         segments = _segments(spec, res.folded().dicts())
-    sql = plan.render(plan.keyed_sql(spec, m, a, spec.sample_size, side_counts=known is None), wh.dialect)
+    sql = plan.render(plan.keyed_sql(spec, m, a, spec.sample_size, side_counts=known is None,
+                                     segment_deltas=derive is not None), wh.dialect)
     statements.append(sql)
     out = wh.query(sql, rationale=what + " (a join of key and row hash; checks the keys are unique in the same pass)")
     rows = out.folded().dicts()
@@ -232,7 +233,11 @@ def _pushdown(
     fanned = any(int(row[f"join_rows_{s}"] or 0) > int(row[f"rows_{s}"] or 0) - int(row[f"null_keys_{s}"] or 0)
                  for s in ("pipeline", "truth"))
     if fanned or int(row["one_sided_duplicates"] or 0):
+        if derive is not None:  # the differing rows of a fanned-out join do not add up: read the truth side
+            segments = _segments(spec, _merge_segments(spec, derive, _truth_segments(spec, wh, a, label, statements)))
         return _grouped(spec, wh, m, a, label, notes, statements, segments)
+    if derive is not None:
+        segments = _segments(spec, _merge_segments(spec, derive, _derived_truth(spec, derive, [r for r in rows if r.get("_side")])))
     samples: dict[str, list[dict[str, Any]]] = {}
     names = {1: "missing_in_pipeline", 2: "extra_in_pipeline", 3: "mismatched"}
     for r in rows:
@@ -281,6 +286,55 @@ def _report(
         spec_name=spec.name, model=spec.model, against=label, method="pushdown", columns=columns,
         segments=segments, samples=samples, statements=statements, notes=notes, severity=spec.severity, **counts,
     )
+
+
+def _truth_segments(spec: ReconcileSpec, wh: Warehouse, a: SidePlan, label: str, statements: list[str]) -> list[dict[str, Any]]:
+    """The truth side's aggregates per segment, read from the truth side (one pass)."""
+    sql = plan.render(plan.side_segments_sql(spec, a), wh.dialect)
+    statements.append(sql)
+    return wh.query(sql, rationale=f"aggregates of {label} per {spec.segment_by or 'total'}").folded().dicts()
+
+
+def _plus(x: Any, y: Any) -> Any:
+    """``x + y`` of SQL aggregates: exact for integers and decimals; floats when either side is one."""
+    if isinstance(x, float) or isinstance(y, float):
+        return float(x) + float(y)
+    return x + y
+
+
+def _derived_truth(spec: ReconcileSpec, pipeline: list[dict[str, Any]], deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The truth side's aggregates per segment (as :func:`_truth_segments` returns them), derived.
+
+    ``pipeline``: the checksum's rows (``m_n``, ``p_<label>``, ``p_nn_<label>`` per segment);
+    ``deltas``: the keyed statement's ``segment_deltas`` rows. Keys with equal row hashes add alike
+    to both sides (:func:`plan.segments_derivable`), so per segment the truth holds the pipeline's
+    figures minus what the pipeline's differing rows add plus what the truth's add. A segment with
+    no truth rows left is absent, and a sum over no values is NULL, as the truth's own pass gives.
+    """
+    def seg(r: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(r.get(f"s_{c}") for c in spec.segment_by)
+
+    parts = spec.aggregate_parts()
+    names = ["n"] + [f"{pre}{lb}" for _fn, _col, lb in parts for pre in ("", "nn_")]
+    acc: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in pipeline:
+        acc[seg(r)] = {"n": r["m_n"] or 0, **{lb: r.get(f"p_{lb}") or 0 for _fn, _col, lb in parts},
+                       **{f"nn_{lb}": r.get(f"p_nn_{lb}") or 0 for _fn, _col, lb in parts}}
+    for r in deltas:
+        cur = acc.setdefault(seg(r), dict.fromkeys(names, 0))
+        sign = -1 if r["_side"] == "p" else 1
+        for name in names:
+            v = r.get(f"d_{name}") or 0
+            cur[name] = _plus(cur[name], -v if sign < 0 else v)
+    out = []
+    for key, cur in acc.items():
+        if cur["n"] == 0:
+            continue
+        rec: dict[str, Any] = {f"s_{c}": v for c, v in zip(spec.segment_by, key, strict=True)}
+        for fn, _col, lb in parts:
+            rec[lb] = None if fn == "sum" and cur[f"nn_{lb}"] == 0 else cur[lb]
+        out.append(rec)
+    return out
 
 
 def _first(values: Any) -> int:

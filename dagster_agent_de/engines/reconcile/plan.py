@@ -358,6 +358,18 @@ def segments_follow(spec: ReconcileSpec) -> bool:
         col == "*" or col in spec.compare for _fn, col, _label in spec.aggregate_parts())
 
 
+def segments_derivable(spec: ReconcileSpec) -> bool:
+    """True when the truth side's segment aggregates follow from the pipeline side's and the differing rows.
+
+    When :func:`segments_follow` holds, a key whose row hashes are equal adds the same to both
+    sides' aggregates, so the truth side's ``sum`` and ``count`` per segment are the pipeline's
+    minus what its differing rows add plus what the truth's differing rows add: the keyed
+    statement returns those (``segment_deltas``) and the truth side needs no pass of its own.
+    ``min``, ``max`` and ``avg`` do not subtract; those specs read the truth side's aggregates.
+    """
+    return segments_follow(spec) and all(fn in ("sum", "count") for fn, _col, _label in spec.aggregate_parts())
+
+
 def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
     """One scan of each side: rows, NULL-key rows, the sum of row hashes and the segment aggregates.
 
@@ -375,6 +387,7 @@ def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
     # one key: count(*) - count(key) needs no per-row CASE (~8% of the scan at 10M rows on DuckDB)
     nk = f"count(*) - count({key_names(spec)[0]})" if len(spec.key) == 1 else f"sum(case when {isnull} then 1 else 0 end)"
     follow = segments_follow(spec)
+    summed = [p for p in spec.aggregate_parts() if p[0] == "sum"] if segments_derivable(spec) else []
 
     def side(sp: SidePlan, grouped: bool) -> str:
         hashed = [sp.hashed(f"k{i}") for i in range(len(spec.key))] + [sp.hashed("c_" + c) for c in spec.compare]
@@ -383,6 +396,8 @@ def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
         if not grouped:
             return f"select {', '.join(aggs)} from ({sp.select(joined=True)}) as t"
         aggs += [f"{fn}({agg_input(spec, col)}) as {q(label)}" for fn, col, label in spec.aggregate_parts()]
+        # a derived sum is NULL where no value is: the pipeline side's non-NULL counts (see segments_derivable)
+        aggs += [f"count({agg_input(spec, col)}) as {q('nn_' + label)}" for fn, col, label in summed]
         group = f" group by {', '.join(segs)}" if segs else ""
         return f"select {', '.join(segs + aggs)} from ({sp.select()}) as t{group}"
 
@@ -391,6 +406,7 @@ def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
         out = [f"m.{s} as {s}" for s in segs]
         out += [f"m.{n} as {q('m' + n)}, a.{n} as {q('a' + n)}" for n in ("_n", "_nk", "_h")]
         out += [f"m.{q(lb)} as {q('p_' + lb)}" for lb in labels]
+        out += [f"m.{q('nn_' + lb)} as {q('p_nn_' + lb)}" for _fn, _col, lb in summed]
         # the left join keeps the truth's totals when the pipeline side has no rows (no segment)
         body = f"from a left join m on 1 = 1{order}"
     else:
@@ -412,7 +428,10 @@ select {', '.join(out)}
 """.strip()
 
 
-def keyed_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, side_counts: bool = True) -> str:
+def keyed_sql(
+    spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size: int = 0, side_counts: bool = True,
+    segment_deltas: bool = False,
+) -> str:
     """The keyed comparison when the checksums differ: a join of narrow rows, then a pass over the differences.
 
     * ``m``/``a``: each side's non-NULL keys with one hash of its compared columns (columns
@@ -434,7 +453,11 @@ def keyed_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size
 
     One row per sample (at most ``sample_size`` per class, by key), each carrying the counts;
     one row with NULL sample columns when there is nothing to sample. ``side_counts`` adds each
-    side's rows and NULL-key rows (known already when the checksum ran).
+    side's rows and NULL-key rows (known already when the checksum ran). ``segment_deltas``
+    (only when :func:`segments_derivable`) adds, per side and segment, what the differing rows
+    add to each aggregate (``_side`` 'p' or 't', ``s_*``, ``d_n`` rows, ``d_<label>``, and
+    ``d_nn_<label>`` non-NULL values of a summed column), one row each after the samples: the
+    truth side's aggregates are then the pipeline's minus the one plus the other.
     """
     keys = key_names(spec)
     notnull = " and ".join(f"{k} is not null" for k in keys)
@@ -465,6 +488,13 @@ def keyed_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, sample_size
             for sp, name in ((model, "pipeline"), (truth, "truth")))
         counts_from = " cross join cp cross join ct"
     sample_cols = ", ".join([f"s.{k}" for k in keys] + [f"s.{q('pipeline_' + c)}, s.{q('truth_' + c)}" for c in spec.compare])
+    presence = ""
+    rows_cte, tail = "", f"s._c as _class, s._rn as _rn, {sample_cols}"
+    joined_rows = f"left join s on s._rn <= {int(sample_size)}\norder by s._c, s._rn"
+    if segment_deltas:
+        presence = (f", case when pm.{keys[0]} is null then 0 else 1 end as _inp"
+                    f", case when pa.{keys[0]} is null then 0 else 1 end as _ina")
+        rows_cte, tail, joined_rows = _delta_rows(spec, keys, sample_cols, int(sample_size))
     return f"""
 with m as ({narrow(model)}),
      a as ({narrow(truth)}),
@@ -482,7 +512,7 @@ with m as ({narrow(model)}),
      pm as (select t.* from ({model.select(joined=True)}) as t where exists (select 1 from d where {on('d', 't')})),
      pa as (select t.* from ({truth.select(joined=True)}) as t where exists (select 1 from d where {on('d', 't')})),
      x as (
-        select {', '.join(f'd.{k}' for k in keys)}, d._cls{value_cols}{flag_cols}
+        select {', '.join(f'd.{k}' for k in keys)}, d._cls{value_cols}{flag_cols}{presence}
         from d left join pm on {on('pm', 'd')} left join pa on {on('pa', 'd')}
      ),
      y as (select *, case when _cls <> 3 then _cls when {any_mm} then 3 else 0 end as _c from x),
@@ -499,8 +529,40 @@ with m as ({narrow(model)}),
                coalesce(sum(case when _c = 3 then 1 else 0 end), 0) as mismatched_rows{col_counts}
         from y
      ),
-     cd as (select count(*) as one_sided_duplicates from g where _cls in (1, 2) and _n > 1){counts_ctes}
-select cj.*, cy.*, cd.*{', cp.*, ct.*' if side_counts else ''}, s._c as _class, s._rn as _rn, {sample_cols}
-from cj cross join cy cross join cd{counts_from} left join s on s._rn <= {int(sample_size)}
-order by s._c, s._rn
+     cd as (select count(*) as one_sided_duplicates from g where _cls in (1, 2) and _n > 1){counts_ctes}{rows_cte}
+select cj.*, cy.*, cd.*{', cp.*, ct.*' if side_counts else ''}, {tail}
+from cj cross join cy cross join cd{counts_from} {joined_rows}
 """.strip()
+
+
+def _delta_rows(spec: ReconcileSpec, keys: list[str], sample_cols: str, sample_size: int) -> tuple[str, str, str]:
+    """For :func:`keyed_sql` with ``segment_deltas``: the CTEs ``sc`` (per side and segment, what the
+    differing rows add to each aggregate) and ``r`` (the samples, then those rows, in one column
+    list), and the final select's columns and join."""
+    segs = spec.segment_by
+    parts = spec.aggregate_parts()
+
+    def side(tag: str, prefix: str, flag: str) -> str:
+        cols = [f"'{tag}' as _side"] + [f"{q(prefix + c)} as {q('s_' + c)}" for c in segs] + ["count(*) as d_n"]
+        for fn, col, label in parts:
+            arg = "*" if col == "*" else q(prefix + col)
+            cols.append(f"{fn}({arg}) as {q('d_' + label)}")
+            cols.append(f"count({arg}) as {q('d_nn_' + label)}" if fn == "sum" else f"null as {q('d_nn_' + label)}")
+        group = f" group by {', '.join(q(prefix + c) for c in segs)}" if segs else ""
+        return f"select {', '.join(cols)} from y where {flag} = 1{group}"
+
+    delta_names = ["_side"] + [q("s_" + c) for c in segs] + ["d_n"] + [
+        q(f"{pre}{label}") for _fn, _col, label in parts for pre in ("d_", "d_nn_")]
+    sample_names = ["_class", "_rn"] + [k for k in keys] + [
+        q(f"{side}_{c}") for c in spec.compare for side in ("pipeline", "truth")]
+    first = (f"select s._c as _class, s._rn as _rn, {sample_cols}, "
+             + ", ".join(f"null as {n}" for n in delta_names) + f" from s where s._rn <= {sample_size}")
+    second = ("select " + ", ".join(f"null as {n}" for n in sample_names) + ", " + ", ".join(delta_names) + " from sc")
+    ctes = f""",
+     sc as ({side('p', 'pipeline_', '_inp')}
+            union all
+            {side('t', 'truth_', '_ina')}),
+     r as ({first}
+           union all
+           {second})"""
+    return ctes, "r.*", "left join r on 1 = 1\norder by r._class, r._rn"
