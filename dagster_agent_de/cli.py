@@ -215,15 +215,13 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
 def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
     """Snapshot source schemas and diff against the stored baseline. Exit 1 on breaking drift."""
     from dagster_agent_de.engines.drift import SnapshotStore, run_drift
-    from dagster_agent_de.engines.escalate.raising import raise_decisions
 
     manifest, wh = _context(settings)
     store = SnapshotStore(_state(settings))
     with wh:
         run = run_drift(manifest, wh, store, record_baseline=record_baseline)
     report, snapshot = run.report, run.snapshot
-    # a dropped column that models read: which column replaces it is asked, not guessed
-    raised = raise_decisions(store.state, [c.escalation for c in report.changes if c.escalation])
+    raised = run.raised  # e.g. which column replaces a dropped one: asked once, by the workflow
     if as_json:
         _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking, "verdict": run.verdict,
                                                      "baseline_advanced": run.advanced,

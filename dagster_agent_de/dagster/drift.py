@@ -2,7 +2,10 @@
 
 The drift check is one multi-asset check (one ``information_schema`` read for all sources).
 It is blocking: in the ``dbt_build`` job it runs in its own step before the dbt op, and a
-breaking change stops every model from building on the changed schema.
+breaking change stops every model from building on the changed schema. A change that needs a
+human's decision (which column replaces a dropped one?) raises its escalation through the drift
+workflow, once, whichever of the check, the sensor or ``agent-de drift`` sees it first; the check's
+metadata shows the open escalation on every evaluation until it is answered.
 """
 
 # No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
@@ -27,11 +30,18 @@ from dagster import (
 )
 
 from dagster_agent_de.dagster.cursors import SchemaPollCursor
+from dagster_agent_de.dagster.investigate import ESCALATIONS_ASSET, record_escalations_asset
 from dagster_agent_de.dagster.keys import DbtAssetKeys
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.drift import SnapshotStore
-from dagster_agent_de.engines.drift.workflow import judge, run_drift, schema_fingerprint, take_current
+from dagster_agent_de.engines.drift.workflow import (
+    DriftRun,
+    judge,
+    run_drift,
+    schema_fingerprint,
+    take_current,
+)
 from dagster_agent_de.errors import AgentDEError
 from dagster_agent_de.manifest import Manifest
 
@@ -79,12 +89,34 @@ def build_drift_checks(source_keys: Sequence[AssetKey], translator: AgentDETrans
             context.log.info(f"recorded the first schema snapshot as the baseline ({len(run.snapshot.tables)} relations)")
         if run.advanced:
             context.log.info("info-level changes only, baseline moved forward for: " + ", ".join(run.advanced))
+        raised = {e.id for e in run.raised}
         for check_key in sorted(selected, key=lambda k: k.asset_key.to_user_string()):
             rels = [r for r, k in by_rel.items() if k == check_key.asset_key]
             changes = [c for c in run.report.changes if c.relation.lower() in rels]
-            yield translator.drift_check_result(check_key.asset_key, changes, run.report.notes)
+            escalations = run.escalations_for(changes)
+            for esc in escalations:
+                if esc.id in raised:
+                    context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
+                    context.op_execution_context.log_event(translator.escalation_observation(esc, check_key.asset_key))
+            yield translator.drift_check_result(check_key.asset_key, changes, run.report.notes, escalations)
+        if run.raised:
+            record_escalations_asset(context.op_execution_context, store.state, translator)
 
     return schema_drift_checks
+
+
+def _escalation_events(run: DriftRun, by_rel: dict[str, AssetKey], store: SnapshotStore,
+                       translator: AgentDETranslator) -> list:
+    """The escalations ``run`` raised, on the sources they concern, and the open queue (for the sensor)."""
+    if not run.raised:
+        return []
+    raised = {e.id for e in run.raised}
+    events: list = []
+    for rel, key in sorted(by_rel.items()):
+        for esc in run.escalations_for([c for c in run.report.changes if c.relation.lower() == rel]):
+            if esc.id in raised:
+                events.append(translator.escalation_observation(esc, key))
+    return [*events, translator.escalations_materialization(ESCALATIONS_ASSET, store.state.escalations())]
 
 
 def build_drift_job(check_keys: Sequence[AssetCheckKey]):
@@ -127,6 +159,9 @@ def build_schema_poll_sensor(
         by_rel = _key_for_relation(manifest, agent_warehouse.asset_keys())
         events = [translator.schema_observation(by_rel[rel], t, run.fingerprint)
                   for rel, t in run.snapshot.tables.items() if rel in by_rel]
+        events += _escalation_events(run, by_rel, store, translator)
+        for esc in run.raised:
+            context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
         if run.baseline_created:
             return SensorResult(skip_reason="first snapshot recorded as the baseline", cursor=new_cursor, asset_events=events)
         if not run.report.changes:

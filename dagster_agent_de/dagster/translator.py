@@ -292,17 +292,30 @@ class AgentDETranslator:
                 row[f"{side}_{k}"] = stats.get(k)
         return row
 
-    def drift_check_result(self, asset_key: AssetKey, changes: Sequence[SchemaChange], notes: Sequence[str] = ()) -> AssetCheckResult:
+    def drift_escalation_metadata(self, escalations: Sequence[Escalation]) -> dict[str, Any]:
+        """The open escalations a drift check's changes wait on (e.g. which column replaces a dropped one)."""
+        if not escalations:
+            return {}
+        return {
+            "agent_de/escalations": MetadataValue.text(", ".join(e.id for e in escalations)),
+            "agent_de/escalation_kinds": MetadataValue.text(", ".join(e.kind.value for e in escalations)),
+            "agent_de/escalation_detail": MetadataValue.md("\n\n---\n\n".join(self.escalation_markdown(e)
+                                                                             for e in escalations)),
+        }
+
+    def drift_check_result(self, asset_key: AssetKey, changes: Sequence[SchemaChange], notes: Sequence[str] = (),
+                           escalations: Sequence[Escalation] = ()) -> AssetCheckResult:
         from dagster_agent_de.engines.drift.workflow import verdict_of
 
         verdict = verdict_of(list(changes))  # the same verdict `agent-de drift` prints
+        asks = [f"escalation {e.id} ({e.kind.value}): {e.decision}" for e in escalations]
         return AssetCheckResult(
             asset_key=asset_key,
             check_name="schema_drift",
             passed=verdict == "pass",  # info-only changes pass; warnings fail as WARN, breaking as ERROR (blocks)
             severity=AssetCheckSeverity.ERROR if verdict == "block" else AssetCheckSeverity.WARN,
-            metadata=self.drift_metadata(changes, notes),
-            description="; ".join(c.describe() for c in changes)[:1000] or "no schema drift",
+            metadata={**self.drift_metadata(changes, notes), **self.drift_escalation_metadata(escalations)},
+            description="; ".join([c.describe() for c in changes] + asks)[:1000] or "no schema drift",
         )
 
     # -- escalations ------------------------------------------------------------------------

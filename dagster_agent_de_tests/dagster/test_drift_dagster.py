@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,139 @@ def test_the_cli_and_the_dagster_check_give_the_same_drift_verdict(demo_env, tmp
                 demo_env.write("alter table stripe.charges rename column amount_cents to amount")
         finally:
             demo_env.write("alter table hubspot.contacts drop column phone")
+
+
+@contextmanager
+def _stage_replaced(demo_env) -> Iterator[None]:
+    """hubspot.contacts loses ``lifecycle_stage`` (read by stg_hubspot_contacts) and gains ``stage_code``, whose
+    values are not the old ones: a drop and an add, not a rename. Afterwards the table is as it was."""
+    demo_env.write("create table hubspot.contacts_before_drift as select * from hubspot.contacts")
+    try:
+        demo_env.write("alter table hubspot.contacts add column stage_code integer")
+        demo_env.write("update hubspot.contacts set stage_code = length(lifecycle_stage) + contact_id % 7")
+        demo_env.write("alter table hubspot.contacts drop column lifecycle_stage")
+        yield
+    finally:
+        demo_env.write("create or replace table hubspot.contacts as select * from hubspot.contacts_before_drift")
+        demo_env.write("drop table hubspot.contacts_before_drift")
+
+
+REPLACED_OPTIONS = ["stage_code replaces lifecycle_stage", "nothing replaces lifecycle_stage: the source dropped it"]
+CONTACTS = AssetKey(["hubspot", "contacts"])
+
+
+def _drift_job(demo_env, state: Path):
+    from dataclasses import replace
+
+    from dagster_agent_de.config import resolve_settings
+
+    settings = replace(resolve_settings(state, demo_env.project_dir, "duckdb"), duckdb_override=demo_env.settings.duckdb_path)
+    return settings, build_definitions(settings).resolve_job_def("schema_drift_check")
+
+
+def _contacts_eval(result):
+    return next(e for e in result.get_asset_check_evaluations() if e.asset_key == CONTACTS)
+
+
+def _escalation_events(result) -> tuple[list, list]:
+    """(escalation observations, materializations of the escalations queue) a run logged."""
+    observed = [e.event_specific_data.asset_observation for e in result.all_events
+                if e.event_type_value == "ASSET_OBSERVATION"
+                and "agent_de/escalation" in e.event_specific_data.asset_observation.metadata]
+    queue = [m.event_specific_data.materialization for m in result.get_asset_materialization_events()
+             if m.asset_key == AssetKey(["agent_de", "escalations"])]
+    return observed, queue
+
+
+def test_the_drift_check_asks_which_column_replaces_a_dropped_one_once(demo_env, tmp_path: Path) -> None:
+    """The check raises the escalation ``agent-de drift`` raises, stores it, shows it on every evaluation, and
+    does not raise it again when evaluated again on the same change."""
+    from dagster_agent_de.adapters.state import open_state_store
+    from dagster_agent_de.core.models import EscalationKind
+
+    settings, job = _drift_job(demo_env, tmp_path)
+    with DagsterInstance.ephemeral() as instance:
+        assert job.execute_in_process(instance=instance).success  # the baseline
+        with _stage_replaced(demo_env):
+            first = job.execute_in_process(instance=instance, raise_on_error=False)
+            second = job.execute_in_process(instance=instance, raise_on_error=False)
+    (esc,) = open_state_store(settings).escalations()  # one, after two evaluations
+    assert esc.kind == EscalationKind.CONTEXT_GAP and esc.check == DRIFT_CHECK and esc.asset == "hubspot.contacts"
+    assert [o.label for o in esc.options] == REPLACED_OPTIONS and esc.recommendation is None
+    assert "Which column replaces it?" in esc.decision and "stg_hubspot_contacts" in esc.decision
+    for result in (first, second):
+        check = _contacts_eval(result)
+        assert not check.passed and check.severity.value == "ERROR"
+        assert check.metadata["agent_de/escalations"].value == esc.id  # the open question, on every evaluation
+        assert check.metadata["agent_de/escalation_kinds"].value == "context_gap"
+        detail = check.metadata["agent_de/escalation_detail"].value
+        assert all(label in detail for label in REPLACED_OPTIONS) and f"escalation_id: {esc.id}" in detail
+        assert f"escalation {esc.id} (context_gap)" in (check.description or "")
+    observed, queue = _escalation_events(first)
+    assert [o.asset_key for o in observed] == [CONTACTS] and observed[0].metadata["agent_de/escalation"].value == esc.id
+    assert len(queue) == 1 and queue[0].metadata["open"].value == 1
+    assert _escalation_events(second) == ([], [])  # nothing new raised, nothing new recorded
+    # the other sources' checks are untouched by it
+    assert all("agent_de/escalations" not in e.metadata for e in second.get_asset_check_evaluations() if e.asset_key != CONTACTS)
+
+
+def test_the_poll_sensor_raises_the_escalation_and_the_check_it_requests_finds_it_open(
+        demo_env, resource, tmp_path: Path) -> None:
+    from dagster_agent_de.core.models import EscalationKind
+
+    sensor = build_schema_poll_sensor()
+    _, job = _drift_job(demo_env, tmp_path)  # the same state dir as the sensor's resource
+    with DagsterInstance.ephemeral() as instance:
+        _, ctx = _tick(sensor, instance, resource)  # the baseline
+        with _stage_replaced(demo_env):
+            result, _ = _tick(sensor, instance, resource, ctx.cursor)
+            (esc,) = resource.state().escalations()
+            run = job.execute_in_process(instance=instance, raise_on_error=False)  # the checks it requests
+    (request,) = result.run_requests
+    assert request.asset_check_keys == [AssetCheckKey(CONTACTS, DRIFT_CHECK)]
+    assert esc.kind == EscalationKind.CONTEXT_GAP and [o.label for o in esc.options] == REPLACED_OPTIONS
+    observed = [e for e in result.asset_events if "agent_de/escalation" in e.metadata]
+    assert [(e.asset_key, e.metadata["agent_de/escalation"].value) for e in observed] == [(CONTACTS, esc.id)]
+    assert any(e.asset_key == AssetKey(["agent_de", "escalations"]) for e in result.asset_events)
+    assert [e.id for e in resource.state().escalations()] == [esc.id]  # the check raised no second one
+    assert _contacts_eval(run).metadata["agent_de/escalations"].value == esc.id
+
+
+def test_the_cli_and_the_dagster_check_raise_the_same_escalation(demo_env, tmp_path: Path, monkeypatch) -> None:
+    """The same change asks the same question through ``agent-de drift`` and the drift check: the decision is
+    the workflow's, not a caller's."""
+    import json
+
+    from click.testing import CliRunner
+
+    from dagster_agent_de.adapters.state import open_state_store
+    from dagster_agent_de.cli import main
+
+    dagster_state, cli_state = tmp_path / "dagster", tmp_path / "cli"
+    monkeypatch.setenv("AGENT_DE_DUCKDB_PATH", str(demo_env.settings.duckdb_path))
+    settings, job = _drift_job(demo_env, dagster_state)
+    cli_settings, _ = _drift_job(demo_env, cli_state)
+
+    def cli() -> dict:
+        r = CliRunner().invoke(main, ["--state-dir", str(cli_state), "--project-dir", str(demo_env.project_dir),
+                                      "drift", "--json"], catch_exceptions=False)
+        return json.loads(r.output)
+
+    def asked(esc) -> tuple:
+        return (esc.kind, esc.decision, esc.asset, esc.owner, esc.check, esc.finding_pattern, esc.applies_to,
+                esc.recommendation, esc.blocking, [o.model_dump() for o in esc.options])
+
+    with DagsterInstance.ephemeral() as instance:
+        assert job.execute_in_process(instance=instance).success and cli()["baseline_created"]
+        with _stage_replaced(demo_env):
+            check = _contacts_eval(job.execute_in_process(instance=instance, raise_on_error=False))
+            out = cli()
+            again = cli()
+    (by_check,) = open_state_store(settings).escalations()
+    (by_cli,) = open_state_store(cli_settings).escalations()
+    assert out["escalations"] == [by_cli.id] and again["escalations"] == []  # the CLI's behaviour is unchanged
+    assert asked(by_check) == asked(by_cli)
+    assert [o.label for o in by_cli.options] == REPLACED_OPTIONS
+    assert by_cli.decision in check.metadata["agent_de/escalation_detail"].value
+    (dropped,) = [c for c in out["changes"] if c["kind"] == "column_dropped"]
+    assert dropped["escalation"]["decision"] == by_check.decision

@@ -6,7 +6,9 @@ unchanged schema costs one snapshot and no write). The policy: the first snapsho
 baseline; a relation whose changes are all info-level (an added column, a dropped column no model
 reads) moves its baseline forward; a relation with a warning or breaking change keeps its baseline,
 so the change is reported again until someone fixes it or records a new baseline
-(``agent-de drift --baseline``).
+(``agent-de drift --baseline``). A change that needs a human's decision (a dropped column that models
+read: which column replaces it?) raises its escalation in the state store once: a later pass that
+sees the same change finds it open (or answered) and raises nothing new.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Literal
 from pydantic import Field
 
 from dagster_agent_de.adapters.warehouse import Warehouse
-from dagster_agent_de.core.models import Frozen
+from dagster_agent_de.core.models import Escalation, EscalationState, Frozen
+from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.engines.drift.engine import compare, take_snapshot
 from dagster_agent_de.engines.drift.models import DriftReport, SchemaChange, Snapshot
 from dagster_agent_de.engines.drift.store import SnapshotStore
@@ -64,6 +67,8 @@ class DriftRun(Frozen):
     fingerprint: str
     baseline_created: bool = False
     advanced: list[str] = Field(default_factory=list)  # relations whose baseline moved forward
+    raised: list[Escalation] = Field(default_factory=list)  # escalations this pass stored (ids assigned)
+    escalations: list[Escalation] = Field(default_factory=list)  # stored and open for the changes: raised or earlier
 
     @property
     def verdict(self) -> Verdict:
@@ -72,6 +77,33 @@ class DriftRun(Frozen):
     def risky_relations(self) -> list[str]:
         """Relations with a warning or breaking change (their baseline did not move)."""
         return sorted({c.relation.lower() for c in self.report.changes if c.severity.rank >= 1})
+
+    def escalations_for(self, changes: list[SchemaChange]) -> list[Escalation]:
+        """The open escalations (stored, with their ids) that ``changes`` need answered."""
+        wanted = {_decision_key(c.escalation) for c in changes if c.escalation}
+        return [e for e in self.escalations if _decision_key(e) in wanted]
+
+
+def _decision_key(esc: Escalation) -> tuple[str, str | None, str | None]:
+    """What makes two escalations the same question (as ``raise_decisions`` deduplicates them)."""
+    return esc.kind.value, esc.asset, esc.finding_pattern
+
+
+def escalate(state: StateStore, report: DriftReport) -> tuple[list[Escalation], list[Escalation]]:
+    """Store the escalations ``report``'s changes need: (raised now, every open one they need).
+
+    A question already open or answered for the same source is not asked again, so a check or
+    sensor evaluated on every tick raises it once.
+    """
+    from dagster_agent_de.engines.escalate.raising import raise_decisions
+
+    pending = [c.escalation for c in report.changes if c.escalation]
+    if not pending:
+        return [], []
+    raised = raise_decisions(state, pending)
+    wanted = {_decision_key(e) for e in pending}
+    standing = [e for e in state.escalations() if e.state == EscalationState.OPEN and _decision_key(e) in wanted]
+    return raised, standing
 
 
 def take_current(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,
@@ -84,7 +116,8 @@ def take_current(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore,
 
 
 def judge(manifest: Manifest, store: SnapshotStore, current: Snapshot, *, record_baseline: bool = False) -> DriftRun:
-    """Compare ``current`` with the accepted baseline and apply the baseline policy (see the module)."""
+    """Compare ``current`` with the accepted baseline, apply the baseline policy and raise the escalations the
+    changes need (see the module)."""
     fingerprint = schema_fingerprint(current)
     baseline = None if record_baseline else store.baseline()
     if baseline is None:
@@ -97,12 +130,15 @@ def judge(manifest: Manifest, store: SnapshotStore, current: Snapshot, *, record
     store.save("last", current)
     changed = {c.relation.lower() for c in report.changes}
     risky = {c.relation.lower() for c in report.changes if c.severity.rank >= 1}
-    return DriftRun(report=report, snapshot=current, fingerprint=fingerprint, advanced=sorted(changed - risky))
+    raised, standing = escalate(store.state, report)
+    return DriftRun(report=report, snapshot=current, fingerprint=fingerprint, advanced=sorted(changed - risky),
+                    raised=raised, escalations=standing)
 
 
 def run_drift(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,
               record_baseline: bool = False) -> DriftRun:
-    """Snapshot the sources, diff against the baseline with column-level impact, apply the baseline policy."""
+    """Snapshot the sources, diff against the baseline with column-level impact, apply the baseline policy,
+    raise the escalations the changes need."""
     current = take_current(manifest, warehouse, store, record_baseline=record_baseline)
     return judge(manifest, store, current, record_baseline=record_baseline)
 
