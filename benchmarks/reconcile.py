@@ -15,6 +15,13 @@ varies 2x from minute to minute), and each ratio printed is the median of the pe
 reladiff (if installed), a pandas merge at a scale that fits, peak RSS, and the cross-connection path
 (two DuckDB files) with the data it moved.
 
+Memory is the same for every DuckDB query measured: agent-de's session gets half the process budget
+``AGENT_DE_DUCKDB_MEMORY_LIMIT`` (so a cross-connection's two sessions fit; 320 MB of the default
+640 MB), and the floors get that same ``memory_limit``. At 10M rows both joins spill at 320 MB, the
+bare join's wide rows more than the narrow ones, so the 0.3% case is also measured with ``--ample``
+memory (a budget of 4 GB: 2 GB a query, no spilling). reladiff opens its own DuckDB connection with
+DuckDB's default limit (80% of RAM).
+
     python benchmarks/reconcile.py [--rows 10000000] [--repeat 5] [--pandas-rows 2000000]
 """
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -55,8 +63,16 @@ def build(path: Path, rows: int) -> None:
     con.close()
 
 
+AMPLE = "4GB"
+"""The budget of the ample-memory measurement: 2 GB a session, far above what a 10M-row join needs."""
+
+
 def measure(kind: str, path: str, rows: int, table: str = "pipe") -> dict:
     import duckdb  # noqa: F401  (imports are not timed: only the work is; each kind imports only what it uses)
+
+    from dagster_agent_de.adapters.warehouse.duckdb import session_memory_bytes
+
+    session_mb = session_memory_bytes() // 1000**2  # what agent-de's session gets of AGENT_DE_DUCKDB_MEMORY_LIMIT
 
     if kind in ("ours", "cross"):
         # and what the first reconciliation of a process imports lazily (the PII lineage, sqlglot's
@@ -89,10 +105,16 @@ def measure(kind: str, path: str, rows: int, table: str = "pipe") -> dict:
         spec = ReconcileSpec.model_validate(dict(name="b", model="pipe", against="main.truth", key=["id"],
                                                  compare={"amount": {"abs_tol": 0.001}, "currency": {}},
                                                  segment_by=["currency"], aggregates=["sum(amount)", "count(*)"]))
-        with DuckDBWarehouse(Path(path), AuditLog(None)) as wh:
+        audit = AuditLog(None)
+        with DuckDBWarehouse(Path(path), audit) as wh:
             r = reconcile(spec, m, wh)
+        # where the time went: each statement's own duration, from the audit log
+        took = [(e.rationale, e.duration_ms / 1000) for e in audit.events if e.kind == "query"]
         out = {"missing": r.missing_in_pipeline, "extra": r.extra_in_pipeline, "mismatched": r.mismatched_rows,
-               "method": r.method}
+               "method": r.method, "statements": len(r.statements),
+               "checksum_s": sum(t for why, t in took if why.startswith("checksum")),
+               "keyed_s": sum(t for why, t in took if why.startswith("reconcile ")),
+               "other_s": sum(t for why, t in took if not why.startswith(("checksum", "reconcile ")))}
     elif kind == "cross":
         from dagster_agent_de.adapters.audit import AuditLog
         from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
@@ -113,7 +135,7 @@ def measure(kind: str, path: str, rows: int, table: str = "pipe") -> dict:
         import duckdb
 
         con = duckdb.connect(path, read_only=True)
-        con.execute("set memory_limit = '640MB'")  # the cap agent-de's session has (AGENT_DE_DUCKDB_MEMORY_LIMIT)
+        con.execute(f"set memory_limit = '{session_mb}MB'")  # the cap agent-de's session has
         if kind == "hashsum":
             # the least work that proves "identical": count and sum of a row hash, both sides
             sql = (f"select (select count(*) from {table}), (select sum(hash(id, amount, currency)) from {table}), "
@@ -148,10 +170,11 @@ def measure(kind: str, path: str, rows: int, table: str = "pipe") -> dict:
     return out
 
 
-def run(kind: str, path: str, rows: int, table: str = "pipe") -> dict:
-    """One measurement in a fresh process."""
+def run(kind: str, path: str, rows: int, table: str = "pipe", budget: str | None = None) -> dict:
+    """One measurement in a fresh process (``budget``: its AGENT_DE_DUCKDB_MEMORY_LIMIT, else the inherited one)."""
+    env = {**os.environ, "AGENT_DE_DUCKDB_MEMORY_LIMIT": budget} if budget else None
     proc = subprocess.run([sys.executable, str(HERE), "--measure", kind, "--path", path, "--rows", str(rows), "--table", table],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -186,6 +209,7 @@ def main() -> None:
         print(f"{args.repeat} interleaved rounds, each measurement in a fresh process; medians of times and of per-round ratios")
         kinds = ["ours", "hashsum", "join"]
         runs: dict[tuple[str, str], list[dict]] = {(c, k): [] for c in cases for k in kinds}
+        ample: dict[str, list[dict]] = {"ours": [], "join": []}
         rd_runs: list[dict] = []
         for _ in range(args.repeat):
             for case, table in cases.items():
@@ -193,9 +217,15 @@ def main() -> None:
                     runs[(case, kind)].append(run(kind, str(path), args.rows, table))
             if "0.3%" in cases:
                 rd_runs.append(run("reladiff", str(path), args.rows, "pipe"))
-        for (case, kind), rs in runs.items():
+                for kind in ample:
+                    ample[kind].append(run(kind, str(path), args.rows, "pipe", budget=AMPLE))
+        for (case, kind), rs in [*runs.items(), *((("0.3% ample", k), v) for k, v in ample.items())]:
             if any("error" in r for r in rs):
                 sys.exit(f"{kind} on the {case} case failed: {next(r['error'] for r in rs if 'error' in r)}")
+        from dagster_agent_de.adapters.warehouse.duckdb import memory_budget_bytes, session_memory_bytes
+
+        print(f"memory: agent-de's session and the floors {session_memory_bytes() // 1000**2} MB each "
+              f"(AGENT_DE_DUCKDB_MEMORY_LIMIT={os.environ.get('AGENT_DE_DUCKDB_MEMORY_LIMIT', '640MB')}: a session gets half)")
         peak = max((r["peak_rss_mb"] for c in cases for r in runs[(c, "ours")]), default=0.0)
         print()
         print("| case | agent-de | hash-sum floor | bare FULL OUTER JOIN | agent-de / floor | agent-de / join | peak RSS agent-de / join | found |")
@@ -213,6 +243,17 @@ def main() -> None:
                   f"{_median([j['seconds'] for j in jn]):.2f} s | {vs_floor:.2f}x | {vs_join:.2f}x | "
                   f"{max(o['peak_rss_mb'] for o in ours):.0f} / {max(j['peak_rss_mb'] for j in jn):.0f} MB | {found} |")
         print()
+        print("where agent-de's time went (medians; statements as the audit log timed them, the rest is opening the")
+        print("session, rendering and guarding the SQL, masking and closing):")
+        for case in cases:
+            ours, jn = runs[(case, "ours")], runs[(case, "join")]
+            bare = _median([j["seconds"] for j in jn])
+            parts = {k: _median([o[k] for o in ours]) for k in ("checksum_s", "keyed_s", "other_s", "seconds")}
+            rest = parts["seconds"] - parts["checksum_s"] - parts["keyed_s"] - parts["other_s"]
+            print(f"  {case}: {ours[-1]['statements']} statement(s); checksum {parts['checksum_s']:.3f} s "
+                  f"({parts['checksum_s'] / bare:.2f}x the bare join), keyed plan {parts['keyed_s']:.3f} s "
+                  f"({parts['keyed_s'] / bare:.2f}x), other statements {parts['other_s']:.3f} s, the rest {rest:.3f} s")
+        print()
         if "identical" in ratios:
             print(f"goal: identical <= 1.5x the hash-sum floor: {ratios['identical'][0]:.2f}x "
                   f"{'met' if ratios['identical'][0] <= 1.5 else 'NOT met'}")
@@ -222,6 +263,12 @@ def main() -> None:
             worst = max(ratios["0.3%"][1], of_medians)
             print(f"goal: 0.3% differences <= 1.1x one bare FULL OUTER JOIN: {ratios['0.3%'][1]:.2f}x by median of "
                   f"per-round ratios, {of_medians:.2f}x by ratio of medians {'met' if worst <= 1.1 else 'NOT met'}")
+            a_ours, a_join = ample["ours"], ample["join"]
+            a_ratio = _median([o["seconds"] / j["seconds"] for o, j in zip(a_ours, a_join, strict=True)])
+            print(f"      with ample memory (AGENT_DE_DUCKDB_MEMORY_LIMIT={AMPLE}, {memory_budget_bytes(AMPLE) // 2 // 1000**2} MB "
+                  f"a query, nothing spills): agent-de {_median([o['seconds'] for o in a_ours]):.2f} s, bare join "
+                  f"{_median([j['seconds'] for j in a_join]):.2f} s: {a_ratio:.2f}x {'met' if a_ratio <= 1.1 else 'NOT met'} "
+                  f"(peak RSS {max(o['peak_rss_mb'] for o in a_ours):.0f} / {max(j['peak_rss_mb'] for j in a_join):.0f} MB)")
         print(f"goal: peak RSS < 700 MB: {peak} MB {'met' if peak < 700 else 'NOT met'} (largest of all agent-de runs)")
         if not rd_runs or "0.3%" not in cases:
             pass
