@@ -137,6 +137,42 @@ def test_truth_segment_aggregates_derived_from_the_differing_rows_equal_the_trut
     assert got[("mena", "sum_amount")] == (3.0, None) and got[("apac", "count_rows")] == (None, 1.0)
 
 
+def test_derived_truth_segments_when_the_segment_column_is_decimal_in_the_pipeline_and_double_in_the_truth(
+    engine: Engine,
+) -> None:
+    """A segment column that is DECIMAL in the pipeline and DOUBLE in the source of truth (hashed alike as
+    double, so the checksum runs and the truth's aggregates are derived): the truth side's figures per
+    segment are the truth's own GROUP BY. The keyed plan's UNION ALL of both sides' differing rows turns the
+    pipeline's segment value 0.10 into the double 0.1, so the pipeline's differing rows are not taken off
+    its segment and the truth's are not added to it: rate 0.1 shows truth = pipeline (12, no delta) where the
+    truth holds 3, and the segment breach disappears."""
+    dec = DECIMAL[engine.kind]
+    dbl = "DOUBLE" if engine.kind == "duckdb" else "DOUBLE PRECISION"
+    s = engine.schema
+    engine.execute(
+        f"create table {s}.truth (id integer, rate {dbl}, amount integer)",
+        f"insert into {s}.truth values (1, 0.1, 1), (2, 0.1, 2), (3, 0.3, 4)",
+        f"create table {s}.pipe (id integer, rate {dec}, amount integer)",
+        f"insert into {s}.pipe select * from {s}.truth",
+        f"update {s}.pipe set amount = 10 where id = 1",
+    )
+    spec = ReconcileSpec.model_validate(dict(
+        name="t", model="pipe", against=engine.relation("truth"), key=["id"], compare={"rate": {}, "amount": {}},
+        segment_by=["rate"], aggregates=["sum(amount)", "count(*)"]))
+    wh = engine.warehouse()
+    r = reconcile(spec, make_manifest({"pipe": engine.relation("pipe")}), wh)
+    got: dict[tuple[float, str], float] = {}
+    for seg in r.segments:  # the truth's figures per rate, whatever type the rate came back as
+        if seg.truth is not None:
+            key = (float(seg.segment["rate"]), seg.metric)
+            got[key] = got.get(key, 0.0) + seg.truth
+    res = wh.query(f"select rate, sum(amount) as s, count(*) as n from {engine.relation('truth')} group by rate",
+                   rationale="test oracle").dicts()
+    want = {(float(row["rate"]), metric): float(v) for row in res for metric, v in (("sum_amount", row["s"]), ("count_rows", row["n"]))}
+    assert got == want
+    assert any("segment aggregates" in b for b in r.breaches)  # the pipeline's 12 against the truth's 3
+
+
 def test_row_counts_in_one_query(engine: Engine) -> None:
     engine.execute("create table a (x integer)", "insert into a values (1), (2), (3)", "create table b (x integer)")
     audit = AuditLog(None)
