@@ -236,6 +236,38 @@ def test_segment_aggregates_agree_with_a_plain_python_oracle(tmp_path: Path) -> 
     assert derived >= 10, derived  # seeds where the truth side was not read
 
 
+def test_derived_float_sum_of_a_segment_that_nets_to_zero_is_the_truths_own(tmp_path: Path) -> None:
+    """A ledger segment whose DOUBLE amounts net to (almost) zero, the same amounts on both sides, one row's
+    status differs: the truth's sum is the truth's own (the same as the pipeline's) and no segment
+    aggregate breaches. Derived as pipeline - 94.33 + 94.33 in floats, it comes out 1.4e-14 against 7.1e-15
+    summed, a 50% "difference" in a column where nothing differs."""
+    amounts = "(1, 'a', -94.33::double, 'x'), (2, 'a', 67.15, 'x'), (3, 'a', -13.45, 'x'), (4, 'a', 40.63, 'x'), (5, 'b', 1, 'x')"
+    path = duck(tmp_path / "wh.duckdb", f"create table truth as select * from (values {amounts}) t(id, ledger, amount, status)",
+                "create table pipe as select * from truth order by id", "update pipe set status = 'y' where id = 1")
+    spec = ReconcileSpec.model_validate(dict(
+        name="t", model="pipe", against="truth", key=["id"], compare={"ledger": {}, "amount": {}, "status": {}},
+        segment_by=["ledger"], aggregates=["sum(amount)", "count(*)"], thresholds={"mismatched_pct": 100}))
+    r = _run(path, spec)
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        own = wh.query("select sum(amount) as s from truth where ledger = 'a'", rationale="test oracle").dicts()[0]["s"]
+    a = next(s for s in r.segments if s.segment == {"ledger": "a"} and s.metric == "sum_amount")
+    assert a.truth == own
+    assert r.breaches == []
+
+
+def test_derived_total_count_of_an_empty_truth_is_zero(tmp_path: Path) -> None:
+    """No segment_by and a truth side left empty by where_against: its count(*) is 0, as the truth's own pass
+    (and the engine's GROUP BY-less aggregate) gives, not None (the derivation drops a segment with no rows)."""
+    path = duck(tmp_path / "wh.duckdb", "create table truth as select * from (values (1, 'a', 10), (2, 'b', 20)) t(id, s, amount)",
+                "create table pipe as select * from truth")
+    spec = ReconcileSpec.model_validate(dict(
+        name="t", model="pipe", against="truth", key=["id"], compare={"s": {}, "amount": {}},
+        aggregates=["sum(amount)", "count(*)"], where_against="id > 5"))
+    r = _run(path, spec)
+    got = {s.metric: (s.pipeline, s.truth) for s in r.segments}
+    assert got == {"sum_amount": (30.0, None), "count_rows": (2.0, 0.0)}
+
+
 def _counts(r) -> dict:
     return {k: getattr(r, k) for k in (
         "rows_pipeline", "rows_truth", "null_keys_pipeline", "null_keys_truth", "duplicate_keys_pipeline",
