@@ -645,10 +645,7 @@ def test_a_difference_fails_the_checksum_and_the_keyed_plan_counts_it(tmp_path: 
     assert r.samples == {cls: sorted(rows, key=lambda s: s["id"]) for cls, rows in cross.samples.items()}  # ours by key
     within_tolerance = "0.01 " in change
     assert r.method == "pushdown"
-    # the checksum (with the pipeline's segment aggregates) and the keyed plan, which derives the truth's
-    # aggregates from its differing rows: no pass over the truth side of its own (the segments above equal
-    # the cross-connection report's, which aggregates both sides in full)
-    assert len(r.statements) == 2 and "_side" in r.statements[1]
+    assert len(r.statements) == 3  # checksum, the truth side's segment aggregates, the keyed plan
     assert (r.missing_in_pipeline + r.extra_in_pipeline + r.mismatched_rows == 0) == within_tolerance
 
 

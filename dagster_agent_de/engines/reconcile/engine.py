@@ -122,8 +122,32 @@ def _align_types(
             unhashable.append("c_" + col)
     if mixed:
         notes.append("keys compared as text because " + "; ".join(mixed) + " (values like '01' vs 1 will not match)")
-    return (SidePlan(m.relation, spec, "model", bool(mixed), tuple(casts), tuple(hash_types), tuple(unhashable)),
-            SidePlan(a.relation, spec, "against", bool(mixed), tuple(casts), tuple(hash_types), tuple(unhashable)))
+    names = [f"k{i}" for i in range(nk)] + ["c_" + c for c in spec.compare]
+    probed = tuple((n, tm, ta) for n, tm, ta in zip(names, types[0], types[1], strict=False))
+    return (SidePlan(m.relation, spec, "model", bool(mixed), tuple(casts), tuple(hash_types), tuple(unhashable), probed),
+            SidePlan(a.relation, spec, "against", bool(mixed), tuple(casts), tuple(hash_types), tuple(unhashable), probed))
+
+
+def _derivable(spec: ReconcileSpec, m: SidePlan) -> bool:
+    """True when the truth side's segment aggregates may be derived from the differing rows (see
+    :func:`plan.segments_derivable`), given the probed types: each segment column has one type on both
+    sides (values of two types, DECIMAL 0.10 and DOUBLE 0.1, or CHAR and VARCHAR, would meet in the
+    keyed statement as one type and no longer match the pipeline's segments), and each summed column
+    adds exactly on both sides (integers and decimals: a float sum minus and plus the same rows is not
+    the float sum, and a segment that nets to zero would read as off by 100%)."""
+    if not plan.segments_derivable(spec) or not m.types:
+        return False
+    types = {name: (tm, ta) for name, tm, ta in m.types}
+    for col in spec.segment_by:
+        tm, ta = types.get("c_" + col, ("", ""))
+        if not tm or tm != ta:
+            return False
+
+    def exact(t: str) -> bool:
+        return _category(t) == "number" and not t.upper().startswith(_FLOAT)
+
+    return all(exact(types.get("c_" + col, ("", ""))[0]) and exact(types.get("c_" + col, ("", ""))[1])
+               for fn, col, _label in spec.aggregate_parts() if fn == "sum")
 
 
 _FLOAT = ("DOUBLE", "FLOAT", "REAL")
@@ -203,7 +227,7 @@ def _pushdown(
             if identical:
                 seg_rows = [{**r, **{f"t_{lb}": r[f"p_{lb}"] for _, _, lb in spec.aggregate_parts()}} for r in seg_rows]
                 segments = _segments(spec, seg_rows)
-            elif plan.segments_derivable(spec) and total["m_nk"] == total["a_nk"] == 0:
+            elif _derivable(spec, m) and total["m_nk"] == total["a_nk"] == 0:
                 derive = seg_rows  # NULL-key rows join nothing: with none, every other row is in the keyed plan
             else:
                 segments = _segments(spec, _merge_segments(spec, seg_rows, _truth_segments(spec, wh, a, label, statements)))
@@ -327,8 +351,10 @@ def _derived_truth(spec: ReconcileSpec, pipeline: list[dict[str, Any]], deltas: 
             v = r.get(f"d_{name}") or 0
             cur[name] = _plus(cur[name], -v if sign < 0 else v)
     out = []
+    if not spec.segment_by and not acc:
+        acc[()] = dict.fromkeys(names, 0)  # one total row, as an ungrouped aggregate gives, even over no rows
     for key, cur in acc.items():
-        if cur["n"] == 0:
+        if cur["n"] == 0 and spec.segment_by:  # no truth rows left in the segment: absent, as a GROUP BY gives
             continue
         rec: dict[str, Any] = {f"s_{c}": v for c, v in zip(spec.segment_by, key, strict=True)}
         for fn, _col, lb in parts:

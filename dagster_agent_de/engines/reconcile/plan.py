@@ -50,6 +50,9 @@ class SidePlan:
     """Normalised columns (``k0``, ``c_amount``) whose two sides cannot be brought to one exact
     representation: no checksum is tried, and such compared columns travel as values in the join
     instead of in the row hash (keys join by value anyway)."""
+    types: tuple[tuple[str, str, str], ...] = ()
+    """(normalised column, pipeline type, truth type) of the key and compared columns, as probed;
+    empty when the driver did not say."""
 
     def hashed(self, name: str) -> str:
         """The normalised column ``name`` as it enters the row hash."""
