@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, build_sensor_conte
 from dagster_agent_de.dagster.definitions import build_definitions
 from dagster_agent_de.dagster.drift import DRIFT_CHECK, build_schema_poll_sensor
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
+from dagster_agent_de.engines.escalate.raising import DUE
 
 
 @pytest.fixture
@@ -218,6 +220,7 @@ def test_the_drift_check_asks_which_column_replaces_a_dropped_one_once(demo_env,
             second = job.execute_in_process(instance=instance, raise_on_error=False)
     (esc,) = open_state_store(settings).escalations()  # one, after two evaluations
     assert esc.kind == EscalationKind.CONTEXT_GAP and esc.check == DRIFT_CHECK and esc.asset == "hubspot.contacts"
+    assert esc.due_at is not None and abs(esc.due_at - esc.created_at - DUE) < timedelta(minutes=1)  # as investigations'
     assert [o.label for o in esc.options] == REPLACED_OPTIONS and esc.recommendation is None
     assert "Which column replaces it?" in esc.decision and "stg_hubspot_contacts" in esc.decision
     for result in (first, second):
@@ -296,3 +299,4 @@ def test_the_cli_and_the_dagster_check_raise_the_same_escalation(demo_env, tmp_p
     assert by_cli.decision in check.metadata["agent_de/escalation_detail"].value
     (dropped,) = [c for c in out["changes"] if c["kind"] == "column_dropped"]
     assert dropped["escalation"]["decision"] == by_check.decision
+

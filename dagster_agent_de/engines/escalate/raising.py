@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dagster_agent_de.core.models import (
@@ -19,6 +19,18 @@ from dagster_agent_de.manifest import Manifest, Node
 
 DEFAULT_OWNER = "data-team"
 DUE = timedelta(days=3)
+"""How long a question about a failure stays open: unanswered by then, the store expires it and the next
+pass that sees the failure asks again."""
+
+
+def due_date(asked_at: datetime | None = None) -> datetime:
+    """When a question about a failure, asked at ``asked_at`` (now), falls due: :data:`DUE` later.
+
+    >>> from datetime import timezone
+    >>> due_date(datetime(2024, 1, 1, tzinfo=timezone.utc)).isoformat()
+    '2024-01-04T00:00:00+00:00'
+    """
+    return (asked_at or utcnow()) + DUE
 
 
 def owner_of(manifest: Manifest, model: str | None, default: str = DEFAULT_OWNER) -> str:
@@ -59,7 +71,7 @@ def escalations_for(finding: Finding, manifest: Manifest, policy: Policy, *, che
     out: list[Escalation] = []
     owner = owner_of(manifest, finding.model, default_owner)
     base: dict[str, Any] = dict(asset=finding.model, finding_id=finding.id, finding_pattern=finding.pattern, check=check,
-                owner=owner, due_at=utcnow() + DUE,
+                owner=owner, due_at=due_date(),
                 applies_to=[f"{finding.model}.{c}" for c in finding.columns] or [str(finding.model)])
     if finding.needs_context:
         out.append(Escalation(
