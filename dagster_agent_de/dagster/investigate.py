@@ -91,8 +91,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     """
     # the investigation engine (sqlglot, the pattern library) loads when a run needs it, not at code-location load
     from dagster_agent_de.engines.escalate.policy import load_policy
-    from dagster_agent_de.engines.escalate.raising import escalations_for, raise_escalations
-    from dagster_agent_de.engines.investigate.workflow import investigate_failure
+    from dagster_agent_de.engines.investigate.workflow import escalate_finding, investigate_failure
 
     settings = agent_warehouse.settings()
     check_key = AssetCheckKey(AssetKey(asset_key), check_name) if check_name else None
@@ -118,6 +117,9 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
             verify_on_warehouse=verify_on_warehouse, verify_timeout_s=verify_timeout_s,
         ).report
     elapsed = time.perf_counter() - start
+    # before the observations: a question a check already asked about this incident is named on the finding
+    escalated = escalate_finding(state, manifest, report, load_policy(settings.project_dir), check=check_name)
+    report, new = escalated.report, escalated.raised
     top = report.findings[0]
     context.log.info(f"finding: {top.pattern} in {top.model} ({top.confidence:.0%}): {top.summary}")
     tags = {
@@ -133,10 +135,11 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     extra = translator.investigation_metadata(context.run_id, check_name, elapsed, triggering_run_id)
     failing_key = keys.by_uid.get(node.unique_id, AssetKey(asset_key))
     extra = {**extra, **translator.performance_metadata(top)}
-    context.log_event(translator.finding_observation(top, failing_key, extra))
+    top_extra = {**extra, **translator.escalation_refs_metadata(escalated.attached)}
+    context.log_event(translator.finding_observation(top, failing_key, top_extra))
     culprit = manifest.find(top.model) if top.model and top.pattern != "unexplained" else None
     if culprit is not None and keys.key(culprit) != failing_key:
-        context.log_event(translator.finding_observation(top, keys.key(culprit), extra))
+        context.log_event(translator.finding_observation(top, keys.key(culprit), top_extra))
     for second in [f for f in report.findings if f.source == "llm"]:
         context.log.info(f"LLM second opinion: {second.pattern} in {second.model} ({second.confidence:.0%}): {second.summary}")
         context.log_event(translator.finding_observation(second, failing_key, extra))
@@ -144,7 +147,8 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     recent = state.recent_findings(20)
     context.log_event(translator.findings_materialization(FINDINGS_ASSET, report, recent))
     esc_store = state
-    new = raise_escalations(esc_store, escalations_for(top, manifest, load_policy(settings.project_dir), check=check_name))
+    for esc in escalated.attached:
+        context.log.info(f"no new question: escalation {esc.id} ({esc.state.value}) already asks about it: {esc.decision}")
     for esc in new:
         context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
         key = keys.key(manifest.find(esc.asset)) if esc.asset else failing_key

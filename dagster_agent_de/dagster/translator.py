@@ -294,6 +294,11 @@ class AgentDETranslator:
 
     def drift_escalation_metadata(self, escalations: Sequence[Escalation]) -> dict[str, Any]:
         """The open escalations a drift check's changes wait on (e.g. which column replaces a dropped one)."""
+        return self.escalation_refs_metadata(escalations)
+
+    def escalation_refs_metadata(self, escalations: Sequence[Escalation]) -> dict[str, Any]:
+        """Escalations something refers to, by id, kind and in full: on a drift check's evaluation, the questions
+        its changes wait on; on an investigation's finding, the question a check already asked about its incident."""
         if not escalations:
             return {}
         return {

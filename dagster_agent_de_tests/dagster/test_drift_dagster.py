@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, build_sensor_conte
 from dagster_agent_de.dagster.definitions import build_definitions
 from dagster_agent_de.dagster.drift import DRIFT_CHECK, build_schema_poll_sensor
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
+from dagster_agent_de.engines.escalate.raising import DUE
 
 
 @pytest.fixture
@@ -218,6 +220,7 @@ def test_the_drift_check_asks_which_column_replaces_a_dropped_one_once(demo_env,
             second = job.execute_in_process(instance=instance, raise_on_error=False)
     (esc,) = open_state_store(settings).escalations()  # one, after two evaluations
     assert esc.kind == EscalationKind.CONTEXT_GAP and esc.check == DRIFT_CHECK and esc.asset == "hubspot.contacts"
+    assert esc.due_at is not None and abs(esc.due_at - esc.created_at - DUE) < timedelta(minutes=1)  # as investigations'
     assert [o.label for o in esc.options] == REPLACED_OPTIONS and esc.recommendation is None
     assert "Which column replaces it?" in esc.decision and "stg_hubspot_contacts" in esc.decision
     for result in (first, second):
@@ -296,3 +299,46 @@ def test_the_cli_and_the_dagster_check_raise_the_same_escalation(demo_env, tmp_p
     assert by_cli.decision in check.metadata["agent_de/escalation_detail"].value
     (dropped,) = [c for c in out["changes"] if c["kind"] == "column_dropped"]
     assert dropped["escalation"]["decision"] == by_check.decision
+
+
+
+def test_the_investigation_of_the_failed_drift_check_attaches_to_its_question(demo_env, tmp_path: Path) -> None:
+    """The drift check fails for a dropped column a model reads and asks which column replaces it; the
+    investigation the failed-check sensor requests traces the failure to the same change and asks nothing new:
+    its finding names the drift check's question, and the state store holds one question for the one incident."""
+    from dagster_agent_de.adapters.state import open_state_store
+
+    settings, job = _drift_job(demo_env, tmp_path)
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("failed_check_sensor")
+
+    def tick(instance, cursor):
+        with build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def(),
+                                  resources={"agent_warehouse": defs.resources["agent_warehouse"]}) as ctx:
+            result = sensor(ctx)
+        return result, (getattr(result, "cursor", None) or ctx.cursor)
+
+    with DagsterInstance.ephemeral() as instance:
+        assert job.execute_in_process(instance=instance).success  # the baseline
+        _, cursor = tick(instance, None)
+        with _stage_replaced(demo_env):
+            assert not _contacts_eval(job.execute_in_process(instance=instance, raise_on_error=False)).passed
+            (asked,) = open_state_store(settings).escalations()  # the drift check's question
+            result, _ = tick(instance, cursor)
+            (request,) = [r for r in result.run_requests if r.tags["agent_de/check"] == f"hubspot/contacts:{DRIFT_CHECK}"]
+            run = defs.resolve_job_def("investigate").execute_in_process(
+                instance=instance, run_config=request.run_config, tags=request.tags)
+            observed = {key: [r.asset_observation for r in instance.fetch_observations(key, limit=20).records
+                              if r.run_id == run.run_id] for key in (CONTACTS, AssetKey(["stg_hubspot_contacts"]))}
+    assert run.success
+    report = run.output_for_node("investigate_failure")
+    top = report["findings"][0]
+    assert (top["pattern"], top["model"], top["columns"]) == ("schema_drift", "stg_hubspot_contacts", ["lifecycle_stage"])
+    assert [e.id for e in open_state_store(settings).escalations()] == [asked.id]  # no second question
+    assert any(n.startswith(f"{asked.id} (context_gap, open) already asks") for n in report["notes"])
+    for key, observations in observed.items():  # the finding, on the source and on the model reading it
+        (finding,) = [o for o in observations if "agent_de/pattern" in o.metadata]
+        assert finding.metadata["agent_de/escalations"].value == asked.id, key
+        assert "Which column replaces it?" in finding.metadata["agent_de/escalation_detail"].value
+        assert not [o for o in observations if "agent_de/escalation" in o.metadata]  # no escalation raised
+    assert _escalation_events(run) == ([], [])

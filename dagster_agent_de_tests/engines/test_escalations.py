@@ -29,7 +29,8 @@ from dagster_agent_de.engines.escalate.policy import (
     is_paused,
     set_paused,
 )
-from dagster_agent_de.engines.escalate.raising import escalations_for, raise_escalations
+from dagster_agent_de.engines.escalate.raising import escalations_for, raise_escalations, raise_for_finding
+from dagster_agent_de.manifest import Manifest
 from dagster_agent_de_tests.helpers import make_manifest
 
 
@@ -226,6 +227,33 @@ def test_findings_raise_context_and_finance_authority_gaps() -> None:
     nobody = InvestigationFinding(pattern="null_semantics", model="ghost", confidence=0.9, summary="s", needs_context="q?")
     assert escalations_for(nobody, manifest, Policy())[0].owner == "data-team"
     # duplicates of an open escalation are not raised twice
+
+
+
+def test_a_question_a_check_asked_about_the_incident_stands_for_the_findings_own(store: SqlStateStore) -> None:
+    """The drift check asked which column replaces ``lifecycle_stage``: a finding tracing a failure to that dropped
+    column asks nothing new; a finding about another column, pattern or lineage still asks its own."""
+    data = make_manifest({"stg_contacts": "stg", "other": "o"}, sources={("hubspot", "contacts"): "hubspot.contacts"}).data
+    data["nodes"]["model.t.stg_contacts"]["depends_on"] = {"nodes": ["source.t.hubspot.contacts"]}
+    manifest = Manifest(data)
+    (drift,) = raise_escalations(store, [esc(
+        decision="hubspot.contacts.lifecycle_stage disappeared; stg_contacts read it. Which column replaces it?",
+        asset="hubspot.contacts", applies_to=["hubspot.contacts.lifecycle_stage"], check="schema_drift",
+        finding_pattern="schema_drift:column_dropped:lifecycle_stage")])
+
+    def finding(**kw) -> InvestigationFinding:
+        base = dict(pattern="schema_drift", model="stg_contacts", columns=["lifecycle_stage"], confidence=0.9,
+                    summary="lifecycle_stage was dropped", needs_authority="Is the change intended and permanent?")
+        return InvestigationFinding(**{**base, **kw})
+
+    assert raise_for_finding(store, finding(), manifest, Policy(), check="schema_drift") == ([], [drift])
+    assert raise_for_finding(store, finding(columns=["LIFECYCLE_STAGE"]), manifest, Policy()) == ([], [drift])
+    for other in (finding(columns=["email"]), finding(model="other"), finding(pattern="null_semantics")):
+        raised, attached = raise_for_finding(store, other, manifest, Policy())
+        assert [e.kind for e in raised] == [EscalationKind.AUTHORITY_GAP] and attached == [], other
+    answer_escalation(store, drift.id, 1, by="ana@shop.example", policy=Policy())  # answered: still not asked again
+    (answered,) = raise_for_finding(store, finding(), manifest, Policy())[1]
+    assert answered.id == drift.id and answered.state == EscalationState.ANSWERED
 
 
 def test_pause_flag(store: SqlStateStore) -> None:

@@ -93,14 +93,17 @@ def escalate(state: StateStore, report: DriftReport) -> tuple[list[Escalation], 
     """Store the escalations ``report``'s changes need: (raised now, every open one they need).
 
     A question already open or answered for the same source is not asked again, so a check or
-    sensor evaluated on every tick raises it once.
+    sensor evaluated on every tick raises it once. It falls due as an investigation's questions do
+    (:func:`~dagster_agent_de.engines.escalate.raising.due_date`); unanswered by then it expires, and the
+    next pass that still sees the change asks again.
     """
-    from dagster_agent_de.engines.escalate.raising import raise_decisions
+    from dagster_agent_de.engines.escalate.raising import due_date, raise_decisions
 
     pending = [c.escalation for c in report.changes if c.escalation]
     if not pending:
         return [], []
-    raised = raise_decisions(state, pending)
+    due = due_date()
+    raised = raise_decisions(state, [e if e.due_at else e.model_copy(update={"due_at": due}) for e in pending])
     wanted = {_decision_key(e) for e in pending}
     standing = [e for e in state.escalations() if e.state == EscalationState.OPEN and _decision_key(e) in wanted]
     return raised, standing

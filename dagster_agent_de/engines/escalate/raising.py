@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dagster_agent_de.core.models import (
@@ -15,10 +15,23 @@ from dagster_agent_de.core.models import (
 )
 from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.engines.escalate.policy import ActionClass, Autonomy, Policy
+from dagster_agent_de.errors import ProjectError
 from dagster_agent_de.manifest import Manifest, Node
 
 DEFAULT_OWNER = "data-team"
 DUE = timedelta(days=3)
+"""How long a question about a failure stays open: unanswered by then, the store expires it and the next
+pass that sees the failure asks again."""
+
+
+def due_date(asked_at: datetime | None = None) -> datetime:
+    """When a question about a failure, asked at ``asked_at`` (now), falls due: :data:`DUE` later.
+
+    >>> from datetime import timezone
+    >>> due_date(datetime(2024, 1, 1, tzinfo=timezone.utc)).isoformat()
+    '2024-01-04T00:00:00+00:00'
+    """
+    return (asked_at or utcnow()) + DUE
 
 
 def owner_of(manifest: Manifest, model: str | None, default: str = DEFAULT_OWNER) -> str:
@@ -59,7 +72,7 @@ def escalations_for(finding: Finding, manifest: Manifest, policy: Policy, *, che
     out: list[Escalation] = []
     owner = owner_of(manifest, finding.model, default_owner)
     base: dict[str, Any] = dict(asset=finding.model, finding_id=finding.id, finding_pattern=finding.pattern, check=check,
-                owner=owner, due_at=utcnow() + DUE,
+                owner=owner, due_at=due_date(),
                 applies_to=[f"{finding.model}.{c}" for c in finding.columns] or [str(finding.model)])
     if finding.needs_context:
         out.append(Escalation(
@@ -116,6 +129,45 @@ def _already_open(esc: Escalation, items: list[Escalation]) -> bool:
 def raise_escalations(store: StateStore, new: list[Escalation]) -> list[Escalation]:
     """Store new escalations, skipping ones already open for the same finding pattern on the same asset."""
     return store.raise_escalations(new, _already_open)
+
+
+def _uid(manifest: Manifest, name: str) -> str | None:
+    try:
+        return manifest.find(name).unique_id
+    except ProjectError:
+        return None
+
+
+def asked_about(finding: Finding, items: list[Escalation], manifest: Manifest) -> list[Escalation]:
+    """The questions a check already asked (open or answered) about the incident ``finding`` explains.
+
+    Such a question was raised for one change of the finding's pattern (``schema_drift:column_dropped:<col>``
+    for ``schema_drift``), on the finding's model or a node upstream of it, about a column the finding names:
+    the drift check's "which column replaces it?" for the dropped column its investigation traces.
+    """
+    columns = {c.lower() for c in finding.columns}
+    if not finding.model or not columns:
+        return []
+    uid = _uid(manifest, finding.model)
+    lineage = {uid, *manifest.upstream(uid)} if uid else set()
+    return [e for e in items
+            if e.state in (EscalationState.OPEN, EscalationState.ANSWERED) and e.asset
+            and (e.finding_pattern or "").startswith(f"{finding.pattern}:")
+            and columns & {a.rsplit(".", 1)[-1].lower() for a in e.applies_to}
+            and _uid(manifest, e.asset) in lineage]
+
+
+def raise_for_finding(store: StateStore, finding: Finding, manifest: Manifest, policy: Policy, *,
+                      check: str | None = None) -> tuple[list[Escalation], list[Escalation]]:
+    """Store what ``finding`` needs from humans: (raised now, questions already asked about it).
+
+    When a check already asked about the same incident (:func:`asked_about`), that question stands for the
+    finding's own: nothing new is raised, so one incident asks humans one question.
+    """
+    asked = asked_about(finding, store.escalations(), manifest)
+    if asked:
+        return [], asked
+    return raise_escalations(store, escalations_for(finding, manifest, policy, check=check)), []
 
 
 def answered_choices(store: StateStore, asset: str | None = None) -> dict[tuple[str | None, str], int]:

@@ -3,7 +3,9 @@ and the re-investigation after an escalation is answered (``agent-de escalations
 ``answer_escalation`` job).
 
 The steps: the rules in force, the failure (from the evaluation's recorded numbers, else measured again),
-the investigation with the drift baselines and the optional LLM, the rules' notes on the report.
+the investigation with the drift baselines and the optional LLM, the rules' notes on the report. Then, for the
+callers that ask humans (the Dagster jobs), :func:`escalate_finding`: the top finding's questions, unless a
+check already asked about the same incident.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.core.models import Escalation, FindingsReport
 from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.engines.escalate.context_store import ContextRules, load_rules
+from dagster_agent_de.engines.escalate.policy import Policy
 from dagster_agent_de.engines.investigate.engine import investigate
 from dagster_agent_de.engines.investigate.failure import failure_from_check, failure_kind
 from dagster_agent_de.engines.investigate.models import Failure
@@ -57,6 +60,33 @@ def investigate_failure(
                          verify_on_warehouse=verify_on_warehouse, verify_timeout_s=verify_timeout_s)
     report = report.model_copy(update={"notes": [*report.notes, *rules.notes()]})
     return Investigation(report=report, rules=rules, failure=failure)
+
+
+@dataclass(frozen=True)
+class Escalated:
+    """What the investigation asked humans: the questions it raised, or the ones it attached to."""
+
+    report: FindingsReport  # with a note naming each question it attached to
+    raised: list[Escalation]  # stored now, with their ids
+    attached: list[Escalation]  # asked earlier about the same incident (e.g. by the drift check): nothing new asked
+
+
+def escalate_finding(state: StateStore, manifest: Manifest, report: FindingsReport, policy: Policy, *,
+                     check: str | None = None) -> Escalated:
+    """Raise what the top finding needs from humans, once per incident.
+
+    A question a check already asked about the incident the finding explains (the drift check's "which
+    column replaces it?" for the dropped column the investigation traces) stands for the finding's own: the
+    investigation attaches its finding to that question (named in the report's notes) and asks nothing new.
+    """
+    from dagster_agent_de.engines.escalate.raising import raise_for_finding
+
+    top = report.findings[0]
+    raised, attached = raise_for_finding(state, top, manifest, policy, check=check)
+    notes = [f"{e.id} ({e.kind.value}, {e.state.value}) already asks about this {top.pattern} "
+             f"(raised by the {e.check or 'agent'} check on {e.asset}): {e.decision}" for e in attached]
+    return Escalated(report=report.model_copy(update={"notes": [*report.notes, *notes]}) if notes else report,
+                     raised=raised, attached=attached)
 
 
 def reinvestigation_target(manifest: Manifest, escalation: Escalation) -> Node | None:
