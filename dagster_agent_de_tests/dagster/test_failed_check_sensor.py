@@ -11,12 +11,15 @@ from dagster import (
     AssetCheckResult,
     AssetKey,
     AssetSelection,
+    AssetSpec,
     DagsterInstance,
     Definitions,
     asset,
     asset_check,
     build_sensor_context,
     define_asset_job,
+    job,
+    op,
 )
 
 from dagster_agent_de.dagster.investigate import build_failed_check_sensor, investigate_job
@@ -239,3 +242,50 @@ def test_a_check_of_another_code_location_is_not_ours(instance, tmp_path: Path) 
     defs.resolve_job_def("build").execute_in_process(instance=instance, raise_on_error=False)
     requests, _ = tick(defs, instance, cursor)
     assert sorted(r.tags["agent_de/check"] for r in requests) == ["orders:orders_ok", "payments:payments_ok"]
+
+
+@asset_check(asset=AssetKey(["fct_orders"]), name="orders_vs_stripe")
+def demo_check_failing():
+    return AssetCheckResult(passed=False)
+
+
+@op
+def warehouse_down():
+    raise RuntimeError("warehouse down")
+
+
+@job(name="investigate")
+def failing_investigation():
+    warehouse_down()
+
+
+def test_the_lookback_and_backoff_of_the_environment_reach_the_locations_sensor(
+        instance, tmp_path: Path, demo_env, monkeypatch) -> None:
+    """``AGENT_DE_INVESTIGATE_LOOKBACK_HOURS`` and ``AGENT_DE_RETRY_BACKOFF_SECONDS``, read once with the
+    rest of the cadence, drive the failed-check sensor the code location builds; a bad value stops the load."""
+    from dagster_agent_de.dagster.definitions import build_definitions
+    from dagster_agent_de.errors import ConfigError
+
+    check = "fct_orders:orders_vs_stripe"
+    # a failure of one of the demo's checks, just now, and an investigation of it that failed
+    Definitions(assets=[AssetSpec("fct_orders")], asset_checks=[demo_check_failing],
+                jobs=[define_asset_job("fail_it", selection=AssetSelection.checks(demo_check_failing))],
+                ).resolve_job_def("fail_it").execute_in_process(instance=instance, raise_on_error=False)
+    failed = failing_investigation.execute_in_process(instance=instance, raise_on_error=False, tags={
+        "agent_de/check": check, "agent_de/evaluation_id": "1", "agent_de/attempt": "1",
+        "agent_de/trigger": "failed_check_sensor"})
+    assert not failed.success
+
+    def first_tick(lookback: str, backoff: str) -> list[tuple[str, str]]:
+        monkeypatch.setenv("AGENT_DE_INVESTIGATE_LOOKBACK_HOURS", lookback)
+        monkeypatch.setenv("AGENT_DE_RETRY_BACKOFF_SECONDS", backoff)
+        requests, _ = tick(build_definitions(demo_env.settings), instance, None)
+        return sorted((r.tags["agent_de/check"], r.tags["agent_de/attempt"]) for r in requests)
+
+    # lookback 0 h: the failure predates the first tick; backoff 1 h: the failed investigation waits
+    assert first_tick("0", "3600") == []
+    # lookback 1 h: the failure is recent, investigated; backoff 0 s: the retry is due now
+    assert first_tick("1", "0") == [(check, "1"), (check, "2")]
+    monkeypatch.setenv("AGENT_DE_RETRY_BACKOFF_SECONDS", "-5")
+    with pytest.raises(ConfigError, match=r"AGENT_DE_RETRY_BACKOFF_SECONDS='-5' must be a number of seconds, 0 or more"):
+        build_definitions(demo_env.settings)
