@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,13 @@ from dagster import (
 from dagster_agent_de.dagster.investigate import build_failed_check_sensor, investigate_job
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 
-STATE = {"fail": True, "gate": threading.Event()}
+STATE: dict = {"fail": True, "while_orders_runs": None}
 
 
 @asset
 def orders():
-    if not STATE["gate"].is_set():
-        STATE["gate"].wait(timeout=30)
+    if STATE["while_orders_runs"] is not None:
+        STATE["while_orders_runs"]()  # in this step, with the run still in progress (no second thread)
     return 1
 
 
@@ -77,7 +76,7 @@ def tick(defs: Definitions, instance, cursor):
 @pytest.fixture
 def instance(tmp_path: Path):
     STATE["fail"] = True
-    STATE["gate"].set()
+    STATE["while_orders_runs"] = None
     (tmp_path / "home").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "home")) as inst:
         yield inst
@@ -127,34 +126,36 @@ def test_sensor_error_loses_nothing(instance, tmp_path: Path, monkeypatch) -> No
 
 
 def test_cursor_never_moves_past_a_check_still_planned(instance, tmp_path: Path) -> None:
+    """A run still evaluating a check holds the cursor; a later run's failure of it is investigated meanwhile.
+
+    The later run and the tick happen inside the first run's step, in the same thread: two runs executing
+    at once in threads of one process swap the process's stdout/stderr (Dagster's compute log capture
+    redirects file descriptors 1 and 2, and mirrors them with ``tail -F``) and can leave them redirected.
+    """
     defs = make_defs(tmp_path)
     _, cursor = tick(defs, instance, None)
-    STATE["gate"].clear()
-    slow = threading.Thread(target=lambda: defs.resolve_job_def("orders_only").execute_in_process(
-        instance=instance, raise_on_error=False))
-    slow.start()  # orders_ok is PLANNED while the asset waits
-    try:
-        import time
+    (check_key,) = orders_ok.check_keys
+    seen: dict = {}
 
-        for _ in range(100):
-            planned = instance.event_log_storage.get_asset_check_execution_history(
-                orders_ok.check_keys.__iter__().__next__(), limit=5)
-            if planned:
-                break
-            time.sleep(0.1)
-        assert planned and planned[0].status.value == "PLANNED"
-        STATE["fail"] = True
+    def while_orders_runs() -> None:
+        seen["planned"] = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=5)
         # a later run fails the same check while the first is still running
         defs.resolve_job_def("orders_check").execute_in_process(instance=instance, raise_on_error=False)
-        requests, cursor = tick(defs, instance, cursor)
-        later_keys = {r.run_key for r in requests}
-        assert any(k.startswith("investigate:orders:orders_ok:") for k in later_keys)
-        held = json.loads(cursor)["orders:orders_ok"]
-        assert held < planned[0].id  # not past the record still PLANNED
+        seen["requests"], seen["cursor"] = tick(defs, instance, cursor)
+
+    STATE["while_orders_runs"] = while_orders_runs
+    try:
+        slow = defs.resolve_job_def("orders_only").execute_in_process(instance=instance)
     finally:
-        STATE["gate"].set()
-        slow.join(timeout=60)
-    requests2, cursor2 = tick(defs, instance, cursor)
+        STATE["while_orders_runs"] = None
+    planned = seen["planned"]
+    assert planned and planned[0].status.value == "PLANNED" and planned[0].run_id == slow.run_id
+    later_keys = {r.run_key for r in seen["requests"]}
+    assert any(k.startswith("investigate:orders:orders_ok:") for k in later_keys)
+    held = json.loads(seen["cursor"])["orders:orders_ok"]
+    assert held < planned[0].id  # not past the record still PLANNED
+    assert [e.passed for e in slow.get_asset_check_evaluations()] == [False]
+    requests2, cursor2 = tick(defs, instance, seen["cursor"])
     new = {r.run_key for r in requests2} - later_keys
     assert any(k.startswith("investigate:orders:orders_ok:") for k in new)  # the slow run's failure, not lost
     assert json.loads(cursor2)["orders:orders_ok"] > held
