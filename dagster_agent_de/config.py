@@ -17,6 +17,7 @@ files, default.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -196,6 +197,8 @@ class Cadence:
     >>> c = Cadence.from_env({"AGENT_DE_SCHEMA_POLL": "off", "AGENT_DE_FAILED_CHECK_SECONDS": "10"})
     >>> c.schema_poll, c.failed_check_seconds, c.reconcile_cron
     (False, 10, '0 6 * * *')
+    >>> Cadence.from_env({"AGENT_DE_RETRY_BACKOFF_SECONDS": "2"}).retry_backoff_seconds
+    2.0
     """
 
     reconcile_cron: str = "0 6 * * *"
@@ -206,6 +209,8 @@ class Cadence:
     schema_poll_seconds: int = 60
     failed_check_seconds: int = 30
     after_run_seconds: int = 30
+    investigate_lookback_hours: float = 24.0  # the failed-check sensor's first tick: failures this recent
+    retry_backoff_seconds: float = 60.0  # first wait before retrying a failed investigation (doubles)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Cadence:
@@ -223,6 +228,18 @@ class Cadence:
                 raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
             return value
 
+        def at_least_zero(name: str, default: float, unit: str) -> float:
+            raw = env.get(name)
+            if raw is None or not raw.strip():
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a number of {unit}; set it to e.g. {default:g}") from None
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name}={raw!r} must be a number of {unit}, 0 or more; set it to e.g. {default:g}")
+            return value
+
         d = cls()
         return cls(
             reconcile_cron=env.get("AGENT_DE_RECONCILE_CRON") or d.reconcile_cron,
@@ -233,6 +250,9 @@ class Cadence:
             schema_poll_seconds=seconds("AGENT_DE_SCHEMA_POLL_SECONDS", d.schema_poll_seconds),
             failed_check_seconds=seconds("AGENT_DE_FAILED_CHECK_SECONDS", d.failed_check_seconds),
             after_run_seconds=seconds("AGENT_DE_AFTER_RUN_SECONDS", d.after_run_seconds),
+            investigate_lookback_hours=at_least_zero(
+                "AGENT_DE_INVESTIGATE_LOOKBACK_HOURS", d.investigate_lookback_hours, "hours"),
+            retry_backoff_seconds=at_least_zero("AGENT_DE_RETRY_BACKOFF_SECONDS", d.retry_backoff_seconds, "seconds"),
         )
 
 

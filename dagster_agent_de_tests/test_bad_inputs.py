@@ -83,3 +83,22 @@ def test_a_sensor_interval_that_is_not_a_number_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="AGENT_DE_AFTER_RUN_SECONDS='0' must be a positive"):
         Cadence.from_env({"AGENT_DE_AFTER_RUN_SECONDS": "0"})
     assert Cadence.from_env({}) == Cadence()
+
+
+def test_a_lookback_or_backoff_that_is_not_a_number_or_negative_names_the_variable() -> None:
+    from dagster_agent_de.config import Cadence
+    from dagster_agent_de.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"AGENT_DE_INVESTIGATE_LOOKBACK_HOURS='a day' is not a number of hours; "
+                                          r"set it to e\.g\. 24"):
+        Cadence.from_env({"AGENT_DE_INVESTIGATE_LOOKBACK_HOURS": "a day"})
+    with pytest.raises(ConfigError, match=r"AGENT_DE_INVESTIGATE_LOOKBACK_HOURS='-1' must be a number of hours, 0 or more"):
+        Cadence.from_env({"AGENT_DE_INVESTIGATE_LOOKBACK_HOURS": "-1"})
+    with pytest.raises(ConfigError, match=r"AGENT_DE_RETRY_BACKOFF_SECONDS='nan' must be a number of seconds, 0 or more; "
+                                          r"set it to e\.g\. 60"):
+        Cadence.from_env({"AGENT_DE_RETRY_BACKOFF_SECONDS": "nan"})
+    with pytest.raises(ConfigError, match=r"AGENT_DE_RETRY_BACKOFF_SECONDS='1m' is not a number of seconds"):
+        Cadence.from_env({"AGENT_DE_RETRY_BACKOFF_SECONDS": "1m"})
+    c = Cadence.from_env({"AGENT_DE_INVESTIGATE_LOOKBACK_HOURS": "0", "AGENT_DE_RETRY_BACKOFF_SECONDS": "2"})
+    assert (c.investigate_lookback_hours, c.retry_backoff_seconds) == (0.0, 2.0)  # 0 is allowed; the dev test uses 2
+    assert (Cadence().investigate_lookback_hours, Cadence().retry_backoff_seconds) == (24.0, 60.0)

@@ -245,7 +245,8 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
     investigate_job = build_investigate_job(events)
     opted_out = [keys.key(n) for n in view.models() if n.agent_de_meta.get("investigate") is False and n.unique_id in keys.by_uid]
     failed_check_sensor = build_failed_check_sensor(
-        cadence.failed_check_seconds, opted_out_assets=opted_out,
+        cadence.failed_check_seconds, lookback_hours=cadence.investigate_lookback_hours,
+        retry_backoff_seconds=cadence.retry_backoff_seconds, opted_out_assets=opted_out,
         watched_check_keys=keys.dbt_test_check_keys if mode != "standalone" else (), investigate=investigate_job,
     )
     agent_warehouse = AgentWarehouseResource(

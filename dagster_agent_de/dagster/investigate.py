@@ -8,7 +8,6 @@ its cursor past an evaluation still PLANNED in a running run.
 # No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
 # are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
 
-import os
 import time
 from collections.abc import Sequence
 
@@ -269,22 +268,23 @@ def _retries(instance, backoff_seconds: float, now: float) -> list[RunRequest]:
 
 def build_failed_check_sensor(
     minimum_interval_seconds: int = 30,
-    lookback_hours: float | None = None,
+    lookback_hours: float = 24,
     opted_out_assets: Sequence[AssetKey] = (),
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
-    retry_backoff_seconds: float | None = None,
+    retry_backoff_seconds: float = 60,
     watched_check_keys: Sequence[AssetCheckKey] = (),
     investigate: JobDefinition | None = None,
 ):
     """Request one ``investigate`` run per new failed check evaluation of this code location, and of
     ``watched_check_keys`` (in sidecar mode: the team's dbt tests, which are checks of their location).
 
-    A failed investigation run (warehouse unreachable, a code error) is retried up to
-    ``MAX_ATTEMPTS`` times with exponential backoff (``AGENT_DE_RETRY_BACKOFF_SECONDS``, default 60).
+    Its first tick investigates only failures of the last ``lookback_hours``. A failed investigation
+    run (warehouse unreachable, a code error) is retried up to ``MAX_ATTEMPTS`` times with exponential
+    backoff from ``retry_backoff_seconds``. The code location takes both from :class:`~dagster_agent_de.config.Cadence`
+    (``AGENT_DE_INVESTIGATE_LOOKBACK_HOURS``, ``AGENT_DE_RETRY_BACKOFF_SECONDS``).
     """
-    lookback = float(lookback_hours if lookback_hours is not None else os.environ.get("AGENT_DE_INVESTIGATE_LOOKBACK_HOURS", 24))
-    backoff = float(retry_backoff_seconds if retry_backoff_seconds is not None
-                    else os.environ.get("AGENT_DE_RETRY_BACKOFF_SECONDS", 60))
+    lookback = float(lookback_hours)
+    backoff = float(retry_backoff_seconds)
     skip_assets = set(opted_out_assets)
 
     @sensor(name="failed_check_sensor", job=investigate or investigate_job, minimum_interval_seconds=minimum_interval_seconds,

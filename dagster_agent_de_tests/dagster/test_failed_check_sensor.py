@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,24 +10,27 @@ from dagster import (
     AssetCheckResult,
     AssetKey,
     AssetSelection,
+    AssetSpec,
     DagsterInstance,
     Definitions,
     asset,
     asset_check,
     build_sensor_context,
     define_asset_job,
+    job,
+    op,
 )
 
 from dagster_agent_de.dagster.investigate import build_failed_check_sensor, investigate_job
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 
-STATE = {"fail": True, "gate": threading.Event()}
+STATE: dict = {"fail": True, "while_orders_runs": None}
 
 
 @asset
 def orders():
-    if not STATE["gate"].is_set():
-        STATE["gate"].wait(timeout=30)
+    if STATE["while_orders_runs"] is not None:
+        STATE["while_orders_runs"]()  # in this step, with the run still in progress (no second thread)
     return 1
 
 
@@ -74,7 +76,7 @@ def tick(defs: Definitions, instance, cursor):
 @pytest.fixture
 def instance(tmp_path: Path):
     STATE["fail"] = True
-    STATE["gate"].set()
+    STATE["while_orders_runs"] = None
     (tmp_path / "home").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "home")) as inst:
         yield inst
@@ -124,34 +126,36 @@ def test_sensor_error_loses_nothing(instance, tmp_path: Path, monkeypatch) -> No
 
 
 def test_cursor_never_moves_past_a_check_still_planned(instance, tmp_path: Path) -> None:
+    """A run still evaluating a check holds the cursor; a later run's failure of it is investigated meanwhile.
+
+    The later run and the tick happen inside the first run's step, in the same thread: two runs executing
+    at once in threads of one process swap the process's stdout/stderr (Dagster's compute log capture
+    redirects file descriptors 1 and 2, and mirrors them with ``tail -F``) and can leave them redirected.
+    """
     defs = make_defs(tmp_path)
     _, cursor = tick(defs, instance, None)
-    STATE["gate"].clear()
-    slow = threading.Thread(target=lambda: defs.resolve_job_def("orders_only").execute_in_process(
-        instance=instance, raise_on_error=False))
-    slow.start()  # orders_ok is PLANNED while the asset waits
-    try:
-        import time
+    (check_key,) = orders_ok.check_keys
+    seen: dict = {}
 
-        for _ in range(100):
-            planned = instance.event_log_storage.get_asset_check_execution_history(
-                orders_ok.check_keys.__iter__().__next__(), limit=5)
-            if planned:
-                break
-            time.sleep(0.1)
-        assert planned and planned[0].status.value == "PLANNED"
-        STATE["fail"] = True
+    def while_orders_runs() -> None:
+        seen["planned"] = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=5)
         # a later run fails the same check while the first is still running
         defs.resolve_job_def("orders_check").execute_in_process(instance=instance, raise_on_error=False)
-        requests, cursor = tick(defs, instance, cursor)
-        later_keys = {r.run_key for r in requests}
-        assert any(k.startswith("investigate:orders:orders_ok:") for k in later_keys)
-        held = json.loads(cursor)["orders:orders_ok"]
-        assert held < planned[0].id  # not past the record still PLANNED
+        seen["requests"], seen["cursor"] = tick(defs, instance, cursor)
+
+    STATE["while_orders_runs"] = while_orders_runs
+    try:
+        slow = defs.resolve_job_def("orders_only").execute_in_process(instance=instance)
     finally:
-        STATE["gate"].set()
-        slow.join(timeout=60)
-    requests2, cursor2 = tick(defs, instance, cursor)
+        STATE["while_orders_runs"] = None
+    planned = seen["planned"]
+    assert planned and planned[0].status.value == "PLANNED" and planned[0].run_id == slow.run_id
+    later_keys = {r.run_key for r in seen["requests"]}
+    assert any(k.startswith("investigate:orders:orders_ok:") for k in later_keys)
+    held = json.loads(seen["cursor"])["orders:orders_ok"]
+    assert held < planned[0].id  # not past the record still PLANNED
+    assert [e.passed for e in slow.get_asset_check_evaluations()] == [False]
+    requests2, cursor2 = tick(defs, instance, seen["cursor"])
     new = {r.run_key for r in requests2} - later_keys
     assert any(k.startswith("investigate:orders:orders_ok:") for k in new)  # the slow run's failure, not lost
     assert json.loads(cursor2)["orders:orders_ok"] > held
@@ -239,3 +243,50 @@ def test_a_check_of_another_code_location_is_not_ours(instance, tmp_path: Path) 
     defs.resolve_job_def("build").execute_in_process(instance=instance, raise_on_error=False)
     requests, _ = tick(defs, instance, cursor)
     assert sorted(r.tags["agent_de/check"] for r in requests) == ["orders:orders_ok", "payments:payments_ok"]
+
+
+@asset_check(asset=AssetKey(["fct_orders"]), name="orders_vs_stripe")
+def demo_check_failing():
+    return AssetCheckResult(passed=False)
+
+
+@op
+def warehouse_down():
+    raise RuntimeError("warehouse down")
+
+
+@job(name="investigate")
+def failing_investigation():
+    warehouse_down()
+
+
+def test_the_lookback_and_backoff_of_the_environment_reach_the_locations_sensor(
+        instance, tmp_path: Path, demo_env, monkeypatch) -> None:
+    """``AGENT_DE_INVESTIGATE_LOOKBACK_HOURS`` and ``AGENT_DE_RETRY_BACKOFF_SECONDS``, read once with the
+    rest of the cadence, drive the failed-check sensor the code location builds; a bad value stops the load."""
+    from dagster_agent_de.dagster.definitions import build_definitions
+    from dagster_agent_de.errors import ConfigError
+
+    check = "fct_orders:orders_vs_stripe"
+    # a failure of one of the demo's checks, just now, and an investigation of it that failed
+    Definitions(assets=[AssetSpec("fct_orders")], asset_checks=[demo_check_failing],
+                jobs=[define_asset_job("fail_it", selection=AssetSelection.checks(demo_check_failing))],
+                ).resolve_job_def("fail_it").execute_in_process(instance=instance, raise_on_error=False)
+    failed = failing_investigation.execute_in_process(instance=instance, raise_on_error=False, tags={
+        "agent_de/check": check, "agent_de/evaluation_id": "1", "agent_de/attempt": "1",
+        "agent_de/trigger": "failed_check_sensor"})
+    assert not failed.success
+
+    def first_tick(lookback: str, backoff: str) -> list[tuple[str, str]]:
+        monkeypatch.setenv("AGENT_DE_INVESTIGATE_LOOKBACK_HOURS", lookback)
+        monkeypatch.setenv("AGENT_DE_RETRY_BACKOFF_SECONDS", backoff)
+        requests, _ = tick(build_definitions(demo_env.settings), instance, None)
+        return sorted((r.tags["agent_de/check"], r.tags["agent_de/attempt"]) for r in requests)
+
+    # lookback 0 h: the failure predates the first tick; backoff 1 h: the failed investigation waits
+    assert first_tick("0", "3600") == []
+    # lookback 1 h: the failure is recent, investigated; backoff 0 s: the retry is due now
+    assert first_tick("1", "0") == [(check, "1"), (check, "2")]
+    monkeypatch.setenv("AGENT_DE_RETRY_BACKOFF_SECONDS", "-5")
+    with pytest.raises(ConfigError, match=r"AGENT_DE_RETRY_BACKOFF_SECONDS='-5' must be a number of seconds, 0 or more"):
+        build_definitions(demo_env.settings)
