@@ -677,17 +677,12 @@ def test_identical_sides_with_a_duplicated_key_pass_and_say_keys_were_not_checke
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "reconcile_sql"
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "snowflake", "postgres"])
-def test_plan_sql_shape_per_dialect(dialect: str) -> None:
-    """One plan text, rendered per dialect by sqlglot; only the row hash differs (golden files)."""
+def _assert_golden(shapes: dict[str, str], dialect: str) -> None:
+    """Each portable plan text rendered in ``dialect`` passes the read-only guard and equals its golden file."""
     from dagster_agent_de.engines.reconcile import plan
-    from dagster_agent_de.engines.reconcile.plan import SidePlan
     from dagster_agent_de.sql.guard import check_read_only
 
-    spec = _spec(where="amount > 0")
-    m = SidePlan("shop.app.pipe", spec, "model", hash_types=(("c_amount", "double"),))
-    a = SidePlan("shop.app.truth", spec, "against", hash_types=(("c_amount", "double"),))
-    for name, sql in (("checksum", plan.checksum_sql(spec, m, a)), ("keyed", plan.keyed_sql(spec, m, a, 10, side_counts=True))):
+    for name, sql in shapes.items():
         got = plan.render(sql, dialect)
         check_read_only(got, dialect)
         path = GOLDEN / f"{name}.{dialect}.sql"
@@ -695,6 +690,19 @@ def test_plan_sql_shape_per_dialect(dialect: str) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(got + "\n")
         assert got + "\n" == path.read_text(), f"{path.name} changed; delete it to regenerate and review the diff"
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "snowflake", "postgres"])
+def test_plan_sql_shape_per_dialect(dialect: str) -> None:
+    """One plan text, rendered per dialect by sqlglot; only the row hash differs (golden files)."""
+    from dagster_agent_de.engines.reconcile import plan
+    from dagster_agent_de.engines.reconcile.plan import SidePlan
+
+    spec = _spec(where="amount > 0")
+    m = SidePlan("shop.app.pipe", spec, "model", hash_types=(("c_amount", "double"),))
+    a = SidePlan("shop.app.truth", spec, "against", hash_types=(("c_amount", "double"),))
+    _assert_golden({"checksum": plan.checksum_sql(spec, m, a), "keyed": plan.keyed_sql(spec, m, a, 10, side_counts=True)},
+                   dialect)
     hashes = {"duckdb": "hash(", "snowflake": "hash(", "postgres": "hashtextextended(cast(row("}
     assert hashes[dialect] in plan.render(plan.checksum_sql(spec, m, a), dialect)
 
@@ -706,7 +714,6 @@ def test_derived_segment_sql_shape_per_dialect(dialect: str) -> None:
     per side and segment; one portable text each, rendered per dialect by sqlglot (golden files)."""
     from dagster_agent_de.engines.reconcile import plan
     from dagster_agent_de.engines.reconcile.plan import SidePlan
-    from dagster_agent_de.sql.guard import check_read_only
 
     spec = _spec(compare={"amount": {"against": "amount_cents / 100.0", "abs_tol": 0.01}, "region": {}},
                  aggregates=["sum(amount)", "count(*)"])
@@ -716,13 +723,7 @@ def test_derived_segment_sql_shape_per_dialect(dialect: str) -> None:
     a = SidePlan("shop.app.truth", spec, "against", hash_types=(("c_amount", "double"),))
     shapes = {"checksum_follow": plan.checksum_sql(spec, m, a),
               "keyed_segments": plan.keyed_sql(spec, m, a, 10, side_counts=False, segment_deltas=True)}
-    for name, sql in shapes.items():
-        got = plan.render(sql, dialect)
-        check_read_only(got, dialect)
-        path = GOLDEN / f"{name}.{dialect}.sql"
-        if not path.exists():  # a new shape: write it, review it, commit it
-            path.write_text(got + "\n")
-        assert got + "\n" == path.read_text(), f"{path.name} changed; delete it to regenerate and review the diff"
+    _assert_golden(shapes, dialect)
 
 
 def test_a_dialect_without_a_row_hash_is_a_clear_error() -> None:
@@ -739,18 +740,11 @@ def test_grouped_and_segment_sql_shape_per_dialect(dialect: str) -> None:
     portable text each, rendered per dialect by sqlglot (golden files), with no engine-specific branch."""
     from dagster_agent_de.engines.reconcile import plan
     from dagster_agent_de.engines.reconcile.plan import SidePlan
-    from dagster_agent_de.sql.guard import check_read_only
 
     spec = _spec(where="amount > 0", segment_by=["region"], aggregates=["sum(amount)", "count(*)"])
     m = SidePlan("shop.app.pipe", spec, "model")
     a = SidePlan("shop.app.truth", spec, "against")
     shapes = {"grouped": plan.summary_sql(spec, m, a, 10), "segments": plan.segments_sql(spec, m, a),
               "side_segments": plan.side_segments_sql(spec, a)}
-    for name, sql in shapes.items():
-        got = plan.render(sql, dialect)
-        check_read_only(got, dialect)
-        path = GOLDEN / f"{name}.{dialect}.sql"
-        if not path.exists():  # a new shape: write it, review it, commit it
-            path.write_text(got + "\n")
-        assert got + "\n" == path.read_text(), f"{path.name} changed; delete it to regenerate and review the diff"
+    _assert_golden(shapes, dialect)
     assert "hash(" not in plan.render(shapes["grouped"], dialect)  # one row per key: values, not hashes
