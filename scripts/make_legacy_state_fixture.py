@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from dagster_agent_de.engines.escalate.store import EscalationStore  # noqa: the OLD code (see above)
+from dagster_agent_de.engines.escalate.store import EscalationStore  # the OLD code (see above)
 from dagster_agent_de.engines.investigate.store import FindingsStore
 
 from dagster_agent_de.adapters.audit import AuditLog
