@@ -121,10 +121,12 @@ def test_sidecar_beside_the_teams_location(two_locations: TwoLocations) -> None:
     model.write_text(model.read_text().replace("left join customers", "inner join customers"))
     second = dev.launch("acme_nightly", location=TEAM)
     dev.wait_run(second, 300)
-    dev.wait_for("the agent's checks after the broken run", lambda: checks_after(second), timeout=240)
+    (rechecked,) = dev.wait_for("the agent's checks after the broken run", lambda: checks_after(second), timeout=240)
+    # that run's execution, not the newest: a later one (the investigation's) may be in flight, with no evaluation yet
     execs = dev.graphql(CHECK_EXECUTIONS, {"k": orders, "c": "orders_vs_raw"})["assetCheckExecutions"]
-    md = _entries(execs[0]["evaluation"]["metadataEntries"])
-    assert execs[0]["evaluation"]["success"] is False and md["missing_in_pipeline"] == 20
+    (ex,) = [e for e in execs if e["runId"] == rechecked["runId"]]
+    md = _entries(ex["evaluation"]["metadataEntries"])
+    assert ex["evaluation"]["success"] is False and md["missing_in_pipeline"] == 20
 
     def investigated(check: str):
         runs = dev.runs_tagged("agent_de/check", check)
