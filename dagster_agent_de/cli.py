@@ -458,6 +458,10 @@ def escalations_show(settings: Settings, esc_id: str) -> None:
     e = match[0]
     click.echo(f"{e.id} [{e.state.value}] {e.kind.value}: {e.decision}")
     click.echo(f"owner: {e.owner}  concerns: {e.asset}  check: {e.check}  due: {e.due_at}")
+    if e.superseded_by:
+        click.echo(f"withdrawn: {e.superseded_by} asks about the same incident now; answer that one")
+    if e.supersedes:
+        click.echo(f"replaces: {', '.join(e.supersedes)} (withdrawn, asked earlier about the same incident)")
     for i, o in enumerate(e.options):
         star = " (recommended)" if e.recommendation == i else ""
         click.echo(f"  [{i}] {o.label}{star}\n      consequence: {o.consequence}\n      agent will: {o.agent_action}")
