@@ -225,7 +225,8 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
     if as_json:
         _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking, "verdict": run.verdict,
                                                      "baseline_advanced": run.advanced,
-                                                     "escalations": [e.id for e in raised]})
+                                                     "escalations": [e.id for e in raised],
+                                                     "withdrawn": [e.id for e in run.withdrawn]})
     elif report.baseline_created:
         click.echo(f"baseline recorded: {len(snapshot.tables)} relations in {snapshot.duration_ms:.0f} ms "
                    f"(in {store.state.url})")
@@ -247,7 +248,8 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
         if run.advanced:
             click.echo("info-level changes only; baseline moved forward for: " + ", ".join(run.advanced))
         for esc in raised:
-            click.echo(f"escalation {esc.id} ({esc.kind.value}): {esc.decision}")
+            click.echo(f"escalation {esc.id} ({esc.kind.value}): {esc.decision}"
+                       + (f" (it replaces {', '.join(esc.supersedes)}, withdrawn)" if esc.supersedes else ""))
     sys.exit(1 if report.breaking else 0)
 
 
@@ -458,6 +460,10 @@ def escalations_show(settings: Settings, esc_id: str) -> None:
     e = match[0]
     click.echo(f"{e.id} [{e.state.value}] {e.kind.value}: {e.decision}")
     click.echo(f"owner: {e.owner}  concerns: {e.asset}  check: {e.check}  due: {e.due_at}")
+    if e.superseded_by:
+        click.echo(f"withdrawn: {e.superseded_by} asks about the same incident now; answer that one")
+    if e.supersedes:
+        click.echo(f"replaces: {', '.join(e.supersedes)} (withdrawn, asked earlier about the same incident)")
     for i, o in enumerate(e.options):
         star = " (recommended)" if e.recommendation == i else ""
         click.echo(f"  [{i}] {o.label}{star}\n      consequence: {o.consequence}\n      agent will: {o.agent_action}")

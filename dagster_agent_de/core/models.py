@@ -225,6 +225,8 @@ class Escalation(Frozen):
     due_at: datetime | None = None
     answer: Approval | None = None
     fix_diff: str = ""
+    supersedes: list[str] = Field(default_factory=list)  # questions about the same incident this one withdrew
+    superseded_by: str | None = None  # withdrawn: the question that asks about its incident now
 
     def age_hours(self, now: datetime | None = None) -> float:
         return ((now or utcnow()) - self.created_at).total_seconds() / 3600

@@ -112,9 +112,14 @@ class StateStore(Protocol):
         """Every escalation (with approvals), overdue open ones marked expired first."""
         ...
 
-    def raise_escalations(self, new: list[Escalation],
-                          skip: Callable[[Escalation, list[Escalation]], bool]) -> list[Escalation]:
-        """Store each of ``new`` not ``skip``-ped given the current ones; ids ``ESC-n`` assigned atomically."""
+    def raise_escalations(self, new: list[Escalation], skip: Callable[[Escalation, list[Escalation]], bool],
+                          supersede: Callable[[Escalation, list[Escalation]], list[Escalation]] | None = None,
+                          ) -> list[Escalation]:
+        """Store each of ``new`` not ``skip``-ped given the current ones; ids ``ESC-n`` assigned atomically.
+
+        ``supersede`` names, for each one stored, the open escalations it replaces: in the same transaction they
+        are withdrawn with ``superseded_by`` naming it, and it lists them in ``supersedes``.
+        """
         ...
 
     def answer_escalation(self, esc_id: str, approval: Approval,

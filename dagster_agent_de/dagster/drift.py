@@ -5,7 +5,8 @@ It is blocking: in the ``dbt_build`` job it runs in its own step before the dbt 
 breaking change stops every model from building on the changed schema. A change that needs a
 human's decision (which column replaces a dropped one?) raises its escalation through the drift
 workflow, once, whichever of the check, the sensor or ``agent-de drift`` sees it first; the check's
-metadata shows the open escalation on every evaluation until it is answered.
+metadata shows the open escalation on every evaluation until it is answered. An investigation's open question
+about the same change, asked first, is withdrawn for it (an observation on the model it concerns says so).
 """
 
 # No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
@@ -99,15 +100,26 @@ def build_drift_checks(source_keys: Sequence[AssetKey], translator: AgentDETrans
                     context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
                     context.op_execution_context.log_event(translator.escalation_observation(esc, check_key.asset_key))
             yield translator.drift_check_result(check_key.asset_key, changes, run.report.notes, escalations)
+        for esc in run.withdrawn:
+            context.log.info(f"escalation {esc.id} withdrawn: superseded by {esc.superseded_by}")
+        for event in _withdrawn_events(run, manifest, agent_warehouse.asset_keys(), translator):
+            context.op_execution_context.log_event(event)
         if run.raised:
             record_escalations_asset(context.op_execution_context, store.state, translator)
 
     return schema_drift_checks
 
 
+def _withdrawn_events(run: DriftRun, manifest: Manifest, keys: DbtAssetKeys, translator: AgentDETranslator) -> list:
+    """The investigations' questions ``run``'s escalations replaced, withdrawn, on the models they concern."""
+    return [translator.escalation_observation(esc, keys.key(manifest.find(esc.asset)))
+            for esc in run.withdrawn if esc.asset]
+
+
 def _escalation_events(run: DriftRun, by_rel: dict[str, AssetKey], store: SnapshotStore,
-                       translator: AgentDETranslator) -> list:
-    """The escalations ``run`` raised, on the sources they concern, and the open queue (for the sensor)."""
+                       translator: AgentDETranslator, manifest: Manifest, keys: DbtAssetKeys) -> list:
+    """The escalations ``run`` raised, on the sources they concern, the questions they replaced, and the open
+    queue (for the sensor)."""
     if not run.raised:
         return []
     raised = {e.id for e in run.raised}
@@ -116,6 +128,7 @@ def _escalation_events(run: DriftRun, by_rel: dict[str, AssetKey], store: Snapsh
         for esc in run.escalations_for([c for c in run.report.changes if c.relation.lower() == rel]):
             if esc.id in raised:
                 events.append(translator.escalation_observation(esc, key))
+    events += _withdrawn_events(run, manifest, keys, translator)
     return [*events, translator.escalations_materialization(ESCALATIONS_ASSET, store.state.escalations())]
 
 
@@ -159,9 +172,11 @@ def build_schema_poll_sensor(
         by_rel = _key_for_relation(manifest, agent_warehouse.asset_keys())
         events = [translator.schema_observation(by_rel[rel], t, run.fingerprint)
                   for rel, t in run.snapshot.tables.items() if rel in by_rel]
-        events += _escalation_events(run, by_rel, store, translator)
+        events += _escalation_events(run, by_rel, store, translator, manifest, agent_warehouse.asset_keys())
         for esc in run.raised:
             context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
+        for esc in run.withdrawn:
+            context.log.info(f"escalation {esc.id} withdrawn: superseded by {esc.superseded_by}")
         if run.baseline_created:
             return SensorResult(skip_reason="first snapshot recorded as the baseline", cursor=new_cursor, asset_events=events)
         if not run.report.changes:

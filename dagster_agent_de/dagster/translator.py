@@ -313,7 +313,8 @@ class AgentDETranslator:
         from dagster_agent_de.engines.drift.workflow import verdict_of
 
         verdict = verdict_of(list(changes))  # the same verdict `agent-de drift` prints
-        asks = [f"escalation {e.id} ({e.kind.value}): {e.decision}" for e in escalations]
+        asks = [f"escalation {e.id} ({e.kind.value}): {e.decision}"
+                + (f" (it replaces {', '.join(e.supersedes)}, withdrawn)" if e.supersedes else "") for e in escalations]
         return AssetCheckResult(
             asset_key=asset_key,
             check_name="schema_drift",
@@ -328,6 +329,10 @@ class AgentDETranslator:
         lines = [f"### {e.id} ({e.kind.value.replace('_', ' ')}): {e.decision}", "",
                  f"Owner: **{e.owner or '-'}** · state: {e.state.value} · concerns `{e.asset or '-'}`"
                  + (f" · needs {e.approvals_required} distinct approvers" if e.approvals_required > 1 else ""), ""]
+        if e.superseded_by:
+            lines += [f"Withdrawn: **{e.superseded_by}** asks about the same incident now; answer that one.", ""]
+        if e.supersedes:
+            lines += [f"Replaces {', '.join(e.supersedes)} (withdrawn), asked earlier about the same incident.", ""]
         for i, o in enumerate(e.options):
             star = " (recommended)" if e.recommendation == i else ""
             lines.append(f"{i}. **{o.label}**{star}: {o.consequence}. Agent will: `{o.agent_action}`")
@@ -432,12 +437,15 @@ class AgentDETranslator:
         })
 
     def escalation_observation(self, escalation: Escalation, asset_key: AssetKey) -> AssetObservation:
-        """An escalation raised by an investigation, on the asset it concerns."""
-        return AssetObservation(asset_key=asset_key, metadata={
+        """An escalation raised (or withdrawn for the one that replaced it), on the asset it concerns."""
+        md = {
             "agent_de/escalation": MetadataValue.text(escalation.id),
             "agent_de/escalation_kind": MetadataValue.text(escalation.kind.value),
             "agent_de/escalation_detail": MetadataValue.md(self.escalation_markdown(escalation)),
-        })
+        }
+        if escalation.superseded_by:
+            md["agent_de/superseded_by"] = MetadataValue.text(escalation.superseded_by)
+        return AssetObservation(asset_key=asset_key, metadata=md)
 
     def escalations_materialization(self, asset_key: AssetKey, escalations: Sequence[Escalation]) -> AssetMaterialization:
         """``agent_de/escalations``: the open queue."""

@@ -342,3 +342,81 @@ def test_the_investigation_of_the_failed_drift_check_attaches_to_its_question(de
         assert "Which column replaces it?" in finding.metadata["agent_de/escalation_detail"].value
         assert not [o for o in observations if "agent_de/escalation" in o.metadata]  # no escalation raised
     assert _escalation_events(run) == ([], [])
+
+
+def _investigate_model(defs, instance):
+    """The investigation of a failure on ``stg_hubspot_contacts`` (the model reading the dropped column), as the
+    failed-check sensor requests it for a failed dbt test there, before any drift check saw the change."""
+    run = defs.resolve_job_def("investigate").execute_in_process(instance=instance, run_config={
+        "ops": {"investigate_failure": {"config": {"asset_key": ["stg_hubspot_contacts"]}}}})
+    assert run.success
+    return run
+
+
+def test_a_question_the_investigation_asked_first_is_superseded_by_the_drift_checks(demo_env, tmp_path: Path) -> None:
+    """The reverse order: the investigation of the model runs before the drift check and asks the owners whether
+    the drop is intended; the drift check then asks which column replaces it (the sharper question, to the
+    source's owner) and withdraws the investigation's, naming its own: one open question for the one incident."""
+    from dagster_agent_de.adapters.state import open_state_store
+    from dagster_agent_de.core.models import EscalationKind, EscalationState
+
+    settings, job = _drift_job(demo_env, tmp_path)
+    defs = build_definitions(settings)
+    store = open_state_store(settings)
+    with DagsterInstance.ephemeral() as instance:
+        assert job.execute_in_process(instance=instance).success  # the baseline
+        with _stage_replaced(demo_env):
+            report = _investigate_model(defs, instance).output_for_node("investigate_failure")
+            (first,) = store.escalations()  # the investigation's question
+            drift = job.execute_in_process(instance=instance, raise_on_error=False)
+            again = job.execute_in_process(instance=instance, raise_on_error=False)
+            later = _investigate_model(defs, instance).output_for_node("investigate_failure")
+    top = report["findings"][0]
+    assert (top["pattern"], top["model"], top["columns"]) == ("schema_drift", "stg_hubspot_contacts", ["lifecycle_stage"])
+    assert (first.kind, first.finding_pattern, first.asset) == (EscalationKind.AUTHORITY_GAP, "schema_drift",
+                                                                "stg_hubspot_contacts")
+    withdrawn, asked = store.escalations()
+    assert withdrawn.id == first.id and withdrawn.state == EscalationState.WITHDRAWN
+    assert asked.state == EscalationState.OPEN and "Which column replaces it?" in asked.decision
+    assert withdrawn.superseded_by == asked.id  # the note pointing at the question that stands for it
+    assert [e.id for e in store.escalations() if e.state == EscalationState.OPEN] == [asked.id]
+    check = _contacts_eval(drift)
+    assert check.metadata["agent_de/escalations"].value == asked.id
+    assert f"(it replaces {first.id}, withdrawn)" in (check.description or "")
+    assert f"Replaces {first.id} (withdrawn)" in check.metadata["agent_de/escalation_detail"].value
+    observed, queue = _escalation_events(drift)  # the question raised on the source, the withdrawn one on the model
+    assert [(o.asset_key, o.metadata["agent_de/escalation"].value) for o in observed] == [
+        (CONTACTS, asked.id), (AssetKey(["stg_hubspot_contacts"]), first.id)]
+    assert observed[1].metadata["agent_de/superseded_by"].value == asked.id
+    assert f"Withdrawn: **{asked.id}**" in observed[1].metadata["agent_de/escalation_detail"].value
+    assert len(queue) == 1 and queue[0].metadata["open"].value == 1  # the queue no longer lists the withdrawn one
+    assert _contacts_eval(again).metadata["agent_de/escalations"].value == asked.id
+    assert _escalation_events(again) == ([], [])
+    # the next investigation of the incident attaches to the question that stands
+    assert any(n.startswith(f"{asked.id} (context_gap, open) already asks") for n in later["notes"])
+    assert len(store.escalations()) == 2
+
+
+def test_an_answered_investigation_question_is_not_asked_again_by_the_drift_check(demo_env, tmp_path: Path) -> None:
+    """The owners answered the investigation's question before the drift check ran: the answer stands for the
+    incident (it became context), so the drift check asks nothing and withdraws nothing."""
+    from dagster_agent_de.adapters.state import open_state_store
+    from dagster_agent_de.core.models import EscalationState
+    from dagster_agent_de.engines.escalate.answering import answer_escalation
+    from dagster_agent_de.engines.escalate.policy import Policy
+
+    settings, job = _drift_job(demo_env, tmp_path)
+    defs = build_definitions(settings)
+    store = open_state_store(settings)
+    with DagsterInstance.ephemeral() as instance:
+        assert job.execute_in_process(instance=instance).success  # the baseline
+        with _stage_replaced(demo_env):
+            _investigate_model(defs, instance)
+            (first,) = store.escalations()
+            answer_escalation(store, first.id, 1, by="ana@shop.example", policy=Policy())
+            drift = job.execute_in_process(instance=instance, raise_on_error=False)
+    (answered,) = store.escalations()
+    assert answered.id == first.id and answered.state == EscalationState.ANSWERED
+    check = _contacts_eval(drift)
+    assert not check.passed  # the change is still reported until fixed or re-baselined
+    assert "agent_de/escalations" not in check.metadata and _escalation_events(drift) == ([], [])

@@ -29,7 +29,12 @@ from dagster_agent_de.engines.escalate.policy import (
     is_paused,
     set_paused,
 )
-from dagster_agent_de.engines.escalate.raising import escalations_for, raise_escalations, raise_for_finding
+from dagster_agent_de.engines.escalate.raising import (
+    escalations_for,
+    raise_escalations,
+    raise_for_finding,
+    raise_superseding,
+)
 from dagster_agent_de.manifest import Manifest
 from dagster_agent_de_tests.helpers import make_manifest
 
@@ -254,6 +259,45 @@ def test_a_question_a_check_asked_about_the_incident_stands_for_the_findings_own
     answer_escalation(store, drift.id, 1, by="ana@shop.example", policy=Policy())  # answered: still not asked again
     (answered,) = raise_for_finding(store, finding(), manifest, Policy())[1]
     assert answered.id == drift.id and answered.state == EscalationState.ANSWERED
+
+
+def test_the_drift_checks_question_replaces_the_one_an_investigation_asked_first(store: SqlStateStore) -> None:
+    """The investigation traced a failure of ``stg_contacts`` to the dropped ``lifecycle_stage`` and asked first: the
+    drift check's question withdraws it (both name each other); one about another column stays; one somebody
+    approved in part stands (no approval is lost) and the check asks nothing."""
+    data = make_manifest({"stg_contacts": "stg", "other": "o"}, sources={("hubspot", "contacts"): "hubspot.contacts"}).data
+    data["nodes"]["model.t.stg_contacts"]["depends_on"] = {"nodes": ["source.t.hubspot.contacts"]}
+    manifest = Manifest(data)
+
+    def finding(column: str, **kw) -> InvestigationFinding:
+        return InvestigationFinding(**{**dict(pattern="schema_drift", model="stg_contacts", columns=[column], confidence=0.9,
+                                              summary=f"{column} was dropped", needs_authority="Intended and permanent?"), **kw})
+
+    def drift(column: str) -> Escalation:
+        return esc(decision=f"hubspot.contacts.{column} disappeared. Which column replaces it?", asset="hubspot.contacts",
+                   applies_to=[f"hubspot.contacts.{column}"], check="schema_drift",
+                   finding_pattern=f"schema_drift:column_dropped:{column}")
+
+    (stage,) = raise_for_finding(store, finding("lifecycle_stage"), manifest, Policy())[0]
+    (unrelated,) = raise_for_finding(store, finding("lifecycle_stage", model="other"), manifest, Policy())[0]
+    (email,) = raise_superseding(store, [drift("email")], manifest)  # another column: replaces nothing
+    (asked,) = raise_superseding(store, [drift("lifecycle_stage")], manifest)
+    assert email.supersedes == [] and asked.supersedes == [stage.id]
+    by_id = {e.id: e for e in store.escalations()}
+    assert (by_id[stage.id].state, by_id[stage.id].superseded_by) == (EscalationState.WITHDRAWN, asked.id)
+    assert by_id[email.id].state == by_id[unrelated.id].state == by_id[asked.id].state == EscalationState.OPEN
+    assert raise_superseding(store, [drift("lifecycle_stage")], manifest) == []  # asked once
+    with pytest.raises(EscalationError, match=f"{asked.id} asks about its incident now"):
+        answer_escalation(store, stage.id, 1, by="ana@shop.example", policy=Policy())
+    # a four-eyes question half approved stands for the incident: nothing withdrawn, nothing asked
+    (phone,) = raise_escalations(store, [esc(kind=EscalationKind.AUTHORITY_GAP, asset="stg_contacts",
+                                             applies_to=["stg_contacts.phone"], finding_pattern="schema_drift",
+                                             approvals_required=2, options=[
+                                                 EscalationOption(label="approve", agent_action="apply_fix"),
+                                                 EscalationOption(label="reject")])])
+    answer_escalation(store, phone.id, 0, by="ana@shop.example", policy=Policy())
+    assert raise_superseding(store, [drift("phone")], manifest) == []
+    assert {e.id: e.state for e in store.escalations()}[phone.id] == EscalationState.OPEN
 
 
 def test_pause_flag(store: SqlStateStore) -> None:

@@ -451,8 +451,9 @@ class SqlStateStore:
             conn.execute(insert(t.approvals).values(escalation_id=esc.id, approver=a.by, choice=a.choice,
                                                     at=a.at.timestamp(), body=a.model_dump_json()))
 
-    def raise_escalations(self, new: list[Escalation],
-                          skip: Callable[[Escalation, list[Escalation]], bool]) -> list[Escalation]:
+    def raise_escalations(self, new: list[Escalation], skip: Callable[[Escalation, list[Escalation]], bool],
+                          supersede: Callable[[Escalation, list[Escalation]], list[Escalation]] | None = None,
+                          ) -> list[Escalation]:
         created: list[Escalation] = []
         if not new:
             return created
@@ -462,9 +463,17 @@ class SqlStateStore:
             for esc in new:
                 if skip(esc, items):
                     continue
+                replaced = [e for e in (supersede(esc, items) if supersede else []) if e.state == EscalationState.OPEN]
                 seq += 1
-                stored = esc.model_copy(update={"id": f"ESC-{seq}", "approvals": [], "state": EscalationState.OPEN})
+                stored = esc.model_copy(update={"id": f"ESC-{seq}", "approvals": [], "state": EscalationState.OPEN,
+                                                "supersedes": [e.id for e in replaced], "superseded_by": None})
                 self._insert_escalation(conn, stored, seq)
+                for old in replaced:
+                    withdrawn = old.model_copy(update={"state": EscalationState.WITHDRAWN, "superseded_by": stored.id})
+                    conn.execute(update(t.escalations).where(
+                        (t.escalations.c.id == old.id) & (t.escalations.c.state == EscalationState.OPEN.value)).values(
+                        state=EscalationState.WITHDRAWN.value, body=withdrawn.model_dump_json(exclude={"approvals"})))
+                    items = [withdrawn if e.id == old.id else e for e in items]
                 items.append(stored)
                 created.append(stored)
         return created
@@ -504,7 +513,8 @@ class SqlStateStore:
                 return AnswerOutcome(esc, decision, retried=True)
             if esc.state != EscalationState.OPEN:
                 by = f" by {esc.answer.by} (choice {esc.answer.choice})" if esc.answer else ""
-                raise EscalationError(f"{esc_id} is already {esc.state.value}{by}; nothing to answer")
+                instead = f"; {esc.superseded_by} asks about its incident now" if esc.superseded_by else ""
+                raise EscalationError(f"{esc_id} is already {esc.state.value}{by}; nothing to answer{instead}")
             updated = esc.model_copy(update={"approvals": [*esc.approvals, approval]})
             decision = decide(updated)
             try:

@@ -8,7 +8,8 @@ reads) moves its baseline forward; a relation with a warning or breaking change 
 so the change is reported again until someone fixes it or records a new baseline
 (``agent-de drift --baseline``). A change that needs a human's decision (a dropped column that models
 read: which column replaces it?) raises its escalation in the state store once: a later pass that
-sees the same change finds it open (or answered) and raises nothing new.
+sees the same change finds it open (or answered) and raises nothing new; an investigation that asked about
+the same change first has its answered question stand for it, its open one replaced (see :func:`escalate`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class DriftRun(Frozen):
     advanced: list[str] = Field(default_factory=list)  # relations whose baseline moved forward
     raised: list[Escalation] = Field(default_factory=list)  # escalations this pass stored (ids assigned)
     escalations: list[Escalation] = Field(default_factory=list)  # stored and open for the changes: raised or earlier
+    withdrawn: list[Escalation] = Field(default_factory=list)  # an investigation's questions the raised ones replaced
 
     @property
     def verdict(self) -> Verdict:
@@ -89,24 +91,32 @@ def _decision_key(esc: Escalation) -> tuple[str, str | None, str | None]:
     return esc.kind.value, esc.asset, esc.finding_pattern
 
 
-def escalate(state: StateStore, report: DriftReport) -> tuple[list[Escalation], list[Escalation]]:
-    """Store the escalations ``report``'s changes need: (raised now, every open one they need).
+def escalate(state: StateStore, report: DriftReport, manifest: Manifest,
+             ) -> tuple[list[Escalation], list[Escalation], list[Escalation]]:
+    """Store the escalations ``report``'s changes need: (raised now, every open one they need, the questions
+    the raised ones withdrew).
 
     A question already open or answered for the same source is not asked again, so a check or
-    sensor evaluated on every tick raises it once. It falls due as an investigation's questions do
-    (:func:`~dagster_agent_de.engines.escalate.raising.due_date`); unanswered by then it expires, and the
-    next pass that still sees the change asks again.
+    sensor evaluated on every tick raises it once. One incident asks one question whichever ran first: when an
+    investigation already asked about the change (it traced a failed test to the dropped column), its answered
+    question stands for it (nothing is asked) and its open one is withdrawn for this one, naming it
+    (:func:`~dagster_agent_de.engines.escalate.raising.raise_superseding`). It falls due as an investigation's
+    questions do (:func:`~dagster_agent_de.engines.escalate.raising.due_date`); unanswered by then it expires,
+    and the next pass that still sees the change asks again.
     """
-    from dagster_agent_de.engines.escalate.raising import due_date, raise_decisions
+    from dagster_agent_de.engines.escalate.raising import due_date, raise_superseding
 
     pending = [c.escalation for c in report.changes if c.escalation]
     if not pending:
-        return [], []
+        return [], [], []
     due = due_date()
-    raised = raise_decisions(state, [e if e.due_at else e.model_copy(update={"due_at": due}) for e in pending])
+    raised = raise_superseding(state, [e if e.due_at else e.model_copy(update={"due_at": due}) for e in pending],
+                               manifest)
     wanted = {_decision_key(e) for e in pending}
-    standing = [e for e in state.escalations() if e.state == EscalationState.OPEN and _decision_key(e) in wanted]
-    return raised, standing
+    items = state.escalations()
+    standing = [e for e in items if e.state == EscalationState.OPEN and _decision_key(e) in wanted]
+    replaced = {i for e in raised for i in e.supersedes}
+    return raised, standing, [e for e in items if e.id in replaced]
 
 
 def take_current(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,
@@ -133,9 +143,9 @@ def judge(manifest: Manifest, store: SnapshotStore, current: Snapshot, *, record
     store.save("last", current)
     changed = {c.relation.lower() for c in report.changes}
     risky = {c.relation.lower() for c in report.changes if c.severity.rank >= 1}
-    raised, standing = escalate(store.state, report)
+    raised, standing, withdrawn = escalate(store.state, report, manifest)
     return DriftRun(report=report, snapshot=current, fingerprint=fingerprint, advanced=sorted(changed - risky),
-                    raised=raised, escalations=standing)
+                    raised=raised, escalations=standing, withdrawn=withdrawn)
 
 
 def run_drift(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,

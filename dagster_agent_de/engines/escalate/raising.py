@@ -138,6 +138,21 @@ def _uid(manifest: Manifest, name: str) -> str | None:
         return None
 
 
+def _same_incident(asked: Escalation, model: str | None, columns: set[str], manifest: Manifest) -> bool:
+    """Whether the check's question ``asked`` (about one source change) concerns the incident a finding on
+    ``model`` about ``columns`` explains: it is on ``model`` or a node upstream of it, about one of the columns."""
+    if not model or not columns or not asked.asset:
+        return False
+    if not columns & {a.rsplit(".", 1)[-1].lower() for a in asked.applies_to}:
+        return False
+    uid = _uid(manifest, model)
+    return uid is not None and _uid(manifest, asked.asset) in {uid, *manifest.upstream(uid)}
+
+
+def _standing(e: Escalation) -> bool:
+    return e.state in (EscalationState.OPEN, EscalationState.ANSWERED)
+
+
 def asked_about(finding: Finding, items: list[Escalation], manifest: Manifest) -> list[Escalation]:
     """The questions a check already asked (open or answered) about the incident ``finding`` explains.
 
@@ -146,15 +161,28 @@ def asked_about(finding: Finding, items: list[Escalation], manifest: Manifest) -
     the drift check's "which column replaces it?" for the dropped column its investigation traces.
     """
     columns = {c.lower() for c in finding.columns}
-    if not finding.model or not columns:
+    return [e for e in items if _standing(e) and (e.finding_pattern or "").startswith(f"{finding.pattern}:")
+            and _same_incident(e, finding.model, columns, manifest)]
+
+
+def asked_by_findings(esc: Escalation, items: list[Escalation], manifest: Manifest) -> list[Escalation]:
+    """The reverse of :func:`asked_about`: the questions findings already asked (open or answered) about the
+    incident the check's question ``esc`` is about (e.g. an investigation that traced a failed dbt test to the
+    dropped column before the drift check saw the drop).
+
+    Such a question was raised for a finding of the base pattern (``schema_drift`` for
+    ``schema_drift:column_dropped:<col>``) on ``esc``'s asset or a node downstream of it, about the column.
+    """
+    pattern, sep, _ = (esc.finding_pattern or "").partition(":")
+    if not sep:
         return []
-    uid = _uid(manifest, finding.model)
-    lineage = {uid, *manifest.upstream(uid)} if uid else set()
-    return [e for e in items
-            if e.state in (EscalationState.OPEN, EscalationState.ANSWERED) and e.asset
-            and (e.finding_pattern or "").startswith(f"{finding.pattern}:")
-            and columns & {a.rsplit(".", 1)[-1].lower() for a in e.applies_to}
-            and _uid(manifest, e.asset) in lineage]
+
+    def columns(e: Escalation) -> set[str]:  # a finding's question applies to ``<model>.<column>``
+        prefix = f"{e.asset}.".lower()
+        return {a[len(prefix):].lower() for a in e.applies_to if a.lower().startswith(prefix)}
+
+    return [e for e in items if _standing(e) and e.finding_pattern == pattern and e.id != esc.id
+            and _same_incident(esc, e.asset, columns(e), manifest)]
 
 
 def raise_for_finding(store: StateStore, finding: Finding, manifest: Manifest, policy: Policy, *,
@@ -162,12 +190,38 @@ def raise_for_finding(store: StateStore, finding: Finding, manifest: Manifest, p
     """Store what ``finding`` needs from humans: (raised now, questions already asked about it).
 
     When a check already asked about the same incident (:func:`asked_about`), that question stands for the
-    finding's own: nothing new is raised, so one incident asks humans one question.
+    finding's own: nothing new is raised, so one incident asks humans one question. The store decides it in
+    the transaction that would raise, so a check asking at the same moment is not missed.
     """
     asked = asked_about(finding, store.escalations(), manifest)
     if asked:
         return [], asked
-    return raise_escalations(store, escalations_for(finding, manifest, policy, check=check)), []
+    raised = store.raise_escalations(escalations_for(finding, manifest, policy, check=check),
+                                     lambda e, items: _already_open(e, items) or bool(asked_about(finding, items, manifest)))
+    if not raised and (asked := asked_about(finding, store.escalations(), manifest)):
+        return [], asked
+    return raised, []
+
+
+def raise_superseding(store: StateStore, new: list[Escalation], manifest: Manifest) -> list[Escalation]:
+    """Like :func:`raise_decisions`, for a check's questions about one source change (the drift check's "which
+    column replaces it?"), when an investigation may have asked about the same incident first
+    (:func:`asked_by_findings`).
+
+    Its answered question stands for the incident (the answer is context): nothing is asked. Its open question
+    is withdrawn for the check's, which is the sharper one (the options, to the source's owner): the store
+    withdraws it in the transaction that raises the check's, naming the check's (``superseded_by``), so one
+    question stays open. One somebody already approved in part is not withdrawn (no approval is lost): it
+    stands and nothing new is asked.
+    """
+    def answered_or_approved(esc: Escalation, items: list[Escalation]) -> bool:
+        return _answered_or_open(esc, items) or any(
+            e.state == EscalationState.ANSWERED or e.approvals for e in asked_by_findings(esc, items, manifest))
+
+    def replaced(esc: Escalation, items: list[Escalation]) -> list[Escalation]:
+        return [e for e in asked_by_findings(esc, items, manifest) if e.state == EscalationState.OPEN]
+
+    return store.raise_escalations(new, answered_or_approved, replaced)
 
 
 def answered_choices(store: StateStore, asset: str | None = None) -> dict[tuple[str | None, str], int]:
