@@ -46,6 +46,25 @@ def test_join_fanout_with_a_cte_on_the_right_fixes_the_join_not_the_result(tmp_p
     assert "produces them" in dupe.summary and not (dupe.proposed_fix and dupe.proposed_fix.diff)
 
 
+def test_join_fanout_outranks_the_duplicate_when_a_reconciliation_finds_duplicate_keys(tmp_path: Path) -> None:
+    # a reconciliation on the model's key: every key matches (no extra, no missing), but the pipeline
+    # side holds duplicate keys; the join that fans out is the cause, with its diff, ranked first
+    dup = "create table raw.customers as select range % 10 as customer_id, 'x' || range as segment from range(20)"
+    sql = (IMPORTS + "final as (\n    select orders.id, customers.segment\n    from orders\n"
+           "    left join customers on orders.customer_id = customers.customer_id\n)\nselect * from final\n")
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, dup], sources=SRC, tests={"m": ["id"]})
+    failure = Failure(asset="m", check="m_vs_orders", kind="reconciliation",
+                      metadata={"missing_pct": 0.0, "extra_pct": 0.0, "mismatched_pct": 0.0, "duplicate_keys_pipeline": 100})
+    report = investigate(failure, m, DuckDBWarehouse(db, AuditLog(None)))
+    assert report.findings[0].pattern == "join_fanout" and report.findings[0].confidence >= 0.9
+    assert report.findings[0].proposed_fix is not None and report.findings[0].proposed_fix.diff
+    # no duplicates on the pipeline side: the fan-out is not what the reconciliation saw
+    clean = Failure(asset="m", check="m_vs_orders", kind="reconciliation",
+                    metadata={"missing_pct": 0.0, "extra_pct": 0.0, "mismatched_pct": 5.0, "duplicate_keys_pipeline": 0})
+    (h,) = join_fanout.detect(ctx_for(m, db, clean), m.find("m"))
+    assert h.confidence < 0.9
+
+
 def test_null_semantics_on_a_cte_column_with_a_diff_of_the_ctes_line(tmp_path: Path) -> None:
     sql = (IMPORTS + "kept as (\n    select * from orders\n    where orders.status != 'cancelled'\n),\n"
            "final as (\n    select id from kept\n)\nselect * from final\n")
