@@ -182,8 +182,9 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
     reports, findings, errors = [], [], []
     for spec, result in results:
         if isinstance(result, Exception):
-            failed = True
-            config_error = config_error or isinstance(result, ConfigError)  # the user must fix something: exit 2
+            # a spec that could not run (bad spec, unreachable warehouse or source of truth) is not a breach:
+            # the user must fix something, exit 2 as every other command does
+            failed = config_error = True
             errors.append({"model": spec.model, "name": spec.name, "error": str(result)})
             if not as_json:
                 click.echo(f"ERROR {spec.model}.{spec.name}: {result}")
