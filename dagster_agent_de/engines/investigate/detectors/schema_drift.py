@@ -15,15 +15,18 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
     if not node.is_source or ctx.drift_store is None or node.schema is None:
         return []
     from dagster_agent_de.engines.drift import compare, snapshot_schema
+    from dagster_agent_de.engines.drift.fingerprint import attach_fingerprints
 
     baseline = ctx.drift_store.baseline()
     if baseline is None:
         return []
     rel = (node.database, node.schema, node.identifier or node.name)
-    current = snapshot_schema(ctx.warehouse, [rel])
     key = ".".join(p for p in rel if p).lower()
     scoped = baseline.model_copy(update={"tables": {k: v for k, v in baseline.tables.items() if k == key},
                                          "missing": [m for m in baseline.missing if m == key]})
+    # the columns that appeared are fingerprinted as `agent-de drift` does (one query for the table), so a
+    # rename is judged by the values here too, never by the names alone when the values say otherwise
+    current = attach_fingerprints(ctx.warehouse, ctx.manifest, snapshot_schema(ctx.warehouse, [rel]), scoped)
     report = compare(scoped, current, ctx.manifest)
     changes = [c for c in report.changes if c.severity.rank >= 1]
     if not changes:
