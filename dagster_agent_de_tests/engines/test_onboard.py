@@ -70,6 +70,22 @@ def test_profile_takes_a_fixed_handful_of_queries(tickets: Path) -> None:
     assert prof.column("subject").non_null == 171
 
 
+def test_decisions_go_to_the_sources_owner_else_the_data_team(tickets: Path) -> None:
+    """Without --owner, an escalation is owned as every other one is: the existing source's meta.owner,
+    else ``data-team`` (never nobody); the generated YAML gets no owner it was not given."""
+    with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
+        prof = profile_table(wh, "zendesk", "tickets")
+    p = propose(prof, _manifest(), now=NOW)
+    assert p.decisions and {e.owner for e in p.decisions} == {"data-team"}
+    src = yaml.safe_load(p.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]
+    assert "config" not in src
+    owned = Manifest({"nodes": {}, "sources": {"source.p.zendesk.users": {
+        "name": "users", "resource_type": "source", "source_name": "zendesk", "relation_name": "x",
+        "source_meta": {"owner": "support-data"}, "config": {}, "meta": {}}}})
+    assert {e.owner for e in propose(prof, owned, now=NOW).decisions} == {"support-data"}
+    assert {e.owner for e in propose(prof, owned, owner="me", now=NOW).decisions} == {"me"}
+
+
 def test_proposal_does_what_the_data_shows_and_escalates_the_rest(tickets: Path) -> None:
     with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
         p = propose(profile_table(wh, "zendesk", "tickets"), _manifest(), owner="support-data", now=NOW)

@@ -84,6 +84,16 @@ class _Draft:
     files: dict[str, str] = field(default_factory=dict)
 
     @property
+    def decider(self) -> str:
+        """Who answers this table's decisions: ``--owner``, else the existing source's ``meta.owner``, else
+        the default owner every escalation falls back to."""
+        from dagster_agent_de.engines.escalate.raising import DEFAULT_OWNER
+
+        owners = [str(n.meta["owner"]) for n in self.manifest.sources()
+                  if n.raw.get("source_name") == self.source and n.meta.get("owner")]
+        return self.owner or next(iter(owners), DEFAULT_OWNER)
+
+    @property
     def pii_cols(self) -> set[str]:
         return {h.column for h in self.hits}
 
@@ -100,7 +110,7 @@ class _Draft:
             return chosen
         self.decisions.append(Escalation(
             id="new", kind=kind, decision=decision, options=options, recommendation=rec, recommendation_reason=why,
-            blocking=blocking, continues=continues, owner=self.owner, asset=self.asset, finding_pattern=f"onboard:{key}",
+            blocking=blocking, continues=continues, owner=self.decider, asset=self.asset, finding_pattern=f"onboard:{key}",
             applies_to=[f"{self.asset}.{o.label.split(' ')[0]}" for o in options] if key == "grain" else [],
         ))
         return None
