@@ -86,6 +86,17 @@ def test_decisions_go_to_the_sources_owner_else_the_data_team(tickets: Path) -> 
     assert {e.owner for e in propose(prof, owned, owner="me", now=NOW).decisions} == {"me"}
 
 
+def test_the_source_yaml_describes_the_raw_column_not_the_staged_one(tickets: Path) -> None:
+    """fee_cents is in cents in the source; only the staging model's fee is in major units."""
+    with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
+        p = propose(profile_table(wh, "zendesk", "tickets"), _manifest(), now=NOW)
+    src = {c["name"]: c for c in yaml.safe_load(p.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]
+           ["tables"][0]["columns"]}
+    model = {c["name"]: c for c in yaml.safe_load(p.files["models/staging/zendesk/_zendesk__models.yml"])["models"][0]["columns"]}
+    assert model["fee"]["description"] == "Fee in major units (from fee_cents)."
+    assert "major units" not in src["fee_cents"]["description"], src["fee_cents"]
+
+
 def test_proposal_does_what_the_data_shows_and_escalates_the_rest(tickets: Path) -> None:
     with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
         p = propose(profile_table(wh, "zendesk", "tickets"), _manifest(), owner="support-data", now=NOW)

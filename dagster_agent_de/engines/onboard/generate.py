@@ -218,7 +218,9 @@ def _columns_step(d: _Draft) -> None:
                 expr = f"{expr} / 100.0"
                 desc = desc or f"{name.replace('_', ' ').capitalize()} in major units (answered: stored in minor units)."
         d.select.append(f"    {expr} as {out}" if expr != out else f"    {out}")
-        d.out_cols.append({"source_column": c.name, "name": out, "profile": c, "description": desc})
+        # a description written for what staging makes of the column (hashed, in major units) is not the raw one's
+        d.out_cols.append({"source_column": c.name, "name": out, "profile": c, "description": desc,
+                           "staged": desc != c.description})
 
 
 def _tests_step(d: _Draft) -> None:
@@ -252,7 +254,8 @@ def _tests_step(d: _Draft) -> None:
             # dbt 1.10+ wants meta under config: (warned for Snowflake, BigQuery, Databricks, Redshift)
             src_col["config"] = {"meta": {"agent_de": {"pii": True, "pii_kind": hit.kind}}}
             mod_col["config"] = {"meta": {"agent_de": {"pii": True, "pii_kind": hit.kind}}}
-        src_col["description"] = mod_col["description"] = desc
+        mod_col["description"] = desc
+        src_col["description"] = (c.description or _describe(snake(c.name), c, key_col, fks, rows)) if oc["staged"] else desc
         if tests and c is key_col:
             src_col["data_tests"] = list(tests)
         if tests:
