@@ -44,6 +44,12 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
 def main(ctx: click.Context, project_dir: str | None, target: str | None, state_dir: str | None) -> None:
     """dagster-agent-de: the agent data engineer for your dbt project."""
     ctx.obj = resolve_settings(state_dir, project_dir, target)
+    here = Path.cwd()
+    if (project_dir is None and not os.environ.get("AGENT_DE_PROJECT_DIR") and (here / "dbt_project.yml").exists()
+            and ctx.obj.project_dir.resolve() != here.resolve()):
+        # dbt reads the project in the current directory; without --project-dir the agent reads the demo
+        click.echo(f"agent-de: using the demo project {ctx.obj.project_dir}, not the dbt project in the current "
+                   "directory; pass --project-dir . (or set AGENT_DE_PROJECT_DIR) to use it", err=True)
     if target:
         _ = ctx.obj.profile_target  # an explicit --target must exist in the profile: fail now, naming the targets
 

@@ -114,3 +114,15 @@ def test_reconcile_exits_2_when_the_warehouse_cannot_be_opened(team_env, monkeyp
     assert "ERROR orders.orders_vs_raw" in r.output and "nope.duckdb does not exist" in r.output
     drift = CliRunner().invoke(main, [*args, "drift"])
     assert drift.exit_code == 2 and "nope.duckdb does not exist" in drift.output
+
+
+def test_a_command_run_inside_a_dbt_project_says_it_uses_the_demo_and_how_to_use_this_one(
+        team_env, monkeypatch, tmp_path: Path) -> None:
+    """dbt reads the project in the current directory; agent-de defaults to the demo: it says so, naming the fix."""
+    monkeypatch.chdir(team_env.project_dir)
+    monkeypatch.delenv("AGENT_DE_PROJECT_DIR", raising=False)
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "audit", "tail"])
+    assert r.exit_code == 0, r.output
+    assert "not the dbt project in the current directory" in r.stderr and "--project-dir ." in r.stderr, r.stderr
+    chosen = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", ".", "audit", "tail"])
+    assert chosen.exit_code == 0 and chosen.stderr == ""
