@@ -64,7 +64,8 @@ def failure_from_check(
 
         spec = next(s for s in _reconcile_specs(node) if s.name == check)
         report = reconcile(spec, manifest, warehouse, search_dirs=search_dirs)
-        md = report.counts() | {"mismatched_columns": [c.column for c in report.columns if c.mismatched]}
+        md = report.counts() | {"mismatched_columns": [c.column for c in report.columns if c.mismatched],
+                                "passed": report.passed}
         return Failure(asset=node.display_name, check=check, kind=kind, metadata=md)
     test = _dbt_test(manifest, check) if kind == "dbt_test" else None
     if test is not None:
