@@ -380,3 +380,20 @@ def test_the_investigation_of_the_drift_check_judges_a_rename_by_the_values_as_d
     ])
     top = investigate_drift(project, tmp_path / "p", "raw.people")["findings"][0]
     assert "renamed to full_name" in top["summary"] and "from the values" in top["summary"], top["summary"]
+
+
+def test_a_widened_column_is_no_root_cause_of_another_checks_failure(project: Path, tmp_path: Path) -> None:
+    """A warning-level change (a type widened) breaks nothing: it answers its own drift check, but does not
+    outrank what explains another check's failure (it ranked 95% "root cause" of a join fan-out)."""
+    code, report = case(project, tmp_path, [
+        "create table raw.orders as select i as id, cast(i * 3 as integer) as total, 'ok' as status from range(1, 101) r(i)",
+    ], ["alter table raw.orders alter column total type bigint"])
+    (c,) = changes(report, "orders").values()
+    assert (c["kind"], c["severity"], code) == ("type_changed", "warning", 0)
+    own = investigate_drift(project, tmp_path, "raw.orders")["findings"][0]
+    assert own["pattern"] == "schema_drift" and own["confidence"] >= 0.9
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(project), "investigate", "--asset",
+                                  "stg_orders", "--json", "--no-llm"],
+                           env={"AGENT_DE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}, catch_exceptions=False)
+    other = next(f for f in json.loads(r.output)["findings"] if f["pattern"] == "schema_drift")
+    assert other["confidence"] < 0.5 and "breaks" not in other["summary"], other
