@@ -18,7 +18,7 @@ from dagster_agent_de.engines.investigate.detectors import (
     join_row_drop,
     null_semantics,
 )
-from dagster_agent_de.engines.investigate.failure import failure_from_check
+from dagster_agent_de.engines.investigate.failure import failure_from_check, known_checks
 from dagster_agent_de.engines.metrics import metric_definitions
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de_tests.engines.test_detectors import CUSTOMERS_SOME, ORDERS, SRC, ctx_for, project
@@ -171,6 +171,10 @@ def test_check_must_exist_on_the_asset(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=r"'no_such_check' is not a check of m; its checks are: .*unique_m_id"):
             failure_from_check(m, "m", "no_such_check", wh, [tmp_path], strict=True)
         assert failure_from_check(m, "m", "unique_m_id", wh, [tmp_path], strict=True).kind == "dbt_test"
+    # the list names the checks the asset has: drift and PII checks are on sources, volume checks on models
+    assert {"schema_drift", "pii_tagging"}.isdisjoint(known_checks(m, m.find("m")))
+    assert {"schema_drift", "pii_tagging"} <= set(known_checks(m, m.find("raw.orders")))
+    assert "row_volume" in known_checks(m, m.find("m")) and "row_volume" not in known_checks(m, m.find("raw.orders"))
 
 
 def test_cli_check_no_such_check_exits_2(demo_env) -> None:
