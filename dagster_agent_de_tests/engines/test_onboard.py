@@ -84,6 +84,9 @@ def test_decisions_go_to_the_sources_owner_else_the_data_team(tickets: Path) -> 
         "source_meta": {"owner": "support-data"}, "config": {}, "meta": {}}}})
     assert {e.owner for e in propose(prof, owned, now=NOW).decisions} == {"support-data"}
     assert {e.owner for e in propose(prof, owned, owner="me", now=NOW).decisions} == {"me"}
+    # the source exists: its entry is for the user to add, and the staging model does not compile until then
+    (todo,) = [t for t in propose(prof, owned, now=NOW).todo if t.startswith("add this table")]
+    assert "dbt cannot compile stg_zendesk__tickets until then" in todo.splitlines()[0], todo
 
 
 def test_the_source_yaml_describes_the_raw_column_not_the_staged_one(tickets: Path) -> None:

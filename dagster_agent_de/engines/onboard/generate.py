@@ -283,7 +283,8 @@ def _files_step(d: _Draft) -> None:
         if any(s.name.lower() == table.lower() for s in existing):
             d.todo.append(f"source('{source}', '{table}') already exists in {defined_in}: its definition is left as it is")
         else:
-            d.todo.append(f"add this table under sources: {source}: tables: in {defined_in} (the agent does not edit existing files):\n"
+            d.todo.append(f"add this table under sources: {source}: tables: in {defined_in} (the agent does not edit existing "
+                          f"files; dbt cannot compile {model} until then):\n"
                           + _indent(_yaml([table_entry]), 6))
     else:
         src: dict[str, Any] = {"name": source, "description": f"Raw {source} data.", "schema": profile.schema}
