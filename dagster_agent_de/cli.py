@@ -44,6 +44,12 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
 def main(ctx: click.Context, project_dir: str | None, target: str | None, state_dir: str | None) -> None:
     """dagster-agent-de: the agent data engineer for your dbt project."""
     ctx.obj = resolve_settings(state_dir, project_dir, target)
+    here = Path.cwd()
+    if (project_dir is None and not os.environ.get("AGENT_DE_PROJECT_DIR") and (here / "dbt_project.yml").exists()
+            and ctx.obj.project_dir.resolve() != here.resolve()):
+        # dbt reads the project in the current directory; without --project-dir the agent reads the demo
+        click.echo(f"agent-de: using the demo project {ctx.obj.project_dir}, not the dbt project in the current "
+                   "directory; pass --project-dir . (or set AGENT_DE_PROJECT_DIR) to use it", err=True)
     if target:
         _ = ctx.obj.profile_target  # an explicit --target must exist in the profile: fail now, naming the targets
 
@@ -182,8 +188,9 @@ def reconcile(settings: Settings, model: str | None, name: str | None, as_json: 
     reports, findings, errors = [], [], []
     for spec, result in results:
         if isinstance(result, Exception):
-            failed = True
-            config_error = config_error or isinstance(result, ConfigError)  # the user must fix something: exit 2
+            # a spec that could not run (bad spec, unreachable warehouse or source of truth) is not a breach:
+            # the user must fix something, exit 2 as every other command does
+            failed = config_error = True
             errors.append({"model": spec.model, "name": spec.name, "error": str(result)})
             if not as_json:
                 click.echo(f"ERROR {spec.model}.{spec.name}: {result}")
@@ -284,6 +291,8 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
         _echo_json(report.model_dump(mode="json"))
         _fail_on_context(rules)
         return
+    if done.failure.metadata.get("passed") is True:
+        click.echo(f"note: {report.notes[0]}\n")  # first: the findings below explain no failure
     for i, f in enumerate(report.findings):
         tag = "ROOT CAUSE" if i == 0 and f.pattern != "unexplained" else f"#{i + 1}"
         if f.source == "llm":

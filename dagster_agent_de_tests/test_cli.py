@@ -103,3 +103,26 @@ def test_investigate_verify_timeout_must_be_a_positive_number_of_seconds(tmp_pat
     r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "investigate", "--asset", "fct_revenue", "--check",
                                   "model_runtime", "--verify", "--verify-timeout", "0"])
     assert r.exit_code == 2 and "--verify-timeout" in r.output and "0 is not in the range x>=1" in r.output
+
+
+def test_reconcile_exits_2_when_the_warehouse_cannot_be_opened(team_env, monkeypatch, tmp_path: Path) -> None:
+    """An unreachable warehouse is a runtime error naming the fix (exit 2, as `drift` gives), not a breach (1)."""
+    monkeypatch.setenv("AGENT_DE_DUCKDB_PATH", str(tmp_path / "nope.duckdb"))
+    args = ["--state-dir", str(tmp_path / "state"), "--project-dir", str(team_env.project_dir)]
+    r = CliRunner().invoke(main, [*args, "reconcile"])
+    assert r.exit_code == 2, r.output
+    assert "ERROR orders.orders_vs_raw" in r.output and "nope.duckdb does not exist" in r.output
+    drift = CliRunner().invoke(main, [*args, "drift"])
+    assert drift.exit_code == 2 and "nope.duckdb does not exist" in drift.output
+
+
+def test_a_command_run_inside_a_dbt_project_says_it_uses_the_demo_and_how_to_use_this_one(
+        team_env, monkeypatch, tmp_path: Path) -> None:
+    """dbt reads the project in the current directory; agent-de defaults to the demo: it says so, naming the fix."""
+    monkeypatch.chdir(team_env.project_dir)
+    monkeypatch.delenv("AGENT_DE_PROJECT_DIR", raising=False)
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "audit", "tail"])
+    assert r.exit_code == 0, r.output
+    assert "not the dbt project in the current directory" in r.stderr and "--project-dir ." in r.stderr, r.stderr
+    chosen = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", ".", "audit", "tail"])
+    assert chosen.exit_code == 0 and chosen.stderr == ""

@@ -34,6 +34,17 @@ def test_reconcile_passes_on_the_clean_demo_and_fails_on_wt02(demo_env) -> None:
         assert [f["confidence"] for f in report["findings"]] == sorted((f["confidence"] for f in report["findings"]), reverse=True)
 
 
+def test_investigating_a_reconciliation_that_passes_now_says_so_first(demo_env) -> None:
+    """Measured again and passing: the report says there is no failure, before any finding."""
+    r = CliRunner().invoke(main, [*_args(demo_env), "investigate", "--asset", "fct_orders", "--check", "orders_vs_stripe"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("note: orders_vs_stripe passes now"), r.output
+    assert "there is no failure to explain" in r.output
+    out = json.loads(CliRunner().invoke(main, [*_args(demo_env), "investigate", "--asset", "fct_orders", "--check",
+                                               "orders_vs_stripe", "--json"]).output)
+    assert out["notes"][0].startswith("orders_vs_stripe passes now")
+
+
 def test_unknown_model_and_spec_errors(demo_env) -> None:
     r = CliRunner().invoke(main, [*_args(demo_env), "reconcile", "--model", "fct_nope"])
     assert r.exit_code == 2 and "no model or source named 'fct_nope'" in r.output

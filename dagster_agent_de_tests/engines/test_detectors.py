@@ -177,6 +177,23 @@ def test_type_coercion_failed_casts(tmp_path: Path) -> None:
     assert type_coercion.detect(ctx_for(m2, db2), m2.find("m")) == []
 
 
+def test_type_coercion_that_explains_a_reconciliations_mismatched_column(tmp_path: Path) -> None:
+    """A truncating cast whose output is the column a reconciliation found mismatched, on about as many
+    rows, is the cause (not a 45% aside); values the cast keeps equal (10.0 -> 10) are not counted as changed."""
+    data = "create table raw.t as select range as id, 1000 + range * 7 as amount_cents from range(1, 201)"
+    sql = "select id, cast(amount_cents / 100 as integer) as amount from {{ source('raw', 't') }}"
+    m, db = project(tmp_path, {"m": sql}, [data], sources={"t": {}})
+    failure = Failure(asset="m", check="m_vs_t", kind="reconciliation",
+                      metadata={"missing_pct": 0.0, "extra_pct": 0.0, "mismatched_pct": 98.0, "mismatched_columns": ["amount"]})
+    (h,) = type_coercion.detect(ctx_for(m, db, failure), m.find("m"))
+    assert "198 values lose precision" in h.summary, h.summary  # 1700 and 2400 cents cast without loss
+    assert h.confidence >= 0.85
+    other = Failure(asset="m", check="m_vs_t", kind="reconciliation",
+                    metadata={"missing_pct": 0.0, "extra_pct": 0.0, "mismatched_pct": 98.0, "mismatched_columns": ["id"]})
+    (h2,) = type_coercion.detect(ctx_for(m, db, other), m.find("m"))
+    assert h2.confidence < 0.5  # a cast of another column explains nothing here
+
+
 def test_type_coercion_string_vs_number_join_keys(tmp_path: Path) -> None:
     data = ["create table raw.a as select range as id from range(3)", "create table raw.b as select range::varchar as id from range(3)"]
     sql = "select a.id from {{ source('raw', 'a') }} a join {{ source('raw', 'b') }} b on a.id = b.id"

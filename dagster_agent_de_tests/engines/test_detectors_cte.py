@@ -18,7 +18,7 @@ from dagster_agent_de.engines.investigate.detectors import (
     join_row_drop,
     null_semantics,
 )
-from dagster_agent_de.engines.investigate.failure import failure_from_check
+from dagster_agent_de.engines.investigate.failure import failure_from_check, known_checks
 from dagster_agent_de.engines.metrics import metric_definitions
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de_tests.engines.test_detectors import CUSTOMERS_SOME, ORDERS, SRC, ctx_for, project
@@ -44,6 +44,25 @@ def test_join_fanout_with_a_cte_on_the_right_fixes_the_join_not_the_result(tmp_p
     assert report.findings[0].pattern == "join_fanout"
     dupe = next(f for f in report.findings if f.pattern == "duplicate_key")
     assert "produces them" in dupe.summary and not (dupe.proposed_fix and dupe.proposed_fix.diff)
+
+
+def test_join_fanout_outranks_the_duplicate_when_a_reconciliation_finds_duplicate_keys(tmp_path: Path) -> None:
+    # a reconciliation on the model's key: every key matches (no extra, no missing), but the pipeline
+    # side holds duplicate keys; the join that fans out is the cause, with its diff, ranked first
+    dup = "create table raw.customers as select range % 10 as customer_id, 'x' || range as segment from range(20)"
+    sql = (IMPORTS + "final as (\n    select orders.id, customers.segment\n    from orders\n"
+           "    left join customers on orders.customer_id = customers.customer_id\n)\nselect * from final\n")
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, dup], sources=SRC, tests={"m": ["id"]})
+    failure = Failure(asset="m", check="m_vs_orders", kind="reconciliation",
+                      metadata={"missing_pct": 0.0, "extra_pct": 0.0, "mismatched_pct": 0.0, "duplicate_keys_pipeline": 100})
+    report = investigate(failure, m, DuckDBWarehouse(db, AuditLog(None)))
+    assert report.findings[0].pattern == "join_fanout" and report.findings[0].confidence >= 0.9
+    assert report.findings[0].proposed_fix is not None and report.findings[0].proposed_fix.diff
+    # no duplicates on the pipeline side: the fan-out is not what the reconciliation saw
+    clean = Failure(asset="m", check="m_vs_orders", kind="reconciliation",
+                    metadata={"missing_pct": 0.0, "extra_pct": 0.0, "mismatched_pct": 5.0, "duplicate_keys_pipeline": 0})
+    (h,) = join_fanout.detect(ctx_for(m, db, clean), m.find("m"))
+    assert h.confidence < 0.9
 
 
 def test_null_semantics_on_a_cte_column_with_a_diff_of_the_ctes_line(tmp_path: Path) -> None:
@@ -152,6 +171,10 @@ def test_check_must_exist_on_the_asset(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=r"'no_such_check' is not a check of m; its checks are: .*unique_m_id"):
             failure_from_check(m, "m", "no_such_check", wh, [tmp_path], strict=True)
         assert failure_from_check(m, "m", "unique_m_id", wh, [tmp_path], strict=True).kind == "dbt_test"
+    # the list names the checks the asset has: drift and PII checks are on sources, volume checks on models
+    assert {"schema_drift", "pii_tagging"}.isdisjoint(known_checks(m, m.find("m")))
+    assert {"schema_drift", "pii_tagging"} <= set(known_checks(m, m.find("raw.orders")))
+    assert "row_volume" in known_checks(m, m.find("m")) and "row_volume" not in known_checks(m, m.find("raw.orders"))
 
 
 def test_cli_check_no_such_check_exits_2(demo_env) -> None:

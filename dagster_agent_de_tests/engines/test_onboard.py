@@ -70,6 +70,36 @@ def test_profile_takes_a_fixed_handful_of_queries(tickets: Path) -> None:
     assert prof.column("subject").non_null == 171
 
 
+def test_decisions_go_to_the_sources_owner_else_the_data_team(tickets: Path) -> None:
+    """Without --owner, an escalation is owned as every other one is: the existing source's meta.owner,
+    else ``data-team`` (never nobody); the generated YAML gets no owner it was not given."""
+    with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
+        prof = profile_table(wh, "zendesk", "tickets")
+    p = propose(prof, _manifest(), now=NOW)
+    assert p.decisions and {e.owner for e in p.decisions} == {"data-team"}
+    src = yaml.safe_load(p.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]
+    assert "config" not in src
+    owned = Manifest({"nodes": {}, "sources": {"source.p.zendesk.users": {
+        "name": "users", "resource_type": "source", "source_name": "zendesk", "relation_name": "x",
+        "source_meta": {"owner": "support-data"}, "config": {}, "meta": {}}}})
+    assert {e.owner for e in propose(prof, owned, now=NOW).decisions} == {"support-data"}
+    assert {e.owner for e in propose(prof, owned, owner="me", now=NOW).decisions} == {"me"}
+    # the source exists: its entry is for the user to add, and the staging model does not compile until then
+    (todo,) = [t for t in propose(prof, owned, now=NOW).todo if t.startswith("add this table")]
+    assert "dbt cannot compile stg_zendesk__tickets until then" in todo.splitlines()[0], todo
+
+
+def test_the_source_yaml_describes_the_raw_column_not_the_staged_one(tickets: Path) -> None:
+    """fee_cents is in cents in the source; only the staging model's fee is in major units."""
+    with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
+        p = propose(profile_table(wh, "zendesk", "tickets"), _manifest(), now=NOW)
+    src = {c["name"]: c for c in yaml.safe_load(p.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]
+           ["tables"][0]["columns"]}
+    model = {c["name"]: c for c in yaml.safe_load(p.files["models/staging/zendesk/_zendesk__models.yml"])["models"][0]["columns"]}
+    assert model["fee"]["description"] == "Fee in major units (from fee_cents)."
+    assert "major units" not in src["fee_cents"]["description"], src["fee_cents"]
+
+
 def test_proposal_does_what_the_data_shows_and_escalates_the_rest(tickets: Path) -> None:
     with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
         p = propose(profile_table(wh, "zendesk", "tickets"), _manifest(), owner="support-data", now=NOW)

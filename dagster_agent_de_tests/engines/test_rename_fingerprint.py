@@ -343,3 +343,57 @@ def test_a_declared_composite_key_lines_the_values_up(tmp_path: Path, state_stor
     (change,) = report.changes
     (ev,) = change.evidence
     assert (change.kind, change.new_column, ev.verdict, ev.keys_compared) == ("column_renamed", "product_code", "same_values", 600)
+
+
+def investigate_drift(project: Path, state: Path, source: str) -> dict[str, Any]:
+    r = CliRunner().invoke(main, ["--state-dir", str(state), "--project-dir", str(project), "investigate", "--asset",
+                                  source, "--check", "schema_drift", "--json", "--no-llm"],
+                           env={"AGENT_DE_DUCKDB_PATH": str(state / "warehouse.duckdb")}, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def test_the_investigation_of_the_drift_check_judges_a_rename_by_the_values_as_drift_does(
+        project: Path, tmp_path: Path) -> None:
+    # a different column under a similar name: names alone call it a rename (and would propose
+    # `first_name as name`); drift proved it a drop plus an add, and the investigation must agree
+    (tmp_path / "c").mkdir()
+    (tmp_path / "p").mkdir()
+    _, report = case(project, tmp_path / "c", [
+        "create table raw.contacts as select i as id, 'First' || (i % 37) || ' Last' || i as name from range(1, 501) r(i)",
+    ], [
+        "alter table raw.contacts add column first_name varchar",
+        "update raw.contacts set first_name = split_part(name, ' ', 1)",
+        "alter table raw.contacts drop column name",
+    ])
+    assert ("column_dropped", "name") in changes(report, "contacts")
+    top = investigate_drift(project, tmp_path / "c", "raw.contacts")["findings"][0]
+    assert top["pattern"] == "schema_drift" and "column name dropped" in top["summary"], top["summary"]
+    assert "renamed" not in top["summary"] and "first_name as name" not in (top["proposed_fix"] or {}).get("diff", "")
+    # a true rename: proven by the values there too, not "from names only"
+    case(project, tmp_path / "p", [
+        "create table raw.people as select i as id, 'Person ' || i as name, 'p' || i || '@x.io' as email, "
+        "date '2024-01-01' + cast(i as integer) as signup from range(1, 501) r(i)",
+    ], [
+        "create table raw.people2 as select id, email, signup, name as full_name from raw.people",
+        "drop table raw.people", "alter table raw.people2 rename to people",
+    ])
+    top = investigate_drift(project, tmp_path / "p", "raw.people")["findings"][0]
+    assert "renamed to full_name" in top["summary"] and "from the values" in top["summary"], top["summary"]
+
+
+def test_a_widened_column_is_no_root_cause_of_another_checks_failure(project: Path, tmp_path: Path) -> None:
+    """A warning-level change (a type widened) breaks nothing: it answers its own drift check, but does not
+    outrank what explains another check's failure (it ranked 95% "root cause" of a join fan-out)."""
+    code, report = case(project, tmp_path, [
+        "create table raw.orders as select i as id, cast(i * 3 as integer) as total, 'ok' as status from range(1, 101) r(i)",
+    ], ["alter table raw.orders alter column total type bigint"])
+    (c,) = changes(report, "orders").values()
+    assert (c["kind"], c["severity"], code) == ("type_changed", "warning", 0)
+    own = investigate_drift(project, tmp_path, "raw.orders")["findings"][0]
+    assert own["pattern"] == "schema_drift" and own["confidence"] >= 0.9
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(project), "investigate", "--asset",
+                                  "stg_orders", "--json", "--no-llm"],
+                           env={"AGENT_DE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}, catch_exceptions=False)
+    other = next(f for f in json.loads(r.output)["findings"] if f["pattern"] == "schema_drift")
+    assert other["confidence"] < 0.5 and "breaks" not in other["summary"], other

@@ -11,8 +11,9 @@ from dagster_agent_de.engines.investigate.models import Failure, FailureKind
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.manifest import Manifest, Node
 
-# checks the agent defines on every model or source (see dagster/volume.py, dagster/pii.py, dagster/drift.py)
-AGENT_CHECKS = ("schema_drift", "row_volume", "pii_tagging")
+# checks the agent defines on every source (dagster/drift.py, dagster/pii.py) and on models (dagster/volume.py)
+SOURCE_CHECKS = ("schema_drift", "pii_tagging")
+MODEL_CHECKS = ("row_volume",)
 
 
 def known_checks(manifest: Manifest, node: Node) -> list[str]:
@@ -28,7 +29,7 @@ def known_checks(manifest: Manifest, node: Node) -> list[str]:
         out += _intent_checks(manifest, node)
         out.append("intent_summed_inputs_not_null")  # derived from lineage (see dagster/intents.py)
         out.append("model_runtime")  # see dagster/runtime.py
-    out += list(AGENT_CHECKS)
+    out += list(SOURCE_CHECKS if node.is_source else MODEL_CHECKS)
     return sorted(dict.fromkeys(out))
 
 
@@ -64,7 +65,8 @@ def failure_from_check(
 
         spec = next(s for s in _reconcile_specs(node) if s.name == check)
         report = reconcile(spec, manifest, warehouse, search_dirs=search_dirs)
-        md = report.counts() | {"mismatched_columns": [c.column for c in report.columns if c.mismatched]}
+        md = report.counts() | {"mismatched_columns": [c.column for c in report.columns if c.mismatched],
+                                "passed": report.passed}
         return Failure(asset=node.display_name, check=check, kind=kind, metadata=md)
     test = _dbt_test(manifest, check) if kind == "dbt_test" else None
     if test is not None:

@@ -58,7 +58,11 @@ def investigate_failure(
                                              [project_dir, state_dir], strict=strict), run_id=run_id)
     report = investigate(failure, manifest, warehouse, rules=rules.rules, drift_store=SnapshotStore(state), llm=llm,
                          verify_on_warehouse=verify_on_warehouse, verify_timeout_s=verify_timeout_s)
-    report = report.model_copy(update={"notes": [*report.notes, *rules.notes()]})
+    passing = []
+    if failure.kind == "reconciliation" and failure.metadata.get("passed") is True:
+        passing = [f"{failure.check} passes now (measured again: {failure.metadata.get('matched', 0):,} matched, nothing "
+                   "missing, extra or mismatched beyond its thresholds): there is no failure to explain"]
+    report = report.model_copy(update={"notes": [*passing, *report.notes, *rules.notes()]})
     return Investigation(report=report, rules=rules, failure=failure)
 
 

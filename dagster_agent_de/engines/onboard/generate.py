@@ -84,6 +84,16 @@ class _Draft:
     files: dict[str, str] = field(default_factory=dict)
 
     @property
+    def decider(self) -> str:
+        """Who answers this table's decisions: ``--owner``, else the existing source's ``meta.owner``, else
+        the default owner every escalation falls back to."""
+        from dagster_agent_de.engines.escalate.raising import DEFAULT_OWNER
+
+        owners = [str(n.meta["owner"]) for n in self.manifest.sources()
+                  if n.raw.get("source_name") == self.source and n.meta.get("owner")]
+        return self.owner or next(iter(owners), DEFAULT_OWNER)
+
+    @property
     def pii_cols(self) -> set[str]:
         return {h.column for h in self.hits}
 
@@ -100,7 +110,7 @@ class _Draft:
             return chosen
         self.decisions.append(Escalation(
             id="new", kind=kind, decision=decision, options=options, recommendation=rec, recommendation_reason=why,
-            blocking=blocking, continues=continues, owner=self.owner, asset=self.asset, finding_pattern=f"onboard:{key}",
+            blocking=blocking, continues=continues, owner=self.decider, asset=self.asset, finding_pattern=f"onboard:{key}",
             applies_to=[f"{self.asset}.{o.label.split(' ')[0]}" for o in options] if key == "grain" else [],
         ))
         return None
@@ -208,7 +218,9 @@ def _columns_step(d: _Draft) -> None:
                 expr = f"{expr} / 100.0"
                 desc = desc or f"{name.replace('_', ' ').capitalize()} in major units (answered: stored in minor units)."
         d.select.append(f"    {expr} as {out}" if expr != out else f"    {out}")
-        d.out_cols.append({"source_column": c.name, "name": out, "profile": c, "description": desc})
+        # a description written for what staging makes of the column (hashed, in major units) is not the raw one's
+        d.out_cols.append({"source_column": c.name, "name": out, "profile": c, "description": desc,
+                           "staged": desc != c.description})
 
 
 def _tests_step(d: _Draft) -> None:
@@ -242,7 +254,8 @@ def _tests_step(d: _Draft) -> None:
             # dbt 1.10+ wants meta under config: (warned for Snowflake, BigQuery, Databricks, Redshift)
             src_col["config"] = {"meta": {"agent_de": {"pii": True, "pii_kind": hit.kind}}}
             mod_col["config"] = {"meta": {"agent_de": {"pii": True, "pii_kind": hit.kind}}}
-        src_col["description"] = mod_col["description"] = desc
+        mod_col["description"] = desc
+        src_col["description"] = (c.description or _describe(snake(c.name), c, key_col, fks, rows)) if oc["staged"] else desc
         if tests and c is key_col:
             src_col["data_tests"] = list(tests)
         if tests:
@@ -270,7 +283,8 @@ def _files_step(d: _Draft) -> None:
         if any(s.name.lower() == table.lower() for s in existing):
             d.todo.append(f"source('{source}', '{table}') already exists in {defined_in}: its definition is left as it is")
         else:
-            d.todo.append(f"add this table under sources: {source}: tables: in {defined_in} (the agent does not edit existing files):\n"
+            d.todo.append(f"add this table under sources: {source}: tables: in {defined_in} (the agent does not edit existing "
+                          f"files; dbt cannot compile {model} until then):\n"
                           + _indent(_yaml([table_entry]), 6))
     else:
         src: dict[str, Any] = {"name": source, "description": f"Raw {source} data.", "schema": profile.schema}

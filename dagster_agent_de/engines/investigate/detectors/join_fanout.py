@@ -40,7 +40,9 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         pct = extra * 100.0 / max(total - extra, 1)
         conf = 0.4 + 0.5 * agreement(pct, ctx.failure.extra_pct)
         if _fails_uniqueness_here(ctx, node):
-            conf = max(conf, 0.92)  # the model's own unique test fails and this join multiplies its rows
+            # the model's own unique test fails, or a reconciliation of it found duplicate keys on the
+            # pipeline side, and this join multiplies its rows
+            conf = max(conf, 0.92)
         where = f" (in the CTE {join.scope})" if join.scope != "main" else ""
         out.append(Hypothesis(
             pattern=PATTERN, model=node.name, confidence=round(conf, 3), columns=[b.name for _, b in join.pairs],
@@ -53,7 +55,8 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
 
 def _fails_uniqueness_here(ctx: InvestigationContext, node: Node) -> bool:
     check = (ctx.failure.check or "").lower()
-    if not check.startswith(("unique", "dbt_utils_unique")):
+    duplicated = ctx.failure.kind == "reconciliation" and int(ctx.failure.metadata.get("duplicate_keys_pipeline") or 0) > 0
+    if not duplicated and not check.startswith(("unique", "dbt_utils_unique")):
         return False
     try:
         return ctx.manifest.find(ctx.failure.asset).unique_id == node.unique_id

@@ -15,29 +15,38 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
     if not node.is_source or ctx.drift_store is None or node.schema is None:
         return []
     from dagster_agent_de.engines.drift import compare, snapshot_schema
+    from dagster_agent_de.engines.drift.fingerprint import attach_fingerprints
 
     baseline = ctx.drift_store.baseline()
     if baseline is None:
         return []
     rel = (node.database, node.schema, node.identifier or node.name)
-    current = snapshot_schema(ctx.warehouse, [rel])
     key = ".".join(p for p in rel if p).lower()
     scoped = baseline.model_copy(update={"tables": {k: v for k, v in baseline.tables.items() if k == key},
                                          "missing": [m for m in baseline.missing if m == key]})
+    # the columns that appeared are fingerprinted as `agent-de drift` does (one query for the table), so a
+    # rename is judged by the values here too, never by the names alone when the values say otherwise
+    current = attach_fingerprints(ctx.warehouse, ctx.manifest, snapshot_schema(ctx.warehouse, [rel]), scoped)
     report = compare(scoped, current, ctx.manifest)
     changes = [c for c in report.changes if c.severity.rank >= 1]
     if not changes:
         return []
     out = []
+    own_check = ctx.failure.kind == "schema_drift"
     for change in changes:
         first = next((i.model for i in change.impacted if i.hops == 1), None) or node.display_name
+        breaking = change.severity.rank >= 2
+        # a warning-level change (widened, nullability loosened) breaks no reader: it answers its own drift
+        # check, but is at most a weak lead for another check's failure (rows lost, duplicated, mismatched)
+        conf = 0.6 + 0.35 * change.confidence if breaking or own_check else 0.25 + 0.2 * change.confidence
+        readers = ", ".join(i.model for i in change.impacted) or "no model"
+        effect = f"it breaks {readers}" if breaking else f"read by {readers}"
         ev = Evidence(statement=current.statements[0] if current.statements else "", rationale="live schema vs baseline",
                       result_summary=change.describe(), rows_sample=[change.as_row()])
         out.append(Hypothesis(
-            pattern=PATTERN, model=first, confidence=round(0.6 + 0.35 * change.confidence, 3),
+            pattern=PATTERN, model=first, confidence=round(conf, 3),
             columns=[c for c in (change.column, change.new_column) if c],
-            summary=(f"{change.describe()}; it breaks {', '.join(i.model for i in change.impacted) or 'no model'} "
-                     f"({change.severity.value})."),
+            summary=f"{change.describe()}; {effect} ({change.severity.value}).",
             evidence=[ev],
             proposed_fix=ProposedFix(description=f"Adapt {first} to the new schema so downstream columns stay stable"
                                                  + (" and update the source definition" if change.kind == "column_renamed" else ""),

@@ -9,7 +9,7 @@ from sqlglot import exp
 from dagster_agent_de.core.models import ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
 from dagster_agent_de.engines.investigate.fixes import file_diff
-from dagster_agent_de.engines.investigate.models import Hypothesis
+from dagster_agent_de.engines.investigate.models import Hypothesis, agreement
 from dagster_agent_de.manifest import Node
 
 PATTERN = "type_coercion"
@@ -35,8 +35,9 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         sql = ctx.scope_sql(cast.select, [
             "count(*) as rows_in",
             f"sum(case when {c} is not null and try_cast({c} as {cast.to_type}) is null then 1 else 0 end) as failed",
+            # changed only matters for integer targets (_lossy): compared as numbers, so 10.0 -> 10 keeps its value
             f"sum(case when try_cast({c} as {cast.to_type}) is not null "
-            f"and cast(try_cast({c} as {cast.to_type}) as varchar) <> cast({c} as varchar) then 1 else 0 end) as changed"])
+            f"and try_cast(try_cast({c} as {cast.to_type}) as double) <> try_cast({c} as double) then 1 else 0 end) as changed"])
         res, ev = ctx.run(sql, f"does cast({name} as {cast.to_type}) in {node.name} fail or change values?")
         if res is None:
             continue
@@ -53,9 +54,18 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         else:
             desc = f"Cast {name} to a type that keeps its decimals ({_KEEP}) instead of {cast.to_type}"
             fix = file_diff(ctx.manifest, node, lambda t, ty=cast.to_type: _widen(t, ty), desc)
+        output = col.name if col is not None else cast.expression.parent.alias_or_name if cast.expression.parent else name
+        conf = 0.55 if failed else 0.45
+        rows_in = int(row["rows_in"] or 0)
+        if (not failed and rows_in and ctx.failure.kind == "reconciliation"
+                and output.lower() in {m.lower() for m in ctx.failure.mismatched_columns()}):
+            # the column the reconciliation found mismatched comes out of this cast: as sure as the shares agree
+            mismatched = ctx.failure.metadata.get("mismatched_pct")
+            measured = changed * 100.0 / rows_in
+            conf = max(conf, round(0.45 + 0.5 * agreement(measured, float(mismatched) if mismatched is not None else None), 3))
         out.append(Hypothesis(
-            pattern=PATTERN, model=node.name, confidence=0.55 if failed else 0.45,
-            columns=[col.name if col is not None else cast.expression.parent.alias_or_name if cast.expression.parent else name],
+            pattern=PATTERN, model=node.name, confidence=conf,
+            columns=[output],
             summary=f"cast({name} as {cast.to_type}){where} in {node.name}: {what}"
                     + (" (TRY_CAST turns them into NULL silently)" if cast.safe else ""),
             evidence=[ev], proposed_fix=fix,
