@@ -275,6 +275,20 @@ def _counts(r) -> dict:
         "columns": {c.column: c.mismatched for c in r.columns}}
 
 
+def test_a_difference_of_exactly_the_tolerance_in_floats_is_within_it(tmp_path: Path) -> None:
+    """One cent at abs_tol 0.01 with a DOUBLE side (cents / 100.0): float arithmetic makes the difference
+    0.010000000000001563, which must not count; 0.0100001 still does. Pushdown and bisection agree."""
+    path, other = _twin(tmp_path, "select * from (values (1, 20.0::double), (2, 21.0::double), (3, 5.0::double)) t(id, amount)",
+                        "select * from (values (1, 2001), (2, 2099), (3, 498.99)) t(id, amount_cents)")
+    spec = ReconcileSpec.model_validate(dict(name="t", model="pipe", against="truth", key=["id"],
+                                             compare={"amount": {"against": "amount_cents / 100.0", "abs_tol": 0.01}}))
+    r = _run(path, spec)
+    assert r.method == "pushdown" and {c.column: c.mismatched for c in r.columns} == {"amount": 1}
+    assert [s["id"] for s in r.samples["mismatched"]] == [3]  # 5.0 vs 4.9899: 0.0001 over
+    cross = _cross(path, other, spec)
+    assert {c.column: c.mismatched for c in cross.columns} == {"amount": 1}
+
+
 def test_tolerance_edges(tmp_path: Path) -> None:
     path = duck(
         tmp_path / "wh.duckdb",

@@ -33,7 +33,7 @@ from dagster_agent_de.engines.reconcile.canonical import (
     checksum_sql,
     rendering,
 )
-from dagster_agent_de.engines.reconcile.plan import SidePlan, q
+from dagster_agent_de.engines.reconcile.plan import SidePlan, beyond_tolerance, q
 from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileReport, _pct
 from dagster_agent_de.engines.reconcile.segments import segments_per_side
 from dagster_agent_de.engines.reconcile.spec import ReconcileSpec
@@ -228,7 +228,7 @@ def _differs(spec: ReconcileSpec, col: str, row_m: dict[str, Any], row_a: dict[s
     mv, av = row_m[f"c_{col}"], row_a[f"c_{col}"]
     if (cmp.abs_tol or cmp.rel_tol) and mv is not None and av is not None:
         try:
-            return abs(float(mv) - float(av)) > cmp.abs_tol + cmp.rel_tol * abs(float(av))
+            return beyond_tolerance(cmp.abs_tol, cmp.rel_tol, float(mv), float(av))
         except (TypeError, ValueError):
             pass
     return bool(row_m[f"_cv_{col}"] != row_a[f"_cv_{col}"])

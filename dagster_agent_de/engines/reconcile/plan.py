@@ -125,11 +125,29 @@ def _union_grouped(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str
      )"""
 
 
+TOLERANCE_SLACK = 1e-12
+"""The part of the two values' size forgiven on top of a tolerance. Float arithmetic (``amount_cents /
+100.0``, a DOUBLE column) puts a difference of exactly the tolerance a few units in the last place above
+it (20.01 - 20.0 = 0.010000000000001563), which would count one cent as a mismatch at ``abs_tol: 0.01``;
+a DECIMAL difference is exact and, at any realistic scale, unaffected. The same slack in SQL
+(:func:`mismatch_sql`) and in Python (the cross-connection comparison)."""
+
+
+def beyond_tolerance(abs_tol: float, rel_tol: float, pipeline: float, truth: float) -> bool:
+    """:func:`mismatch_sql`'s test for two non-NULL numbers, in Python.
+
+    >>> beyond_tolerance(0.01, 0.0, 20.0, 2001 / 100.0), beyond_tolerance(0.01, 0.0, 20.0, 20.0100001)
+    (False, True)
+    """
+    return abs(pipeline - truth) > abs_tol + rel_tol * abs(truth) + TOLERANCE_SLACK * (abs(pipeline) + abs(truth))
+
+
 def mismatch_sql(spec: ReconcileSpec, col: str, pipeline: str, truth: str) -> str:
-    """True when the two values of ``col`` differ: beyond the tolerance for numbers, NULL-safe otherwise."""
+    """True when the two values of ``col`` differ: beyond the tolerance for numbers (with
+    :data:`TOLERANCE_SLACK`), NULL-safe otherwise."""
     cmp = spec.compare[col]
     if cmp.abs_tol or cmp.rel_tol:
-        tol = f"{cmp.abs_tol!r} + {cmp.rel_tol!r} * abs({truth})"
+        tol = f"{cmp.abs_tol!r} + {cmp.rel_tol!r} * abs({truth}) + {TOLERANCE_SLACK!r} * (abs({pipeline}) + abs({truth}))"
         return f"(({pipeline} is null) <> ({truth} is null) or abs({pipeline} - {truth}) > {tol})"
     return f"({pipeline} is distinct from {truth})"
 
