@@ -289,6 +289,23 @@ def test_a_difference_of_exactly_the_tolerance_in_floats_is_within_it(tmp_path: 
     assert {c.column: c.mismatched for c in cross.columns} == {"amount": 1}
 
 
+@pytest.mark.parametrize(("field", "change", "says"), [
+    ("segment_by", {"segment_by": ["status"], "aggregates": ["count(*)"]}, "segment_by (status) = 'status' does not run on the model pipe"),
+    ("compare.against", {"compare": {"amount": {"against": "amount_usd"}}}, "compare.amount.against = 'amount_usd' does not run on the source of truth"),
+    ("where_against", {"where_against": "state = 'paid'"}, "where_against = \"state = 'paid'\" does not run on the source of truth"),
+    ("key_against", {"key_against": ["order_no"]}, "key_against[0] = 'order_no' does not run on the source of truth"),
+])
+def test_a_spec_field_missing_on_a_side_is_named(tmp_path: Path, field: str, change: dict, says: str) -> None:
+    """A column a spec reads that one side does not have (renamed, dropped, never there): the error names the
+    spec, the field, the side and what to fix, instead of the warehouse's binder error alone."""
+    path = duck(tmp_path / "wh.duckdb", "create table pipe as select range as id, range * 1.5 as amount from range(5)",
+                "create table truth as select range as id, range * 1.5 as amount from range(5)")
+    spec = ReconcileSpec.model_validate({**_ID_SPEC, **change})
+    with pytest.raises(SpecError) as e:
+        _run(path, spec)
+    assert str(e.value).startswith(f"reconcile spec pipe.t: {says}") and "Fix meta.agent_de.reconcile on pipe" in str(e.value)
+
+
 def test_tolerance_edges(tmp_path: Path) -> None:
     path = duck(
         tmp_path / "wh.duckdb",

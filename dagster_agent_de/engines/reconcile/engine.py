@@ -16,7 +16,7 @@ from dagster_agent_de.engines.reconcile.report import ColumnMismatch, ReconcileR
 from dagster_agent_de.engines.reconcile.segments import _segments
 from dagster_agent_de.engines.reconcile.spec import InvalidSpec, ReconcileSpec
 from dagster_agent_de.engines.reconcile.truth import Truth, resolve_truth
-from dagster_agent_de.errors import AgentDEError, WarehouseError
+from dagster_agent_de.errors import AgentDEError, SpecError, WarehouseError, WarehouseUnavailableError
 from dagster_agent_de.manifest import Manifest
 
 _TEXT = ("VARCHAR", "TEXT", "STRING", "CHAR")
@@ -86,7 +86,12 @@ def _align_types(
     """Probe both sides' key and compared column types; compare like with like and say what was done."""
     types = []
     for side, conn in ((m, wh), (a, truth.warehouse)):
-        res = conn.query(plan.types_probe_sql(side), rationale=f"column types of {spec.model}.{spec.name} ({side.side} side)")
+        try:
+            res = conn.query(plan.types_probe_sql(side), rationale=f"column types of {spec.model}.{spec.name} ({side.side} side)")
+        except WarehouseUnavailableError:
+            raise
+        except WarehouseError as e:
+            raise _field_error(spec, side, conn, truth.label, e) from e
         types.append(res.types or None)
     if types[0] is None or types[1] is None:
         return m, a
@@ -126,6 +131,33 @@ def _align_types(
     probed = tuple((n, tm, ta) for n, tm, ta in zip(names, types[0], types[1], strict=False))
     return (SidePlan(m.relation, spec, "model", bool(mixed), tuple(casts), tuple(hash_types), tuple(unhashable), probed),
             SidePlan(a.relation, spec, "against", bool(mixed), tuple(casts), tuple(hash_types), tuple(unhashable), probed))
+
+
+def _field_error(spec: ReconcileSpec, side: SidePlan, conn: Warehouse, label: str, error: WarehouseError) -> AgentDEError:
+    """The spec field whose expression does not run on ``side`` (a column missing or renamed there), as a
+    SpecError naming the spec, the field, the side and the relation; ``error`` itself when each field
+    runs alone (then the combination, or the relation, is at fault)."""
+    model = side.side == "model"
+    where = spec.where if model else spec.where_against
+    fields = plan.side_fields(side) + ([("where" if model else "where_against", "")] if where else [])
+    try:  # the relation itself first: a missing table keeps the warehouse's own error
+        conn.query(f"select 1 from {side.relation} limit 0", rationale=f"does the {side.side} side of {spec.model}.{spec.name} exist")
+    except WarehouseError:
+        return error
+    for field, expr in fields:
+        sql = (f"select {expr} from {side.relation} limit 0" if expr else
+               f"select 1 from {side.relation} where {where} limit 0")
+        try:
+            conn.query(sql, rationale=f"which field of {spec.model}.{spec.name} fails on the {side.side} side")
+        except WarehouseUnavailableError:
+            raise
+        except WarehouseError as e:
+            what = f"the model {spec.model} ({side.relation})" if model else f"the source of truth {label}"
+            cause = str(e.__cause__ or e).strip().splitlines()[0][:300].rstrip(".!")
+            return SpecError(f"reconcile spec {spec.model}.{spec.name}: {field} = {(expr or where)!r} does not run on "
+                             f"{what}: {cause}. Fix meta.agent_de.reconcile on {spec.model}, or the "
+                             f"{'model' if model else 'source of truth'}, if a column was renamed or dropped")
+    return error
 
 
 def _derivable(spec: ReconcileSpec, m: SidePlan) -> bool:

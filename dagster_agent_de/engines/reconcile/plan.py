@@ -286,11 +286,29 @@ with m as ({side_segments_sql(spec, model)}),
 """.strip()
 
 
+def side_fields(side: SidePlan) -> list[tuple[str, str]]:
+    """(spec field, SQL expression) of every expression the plan reads from this side, as a user wrote
+    them: the key, the compared columns, the segments and aggregated columns (the ``where`` apart)."""
+    spec, model = side.spec, side.side == "model"
+    keys = spec.key if model else spec.keys_against
+    out = [(f"{'key' if model or spec.key_against is None else 'key_against'}[{i}]", k) for i, k in enumerate(keys)]
+    out += [(f"compare.{c}" + ("" if model or not spec.compare[c].against else ".against"), spec.compare_expr(c, side.side))
+            for c in spec.compare]
+    out += [(f"segment_by ({c})", spec.compare_expr(c, side.side)) for c in spec.segment_by if c not in spec.compare]
+    out += [(f"aggregates ({fn}({col}))", spec.compare_expr(col, side.side)) for fn, col, _label in spec.aggregate_parts()
+            if col != "*" and col not in spec.compare and col not in spec.segment_by]
+    return out
+
+
 def types_probe_sql(side: SidePlan) -> str:
-    """No rows, only the types of the key and compared columns (from the driver's result description)."""
+    """No rows, only the types of the key and compared columns (from the driver's result description),
+    then the segment and aggregated columns and the ``where``: so that a column missing on a side fails
+    here, before any scan, and :func:`side_fields` can name the spec field."""
     cols = [f"{e} as {q(f'k{i}')}" for i, e in enumerate(side.key_exprs())]
     cols += [f"{side.spec.compare_expr(c, side.side)} as {q('c_' + c)}" for c in side.spec.compare]
-    return f"select {', '.join(cols)} from {side.relation} limit 0"
+    cols += [f"{expr} as {q(f'x{i}')}" for i, (_field, expr) in enumerate(side_fields(side)[len(cols):])]
+    where = side.spec.where if side.side == "model" else side.spec.where_against
+    return f"select {', '.join(cols)} from {side.relation}" + (f" where {where}" if where else "") + " limit 0"
 
 
 # -- the checksum and the lean keyed plan (rendered per dialect) ------------------------------
