@@ -275,6 +275,55 @@ class ModelAnalysis:
             out.setdefault(name, set()).update(self._through(self.root, name, 0))
         return out
 
+    def passthrough(self, name: str) -> list[tuple[Scope, str, str]]:
+        """Where an output column is read as it is (no function over it): one ``(scope, source alias,
+        column)`` hop per SELECT, from the final one down through CTEs and derived tables.
+
+        It stops at a base table, a computed value or a set operation (several origins).
+
+        >>> a = ModelAnalysis("with c as (select * from db.s.customers), f as (select o.id, c.region from "
+        ...                   "db.s.orders o left join c on o.cid = c.id) select * from f", "duckdb")
+        >>> [(alias, col) for _scope, alias, col in a.passthrough("region")]
+        [('f', 'region'), ('c', 'region'), ('customers', 'region')]
+        """
+        out: list[tuple[Scope, str, str]] = []
+        if self.error or self.tree is None:
+            return out
+        scope, col = self.root, name.lower()
+        for _ in range(_MAX_DEPTH):
+            expr = scope.expression
+            if not isinstance(expr, exp.Select):
+                break
+            sources = self.sources(scope)
+            alias: str | None = None
+            proj = _projection_named(expr, col)
+            if proj is not None:
+                inner = proj.this if isinstance(proj, exp.Alias) else proj
+                if not isinstance(inner, exp.Column) or isinstance(inner.this, exp.Star):
+                    break  # computed here: not a pass-through
+                col = inner.name.lower()
+                alias = inner.table or self._only_source_with(sources, col)
+            else:
+                for p in expr.selects:
+                    if isinstance(p, exp.Star):
+                        alias = self._only_source_with(sources, col)
+                    elif _is_table_star(p) and self._has_column(sources.get(p.table), col):
+                        alias = p.table
+            if not alias:
+                break
+            out.append((scope, alias, col))
+            src = sources.get(alias) or scope.sources.get(alias)
+            if not isinstance(src, Scope):
+                break
+            scope = src
+        return out
+
+    def _only_source_with(self, sources: dict[str, Any], name: str) -> str | None:
+        if len(sources) == 1:
+            return next(iter(sources))
+        having = [a for a, s in sources.items() if self._has_column(s, name)]
+        return having[0] if len(having) == 1 else None
+
     def definition(self, name: str) -> tuple[Scope, exp.Expr] | None:
         """Where an output column is computed: the first projection on its path that is not a plain column.
 

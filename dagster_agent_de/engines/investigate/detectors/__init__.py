@@ -18,6 +18,7 @@ from dagster_agent_de.engines.investigate.detectors import (
     schema_drift,
     stale_input,
     type_coercion,
+    unmatched_left_join,
 )
 
 DETECTORS = (
@@ -25,6 +26,7 @@ DETECTORS = (
     join_row_drop,
     join_fanout,
     null_semantics,
+    unmatched_left_join,
     duplicate_key,
     currency_mixing,
     type_coercion,
