@@ -292,10 +292,6 @@ class AgentDETranslator:
                 row[f"{side}_{k}"] = stats.get(k)
         return row
 
-    def drift_escalation_metadata(self, escalations: Sequence[Escalation]) -> dict[str, Any]:
-        """The open escalations a drift check's changes wait on (e.g. which column replaces a dropped one)."""
-        return self.escalation_refs_metadata(escalations)
-
     def escalation_refs_metadata(self, escalations: Sequence[Escalation]) -> dict[str, Any]:
         """Escalations something refers to, by id, kind and in full: on a drift check's evaluation, the questions
         its changes wait on; on an investigation's finding, the question a check already asked about its incident."""
@@ -320,7 +316,7 @@ class AgentDETranslator:
             check_name="schema_drift",
             passed=verdict == "pass",  # info-only changes pass; warnings fail as WARN, breaking as ERROR (blocks)
             severity=AssetCheckSeverity.ERROR if verdict == "block" else AssetCheckSeverity.WARN,
-            metadata={**self.drift_metadata(changes, notes), **self.drift_escalation_metadata(escalations)},
+            metadata={**self.drift_metadata(changes, notes), **self.escalation_refs_metadata(escalations)},
             description="; ".join([c.describe() for c in changes] + asks)[:1000] or "no schema drift",
         )
 

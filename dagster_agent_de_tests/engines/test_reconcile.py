@@ -752,7 +752,7 @@ def test_derived_segment_sql_shape_per_dialect(dialect: str) -> None:
     assert not plan.segments_derivable(spec.model_copy(update={"aggregates": ["max(amount)"]}))
     m = SidePlan("shop.app.pipe", spec, "model", hash_types=(("c_amount", "double"),))
     a = SidePlan("shop.app.truth", spec, "against", hash_types=(("c_amount", "double"),))
-    shapes = {"checksum_follow": plan.checksum_sql(spec, m, a),
+    shapes = {"checksum_follow": plan.checksum_sql(spec, m, a, derive_segments=True),
               "keyed_segments": plan.keyed_sql(spec, m, a, 10, side_counts=False, segment_deltas=True)}
     _assert_golden(shapes, dialect)
 

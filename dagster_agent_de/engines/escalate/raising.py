@@ -193,14 +193,9 @@ def raise_for_finding(store: StateStore, finding: Finding, manifest: Manifest, p
     finding's own: nothing new is raised, so one incident asks humans one question. The store decides it in
     the transaction that would raise, so a check asking at the same moment is not missed.
     """
-    asked = asked_about(finding, store.escalations(), manifest)
-    if asked:
-        return [], asked
     raised = store.raise_escalations(escalations_for(finding, manifest, policy, check=check),
                                      lambda e, items: _already_open(e, items) or bool(asked_about(finding, items, manifest)))
-    if not raised and (asked := asked_about(finding, store.escalations(), manifest)):
-        return [], asked
-    return raised, []
+    return (raised, []) if raised else ([], asked_about(finding, store.escalations(), manifest))
 
 
 def raise_superseding(store: StateStore, new: list[Escalation], manifest: Manifest) -> list[Escalation]:

@@ -135,27 +135,21 @@ def _align_types(
 
 def _field_error(spec: ReconcileSpec, side: SidePlan, conn: Warehouse, label: str, error: WarehouseError) -> AgentDEError:
     """The spec field whose expression does not run on ``side`` (a column missing or renamed there), as a
-    SpecError naming the spec, the field, the side and the relation; ``error`` itself when each field
-    runs alone (then the combination, or the relation, is at fault)."""
+    SpecError naming the spec, the field, the side and the relation; ``error`` itself when the relation is
+    missing or each field runs alone (then the combination is at fault)."""
     model = side.side == "model"
-    where = spec.where if model else spec.where_against
-    fields = plan.side_fields(side) + ([("where" if model else "where_against", "")] if where else [])
-    try:  # the relation itself first: a missing table keeps the warehouse's own error
-        conn.query(f"select 1 from {side.relation} limit 0", rationale=f"does the {side.side} side of {spec.model}.{spec.name} exist")
-    except WarehouseError:
-        return error
-    for field, expr in fields:
-        sql = (f"select {expr} from {side.relation} limit 0" if expr else
-               f"select 1 from {side.relation} where {where} limit 0")
+    for field, sql in plan.field_probes(side):
         try:
             conn.query(sql, rationale=f"which field of {spec.model}.{spec.name} fails on the {side.side} side")
         except WarehouseUnavailableError:
             raise
         except WarehouseError as e:
+            if not field:  # the relation itself: the warehouse's own error says it
+                return error
             what = f"the model {spec.model} ({side.relation})" if model else f"the source of truth {label}"
             cause = str(e.__cause__ or e).strip().splitlines()[0][:300].rstrip(".!")
-            return SpecError(f"reconcile spec {spec.model}.{spec.name}: {field} = {(expr or where)!r} does not run on "
-                             f"{what}: {cause}. Fix meta.agent_de.reconcile on {spec.model}, or the "
+            return SpecError(f"reconcile spec {spec.model}.{spec.name}: {field} does not run on {what}: {cause}. "
+                             f"Fix meta.agent_de.reconcile on {spec.model}, or the "
                              f"{'model' if model else 'source of truth'}, if a column was renamed or dropped")
     return error
 
@@ -170,16 +164,10 @@ def _derivable(spec: ReconcileSpec, m: SidePlan) -> bool:
     if not plan.segments_derivable(spec) or not m.types:
         return False
     types = {name: (tm, ta) for name, tm, ta in m.types}
-    for col in spec.segment_by:
-        tm, ta = types.get("c_" + col, ("", ""))
-        if not tm or tm != ta:
-            return False
-
-    def exact(t: str) -> bool:
-        return _category(t) == "number" and not t.upper().startswith(_FLOAT)
-
-    return all(exact(types.get("c_" + col, ("", ""))[0]) and exact(types.get("c_" + col, ("", ""))[1])
-               for fn, col, _label in spec.aggregate_parts() if fn == "sum")
+    same = all(tm and tm == ta for tm, ta in (types.get("c_" + col, ("", "")) for col in spec.segment_by))
+    exact = all(_category(t) == "number" and not t.upper().startswith(_FLOAT)
+                for fn, col, _label in spec.aggregate_parts() if fn == "sum" for t in types.get("c_" + col, ("", "")))
+    return same and exact
 
 
 _FLOAT = ("DOUBLE", "FLOAT", "REAL")
@@ -247,7 +235,8 @@ def _pushdown(
     derive: list[dict[str, Any]] | None = None  # the pipeline's segment rows, when the truth's are derived
     if not m.unhashable:
         # the usual night: one scan of each side proves "identical" (and gives the segment aggregates)
-        sql = plan.render(plan.checksum_sql(spec, m, a), wh.dialect)
+        derivable = _derivable(spec, m)
+        sql = plan.render(plan.checksum_sql(spec, m, a, derive_segments=derivable), wh.dialect)
         statements.append(sql)
         rows = wh.query(sql, rationale=f"checksum of {spec.model} and {label} (rows and sum of row hashes)").folded().dicts()
         follow = plan.segments_follow(spec)
@@ -259,7 +248,7 @@ def _pushdown(
             if identical:
                 seg_rows = [{**r, **{f"t_{lb}": r[f"p_{lb}"] for _, _, lb in spec.aggregate_parts()}} for r in seg_rows]
                 segments = _segments(spec, seg_rows)
-            elif _derivable(spec, m) and total["m_nk"] == total["a_nk"] == 0:
+            elif derivable and total["m_nk"] == total["a_nk"] == 0:
                 derive = seg_rows  # NULL-key rows join nothing: with none, every other row is in the keyed plan
             else:
                 segments = _segments(spec, _merge_segments(spec, seg_rows, _truth_segments(spec, wh, a, label, statements)))
@@ -378,10 +367,9 @@ def _derived_truth(spec: ReconcileSpec, pipeline: list[dict[str, Any]], deltas: 
                        **{f"nn_{lb}": r.get(f"p_nn_{lb}") or 0 for _fn, _col, lb in parts}}
     for r in deltas:
         cur = acc.setdefault(seg(r), dict.fromkeys(names, 0))
-        sign = -1 if r["_side"] == "p" else 1
         for name in names:
             v = r.get(f"d_{name}") or 0
-            cur[name] = _plus(cur[name], -v if sign < 0 else v)
+            cur[name] = _plus(cur[name], -v if r["_side"] == "p" else v)
     out = []
     if not spec.segment_by and not acc:
         acc[()] = dict.fromkeys(names, 0)  # one total row, as an ungrouped aggregate gives, even over no rows

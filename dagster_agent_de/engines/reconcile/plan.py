@@ -300,6 +300,19 @@ def side_fields(side: SidePlan) -> list[tuple[str, str]]:
     return out
 
 
+def field_probes(side: SidePlan) -> list[tuple[str, str]]:
+    """(spec field, statement) that each read one of this side's expressions and no row, in the order a
+    failing one is looked for: the relation itself first (``""``: a missing table is not a field's fault),
+    then :func:`side_fields`, then the ``where``."""
+    where = side.spec.where if side.side == "model" else side.spec.where_against
+    probes = [("", f"select 1 from {side.relation} limit 0")]
+    probes += [(f"{field} = {expr!r}", f"select {expr} from {side.relation} limit 0") for field, expr in side_fields(side)]
+    if where:
+        probes.append((f"{'where' if side.side == 'model' else 'where_against'} = {where!r}",
+                       f"select 1 from {side.relation} where {where} limit 0"))
+    return probes
+
+
 def types_probe_sql(side: SidePlan) -> str:
     """No rows, only the types of the key and compared columns (from the driver's result description),
     then the segment and aggregated columns and the ``where``: so that a column missing on a side fails
@@ -409,7 +422,7 @@ def segments_derivable(spec: ReconcileSpec) -> bool:
     return segments_follow(spec) and all(fn in ("sum", "count") for fn, _col, _label in spec.aggregate_parts())
 
 
-def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
+def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan, derive_segments: bool = False) -> str:
     """One scan of each side: rows, NULL-key rows, the sum of row hashes and the segment aggregates.
 
     The row hash covers the key and every compared column as the keyed plan normalises them
@@ -426,7 +439,9 @@ def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
     # one key: count(*) - count(key) needs no per-row CASE (~8% of the scan at 10M rows on DuckDB)
     nk = f"count(*) - count({key_names(spec)[0]})" if len(spec.key) == 1 else f"sum(case when {isnull} then 1 else 0 end)"
     follow = segments_follow(spec)
-    summed = [p for p in spec.aggregate_parts() if p[0] == "sum"] if segments_derivable(spec) else []
+    # the pipeline side's non-NULL counts of each summed column, when the truth's sums are to be derived
+    # (``derive_segments``: the engine decided it from the probed types): a derived sum over no values is NULL
+    summed = [p for p in spec.aggregate_parts() if p[0] == "sum"] if derive_segments and segments_follow(spec) else []
 
     def side(sp: SidePlan, grouped: bool) -> str:
         hashed = [sp.hashed(f"k{i}") for i in range(len(spec.key))] + [sp.hashed("c_" + c) for c in spec.compare]
@@ -435,7 +450,6 @@ def checksum_sql(spec: ReconcileSpec, model: SidePlan, truth: SidePlan) -> str:
         if not grouped:
             return f"select {', '.join(aggs)} from ({sp.select(joined=True)}) as t"
         aggs += [f"{fn}({agg_input(spec, col)}) as {q(label)}" for fn, col, label in spec.aggregate_parts()]
-        # a derived sum is NULL where no value is: the pipeline side's non-NULL counts (see segments_derivable)
         aggs += [f"count({agg_input(spec, col)}) as {q('nn_' + label)}" for fn, col, label in summed]
         group = f" group by {', '.join(segs)}" if segs else ""
         return f"select {', '.join(segs + aggs)} from ({sp.select()}) as t{group}"
