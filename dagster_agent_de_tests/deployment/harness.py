@@ -153,6 +153,18 @@ class DagsterDev:
             time.sleep(2)
         raise TimeoutError(f"run {run_id} did not finish in {timeout}s:\n{self.tail()}")
 
+    def run_outcome(self, run_id: str) -> tuple[list[str], str]:
+        """What a finished run materialized (asset keys) and its failure messages, to say why when it did not."""
+        run = self.graphql(
+            """query($id: ID!) { runOrError(runId: $id) { ... on Run { assetMaterializations { assetKey { path } }
+                 eventConnection(limit: 500) { events { __typename ... on ErrorEvent { error { message } }
+                   ... on MessageEvent { message } } } } } }""", {"id": run_id})["runOrError"]
+        keys = ["/".join(m["assetKey"]["path"]) for m in run["assetMaterializations"]]
+        errors = [(e.get("error") or {}).get("message") or e.get("message", "")
+                  for e in run["eventConnection"]["events"] if e["__typename"] in ("RunFailureEvent", "EngineEvent", "ExecutionStepFailureEvent")
+                  and (e.get("error") or "fail" in e.get("message", "").lower())]
+        return keys, "\n".join(m for m in errors if m)[-2000:]
+
     def runs_tagged(self, key: str, value: str) -> list[dict[str, Any]]:
         data = self.graphql(
             """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results {

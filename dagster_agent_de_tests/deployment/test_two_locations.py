@@ -120,11 +120,17 @@ def test_sidecar_beside_the_teams_location(two_locations: TwoLocations) -> None:
     model = dev.project / "models" / "marts" / "orders.sql"
     model.write_text(model.read_text().replace("left join customers", "inner join customers"))
     second = dev.launch("acme_nightly", location=TEAM)
-    dev.wait_run(second, 300)
+    status = dev.wait_run(second, 300)
+    materialized, why = dev.run_outcome(second)
+    # the broken join passes dbt (it only loses rows): the run materializes the models, whatever its tests say;
+    # a run that materialized nothing never reached dbt, and the agent has nothing to check after it
+    assert "analytics/orders" in materialized, f"the team's run {second} ended {status} without building orders:\n{why}"
     (rechecked,) = dev.wait_for("the agent's checks after the broken run", lambda: checks_after(second), timeout=240)
     # that run's execution, not the newest: a later one (the investigation's) may be in flight, with no evaluation yet
     execs = dev.graphql(CHECK_EXECUTIONS, {"k": orders, "c": "orders_vs_raw"})["assetCheckExecutions"]
     (ex,) = [e for e in execs if e["runId"] == rechecked["runId"]]
+    assert ex["evaluation"], f"the checks run {rechecked['runId']} ended {rechecked['status']} with no evaluation:\n" \
+        + dev.run_outcome(rechecked["runId"])[1]
     md = _entries(ex["evaluation"]["metadataEntries"])
     assert ex["evaluation"]["success"] is False and md["missing_in_pipeline"] == 20
 
