@@ -49,6 +49,34 @@ def test_drift_snapshot_is_one_query_and_sees_a_rename(engine: Engine) -> None:
     assert [(str(c.kind), c.column, c.new_column) for c in changes] == [("column_renamed", "full_name", "customer_name")]
 
 
+def test_fingerprints_read_the_size_from_the_catalog_then_take_one_query(engine: Engine) -> None:
+    """The size comes from each engine's own catalog (no scan; PostgreSQL's planner estimate is unknown until
+    ANALYZE), then one fingerprint query: the same stats on every engine, and a keyed sample of the asked size
+    (ordered by the native hash, or by md5 of the key where there is none)."""
+    from dagster_agent_de.engines.drift.fingerprint import WIDTH, fingerprint_tables
+
+    engine.execute("create schema f", "create table f.t (id integer, amount decimal(10,2), label varchar(20))",
+                   "insert into f.t select g, g * 1.5, 'x' || (g % 7) from generate_series(1, 500) as s(g)")
+    rel = f"{engine.database}.f.t"
+    with engine.warehouse() as wh:
+        table = snapshot_schema(wh, [(engine.database, "f", "t")]).tables[rel]
+        cols = [c for c in table.columns if c.name != "id"]
+        first = fingerprint_tables(wh, {rel: (table, cols, set())}, {rel: ["id"]}, sample=20)[rel]
+    if engine.kind == "postgres":  # never analyzed: the planner has no estimate, so no fingerprint
+        assert first.rows is None and "size unknown" in (first.skipped or "")
+        engine.execute("analyze f.t")
+    audit = AuditLog(None)
+    with engine.warehouse(audit) as wh:
+        got = fingerprint_tables(wh, {rel: (table, cols, set())}, {rel: ["id"]}, sample=20)[rel]
+    sizes, fp = _queries(audit)[-2:]
+    assert "row counts of 1 table(s) from metadata" in sizes.rationale and "fingerprint 2 column(s)" in fp.rationale
+    assert got.skipped is None and got.rows == 500 and got.key == ["id"]
+    amount, label = got.columns["amount"], got.columns["label"]
+    assert (amount.nulls, amount.min, amount.max) == (0, 1.5, 750.0)
+    assert (label.nulls, label.distinct) == (0, 7)
+    assert len(got.keys) == len(amount.values) == len(label.values) == 20 * WIDTH  # 20 keys sampled, a hash each
+
+
 # pipe vs truth, keyed on (region, id), as in test_reconcile.py: every class of difference once
 _PIPE = [("'eu'", 1, "10.00", "'paid'"), ("'eu'", 2, "20.005", "'paid'"), ("'eu'", 3, "30.02", "'paid'"),
          ("'us'", 1, "5.00", "'paid'"), ("'us'", 3, "7.00", "'paid'"), ("'us'", 4, "1.00", "'paid'"),

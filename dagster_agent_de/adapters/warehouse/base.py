@@ -107,6 +107,8 @@ class Capabilities:
     """Unquoted identifiers are stored upper-case (Snowflake)."""
     approx_distinct: bool = True
     """``approx_count_distinct(x)`` exists; otherwise profiling counts ``count(distinct x)`` exactly."""
+    native_hash: bool = True
+    """A fast native ``hash(a, b, ...)`` exists; otherwise a sample is ordered by the ``md5`` of the key's text."""
     jaro_winkler: bool = True
     """``jaro_winkler_similarity(a, b)`` exists; otherwise entity resolution scores names in Python."""
     full_join_on_any_condition: bool = True
@@ -188,6 +190,28 @@ class Warehouse(ABC):
         The base adapter sets none (DuckDB runs in process; PostgreSQL sets ``statement_timeout`` at
         connect); :class:`SnowflakeWarehouse` sets the session's ``STATEMENT_TIMEOUT_IN_SECONDS``."""
         return nullcontext()
+
+    def table_row_counts(self, relations: list[str], *, rationale: str) -> dict[str, int | None]:
+        """Row counts of ``relations`` (``db.schema.table``, lower-case) from the engine's catalog, no scan.
+
+        Each adapter reads its own catalog (one audited query per database); a relation it has no count
+        for maps to None (unknown). The base adapter knows none."""
+        return dict.fromkeys(relations)
+
+    def _catalog_counts(self, relations: list[str], rationale: str,
+                        query: Callable[[str, list[str]], str]) -> dict[str, int | None]:
+        """Run ``query(db, schemas)`` once per database; its rows are (database, schema, table, count)."""
+        by_db: dict[str, set[str]] = {}
+        for r in relations:
+            by_db.setdefault(r.split(".")[0] if r.count(".") == 2 else "", set()).add(r.lower())
+        out: dict[str, int | None] = dict.fromkeys(relations)
+        for db, rels in by_db.items():
+            schemas = sorted({r.split(".")[-2] for r in rels})
+            for cat, sch, tab, n in self.query(query(db, schemas), rationale=rationale).rows:
+                key = f"{cat}.{sch}.{tab}".lower()
+                if key in rels:
+                    out[key] = None if n is None else int(n)
+        return out
 
     @abstractmethod
     def _run(self, sql: str, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]], bool, list[str]]:

@@ -288,6 +288,20 @@ class DuckDBWarehouse(Warehouse):
             dialect=self.dialect, target=self.name, rows=table.num_rows,
         )
 
+    def table_row_counts(self, relations: list[str], *, rationale: str) -> dict[str, int | None]:
+        """From ``duckdb_tables()``: its ``estimated_size`` is the exact row count of a table."""
+        from sqlglot import exp
+
+        def query(db: str, schemas: list[str]) -> str:
+            where: exp.Condition = exp.func("lower", exp.column("schema_name")).isin(*[exp.Literal.string(s.lower()) for s in schemas])
+            if db:
+                where = where.and_(exp.func("lower", exp.column("database_name")).eq(exp.Literal.string(db.lower())))
+            src = exp.Table(this=exp.Anonymous(this="duckdb_tables", expressions=[]))
+            cols = ["database_name", "schema_name", "table_name", "estimated_size"]
+            return exp.select(*cols).from_(src).where(where).sql(self.dialect)
+
+        return self._catalog_counts(relations, rationale, query)
+
     def close(self) -> None:
         if self._con is not None:
             try:

@@ -85,7 +85,8 @@ class PostgresWarehouse(Warehouse):
     name = "postgres"
     # CREATE TEMP TABLE is refused in a read-only transaction: files and APIs are staged on a local
     # DuckDB session (engines/reconcile/truth.py), as for every engine but DuckDB itself
-    capabilities = Capabilities(approx_distinct=False, jaro_winkler=False, full_join_on_any_condition=False)
+    capabilities = Capabilities(approx_distinct=False, native_hash=False, jaro_winkler=False,
+                                full_join_on_any_condition=False)
 
     def __init__(
         self,
@@ -193,6 +194,23 @@ class PostgresWarehouse(Warehouse):
         except psycopg.OperationalError as e:
             self.close()
             raise WarehouseUnavailableError(f"PostgreSQL {self.describe()} became unavailable: {e}") from e
+
+    def table_row_counts(self, relations: list[str], *, rationale: str) -> dict[str, int | None]:
+        """The planner's estimate in ``pg_class.reltuples`` (kept by ANALYZE and autovacuum, no scan);
+        -1 (never analyzed) is unknown."""
+        from sqlglot import exp
+
+        def query(db: str, schemas: list[str]) -> str:
+            tuples = exp.column("reltuples", "c")
+            cols: list[exp.Expr] = [exp.func("current_database"), exp.column("nspname", "n"), exp.column("relname", "c"),
+                                    exp.Case(ifs=[exp.If(this=tuples >= 0, true=exp.cast(tuples, "BIGINT"))])]
+            where: exp.Condition = exp.func("lower", exp.column("nspname", "n")).isin(*[exp.Literal.string(s.lower()) for s in schemas])
+            where = where.and_(exp.column("relkind", "c").isin(*[exp.Literal.string(k) for k in ("r", "p", "m")]))
+            src = exp.select(*cols).from_("pg_catalog.pg_class AS c").join(
+                "pg_catalog.pg_namespace AS n", on="n.oid = c.relnamespace").where(where).subquery("t")
+            return exp.select("*").from_(src).sql(self.dialect)
+
+        return self._catalog_counts(relations, rationale, query)
 
     def close(self) -> None:
         if self._con is not None:

@@ -164,6 +164,19 @@ class SnowflakeWarehouse(Warehouse):
         """Each statement ends with a comment naming its audit event (``QUERY_HISTORY`` keeps comments)."""
         return f"{sql.rstrip().rstrip(';')}\n/* agent_de audit_event={event_id} */"
 
+    def table_row_counts(self, relations: list[str], *, rationale: str) -> dict[str, int | None]:
+        """From the database's ``information_schema.tables.row_count`` (kept by Snowflake, no scan)."""
+
+        def query(db: str, schemas: list[str]) -> str:
+            src = exp.table_("tables", db="information_schema", catalog=db or None, quoted=False)
+            if db:
+                src.set("catalog", exp.to_identifier(db, quoted=True))
+            cols = ["table_catalog", "table_schema", "table_name", "row_count"]
+            where = exp.func("upper", exp.column("table_schema")).isin(*[exp.Literal.string(s.upper()) for s in schemas])
+            return exp.select(*cols).from_(src).where(where).sql(self.dialect)
+
+        return self._catalog_counts(relations, rationale, query)
+
     def close(self) -> None:
         if self._cm is not None:
             try:

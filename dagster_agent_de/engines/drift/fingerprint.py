@@ -13,12 +13,12 @@ above a size cap are skipped (the size comes from one metadata query per databas
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
 from dagster_agent_de.adapters.warehouse import Warehouse
+from dagster_agent_de.adapters.warehouse.base import Capabilities
 from dagster_agent_de.engines.drift.models import (
     ColumnFingerprint,
     ColumnSchema,
@@ -161,8 +161,12 @@ def _key_expr(key: list[str], names: list[str] | None = None):  # noqa: ANN202
     return out
 
 
+_DEFAULT_CAPABILITIES = Capabilities()
+
+
 def fingerprint_query(table: TableSchema, columns: list[ColumnSchema], key: list[str], dialect: str,
-                      *, sample: int = SAMPLE_KEYS, scaled: Iterable[str] = ()) -> str:
+                      *, capabilities: Capabilities = _DEFAULT_CAPABILITIES, sample: int = SAMPLE_KEYS,
+                      scaled: Iterable[str] = ()) -> str:
     """One SELECT: stats of ``columns`` over the whole table and the hashes of a keyed sample.
 
     The result is one row: ``n``, then per column ``nn{i}``, ``d{i}``, ``lo{i}``, ``hi{i}``,
@@ -174,10 +178,10 @@ def fingerprint_query(table: TableSchema, columns: list[ColumnSchema], key: list
     scaled = {s.lower() for s in scaled}
 
     def distinct(col: exp.Expression) -> exp.Expression:
-        # PostgreSQL has no approximate distinct count: the exact one (slower, same role)
-        if dialect == "postgres":
-            return exp.Count(this=exp.Distinct(expressions=[col]))
-        return exp.ApproxDistinct(this=col)
+        # without an approximate distinct count (PostgreSQL): the exact one (slower, same role)
+        if capabilities.approx_distinct:
+            return exp.ApproxDistinct(this=col)
+        return exp.Count(this=exp.Distinct(expressions=[col]))
 
     stats: list[exp.Expression] = [_as(exp.Count(this=exp.Star()), "n")]
     for i, c in enumerate(columns):
@@ -197,9 +201,9 @@ def fingerprint_query(table: TableSchema, columns: list[ColumnSchema], key: list
     # the sample: the rows with the smallest hash of the key (the warehouse's fast native hash, on
     # the key as stored), so both snapshots sample the same keys while the table only grows
     names = [f"_k{j}" for j in range(len(key))]
-    # PostgreSQL has no hash(): the md5 of the key's text there (as fast a sample order, the same role)
-    key_hash = (exp.MD5(this=_key_expr(key)) if dialect == "postgres"
-                else exp.Anonymous(this="hash", expressions=[exp.column(k, quoted=True) for k in key]))
+    # without a native hash() (PostgreSQL): the md5 of the key's text (as fast a sample order there, the same role)
+    key_hash = (exp.Anonymous(this="hash", expressions=[exp.column(k, quoted=True) for k in key])
+                if capabilities.native_hash else exp.MD5(this=_key_expr(key)))
     inner = exp.select(_as(key_hash, "_h"),
                        *[_as(exp.column(k, quoted=True), n) for k, n in zip(key, names, strict=True)],
                        *[_as(exp.column(c.name, quoted=True), f"c{i}") for i, c in enumerate(columns)])
@@ -259,46 +263,10 @@ def _parse(row: tuple, columns: list[ColumnSchema], key: list[str], scaled: set[
 
 
 def table_sizes(warehouse: Warehouse, tables: Iterable[TableSchema]) -> dict[str, int | None]:
-    """Row counts from the warehouse's metadata (no scan): one query per database."""
-    from sqlglot import exp
-
-    by_db: dict[str, dict[str, TableSchema]] = defaultdict(dict)
-    for t in tables:
-        by_db[t.relation.split(".")[0] if t.relation.count(".") == 2 else ""][t.relation.lower()] = t
-    out: dict[str, int | None] = {}
-    for db, rels in by_db.items():
-        schemas = sorted({r.split(".")[-2] for r in rels})
-        if warehouse.dialect == "snowflake":
-            src = exp.table_("tables", db="information_schema", catalog=db or None, quoted=False)
-            if db:
-                src.set("catalog", exp.to_identifier(db, quoted=True))
-            cols = ["table_catalog", "table_schema", "table_name", "row_count"]
-            where: exp.Condition = exp.func("upper", exp.column("table_schema")).isin(*[exp.Literal.string(s.upper()) for s in schemas])
-        elif warehouse.dialect == "postgres":
-            # the planner's estimate (no scan; kept by ANALYZE and autovacuum), -1 when never analyzed: unknown
-            tuples = exp.column("reltuples", "c")
-            pg_cols: list[exp.Expr] = [exp.func("current_database"), exp.column("nspname", "n"),
-                                             exp.column("relname", "c"),
-                                             exp.Case(ifs=[exp.If(this=tuples >= 0, true=exp.cast(tuples, "BIGINT"))])]
-            where = exp.func("lower", exp.column("nspname", "n")).isin(*[exp.Literal.string(s.lower()) for s in schemas])
-            where = where.and_(exp.column("relkind", "c").isin(*[exp.Literal.string(k) for k in ("r", "p", "m")]))
-            pg_src = exp.select(*pg_cols).from_("pg_catalog.pg_class AS c").join(
-                "pg_catalog.pg_namespace AS n", on="n.oid = c.relnamespace").where(where).subquery("t")
-            sql = exp.select("*").from_(pg_src).sql(warehouse.dialect)
-        else:
-            src = exp.Table(this=exp.Anonymous(this="duckdb_tables", expressions=[]))
-            cols = ["database_name", "schema_name", "table_name", "estimated_size"]
-            where = exp.func("lower", exp.column("schema_name")).isin(*[exp.Literal.string(s.lower()) for s in schemas])
-            if db:
-                where = where.and_(exp.func("lower", exp.column("database_name")).eq(exp.Literal.string(db.lower())))
-        if warehouse.dialect != "postgres":
-            sql = exp.select(*cols).from_(src).where(where).sql(warehouse.dialect)
-        res = warehouse.query(sql, rationale=f"row counts of {len(rels)} table(s) from metadata: is a fingerprint cheap?")
-        for cat, sch, tab, n in res.rows:
-            key = f"{cat}.{sch}.{tab}".lower()
-            if key in rels:
-                out[key] = None if n is None else int(n)
-    return out
+    """Row counts from the warehouse's catalog (no scan): each adapter reads its own, one query per database."""
+    relations = sorted({t.relation.lower() for t in tables})
+    return warehouse.table_row_counts(relations, rationale=f"row counts of {len(relations)} table(s) from metadata: "
+                                                           "is a fingerprint cheap?")
 
 
 def fingerprint_tables(
@@ -328,7 +296,8 @@ def fingerprint_tables(
         elif size == 0 or not columns:
             out[rel] = TableFingerprint(rows=size, key=key)
         else:
-            sql = fingerprint_query(table, columns, key, warehouse.dialect, sample=sample, scaled=scaled)
+            sql = fingerprint_query(table, columns, key, warehouse.dialect, capabilities=warehouse.capabilities,
+                                    sample=sample, scaled=scaled)
             res = warehouse.query(sql, rationale=f"fingerprint {len(columns)} column(s) of {table.relation} "
                                                  "(stats and hashed sample: is a new column a renamed one?)")
             out[rel] = _parse(res.rows[0], columns, key, scaled)
