@@ -50,8 +50,8 @@ def test_drift_snapshot_is_one_query_and_sees_a_rename(engine: Engine) -> None:
 
 
 def test_fingerprints_read_the_size_from_the_catalog_then_take_one_query(engine: Engine) -> None:
-    """The size comes from each engine's own catalog (no scan; PostgreSQL's planner estimate is unknown until
-    ANALYZE), then one fingerprint query: the same stats on every engine, and a keyed sample of the asked size
+    """The size comes from each engine's own catalog (no scan; before PostgreSQL's first ANALYZE, a count that
+    reads at most the cap + 1 rows), then one fingerprint query: the same stats on every engine, and a keyed sample of the asked size
     (ordered by the native hash, or by md5 of the key where there is none)."""
     from dagster_agent_de.engines.drift.fingerprint import WIDTH, fingerprint_tables
 
@@ -60,15 +60,20 @@ def test_fingerprints_read_the_size_from_the_catalog_then_take_one_query(engine:
     rel = f"{engine.database}.f.t"
     with engine.warehouse() as wh:
         table = snapshot_schema(wh, [(engine.database, "f", "t")]).tables[rel]
-        cols = [c for c in table.columns if c.name != "id"]
-        first = fingerprint_tables(wh, {rel: (table, cols, set())}, {rel: ["id"]}, sample=20)[rel]
-    if engine.kind == "postgres":  # never analyzed: the planner has no estimate, so no fingerprint
-        assert first.rows is None and "size unknown" in (first.skipped or "")
+    cols = [c for c in table.columns if c.name != "id"]
+    if engine.kind == "postgres":
+        # never analyzed: the planner has no estimate, so the table is counted, reading at most the cap + 1 rows
+        audit = AuditLog(None)
+        with engine.warehouse(audit) as wh:
+            over = fingerprint_tables(wh, {rel: (table, cols, set())}, {rel: ["id"]}, max_rows=499, sample=20)[rel]
+            under = fingerprint_tables(wh, {rel: (table, cols, set())}, {rel: ["id"]}, sample=20)[rel]
+        assert over.skipped == "500 rows is above the fingerprint cap of 499 (AGENT_DE_DRIFT_FINGERPRINT_MAX_ROWS)"
+        assert "at most 500 rows read" in _queries(audit)[1].rationale and under.rows == 500 and under.skipped is None
         engine.execute("analyze f.t")
     audit = AuditLog(None)
     with engine.warehouse(audit) as wh:
         got = fingerprint_tables(wh, {rel: (table, cols, set())}, {rel: ["id"]}, sample=20)[rel]
-    sizes, fp = _queries(audit)[-2:]
+    sizes, fp = _queries(audit)[-2:]  # the catalog knows the size: no count
     assert "row counts of 1 table(s) from metadata" in sizes.rationale and "fingerprint 2 column(s)" in fp.rationale
     assert got.skipped is None and got.rows == 500 and got.key == ["id"]
     amount, label = got.columns["amount"], got.columns["label"]

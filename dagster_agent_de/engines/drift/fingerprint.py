@@ -269,6 +269,20 @@ def table_sizes(warehouse: Warehouse, tables: Iterable[TableSchema]) -> dict[str
                                                            "is a fingerprint cheap?")
 
 
+def _bounded_count(warehouse: Warehouse, table: TableSchema, cap: int) -> int:
+    """Count a table the catalog has no estimate for (PostgreSQL before its first ANALYZE), reading at most
+    ``cap + 1`` rows: enough to tell whether a fingerprint is under the cap. A view is never counted: it
+    would run its query."""
+    from sqlglot import exp
+
+    rows = exp.select(exp.Literal.number(1)).from_(_table(table.relation), copy=False).limit(cap + 1, copy=False)
+    sql = exp.select(_as(exp.Count(this=exp.Star()), "n")).from_(_as(exp.Subquery(this=rows), "t", table=True),
+                                                                  copy=False).sql(warehouse.dialect)
+    res = warehouse.query(sql, rationale=f"row count of {table.relation}, at most {cap + 1:,} rows read "
+                                         "(the catalog has no estimate): is a fingerprint cheap?")
+    return int(res.rows[0][0] or 0)
+
+
 def fingerprint_tables(
     warehouse: Warehouse, tables: dict[str, tuple[TableSchema, list[ColumnSchema], set[str]]],
     keys: dict[str, list[str]], *, max_rows: int | None = None, sample: int = SAMPLE_KEYS,
@@ -287,6 +301,8 @@ def fingerprint_tables(
     out: dict[str, TableFingerprint] = {}
     for rel, (table, columns, scaled) in tables.items():
         size = sizes.get(rel)
+        if size is None and table.table_type.upper() == "BASE TABLE":
+            size = _bounded_count(warehouse, table, cap)
         key = [k for k in keys.get(rel, []) if k.lower() in table.by_name()]
         key = [table.by_name()[k.lower()].name for k in key] if len(key) == len(keys.get(rel, [])) else []
         if size is None:
