@@ -62,7 +62,7 @@ from dagster_agent_de.dagster.runtime import build_runtime_checks
 from dagster_agent_de.dagster.sidecar import CHECKS_JOB, build_after_dbt_run_sensors
 from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.dagster.volume import build_volume_checks
-from dagster_agent_de.engines.intents import intents_from_manifest
+from dagster_agent_de.engines.intents import read_intents
 from dagster_agent_de.engines.performance.runtime import RuntimePolicy
 from dagster_agent_de.engines.reconcile import specs_from_manifest
 from dagster_agent_de.errors import ConfigError
@@ -110,6 +110,15 @@ def _wants_volume_check(node: Node) -> bool:
     if wanted is not None:
         return bool(wanted)
     return node.resource_type in ("seed", "snapshot") or (node.raw.get("config") or {}).get("materialized") in _LOADED
+
+
+def _runtime_policy(node: Node) -> RuntimePolicy | ConfigError:
+    """The model's runtime policy, or the error of a bad ``meta.agent_de.runtime``: the model's check then
+    fails with it when it runs (one model's typo does not stop the location from loading)."""
+    try:
+        return RuntimePolicy.from_meta(node.name, node.agent_de_meta.get("runtime"))
+    except ConfigError as e:
+        return e
 
 
 def build_definitions(settings: Settings | None = None, mode: str | None = None,
@@ -203,7 +212,8 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
     source_keys = [keys.key(n) for n in view.sources()]
     drift_checks = build_drift_checks(source_keys, events)
     pii_checks = build_pii_checks(source_keys, events)
-    intent_checks = build_intent_checks(intents_from_manifest(view), models_that_sum(view), key_for, events)
+    intents, invalid_intents = read_intents(view)
+    intent_checks = build_intent_checks(intents, models_that_sum(view), key_for, events, invalid=invalid_intents)
     extra_checks = [c for c in (intent_checks,) if c is not None]
     pii_job, pii_schedule = build_pii_schedule(list(pii_checks.check_keys), cadence.pii_cron)
     volume_checks = build_volume_checks({
@@ -212,12 +222,12 @@ def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator:
         for n in view.models()
         if n.relation_name and _wants_volume_check(n)
     }, events)
-    policies = {n.name: RuntimePolicy.from_meta(n.name, n.agent_de_meta.get("runtime")) for n in view.models()}
+    policies = {n.name: _runtime_policy(n) for n in view.models()}
     # tables and incremental models only: a view's dbt runtime is its CREATE VIEW (its cost is paid by
     # whoever reads it, and shows in their runtime), so timing it measures dbt, not the model
     runtime_checks = build_runtime_checks({
         n.name: (key_for.get(n.name, AssetKey([n.name])), n.unique_id, policies[n.name])
-        for n in view.models() if n.relation_name and not policies[n.name].ignore
+        for n in view.models() if n.relation_name and not getattr(policies[n.name], "ignore", False)
         and (n.raw.get("config") or {}).get("materialized") in _LOADED
     }, run_results=project.target_path / "run_results.json", translator=events)
     drift_job = build_drift_job(list(drift_checks.check_keys))

@@ -31,12 +31,19 @@ def models_that_sum(manifest: Any) -> list[str]:
 
 
 def build_intent_checks(declared: Sequence[Any], summing: Sequence[str], key_for: dict[str, AssetKey],
-                        translator: AgentDETranslator | None = None):
-    from dagster_agent_de.engines.intents.intents import check_name
+                        translator: AgentDETranslator | None = None, invalid: Sequence[Any] = ()):
+    """``invalid``: the :class:`InvalidIntents` of models whose meta has a bad entry; each gets an
+    ``intents_invalid`` check that fails with what to fix (the location loads, the valid intents run)."""
+    from dagster_agent_de.engines.intents.intents import INVALID_CHECK, check_name
 
     translator = translator or AgentDETranslator()
     by_check: dict[AssetCheckKey, Any] = {}
     specs = []
+    for bad in invalid:
+        key = AssetCheckKey(key_for.get(bad.model, AssetKey([bad.model])), INVALID_CHECK)
+        by_check[key] = bad
+        specs.append(AssetCheckSpec(INVALID_CHECK, asset=key.asset_key, description=f"Invalid intents: {bad.error}"[:1000],
+                                    metadata={"agent_de/kind": "intent", "agent_de/invalid_spec": str(bad.error)[:1000]}))
     for intent in declared:
         key = AssetCheckKey(key_for.get(intent.model, AssetKey([intent.model])), check_name(intent))
         if key in by_check:
@@ -59,6 +66,11 @@ def build_intent_checks(declared: Sequence[Any], summing: Sequence[str], key_for
 
         selected = sorted(context.selected_asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name))
         done: set[AssetCheckKey] = set()
+        for key in [k for k in selected if k.name == INVALID_CHECK]:
+            context.log.error(f"meta.agent_de.intents is invalid: {by_check[key].error}")
+            done.add(key)
+            yield translator.error_check_result(by_check[key].error, "error", "intent check", key.asset_key, key.name)
+        selected = [k for k in selected if k not in done]
         try:
             manifest = agent_warehouse.manifest()
             with agent_warehouse.get_warehouse(context) as wh:

@@ -42,9 +42,11 @@ def _latest_duration(instance: Any, key: AssetKey) -> tuple[float, str] | None:
     return None
 
 
-def build_runtime_checks(models: Mapping[str, tuple[AssetKey, str, RuntimePolicy]], run_results: Path | None = None,
+def build_runtime_checks(models: Mapping[str, tuple[AssetKey, str, RuntimePolicy | AgentDEError]],
+                         run_results: Path | None = None,
                          translator: AgentDETranslator | None = None):
-    """``models``: name -> (asset key, unique id, policy). Opt out with ``meta.agent_de.runtime: {ignore: true}``."""
+    """``models``: name -> (asset key, unique id, policy, or the error of a bad ``meta.agent_de.runtime``: that
+    model's check fails with it). Opt out with ``meta.agent_de.runtime: {ignore: true}``."""
     translator = translator or AgentDETranslator()
     by_key = {key: (name, uid, policy) for name, (key, uid, policy) in models.items()}
     specs = [AssetCheckSpec(RUNTIME_CHECK, asset=key, description="Runtime vs the model's own recent successful runs "
@@ -64,6 +66,10 @@ def build_runtime_checks(models: Mapping[str, tuple[AssetKey, str, RuntimePolicy
             return
         for k in selected:
             name, uid, policy = by_key[k.asset_key]
+            if isinstance(policy, AgentDEError):  # a bad meta.agent_de.runtime: say what to fix, never pass
+                context.log.error(f"runtime check of {name} could not run: {policy}")
+                yield translator.error_check_result(policy, "error", "runtime check", k.asset_key, RUNTIME_CHECK)
+                continue
             found = _latest_duration(context.instance, k.asset_key)
             source = "materialization"
             if found is None and uid in from_file and run_results is not None:

@@ -44,3 +44,31 @@ def test_null_amounts_break_the_revenue_intent(demo_env) -> None:
         nulls = broken.metadata["violations"].value
         assert nulls > 0 and broken.metadata["fct_orders.violations"].value == nulls
         assert "silently drops its row from revenue" in broken.description
+
+
+def test_a_bad_intent_or_runtime_meta_fails_its_own_check_and_the_location_loads(demo_env, monkeypatch) -> None:
+    """One model's typo in meta.agent_de does not stop the code location from loading: the model gets a check
+    that fails saying what to fix, and every other check (its valid intents too) is still there."""
+    from dagster_agent_de.dagster.runtime import RUNTIME_CHECK
+    from dagster_agent_de.engines.intents import INVALID_CHECK
+    from dagster_agent_de.manifest import Node
+
+    meta = Node.agent_de_meta.fget
+    bad = {"intents": [{"kind": "not_null", "column": "amount", "why": "summed into revenue"}, {"kind": "not_null"}],
+           "runtime": {"max_minutes": -5}}
+    monkeypatch.setattr(Node, "agent_de_meta", property(lambda n: {**meta(n), **bad} if n.name == "fct_orders" else meta(n)))
+    base = build_definitions(demo_env.settings)  # loads
+    orders = AssetKey(["fct_orders"])
+    invalid, runtime = AssetCheckKey(orders, INVALID_CHECK), AssetCheckKey(orders, RUNTIME_CHECK)
+    checks = base.resolve_asset_graph().asset_check_keys
+    assert {invalid, runtime, AssetCheckKey(orders, "intent_not_null_amount"), KEY} <= checks
+    job = define_asset_job("bad_meta", selection=AssetSelection.checks(invalid, runtime))
+    defs = Definitions.merge(base, Definitions(jobs=[job]))
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("bad_meta").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
+    got = {(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert set(got) == {(orders, INVALID_CHECK), (orders, RUNTIME_CHECK)} and not any(e.passed for e in got.values())
+    assert "model fct_orders, meta.agent_de.intents[1]: " in got[(orders, INVALID_CHECK)].metadata["error"].value
+    assert "column" in got[(orders, INVALID_CHECK)].metadata["error"].value
+    assert ("fct_orders: meta.agent_de.runtime.max_minutes must be a positive number, got -5"
+            in got[(orders, RUNTIME_CHECK)].metadata["error"].value)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dagster_agent_de.engines.intents.intents import (
+    INVALID_CHECK,
     Intent,
     IntentResult,
     derive_intents,
     evaluate_intent,
     intents_from_manifest,
+    read_intents,
 )
 
-__all__ = ["Intent", "IntentResult", "derive_intents", "evaluate_intent", "intents_from_manifest"]
+__all__ = ["INVALID_CHECK", "Intent", "IntentResult", "derive_intents", "evaluate_intent", "intents_from_manifest",
+           "read_intents"]

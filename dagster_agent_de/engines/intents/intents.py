@@ -78,20 +78,49 @@ def check_name(intent: Any) -> str:
     return f"intent_{intent.kind}_{target}".lower()
 
 
-def intents_from_manifest(manifest: Manifest) -> list[Any]:
-    out = []
+INVALID_CHECK = "intents_invalid"
+"""The check a model with an invalid ``meta.agent_de.intents`` entry gets: it fails with what to fix."""
+
+
+@dataclass(frozen=True)
+class InvalidIntents:
+    """The entries of a model's ``meta.agent_de.intents`` that failed validation (its valid ones still run).
+
+    One model's typo must not stop the code location from loading, nor hide the other intents."""
+
+    model: str
+    error: SpecError
+
+
+def read_intents(manifest: Manifest) -> tuple[list[Any], list[InvalidIntents]]:
+    """Every model's declared intents, and per model the entries that are invalid (one error naming each)."""
+    out: list[Any] = []
+    invalid: list[InvalidIntents] = []
     for node in sorted(manifest.models(), key=lambda n: n.name):
         raw = node.agent_de_meta.get("intents")
         if raw is None:
             continue
         if not isinstance(raw, list):
-            raise SpecError(f"model {node.name}: meta.agent_de.intents must be a list")
+            invalid.append(InvalidIntents(node.name, SpecError(
+                f"model {node.name}: meta.agent_de.intents must be a list, got {type(raw).__name__}")))
+            continue
+        problems = []
         for i, item in enumerate(raw):
             try:
                 out.append(_ADAPTER.validate_python({**(item if isinstance(item, dict) else {"kind": item}), "model": node.name}))
             except ValidationError as e:
-                raise SpecError(f"model {node.name}, meta.agent_de.intents[{i}]: {validation_problems(e)}") from e
-    return out
+                problems.append(f"meta.agent_de.intents[{i}]: {validation_problems(e)}")
+        if problems:
+            invalid.append(InvalidIntents(node.name, SpecError(f"model {node.name}, " + "; ".join(problems))))
+    return out, invalid
+
+
+def intents_from_manifest(manifest: Manifest) -> list[Any]:
+    """The declared intents; the first invalid entry is a :class:`SpecError` (the CLI's exit 2)."""
+    intents, invalid = read_intents(manifest)
+    if invalid:
+        raise invalid[0].error
+    return intents
 
 
 def derive_intents(manifest: Manifest, dialect: str, declared: list[Any] | None = None) -> list[Any]:

@@ -34,13 +34,11 @@ def known_checks(manifest: Manifest, node: Node) -> list[str]:
 
 
 def _intent_checks(manifest: Manifest, node: Node) -> list[str]:
-    from dagster_agent_de.engines.intents import intents_from_manifest
+    from dagster_agent_de.engines.intents import INVALID_CHECK, read_intents
     from dagster_agent_de.engines.intents.intents import check_name
 
-    try:
-        return [check_name(i) for i in intents_from_manifest(manifest) if i.model == node.name]
-    except ConfigError:
-        return []
+    intents, invalid = read_intents(manifest)
+    return [check_name(i) for i in intents if i.model == node.name] + [INVALID_CHECK for b in invalid if b.model == node.name]
 
 
 def failure_from_check(
