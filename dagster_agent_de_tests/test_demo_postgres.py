@@ -1,5 +1,6 @@
 """`agent-de demo --target postgres`: the demo built by dbt-postgres on a real PostgreSQL server, checked by
-the agent there, and the WT-02 incident caught and investigated (one dbt build, at a small scale)."""
+the agent there, and the WT-02 incident caught and investigated (one dbt build, at a small scale); then WT-04 (a
+renamed source column) caught by `agent-de drift` there and proven a rename by its values."""
 
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ def test_demo_on_postgres_catches_wt02(tmp_path: Path, pg_server: PgServer) -> N
         tables = pg_server.admin(
             "select table_schema || '.' || table_name from information_schema.tables "
             "where table_schema in ('app', 'analytics') order by 1", dbname="shop_demo")[0]
+        # WT-04 on PostgreSQL, with no dbt build: the payments team renames a column; `agent-de drift` compares
+        # with the baseline the demo's run recorded, and proves the rename by the values (fingerprints sized from
+        # pg_class, sampled by md5 of the key)
+        pg_server.admin("alter table stripe.charges rename column amount to amount_cents", dbname="shop_demo")
+        drift = subprocess.run(
+            [sys.executable, "-m", "dagster_agent_de.cli", "--state-dir", str(tmp_path / "state"), "--target",
+             "postgres", "drift"], env=_env(tmp_path, pg_server), capture_output=True, text=True, timeout=300)
     finally:
         pg_server.drop_database("shop_demo")
     out = proc.stdout
@@ -54,6 +62,9 @@ def test_demo_on_postgres_catches_wt02(tmp_path: Path, pg_server: PgServer) -> N
     assert "FAILED check fct_orders:orders_vs_stripe" in out
     assert "root cause: join_row_drop in int_orders_enriched" in out
     assert "stg_hubspot_contacts on c.email = h.email" in out
+    assert drift.returncode == 1, drift.stdout[-3000:] + drift.stderr[-3000:]  # breaking drift found
+    assert "amount renamed to amount_cents" in drift.stdout and "-> stg_stripe_charges" in drift.stdout
+    assert "values of amount vs amount_cents: same values" in drift.stdout, drift.stdout[-3000:]
 
 
 def test_demo_on_postgres_without_a_server_names_the_variables(tmp_path: Path, monkeypatch) -> None:
