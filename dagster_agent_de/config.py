@@ -5,8 +5,12 @@ files, default.
 
 - ``AGENT_DE_STATE_DIR``: state directory (default ``./.agent_de``). Holds the agent's state, the
   demo's DuckDB warehouse and the demo's Dagster home.
-- ``AGENT_DE_PROJECT_DIR``: dbt project (default: the demo's working copy ``<state dir>/dbt_project``
-  when ``agent-de demo`` created it, else the bundled ``dbt_project/``).
+- ``AGENT_DE_PROJECT_DIR``: dbt project. Precedence: the explicit argument (``--project-dir``), this
+  variable, then (for a caller that passes ``cwd``: the command line) the dbt project in the current
+  directory, as dbt itself reads it, then the demo: its working copy ``<state dir>/dbt_project`` when
+  ``agent-de demo`` created it, else the bundled ``dbt_project/``. The state directory does not depend on
+  the project: a project found in the current directory gets ``./.agent_de`` there, as
+  ``--project-dir .`` does.
 - ``AGENT_DE_TARGET`` (or dbt's own ``DBT_TARGET``): the dbt target, any name the profile has (default:
   the profile's ``target:``). The warehouse type comes from that output's ``type``.
 - ``AGENT_DE_DUCKDB_PATH``: an explicit override of the DuckDB file the profile names (the override is
@@ -156,11 +160,21 @@ def resolve_settings(
     project_dir: str | os.PathLike[str] | None = None,
     target: str | None = None,
     duckdb_path: str | os.PathLike[str] | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> Settings:
-    """Resolve settings from arguments, environment variables and defaults."""
+    """Resolve settings from arguments, environment variables and defaults.
+
+    ``cwd``: the directory the command runs in; a dbt project there (other than the bundled demo) is
+    the project when neither ``project_dir`` nor ``AGENT_DE_PROJECT_DIR`` names one. Callers that are
+    about the demo (``agent-de demo``) and code locations (configured by environment) leave it out.
+    """
     state = Path(state_dir or os.environ.get("AGENT_DE_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
+    here = cwd_project(cwd)
     if project_dir or os.environ.get("AGENT_DE_PROJECT_DIR"):
         project = Path(project_dir or os.environ["AGENT_DE_PROJECT_DIR"]).resolve()
+    elif here is not None:
+        project = here
     elif (state / "dbt_project" / "dbt_project.yml").exists():
         project = state / "dbt_project"
     else:
@@ -171,6 +185,17 @@ def resolve_settings(
     if tgt and (project / "dbt_project.yml").exists():
         _ = settings.profile_target  # a target asked for by name must exist: fail now, naming the ones that do
     return settings
+
+
+def cwd_project(cwd: str | os.PathLike[str] | None) -> Path | None:
+    """``cwd`` when it holds a dbt project that is not the bundled demo (whose working copy the demo
+    rules pick), else None."""
+    if cwd is None:
+        return None
+    here = Path(cwd).resolve()
+    if not (here / "dbt_project.yml").exists() or here == BUNDLED_PROJECT_DIR.resolve():
+        return None
+    return here
 
 
 def demo_working_copy(settings: Settings) -> Settings:
