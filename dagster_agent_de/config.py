@@ -101,19 +101,33 @@ class Settings:
     def duckdb_path(self) -> Path:
         """The DuckDB file: an explicit override, else the profile's ``path`` (relative to the project,
         where dbt runs), else ``<state dir>/warehouse.duckdb`` for a project with no DuckDB target."""
+        return self._duckdb_file()[0]
+
+    @property
+    def duckdb_missing_fix(self) -> str:
+        """What makes :attr:`duckdb_path` exist, naming where the path came from (said when it does not)."""
+        return self._duckdb_file()[1]
+
+    def _duckdb_file(self) -> tuple[Path, str]:
+        """The DuckDB file and, for when it does not exist, where its path came from and what to do."""
         if self.duckdb_override is not None:
-            return self.duckdb_override
+            return self.duckdb_override, "it is the duckdb_path the agent is configured with; point that at the file dbt builds"
         env = os.environ.get("AGENT_DE_DUCKDB_PATH")
         if env:
-            return Path(env).expanduser().resolve()
+            return Path(env).expanduser().resolve(), (
+                "AGENT_DE_DUCKDB_PATH names it; point it at the file dbt builds, or unset it to read the path "
+                "your profile names")
         if self.is_demo:  # the agent owns the demo: its warehouse lives in the state dir
-            return self.state_dir / "warehouse.duckdb"
+            return self.state_dir / "warehouse.duckdb", (
+                "run `agent-de demo` first (it builds the demo's warehouse in the state dir), or set --state-dir / "
+                "AGENT_DE_STATE_DIR to the state dir it used")
+        no_target = "set AGENT_DE_DUCKDB_PATH to the file dbt builds"
         try:
             target = self.profile_target
         except ConfigError:
-            return self.state_dir / "warehouse.duckdb"
+            return self.state_dir / "warehouse.duckdb", no_target
         if target.type != "duckdb":
-            return self.state_dir / "warehouse.duckdb"
+            return self.state_dir / "warehouse.duckdb", no_target
         raw = str(target.output.get("path") or "")
         if not raw or raw == ":memory:" or raw.startswith("md:"):
             raise ConfigError(
@@ -121,7 +135,9 @@ class Settings:
                 "so the output needs a file path (or set AGENT_DE_DUCKDB_PATH)"
             )
         path = Path(raw).expanduser()
-        return path if path.is_absolute() else (self.project_dir / path).resolve()
+        fix = (f"{target.describe()} points at it (path {raw!r}); run `dbt build --target {target.target}` in "
+               f"{self.project_dir} to build it, or choose the target whose file exists (--target, AGENT_DE_TARGET)")
+        return (path if path.is_absolute() else (self.project_dir / path).resolve()), fix
 
     def overrides(self) -> list[str]:
         """Environment settings that win over the dbt profile, said where they take effect."""

@@ -112,6 +112,7 @@ def test_reconcile_exits_2_when_the_warehouse_cannot_be_opened(team_env, monkeyp
     r = CliRunner().invoke(main, [*args, "reconcile"])
     assert r.exit_code == 2, r.output
     assert "ERROR orders.orders_vs_raw" in r.output and "nope.duckdb does not exist" in r.output
+    assert "AGENT_DE_DUCKDB_PATH names it" in r.output and "agent-de demo" not in r.output  # where the path came from
     drift = CliRunner().invoke(main, [*args, "drift"])
     assert drift.exit_code == 2 and "nope.duckdb does not exist" in drift.output
 

@@ -43,6 +43,26 @@ def test_a_dev_target_needs_no_agent_variables(team_copy: Path, tmp_path: Path) 
         assert wh.query("select x from t", rationale="reads the team's file").scalar() == 1
 
 
+def test_a_missing_duckdb_file_says_how_to_build_it_for_this_project(
+        team_copy: Path, tmp_path: Path, monkeypatch) -> None:
+    """A team's project: the profile's target names the file and `dbt build` for that target makes it;
+    `agent-de demo` is the fix only for the demo."""
+    from dagster_agent_de.config import BUNDLED_PROJECT_DIR
+    from dagster_agent_de.errors import WarehouseUnavailableError
+
+    monkeypatch.delenv("AGENT_DE_PROJECT_DIR", raising=False)
+    team = resolve_settings(tmp_path / "state", team_copy)
+    with pytest.raises(WarehouseUnavailableError) as err:
+        open_warehouse(team, AuditLog(None)).query("select 1", rationale="open")
+    message = str(err.value)
+    assert f"{team_copy / 'warehouse' / 'acme_dev.duckdb'} does not exist" in message
+    assert "target 'dev' of profile 'acme'" in message and "'warehouse/acme_dev.duckdb'" in message, message
+    assert "run `dbt build --target dev`" in message and "agent-de demo" not in message
+    demo = resolve_settings(tmp_path / "demo_state", BUNDLED_PROJECT_DIR, "duckdb")
+    with pytest.raises(WarehouseUnavailableError, match=r"warehouse.duckdb does not exist: run `agent-de demo` first"):
+        open_warehouse(demo, AuditLog(None)).query("select 1", rationale="open")
+
+
 def test_an_explicit_override_wins_and_says_so(team_copy: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("AGENT_DE_DUCKDB_PATH", str(tmp_path / "other.duckdb"))
     settings = resolve_settings(tmp_path / "other_state", team_copy)
