@@ -160,6 +160,36 @@ def test_snowflake_without_credentials_names_what_to_set(team_copy: Path, tmp_pa
         open_warehouse(resolve_settings(tmp_path, team_copy, "prod"), AuditLog(None))
 
 
+@pytest.mark.parametrize("how", ["env_var set", "env_var unset: its default", "written in profiles.yml"])
+def test_an_unreadable_snowflake_key_file_names_where_its_path_came_from(
+        team_copy: Path, tmp_path: Path, monkeypatch, how: str) -> None:
+    pytest.importorskip("dagster_snowflake")
+    profiles = team_copy / "profiles.yml"
+    if how == "env_var set":
+        path = str(tmp_path / "missing.p8")
+        monkeypatch.setenv("ACME_SNOWFLAKE_KEY", path)
+    elif how == "env_var unset: its default":
+        monkeypatch.delenv("ACME_SNOWFLAKE_KEY", raising=False)
+        path = "/secrets/rsa_key.p8"
+    else:
+        path = str(tmp_path)  # a directory: exists, cannot be read as a file
+        profiles.write_text(profiles.read_text().replace(
+            "\"{{ env_var('ACME_SNOWFLAKE_KEY', '/secrets/rsa_key.p8') }}\"", repr(path)))
+    with pytest.raises(ConfigError) as err:
+        open_warehouse(resolve_settings(tmp_path, team_copy, "prod"), AuditLog(None))
+    message = str(err.value)
+    assert f"private key file {path!r}" in message and "cannot be read" in message, message
+    assert "it is the private_key_path of target 'prod' of profile 'acme'" in message and str(profiles) in message, message
+    if how == "env_var set":
+        assert "comes from the environment variable ACME_SNOWFLAKE_KEY" in message, message
+        assert "set ACME_SNOWFLAKE_KEY to the path of a private key file you can read" in message, message
+    elif how == "env_var unset: its default":
+        assert "the default of env_var('ACME_SNOWFLAKE_KEY')" in message and "ACME_SNOWFLAKE_KEY is not set" in message
+    else:
+        assert "ACME_SNOWFLAKE_KEY" not in message, message
+        assert f"change private_key_path in {profiles}" in message, message
+
+
 def test_a_stale_manifest_is_reparsed(team_copy: Path, tmp_path: Path) -> None:
     info = DbtProjectInfo.from_settings(resolve_settings(tmp_path, team_copy))
     assert info.staleness() == "no manifest yet"
