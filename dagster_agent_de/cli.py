@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from dagster_agent_de.config import Settings, resolve_settings
+from dagster_agent_de.config import Settings, cwd_project, resolve_settings
 from dagster_agent_de.errors import AgentDEError, ConfigError
 
 
@@ -31,9 +31,14 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+DEMO_COMMANDS = frozenset({"demo", "demo-data"})
+"""Commands about the demo: they never read the dbt project of the current directory."""
+
+
 @click.group()
 @click.option("--project-dir", type=click.Path(file_okay=False), default=None,
-              help="dbt project (default: AGENT_DE_PROJECT_DIR, the demo's working copy, or the bundled demo).")
+              help="dbt project (default: AGENT_DE_PROJECT_DIR, else the dbt project in the current directory, "
+                   "as dbt reads it, else the demo: its working copy or the bundled one).")
 @click.option("--target", default=None,
               help="dbt target: any output of the project's profile (default: AGENT_DE_TARGET, DBT_TARGET, "
                    "or the profile's own target). The warehouse type comes from the output's `type`.")
@@ -42,14 +47,22 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.pass_context
 @_fail_cleanly
 def main(ctx: click.Context, project_dir: str | None, target: str | None, state_dir: str | None) -> None:
-    """dagster-agent-de: the agent data engineer for your dbt project."""
-    ctx.obj = resolve_settings(state_dir, project_dir, target)
+    """dagster-agent-de: the agent data engineer for your dbt project.
+
+    \b
+    Which dbt project a command reads, first match wins:
+      1. --project-dir
+      2. AGENT_DE_PROJECT_DIR
+      3. the current directory, when it holds dbt_project.yml (as dbt does)
+      4. the demo: its working copy in the state dir, else the bundled demo
+    `demo` and `demo-data` skip 3: they are about the demo.
+    """
+    demo_only = ctx.invoked_subcommand in DEMO_COMMANDS
     here = Path.cwd()
-    if (project_dir is None and not os.environ.get("AGENT_DE_PROJECT_DIR") and (here / "dbt_project.yml").exists()
-            and ctx.obj.project_dir.resolve() != here.resolve()):
-        # dbt reads the project in the current directory; without --project-dir the agent reads the demo
-        click.echo(f"agent-de: using the demo project {ctx.obj.project_dir}, not the dbt project in the current "
-                   "directory; pass --project-dir . (or set AGENT_DE_PROJECT_DIR) to use it", err=True)
+    ctx.obj = resolve_settings(state_dir, project_dir, target, cwd=None if demo_only else here)
+    if demo_only and not project_dir and not os.environ.get("AGENT_DE_PROJECT_DIR") and cwd_project(here):
+        click.echo(f"agent-de: `{ctx.invoked_subcommand}` uses the demo project, not the dbt project in the current "
+                   "directory (the other commands read that one)", err=True)
     if target:
         _ = ctx.obj.profile_target  # an explicit --target must exist in the profile: fail now, naming the targets
 

@@ -5,8 +5,12 @@ files, default.
 
 - ``AGENT_DE_STATE_DIR``: state directory (default ``./.agent_de``). Holds the agent's state, the
   demo's DuckDB warehouse and the demo's Dagster home.
-- ``AGENT_DE_PROJECT_DIR``: dbt project (default: the demo's working copy ``<state dir>/dbt_project``
-  when ``agent-de demo`` created it, else the bundled ``dbt_project/``).
+- ``AGENT_DE_PROJECT_DIR``: dbt project. Precedence: the explicit argument (``--project-dir``), this
+  variable, then (for a caller that passes ``cwd``: the command line) the dbt project in the current
+  directory, as dbt itself reads it, then the demo: its working copy ``<state dir>/dbt_project`` when
+  ``agent-de demo`` created it, else the bundled ``dbt_project/``. The state directory does not depend on
+  the project: a project found in the current directory gets ``./.agent_de`` there, as
+  ``--project-dir .`` does.
 - ``AGENT_DE_TARGET`` (or dbt's own ``DBT_TARGET``): the dbt target, any name the profile has (default:
   the profile's ``target:``). The warehouse type comes from that output's ``type``.
 - ``AGENT_DE_DUCKDB_PATH``: an explicit override of the DuckDB file the profile names (the override is
@@ -97,19 +101,33 @@ class Settings:
     def duckdb_path(self) -> Path:
         """The DuckDB file: an explicit override, else the profile's ``path`` (relative to the project,
         where dbt runs), else ``<state dir>/warehouse.duckdb`` for a project with no DuckDB target."""
+        return self._duckdb_file()[0]
+
+    @property
+    def duckdb_missing_fix(self) -> str:
+        """What makes :attr:`duckdb_path` exist, naming where the path came from (said when it does not)."""
+        return self._duckdb_file()[1]
+
+    def _duckdb_file(self) -> tuple[Path, str]:
+        """The DuckDB file and, for when it does not exist, where its path came from and what to do."""
         if self.duckdb_override is not None:
-            return self.duckdb_override
+            return self.duckdb_override, "it is the duckdb_path the agent is configured with; point that at the file dbt builds"
         env = os.environ.get("AGENT_DE_DUCKDB_PATH")
         if env:
-            return Path(env).expanduser().resolve()
+            return Path(env).expanduser().resolve(), (
+                "AGENT_DE_DUCKDB_PATH names it; point it at the file dbt builds, or unset it to read the path "
+                "your profile names")
         if self.is_demo:  # the agent owns the demo: its warehouse lives in the state dir
-            return self.state_dir / "warehouse.duckdb"
+            return self.state_dir / "warehouse.duckdb", (
+                "run `agent-de demo` first (it builds the demo's warehouse in the state dir), or set --state-dir / "
+                "AGENT_DE_STATE_DIR to the state dir it used")
+        no_target = "set AGENT_DE_DUCKDB_PATH to the file dbt builds"
         try:
             target = self.profile_target
         except ConfigError:
-            return self.state_dir / "warehouse.duckdb"
+            return self.state_dir / "warehouse.duckdb", no_target
         if target.type != "duckdb":
-            return self.state_dir / "warehouse.duckdb"
+            return self.state_dir / "warehouse.duckdb", no_target
         raw = str(target.output.get("path") or "")
         if not raw or raw == ":memory:" or raw.startswith("md:"):
             raise ConfigError(
@@ -117,7 +135,9 @@ class Settings:
                 "so the output needs a file path (or set AGENT_DE_DUCKDB_PATH)"
             )
         path = Path(raw).expanduser()
-        return path if path.is_absolute() else (self.project_dir / path).resolve()
+        fix = (f"{target.describe()} points at it (path {raw!r}); run `dbt build --target {target.target}` in "
+               f"{self.project_dir} to build it, or choose the target whose file exists (--target, AGENT_DE_TARGET)")
+        return (path if path.is_absolute() else (self.project_dir / path).resolve()), fix
 
     def overrides(self) -> list[str]:
         """Environment settings that win over the dbt profile, said where they take effect."""
@@ -156,11 +176,21 @@ def resolve_settings(
     project_dir: str | os.PathLike[str] | None = None,
     target: str | None = None,
     duckdb_path: str | os.PathLike[str] | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> Settings:
-    """Resolve settings from arguments, environment variables and defaults."""
+    """Resolve settings from arguments, environment variables and defaults.
+
+    ``cwd``: the directory the command runs in; a dbt project there (other than the bundled demo) is
+    the project when neither ``project_dir`` nor ``AGENT_DE_PROJECT_DIR`` names one. Callers that are
+    about the demo (``agent-de demo``) and code locations (configured by environment) leave it out.
+    """
     state = Path(state_dir or os.environ.get("AGENT_DE_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
+    here = cwd_project(cwd)
     if project_dir or os.environ.get("AGENT_DE_PROJECT_DIR"):
         project = Path(project_dir or os.environ["AGENT_DE_PROJECT_DIR"]).resolve()
+    elif here is not None:
+        project = here
     elif (state / "dbt_project" / "dbt_project.yml").exists():
         project = state / "dbt_project"
     else:
@@ -171,6 +201,17 @@ def resolve_settings(
     if tgt and (project / "dbt_project.yml").exists():
         _ = settings.profile_target  # a target asked for by name must exist: fail now, naming the ones that do
     return settings
+
+
+def cwd_project(cwd: str | os.PathLike[str] | None) -> Path | None:
+    """``cwd`` when it holds a dbt project that is not the bundled demo (whose working copy the demo
+    rules pick), else None."""
+    if cwd is None:
+        return None
+    here = Path(cwd).resolve()
+    if not (here / "dbt_project.yml").exists() or here == BUNDLED_PROJECT_DIR.resolve():
+        return None
+    return here
 
 
 def demo_working_copy(settings: Settings) -> Settings:

@@ -114,13 +114,21 @@ class ProfileTarget:
     def describe(self) -> str:
         return f"target {self.target!r} of profile {self.profile!r} ({self.profiles_path})"
 
+    def env_vars(self, field: str) -> list[str]:
+        """The environment variables the profile's ``field`` reads with ``env_var``, in order.
+
+        >>> ProfileTarget(Path("p.yml"), "p", "prod", {}, {"user": "{{ env_var('SF_USER', 'me') }}"}).env_vars("user")
+        ['SF_USER']
+        """
+        return _ENV_NAME.findall(str((self.raw_output or {}).get(field, "")))
+
     def missing(self, *fields: str) -> str:
         """Say how to fill empty fields: the profile's ``env_var`` names where it reads them.
 
         >>> ProfileTarget(Path("p.yml"), "p", "prod", {"user": ""}, {"user": "{{ env_var('SF_USER', '') }}"}).missing("user")
         "target 'prod' of profile 'p' (p.yml) has no user: set SF_USER (read by env_var in profiles.yml)"
         """
-        names = [m for f in fields for m in _ENV_NAME.findall(str((self.raw_output or {}).get(f, "")))]
+        names = [m for f in fields for m in self.env_vars(f)]
         fix = f"set {', '.join(names)} (read by env_var in profiles.yml)" if names else "set it in profiles.yml"
         return f"{self.describe()} has no {' or '.join(fields)}: {fix}"
 

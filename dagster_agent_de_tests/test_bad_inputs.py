@@ -102,3 +102,19 @@ def test_a_lookback_or_backoff_that_is_not_a_number_or_negative_names_the_variab
     c = Cadence.from_env({"AGENT_DE_INVESTIGATE_LOOKBACK_HOURS": "0", "AGENT_DE_RETRY_BACKOFF_SECONDS": "2"})
     assert (c.investigate_lookback_hours, c.retry_backoff_seconds) == (0.0, 2.0)  # 0 is allowed; the dev test uses 2
     assert (Cadence().investigate_lookback_hours, Cadence().retry_backoff_seconds) == (24.0, 60.0)
+
+
+def test_an_unreadable_snowflake_key_file_is_a_configuration_error_of_the_cli(team_env, tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    """Exit 2, the configuration error, naming the profile's field and the variable that set the path."""
+    pytest.importorskip("dagster_snowflake")
+    from click.testing import CliRunner
+
+    from dagster_agent_de.cli import main
+
+    monkeypatch.setenv("ACME_SNOWFLAKE_KEY", str(tmp_path / "gone.p8"))
+    r = CliRunner().invoke(main, ["--project-dir", str(team_env.project_dir), "--state-dir", str(tmp_path / "state"),
+                                  "--target", "prod", "drift"])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("agent-de: configuration error: the Snowflake private key file"), r.stderr
+    assert "gone.p8" in r.stderr and "the private_key_path of target 'prod'" in r.stderr and "ACME_SNOWFLAKE_KEY" in r.stderr

@@ -112,17 +112,49 @@ def test_reconcile_exits_2_when_the_warehouse_cannot_be_opened(team_env, monkeyp
     r = CliRunner().invoke(main, [*args, "reconcile"])
     assert r.exit_code == 2, r.output
     assert "ERROR orders.orders_vs_raw" in r.output and "nope.duckdb does not exist" in r.output
+    assert "AGENT_DE_DUCKDB_PATH names it" in r.output and "agent-de demo" not in r.output  # where the path came from
     drift = CliRunner().invoke(main, [*args, "drift"])
     assert drift.exit_code == 2 and "nope.duckdb does not exist" in drift.output
 
 
-def test_a_command_run_inside_a_dbt_project_says_it_uses_the_demo_and_how_to_use_this_one(
-        team_env, monkeypatch, tmp_path: Path) -> None:
-    """dbt reads the project in the current directory; agent-de defaults to the demo: it says so, naming the fix."""
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_command_run_inside_a_dbt_project_reads_that_project(team_env, monkeypatch, tmp_path: Path) -> None:
+    """dbt reads the project in the current directory, and so does agent-de when nothing else names one."""
     monkeypatch.chdir(team_env.project_dir)
     monkeypatch.delenv("AGENT_DE_PROJECT_DIR", raising=False)
-    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "audit", "tail"])
-    assert r.exit_code == 0, r.output
-    assert "not the dbt project in the current directory" in r.stderr and "--project-dir ." in r.stderr, r.stderr
-    chosen = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", ".", "audit", "tail"])
-    assert chosen.exit_code == 0 and chosen.stderr == ""
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "reconcile", "--json"])
+    assert r.stderr == "", r.stderr
+    out = json.loads(r.stdout)
+    # the team's one spec, on its model `orders` (not built here: the spec errors, exit 2); none of the demo's
+    assert [(e["model"], e["name"]) for e in out["errors"]] == [("orders", "orders_vs_raw")], out
+    assert "fct_revenue" not in r.output
+    probe = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--target", "nope", "audit", "tail"])
+    assert probe.exit_code == 2 and "profile 'acme'" in probe.output, probe.output
+    # the state dir defaults to ./.agent_de there, as with an explicit `--project-dir .`
+    try:
+        tail = CliRunner().invoke(main, ["audit", "tail"])
+        assert tail.exit_code == 0 and str(team_env.project_dir / ".agent_de") in tail.output, tail.output
+    finally:
+        shutil.rmtree(team_env.project_dir / ".agent_de", ignore_errors=True)
+
+
+def test_the_demo_commands_and_a_directory_without_a_dbt_project_use_the_demo(
+        team_env, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("AGENT_DE_PROJECT_DIR", raising=False)
+    monkeypatch.chdir(REPO_ROOT)
+    assert not (REPO_ROOT / "dbt_project.yml").exists()
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--target", "nope", "audit", "tail"])
+    assert r.exit_code == 2 and "profile 'agent_de_demo'" in r.output, r.output
+    # inside the team's project, `demo-data` still writes the demo's warehouse (in the state dir), not the team's
+    monkeypatch.chdir(team_env.project_dir)
+    team_warehouse = team_env.warehouse_path.stat().st_mtime_ns
+    data = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "demo-data", "--scale", "100"])
+    assert data.exit_code == 0 and "app.orders=100" in data.stdout, data.output
+    assert "uses the demo project, not the dbt project in the current directory" in data.stderr
+    assert (tmp_path / "warehouse.duckdb").exists() and team_env.warehouse_path.stat().st_mtime_ns == team_warehouse
+    # an explicit flag wins over the current directory
+    flag = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(BUNDLED_PROJECT_DIR),
+                                     "--target", "nope", "audit", "tail"])
+    assert flag.exit_code == 2 and "profile 'agent_de_demo'" in flag.output, flag.output

@@ -43,6 +43,26 @@ def test_a_dev_target_needs_no_agent_variables(team_copy: Path, tmp_path: Path) 
         assert wh.query("select x from t", rationale="reads the team's file").scalar() == 1
 
 
+def test_a_missing_duckdb_file_says_how_to_build_it_for_this_project(
+        team_copy: Path, tmp_path: Path, monkeypatch) -> None:
+    """A team's project: the profile's target names the file and `dbt build` for that target makes it;
+    `agent-de demo` is the fix only for the demo."""
+    from dagster_agent_de.config import BUNDLED_PROJECT_DIR
+    from dagster_agent_de.errors import WarehouseUnavailableError
+
+    monkeypatch.delenv("AGENT_DE_PROJECT_DIR", raising=False)
+    team = resolve_settings(tmp_path / "state", team_copy)
+    with pytest.raises(WarehouseUnavailableError) as err:
+        open_warehouse(team, AuditLog(None)).query("select 1", rationale="open")
+    message = str(err.value)
+    assert f"{team_copy / 'warehouse' / 'acme_dev.duckdb'} does not exist" in message
+    assert "target 'dev' of profile 'acme'" in message and "'warehouse/acme_dev.duckdb'" in message, message
+    assert "run `dbt build --target dev`" in message and "agent-de demo" not in message
+    demo = resolve_settings(tmp_path / "demo_state", BUNDLED_PROJECT_DIR, "duckdb")
+    with pytest.raises(WarehouseUnavailableError, match=r"warehouse.duckdb does not exist: run `agent-de demo` first"):
+        open_warehouse(demo, AuditLog(None)).query("select 1", rationale="open")
+
+
 def test_an_explicit_override_wins_and_says_so(team_copy: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("AGENT_DE_DUCKDB_PATH", str(tmp_path / "other.duckdb"))
     settings = resolve_settings(tmp_path / "other_state", team_copy)
@@ -138,6 +158,36 @@ def test_snowflake_without_credentials_names_what_to_set(team_copy: Path, tmp_pa
     (team_copy / "profiles.yml").write_text(text)
     with pytest.raises(ConfigError, match="no credentials: set password, private_key_path or authenticator"):
         open_warehouse(resolve_settings(tmp_path, team_copy, "prod"), AuditLog(None))
+
+
+@pytest.mark.parametrize("how", ["env_var set", "env_var unset: its default", "written in profiles.yml"])
+def test_an_unreadable_snowflake_key_file_names_where_its_path_came_from(
+        team_copy: Path, tmp_path: Path, monkeypatch, how: str) -> None:
+    pytest.importorskip("dagster_snowflake")
+    profiles = team_copy / "profiles.yml"
+    if how == "env_var set":
+        path = str(tmp_path / "missing.p8")
+        monkeypatch.setenv("ACME_SNOWFLAKE_KEY", path)
+    elif how == "env_var unset: its default":
+        monkeypatch.delenv("ACME_SNOWFLAKE_KEY", raising=False)
+        path = "/secrets/rsa_key.p8"
+    else:
+        path = str(tmp_path)  # a directory: exists, cannot be read as a file
+        profiles.write_text(profiles.read_text().replace(
+            "\"{{ env_var('ACME_SNOWFLAKE_KEY', '/secrets/rsa_key.p8') }}\"", repr(path)))
+    with pytest.raises(ConfigError) as err:
+        open_warehouse(resolve_settings(tmp_path, team_copy, "prod"), AuditLog(None))
+    message = str(err.value)
+    assert f"private key file {path!r}" in message and "cannot be read" in message, message
+    assert "it is the private_key_path of target 'prod' of profile 'acme'" in message and str(profiles) in message, message
+    if how == "env_var set":
+        assert "comes from the environment variable ACME_SNOWFLAKE_KEY" in message, message
+        assert "set ACME_SNOWFLAKE_KEY to the path of a private key file you can read" in message, message
+    elif how == "env_var unset: its default":
+        assert "the default of env_var('ACME_SNOWFLAKE_KEY')" in message and "ACME_SNOWFLAKE_KEY is not set" in message
+    else:
+        assert "ACME_SNOWFLAKE_KEY" not in message, message
+        assert f"change private_key_path in {profiles}" in message, message
 
 
 def test_a_stale_manifest_is_reparsed(team_copy: Path, tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ def open_warehouse(settings: Settings, audit: AuditLog, *, read_only: bool = Tru
     configure_masking(Path(settings.state_dir))
     kind = settings.warehouse_type
     if kind == "duckdb":
-        return DuckDBWarehouse(Path(settings.duckdb_path), audit, read_only=read_only)
+        return DuckDBWarehouse(Path(settings.duckdb_path), audit, read_only=read_only,
+                               missing_fix=settings.duckdb_missing_fix)
     if kind == "snowflake":
         from dagster_agent_de.adapters.warehouse.snowflake import (
             SnowflakeWarehouse,

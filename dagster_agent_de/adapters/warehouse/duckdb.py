@@ -121,9 +121,12 @@ class DuckDBWarehouse(Warehouse):
     name = "duckdb"
     capabilities = Capabilities()
 
-    def __init__(self, path: str | Path, audit: AuditLog, *, read_only: bool = True) -> None:
+    def __init__(self, path: str | Path, audit: AuditLog, *, read_only: bool = True,
+                 missing_fix: str = "check the path") -> None:
+        """``missing_fix``: what to do when the file does not exist (where the caller's path came from)."""
         super().__init__(audit, read_only=read_only)
         self.path = Path(path)
+        self.missing_fix = missing_fix
         self.catalog = self.path.stem
         self._con: Any = None
         self._memory_limit = 0
@@ -149,9 +152,7 @@ class DuckDBWarehouse(Warehouse):
             return self._con
         if not self.path.exists():
             raise WarehouseUnavailableError(
-                f"DuckDB warehouse file {self.path} does not exist; run `agent-de demo` (or `dbt build`) "
-                "first, or set AGENT_DE_DUCKDB_PATH / --state-dir to the file dbt builds"
-            )
+                f"DuckDB warehouse file {self.path} does not exist: {self.missing_fix}")
         try:
             if self.read_only:
                 con, prelude = self._open_read_only()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -74,6 +75,8 @@ def snowflake_resource_from_profile(target: ProfileTarget, *, run_id: str | None
         config.pop("password")  # dbt prefers the key pair when both are given
     if not ({"password", "private_key", "private_key_path", "authenticator"} & config.keys()):
         raise ConfigError(f"{describe} has no credentials: set password, private_key_path or authenticator")
+    if "private_key_path" in config:
+        _check_key_file(target, config["private_key_path"])
     session = {"QUERY_TAG": query_tag(run_id)}
     extra: dict[str, Any] = {"session_parameters": session}
     if output.get("token"):
@@ -82,6 +85,31 @@ def snowflake_resource_from_profile(target: ProfileTarget, *, run_id: str | None
         return SnowflakeResource(**config, additional_snowflake_connection_args=extra)
     except Exception as e:  # the resource validates the auth combination
         raise ConfigError(f"{describe} cannot configure a Snowflake connection: {e}") from e
+
+
+def _check_key_file(target: ProfileTarget, path: str) -> None:
+    """Raise a :class:`ConfigError` when the profile's ``private_key_path`` cannot be read, naming where
+    the path came from (the profiles.yml field, and the ``env_var`` that set it) and what to change."""
+    try:
+        with open(path, "rb") as f:  # as the connector opens it: relative to the current directory
+            f.read(1)
+        return
+    except OSError as e:
+        why = e.strerror or str(e)
+    where = f"the private_key_path of {target.describe()}"
+    if not os.path.isabs(path):
+        where += f" (relative to the current directory, {os.getcwd()})"
+    names = target.env_vars("private_key_path")
+    unset = [n for n in names if n not in os.environ]
+    if unset:
+        origin = (f"the path is the default of env_var('{unset[0]}') in profiles.yml, as {unset[0]} is not set; "
+                  f"set {unset[0]} to the path of your private key file (PKCS#8, e.g. rsa_key.p8)")
+    elif names:
+        origin = (f"the path comes from the environment variable {names[0]} (env_var('{names[0]}') in profiles.yml); "
+                  f"set {names[0]} to the path of a private key file you can read (PKCS#8, e.g. rsa_key.p8)")
+    else:
+        origin = f"change private_key_path in {target.profiles_path} to the path of a private key file you can read"
+    raise ConfigError(f"the Snowflake private key file {path!r} cannot be read ({why}); it is {where}: {origin}")
 
 
 class SnowflakeWarehouse(Warehouse):

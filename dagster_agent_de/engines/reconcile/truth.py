@@ -44,7 +44,8 @@ def open_connection(connection: Connection, audit: AuditLog) -> Warehouse:
         from dagster_agent_de.adapters.warehouse.postgres import PostgresWarehouse
 
         return PostgresWarehouse.from_profile_output(connection.profile_output(), audit)
-    return DuckDBWarehouse(Path(connection.path), audit)
+    return DuckDBWarehouse(Path(connection.path), audit,
+                           missing_fix="the spec's connection names it; point its path at the DuckDB file to read")
 
 
 def resolve_truth(
