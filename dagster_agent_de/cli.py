@@ -72,11 +72,12 @@ def main(ctx: click.Context, project_dir: str | None, target: str | None, state_
 @click.pass_obj
 @_fail_cleanly
 def demo_data(settings: Settings, scale: int) -> None:
-    """Generate the deterministic demo source data into the DuckDB warehouse."""
-    from dagster_agent_de.demo.data import generate_demo_data
+    """Generate the deterministic demo source data into the demo's warehouse (DuckDB; with `--target postgres`,
+    loaded into the PostgreSQL database of the demo profile's `postgres` output too)."""
+    from dagster_agent_de.demo.runner import generate_demo_sources
 
     settings.ensure_state_dir()
-    click.echo(generate_demo_data(settings.duckdb_path, scale=scale).describe())
+    click.echo(generate_demo_sources(settings, scale=scale).describe())
 
 
 @main.command()

@@ -74,3 +74,23 @@ def test_demo_on_postgres_without_a_server_names_the_variables(tmp_path: Path, m
     r = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "--target", "postgres", "demo", "--scale", "50"])
     assert r.exit_code == 2, r.output
     assert "needs a PostgreSQL server" in r.output and "AGENT_DE_PG_HOST" in r.output
+
+
+def test_demo_data_on_postgres_loads_the_sources_there(tmp_path: Path, pg_server: PgServer, monkeypatch) -> None:
+    """`agent-de --target postgres demo-data` generates the sources and loads them into the demo's database (no
+    dbt build), so a team can try the agent on PostgreSQL data of its own scale; without a server it says what to set."""
+    for k, v in _env(tmp_path, pg_server).items():
+        monkeypatch.setenv(k, v)
+    pg_server.admin('create database "shop_demo"')
+    try:
+        r = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "--target", "postgres", "demo-data",
+                                      "--scale", "40"])
+        (orders,) = pg_server.admin("select count(*) from app.orders", dbname="shop_demo")[0]
+    finally:
+        pg_server.drop_database("shop_demo")
+    assert r.exit_code == 0, r.output
+    assert f"into PostgreSQL postgres@127.0.0.1:{pg_server.port}/shop_demo: app.customers=" in r.output
+    assert orders == (40,)
+    monkeypatch.delenv("AGENT_DE_PG_HOST")
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "--target", "postgres", "demo-data"])
+    assert r.exit_code == 2 and "AGENT_DE_PG_HOST" in r.output, r.output

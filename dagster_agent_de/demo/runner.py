@@ -112,6 +112,19 @@ def incident_scale(incident: str | None, scale: int) -> tuple[int, list[str]]:
     return min_scale, [f"scale raised from {scale:,} to {min_scale:,} orders: {incident} is visible only over enough rows"]
 
 
+def generate_demo_sources(settings: Settings, *, scale: int = 10_000) -> DemoDataSummary:
+    """The demo's source tables: generated into the state dir's DuckDB file, then, on a ``postgres`` target
+    (the demo profile's dbt-postgres output), loaded into that database by COPY."""
+    conninfo = postgres_conninfo(settings) if settings.warehouse_type == "postgres" else None
+    data = generate_demo_data(settings.duckdb_path, scale=scale)
+    if conninfo is not None:
+        start = time.perf_counter()
+        tables = load_into_postgres(settings.duckdb_path, conninfo)
+        where = f"PostgreSQL {conninfo.get('user')}@{conninfo.get('host')}:{conninfo.get('port')}/{conninfo['dbname']}"
+        data = replace(data, tables=tables, seconds=data.seconds + time.perf_counter() - start, where=where)
+    return data
+
+
 def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = None,
              raise_scale: bool = True) -> DemoResult:
     """Generate data, build the dbt project through Dagster into a persistent instance.
@@ -130,14 +143,8 @@ def run_demo(settings: Settings, *, scale: int = 10_000, incident: str | None = 
     notes: list[str] = []
     if raise_scale:
         scale, notes = incident_scale(incident, scale)
-    conninfo = postgres_conninfo(settings) if settings.warehouse_type == "postgres" else None
-    data = generate_demo_data(settings.duckdb_path, scale=scale)
-    if conninfo is not None:
-        start = time.perf_counter()
-        tables = load_into_postgres(settings.duckdb_path, conninfo)
-        where = f"PostgreSQL {conninfo.get('user')}@{conninfo.get('host')}:{conninfo.get('port')}/{conninfo['dbname']}"
-        data = replace(data, tables=tables, seconds=data.seconds + time.perf_counter() - start, where=where)
-    if conninfo is not None and settings.target:
+    data = generate_demo_sources(settings, scale=scale)
+    if settings.warehouse_type == "postgres" and settings.target:
         # the demo profile's default target reads AGENT_DE_TARGET: every later resolution in this process (the
         # Dagster resources, dbt started by dagster-dbt) then finds the PostgreSQL output too
         os.environ["AGENT_DE_TARGET"] = settings.target
