@@ -62,7 +62,7 @@ def build_intent_checks(declared: Sequence[Any], summing: Sequence[str], key_for
 
     @multi_asset_check(specs=specs, name="intent_checks", can_subset=True)
     def intent_checks(context: AssetCheckExecutionContext, agent_warehouse: AgentWarehouseResource):
-        from dagster_agent_de.engines.intents import derive_intents, evaluate_intent
+        from dagster_agent_de.engines.intents import evaluate_intent, sum_inputs
 
         selected = sorted(context.selected_asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name))
         done: set[AssetCheckKey] = set()
@@ -74,14 +74,19 @@ def build_intent_checks(declared: Sequence[Any], summing: Sequence[str], key_for
         try:
             manifest = agent_warehouse.manifest()
             with agent_warehouse.get_warehouse(context) as wh:
-                derived = derive_intents(manifest, wh.dialect, list(declared)) if any(k.name == DERIVED_CHECK for k in selected) else []
+                inputs = sum_inputs(manifest, wh.dialect, list(declared)) if any(k.name == DERIVED_CHECK for k in selected) else None
                 for key in selected:
                     target = by_check[key]
-                    if isinstance(target, str):  # derived: the inputs of this model's sums
-                        results = [evaluate_intent(i, manifest, wh) for i in derived if (i.derived_from or "").startswith(f"{target}.")]
+                    done.add(key)
+                    if isinstance(target, str) and inputs is not None:  # derived: the inputs of this model's sums
+                        results = [evaluate_intent(i, manifest, wh) for i in inputs.intents
+                                   if (i.derived_from or "").startswith(f"{target}.")]
+                        if not results:  # say why nothing was checked; never pass on what could not be read
+                            yield translator.summed_inputs_unchecked(key, target, inputs.unreadable.get(target),
+                                                                     inputs.notes.get(target))
+                            continue
                     else:
                         results = [evaluate_intent(target, manifest, wh)]
-                    done.add(key)
                     yield translator.intent_check_result(key, results)
         except AgentDEError as e:
             context.log.error(f"intent checks could not run: {e}")

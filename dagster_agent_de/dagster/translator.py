@@ -471,8 +471,23 @@ class AgentDETranslator:
         return AssetCheckResult(
             asset_key=check_key.asset_key, check_name=check_key.name, passed=not failed,
             severity=self.check_severity(severity),
-            description="; ".join(r.message for r in (failed or results))[:1000] or "no summed inputs found",
+            description="; ".join(r.message for r in (failed or results))[:1000],
             metadata=default_intent_metadata(results),
+        )
+
+    def summed_inputs_unchecked(self, check_key: AssetCheckKey, model: str, unreadable: str | None,
+                                note: str | None) -> AssetCheckResult:
+        """``intent_summed_inputs_not_null`` when no input was derived: WARN when the model could not be read
+        (its sums' inputs are unchecked), else pass saying why there is nothing to check."""
+        if unreadable is not None:
+            description = f"the inputs of {model}'s sums are not checked: {unreadable}; declare not_null intents on them"
+        else:
+            description = note or f"{model} has no column aggregated by SUM (a `sum(` in a window or a comment): nothing to check"
+        return AssetCheckResult(
+            asset_key=check_key.asset_key, check_name=check_key.name, passed=unreadable is None,
+            severity=self.check_severity("warn"), description=description[:1000],
+            metadata={"agent_de/kind": MetadataValue.text("intent"), "checked_inputs": MetadataValue.int(0),
+                      "why": MetadataValue.text(description[:1000])},
         )
 
     def volume_check_result(self, asset_key: AssetKey, check_name: str, verdict: VolumeVerdict) -> AssetCheckResult:

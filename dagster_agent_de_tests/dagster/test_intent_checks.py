@@ -72,3 +72,18 @@ def test_a_bad_intent_or_runtime_meta_fails_its_own_check_and_the_location_loads
     assert "column" in got[(orders, INVALID_CHECK)].metadata["error"].value
     assert ("fct_orders: meta.agent_de.runtime.max_minutes must be a positive number, got -5"
             in got[(orders, RUNTIME_CHECK)].metadata["error"].value)
+
+
+def test_the_summed_inputs_check_of_a_model_it_cannot_read_fails_saying_so(demo_env) -> None:
+    """A check that cannot read what it checks never passes: with fct_revenue's SQL unreadable, its
+    summed-inputs check warns that the inputs are unchecked (it used to pass: 'no summed inputs found')."""
+    base = build_definitions(demo_env.settings)
+    defs = Definitions.merge(base, Definitions(jobs=[define_asset_job("intents", selection=AssetSelection.checks(KEY))]))
+    with demo_env.patched("models/marts/fct_revenue.sql", "group by o.order_date, o.currency", "group by ("):
+        with DagsterInstance.ephemeral() as instance:
+            result = defs.resolve_job_def("intents").execute_in_process(instance=instance, raise_on_error=False,
+                                                                         run_config=QUIET)
+    (ev,) = result.get_asset_check_evaluations()
+    assert not ev.passed and ev.severity.value == "WARN"
+    assert ev.description.startswith("the inputs of fct_revenue's sums are not checked: its SQL could not be analysed")
+    assert ev.metadata["checked_inputs"].value == 0

@@ -92,3 +92,29 @@ def test_a_bad_intent_names_the_model_and_field(tmp_path: Path) -> None:
     manifest, _ = _project(tmp_path / "c", [{"kind": "not_null", "column": "amount"}])
     with pytest.raises(SpecError, match="why: Field required"):
         intents_from_manifest(manifest)
+
+
+def test_summed_inputs_come_from_sources_too_and_a_model_with_none_says_why(tmp_path: Path) -> None:
+    """The derived intents cover a source column summed directly (a NULL there drops the row from the SUM as
+    well); a summing model with nothing derived says why: no column summed, every input declared, or its SQL
+    unreadable (its check then fails: the inputs are unchecked, never passed)."""
+    from dagster_agent_de.engines.intents import sum_inputs
+
+    models = {**MODELS,
+              "src_revenue": "select order_date, sum(amount) as revenue from {{ source('raw', 'orders') }} group by 1",
+              "order_count": "select order_date, sum(1) as orders from {{ ref('fct_orders') }} group by 1",
+              "broken_sum": "select sum(amount) as revenue from {{ ref('fct_orders') }}"}
+    manifest, db = project(tmp_path, models, DATA, sources={"orders": {}})
+    (tmp_path / "models" / "broken_sum.sql").write_text("select sum(amount) as revenue from {{ ref('fct_orders') }} group by (")
+    got = sum_inputs(manifest, "duckdb")
+    derived = {(i.model, i.column): i for i in got.intents}
+    assert set(derived) == {("fct_orders", "amount"), ("raw.orders", "amount")}
+    src = _eval(manifest, db, derived[("raw.orders", "amount")])
+    assert (src.passed, src.violations) == (False, 1) and "silently drops its row from revenue" in src.message
+    assert got.notes == {"order_count": "order_count's sums read no column: nothing can be NULL"}
+    assert set(got.unreadable) == {"broken_sum"} and "could not be analysed" in got.unreadable["broken_sum"]
+    declared = intents_from_manifest(manifest) + [
+        i.model_copy(update={"derived_from": None, "why": "declared"}) for i in derived.values()]
+    covered = sum_inputs(manifest, "duckdb", declared)
+    assert covered.intents == [] and covered.notes["src_revenue"] == (
+        "every column src_revenue sums has a declared not_null intent (raw.orders.amount), checked by its own check")

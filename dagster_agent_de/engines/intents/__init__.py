@@ -10,7 +10,8 @@ from dagster_agent_de.engines.intents.intents import (
     evaluate_intent,
     intents_from_manifest,
     read_intents,
+    sum_inputs,
 )
 
 __all__ = ["INVALID_CHECK", "Intent", "IntentResult", "derive_intents", "evaluate_intent", "intents_from_manifest",
-           "read_intents"]
+           "read_intents", "sum_inputs"]

@@ -123,28 +123,65 @@ def intents_from_manifest(manifest: Manifest) -> list[Any]:
     return intents
 
 
-def derive_intents(manifest: Manifest, dialect: str, declared: list[Any] | None = None) -> list[Any]:
-    """``not_null`` on every model column summed into an additive metric downstream (unless declared already)."""
+@dataclass(frozen=True)
+class SumInputs:
+    """What the derived ``not_null`` intents are, and for each summing model with none, why.
+
+    ``unreadable`` (the model's SQL could not be analysed) makes its check fail: its sums' inputs are not
+    checked, and a check must never pass on what it could not read. ``notes`` say why a readable model has
+    nothing to derive (its sums read no column; every input already has a declared intent)."""
+
+    intents: list[Any]
+    notes: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+
+def sum_inputs(manifest: Manifest, dialect: str, declared: list[Any] | None = None) -> SumInputs:
+    """``not_null`` on every column summed into an additive metric one hop downstream (a model's or a
+    source's: a NULL drops the row from the SUM either way), unless declared already."""
     from dagster_agent_de.engines.metrics.conflicts import metric_definitions
     from dagster_agent_de.sql.tracer import LineageTracer
 
     have = {(i.model, getattr(i, "column", None), i.kind) for i in declared or []}
     tracer = LineageTracer(manifest, dialect)
     out: dict[tuple[str, str], Any] = {}
+    covered: dict[str, list[str]] = {}
+    summing: set[str] = set()
     defs, _ = metric_definitions(manifest, dialect, tracer)
+    unreadable = {}
+    for n in manifest.models():
+        if not manifest.compiled_sql(n.unique_id):
+            unreadable[n.name] = "no compiled SQL (run dbt compile or dbt build)"
+        elif error := tracer.analysis(n).error:
+            unreadable[n.name] = f"its SQL could not be analysed ({error[:160]})"
     for d in defs:
         if d.aggregate != "SUM":
             continue
+        summing.add(d.model)
         node = manifest.find(d.model)
         feeds = tracer.columns(node).outputs.get(d.column, set())
         for rel, col in sorted(feeds):
             upstream = tracer.by_relation.get(rel)
-            if upstream is None or upstream.is_source or (upstream.name, col, "not_null") in have:
+            if upstream is None:
                 continue
-            out.setdefault((upstream.name, col), NotNull(
-                kind="not_null", model=upstream.name, column=col, derived_from=f"{d.model}.{d.column}",
+            name = upstream.display_name  # a source's ``source.table``
+            if (name, col, "not_null") in have:
+                covered.setdefault(d.model, []).append(f"{name}.{col}")
+                continue
+            out.setdefault((name, col), NotNull(
+                kind="not_null", model=name, column=col, derived_from=f"{d.model}.{d.column}",
                 why=f"summed into {d.model}.{d.column}: a NULL {col} silently drops its row from {d.metric}"))
-    return list(out.values())
+    derived_for = {i.derived_from.split(".", 1)[0] for i in out.values()}
+    why_none: dict[str, str] = {}
+    for model in sorted(summing - derived_for):
+        why_none[model] = (f"every column {model} sums has a declared not_null intent ({', '.join(sorted(set(covered[model])))}), "
+                           "checked by its own check" if model in covered else f"{model}'s sums read no column: nothing can be NULL")
+    return SumInputs(list(out.values()), why_none, unreadable)
+
+
+def derive_intents(manifest: Manifest, dialect: str, declared: list[Any] | None = None) -> list[Any]:
+    """The derived ``not_null`` intents (see :func:`sum_inputs`)."""
+    return sum_inputs(manifest, dialect, declared).intents
 
 
 @dataclass
