@@ -275,11 +275,14 @@ class ModelAnalysis:
             out.setdefault(name, set()).update(self._through(self.root, name, 0))
         return out
 
-    def passthrough(self, name: str) -> list[tuple[Scope, str, str]]:
+    def passthrough(self, name: str, null_strict: bool = False) -> list[tuple[Scope, str, str]]:
         """Where an output column is read as it is (no function over it): one ``(scope, source alias,
         column)`` hop per SELECT, from the final one down through CTEs and derived tables.
 
-        It stops at a base table, a computed value or a set operation (several origins).
+        It stops at a base table, a computed value or a set operation (several origins). With
+        ``null_strict`` it also follows a column through functions that are NULL exactly when it is
+        (``upper(c.region)``, ``cast(c.region as varchar)``, ``trim(...)``: see :func:`null_strict_column`),
+        never through one that replaces a NULL (``coalesce``, ``case ... else``).
 
         >>> a = ModelAnalysis("with c as (select * from db.s.customers), f as (select o.id, c.region from "
         ...                   "db.s.orders o left join c on o.cid = c.id) select * from f", "duckdb")
@@ -299,6 +302,8 @@ class ModelAnalysis:
             proj = _projection_named(expr, col)
             if proj is not None:
                 inner = proj.this if isinstance(proj, exp.Alias) else proj
+                if null_strict:
+                    inner = null_strict_column(inner) or inner
                 if not isinstance(inner, exp.Column) or isinstance(inner.this, exp.Star):
                     break  # computed here: not a pass-through
                 col = inner.name.lower()
@@ -388,6 +393,52 @@ class ModelAnalysis:
         for where in self.tree.find_all(exp.Where):
             out.extend(where.this.flatten() if isinstance(where.this, exp.And) else [where.this])
         return out
+
+
+# functions NULL exactly when their first argument is (the other arguments constant): NULL goes through them
+# unchanged and they make no NULL of a value. Not coalesce/ifnull/nvl, case, nullif, concat (which skip or
+# make NULLs), nor try_cast or division (NULL for a value that does not convert, for x / 0 in DuckDB).
+_NULL_STRICT: tuple[type[exp.Expr], ...] = (
+    exp.Cast, exp.Upper, exp.Lower, exp.Trim, exp.Initcap, exp.Paren, exp.Neg, exp.Abs, exp.Round, exp.Floor,
+    exp.Ceil, exp.Substring, exp.Left, exp.Right, exp.Length, exp.Replace, exp.Pad, exp.TimestampTrunc, exp.DateTrunc,
+)
+_NULL_STRICT_ARITHMETIC: tuple[type[exp.Expr], ...] = (exp.Add, exp.Sub, exp.Mul)
+
+
+def null_strict_column(node: exp.Expr) -> exp.Column | None:
+    """The one column ``node`` is a NULL-propagating wrapper of (``upper(trim(c.region))`` -> ``c.region``;
+    ``c.amount * 100`` -> ``c.amount``), or ``None`` (another shape, or a function that may replace a NULL).
+
+    >>> null_strict_column(parse("select cast(upper(c.region) as varchar)", "duckdb").selects[0]).sql()
+    'c.region'
+    >>> null_strict_column(parse("select coalesce(c.region, 'n/a')", "duckdb").selects[0]) is None
+    True
+    """
+    for _ in range(_MAX_DEPTH):
+        if isinstance(node, exp.Column):
+            return node
+        if isinstance(node, _NULL_STRICT_ARITHMETIC):
+            left, right = node.args.get("this"), node.args.get("expression")
+            if isinstance(right, exp.Literal) and isinstance(left, exp.Expr):
+                node = left
+            elif isinstance(left, exp.Literal) and isinstance(right, exp.Expr):
+                node = right
+            else:
+                return None
+            continue
+        if not isinstance(node, _NULL_STRICT) or isinstance(node, exp.TryCast):
+            return None
+        inner = node.args.get("this")
+        if not isinstance(inner, exp.Expr):
+            return None
+        for key, value in node.args.items():  # the other arguments: constants only (no column, no subquery)
+            if key == "this" or value is None:
+                continue
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, exp.Expr) and (isinstance(v, (exp.Column, exp.Query)) or v.find(exp.Column, exp.Query)):
+                    return None
+        node = inner
+    return None
 
 
 def _single(sources: dict[str, Any]) -> Any:

@@ -31,6 +31,11 @@ def test_incident_is_root_caused_top_1(cte_env: CteEnv, incident: CteIncident) -
             assert changed and all(c.startswith("models/") for c in changed)
             cte_env.dbt("run", "-q", "-s", incident.rebuild)
             assert cte_env.check_passes(incident), f"{incident.check} still fails after the fix:\n{top.proposed_fix.diff}"
+        elif incident.expected_pattern == "unmatched_left_join":  # a decision: load the rows, or accept NULL
+            assert top.proposed_fix is not None and not top.proposed_fix.diff
+            assert "Do not make the join INNER" in top.proposed_fix.description
+            assert "missing from stg_customers" in top.summary and "`left join c` (in the CTE orders_enriched)" in top.summary, top.summary
+            assert any(e.kind.value == "context_gap" for e in escalations_for(top, cte_env.manifest(), Policy()))
         else:
             loader = "loader of"
             assert loader in top.summary or loader in (top.proposed_fix.description if top.proposed_fix else "")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dagster_agent_de.adapters.warehouse import QueryResult, Warehouse
+from dagster_agent_de.core.masking import masker
 from dagster_agent_de.core.models import Evidence
 from dagster_agent_de.engines.investigate.models import Failure
 from dagster_agent_de.engines.pii_lineage import pii_index
@@ -42,8 +44,9 @@ class InvestigationContext:
         assert self.tracer is not None
         return self.tracer.facts(node)
 
-    def run(self, sql: str, rationale: str) -> tuple[QueryResult | None, Evidence]:
-        """Run one read-only query; a failure becomes unverified evidence, never a crash."""
+    def run(self, sql: str, rationale: str, mask: Iterable[str] = ()) -> tuple[QueryResult | None, Evidence]:
+        """Run one read-only query; a failure becomes unverified evidence, never a crash. ``mask``: result
+        columns the detector knows hold PII beyond what the query's lineage says (masked too)."""
         self.queries += 1
         try:
             res = self.warehouse.query(sql, rationale=rationale, max_rows=1000)
@@ -52,6 +55,10 @@ class InvestigationContext:
             return None, Evidence(statement=sql, rationale=rationale, result_summary=f"query failed: {e}")
         # PII (tagged or derived by lineage) is masked before any detector, finding or LLM sees it
         res = replace(res, rows=pii_index(self.manifest, self.dialect).mask_rows(sql, res.columns, res.rows))
+        extra = {c.lower() for c in mask}
+        if extra:
+            m, idx = masker(), {i for i, c in enumerate(res.columns) if c.lower() in extra}
+            res = replace(res, rows=[tuple(m.mask(v) if i in idx else v for i, v in enumerate(r)) for r in res.rows])
         rows = res.dicts(SAMPLE_ROWS)
         summary = ", ".join(f"{k}={v}" for k, v in rows[0].items()) if len(rows) == 1 else f"{res.row_count} rows"
         ev = Evidence(statement=sql, rationale=rationale, result_summary=summary, row_count=res.row_count,
