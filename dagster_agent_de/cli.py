@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -171,7 +172,12 @@ def _context(settings: Settings):
     from dagster_agent_de.project import DbtProjectInfo
 
     info = DbtProjectInfo.from_settings(settings)
-    manifest = Manifest.load(info.ensure_manifest(env=settings.dbt_env()), settings.project_dir)
+    with warnings.catch_warnings():  # the notes are said once, below, not as Python warnings
+        warnings.simplefilter("ignore")
+        path = info.ensure_manifest(env=settings.dbt_env())
+    for note in info.notes:
+        click.echo(f"note: {note}", err=True)
+    manifest = Manifest.load(path, settings.project_dir, info.compiled_after)
     audit = AuditLog(_state(settings), actor="cli")
     return manifest, open_warehouse(settings, audit)
 

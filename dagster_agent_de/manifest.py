@@ -110,11 +110,14 @@ class Manifest:
     Args:
         data: the parsed manifest.
         project_dir: the dbt project (to find compiled SQL and current model files).
+        compiled_after: compiled SQL under ``target/`` older than this (epoch seconds) is ignored: it was
+            compiled for another target (see ``DbtProjectInfo.compiled_after``).
     """
 
-    def __init__(self, data: dict[str, Any], project_dir: Path | None = None) -> None:
+    def __init__(self, data: dict[str, Any], project_dir: Path | None = None, compiled_after: float | None = None) -> None:
         self.data = data
         self.project_dir = project_dir
+        self.compiled_after = compiled_after
         self.nodes: dict[str, Node] = {}
         for uid, raw in {**data.get("nodes", {}), **data.get("sources", {})}.items():
             if raw.get("resource_type") not in ("model", "seed", "snapshot", "source"):
@@ -139,8 +142,8 @@ class Manifest:
         self.exposures: dict[str, dict[str, Any]] = dict(data.get("exposures") or {})
 
     @classmethod
-    def load(cls, path: Path, project_dir: Path | None = None) -> Manifest:
-        return cls(load_manifest(path), project_dir or path.parent.parent)
+    def load(cls, path: Path, project_dir: Path | None = None, compiled_after: float | None = None) -> Manifest:
+        return cls(load_manifest(path), project_dir or path.parent.parent, compiled_after)
 
     # -- lookup -----------------------------------------------------------------------------
     @cached_property
@@ -223,7 +226,7 @@ class Manifest:
         """The SQL the model runs, as fresh as can be found.
 
         The newest of: compiled files under ``target/`` (dbt's and dagster-dbt's per-run
-        dirs) and the model file on disk rendered for ``ref``/``source``/``config`` (for
+        dirs; not those compiled for another target, see ``compiled_after``) and the model file on disk rendered for ``ref``/``source``/``config`` (for
         models using other Jinja that last step returns ``None``). The manifest's own
         ``compiled_code`` is the fallback when no project dir is known.
         """
@@ -237,7 +240,7 @@ class Manifest:
             rel = Path(node.raw["package_name"]) / node.raw["original_file_path"]
             if target is not None and target.exists():
                 for compiled in [target / "compiled" / rel, *target.glob(f"*/compiled/{rel.as_posix()}")]:
-                    if compiled.exists():
+                    if compiled.exists() and (self.compiled_after is None or compiled.stat().st_mtime >= self.compiled_after):
                         candidates.append((compiled.stat().st_mtime, compiled.read_text()))
             rendered = self.render(path.read_text())
             if rendered is not None:

@@ -114,6 +114,26 @@ class ProfileTarget:
     def describe(self) -> str:
         return f"target {self.target!r} of profile {self.profile!r} ({self.profiles_path})"
 
+    @property
+    def database(self) -> str | None:
+        """The database dbt builds models in by default (``target.database``). dbt-duckdb names it after the
+        file (``prod.duckdb`` -> ``prod``; ``md:analytics`` -> ``analytics``) unless ``database`` is set.
+
+        >>> ProfileTarget(Path("p.yml"), "p", "prod", {"type": "duckdb", "path": "data/prod.duckdb"}).database
+        'prod'
+        >>> ProfileTarget(Path("p.yml"), "p", "dev", {"type": "postgres", "dbname": "shop"}).database
+        'shop'
+        """
+        out = self.output
+        if out.get("database"):
+            return str(out["database"])
+        if self.type == "duckdb":
+            path = str(out.get("path") or ":memory:")
+            if path.startswith("md:"):
+                return path[3:].split("?")[0] or None
+            return "memory" if path == ":memory:" else Path(path).stem
+        return str(out.get("dbname") or "") or None
+
     def env_vars(self, field: str) -> list[str]:
         """The environment variables the profile's ``field`` reads with ``env_var``, in order.
 

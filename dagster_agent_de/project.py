@@ -21,6 +21,9 @@ from dagster_agent_de.config import Settings
 from dagster_agent_de.errors import ProjectError
 from dagster_agent_de.profile import load_profile_target, load_project_yaml
 
+PARSE_RECORD = "agent_de_parse.json"
+"""Beside the manifest: the target the agent last parsed it for, and the manifest's mtime then."""
+
 
 def dbt_executable() -> str:
     """The ``dbt`` next to this interpreter (works from an unactivated venv), else PATH."""
@@ -115,21 +118,81 @@ class DbtProjectInfo:
         return proc
 
     def staleness(self) -> str | None:
-        """Why the manifest is older than the project (the newest changed file), or ``None`` if fresh."""
+        """Why the manifest cannot be used as it is (none yet, a project file changed after it, or it was
+        compiled for another target), or ``None`` if it describes this project for this target."""
         if not self.manifest_path.exists():
             return "no manifest yet"
         mtime, newest = newest_project_file(self.project_dir)
         if newest is not None and mtime > self.manifest_path.stat().st_mtime:
             return f"{newest.relative_to(self.project_dir)} changed after the last parse"
+        return self.other_target()
+
+    @property
+    def _parse_record(self) -> Path:
+        return self.target_path / PARSE_RECORD
+
+    def _record(self) -> dict[str, Any]:
+        try:
+            got = json.loads(self._parse_record.read_text())
+        except (OSError, ValueError):
+            return {}
+        return got if isinstance(got, dict) else {}
+
+    def other_target(self) -> str | None:
+        """Whether ``target/manifest.json`` was compiled for another target (``dbt build --target prod``
+        while the agent runs on ``dev``): its models would name the other target's relations.
+
+        A manifest the agent parsed itself is known by its record (the target and the manifest's mtime).
+        Any other is judged by where its models live: when none of the models and seeds without a
+        ``database`` config of their own is in the target's database, it is another target's."""
+        record = self._record()
+        if record.get("manifest_mtime_ns") == self.manifest_path.stat().st_mtime_ns:
+            got = record.get("target")
+            return None if got == self.target else f"{self.manifest_path} was parsed for target {got!r}, not {self.target!r}"
+        try:
+            database = load_profile_target(self.project_dir, self.profiles_dir, self.target, env={**os.environ, **dict(self.env)}).database
+        except ProjectError:
+            return None  # the profile's own error is raised where it is used
+        if not database:
+            return None
+        seen: set[str] = set()
+        for node in self._cached_manifest().get("nodes", {}).values():
+            if node.get("resource_type") in ("model", "seed", "snapshot") and not (node.get("config") or {}).get("database"):
+                seen.add(str(node.get("database") or "").lower())
+        seen.discard("")
+        if seen and database.lower() not in seen:
+            return (f"{self.manifest_path} was compiled for database {', '.join(sorted(seen))}, not {database!r} of "
+                    f"target {self.target!r} (a dbt command run with another --target)")
         return None
 
+    def _cached_manifest(self) -> dict[str, Any]:
+        """The manifest's JSON, read once per file version (the staleness check and the load share it)."""
+        key = self.manifest_path.stat().st_mtime_ns
+        cached = self.__dict__.get("_manifest_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, load_manifest(self.manifest_path))
+            object.__setattr__(self, "_manifest_cache", cached)
+        return cached[1]
+
+    @property
+    def compiled_after(self) -> float | None:
+        """Compiled SQL under ``target/`` older than this (epoch seconds) was compiled for another target:
+        the agent re-parsed the manifest for its own target after it, so models are read from their files."""
+        record = self._record()
+        if not self.manifest_path.exists() or record.get("manifest_mtime_ns") != self.manifest_path.stat().st_mtime_ns:
+            return None
+        after = record.get("compiled_after")
+        return float(after) if isinstance(after, int | float) else None
+
     def ensure_manifest(self, env: dict[str, str] | None = None) -> Path:
-        """Return a manifest as fresh as the project files: ``dbt parse`` first when there is none or a
-        project file (a model, a YAML spec) is newer. When the re-parse fails and an older manifest
-        exists, it is used and :attr:`notes` says so (the error is raised when there is none)."""
+        """Return a manifest as fresh as the project files, for this target: ``dbt parse --target T``
+        first when there is none, a project file (a model, a YAML spec) is newer, or it was compiled for
+        another target. When the re-parse fails and an older manifest exists, it is used and :attr:`notes`
+        says so (the error is raised when there is none)."""
         stale = self.staleness()
         if stale is None:
             return self.manifest_path
+        other = self.manifest_path.exists() and stale == self.other_target()
         try:
             self.run_dbt(["parse", "--quiet"], env=env)
         except ProjectError as e:
@@ -139,11 +202,27 @@ class DbtProjectInfo:
                     f"({str(e).splitlines()[-1][:200]})")
             object.__setattr__(self, "notes", (*self.notes, note))
             warnings.warn(note, stacklevel=2)
+            return self.manifest_path
+        if other:
+            note = f"re-parsed the manifest for target {self.target!r}: {stale}"
+            object.__setattr__(self, "notes", (*self.notes, note))
+            warnings.warn(note, stacklevel=2)
+        previous = self._record()
+        record: dict[str, Any] = {"target": self.target, "manifest_mtime_ns": self.manifest_path.stat().st_mtime_ns}
+        if other:
+            record["compiled_after"] = self.manifest_path.stat().st_mtime
+        elif previous.get("target") == self.target and "compiled_after" in previous:
+            record["compiled_after"] = previous["compiled_after"]  # a later parse: the other target's SQL is still older
+        try:
+            self._parse_record.write_text(json.dumps(record))
+        except OSError:
+            pass  # a read-only target dir: the heuristic judges next time
         return self.manifest_path
 
     def load_manifest(self, env: dict[str, str] | None = None) -> dict[str, Any]:
         """The parsed, validated manifest (``dbt parse`` first when there is none or it is stale)."""
-        return load_manifest(self.ensure_manifest(env))
+        self.ensure_manifest(env)
+        return self._cached_manifest()
 
 
 def _writable(path: Path) -> bool:

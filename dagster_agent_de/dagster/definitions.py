@@ -196,7 +196,7 @@ def build_agent_de_definitions(
 
 def _build(settings: Settings, mode: Mode, manifest: dict[str, Any], translator: DagsterDbtTranslator,
            project: DbtProjectInfo, snowflake: Any = None, agent_translator: AgentDETranslator | None = None) -> Definitions:
-    view = Manifest(manifest, project.project_dir)
+    view = Manifest(manifest, project.project_dir, project.compiled_after)
     events = agent_translator or AgentDETranslator()  # the one instance every check, job and sensor uses
     cadence = Cadence.from_env()  # schedules and sensor intervals: the environment, read once
     # standalone: @dbt_assets first, so the key map reads the translator's memoized specs (one pass, not two)

@@ -92,7 +92,7 @@ class AgentWarehouseResource(ConfigurableResource):
         cached = _MANIFESTS.get(key[0])
         if cached is not None and cached[0] == key:
             return cached[1]
-        manifest = Manifest(info.load_manifest(env=settings.dbt_env()), settings.project_dir)
+        manifest = Manifest(info.load_manifest(env=settings.dbt_env()), settings.project_dir, info.compiled_after)
         _MANIFESTS[key[0]] = (key, manifest)
         return manifest
 

@@ -186,3 +186,21 @@ def test_two_sources_on_one_table_and_a_source_not_created_yet(tmp_path: Path, s
         report, _ = detect_drift(manifest, wh, store)
     assert [c.kind for c in report.changes] == ["column_renamed"]  # once, not once per source
     assert any("do not exist yet" in n and "wh.raw.later" in n for n in report.notes)
+
+
+def test_a_baseline_of_nothing_is_refused_naming_the_missing_sources(tmp_path: Path, state_store) -> None:
+    """Sources the manifest names that the warehouse has none of (another target's database): no empty baseline,
+    which would pass every later run ('no schema drift, 0 relations checked'), but an error saying what to check."""
+    from dagster_agent_de.errors import ConfigError
+
+    path = duck(tmp_path / "wh.duckdb", "create schema raw")
+    manifest = Manifest({"nodes": {}, "sources": {
+        f"source.p.shop.{t}": {"name": t, "source_name": "shop", "resource_type": "source", "database": "prod",
+                               "relation_name": f'"prod"."raw"."{t}"', "schema": "raw", "identifier": t}
+        for t in ("orders", "customers", "payments", "refunds")}})
+    store = SnapshotStore(state_store)
+    with DuckDBWarehouse(path, AuditLog(None)) as wh, pytest.raises(ConfigError) as err:
+        detect_drift(manifest, wh, store, record_baseline=True)
+    assert str(err.value).startswith("none of the 4 source tables of the manifest exist in the warehouse (prod.raw.")
+    assert "and 1 more): check the target (--target, DBT_TARGET)" in str(err.value)
+    assert store.baseline() is None

@@ -26,6 +26,7 @@ from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.engines.drift.engine import compare, take_snapshot
 from dagster_agent_de.engines.drift.models import DriftReport, SchemaChange, Snapshot
 from dagster_agent_de.engines.drift.store import SnapshotStore
+from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.manifest import Manifest
 
 Verdict = Literal["pass", "warn", "block"]
@@ -134,6 +135,13 @@ def judge(manifest: Manifest, store: SnapshotStore, current: Snapshot, *, record
     fingerprint = schema_fingerprint(current)
     baseline = None if record_baseline else store.baseline()
     if baseline is None:
+        if current.missing and not current.tables:
+            # a baseline of nothing would pass every later run: the sources are elsewhere (another target's
+            # database, a schema not loaded yet)
+            shown = ", ".join(current.missing[:3]) + (f" and {len(current.missing) - 3} more" if len(current.missing) > 3 else "")
+            raise ConfigError(f"none of the {len(current.missing)} source tables of the manifest exist in the "
+                              f"warehouse ({shown}): check the target (--target, DBT_TARGET) and that the sources are "
+                              "loaded; no baseline was recorded")
         store.save("baseline", current)
         store.save("last", current)
         return DriftRun(report=DriftReport(baseline_at=None, snapshot_at=current.taken_at, baseline_created=True),
