@@ -25,6 +25,10 @@ PARSE_RECORD = "agent_de_parse.json"
 """Beside the manifest: the target the agent last parsed it for, and the manifest's mtime then."""
 
 
+_DATABASES: dict[tuple[str, int], set[str]] = {}
+"""The databases a manifest's models are built in, by (path, mtime): the last manifest read."""
+
+
 def dbt_executable() -> str:
     """The ``dbt`` next to this interpreter (works from an unactivated venv), else PATH."""
     sibling = Path(sys.executable).parent / "dbt"
@@ -155,11 +159,16 @@ class DbtProjectInfo:
             return None  # the profile's own error is raised where it is used
         if not database:
             return None
-        seen: set[str] = set()
-        for node in self._cached_manifest().get("nodes", {}).values():
-            if node.get("resource_type") in ("model", "seed", "snapshot") and not (node.get("config") or {}).get("database"):
-                seen.add(str(node.get("database") or "").lower())
-        seen.discard("")
+        key = (str(self.manifest_path), self.manifest_path.stat().st_mtime_ns)
+        seen = _DATABASES.get(key)
+        if seen is None:  # read once per manifest version: sensors ask every tick
+            seen = set()
+            for node in self._cached_manifest().get("nodes", {}).values():
+                if node.get("resource_type") in ("model", "seed", "snapshot") and not (node.get("config") or {}).get("database"):
+                    seen.add(str(node.get("database") or "").lower())
+            seen.discard("")
+            _DATABASES.clear()
+            _DATABASES[key] = seen
         if seen and database.lower() not in seen:
             return (f"{self.manifest_path} was compiled for database {', '.join(sorted(seen))}, not {database!r} of "
                     f"target {self.target!r} (a dbt command run with another --target)")
