@@ -157,10 +157,16 @@ class Manifest:
         return out
 
     def find(self, name: str) -> Node:
-        """A node by model name, ``source.table``, asset key path (``a/b``) or unique_id."""
+        """A node by model name, ``source.table``, asset key path (``a/b``; a prefixed key such as the
+        team translator's ``analytics/fct_orders`` by its tail) or unique_id."""
         if name in self.nodes:
             return self.nodes[name]
         uid = self._by_name.get(name.lower())
+        parts = name.lower().split("/")
+        while uid is None and len(parts) > 1:
+            # an asset key from the Dagster UI with the team's prefix (``analytics/fct_orders``): its tail
+            parts = parts[1:]
+            uid = self._by_name.get("/".join(parts))
         if uid is None:
             close = sorted(n for n in self._by_name if name.lower().split(".")[-1] in n)[:5]
             hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -38,3 +38,17 @@ def test_config_wins_over_the_old_property() -> None:
            "meta": {"owner": "a"}, "config": {"loaded_at_field": "new_col", "meta": {"owner": "b"}}}
     source = Manifest({"nodes": {}, "sources": {"source.p.raw.t": raw}}).find("raw.t")
     assert (source.loaded_at_field, source.owner) == ("new_col", "b")
+
+
+def test_a_prefixed_asset_key_from_the_ui_finds_its_model() -> None:
+    """`agent-de investigate --asset analytics/fct_orders`: the key the Dagster UI shows under the team's
+    translator prefix finds the model by its tail; an unknown name still says what is close."""
+    from dagster_agent_de.errors import ProjectError
+
+    manifest = Manifest({"nodes": {"model.p.fct_orders": {"name": "fct_orders", "resource_type": "model"}},
+                         "sources": {"source.p.shop.orders": {"name": "orders", "source_name": "shop", "resource_type": "source"}}})
+    assert manifest.find("analytics/fct_orders").unique_id == "model.p.fct_orders"
+    assert manifest.find("analytics/marts/fct_orders").unique_id == "model.p.fct_orders"
+    assert manifest.find("analytics/shop/orders").unique_id == "source.p.shop.orders"
+    with pytest.raises(ProjectError, match="no model or source named 'analytics/fct_order'"):
+        manifest.find("analytics/fct_order")
