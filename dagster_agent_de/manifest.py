@@ -6,6 +6,7 @@ lineage and reads compiled SQL through this one class. No Dagster import.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -227,6 +228,22 @@ class Manifest:
         if self.project_dir is None or node.is_source:
             return None
         return self.project_dir / node.raw["original_file_path"]
+
+    def last_build(self, uid: str) -> tuple[str, str] | None:
+        """(status, when) of ``uid`` in the last dbt run that ran it, from ``target/run_results.json``
+        (``success``, ``error``, ``skipped``...); None when that run did not include it or there is none."""
+        if self.project_dir is None:
+            return None
+        path = self.project_dir / "target" / "run_results.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        when = str((data.get("metadata") or {}).get("generated_at") or "")[:19].replace("T", " ")
+        for r in data.get("results") or []:
+            if isinstance(r, dict) and r.get("unique_id") == uid:
+                return str(r.get("status") or ""), when
+        return None
 
     def compiled_sql(self, uid: str) -> str | None:
         """The SQL the model runs, as fresh as can be found.

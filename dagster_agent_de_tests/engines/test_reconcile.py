@@ -779,3 +779,26 @@ def test_grouped_and_segment_sql_shape_per_dialect(dialect: str) -> None:
               "side_segments": plan.side_segments_sql(spec, a)}
     _assert_golden(shapes, dialect)
     assert "hash(" not in plan.render(shapes["grouped"], dialect)  # one row per key: values, not hashes
+
+
+def test_a_model_the_last_dbt_run_did_not_build_is_said_so(tmp_path: Path, wh_path: Path) -> None:
+    """After a failed dbt run the table is the one an earlier run left: the report says so (it used to pass
+    'identical' on yesterday's table without a word)."""
+    import json
+
+    from dagster_agent_de.manifest import Manifest
+
+    (tmp_path / "target").mkdir()
+    results = {"metadata": {"generated_at": "2026-12-07T03:10:44.123Z"},
+               "results": [{"unique_id": "model.t.pipe", "status": "error"}, {"unique_id": "model.t.x", "status": "success"}]}
+    (tmp_path / "target" / "run_results.json").write_text(json.dumps(results))
+    manifest = Manifest(make_manifest({"pipe": PIPE}).data, tmp_path)
+    spec = _spec()
+    with DuckDBWarehouse(wh_path, AuditLog(None)) as wh:
+        report = reconcile(spec, manifest, wh)
+    assert ("the last dbt run (2026-12-07 03:10:44 UTC) did not build pipe (status error): this compares the table "
+            "an earlier run left") in report.notes
+    results["results"][0]["status"] = "success"
+    (tmp_path / "target" / "run_results.json").write_text(json.dumps(results))
+    with DuckDBWarehouse(wh_path, AuditLog(None)) as wh:
+        assert not any("did not build" in n for n in reconcile(spec, manifest, wh).notes)

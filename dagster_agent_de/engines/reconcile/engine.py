@@ -57,6 +57,10 @@ def reconcile(
         model_side = SidePlan(node.relation_name, spec, "model")
         truth_side = SidePlan(truth.relation, spec, "against")
         notes: list[str] = []
+        built = manifest.last_build(node.unique_id)
+        if built is not None and built[0] not in ("success", "pass"):
+            notes.append(f"the last dbt run ({built[1]} UTC) did not build {spec.model} (status {built[0]}): this "
+                         "compares the table an earlier run left")
         model_side, truth_side = _align_types(spec, warehouse, truth, model_side, truth_side, notes)
         if truth.same_warehouse:
             report = _pushdown(spec, warehouse, model_side, truth_side, truth.label, notes)
