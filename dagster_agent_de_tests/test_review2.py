@@ -66,7 +66,14 @@ def test_a_coalesced_sum_derives_no_not_null(tmp_path: Path) -> None:
 def test_an_intent_whose_query_fails_still_reports_a_result(demo_env, monkeypatch) -> None:
     """A declared intent on a column the model does not have: its query fails, so its check must report an error
     (not passed), as must the checks after it. `done.add(key)` before evaluating left it with no result at all."""
-    from dagster import AssetCheckKey, AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job
+    from dagster import (
+        AssetCheckKey,
+        AssetKey,
+        AssetSelection,
+        DagsterInstance,
+        Definitions,
+        define_asset_job,
+    )
 
     from dagster_agent_de.dagster.definitions import build_definitions
     from dagster_agent_de.manifest import Node
