@@ -77,16 +77,17 @@ def build_intent_checks(declared: Sequence[Any], summing: Sequence[str], key_for
                 inputs = sum_inputs(manifest, wh.dialect, list(declared)) if any(k.name == DERIVED_CHECK for k in selected) else None
                 for key in selected:
                     target = by_check[key]
-                    done.add(key)
                     if isinstance(target, str) and inputs is not None:  # derived: the inputs of this model's sums
                         results = [evaluate_intent(i, manifest, wh) for i in inputs.intents
                                    if (i.derived_from or "").startswith(f"{target}.")]
                         if not results:  # say why nothing was checked; never pass on what could not be read
+                            done.add(key)
                             yield translator.summed_inputs_unchecked(key, target, inputs.unreadable.get(target),
                                                                      inputs.notes.get(target))
                             continue
                     else:
                         results = [evaluate_intent(target, manifest, wh)]
+                    done.add(key)  # only once it has a result: a key whose query raised gets its error below
                     yield translator.intent_check_result(key, results)
         except AgentDEError as e:
             context.log.error(f"intent checks could not run: {e}")

@@ -192,11 +192,12 @@ class Warehouse(ABC):
         return nullcontext()
 
     def table_row_counts(self, relations: list[str], *, rationale: str) -> dict[str, int | None]:
-        """Row counts of ``relations`` (``db.schema.table``, lower-case) from the engine's catalog, no scan.
+        """Row counts of ``relations`` (``db.schema.table`` as the warehouse names them) from the engine's
+        catalog, no scan; keyed by the lower-cased relation.
 
-        Each adapter reads its own catalog (one audited query per database); a relation it has no count
-        for maps to None (unknown). The base adapter knows none."""
-        return dict.fromkeys(relations)
+        Each adapter reads its own catalog (one audited query per database, named as the warehouse stores it:
+        Snowflake quotes it); a relation it has no count for maps to None (unknown). The base adapter knows none."""
+        return dict.fromkeys(r.lower() for r in relations)
 
     def _catalog_counts(self, relations: list[str], rationale: str,
                         query: Callable[[str, list[str]], str]) -> dict[str, int | None]:
@@ -204,7 +205,7 @@ class Warehouse(ABC):
         by_db: dict[str, set[str]] = {}
         for r in relations:
             by_db.setdefault(r.split(".")[0] if r.count(".") == 2 else "", set()).add(r.lower())
-        out: dict[str, int | None] = dict.fromkeys(relations)
+        out: dict[str, int | None] = dict.fromkeys(r.lower() for r in relations)
         for db, rels in by_db.items():
             schemas = sorted({r.split(".")[-2] for r in rels})
             for cat, sch, tab, n in self.query(query(db, schemas), rationale=rationale).rows:

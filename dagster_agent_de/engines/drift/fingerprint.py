@@ -264,7 +264,8 @@ def _parse(row: tuple, columns: list[ColumnSchema], key: list[str], scaled: set[
 
 def table_sizes(warehouse: Warehouse, tables: Iterable[TableSchema]) -> dict[str, int | None]:
     """Row counts from the warehouse's catalog (no scan): each adapter reads its own, one query per database."""
-    relations = sorted({t.relation.lower() for t in tables})
+    # as the warehouse names them: Snowflake quotes the database in its catalog query (case-sensitive there)
+    relations = sorted({t.relation for t in tables})
     return warehouse.table_row_counts(relations, rationale=f"row counts of {len(relations)} table(s) from metadata: "
                                                            "is a fingerprint cheap?")
 

@@ -127,7 +127,8 @@ def intents_from_manifest(manifest: Manifest) -> list[Any]:
 class SumInputs:
     """What the derived ``not_null`` intents are, and for each summing model with none, why.
 
-    ``unreadable`` (the model's SQL could not be analysed) makes its check fail: its sums' inputs are not
+    ``unreadable`` (the model's SQL could not be analysed, or its sums read a relation the project does not
+    declare) makes its check fail: its sums' inputs are not
     checked, and a check must never pass on what it could not read. ``notes`` say why a readable model has
     nothing to derive (its sums read no column; every input already has a declared intent)."""
 
@@ -144,8 +145,9 @@ def sum_inputs(manifest: Manifest, dialect: str, declared: list[Any] | None = No
 
     have = {(i.model, getattr(i, "column", None), i.kind) for i in declared or []}
     tracer = LineageTracer(manifest, dialect)
-    out: dict[tuple[str, str], Any] = {}
+    out: dict[tuple[str, str, str], Any] = {}  # (summing model, upstream, column): each summing model's check holds its own
     covered: dict[str, list[str]] = {}
+    unknown: dict[str, list[str]] = {}  # summed columns of relations the project does not declare: not checkable
     summing: set[str] = set()
     defs, _ = metric_definitions(manifest, dialect, tracer)
     unreadable = {}
@@ -163,17 +165,22 @@ def sum_inputs(manifest: Manifest, dialect: str, declared: list[Any] | None = No
         for rel, col in sorted(feeds):
             upstream = tracer.by_relation.get(rel)
             if upstream is None:
+                unknown.setdefault(d.model, []).append(f"{rel}.{col}")
                 continue
             name = upstream.display_name  # a source's ``source.table``
             if (name, col, "not_null") in have:
                 covered.setdefault(d.model, []).append(f"{name}.{col}")
                 continue
-            out.setdefault((name, col), NotNull(
+            out.setdefault((d.model, name, col), NotNull(
                 kind="not_null", model=name, column=col, derived_from=f"{d.model}.{d.column}",
                 why=f"summed into {d.model}.{d.column}: a NULL {col} silently drops its row from {d.metric}"))
     derived_for = {i.derived_from.split(".", 1)[0] for i in out.values()}
     why_none: dict[str, str] = {}
     for model in sorted(summing - derived_for):
+        if model in unknown:  # never "nothing can be NULL" about columns it could not trace to the project
+            unreadable.setdefault(model, f"it sums {', '.join(sorted(set(unknown[model])))}, of a relation that is not a "
+                                         "model, seed or source of the project (declare it as a source)")
+            continue
         why_none[model] = (f"every column {model} sums has a declared not_null intent ({', '.join(sorted(set(covered[model])))}), "
                            "checked by its own check" if model in covered else f"{model}'s sums read no column: nothing can be NULL")
     return SumInputs(list(out.values()), why_none, unreadable)
