@@ -81,7 +81,8 @@ def notify_investigation(
         if esc.state != EscalationState.OPEN:
             continue  # an answered question needs nobody; the finding's note names it
         told = [c for c in told_about(notifier, esc) if c not in incident_channels]
-        msg = attached_message(esc=esc, finding=finding, asset=asset, check=check, incident=inc, links=links, mask=mask)
+        msg = attached_message(esc=esc, finding=finding, asset=asset, check=check, incident=inc, links=links,
+                               mask=mask).model_copy(update={"severity": severity})  # as loud as the incident
         out += notifier.notify(msg, channels=incident_channels)
         if told:  # in the question's own thread
             out += notifier.notify(msg.model_copy(update={"incident_id": _thread_of(notifier, esc)}), channels=told)
