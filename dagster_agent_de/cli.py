@@ -458,7 +458,7 @@ def escalations() -> None:
 
 
 @escalations.command("list")
-@click.option("--all", "show_all", is_flag=True, help="Include answered, expired and withdrawn ones.")
+@click.option("--all", "show_all", is_flag=True, help="Include answered and withdrawn ones (and expired ones an older version left).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 @_fail_cleanly
@@ -466,14 +466,18 @@ def escalations_list(settings: Settings, show_all: bool, as_json: bool) -> None:
     items = _state(settings).escalations()
     items = items if show_all else [e for e in items if e.state.value == "open"]
     if as_json:
-        _echo_json([e.model_dump(mode="json") for e in items])
+        _echo_json([e.model_dump(mode="json") | {"status": e.status()} for e in items])
         return
     if not items:
         click.echo("no open escalations" if not show_all else "no escalations")
     for e in items:
         rec = e.options[e.recommendation].label if e.recommendation is not None else "no recommendation"
-        click.echo(f"{e.id:8} {e.state.value:9} {e.kind.value:14} owner={e.owner or '-':16} age={e.age_hours():.1f}h "
+        due = f" due={e.due_at:%Y-%m-%d}" if e.due_at else ""
+        click.echo(f"{e.id:8} {e.status():9} {e.kind.value:14} owner={e.owner or '-':16} age={e.age_hours():.1f}h{due} "
                    f"approvals={len(e.approvals)}/{e.approvals_required}\n         {e.decision}\n         recommended: {rec}")
+        if e.answer is not None:
+            label = e.options[e.answer.choice].label if 0 <= e.answer.choice < len(e.options) else "?"
+            click.echo(f"         answered by {e.answer.by}: {label}" + (f" (note: {e.answer.note})" if e.answer.note else ""))
 
 
 @escalations.command("show")
@@ -487,7 +491,7 @@ def escalations_show(settings: Settings, esc_id: str) -> None:
     if not match:
         raise EscalationError(f"unknown escalation {esc_id}")
     e = match[0]
-    click.echo(f"{e.id} [{e.state.value}] {e.kind.value}: {e.decision}")
+    click.echo(f"{e.id} [{e.status()}] {e.kind.value}: {e.decision}")
     click.echo(f"owner: {e.owner}  concerns: {e.asset}  check: {e.check}  due: {e.due_at}")
     if e.superseded_by:
         click.echo(f"withdrawn: {e.superseded_by} asks about the same incident now; answer that one")
@@ -507,7 +511,7 @@ def escalations_show(settings: Settings, esc_id: str) -> None:
 @click.argument("esc_id")
 @click.option("--choice", type=int, default=None, help="Number of the option (see `show`).")
 @click.option("--option", "option", default=None, help="Or the option by its name, e.g. 'apply the fix'.")
-@click.option("--note", default="", help="Why (becomes the rule text when the answer records context).")
+@click.option("--note", default="", help="Why (kept beside the rule the chosen option records).")
 @click.option("--by", "by", default=lambda: os.environ.get("USER", ""), help="Who answers (default: $USER).")
 @click.option("--no-rerun", is_flag=True, help="Do not re-run the blocked investigation.")
 @click.pass_obj
@@ -594,7 +598,8 @@ def context_list(settings: Settings) -> None:
 
     rules = load_rules(settings.project_dir, _state(settings))
     for r in rules.rules:
-        click.echo(f"{r.id:16} {r.source:14} on {', '.join(r.applies_to) or '-'}: {r.rule}")
+        click.echo(f"{r.id:16} {r.source:14} on {', '.join(r.applies_to) or '-'}: {r.rule}"
+                   + (f"\n{'':16} note ({r.decided_by or '-'}): {r.note}" if r.note else ""))
     if not rules.rules:
         click.echo("no context rules")
     for note in rules.notes():

@@ -158,3 +158,40 @@ def test_the_demo_commands_and_a_directory_without_a_dbt_project_use_the_demo(
     flag = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(BUNDLED_PROJECT_DIR),
                                      "--target", "nope", "audit", "tail"])
     assert flag.exit_code == 2 and "profile 'agent_de_demo'" in flag.output, flag.output
+
+
+def test_an_answer_note_is_kept_beside_the_rule_and_an_overdue_question_listed_as_such(team_env, tmp_path: Path) -> None:
+    """`escalations answer --note` records the option's rule and keeps the note beside it (listed with the answer
+    and the rule); a question past its due date is listed as overdue, still open."""
+    from datetime import timedelta
+
+    from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption, utcnow
+    from dagster_agent_de.engines.escalate.raising import raise_escalations
+
+    args = ["--state-dir", str(tmp_path / "state"), "--project-dir", str(team_env.project_dir)]
+    store = open_state_store(resolve_settings(tmp_path / "state", team_env.project_dir))
+    (asked,) = raise_escalations(store, [Escalation(
+        id="", kind=EscalationKind.CONTEXT_GAP, decision="Orders with status NULL: do they count?", asset="orders",
+        applies_to=["orders.status"], finding_pattern="null_semantics", owner="sales",
+        due_at=utcnow() - timedelta(hours=2), options=[
+            EscalationOption(label="They are excluded on purpose", agent_action="record_rule",
+                             rule="null_semantics on orders.status is intended business logic",
+                             suppresses=["null_semantics"]),
+            EscalationOption(label="They count: fix the model", agent_action="apply_fix")])])
+    listed = CliRunner().invoke(main, [*args, "escalations", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert f"{asked.id}    overdue" in listed.output
+    answered = CliRunner().invoke(main, [*args, "escalations", "answer", asked.id, "--option",
+                                         "they are excluded on purpose", "--by", "ana@shop.example",
+                                         "--note", "drafts never count, says sales", "--no-rerun"])
+    assert answered.exit_code == 0, answered.output
+    (rule,) = store.rules()
+    assert (rule.rule, rule.note, rule.source) == ("null_semantics on orders.status is intended business logic",
+                                                   "drafts never count, says sales", asked.id)
+    history = CliRunner().invoke(main, [*args, "escalations", "list", "--all"])
+    assert f"{asked.id}    answered" in history.output
+    assert ("answered by ana@shop.example: They are excluded on purpose (note: drafts never count, says sales)"
+            in history.output)
+    context = CliRunner().invoke(main, [*args, "context", "list"])
+    assert "intended business logic" in context.output
+    assert "note (ana@shop.example): drafts never count, says sales" in context.output

@@ -81,3 +81,37 @@ def test_manifest_schema_is_the_dbt_one(demo_env) -> None:
     info = DbtProjectInfo.from_settings(demo_env.settings)
     data = json.loads(info.manifest_path.read_text())
     assert data["metadata"]["dbt_schema_version"].startswith("https://schemas.getdbt.com/dbt/manifest/")
+
+
+def test_the_digest_job_reminds_an_overdue_question_once(demo_env, tmp_path, monkeypatch) -> None:
+    """The question stays open past its due date; the daily digest job reminds its owner once, however many times
+    it runs (the key is in the state store)."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from dagster_agent_de.adapters.state import open_state_store
+    from dagster_agent_de.config import resolve_settings
+    from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption, utcnow
+    from dagster_agent_de.engines.escalate.raising import raise_escalations
+    from dagster_agent_de_tests.notify.servers import http_recorder
+
+    settings = replace(resolve_settings(tmp_path / "state", demo_env.project_dir, "duckdb"),
+                       duckdb_override=demo_env.settings.duckdb_path)
+    (late,) = raise_escalations(open_state_store(settings), [Escalation(
+        id="", kind=EscalationKind.CONTEXT_GAP, decision="Which column replaces lifecycle_stage?", owner="data-team",
+        asset="hubspot.contacts", finding_pattern="schema_drift:column_dropped:lifecycle_stage",
+        due_at=utcnow() - timedelta(hours=1), options=[EscalationOption(label="none")])])
+    with http_recorder() as srv, DagsterInstance.ephemeral() as instance:
+        cfg = tmp_path / "notifications.yml"
+        cfg.write_text("notifications:\n  channels:\n    team: {kind: webhook, url_env: HOOK_URL}\n"
+                       "  default: [team]\n  digest: [team]\n")
+        monkeypatch.setenv("AGENT_DE_NOTIFICATIONS", str(cfg))
+        monkeypatch.setenv("HOOK_URL", srv.url + "/hook")
+        job = build_definitions(settings).resolve_job_def("escalation_digest")
+        first = job.execute_in_process(instance=instance).output_for_node("send_digest")
+        second = job.execute_in_process(instance=instance).output_for_node("send_digest")
+    assert (first["reminders"], second["reminders"]) == (1, 0)
+    events = [(h["event"], h["title"]) for h in srv.posted("/hook")]
+    assert [e for e, _ in events].count("overdue") == 1
+    assert any(e == "overdue" and t.startswith(f"Reminder: {late.id} is overdue") for e, t in events)
+    assert open_state_store(settings).escalations()[0].status() == "overdue"

@@ -24,6 +24,8 @@ class ContextRule(BaseModel):
     source: str = "hand-written"
     decided_by: str | None = None
     at: datetime | None = None
+    note: str | None = None
+    """Why, in the answerer's words (``--note``): kept beside the rule, never in place of it."""
 
     def same_meaning(self, other: ContextRule) -> bool:
         """Two versions of a rule say the same thing (who decided it and when may differ)."""

@@ -177,9 +177,9 @@ class EscalationKind(str, Enum):
 
 
 class EscalationState(str, Enum):
-    OPEN = "open"
+    OPEN = "open"  # past its due date it stays open, and is shown as overdue (:meth:`Escalation.status`)
     ANSWERED = "answered"
-    EXPIRED = "expired"
+    EXPIRED = "expired"  # only in stores written before questions became overdue instead of expiring
     WITHDRAWN = "withdrawn"
 
 
@@ -230,6 +230,20 @@ class Escalation(Frozen):
 
     def age_hours(self, now: datetime | None = None) -> float:
         return ((now or utcnow()) - self.created_at).total_seconds() / 3600
+
+    def overdue(self, now: datetime | None = None) -> bool:
+        """Open past its due date: still the one open question about its incident, never asked again."""
+        return self.state == EscalationState.OPEN and self.due_at is not None and self.due_at < (now or utcnow())
+
+    def status(self, now: datetime | None = None) -> str:
+        """The state as listings show it: ``overdue`` for an open question past its due date.
+
+        >>> from datetime import timedelta
+        >>> Escalation(id="ESC-1", kind=EscalationKind.CONTEXT_GAP, decision="?",
+        ...            due_at=utcnow() - timedelta(hours=1)).status()
+        'overdue'
+        """
+        return "overdue" if self.overdue(now) else self.state.value
 
 
 AuditOutcome = Literal["ok", "refused", "error"]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dagster_agent_de.core.models import Severity, utcnow
 
-Event = Literal["failed", "investigated", "escalated", "answered", "fixed", "digest"]
+Event = Literal["failed", "investigated", "escalated", "answered", "withdrawn", "attached", "overdue", "fixed", "digest"]
 
 
 class Link(BaseModel):

@@ -109,7 +109,9 @@ class StateStore(Protocol):
 
     # -- escalations ---------------------------------------------------------------------------
     def escalations(self, now: datetime | None = None) -> list[Escalation]:
-        """Every escalation (with approvals), overdue open ones marked expired first."""
+        """Every escalation (with approvals), in the order raised. One past its due date stays open (it is
+        overdue, :meth:`~dagster_agent_de.core.models.Escalation.overdue`); ``now`` is accepted for callers
+        that pass a clock."""
         ...
 
     def raise_escalations(self, new: list[Escalation], skip: Callable[[Escalation, list[Escalation]], bool],

@@ -33,6 +33,7 @@ from dagster import (
 from dagster_agent_de.dagster.cursors import SchemaPollCursor
 from dagster_agent_de.dagster.investigate import ESCALATIONS_ASSET, record_escalations_asset
 from dagster_agent_de.dagster.keys import DbtAssetKeys
+from dagster_agent_de.dagster.notify import notify_withdrawn_questions
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.drift import SnapshotStore
@@ -102,6 +103,7 @@ def build_drift_checks(source_keys: Sequence[AssetKey], translator: AgentDETrans
             yield translator.drift_check_result(check_key.asset_key, changes, run.report.notes, escalations)
         for esc in run.withdrawn:
             context.log.info(f"escalation {esc.id} withdrawn: superseded by {esc.superseded_by}")
+        notify_withdrawn_questions(agent_warehouse, context, run.withdrawn, run.raised)
         for event in _withdrawn_events(run, manifest, agent_warehouse.asset_keys(), translator):
             context.op_execution_context.log_event(event)
         if run.raised:
@@ -177,6 +179,7 @@ def build_schema_poll_sensor(
             context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
         for esc in run.withdrawn:
             context.log.info(f"escalation {esc.id} withdrawn: superseded by {esc.superseded_by}")
+        notify_withdrawn_questions(agent_warehouse, context, run.withdrawn, run.raised)
         if run.baseline_created:
             return SensorResult(skip_reason="first snapshot recorded as the baseline", cursor=new_cursor, asset_events=events)
         if not run.report.changes:

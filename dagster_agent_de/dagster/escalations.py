@@ -27,7 +27,7 @@ class AnswerConfig(Config):
     option: str = Field(default="", description="The option you choose, by its name as the escalation lists it "
                                                 "(e.g. 'apply the fix'); or give `choice`.")
     choice: int = Field(default=-1, description="Or the option's number (0 = first).")
-    note: str = Field(default="", description="Why; becomes the rule text when the answer records context.")
+    note: str = Field(default="", description="Why; kept beside the rule the chosen option records.")
     answered_by: str = Field(description="Who answers (e-mail). Four-eyes decisions need distinct people.")
 
 

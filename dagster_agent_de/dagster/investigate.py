@@ -155,7 +155,7 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     if new:
         record_escalations_asset(context, esc_store, translator)
     _notify(context, agent_warehouse, manifest, node, failing_key, check_name, evaluation_id, triggering_run_id,
-            metadata, top, new)
+            metadata, top, new, escalated.attached)
     return report
 
 
@@ -164,7 +164,7 @@ _NUMBERS = ("missing_pct", "missing_in_pipeline", "extra_in_pipeline", "mismatch
 
 
 def _notify(context, agent_warehouse, manifest, node, failing_key, check_name, evaluation_id, triggering_run_id,
-            metadata, top, escalations) -> None:
+            metadata, top, escalations, attached=()) -> None:
     """Tell the owner's channels: the failed check opens the incident's thread, the finding and the
     escalations reply in it. Never fails the investigation (a channel that is down is logged)."""
     if not check_name or not evaluation_id:
@@ -182,7 +182,7 @@ def _notify(context, agent_warehouse, manifest, node, failing_key, check_name, e
         deliveries = notify_investigation(
             notifier, asset=failing_key.to_user_string(), check=check_name, evaluation_id=evaluation_id or None,
             failing_run=triggering_run_id or None, check_description=f"{check_name} failed on {node.display_name}",
-            numbers=numbers, finding=top, investigation_run=context.run_id, escalations=escalations,
+            numbers=numbers, finding=top, investigation_run=context.run_id, escalations=escalations, attached=attached,
             severity=Severity.parse(metadata["check_severity"]) if metadata.get("check_severity") else None,
             owner=owner_of(manifest, node.unique_id, default="") or None)
     except Exception as e:  # a notification problem is reported, never the investigation's failure

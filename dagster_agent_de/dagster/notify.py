@@ -44,6 +44,22 @@ def slack_client(token: str, base_url: str | None) -> Any:
     return AgentSlackResource(token=token, base_url=base_url).get_client()
 
 
+def notify_withdrawn_questions(agent_warehouse: AgentWarehouseResource, context: Any, withdrawn, replacements) -> None:
+    """Tell those who heard of each withdrawn question which one replaces it (never fails the caller)."""
+    if not withdrawn:
+        return
+    from dagster_agent_de.engines.notify.workflow import notify_withdrawn
+
+    try:
+        notifier = notifier_for(agent_warehouse, context)
+        deliveries = notify_withdrawn(notifier, withdrawn, replacements) if notifier is not None else []
+    except Exception as e:  # a notification problem is reported, never the caller's failure
+        context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")
+        return
+    for d in deliveries:
+        context.log.info(f"notification to {d.channel}: {d.outcome}{' ' + d.detail if d.detail else ''}")
+
+
 def notifier_for(agent_warehouse: AgentWarehouseResource, context: Any) -> "Notifier | None":
     """The notifier of this deployment, or ``None`` when no ``notifications:`` block is declared."""
     from dagster_agent_de.adapters.notify import senders_from_settings
@@ -61,16 +77,21 @@ def notifier_for(agent_warehouse: AgentWarehouseResource, context: Any) -> "Noti
 
 @op(name="send_digest", description="Send the digest of open escalations (past-due first) to the digest channels.")
 def digest_op(context: OpExecutionContext, agent_warehouse: AgentWarehouseResource) -> dict:
-    from dagster_agent_de.engines.notify.workflow import notify_digest
+    from dagster_agent_de.engines.notify.workflow import notify_digest, notify_overdue
 
     notifier = notifier_for(agent_warehouse, context)
     if notifier is None:
         context.log.info("no notifications: block declared; nothing to send")
-        return {"sent": 0}
-    deliveries = notify_digest(notifier, agent_warehouse.state().escalations())
+        return {"sent": 0, "reminders": 0}
+    escalations = agent_warehouse.state().escalations()
+    reminders = notify_overdue(notifier, escalations)  # once per overdue question, whatever the number of digests
+    for d in reminders:
+        context.log.info(f"overdue reminder to {d.channel}: {d.outcome} {d.detail}")
+    deliveries = notify_digest(notifier, escalations)
     for d in deliveries:
         context.log.info(f"digest to {d.channel}: {d.outcome} {d.detail}")
-    return {"sent": sum(d.outcome == "sent" for d in deliveries)}
+    return {"sent": sum(d.outcome == "sent" for d in deliveries),
+            "reminders": sum(d.outcome == "sent" for d in reminders)}
 
 
 @job(name=DIGEST_JOB, description="Daily digest of open escalations to the notification channels.",

@@ -323,7 +323,10 @@ class AgentDETranslator:
     # -- escalations ------------------------------------------------------------------------
     def escalation_markdown(self, e: Any) -> str:
         lines = [f"### {e.id} ({e.kind.value.replace('_', ' ')}): {e.decision}", "",
-                 f"Owner: **{e.owner or '-'}** · state: {e.state.value} · concerns `{e.asset or '-'}`"
+                 f"Owner: **{e.owner or '-'}** · state: {e.status()}"
+                 + (f" (was due {e.due_at:%Y-%m-%d %H:%M} UTC)" if e.overdue() else
+                    f" · due {e.due_at:%Y-%m-%d %H:%M} UTC" if e.due_at and e.state.value == "open" else "")
+                 + f" · concerns `{e.asset or '-'}`"
                  + (f" · needs {e.approvals_required} distinct approvers" if e.approvals_required > 1 else ""), ""]
         if e.superseded_by:
             lines += [f"Withdrawn: **{e.superseded_by}** asks about the same incident now; answer that one.", ""]
@@ -346,12 +349,14 @@ class AgentDETranslator:
         open_ = [e for e in escalations if e.state.value == "open"]
         return {
             "open": MetadataValue.int(len(open_)),
+            "overdue": MetadataValue.int(sum(e.overdue() for e in open_)),
             "queue": default_table([
-                {"id": e.id, "kind": e.kind.value, "decision": e.decision[:200],
+                {"id": e.id, "status": e.status(), "kind": e.kind.value, "decision": e.decision[:200],
                  "recommendation": (e.options[e.recommendation].label if e.recommendation is not None else "none"),
                  "owner": e.owner or "-", "age_hours": round(e.age_hours(), 2),
+                 "due": f"{e.due_at:%Y-%m-%d %H:%M}" if e.due_at else "-",
                  "approvals": f"{len(e.approvals)}/{e.approvals_required}"} for e in open_
-            ], ["id", "kind", "decision", "recommendation", "owner", "age_hours", "approvals"]),
+            ], ["id", "status", "kind", "decision", "recommendation", "owner", "age_hours", "due", "approvals"]),
             "detail": MetadataValue.md("\n\n---\n\n".join(self.escalation_markdown(e) for e in open_) or "No open escalations."),
         }
 

@@ -420,3 +420,45 @@ def test_an_answered_investigation_question_is_not_asked_again_by_the_drift_chec
     check = _contacts_eval(drift)
     assert not check.passed  # the change is still reported until fixed or re-baselined
     assert "agent_de/escalations" not in check.metadata and _escalation_events(drift) == ([], [])
+
+
+def test_those_told_of_a_question_the_drift_check_withdraws_hear_it_once(demo_env, tmp_path: Path, monkeypatch) -> None:
+    """The investigation's question went out to the team's webhook; when the drift check withdraws it for its own,
+    the same webhook hears that once (a second evaluation sends nothing), naming the question to answer instead."""
+    from dagster_agent_de.adapters.notify import senders_from_settings
+    from dagster_agent_de.adapters.state import open_state_store
+    from dagster_agent_de.core.models import EscalationState, InvestigationFinding
+    from dagster_agent_de.engines.notify.dispatch import Notifier
+    from dagster_agent_de.engines.notify.settings import NotificationSettings
+    from dagster_agent_de.engines.notify.workflow import notify_investigation
+    from dagster_agent_de_tests.notify.servers import http_recorder
+
+    settings, job = _drift_job(demo_env, tmp_path)
+    defs = build_definitions(settings)
+    store = open_state_store(settings)
+    with http_recorder() as srv, DagsterInstance.ephemeral() as instance:
+        cfg = tmp_path / "notifications.yml"
+        cfg.write_text("notifications:\n  channels:\n    team: {kind: webhook, url_env: HOOK_URL}\n  default: [team]\n")
+        monkeypatch.setenv("AGENT_DE_NOTIFICATIONS", str(cfg))
+        monkeypatch.setenv("HOOK_URL", srv.url + "/hook")
+        assert job.execute_in_process(instance=instance).success  # the baseline
+        with _stage_replaced(demo_env):
+            report = _investigate_model(defs, instance).output_for_node("investigate_failure")
+            (first,) = store.escalations()
+            # as the investigate op tells the team when a failed check (with its evaluation) started it
+            told = NotificationSettings.model_validate({"channels": {"team": {"kind": "webhook", "url_env": "HOOK_URL"}},
+                                                        "default": ["team"]})
+            notifier = Notifier(told, senders_from_settings(dict(told.channels), {"HOOK_URL": srv.url + "/hook"}), store,
+                                sleep=lambda s: None)
+            notify_investigation(notifier, asset="stg_hubspot_contacts", check="not_null_stage", evaluation_id=7,
+                                 failing_run=None, check_description="not_null_stage failed", numbers=[],
+                                 finding=InvestigationFinding.model_validate(report["findings"][0]),
+                                 investigation_run="run-1", escalations=[first], owner=None)
+            job.execute_in_process(instance=instance, raise_on_error=False)
+            job.execute_in_process(instance=instance, raise_on_error=False)
+    withdrawn, asked = store.escalations()
+    assert withdrawn.id == first.id and withdrawn.state == EscalationState.WITHDRAWN
+    hooks = srv.posted("/hook")
+    assert [h["event"] for h in hooks] == ["failed", "investigated", "escalated", "withdrawn"]
+    assert len({h["incident_id"] for h in hooks}) == 1  # in the incident's thread
+    assert f"{first.id} withdrawn: {asked.id} asks about this incident now" in hooks[-1]["title"]

@@ -61,7 +61,8 @@ def test_context_gap_answered_by_the_job_becomes_a_rule_and_reruns(env) -> None:
         out = answered.output_for_node("answer")
         assert out["closed"] and out["rule"]["source"] == esc.id
         rules = load_rules(demo_env.project_dir, store).rules
-        assert any(r.source == esc.id and "drafts" in r.rule for r in rules)
+        # the option's rule is what was decided; the note (why) is kept beside it, never in its place
+        assert any(r.source == esc.id and r.rule == esc.options[1].rule and "drafts" in (r.note or "") for r in rules)
         assert esc.id not in [e.id for e in store.escalations() if e.state.value == "open"]
         cited = [f for f in [out["rerun_top"]] if f]
         rerun_run = instance.get_run_by_id(answered.run_id)

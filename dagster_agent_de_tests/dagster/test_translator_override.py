@@ -43,3 +43,20 @@ def test_a_translator_subclass_changes_the_events_of_a_real_run(demo_env, tmp_pa
     assert all("team/runbook" not in e.metadata for e in plain.get_asset_check_evaluations())
     assert all("team/owner" not in e.event_specific_data.asset_observation.metadata
                for e in plain.all_events if e.event_type_value == "ASSET_OBSERVATION")
+
+
+def test_the_queue_shows_an_overdue_question_as_overdue_and_still_open() -> None:
+    from datetime import timedelta
+
+    from dagster_agent_de.core.models import Escalation, EscalationKind, EscalationOption, utcnow
+
+    def question(i: int, due_in: timedelta) -> Escalation:
+        return Escalation(id=f"ESC-{i}", kind=EscalationKind.CONTEXT_GAP, decision="Which column replaces it?",
+                          options=[EscalationOption(label="none")], due_at=utcnow() + due_in)
+
+    late, on_time = question(1, -timedelta(hours=1)), question(2, timedelta(days=2))
+    md = AgentDETranslator().escalations_metadata([late, on_time])
+    assert (md["open"].value, md["overdue"].value) == (2, 1)
+    assert [(r.data["id"], r.data["status"]) for r in md["queue"].value.records] == [("ESC-1", "overdue"),
+                                                                                      ("ESC-2", "open")]
+    assert "state: overdue (was due " in md["detail"].value and "state: open · due " in md["detail"].value

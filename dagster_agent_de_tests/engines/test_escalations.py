@@ -131,12 +131,96 @@ def test_policy_refusal_is_audited_with_the_policy_line(store: SqlStateStore) ->
     assert "actions.finance" in (read_audit(store)[0].error or "")
 
 
-def test_expiry(store: SqlStateStore) -> None:
+def test_a_question_past_its_due_date_stays_open_overdue_and_can_be_answered(store: SqlStateStore) -> None:
     raise_escalations(store, [esc(due_at=utcnow() - timedelta(hours=1))])
-    (expired,) = store.escalations()
-    assert expired.state == EscalationState.EXPIRED
-    with pytest.raises(EscalationError, match="ESC-1 is already expired"):
-        answer_escalation(store, "ESC-1", 0, by="a", policy=Policy())
+    (overdue,) = store.escalations()
+    assert overdue.state == EscalationState.OPEN and overdue.overdue() and overdue.status() == "overdue"
+    assert raise_escalations(store, [esc(due_at=utcnow() + timedelta(days=3))]) == []  # the same question: not asked again
+    assert answer_escalation(store, "ESC-1", 0, by="a", policy=Policy()).closed
+    assert store.escalations()[0].status() == "answered"
+
+
+def _contacts() -> Manifest:
+    data = make_manifest({"stg_contacts": "stg"}, sources={("hubspot", "contacts"): "hubspot.contacts"}).data
+    data["nodes"]["model.t.stg_contacts"]["depends_on"] = {"nodes": ["source.t.hubspot.contacts"]}
+    return Manifest(data)
+
+
+def test_past_their_due_date_the_drift_and_the_investigation_questions_are_not_asked_again(store: SqlStateStore) -> None:
+    """Three days on, the drift check (or an investigation) still seeing the same incident finds its question open,
+    overdue: one question, never a duplicate."""
+    manifest = _contacts()
+    drift = esc(decision="hubspot.contacts.lifecycle_stage disappeared. Which column replaces it?", asset="hubspot.contacts",
+                applies_to=["hubspot.contacts.lifecycle_stage"], check="schema_drift",
+                finding_pattern="schema_drift:column_dropped:lifecycle_stage", due_at=utcnow() + timedelta(days=3))
+    (asked,) = raise_superseding(store, [drift], manifest)
+    failure = InvestigationFinding(pattern="null_semantics", model="stg_contacts", columns=["email"], confidence=0.9,
+                                   summary="s", needs_context="Rows with email NULL: do they count?")
+    (question,) = raise_for_finding(store, failure, manifest, Policy(), check="not_null_email")[0]
+    later = utcnow() + timedelta(days=4)
+    listed = store.escalations(later)
+    assert [(e.id, e.state, e.overdue(later), e.status(later)) for e in listed] == [
+        (asked.id, EscalationState.OPEN, True, "overdue"), (question.id, EscalationState.OPEN, True, "overdue")]
+    assert raise_superseding(store, [drift.model_copy(update={"due_at": later + timedelta(days=3)})], manifest) == []
+    assert raise_for_finding(store, failure, manifest, Policy(), check="not_null_email")[0] == []
+    assert [e.id for e in store.escalations()] == [asked.id, question.id]
+
+
+def test_the_note_is_kept_beside_the_rule_the_option_records(store: SqlStateStore, tmp_path: Path) -> None:
+    raise_escalations(store, [esc()])
+    result = answer_escalation(store, "ESC-1", 0, by="ana@shop.example", note="  sales confirmed  in the QBR ",
+                               policy=Policy())
+    assert result.rule is not None
+    assert (result.rule.rule, result.rule.note) == ("'platinum' tier maps to enterprise", "sales confirmed in the QBR")
+    (stored,) = load_rules(tmp_path, store).rules
+    assert stored == result.rule
+    path, _ = export_rules(tmp_path, store)
+    assert "note: sales confirmed in the QBR" in path.read_text() and load_rules(tmp_path, store).conflicts == []
+
+
+@pytest.mark.parametrize("choice, decided", [(0, "approve the proposed fix"), (1, "keep stg as it is")])
+def test_an_approve_or_reject_answer_is_context_the_next_investigation_reads(
+        store: SqlStateStore, tmp_path: Path, choice: int, decided: str) -> None:
+    """An investigation asks whether to fix a duplicated key at its loader (an authority gap). Approved or rejected,
+    the answer is a rule: the next investigation of the same failure cites it and asks nothing again."""
+    from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+    from dagster_agent_de.engines.investigate import Failure, investigate
+    from dagster_agent_de_tests.engines.test_detectors import project
+
+    dup = "create table raw.charges as select (range % 8) as id, 1.0 as amount, now() as _loaded_at from range(10)"
+    manifest, db = project(tmp_path, {"stg": "select id as charge_id, amount from {{ source('raw', 'charges') }}"}, [dup],
+                           sources={"charges": {"loaded_at_field": "_loaded_at"}}, tests={"stg": ["charge_id"]})
+    failure = Failure(asset="stg", check="unique_stg_charge_id")
+
+    def investigate_and_ask() -> tuple[list[Escalation], list[Escalation]]:
+        report = investigate(failure, manifest, DuckDBWarehouse(db, AuditLog(None)), rules=store.rules())
+        return raise_for_finding(store, report.findings[0], manifest, Policy(), check=failure.check)
+
+    (asked,) = investigate_and_ask()[0]
+    assert asked.kind == EscalationKind.AUTHORITY_GAP and asked.finding_pattern == "duplicate_key"
+    result = answer_escalation(store, asked.id, choice, by="ops@shop.example", note="the loader is being replaced",
+                               policy=Policy())
+    assert result.closed and result.rule is not None
+    assert (result.rule.id, result.rule.source, result.rule.suppresses, result.rule.note) == (
+        f"R-{asked.id}", asked.id, ["duplicate_key"], "the loader is being replaced")
+    assert decided in result.rule.rule and result.rule.applies_to == asked.applies_to
+    assert investigate_and_ask() == ([], [])  # the rule explains it now: nothing is asked again
+    assert [e.id for e in store.escalations()] == [asked.id]
+
+
+def test_an_answer_to_a_question_stored_before_options_named_their_rule_records_the_decision(
+        store: SqlStateStore) -> None:
+    """Questions raised by an older version carry no rule on approve/reject: the decision itself is recorded."""
+    raise_escalations(store, [esc(kind=EscalationKind.AUTHORITY_GAP, finding_id="f-1", finding_pattern="join_row_drop",
+                                  decision="Apply the fix to dim_customers?", options=[
+                                      EscalationOption(label="Approve the proposed fix", agent_action="apply_fix"),
+                                      EscalationOption(label="Reject: keep the model as it is")])])
+    rule = answer_escalation(store, "ESC-1", 1, by="a", policy=Policy()).rule
+    assert rule is not None and rule.suppresses == ["join_row_drop"]
+    assert rule.rule == "Apply the fix to dim_customers? Decided in ESC-1: Reject: keep the model as it is."
+    # a standing decision that is not about a finding (onboarding, PII, ...) still records only what its option says
+    raise_escalations(store, [esc(asset="other", options=[EscalationOption(label="keep"), EscalationOption(label="drop")])])
+    assert answer_escalation(store, "ESC-2", 0, by="a", policy=Policy()).rule is None
 
 
 GOOD = """rules:
@@ -197,8 +281,10 @@ def test_concurrent_answers_do_not_lose_each_other(tmp_path: Path, store: SqlSta
 
 def test_a_committed_rule_and_a_stored_answer_that_disagree_become_an_escalation(tmp_path: Path,
                                                                                store: SqlStateStore) -> None:
-    raise_escalations(store, [esc()])
-    answer_escalation(store, "ESC-1", 0, by="ana", note="platinum is enterprise", policy=Policy())
+    raise_escalations(store, [esc(options=[
+        EscalationOption(label="yes", agent_action="record_rule", rule="platinum is enterprise"),
+        EscalationOption(label="no")])])
+    answer_escalation(store, "ESC-1", 0, by="ana", note="sales said so", policy=Policy())
     export_rules(tmp_path, store)
     path = tmp_path / "agent_de_context.yml"
     path.write_text(path.read_text().replace("platinum is enterprise", "platinum is a legacy tier"))  # edited in review

@@ -3,22 +3,31 @@ e-mail, and the real state store for threads and deduplication."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from dagster_agent_de.adapters.notify import senders_from_settings
 from dagster_agent_de.core.models import (
+    Approval,
     Escalation,
     EscalationKind,
     EscalationOption,
+    EscalationState,
     InvestigationFinding,
     ProposedFix,
     Severity,
 )
 from dagster_agent_de.engines.notify.dispatch import Notifier
 from dagster_agent_de.engines.notify.settings import NotificationSettings, load_notification_settings
-from dagster_agent_de.engines.notify.workflow import notify_digest, notify_investigation
+from dagster_agent_de.engines.notify.workflow import (
+    notify_answer,
+    notify_digest,
+    notify_investigation,
+    notify_overdue,
+    notify_withdrawn,
+)
 from dagster_agent_de.errors import SpecError
 from dagster_agent_de_tests.notify.servers import http_recorder, smtp_server
 
@@ -27,6 +36,14 @@ FINDING = InvestigationFinding(pattern="join_row_drop", model="int_orders_enrich
                   proposed_fix=ProposedFix(description="keep unmatched orders",
                                            diff="-inner join {{ ref('stg_hubspot_contacts') }} as h\n"
                                                 "+left join {{ ref('stg_hubspot_contacts') }} as h\n"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_windows() -> None:
+    """The per-channel rate window is per process: each test starts with none spent."""
+    from dagster_agent_de.engines.notify import dispatch
+
+    dispatch._SENT.clear()
 
 
 def _esc(i: int, owner: str = "finance", due: datetime | None = None) -> Escalation:
@@ -62,11 +79,19 @@ def _notifier(settings, env, state_store, **kw) -> Notifier:
     return n
 
 
-def _incident(notifier, escalations=(), evaluation_id=42):
+def _incident(notifier, escalations=(), evaluation_id=42, attached=()):
     return notify_investigation(
         notifier, asset="fct_orders", check="orders_vs_stripe", evaluation_id=evaluation_id, failing_run="run-9",
         check_description="orders_vs_stripe failed on fct_orders", numbers=[("missing_pct", "68.17")],
-        finding=FINDING, investigation_run="run-10", escalations=list(escalations), owner="finance")
+        finding=FINDING, investigation_run="run-10", escalations=list(escalations), owner="finance",
+        attached=list(attached))
+
+
+def _drift_question(i: int, owner: str = "finance", **kw) -> Escalation:
+    return Escalation(id=f"ESC-{i}", kind=EscalationKind.CONTEXT_GAP, owner=owner, asset="hubspot.contacts",
+                      decision="hubspot.contacts.lifecycle_stage disappeared. Which column replaces it?",
+                      options=[EscalationOption(label="stage replaces lifecycle_stage"),
+                               EscalationOption(label="nothing replaces lifecycle_stage")], **kw)
 
 
 def test_one_thread_per_incident_in_the_owners_channel(state_store) -> None:
@@ -175,3 +200,67 @@ def test_a_bad_block_names_the_field() -> None:
     with pytest.raises(SpecError, match="channels.x"):
         load_notification_settings({"vars": {"agent_de": {"notifications": {"channels": {"x": {"kind": "sms"}}}}}}, env={})
     assert load_notification_settings({}, env={}).channels == {}  # nothing declared: nothing is sent
+
+
+def test_a_withdrawn_question_is_taken_back_once_in_its_thread(state_store) -> None:
+    """The drift check's question replaced the investigation's: those told about ESC-1 hear it once, in the
+    incident's thread, with the question to answer instead; the replacement's answer follows in that thread."""
+    with http_recorder() as srv:
+        settings, env = _settings(srv.url)
+        _incident(_notifier(settings, env, state_store), [_esc(1)])
+        replacement = _drift_question(2, supersedes=["ESC-1"])
+        withdrawn = _esc(1).model_copy(update={"state": EscalationState.WITHDRAWN, "superseded_by": "ESC-2"})
+        out = notify_withdrawn(_notifier(settings, env, state_store), [withdrawn], [replacement])
+        assert [(d.channel, d.outcome) for d in out] == [("finance", "sent"), ("hook", "sent")]
+        slack = srv.posted("chat.postMessage")
+        assert len(slack) == 4 and slack[3]["channel"] == "#finance-data"
+        assert slack[3]["thread_ts"] == srv.answered("chat.postMessage")[0]  # in the incident's thread
+        assert "ESC-1 withdrawn: ESC-2 asks about this incident now" in slack[3]["text"]
+        assert "agent-de escalations answer ESC-2 --option 'stage replaces lifecycle_stage'" in slack[3]["text"]
+        assert [h["event"] for h in srv.posted("/hook")] == ["failed", "investigated", "escalated", "withdrawn"]
+        again = notify_withdrawn(_notifier(settings, env, state_store), [withdrawn], [replacement])  # the next tick
+        assert {d.outcome for d in again} == {"duplicate"} and len(srv.posted("chat.postMessage")) == 4
+        never_told = _esc(9).model_copy(update={"state": EscalationState.WITHDRAWN, "superseded_by": "ESC-2"})
+        assert notify_withdrawn(_notifier(settings, env, state_store), [never_told], [replacement]) == []
+        answered = replacement.model_copy(update={"state": EscalationState.ANSWERED,
+                                                  "answer": Approval(by="ana@shop.example", choice=0)})
+        notify_answer(_notifier(settings, env, state_store), answered)
+        assert srv.posted("chat.postMessage")[4]["thread_ts"] == srv.answered("chat.postMessage")[0]
+
+
+def test_a_finding_attached_to_an_open_question_is_said_in_the_incident_and_to_those_told(state_store) -> None:
+    with http_recorder() as srv:
+        settings, env = _settings(srv.url)
+        asked = _drift_question(5, owner="ops")
+        _incident(_notifier(settings, env, state_store), [asked], evaluation_id=41)  # ESC-5 told to ops (teams)
+        out = _incident(_notifier(settings, env, state_store), [], attached=[asked])
+        assert [d.channel for d in out] == ["finance", "hook"] * 3 + ["teams"]  # failed, finding, attached; ops
+        assert {d.outcome for d in out} == {"sent"}
+        note = srv.posted("chat.postMessage")[-1]
+        assert note["thread_ts"] == srv.answered("chat.postMessage")[3]  # in this incident's thread (its first post)
+        assert "No new question: ESC-5 already asks about this (join_row_drop in int_orders_enriched" in note["text"]
+        assert "agent-de escalations answer ESC-5" in note["text"]
+        (card,) = [c for c in srv.posted("/teams") if "No new question" in c["title"]]  # ops, in ESC-5's incident
+        assert card["title"].startswith("[INC-") and card["title"] != srv.posted("/teams")[0]["title"]
+        again = _incident(_notifier(settings, env, state_store), [], attached=[asked])
+        assert {d.outcome for d in again} == {"duplicate"}
+        answered = asked.model_copy(update={"state": EscalationState.ANSWERED})
+        before = len(srv.requests)
+        _incident(_notifier(settings, env, state_store), [], attached=[answered], evaluation_id=44)
+        assert not [r for r in srv.requests[before:] if "No new question" in json.dumps(r["body"])]
+
+
+def test_an_overdue_question_is_reminded_once(state_store) -> None:
+    now = datetime(2026, 12, 7, 8, tzinfo=timezone.utc)
+    with http_recorder() as srv:
+        settings, env = _settings(srv.url)
+        late, on_time = _esc(1, due=now - timedelta(days=1)), _esc(2, due=now + timedelta(days=1))
+        _incident(_notifier(settings, env, state_store), [late, on_time])
+        out = notify_overdue(_notifier(settings, env, state_store), [late, on_time], now=now)
+        assert [(d.channel, d.outcome) for d in out] == [("finance", "sent"), ("hook", "sent")]
+        reminder = srv.posted("chat.postMessage")[-1]
+        assert "Reminder: ESC-1 is overdue (due 2026-12-06 08:00 UTC)" in reminder["text"]
+        assert reminder["thread_ts"] == srv.answered("chat.postMessage")[0]
+        tomorrow = notify_overdue(_notifier(settings, env, state_store), [late, on_time], now=now + timedelta(days=1))
+        assert {d.outcome for d in tomorrow} == {"duplicate"}  # at most one reminder, whatever the number of digests
+        assert [h["event"] for h in srv.posted("/hook")].count("overdue") == 1

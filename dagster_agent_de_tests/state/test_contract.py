@@ -148,9 +148,10 @@ def test_four_eyes_is_one_row_per_approver(store: SqlStateStore) -> None:
     assert done.decision.close and [a.by for a in store.escalations()[0].approvals] == ["cfo", "controller"]
 
 
-def test_expiry_and_rules_flags_artifacts(store: SqlStateStore) -> None:
+def test_past_due_stays_open_and_rules_flags_artifacts(store: SqlStateStore) -> None:
     store.raise_escalations([esc(due_at=datetime.now(timezone.utc) - timedelta(minutes=1))], lambda e, items: False)
-    assert store.escalations()[0].state == EscalationState.EXPIRED
+    (overdue,) = store.escalations(datetime.now(timezone.utc) + timedelta(days=30))
+    assert overdue.state == EscalationState.OPEN and overdue.status() == "overdue"
     store.put_rule(ContextRule(id="R-1", rule="a"))
     store.put_rule(ContextRule(id="R-1", rule="b"))
     assert [r.rule for r in store.rules()] == ["b"]
@@ -187,3 +188,18 @@ def test_unsupported_and_unreachable_urls_name_the_fix(tmp_path) -> None:
         SqlStateStore("::nope::")
     with pytest.raises(ConfigError, match="unreachable"):
         SqlStateStore("postgresql://nobody@127.0.0.1:9/none?connect_timeout=2")
+
+
+def test_rows_an_older_version_wrote_still_read(store: SqlStateStore) -> None:
+    """An escalation the old store expired stays expired (nothing re-opens or re-asks it); a rule stored without a
+    note reads back, and one with a note keeps it."""
+    body = esc().model_copy(update={"id": "ESC-1", "state": EscalationState.EXPIRED}).model_dump_json(exclude={"approvals"})
+    rule = ContextRule(id="R-old", rule="drafts", source="ESC-1").model_dump_json(exclude={"note"})
+    with store.engine.begin() as conn:
+        conn.execute(insert(t.escalations).values(id="ESC-1", seq=1, state="expired", kind="context_gap", asset="fct_orders",
+                                                  finding_pattern="null_semantics", created_at=0.0, due_at=1.0, body=body))
+        conn.execute(insert(t.context_rules).values(id="R-old", source="ESC-1", updated_at=0.0, body=rule))
+    (old,) = store.escalations()
+    assert old.state == EscalationState.EXPIRED and old.status() == "expired" and not old.overdue()
+    store.put_rule(ContextRule(id="R-new", rule="drafts", note="why"))
+    assert [(r.id, r.note) for r in store.rules()] == [("R-old", None), ("R-new", "why")]

@@ -42,7 +42,7 @@ from sqlalchemy.schema import CreateSchema
 
 from dagster_agent_de.adapters.state import schema as t
 from dagster_agent_de.core.context import ContextRule
-from dagster_agent_de.core.models import Approval, AuditEvent, Escalation, EscalationState, Finding, utcnow
+from dagster_agent_de.core.models import Approval, AuditEvent, Escalation, EscalationState, Finding
 from dagster_agent_de.core.state import (
     ANY,
     AnswerDecision,
@@ -432,13 +432,8 @@ class SqlStateStore:
         return out
 
     def escalations(self, now: datetime | None = None) -> list[Escalation]:
-        cutoff = (now or utcnow()).timestamp()
-        overdue = and_(t.escalations.c.state == EscalationState.OPEN.value, t.escalations.c.due_at < cutoff)
-        with self._read() as conn:
-            stale = conn.execute(select(func.count()).select_from(t.escalations).where(overdue)).scalar()
-        if stale:
-            with self._write(_LOCK_ESCALATIONS) as conn:
-                conn.execute(update(t.escalations).where(overdue).values(state=EscalationState.EXPIRED.value))
+        # a question past its due date stays open (``Escalation.overdue``): expiring it made the next pass that
+        # saw the same incident ask it again, as a second question. Rows an older version expired stay expired.
         with self._read(consistent=True) as conn:
             return self._escalations(conn)
 

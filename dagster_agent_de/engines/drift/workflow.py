@@ -102,8 +102,8 @@ def escalate(state: StateStore, report: DriftReport, manifest: Manifest,
     investigation already asked about the change (it traced a failed test to the dropped column), its answered
     question stands for it (nothing is asked) and its open one is withdrawn for this one, naming it
     (:func:`~dagster_agent_de.engines.escalate.raising.raise_superseding`). It falls due as an investigation's
-    questions do (:func:`~dagster_agent_de.engines.escalate.raising.due_date`); unanswered by then it expires,
-    and the next pass that still sees the change asks again.
+    questions do (:func:`~dagster_agent_de.engines.escalate.raising.due_date`); unanswered by then it stays the
+    open question, overdue, and the next pass that still sees the change asks nothing new.
     """
     from dagster_agent_de.engines.escalate.raising import due_date, raise_superseding
 

@@ -45,17 +45,31 @@ def identity(by: str) -> str:
 
 
 def rule_for(esc: Escalation, answer: Approval) -> ContextRule | None:
-    """The context rule an answer decides, if its option records one."""
+    """The context rule an answer decides, if its option records one.
+
+    The rule is the option's (what was decided); the answerer's ``note`` (why) is kept beside it. An answer to an
+    investigation's question whose option names no rule (one raised before options carried theirs: approve or
+    reject) records the decision itself, so the next investigation cites it instead of asking again.
+    """
     option = esc.options[answer.choice]
-    if option.agent_action != "record_rule":
-        return None
+    note = " ".join(answer.note.split()) or None
     if esc.finding_pattern and esc.finding_pattern.startswith(CONFLICT_PATTERN):  # the committed rule holds
+        if option.agent_action != "record_rule":
+            return None
         return ContextRule(id=esc.finding_pattern[len(CONFLICT_PATTERN):].rsplit("@", 1)[0],
                            rule=option.rule or option.label, applies_to=esc.applies_to,
                            suppresses=option.suppresses or None, source=f"{CONTEXT_FILE} (confirmed in {esc.id})",
-                           decided_by=answer.by, at=answer.at)
-    return ContextRule(id=f"R-{esc.id}", rule=answer.note or option.rule or option.label, applies_to=esc.applies_to,
-                       suppresses=option.suppresses or None, source=esc.id, decided_by=answer.by, at=answer.at)
+                           decided_by=answer.by, at=answer.at, note=note)
+    text, suppresses = option.rule, option.suppresses
+    if text is None and option.agent_action == "record_rule":
+        text = option.label
+    elif text is None and esc.finding_id and esc.finding_pattern:
+        text = f"{esc.decision.rstrip()} Decided in {esc.id}: {option.label}."
+        suppresses = [esc.finding_pattern]
+    if text is None:
+        return None
+    return ContextRule(id=f"R-{esc.id}", rule=text, applies_to=esc.applies_to, suppresses=suppresses or None,
+                       source=esc.id, decided_by=answer.by, at=answer.at, note=note)
 
 
 def decide_answer(esc: Escalation, by: str, choice: int) -> AnswerDecision:

@@ -20,8 +20,9 @@ from dagster_agent_de.manifest import Manifest, Node
 
 DEFAULT_OWNER = "data-team"
 DUE = timedelta(days=3)
-"""How long a question about a failure stays open: unanswered by then, the store expires it and the next
-pass that sees the failure asks again."""
+"""When a question about a failure falls due. Unanswered by then it stays the one open question about its
+incident, shown as overdue (:meth:`~dagster_agent_de.core.models.Escalation.overdue`), and its owner is reminded
+once (:func:`~dagster_agent_de.engines.notify.workflow.notify_overdue`); it is never asked again as a new one."""
 
 
 def due_date(asked_at: datetime | None = None) -> datetime:
@@ -74,17 +75,20 @@ def escalations_for(finding: Finding, manifest: Manifest, policy: Policy, *, che
     base: dict[str, Any] = dict(asset=finding.model, finding_id=finding.id, finding_pattern=finding.pattern, check=check,
                 owner=owner, due_at=due_date(),
                 applies_to=[f"{finding.model}.{c}" for c in finding.columns] or [str(finding.model)])
+    on = f"{finding.pattern} on {', '.join(base['applies_to'])}"
     if finding.needs_context:
         out.append(Escalation(
             id="", kind=EscalationKind.CONTEXT_GAP, decision=finding.needs_context,
             options=[
                 EscalationOption(label="They count: fix the model", evidence=finding.summary,
                                  consequence="the rows come back into the model and its downstream tables",
-                                 agent_action="apply_fix"),
+                                 agent_action="apply_fix",
+                                 rule=f"{on} is a defect: the rows count, and the fix of {finding.model} is decided",
+                                 suppresses=[finding.pattern]),
                 EscalationOption(label="They are excluded on purpose", evidence=finding.summary,
                                  consequence="the check's numbers stay as they are; the agent stops flagging this",
                                  agent_action="record_rule",
-                                 rule=f"{finding.pattern} on {', '.join(base['applies_to'])} is intended business logic",
+                                 rule=f"{on} is intended business logic",
                                  suppresses=[finding.pattern]),
             ],
             recommendation=0,
@@ -108,9 +112,14 @@ def escalations_for(finding: Finding, manifest: Manifest, policy: Policy, *, che
             options=[
                 EscalationOption(label="Approve the proposed fix", evidence=finding.summary,
                                  consequence=f"{finding.model} is changed as in the diff; downstream numbers change",
-                                 agent_action="apply_fix"),
+                                 agent_action="apply_fix",
+                                 rule=f"{on}: decided 'approve the proposed fix' (asked: {needs_authority})",
+                                 suppresses=[finding.pattern]),
                 EscalationOption(label="Reject: keep the model as it is", consequence="the check keeps failing",
-                                 agent_action="none"),
+                                 agent_action="none",
+                                 rule=f"{on} is expected: decided 'keep {finding.model} as it is' "
+                                      f"(asked: {needs_authority})",
+                                 suppresses=[finding.pattern]),
             ],
             recommendation=0, recommendation_reason=f"the investigation is {finding.confidence:.0%} confident and the fix is minimal",
             blocking=f"applying the fix to {finding.model}",

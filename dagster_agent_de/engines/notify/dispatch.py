@@ -71,7 +71,7 @@ class Notifier:
         return out
 
     def _pages(self, message: Message) -> bool:
-        if message.event in ("digest", "answered", "fixed"):
+        if message.event in ("digest", "answered", "withdrawn", "overdue", "fixed"):  # follow-ups someone awaits
             return True
         if message.severity not in self.settings.page:
             return False

@@ -115,6 +115,41 @@ def answered_message(*, esc: Escalation, incident: str, links: Links, mask: Call
                    links=[links.asset("agent_de/escalations")])
 
 
+def withdrawn_message(*, esc: Escalation, replacement: Escalation | None, incident: str, links: Links,
+                      mask: Callable[[str], str]) -> Message:
+    """``esc`` was withdrawn: the question that asks about its incident now, and how to answer that one."""
+    now_asks = replacement.id if replacement else (esc.superseded_by or "another question")
+    body = (f"{now_asks} ({replacement.owner or '-'}): {replacement.decision}\n\n{answer_instructions(replacement)}"
+            if replacement else "")
+    return Message(incident_id=incident, event="withdrawn", severity=Severity.INFO, owner=esc.owner,
+                   asset=esc.asset or "", title=mask(f"{esc.id} withdrawn: {now_asks} asks about this incident now"),
+                   action=f"Nothing to answer on {esc.id}; answer {now_asks} instead.",
+                   facts=[("Withdrawn", esc.id), ("Replaced by", now_asks)], body=mask(body),
+                   links=[links.asset("agent_de/escalations")])
+
+
+def attached_message(*, esc: Escalation, finding: Finding, asset: str, check: str, incident: str, links: Links,
+                     mask: Callable[[str], str]) -> Message:
+    """An investigation traced a failure to the incident ``esc`` already asks about: its finding joins that question."""
+    return Message(incident_id=incident, event="attached", severity=Severity.INFO, owner=esc.owner, asset=asset,
+                   title=mask(f"No new question: {esc.id} already asks about this ({finding.pattern} in "
+                              f"{finding.model or '-'}, the cause of {check} failing on {asset})"),
+                   action=f"Answering {esc.id} settles this failure too.",
+                   facts=[("Escalation", esc.id), ("State", esc.status()), ("Owner", esc.owner or "-")],
+                   body=mask(f"{esc.decision}\n\n{answer_instructions(esc)}"),
+                   links=[links.asset("agent_de/escalations")])
+
+
+def overdue_message(*, esc: Escalation, incident: str, links: Links, mask: Callable[[str], str]) -> Message:
+    """The one reminder for an open question past its due date (it stays the open question, never re-asked)."""
+    due = f"{esc.due_at:%Y-%m-%d %H:%M} UTC" if esc.due_at else "-"
+    return Message(incident_id=incident, event="overdue", severity=Severity.WARNING, owner=esc.owner,
+                   asset=esc.asset or "", title=mask(f"Reminder: {esc.id} is overdue (due {due}): {esc.decision}"),
+                   action=f"{esc.owner or 'The owner'} decides; what it blocks stays blocked: {esc.blocking or '-'}.",
+                   facts=[("Escalation", esc.id), ("Due", due), ("Owner", esc.owner or "-")],
+                   body=mask(answer_instructions(esc)), links=[links.asset("agent_de/escalations")])
+
+
 def digest_message(escalations: Sequence[Escalation], *, links: Links, now: datetime | None = None,
                    mask: Callable[[str], str]) -> Message:
     """All open escalations, past-due first and marked."""
