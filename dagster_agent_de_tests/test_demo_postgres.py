@@ -94,3 +94,24 @@ def test_demo_data_on_postgres_loads_the_sources_there(tmp_path: Path, pg_server
     monkeypatch.delenv("AGENT_DE_PG_HOST")
     r = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "--target", "postgres", "demo-data"])
     assert r.exit_code == 2 and "AGENT_DE_PG_HOST" in r.output, r.output
+
+
+def test_demo_data_never_loads_into_a_teams_postgres(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    from click.testing import CliRunner
+
+    from dagster_agent_de.cli import main
+
+    team = tmp_path / "acme"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "team_project", team,
+                    ignore=shutil.ignore_patterns("target", "warehouse", "__pycache__"))
+    profiles = team / "profiles.yml"
+    profiles.write_text(profiles.read_text() + "    pg:\n      type: postgres\n      host: 127.0.0.1\n      port: 1\n"
+                        "      user: loader\n      password: x\n      dbname: acme_prod\n      schema: marts\n      threads: 1\n")
+    for k in ("AGENT_DE_DUCKDB_PATH", "AGENT_DE_TARGET", "DBT_TARGET", "DBT_PROFILES_DIR"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AGENT_DE_PROJECT_DIR", str(team))  # as the team's code location sets it
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "--target", "pg", "demo-data", "--scale", "10"])
+    assert r.exit_code == 2 and "cannot connect" not in r.output, r.output  # refused before connecting
+    assert "the demo loads its sources into PostgreSQL only for the demo project" in r.output

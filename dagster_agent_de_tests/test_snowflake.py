@@ -256,3 +256,23 @@ def test_a_show_result_at_the_row_cap_is_never_read_as_dropped_columns(monkeypat
             capped = snapshot_schema(wh, rels, first)
     assert capped.tables == first.tables and capped.missing == []
     assert "may be cut" in capped.notes[0]
+
+
+def test_snowflake_row_counts_name_the_database_as_snowflake_stores_it() -> None:
+    """The catalog query quotes the database: it must be the name as the warehouse stores it (SHOP), not the
+    lower-cased relation key ("shop" is another database on Snowflake, where quoted names are case-sensitive)."""
+    fakesnow = pytest.importorskip("fakesnow")
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.drift.fingerprint import table_sizes
+    from dagster_agent_de.engines.drift.snapshot import snapshot_schema
+    from dagster_agent_de_tests.test_snowflake import _fake_snowflake
+
+    audit = AuditLog(None)
+    with fakesnow.patch():
+        resource = _fake_snowflake("SHOP", "STRIPE", "create or replace table SHOP.STRIPE.CHARGES (ID int, AMOUNT number(10, 2))",
+                                   "insert into SHOP.STRIPE.CHARGES values (1, 2.5), (2, 3.5)")
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            table = snapshot_schema(wh, [("SHOP", "STRIPE", "CHARGES")]).tables["shop.stripe.charges"]
+            table_sizes(wh, [table])
+    (sizes,) = [e for e in audit.events if e.rationale.startswith("row counts of")]
+    assert '"SHOP".information_schema' in sizes.statement.replace("INFORMATION_SCHEMA", "information_schema"), sizes.statement

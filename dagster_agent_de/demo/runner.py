@@ -22,6 +22,7 @@ from dagster_agent_de.demo.data import (
 )
 from dagster_agent_de.demo.incidents import SqlRunner
 from dagster_agent_de.errors import ConfigError
+from dagster_agent_de.profile import load_project_yaml
 
 _COPY_IGNORE = shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml")
 
@@ -80,6 +81,13 @@ def postgres_conninfo(settings: Settings) -> dict[str, Any]:
     from dagster_agent_de.adapters.warehouse.postgres import PostgresWarehouse
 
     target = settings.profile_target
+    demo, project = load_project_yaml(BUNDLED_PROJECT_DIR), load_project_yaml(settings.project_dir)
+    if (project.get("name"), project.get("profile")) != (demo.get("name"), demo.get("profile")):
+        # the demo drops and reloads its source tables (DROP TABLE ... CASCADE): never in a team's database
+        raise ConfigError(f"the demo loads its sources into PostgreSQL only for the demo project (dbt project "
+                          f"{demo.get('name')!r}, profile {demo.get('profile')!r}); {settings.project_dir} is project "
+                          f"{project.get('name')!r} with profile {project.get('profile')!r}: unset AGENT_DE_PROJECT_DIR "
+                          "or point --project-dir at the demo")
     if not target.output.get("host"):
         raise ConfigError(f"`agent-de demo --target {target.target}` needs a PostgreSQL server: "
                           + target.missing("host") + "; also AGENT_DE_PG_PORT (5432), AGENT_DE_PG_USER (postgres), "

@@ -87,3 +87,32 @@ def test_the_summed_inputs_check_of_a_model_it_cannot_read_fails_saying_so(demo_
     assert not ev.passed and ev.severity.value == "WARN"
     assert ev.description.startswith("the inputs of fct_revenue's sums are not checked: its SQL could not be analysed")
     assert ev.metadata["checked_inputs"].value == 0
+
+
+def test_an_intent_whose_query_fails_still_reports_a_result(demo_env, monkeypatch) -> None:
+    """A declared intent on a column the model does not have: its query fails, so its check must report an error
+    (not passed), as must the checks after it. `done.add(key)` before evaluating left it with no result at all."""
+    from dagster import (
+        AssetCheckKey,
+        AssetKey,
+        AssetSelection,
+        DagsterInstance,
+        Definitions,
+        define_asset_job,
+    )
+
+    from dagster_agent_de.dagster.definitions import build_definitions
+    from dagster_agent_de.manifest import Node
+
+    meta = Node.agent_de_meta.fget
+    bad = {"intents": [{"kind": "not_null", "column": "no_such_column", "why": "a typo in the column name"}]}
+    monkeypatch.setattr(Node, "agent_de_meta", property(lambda n: {**meta(n), **bad} if n.name == "fct_orders" else meta(n)))
+    key = AssetCheckKey(AssetKey(["fct_orders"]), "intent_not_null_no_such_column")
+    base = build_definitions(demo_env.settings)
+    defs = Definitions.merge(base, Definitions(jobs=[define_asset_job("typo", selection=AssetSelection.checks(key))]))
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("typo").execute_in_process(
+            instance=instance, raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    got = {(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert set(got) == {(key.asset_key, key.name)}, result.all_events[-3:]
+    assert not got[(key.asset_key, key.name)].passed

@@ -118,3 +118,35 @@ def test_summed_inputs_come_from_sources_too_and_a_model_with_none_says_why(tmp_
     covered = sum_inputs(manifest, "duckdb", declared)
     assert covered.intents == [] and covered.notes["src_revenue"] == (
         "every column src_revenue sums has a declared not_null intent (raw.orders.amount), checked by its own check")
+
+
+def _sum_inputs(tmp_path: Path, models: dict[str, str]):
+    from dagster_agent_de.engines.intents import sum_inputs
+
+    manifest, _ = project(tmp_path, models, DATA, sources={"orders": {}})
+    return sum_inputs(manifest, "duckdb")
+
+
+def test_two_models_summing_one_column_each_check_it(tmp_path: Path) -> None:
+    """fct_revenue and fct_rev2 both sum fct_orders.amount: each model's check holds the derived intent. Before,
+    the intent was kept for the first model only and the other's check passed saying its sums 'read no column'."""
+    got = _sum_inputs(tmp_path, {**MODELS, "fct_rev2": "select order_date, sum(amount) as rev2 from {{ ref('fct_orders') }} group by 1"})
+    by_model = {(i.derived_from.split(".")[0], i.model, i.column) for i in got.intents}
+    assert by_model == {("fct_revenue", "fct_orders", "amount"), ("fct_rev2", "fct_orders", "amount")}
+    assert got.notes == {}
+
+
+def test_a_sum_over_a_table_outside_the_project_is_unchecked_not_passed(tmp_path: Path) -> None:
+    """A model summing a column of a relation dbt does not know (no source declared) cannot have its input
+    checked: its check must warn it is unchecked, not pass saying 'its sums read no column: nothing can be NULL'."""
+    got = _sum_inputs(tmp_path, {**MODELS, "fct_revenue": "select order_date, sum(amount) as revenue from raw.orders group by 1"})
+    assert got.intents == [] and "fct_revenue" not in got.notes
+    assert "raw.orders" in got.unreadable["fct_revenue"]
+
+
+def test_a_coalesced_sum_derives_no_not_null(tmp_path: Path) -> None:
+    """sum(coalesce(amount, 0)) counts a NULL as 0 on purpose: no not_null is derived, and the check says why."""
+    got = _sum_inputs(tmp_path, {**MODELS, "fct_revenue":
+                                 "select order_date, sum(coalesce(amount, 0)) as revenue from {{ source('raw', 'orders') }} group by 1"})
+    assert [(i.model, i.column) for i in got.intents] == []
+    assert got.notes == {"fct_revenue": "fct_revenue's sums (revenue) replace a NULL before summing it (coalesce, case): no row is dropped"}

@@ -149,6 +149,7 @@ def sum_inputs(manifest: Manifest, dialect: str, declared: list[Any] | None = No
     covered: dict[str, list[str]] = {}
     unknown: dict[str, list[str]] = {}  # summed columns of relations the project does not declare: not checkable
     summing: set[str] = set()
+    kept: dict[str, list[str]] = {}  # sums whose argument replaces NULLs: nothing is dropped
     defs, _ = metric_definitions(manifest, dialect, tracer)
     unreadable = {}
     for n in manifest.models():
@@ -161,6 +162,10 @@ def sum_inputs(manifest: Manifest, dialect: str, declared: list[Any] | None = No
             continue
         summing.add(d.model)
         node = manifest.find(d.model)
+        found = tracer.analysis(node).definition(d.column)
+        if found is not None and not _sum_drops_nulls(found[1]):
+            kept.setdefault(d.model, []).append(d.column)  # sum(coalesce(x, 0)): a NULL counts as 0 on purpose
+            continue
         feeds = tracer.columns(node).outputs.get(d.column, set())
         for rel, col in sorted(feeds):
             upstream = tracer.by_relation.get(rel)
@@ -181,9 +186,40 @@ def sum_inputs(manifest: Manifest, dialect: str, declared: list[Any] | None = No
             unreadable.setdefault(model, f"it sums {', '.join(sorted(set(unknown[model])))}, of a relation that is not a "
                                          "model, seed or source of the project (declare it as a source)")
             continue
-        why_none[model] = (f"every column {model} sums has a declared not_null intent ({', '.join(sorted(set(covered[model])))}), "
-                           "checked by its own check" if model in covered else f"{model}'s sums read no column: nothing can be NULL")
+        if model in covered:
+            why_none[model] = (f"every column {model} sums has a declared not_null intent "
+                               f"({', '.join(sorted(set(covered[model])))}), checked by its own check")
+        elif model in kept:
+            why_none[model] = (f"{model}'s sums ({', '.join(sorted(set(kept[model])))}) replace a NULL before summing it "
+                               "(coalesce, case): no row is dropped")
+        else:
+            why_none[model] = f"{model}'s sums read no column: nothing can be NULL"
     return SumInputs(list(out.values()), why_none, unreadable)
+
+
+def _sum_drops_nulls(expr: Any) -> bool:
+    """Whether a NULL input can vanish from the SUM(s) in ``expr``: some column of a SUM's argument is not
+    under a function that replaces NULL (``coalesce``/``ifnull``/``nvl``, ``case``/``if``).
+
+    >>> import sqlglot
+    >>> _sum_drops_nulls(sqlglot.parse_one("sum(coalesce(amount, 0))"))
+    False
+    >>> _sum_drops_nulls(sqlglot.parse_one("sum(coalesce(amount, 0) * rate)"))
+    True
+    """
+    from sqlglot import exp
+
+    replacing = (exp.Coalesce, exp.Case, exp.If)
+    columns = 0
+    for agg in expr.find_all(exp.Sum):
+        for col in agg.find_all(exp.Column):
+            columns += 1
+            parent = col.parent
+            while parent is not None and parent is not agg and not isinstance(parent, replacing):
+                parent = parent.parent
+            if parent is agg:
+                return True
+    return columns == 0  # sum(1): no column, nothing replaced (the lineage says it reads none)
 
 
 def derive_intents(manifest: Manifest, dialect: str, declared: list[Any] | None = None) -> list[Any]:
