@@ -67,7 +67,7 @@ def test_fingerprints_read_the_size_from_the_catalog_then_take_one_query(engine:
         with engine.warehouse(audit) as wh:
             over = fingerprint_tables(wh, {rel: (table, cols, set())}, {rel: ["id"]}, max_rows=499, sample=20)[rel]
             under = fingerprint_tables(wh, {rel: (table, cols, set())}, {rel: ["id"]}, sample=20)[rel]
-        assert over.skipped == "500 rows is above the fingerprint cap of 499 (AGENT_DE_DRIFT_FINGERPRINT_MAX_ROWS)"
+        assert over.skipped == "more than 499 rows, the fingerprint cap (AGENT_DE_DRIFT_FINGERPRINT_MAX_ROWS)"
         assert "at most 500 rows read" in _queries(audit)[1].rationale and under.rows == 500 and under.skipped is None
         engine.execute("analyze f.t")
     audit = AuditLog(None)

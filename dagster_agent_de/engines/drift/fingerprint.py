@@ -270,17 +270,25 @@ def table_sizes(warehouse: Warehouse, tables: Iterable[TableSchema]) -> dict[str
                                                            "is a fingerprint cheap?")
 
 
-def _bounded_count(warehouse: Warehouse, table: TableSchema, cap: int) -> int:
+def _bounded_count(warehouse: Warehouse, table: TableSchema, cap: int) -> int | None:
     """Count a table the catalog has no estimate for (PostgreSQL before its first ANALYZE), reading at most
-    ``cap + 1`` rows: enough to tell whether a fingerprint is under the cap. A view is never counted: it
-    would run its query."""
+    ``cap + 1`` rows: enough to tell whether a fingerprint is under the cap (``cap + 1`` means "more").
+    A view is never counted: it would run its query. None when the count fails (the table is then skipped,
+    as before there was a count: detection goes on)."""
     from sqlglot import exp
+
+    from dagster_agent_de.errors import WarehouseError, WarehouseUnavailableError
 
     rows = exp.select(exp.Literal.number(1)).from_(_table(table.relation), copy=False).limit(cap + 1, copy=False)
     sql = exp.select(_as(exp.Count(this=exp.Star()), "n")).from_(_as(exp.Subquery(this=rows), "t", table=True),
                                                                   copy=False).sql(warehouse.dialect)
-    res = warehouse.query(sql, rationale=f"row count of {table.relation}, at most {cap + 1:,} rows read "
-                                         "(the catalog has no estimate): is a fingerprint cheap?")
+    try:
+        res = warehouse.query(sql, rationale=f"row count of {table.relation}, at most {cap + 1:,} rows read "
+                                             "(the catalog has no estimate): is a fingerprint cheap?")
+    except WarehouseUnavailableError:
+        raise  # the warehouse went away: the run fails saying so, nothing is skipped quietly
+    except WarehouseError:
+        return None  # e.g. no SELECT on the table: skipped with "size unknown", as before
     return int(res.rows[0][0] or 0)
 
 
@@ -309,7 +317,9 @@ def fingerprint_tables(
         if size is None:
             out[rel] = TableFingerprint(skipped=f"size unknown ({table.table_type.lower()}): fingerprint skipped")
         elif size > cap:
-            out[rel] = TableFingerprint(rows=size, skipped=f"{size:,} rows is above the fingerprint cap of {cap:,} ({MAX_ROWS_ENV})")
+            out[rel] = TableFingerprint(rows=size, skipped=f"{size:,} rows is above the fingerprint cap of {cap:,} ({MAX_ROWS_ENV})"
+                                        if rel in sizes and sizes[rel] is not None else
+                                        f"more than {cap:,} rows, the fingerprint cap ({MAX_ROWS_ENV})")
         elif size == 0 or not columns:
             out[rel] = TableFingerprint(rows=size, key=key)
         else:
