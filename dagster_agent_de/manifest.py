@@ -75,7 +75,11 @@ class Node:
 
     @property
     def agent_de_meta(self) -> dict[str, Any]:
-        return dict(self.meta.get("agent_de") or {})
+        got = self.meta.get("agent_de") or {}
+        if not isinstance(got, dict):
+            raise ProjectError(f"{self.display_name}: meta.agent_de must be a mapping (reconcile:, intents:, runtime:, "
+                               f"volume:, investigate:, ...), got {got!r}; fix it in the model's YAML")
+        return dict(got)
 
     @property
     def owner(self) -> str | None:

@@ -52,3 +52,12 @@ def test_a_prefixed_asset_key_from_the_ui_finds_its_model() -> None:
     assert manifest.find("analytics/shop/orders").unique_id == "source.p.shop.orders"
     with pytest.raises(ProjectError, match="no model or source named 'analytics/fct_order'"):
         manifest.find("analytics/fct_order")
+
+
+def test_a_meta_agent_de_that_is_not_a_mapping_names_the_model() -> None:
+    from dagster_agent_de.errors import ProjectError
+
+    manifest = Manifest({"nodes": {"model.p.m": {"name": "m", "resource_type": "model", "meta": {"agent_de": True}}},
+                         "sources": {}})
+    with pytest.raises(ProjectError, match=r"m: meta.agent_de must be a mapping .* got True; fix it in the model's YAML"):
+        manifest.find("m").agent_de_meta  # noqa: B018
