@@ -343,7 +343,8 @@ def _fail_on_context(rules) -> None:
 @main.command()
 @click.option("--table", "table", required=True,
               help="The table to onboard: schema.table (or database.schema.table); with --api-schema, the table the loader will land.")
-@click.option("--source", "source_name", default=None, help="dbt source name (default: the schema).")
+@click.option("--source", "source_name", default=None,
+              help="dbt source name (default: the existing source reading the schema, else the schema without raw_/_raw).")
 @click.option("--api-schema", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Onboard from an API's JSON Schema / OpenAPI document instead of warehouse data.")
 @click.option("--name", "schema_name", default=None, help="With an OpenAPI document: which components.schemas entry.")
@@ -366,15 +367,20 @@ def onboard(settings: Settings, table: str, source_name: str | None, api_schema:
     proposal, out, written, new = run.proposal, run.proposal_dir, run.applied, run.escalations
     if as_json:
         _echo_json({**proposal.model_dump(mode="json"), "proposal_dir": str(out), "applied": [str(p) for p in written],
-                    "escalations": [e.id for e in new]})
+                    "escalations": [e.id for e in new], "already_asked": [e.id for e in run.already_asked]})
         return
     click.echo(f"onboarding {proposal.relation} -> {proposal.model_name}")
+    if source_name is None:
+        click.echo(f"  source name: {proposal.source_name} ({proposal.source_name_from}); "
+                   "to name it otherwise, re-run with --source NAME")
     for d in proposal.done:
         click.echo(f"  done: {d}")
     for t in proposal.todo:
         click.echo(f"  for you: {t}")
     for e in new:
         click.echo(f"  escalation {e.id} ({e.kind.value}): {e.decision}")
+    for e in run.already_asked:
+        click.echo(f"  already asked, still open: {e.id} ({e.kind.value}, on {e.asset}): {e.decision}")
     click.echo(f"proposal: {out}" + (f"; applied {len(written)} file(s) to {settings.project_dir}" if written else
                                      " (review it, or re-run with --apply)"))
 

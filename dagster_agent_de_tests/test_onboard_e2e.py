@@ -7,6 +7,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import yaml
 from click.testing import CliRunner
 
 from dagster_agent_de.adapters.audit import AuditLog
@@ -25,7 +26,7 @@ def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_pa
     state.mkdir()
     wh = state / "warehouse.duckdb"
     shutil.copy(demo_env.settings.duckdb_path, wh)
-    execute_sql(wh, "create schema zendesk", """create table zendesk.tickets as select
+    execute_sql(wh, "create schema raw_zendesk", """create table raw_zendesk.tickets as select
         o.order_id * 10 as ticket_id, o.customer_id, o.order_id,
         ['open', 'solved'][1 + o.order_id % 2] as status,
         c.email as requester, current_timestamp - interval 2 hour as _loaded_at
@@ -34,11 +35,15 @@ def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_pa
     monkeypatch.setenv("AGENT_DE_DUCKDB_PATH", str(wh))
 
     result = CliRunner().invoke(main, ["--project-dir", str(project), "--state-dir", str(state), "onboard",
-                                       "--table", "zendesk.tickets", "--owner", "support-data", "--apply", "--json"],
+                                       "--table", "raw_zendesk.tickets", "--owner", "support-data", "--apply", "--json"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert len(out["applied"]) == 3 and out["model_name"] == "stg_zendesk__tickets"
+    assert len(out["applied"]) == 3 and out["model_name"] == "stg_zendesk__tickets"  # the schema without raw_
+    assert out["source_name_from"] == "the schema raw_zendesk without its raw_ prefix"
+    # no database pinned: the source resolves in whichever target dbt runs (the warehouse's database here)
+    source = yaml.safe_load((project / "models/staging/zendesk/_zendesk__sources.yml").read_text())["sources"][0]
+    assert "database" not in source and source["schema"] == "raw_zendesk"
     assert {p["column"]: p["kind"] for p in out["pii"]} == {"requester": "email"}
     # the escalations are in the store, context gaps and authority gaps apart
     open_ = open_state_store(settings).escalations()
@@ -67,7 +72,7 @@ def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_pa
         if not f.endswith("__sources.yml"):  # the source stays defined: the proposal leaves existing definitions alone
             Path(f).unlink()
     again = CliRunner().invoke(main, ["--project-dir", str(project), "--state-dir", str(state), "onboard",
-                                      "--table", "zendesk.tickets", "--apply", "--json"], catch_exceptions=False)
+                                      "--table", "raw_zendesk.tickets", "--apply", "--json"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["escalations"] == []  # nothing new to ask
     assert "{{ dbt.hash('requester') }} as requester" in (project / "models/staging/zendesk/stg_zendesk__tickets.sql").read_text()
@@ -76,6 +81,19 @@ def test_onboard_a_new_table_into_the_demo_project_and_build_it(demo_env, tmp_pa
     with DuckDBWarehouse(wh, AuditLog(None)) as conn:
         hashed = conn.query("select requester from main.stg_zendesk__tickets limit 1", rationale="test").scalar()
     assert hashed and "@" not in hashed
+
+    # the same table under another source name: the freshness question still open stands, nothing is asked twice;
+    # the output says which name it used and how to pick another
+    (sla,) = [e for e in store.escalations() if e.finding_pattern == "onboard:freshness_sla"]
+    renamed = CliRunner().invoke(main, ["--project-dir", str(project), "--state-dir", str(state), "onboard",
+                                        "--table", "raw_zendesk.tickets", "--source", "helpdesk"], catch_exceptions=False)
+    assert renamed.exit_code == 0, renamed.output
+    assert "  escalation ESC-" not in renamed.output and "source name:" not in renamed.output
+    assert f"  already asked, still open: {sla.id} (context_gap, on zendesk.tickets)" in renamed.output, renamed.output
+    default = CliRunner().invoke(main, ["--project-dir", str(project), "--state-dir", str(state), "onboard",
+                                        "--table", "raw_zendesk.tickets"], catch_exceptions=False)
+    assert ("  source name: zendesk (the existing source zendesk reads the schema raw_zendesk); "
+            "to name it otherwise, re-run with --source NAME") in default.output, default.output
 
 
 def test_the_demo_ships_a_table_to_onboard(demo_env) -> None:

@@ -25,7 +25,8 @@ class OnboardConfig(Config):
     """The table to onboard (or the API schema the loader will land)."""
 
     table: str = Field(description="schema.table or database.schema.table in the warehouse (the landing table for an API).")
-    source_name: str = Field(default="", description="dbt source name (default: the schema).")
+    source_name: str = Field(default="", description="dbt source name (default: the existing source reading the schema, "
+                                                     "else the schema without a raw_ prefix or _raw suffix).")
     api_schema: str = Field(default="", description="Path to a JSON Schema / OpenAPI file to onboard from instead of data.")
     api_schema_name: str = Field(default="", description="With an OpenAPI document: the components.schemas entry.")
     owner: str = Field(default="", description="Who answers this source's escalations.")
@@ -46,13 +47,16 @@ def build_onboard_job(translator: AgentDETranslator | None = None) -> JobDefinit
                                  proposals_dir=settings.proposals_dir, source_name=config.source_name or None,
                                  owner=config.owner or None, api_schema=Path(config.api_schema) if config.api_schema else None,
                                  api_schema_name=config.api_schema_name or None)
+        context.log.info(f"source name: {run.proposal.source_name} ({run.proposal.source_name_from})")
         for e in run.escalations:
             context.log.info(f"escalation {e.id} ({e.kind.value}): {e.decision}")
+        for e in run.already_asked:
+            context.log.info(f"already asked, still open: {e.id} ({e.kind.value}, on {e.asset}): {e.decision}")
         context.log_event(translator.onboarding_materialization(ONBOARDING_ASSET, run))
         if run.escalations:
             record_escalations_asset(context, store, translator)
         return {"proposal_dir": str(run.proposal_dir), "model": run.proposal.model_name,
-                "escalations": [e.id for e in run.escalations]}
+                "escalations": [e.id for e in run.escalations], "already_asked": [e.id for e in run.already_asked]}
 
     @job(name=ONBOARD_JOB, description="Onboard a source table or API schema: a dbt proposal plus the decisions for humans.",
          tags={"agent_de/kind": "onboarding"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -290,3 +291,120 @@ def test_demo_and_proposal_yaml_pass_dbt_validation_for_snowflake(tickets: Path,
     onboarded = manifest["sources"]["source.shop.zendesk.tickets"]
     assert onboarded["config"]["loaded_at_field"] == "_loaded_at" and onboarded["config"]["meta"] == {"owner": "support-data"}
     assert manifest["sources"]["source.shop.app.orders"]["config"]["freshness"]["error_after"]["count"] == 24
+
+
+def _landed(tmp_path: Path, schema: str, *extra: str) -> Path:
+    """A table as the probe's team landed it: a raw_ schema, a ticket's created_at weeks old (the last load
+    was long ago), plus ``extra`` select items (a loader's timestamp)."""
+    created = (NOW - timedelta(hours=874)).strftime("%Y-%m-%d %H:%M:%S")
+    cols = ", ".join(["range as ticket_id", "range % 40 as account_id", "'person' || range || '@mail.com' as requester_email",
+                      f"timestamp '{created}' as created_at", *extra])
+    return duck(tmp_path / "dev.duckdb", f"create schema {schema}", f"create table {schema}.tickets as select {cols} from range(60)")
+
+
+def test_the_source_does_not_pin_the_database_the_agent_ran_on(tmp_path: Path) -> None:
+    """Profiled in dev's database, the source must resolve in prod's when dbt runs --target prod: no
+    ``database:`` when the table is in the connection's (the target's) default database; pinned otherwise."""
+    with DuckDBWarehouse(_landed(tmp_path, "raw_zendesk"), AuditLog(None)) as wh:
+        prof = profile_table(wh, "raw_zendesk", "tickets")
+    assert (prof.database, prof.session_database) == ("dev", "dev")
+    p = propose(prof, _manifest(), source_name="zendesk", now=NOW)
+    src = yaml.safe_load(p.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]
+    assert "database" not in src and src["schema"] == "raw_zendesk"
+    assert any(d.startswith("source without database: dev is the target's default database") for d in p.done)
+    # a table in another database than the connection's stays pinned to it
+    other = propose(replace(prof, database="raw"), _manifest(), source_name="zendesk", now=NOW)
+    assert yaml.safe_load(other.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]["database"] == "raw"
+
+
+def test_freshness_never_writes_a_threshold_the_data_already_fails(tmp_path: Path) -> None:
+    """The latest created_at is 874 h old: every option would fail `dbt source freshness` at once. No threshold
+    is written; the SLA is asked with no recommendation, saying why; a human's answer is written as given."""
+    with DuckDBWarehouse(_landed(tmp_path, "raw_zendesk"), AuditLog(None)) as wh:
+        prof = profile_table(wh, "raw_zendesk", "tickets")
+    p = propose(prof, _manifest(), now=NOW)
+    table = yaml.safe_load(p.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]["tables"][0]
+    assert table["config"] == {"loaded_at_field": "created_at"}  # no freshness: dbt source freshness skips it
+    (sla,) = [e for e in p.decisions if e.finding_pattern == "onboard:freshness_sla"]
+    assert sla.recommendation is None and "874.0 h old" in sla.recommendation_reason
+    assert "no freshness threshold is written" in sla.continues
+    assert "created_at is a business event time" in sla.options[0].evidence
+    assert any(t.startswith("no freshness threshold written: the latest created_at is 874.0 h old") for t in p.todo)
+    assert any(t.startswith("created_at is a business event time") for t in p.todo)
+    answered = propose(prof, _manifest(), now=NOW, answers={("zendesk.tickets", "onboard:freshness_sla"): 2})
+    table = yaml.safe_load(answered.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]["tables"][0]
+    assert table["config"]["freshness"]["error_after"] == {"count": 50, "period": "hour"}  # daily, as answered
+    none = propose(prof, _manifest(), now=NOW, answers={("zendesk.tickets", "onboard:freshness_sla"): 3})
+    assert "freshness" not in yaml.safe_load(none.files["models/staging/zendesk/_zendesk__sources.yml"])[
+        "sources"][0]["tables"][0]["config"]
+
+
+def test_a_load_timestamp_is_preferred_to_a_business_event_time(tmp_path: Path) -> None:
+    """created_at says when a ticket was opened; the loader's _fivetran_synced says when it landed."""
+    synced = (NOW - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
+    with DuckDBWarehouse(_landed(tmp_path, "raw_zendesk", f"timestamp '{synced}' as _fivetran_synced"), AuditLog(None)) as wh:
+        p = propose(profile_table(wh, "raw_zendesk", "tickets"), _manifest(), now=NOW)
+    table = yaml.safe_load(p.files["models/staging/zendesk/_zendesk__sources.yml"])["sources"][0]["tables"][0]
+    assert table["config"]["loaded_at_field"] == "_fivetran_synced"
+    assert table["config"]["freshness"]["warn_after"] == {"count": 2, "period": "hour"}  # 1 h old: hourly loads
+    assert not any("stands in as loaded_at_field" in t for t in p.todo)
+
+
+def test_the_default_source_name_drops_raw_affixes_or_joins_the_existing_source(tmp_path: Path) -> None:
+    with DuckDBWarehouse(_landed(tmp_path, "raw_zendesk"), AuditLog(None)) as wh:
+        prof = profile_table(wh, "raw_zendesk", "tickets")
+    p = propose(prof, _manifest(), now=NOW)
+    assert (p.source_name, p.model_name) == ("zendesk", "stg_zendesk__tickets")
+    assert p.source_name_from == "the schema raw_zendesk without its raw_ prefix"
+    assert "models/staging/zendesk/_zendesk__sources.yml" in p.files
+    assert propose(replace(prof, schema="zendesk_raw"), _manifest(), now=NOW).source_name == "zendesk"
+    assert propose(prof, _manifest(), source_name="Support", now=NOW).source_name_from == "given"
+    # the team already reads raw_zendesk as source `helpdesk`: the table joins it
+    team = Manifest({"nodes": {}, "sources": {"source.p.helpdesk.users": {
+        "name": "users", "resource_type": "source", "source_name": "helpdesk", "schema": "raw_zendesk", "relation_name": "x",
+        "config": {}, "meta": {}}}})
+    joined = propose(prof, team, now=NOW)
+    assert joined.source_name == "helpdesk" and joined.source_name_from == "the existing source helpdesk reads the schema raw_zendesk"
+    assert any(t.startswith("add this table under sources: helpdesk") for t in joined.todo)
+
+
+def test_the_staging_model_is_in_dbt_staging_style(tickets: Path) -> None:
+    """Import the source in a CTE, rename in the next, select from the last (the team's and dbt's style)."""
+    with DuckDBWarehouse(tickets, AuditLog(None)) as wh:
+        p = propose(profile_table(wh, "zendesk", "tickets"), _manifest(), now=NOW)
+    sql = p.files["models/staging/zendesk/stg_zendesk__tickets.sql"]
+    body = sql.split("\n", 1)[1]  # after the generated-by comment
+    assert body.startswith("with source as (\n    select * from {{ source('zendesk', 'tickets') }}\n),\n\nrenamed as (\n"
+                           "    select\n        \"TicketId\" as ticket_id,\n        ticket_ref,\n"), body
+    assert body.endswith("        \"_loaded_at\" as loaded_at\n    from source\n)\n\nselect * from renamed\n"), body
+
+
+def test_one_question_per_table_whatever_source_name_it_is_onboarded_as(tmp_path: Path, state_store) -> None:
+    """Onboarding raw_zendesk.tickets as `zendesk`, then as `support`: the PII and freshness questions still
+    open stand for the second (nothing asked twice); a human's answer given under one name holds for the other."""
+    from dagster_agent_de.engines.escalate.answering import answer_escalation
+    from dagster_agent_de.engines.escalate.policy import Policy
+    from dagster_agent_de.engines.onboard import onboard_source
+
+    path = _landed(tmp_path, "raw_zendesk")
+    project = tmp_path / "project"
+    project.mkdir()
+
+    def run(source: str | None):
+        with DuckDBWarehouse(path, AuditLog(None)) as wh:
+            return onboard_source(wh, _manifest(), state_store, table="raw_zendesk.tickets", project_dir=project,
+                                  proposals_dir=tmp_path / "proposals", source_name=source)
+
+    first = run("zendesk")
+    assert sorted(e.finding_pattern for e in first.escalations) == ["onboard:freshness_sla", "onboard:pii_handling"]
+    second = run("support")
+    assert second.escalations == [] and second.proposal.model_name == "stg_support__tickets"
+    assert {e.id for e in second.already_asked} == {e.id for e in first.escalations}
+    assert [e.finding_pattern for e in state_store.escalations()].count("onboard:pii_handling") == 1
+    assert run(None).escalations == []  # the default name (zendesk) too
+    (pii,) = [e for e in first.escalations if e.finding_pattern == "onboard:pii_handling"]
+    answer_escalation(state_store, pii.id, 0, by="dpo@shop.test", policy=Policy())
+    third = run("helpdesk")
+    assert third.escalations == [] and [e.finding_pattern for e in third.already_asked] == ["onboard:freshness_sla"]
+    assert "{{ dbt.hash('requester_email') }} as requester_email" in third.proposal.files[
+        "models/staging/helpdesk/stg_helpdesk__tickets.sql"]

@@ -6,7 +6,7 @@ sign-off becomes an escalation (context gap / authority gap), never a silent gue
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,16 @@ from dagster_agent_de.engines.onboard.profile import ColumnProfile, TableProfile
 from dagster_agent_de.manifest import Manifest
 
 LOADED_AT_NAMES = ("_loaded_at", "_etl_loaded_at", "_fivetran_synced", "_airbyte_extracted_at", "_airbyte_emitted_at",
-                   "_sdc_batched_at", "_ingested_at", "loaded_at", "_synced_at", "updated_at", "modified_at", "created_at")
+                   "_sdc_batched_at", "_sdc_extracted_at", "_dlt_loaded_at", "_ingested_at", "ingested_at", "loaded_at",
+                   "_synced_at", "synced_at", "_extracted_at", "extracted_at")
+"""Columns a loader writes when it lands a row, best first: what a source's ``loaded_at_field`` should be."""
+LOADED_AT = re.compile(r"(^|_)(loaded|synced|ingested|extracted|batched|landed)(_at|_time|_ts|_timestamp)?$")
+CHANGED_AT_NAMES = ("updated_at", "modified_at", "last_modified_at", "_modified")
+"""When a row last changed in the source system: the next best stand-in for a load time."""
+EVENT_AT_NAMES = ("created_at", "inserted_at")
+"""A business event's time (a ticket opened): says when loads happen only if events never stop."""
+RAW_PREFIXES, RAW_SUFFIXES = ("raw_",), ("_raw",)
+"""What a landing schema's name carries that its source name does not (``raw_zendesk`` -> ``zendesk``)."""
 MONEY = re.compile(r"(^|_)(amount|price|total|revenue|cost|fee|balance|value)($|_)")
 MIN_ROWS_FOR_VALUES = 20
 FRESHNESS = {  # label -> (warn hours, error hours)
@@ -28,6 +37,8 @@ FRESHNESS = {  # label -> (warn hours, error hours)
     "twice-daily loads": (12, 24),
     "daily loads": (26, 50),
 }
+NO_FRESHNESS = "no freshness check (loaded on demand, or once)"
+"""The last option of the freshness question (after :data:`FRESHNESS`'s)."""
 
 
 def snake(name: str) -> str:
@@ -40,10 +51,34 @@ def snake(name: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]+", "_", s).strip("_").lower()
 
 
+def default_source_name(schema: str, manifest: Manifest) -> tuple[str, str]:
+    """The source name for a table in ``schema`` when none is given, and where it comes from: the existing
+    source that reads ``schema`` (the table joins it), else the schema without a ``raw_`` prefix or ``_raw``
+    suffix.
+
+    >>> empty = Manifest({"nodes": {}, "sources": {}})
+    >>> default_source_name("raw_zendesk", empty), default_source_name("stripe_raw", empty)[0], default_source_name("raw", empty)[0]
+    (('zendesk', 'the schema raw_zendesk without its raw_ prefix'), 'stripe', 'raw')
+    """
+    reading = sorted(str(n.raw.get("source_name")) for n in manifest.sources()
+                     if str(n.raw.get("schema") or "").lower() == schema.lower() and n.raw.get("source_name"))
+    if reading:
+        return snake(reading[0]), f"the existing source {reading[0]} reads the schema {schema}"
+    name = snake(schema)
+    for prefix in RAW_PREFIXES:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name.removeprefix(prefix), f"the schema {schema} without its {prefix} prefix"
+    for suffix in RAW_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name.removesuffix(suffix), f"the schema {schema} without its {suffix} suffix"
+    return name, f"the schema {schema}"
+
+
 class OnboardingProposal(BaseModel):
     """Files to add to the dbt project, what was decided from the data, and what a human must decide."""
 
     source_name: str
+    source_name_from: str = "given"  # where the default source name came from ("given": passed by the caller)
     table: str
     relation: str
     model_name: str
@@ -65,6 +100,7 @@ class _Draft:
     now: datetime | None
     arguments_property: bool
     answers: dict[tuple[str | None, str], int]
+    aliases: tuple[str, ...]
     source: str
     table: str
     model: str
@@ -103,8 +139,10 @@ class _Draft:
 
     def decide(self, kind: EscalationKind, key: str, decision: str, options: list[EscalationOption], rec: int | None,
                why: str, blocking: str, continues: str) -> int | None:
-        """Ask, or return the option a human already chose (then nothing is asked)."""
-        chosen = self.answers.get((self.asset, f"onboard:{key}"))
+        """Ask, or return the option a human already chose for this table, under this source name or another
+        one it was onboarded as (then nothing is asked)."""
+        chosen = next((self.answers[(a, f"onboard:{key}")] for a in (self.asset, *self.aliases)
+                       if (a, f"onboard:{key}") in self.answers), None)
         if chosen is not None and 0 <= chosen < len(options):
             self.done.append(f"answered by a human: {decision} -> {options[chosen].label}")
             return chosen
@@ -118,25 +156,31 @@ class _Draft:
 
 def propose(profile: TableProfile, manifest: Manifest, *, source_name: str | None = None,
             owner: str | None = None, now: datetime | None = None, arguments_property: bool = False,
-            answers: dict[tuple[str | None, str], int] | None = None) -> OnboardingProposal:
+            answers: dict[tuple[str | None, str], int] | None = None, aliases: Iterable[str] = ()) -> OnboardingProposal:
     """The proposal for one table: :data:`STEPS` in order over one draft.
 
     ``answers``: decisions humans already made, (asset, finding pattern) -> chosen option, as
     :func:`~dagster_agent_de.engines.escalate.raising.answered_choices` reads them from the escalation
-    store: this table's are applied, said in ``done``, and not asked again.
+    store: this table's are applied, said in ``done``, and not asked again. ``aliases``: the assets
+    (``source.table``) the same relation was onboarded as before under other source names, whose answers
+    hold for it too.
+
+    ``source_name``: default :func:`default_source_name` (said in ``done`` and ``source_name_from``).
 
     ``arguments_property``: the project sets dbt's ``require_generic_test_arguments_property`` flag,
     so generic test arguments go under ``arguments:`` (else at the top level, as dbt < 1.10 reads them).
     """
-    source = snake(source_name or profile.schema)
+    source, source_from = (snake(source_name), "given") if source_name else default_source_name(profile.schema, manifest)
+    asset = f"{source}.{profile.table}"
     draft = _Draft(profile=profile, manifest=manifest, owner=owner, now=now, arguments_property=arguments_property,
-                   answers=answers or {}, source=source, table=profile.table,
-                   model=f"stg_{source}__{snake(profile.table)}", asset=f"{source}.{profile.table}")
+                   answers=answers or {}, aliases=tuple(a for a in aliases if a != asset), source=source,
+                   table=profile.table, model=f"stg_{source}__{snake(profile.table)}", asset=asset)
     for step in STEPS:
         step(draft)
-    draft.done.insert(0, f"{len(profile.columns)} columns -> {draft.model} (snake_case names)")
+    draft.done.insert(0, f"{len(profile.columns)} columns -> {draft.model} (snake_case names)"
+                      + (f"; source name {source}: {source_from}" if source_name is None else ""))
     return OnboardingProposal(
-        source_name=source, table=draft.table, relation=profile.relation, model_name=draft.model, files=draft.files,
+        source_name=source, source_name_from=source_from, table=draft.table, relation=profile.relation, model_name=draft.model, files=draft.files,
         done=draft.done, todo=draft.todo, decisions=draft.decisions,
         pii=[{"column": h.column, "kind": h.kind, "by": h.by, "evidence": h.evidence} for h in draft.hits],
         statements=profile.statements,
@@ -168,26 +212,53 @@ def _pii_step(d: _Draft) -> None:
 
 
 def _freshness_step(d: _Draft) -> None:
-    """Freshness from the loaded-at column's lag; the SLA itself is asked."""
-    d.loaded_at = loaded_at = _loaded_at(d.profile.columns)
-    if loaded_at is None:
+    """Freshness from the loaded-at column's lag; the SLA itself is asked. A threshold the data already
+    fails is never written: it is asked, with no recommendation."""
+    found = _loaded_at(d.profile.columns)
+    if found is None:
         d.todo.append(f"no column says when a row was loaded: add config: loaded_at_field to sources.{d.source}.{d.table} "
                       "to get freshness checks (e.g. the loader's _loaded_at)")
         return
+    loaded_at, what = found
+    d.loaded_at = loaded_at
+    stand_in = ""
+    if what != "load":
+        stand_in = (f"{loaded_at.name} is {'when a row last changed' if what == 'change' else 'a business event time'}, "
+                    "not when the loader landed it (no load timestamp column such as _loaded_at or _fivetran_synced)")
+        d.todo.append(f"{stand_in}: it stands in as loaded_at_field, so freshness says when the latest row "
+                      f"{'changed' if what == 'change' else 'happened'}; have the loader add a load timestamp and use it instead")
     lag_h = _lag_hours(loaded_at.max, d.now) if d.profile.from_data else None
-    label = ("hourly loads" if lag_h is not None and lag_h < 2 else
-             "daily loads" if lag_h is not None and lag_h > 12 else "twice-daily loads")
-    warn, err = FRESHNESS[label]
+    # the tightest load cadence the data does not already break (nothing measured: twice-daily)
+    label = "twice-daily loads" if lag_h is None else next((lb for lb, (w, _) in FRESHNESS.items() if lag_h < w), None)
     seen = f"the latest {loaded_at.name} is {lag_h:.1f} h old" if lag_h is not None else "no data measured yet"
-    d.done.append(f"loaded_at_field {loaded_at.name}; freshness warn {warn} h / error {err} h ({label}: {seen})")
-    chosen = d.decide(EscalationKind.CONTEXT_GAP, "freshness_sla", f"How fresh must {d.asset} be? (its dbt source freshness)",
-                      [EscalationOption(label=f"{lb}: warn after {w} h, error after {e} h", evidence=seen,
-                                        rule=f"{d.asset} is expected to load with {lb}") for lb, (w, e) in FRESHNESS.items()],
-                      list(FRESHNESS).index(label), f"closest to what the data shows ({seen})",
-                      blocking="nothing", continues=f"freshness is checked with the recommended thresholds ({warn} h / {err} h)")
-    if chosen is not None:
-        warn, err = list(FRESHNESS.values())[chosen]
-    d.freshness = {"warn_after": {"count": warn, "period": "hour"}, "error_after": {"count": err, "period": "hour"}}
+    evidence = f"{seen}; {stand_in}" if stand_in else seen
+    options = [EscalationOption(label=f"{lb}: warn after {w} h, error after {e} h", evidence=evidence,
+                                rule=f"{d.asset} is expected to load with {lb}") for lb, (w, e) in FRESHNESS.items()]
+    options.append(EscalationOption(label=NO_FRESHNESS, consequence="dbt source freshness skips the table",
+                                    rule=f"{d.asset} has no freshness expectation"))
+    question = f"How fresh must {d.asset} be? (its dbt source freshness)"
+    if label is None:  # older than every option: any threshold written now fails dbt source freshness at once
+        chosen = d.decide(EscalationKind.CONTEXT_GAP, "freshness_sla", question, options, None,
+                          f"the data cannot say: {seen}, older than every option allows (a stopped or one-off load?)",
+                          blocking="the freshness check of the source",
+                          continues="no freshness threshold is written until answered (dbt source freshness skips the table)")
+    else:
+        chosen = d.decide(EscalationKind.CONTEXT_GAP, "freshness_sla", question, options, list(FRESHNESS).index(label),
+                          f"the tightest that what the data shows ({seen}) does not already fail", blocking="nothing",
+                          continues="freshness is checked with the recommended thresholds ({} h / {} h)".format(*FRESHNESS[label]))
+    picked = label if chosen is None else [*FRESHNESS, NO_FRESHNESS][chosen]
+    if picked == NO_FRESHNESS:
+        d.done.append(f"loaded_at_field {loaded_at.name}; no freshness check (answered; {seen})")
+    elif picked is None:
+        loosest, (warn, _) = list(FRESHNESS.items())[-1]
+        d.done.append(f"loaded_at_field {loaded_at.name}; no freshness threshold ({seen})")
+        d.todo.append(f"no freshness threshold written: {seen}, past even the {loosest} option's warn after {warn} h, so any "
+                      "threshold would fail `dbt source freshness` at once; is the table still loaded, and how often? (asked)")
+    else:
+        warn, err = FRESHNESS[picked]
+        d.done.append(f"loaded_at_field {loaded_at.name}; freshness warn {warn} h / error {err} h "
+                      f"({picked}{', answered' if chosen is not None else ''}: {seen})")
+        d.freshness = {"warn_after": {"count": warn, "period": "hour"}, "error_after": {"count": err, "period": "hour"}}
 
 
 def _columns_step(d: _Draft) -> None:
@@ -274,7 +345,9 @@ def _files_step(d: _Draft) -> None:
                            else " (from an API schema; not loaded yet).")),
     }
     if d.loaded_at is not None:
-        table_entry["config"] = {"loaded_at_field": d.loaded_at.name, "freshness": d.freshness}
+        table_entry["config"] = {"loaded_at_field": d.loaded_at.name}
+        if d.freshness:
+            table_entry["config"]["freshness"] = d.freshness
     table_entry["columns"] = d.src_columns
     base = f"models/staging/{source}"
     existing = [s for s in d.manifest.sources() if s.raw.get("source_name") == source]
@@ -288,14 +361,23 @@ def _files_step(d: _Draft) -> None:
                           + _indent(_yaml([table_entry]), 6))
     else:
         src: dict[str, Any] = {"name": source, "description": f"Raw {source} data.", "schema": profile.schema}
-        if profile.database:
+        if profile.database and not profile.in_default_database:
             src["database"] = profile.database
+            d.done.append(f"source database: {profile.database}, pinned (the connection's default is {profile.session_database})")
+        elif profile.database:  # dbt resolves it in the target it runs: dev's database in dev, prod's in prod
+            alike = [s for s in d.manifest.sources() if (s.database or "").lower() == profile.database.lower()]
+            d.done.append(f"source without database: {profile.database} is the target's default database, so dbt reads "
+                          f"{profile.schema}.{table} in the database of whichever target it runs"
+                          + (f" (as the project's {len(alike)} existing source table(s) there do)" if alike else ""))
         if d.owner:
             src["config"] = {"meta": {"owner": d.owner}}
         src["tables"] = [table_entry]
         d.files[f"{base}/_{source}__sources.yml"] = "version: 2\n\n" + _yaml({"sources": [src]})
-    d.files[f"{base}/{model}.sql"] = (f"-- generated by dagster-agent-de from {profile.relation}; review before merging\n"
-                                      "select\n" + ",\n".join(d.select) + f"\nfrom {{{{ source('{source}', '{table}') }}}}\n")
+    d.files[f"{base}/{model}.sql"] = (  # dbt's staging style: import the source, rename, select from the last CTE
+        f"-- generated by dagster-agent-de from {profile.relation}; review before merging\n"
+        f"with source as (\n    select * from {{{{ source('{source}', '{table}') }}}}\n),\n\n"
+        "renamed as (\n    select\n" + ",\n".join(f"    {line}" for line in d.select) + "\n    from source\n)\n\n"
+        "select * from renamed\n")
     d.files[f"{base}/_{source}__models.yml"] = "version: 2\n\n" + _yaml({"models": [{
         "name": model,
         "description": f"{table} from {source}, one row per {d.key_col.name if d.key_col else 'row (grain undecided)'}.",
@@ -347,9 +429,22 @@ def _grain(profile: TableProfile, decide: Any, done: list[str]) -> ColumnProfile
     return None
 
 
-def _loaded_at(cols: list[ColumnProfile]) -> ColumnProfile | None:
-    by_name = {snake(c.name): c for c in cols if c.kind in ("timestamp", "date")}
-    return next((by_name[n] for n in LOADED_AT_NAMES if n in by_name), None)
+def _loaded_at(cols: list[ColumnProfile]) -> tuple[ColumnProfile, str] | None:
+    """The column that best says when a row arrived, and what it is: ``load`` (the loader's timestamp),
+    ``change`` (when the row last changed) or ``event`` (a business event time, the last resort)."""
+    by_name: dict[str, ColumnProfile] = {}
+    for c in cols:  # as named (_fivetran_synced), and snake_cased (createdAt -> created_at)
+        if c.kind in ("timestamp", "date"):
+            by_name.setdefault(c.name.lower(), c)
+            by_name.setdefault(snake(c.name), c)
+    load = [by_name[n] for n in LOADED_AT_NAMES if n in by_name] + [c for n, c in by_name.items() if LOADED_AT.search(n)]
+    if load:
+        return load[0], "load"
+    for names, what in ((CHANGED_AT_NAMES, "change"), (EVENT_AT_NAMES, "event")):
+        found = next((by_name[n] for n in names if n in by_name), None)
+        if found is not None:
+            return found, what
+    return None
 
 
 def _lag_hours(latest: Any, now: datetime | None) -> float | None:

@@ -78,6 +78,13 @@ class TableProfile:
     profiled_at: datetime | None = None
     from_data: bool = True  # False: an API schema, nothing measured
     statements: list[str] = field(default_factory=list)
+    session_database: str | None = None  # the connection's default database (the dbt target's: same profile)
+
+    @property
+    def in_default_database(self) -> bool:
+        """Whether the table is in the connection's default database: dbt resolves a source without
+        ``database:`` there, in whichever target it runs (dev, prod), so the source must not pin it."""
+        return self.database is None or (self.session_database or "").lower() == self.database.lower()
 
     def column(self, name: str) -> ColumnProfile | None:
         return next((c for c in self.columns if c.name.lower() == name.lower()), None)
@@ -99,9 +106,12 @@ def split_table(ref: str) -> tuple[str | None, str, str]:
 
 def profile_table(warehouse: Warehouse, schema: str, table: str, database: str | None = None) -> TableProfile:
     """Profile ``schema.table`` (in ``database``) through the audited, read-only warehouse."""
-    if database is None:  # the session's database: DuckDB's attached file, Snowflake's current database
-        database = getattr(warehouse, "catalog", None) or warehouse.query(
-            "select current_database()", rationale="the session's current database").scalar()
+    # the session's database: DuckDB's attached file, Snowflake's current database (asked only when needed)
+    session_database = getattr(warehouse, "catalog", None)
+    if session_database is None:
+        session_database = warehouse.query("select current_database()", rationale="the session's current database").scalar()
+    if database is None:
+        database = session_database
     snap = snapshot_schema(warehouse, [(database, schema, table)])
     found = snap.tables.get(relation_key(database, schema, table))
     if found is None:
@@ -163,4 +173,5 @@ def profile_table(warehouse: Warehouse, schema: str, table: str, database: str |
             c.sample = [str(r[j]) for r in res.rows if r[j] is not None]
     return TableProfile(database=found.relation.split(".")[0] if found.relation.count(".") == 2 else database,
                         schema=found.relation.split(".")[-2], table=found.relation.split(".")[-1], relation=relation,
-                        rows=rows, columns=cols, profiled_at=datetime.now(), statements=statements)
+                        rows=rows, columns=cols, profiled_at=datetime.now(), statements=statements,
+                        session_database=str(session_database) if session_database else None)
