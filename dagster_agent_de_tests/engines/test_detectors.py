@@ -287,3 +287,30 @@ def test_context_rule_suppresses_a_known_business_rule(tmp_path: Path) -> None:
     cited = [f for f in ruled.findings if f.cited_rules]
     assert cited and cited[0].cited_rules == ["R-1"] and "R-1" in cited[0].summary
     assert ruled.findings[0].pattern != "null_semantics"
+
+
+@pytest.mark.parametrize("where", [
+    "coalesce(status not in ('cancelled'), true)",  # the detector's own fix, applied
+    "(status <> 'cancelled') is not false",
+    "status is distinct from 'cancelled'",
+    "(status <> 'cancelled' or status is null)",
+    "coalesce(status, '') <> 'cancelled'",
+])
+def test_null_semantics_silent_when_the_filter_keeps_null_rows(tmp_path: Path, where: str) -> None:
+    """A predicate wrapped so NULL becomes true keeps the NULL rows: nothing to report (the probe's
+    `coalesce(order_state not in ('cancelled'), true)` was still said to drop them, at 95%)."""
+    sql = f"select id from {{{{ source('raw', 'orders') }}}} where {where}"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    assert null_semantics.detect(ctx_for(m, db, Failure(asset="m", metadata={"missing_pct": 20.0})), m.find("m")) == []
+
+
+def test_null_semantics_proposed_fix_applied_is_not_flagged_again(tmp_path: Path) -> None:
+    from dagster_agent_de.engines.investigate.fixes import apply_diff
+
+    sql = "with o as (\n    select * from {{ source('raw', 'orders') }}\n)\nselect id from o\nwhere status not in ('cancelled')\n"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    failure = Failure(asset="m", metadata={"missing_pct": 20.0})
+    (h,) = null_semantics.detect(ctx_for(m, db, failure), m.find("m"))
+    apply_diff(m, h.proposed_fix)
+    assert "coalesce(status not in ('cancelled'), true)" in (tmp_path / "models" / "m.sql").read_text()
+    assert null_semantics.detect(ctx_for(m, db, failure), m.find("m")) == []
