@@ -314,3 +314,47 @@ def test_null_semantics_proposed_fix_applied_is_not_flagged_again(tmp_path: Path
     apply_diff(m, h.proposed_fix)
     assert "coalesce(status not in ('cancelled'), true)" in (tmp_path / "models" / "m.sql").read_text()
     assert null_semantics.detect(ctx_for(m, db, failure), m.find("m")) == []
+
+
+def test_a_row_dropping_filter_is_not_the_cause_of_a_uniqueness_failure(tmp_path: Path) -> None:
+    """The probe's ranking: `unique_fct_orders_order_id` "explained" by a filter dropping NULL rows at 75%.
+    Dropping rows cannot repeat a key: the filter is named in a note, never ranked; what can (a join that
+    fans out) still is."""
+    sql = ("select o.id, c.email from {{ source('raw', 'orders') }} o left join {{ source('raw', 'customers') }} c "
+           "on o.customer_id = c.customer_id where o.status <> 'cancelled'")
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, CUSTOMERS_ALL], sources=SRC, tests={"m": ["id"]})
+    wh = DuckDBWarehouse(db, AuditLog(None))
+    failure = Failure(asset="m", check="unique_m_id", kind="dbt_test", metadata={"missing_pct": 20.0})
+    report = investigate(failure, m, wh)
+    assert report.findings[0].pattern == "unexplained", report.findings[0]
+    assert not {"null_semantics", "filter_row_drop"} & {f.pattern for f in report.findings}
+    note = next(n for n in report.notes if n.startswith("not ranked as a cause"))
+    assert "null_semantics in m" in note and "duplicate keys" in note and "unique_m_id" in note
+    assert "null_semantics" not in report.findings[0].summary  # not "ruled out" either: found, but unfit
+    # the same filter still explains a reconciliation's missing rows
+    recon = investigate(Failure(asset="m", check="m_vs_x", kind="reconciliation", metadata={"missing_pct": 20.0}), m, wh)
+    assert recon.findings[0].pattern == "null_semantics"
+    wh.close()
+    # and a join that fans out still explains the duplicates
+    duck(db, "create or replace table raw.customers as select range % 10 as customer_id, 'e' as email from range(20)")
+    with DuckDBWarehouse(db, AuditLog(None)) as wh2:
+        assert investigate(failure, m, wh2).findings[0].pattern == "join_fanout"
+
+
+def test_for_a_not_null_failure_rows_dropped_or_repeated_are_not_causes(tmp_path: Path) -> None:
+    from dagster_agent_de.engines.investigate.failure import failure_symptom
+
+    sql = ("select o.id, c.email from {{ source('raw', 'orders') }} o left join {{ source('raw', 'customers') }} c "
+           "on o.customer_id = c.customer_id where o.status <> 'cancelled'")
+    dup = "create table raw.customers as select range % 3 as customer_id, 'e' as email from range(6)"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, dup], sources=SRC)
+    m.data["nodes"]["test.p.not_null_m_email"] = {
+        "name": "not_null_m_email", "resource_type": "test", "column_name": "email",
+        "test_metadata": {"name": "not_null", "kwargs": {"column_name": "email"}}, "depends_on": {"nodes": ["model.p.m"]}}
+    failure = Failure(asset="m", check="not_null_m_email", kind="dbt_test")
+    assert failure_symptom(m, failure) == "nulls"
+    report = investigate(failure, m, DuckDBWarehouse(db, AuditLog(None)))
+    patterns = [f.pattern for f in report.findings]
+    assert patterns[0] == "unmatched_left_join", patterns
+    assert not {"null_semantics", "filter_row_drop", "join_fanout"} & set(patterns)
+    assert any("join_fanout in m" in n and "NULLs" in n for n in report.notes)

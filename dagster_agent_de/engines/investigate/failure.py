@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from dagster_agent_de.adapters.warehouse import Warehouse
-from dagster_agent_de.engines.investigate.models import Failure, FailureKind
+from dagster_agent_de.engines.investigate.models import Failure, FailureKind, Symptom
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.manifest import Manifest, Node
+
+# the symptom of a failed dbt test, by its generic test's name (``test_metadata.name``)
+TEST_SYMPTOMS: dict[str, Symptom] = {
+    "unique": "duplicates", "unique_combination_of_columns": "duplicates",
+    "not_null": "nulls", "accepted_values": "unaccepted_values", "relationships": "orphans",
+}
 
 # checks the agent defines on every source (dagster/drift.py, dagster/pii.py) and on models (dagster/volume.py)
 SOURCE_CHECKS = ("schema_drift", "pii_tagging")
@@ -110,3 +116,19 @@ def failure_kind(manifest: Manifest, node: Node, check: str | None, metadata: di
     if _dbt_test(manifest, check) is not None:
         return "dbt_test"
     return "other"
+
+
+def failure_symptom(manifest: Manifest, failure: Failure) -> Symptom | None:
+    """What the failed check says is wrong with the rows (``models.CANNOT_CAUSE`` says which patterns
+    cannot cause it): by the dbt test's generic test, or the agent's not-NULL intents; ``None`` for
+    reconciliations, singular tests and the rest.
+
+    >>> failure_symptom(Manifest({"nodes": {}}), Failure(asset="m", check="intent_not_null_email"))
+    'nulls'
+    """
+    check = failure.check or ""
+    if check.startswith("intent_not_null_") or check == "intent_summed_inputs_not_null":
+        return "nulls"
+    test = _dbt_test(manifest, check) if check else None
+    name = str(((test or {}).get("test_metadata") or {}).get("name") or "")
+    return TEST_SYMPTOMS.get(name)
