@@ -358,3 +358,40 @@ def test_for_a_not_null_failure_rows_dropped_or_repeated_are_not_causes(tmp_path
     assert patterns[0] == "unmatched_left_join", patterns
     assert not {"null_semantics", "filter_row_drop", "join_fanout"} & set(patterns)
     assert any("join_fanout in m" in n and "NULLs" in n for n in report.notes)
+
+
+def test_a_dbt_test_that_passes_now_says_so_first_and_asks_nothing(tmp_path: Path, state_store) -> None:
+    """The sensor investigated an earlier run's failure after the data was fixed: the test's compiled SQL,
+    run again, returns no row, so the report says so first and raises no escalation from its findings."""
+    from dagster_agent_de.engines.escalate.policy import Policy
+    from dagster_agent_de.engines.investigate.workflow import escalate_finding, investigate_failure
+
+    sql = "select id, status from {{ source('raw', 'orders') }} where status <> 'cancelled'"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    m.data["nodes"]["test.p.assert_m_ok"] = {
+        "name": "assert_m_ok", "resource_type": "test", "package_name": "p", "path": "assert_m_ok.sql",
+        "original_file_path": "tests/assert_m_ok.sql", "depends_on": {"nodes": ["model.p.m"]},
+        "compiled_code": 'select * from "wh"."main"."m" where id < 0',  # fixed: no failing row now
+    }
+    recorded = {"failures": 3}  # what the earlier run's evaluation recorded
+    with DuckDBWarehouse(db, AuditLog(None)) as wh:
+        done = investigate_failure(m, wh, state_store, asset="m", check="assert_m_ok", project_dir=tmp_path,
+                                   state_dir=tmp_path / "state", metadata=recorded)
+    assert done.passes_now and done.failure.metadata["failing_rows_now"] == 0
+    assert done.report.notes[0].startswith("assert_m_ok passes now"), done.report.notes
+    assert done.report.findings[0].needs_context  # the library still sees the NULL filter ...
+    esc = escalate_finding(state_store, m, done.report, Policy(), check="assert_m_ok", passes_now=done.passes_now)
+    assert esc.raised == [] and state_store.escalations() == []  # ... but asks nothing about it
+
+    # the newest compiled file under target/ wins over the manifest's compiled_code: it still fails
+    compiled = tmp_path / "target" / "compiled" / "p" / "tests" / "assert_m_ok.sql"
+    compiled.parent.mkdir(parents=True)
+    compiled.write_text('select * from "wh"."main"."m" where id % 2 = 0\n')
+    with DuckDBWarehouse(db, AuditLog(None)) as wh:
+        failing = investigate_failure(m, wh, state_store, asset="m", check="assert_m_ok", project_dir=tmp_path,
+                                      state_dir=tmp_path / "state", metadata=recorded)
+    assert not failing.passes_now and failing.failure.metadata["failing_rows_now"] > 0
+    assert not any("passes now" in n for n in failing.report.notes)
+    raised = escalate_finding(state_store, m, failing.report, Policy(), check="assert_m_ok",
+                              passes_now=failing.passes_now).raised
+    assert raised  # a failing test's finding does ask

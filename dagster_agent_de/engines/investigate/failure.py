@@ -75,8 +75,41 @@ def failure_from_check(
     test = _dbt_test(manifest, check) if kind == "dbt_test" else None
     if test is not None:
         return Failure(asset=node.display_name, check=check, kind=kind,
-                       metadata={"column": test.get("column_name"), "test": (test.get("test_metadata") or {}).get("name")})
+                       metadata={"column": test.get("column_name"), "test": (test.get("test_metadata") or {}).get("name"),
+                                 **dbt_test_now(manifest, check, warehouse)})
     return Failure(asset=node.display_name, check=check, kind=kind)
+
+
+def dbt_test_now(manifest: Manifest, check: str | None, warehouse: Warehouse) -> dict[str, Any]:
+    """The dbt test measured again: its compiled SQL run read-only through the audited warehouse.
+
+    ``{"failing_rows_now": n, "passed": n == 0}``; ``{}`` when the test was never compiled or its
+    query cannot run here (no claim either way). A test that fails only above a threshold
+    (``error_if``) is not said to pass unless it returns no row at all.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    from dagster_agent_de.errors import AgentDEError, StatementRefusedError
+
+    test = _dbt_test(manifest, check) if check else None
+    sql = manifest.compiled_test_sql(test) if test is not None else None
+    if not sql:
+        return {}
+    try:
+        inner = sqlglot.parse_one(sql.strip().rstrip(";"), read=warehouse.dialect)
+    except sqlglot.errors.ParseError:
+        return {}
+    if not isinstance(inner, exp.Query):
+        return {}
+    count = exp.select(exp.alias_(exp.Count(this=exp.Star()), "failing_rows")).from_(inner.subquery("dbt_internal_test"))
+    try:
+        res = warehouse.query(count.sql(dialect=warehouse.dialect),
+                              rationale=f"does the dbt test {check} still return failing rows? (its compiled SQL, again)")
+    except (AgentDEError, StatementRefusedError):
+        return {}
+    n = int(res.rows[0][0] or 0) if res.rows else 0
+    return {"failing_rows_now": n, "passed": n == 0}
 
 
 def _reconcile_specs(node: Node, *, strict: bool = True) -> list[Any]:
