@@ -395,3 +395,27 @@ def test_a_dbt_test_that_passes_now_says_so_first_and_asks_nothing(tmp_path: Pat
     raised = escalate_finding(state_store, m, failing.report, Policy(), check="assert_m_ok",
                               passes_now=failing.passes_now).raised
     assert raised  # a failing test's finding does ask
+
+
+@pytest.mark.parametrize("load_col", ["_fivetran_synced", "updated_at"])
+def test_duplicate_key_dedupe_orders_by_the_load_time_column_it_finds(tmp_path: Path, load_col: str) -> None:
+    """No loaded_at_field declared, but the source has a load-time column: the dedupe keeps the latest by it."""
+    dup = f"create table raw.charges as select (range % 8) as id, now() as {load_col}, now() as created_at from range(10)"
+    sql = "with source as (\n    select * from {{ source('raw', 'charges') }}\n)\nselect id as charge_id from source\n"
+    m, db = project(tmp_path, {"stg": sql}, [dup], sources={"charges": {}}, tests={"stg": ["charge_id"]})
+    (h,) = duplicate_key.detect(ctx_for(m, db, Failure(asset="stg", check="unique_stg_charge_id")), m.find("stg"))
+    assert f"+    qualify row_number() over (partition by id order by {load_col} desc) = 1" in h.proposed_fix.diff
+    assert f"the latest load by {load_col}" in h.proposed_fix.description and h.needs_business_context is None
+
+
+def test_duplicate_key_without_a_load_time_column_says_the_kept_copy_is_arbitrary(tmp_path: Path) -> None:
+    """The probe's fix: `order by 1 desc` while claiming to keep "the latest load". With nothing to order by
+    the fix says the copy is arbitrary (no ORDER BY pretending otherwise) and asks which one to keep."""
+    dup = "create table raw.charges as select (range % 8) as id, 1.0 as amount, now() as created_at from range(10)"
+    sql = "with source as (\n    select * from {{ source('raw', 'charges') }}\n)\nselect id as charge_id from source\n"
+    m, db = project(tmp_path, {"stg": sql}, [dup], sources={"charges": {}}, tests={"stg": ["charge_id"]})
+    (h,) = duplicate_key.detect(ctx_for(m, db, Failure(asset="stg", check="unique_stg_charge_id")), m.find("stg"))
+    fix = h.proposed_fix
+    assert "+    qualify row_number() over (partition by id) = 1" in fix.diff and "order by" not in fix.diff
+    assert "latest" not in fix.description.split("Which copy")[0] and "arbitrary" in fix.description
+    assert h.needs_business_context and "which one should stg keep" in h.needs_business_context
