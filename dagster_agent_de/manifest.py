@@ -63,6 +63,11 @@ class Node:
         return meta
 
     @property
+    def materialized(self) -> str:
+        """The model's ``config.materialized`` (``view``, ``table``, ``incremental``, ...; ``""`` for a source)."""
+        return str((self.raw.get("config") or {}).get("materialized") or "")
+
+    @property
     def loaded_at_field(self) -> str | None:
         """A source's load-time column: ``config.loaded_at_field`` (dbt 1.10+) or the older property."""
         return _config_or_property(self.raw, "loaded_at_field") or None

@@ -419,3 +419,25 @@ def test_duplicate_key_without_a_load_time_column_says_the_kept_copy_is_arbitrar
     assert "+    qualify row_number() over (partition by id) = 1" in fix.diff and "order by" not in fix.diff
     assert "latest" not in fix.description.split("Which copy")[0] and "arbitrary" in fix.description
     assert h.needs_business_context and "which one should stg keep" in h.needs_business_context
+
+
+def test_a_null_filter_feeding_an_incremental_model_says_what_its_count_covers_and_that_a_full_refresh_is_needed(
+        tmp_path: Path) -> None:
+    """The probe: the NULL count (312) was over the whole view while the incremental model's new batch lost 35,
+    and the fix did not say the rows already excluded come back only with a full refresh."""
+    stg = "select id, status from {{ source('raw', 'orders') }} where status <> 'cancelled'"
+    fct = "select * from {{ ref('stg') }}"
+    m, db = project(tmp_path, {"stg": stg, "fct": fct}, [ORDERS], sources={"orders": {}})
+    m.data["nodes"]["model.p.stg"].update(config={"materialized": "view"}, depends_on={"nodes": ["source.p.raw.orders"]})
+    m.data["nodes"]["model.p.fct"].update(config={"materialized": "incremental"}, depends_on={"nodes": ["model.p.stg"]})
+    m = Manifest(m.data, tmp_path)
+    failure = Failure(asset="fct", check="fct_vs_ledger", kind="reconciliation", metadata={"missing_pct": 2.0})
+    (h,) = null_semantics.detect(ctx_for(m, db, failure), m.find("stg"))
+    assert "fct is incremental: the count is over every row entering the filter now" in h.summary
+    assert "`dbt build --full-refresh -s fct`" in h.proposed_fix.description and h.proposed_fix.diff
+    (f,) = filter_row_drop.detect(ctx_for(m, db, failure), m.find("stg"))
+    assert "--full-refresh -s fct" in f.proposed_fix.description
+    # a table downstream, not incremental: nothing to say
+    m.data["nodes"]["model.p.fct"]["config"] = {"materialized": "table"}
+    (h2,) = null_semantics.detect(ctx_for(Manifest(m.data, tmp_path), db, failure), m.find("stg"))
+    assert "incremental" not in h2.summary and "full-refresh" not in h2.proposed_fix.description
