@@ -311,10 +311,10 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
         _echo_json(report.model_dump(mode="json"))
         _fail_on_context(rules)
         return
-    if done.failure.metadata.get("passed") is True:
+    if done.passes_now:
         click.echo(f"note: {report.notes[0]}\n")  # first: the findings below explain no failure
     for i, f in enumerate(report.findings):
-        tag = "ROOT CAUSE" if i == 0 and f.pattern != "unexplained" else f"#{i + 1}"
+        tag = "ROOT CAUSE" if i == 0 and f.pattern != "unexplained" and not done.passes_now else f"#{i + 1}"
         if f.source == "llm":
             tag += " (LLM second opinion)"
         click.echo(f"{tag}: {f.pattern} in {f.model} (confidence {f.confidence:.0%})")

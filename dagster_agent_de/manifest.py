@@ -64,6 +64,11 @@ class Node:
         return meta
 
     @property
+    def materialized(self) -> str:
+        """The model's ``config.materialized`` (``view``, ``table``, ``incremental``, ...; ``""`` for a source)."""
+        return str((self.raw.get("config") or {}).get("materialized") or "")
+
+    @property
     def loaded_at_field(self) -> str | None:
         """A source's load-time column: ``config.loaded_at_field`` (dbt 1.10+) or the older property."""
         return _config_or_property(self.raw, "loaded_at_field") or None
@@ -275,6 +280,26 @@ class Manifest:
         if candidates:
             return max(candidates, key=lambda c: c[0])[1]
         return node.raw.get("compiled_code")
+
+    def compiled_test_sql(self, test: dict[str, Any]) -> str | None:
+        """The SQL a dbt test node selects its failing rows with, as fresh as can be found.
+
+        The newest compiled file under ``target/`` (dbt's ``target/compiled/<package>/<file>``, a
+        generic test under its YAML file's path, and dagster-dbt's per-run dirs), else the manifest's
+        ``compiled_code``; ``None`` when the test was never compiled (a manifest from ``dbt parse``).
+        """
+        rel = Path(str(test.get("package_name") or "")) / str(test.get("original_file_path") or "")
+        if str(test.get("original_file_path") or "").endswith((".yml", ".yaml")):
+            rel = rel / str(test.get("path") or f"{test.get('name')}.sql")
+        candidates: list[tuple[float, str]] = []
+        target = self.project_dir / "target" if self.project_dir else None
+        if target is not None and target.exists() and test.get("original_file_path"):
+            for compiled in [target / "compiled" / rel, *target.glob(f"*/compiled/{rel.as_posix()}")]:
+                if compiled.is_file():
+                    candidates.append((compiled.stat().st_mtime, compiled.read_text()))
+        if candidates:
+            return max(candidates, key=lambda c: c[0])[1]
+        return test.get("compiled_code") or None
 
     def render(self, raw_sql: str) -> str | None:
         """Render ``ref``/``source``/``config`` the way dbt would; ``None`` if other Jinja remains."""

@@ -110,14 +110,17 @@ def record_investigation(context, agent_warehouse: AgentWarehouseResource, asset
     start = time.perf_counter()
     with agent_warehouse.get_warehouse(context) as wh:
         # with no recorded evaluation (a re-run, or by hand) the engine measures the failure again
-        report: FindingsReport = investigate_failure(
+        done = investigate_failure(
             manifest, wh, state, asset=node.unique_id, check=check_name or None, project_dir=settings.project_dir,
             state_dir=settings.state_dir, metadata=metadata, run_id=triggering_run_id or None, llm=llm, rules=rules,
             verify_on_warehouse=verify_on_warehouse, verify_timeout_s=verify_timeout_s,
-        ).report
+        )
+    report: FindingsReport = done.report
     elapsed = time.perf_counter() - start
-    # before the observations: a question a check already asked about this incident is named on the finding
-    escalated = escalate_finding(state, manifest, report, load_policy(settings.project_dir), check=check_name)
+    # before the observations: a question a check already asked about this incident is named on the finding;
+    # a check that passes now (a dbt test re-run, a reconciliation measured again) asks nothing
+    escalated = escalate_finding(state, manifest, report, load_policy(settings.project_dir), check=check_name,
+                                 passes_now=done.passes_now)
     report, new = escalated.report, escalated.raised
     top = report.findings[0]
     context.log.info(f"finding: {top.pattern} in {top.model} ({top.confidence:.0%}): {top.summary}")

@@ -217,11 +217,13 @@ def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_
                 if not _own(cmp, select):
                     continue
                 for col in cmp.find_all(exp.Column):
-                    null_dropping.append((_ref(analysis, scope, col), cmp.key.upper()))
+                    if drops_null(cmp, col, where.this):
+                        null_dropping.append((_ref(analysis, scope, col), cmp.key.upper()))
             for notin in where.this.find_all(exp.Not):
                 if isinstance(notin.this, exp.In) and _own(notin, select):
                     for col in notin.this.this.find_all(exp.Column):
-                        null_dropping.append((_ref(analysis, scope, col), "NOT IN"))
+                        if drops_null(notin, col, where.this):
+                            null_dropping.append((_ref(analysis, scope, col), "NOT IN"))
             facts.filters.append(FilterFact(select, where.this, null_dropping, name))
             for col, _op in null_dropping:
                 lj = right_of_left_joins.get(col.alias or "")
@@ -290,6 +292,80 @@ def _from_sql(right: exp.Expr, with_: exp.With | None, dialect: str) -> str:
             q.set("with_" if "with_" in exp.Select.arg_types else "with", with_.copy())
         return exp.Subquery(this=q, alias=exp.TableAlias(this=exp.to_identifier(alias))).sql(dialect=dialect)
     return right.sql(dialect=dialect)
+
+
+def drops_null(cmp: exp.Expr, col: exp.Column, where: exp.Expr) -> bool:
+    """Whether the WHERE ``where`` drops a row whose ``col`` is NULL because of the comparison ``cmp``.
+
+    The comparison is NULL for such a row; the tree from ``cmp`` up to the WHERE decides what becomes
+    of that NULL: wrapped so NULL becomes true (``coalesce(p, true)``, ``(p) is not false``,
+    ``(p) is distinct from false``, ``p or col is null``) the row is kept. So is it when the column is
+    made a value before it is compared (``coalesce(col, '') <> 'x'``), or when a ``coalesce`` with a
+    fallback that is not a boolean literal decides (not a claim this analysis can make). Anything else
+    above the comparison (a CASE, a function) is read as before: the row is dropped.
+
+    >>> import sqlglot
+    >>> def drops(sql):
+    ...     w = sqlglot.parse_one(sql, read="duckdb")
+    ...     cmp = [*w.find_all(exp.NEQ), *(n for n in w.find_all(exp.Not) if isinstance(n.this, exp.In))][0]
+    ...     return drops_null(cmp, next(cmp.find_all(exp.Column)), w)
+    >>> [drops(s) for s in ["s <> 'x'", "coalesce(s not in ('x'), true)", "(s <> 'x') is not false",
+    ...                     "s <> 'x' or s is null", "coalesce(s, '') <> 'x'", "s <> 'x' and t = 1",
+    ...                     "coalesce(s not in ('x'), false)", "(s <> 'x') is distinct from false"]]
+    [True, False, False, False, False, True, True, False]
+    """
+    node: exp.Expr = col
+    while node is not cmp and node.parent is not None:  # the column made a value before it is compared
+        parent = node.parent
+        if isinstance(parent, exp.Coalesce) and parent.this is node and any(
+                isinstance(e, (exp.Literal, exp.Boolean)) for e in parent.expressions):
+            return False
+        node = parent
+    value: bool | None = None  # what the tree has made of the comparison's NULL so far
+    node = cmp
+    while node is not where and node.parent is not None:
+        parent = node.parent
+        if isinstance(parent, exp.Paren):
+            pass
+        elif isinstance(parent, exp.Not):
+            value = None if value is None else not value
+        elif isinstance(parent, exp.Coalesce) and parent.this is node:
+            fallback = parent.expressions[0] if parent.expressions else None
+            if value is None:
+                if not isinstance(fallback, exp.Boolean):
+                    return False
+                value = bool(fallback.this)
+        elif isinstance(parent, (exp.Is, exp.NullSafeEQ, exp.NullSafeNEQ)) and parent.this is node:
+            rhs = parent.expression
+            if isinstance(rhs, exp.Null):
+                same = value is None
+            elif isinstance(rhs, exp.Boolean):
+                same = value is bool(rhs.this)
+            else:
+                break
+            value = not same if isinstance(parent, exp.NullSafeNEQ) else same
+        elif isinstance(parent, exp.Or):
+            other = parent.expression if parent.this is node else parent.this
+            if value is not True and _tests_null(other, col):
+                value = True
+        elif isinstance(parent, exp.And):
+            if value is True:
+                return False  # this comparison keeps the row; the other side decides
+        else:
+            break
+        node = parent
+    return value is not True
+
+
+def _tests_null(expr: exp.Expr, col: exp.Column) -> bool:
+    """Whether ``expr`` is (a disjunction holding) ``col is null``."""
+    expr = expr.unnest()
+    if isinstance(expr, exp.Or):
+        return _tests_null(expr.this, col) or _tests_null(expr.expression, col)
+    if isinstance(expr, exp.Is) and isinstance(expr.expression, exp.Null) and isinstance(expr.this, exp.Column):
+        c = expr.this
+        return c.name.lower() == col.name.lower() and (not c.table or not col.table or c.table.lower() == col.table.lower())
+    return False
 
 
 def _is_null_check(where: exp.Expr, col: ColumnRef) -> bool:

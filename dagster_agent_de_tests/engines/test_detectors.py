@@ -287,3 +287,157 @@ def test_context_rule_suppresses_a_known_business_rule(tmp_path: Path) -> None:
     cited = [f for f in ruled.findings if f.cited_rules]
     assert cited and cited[0].cited_rules == ["R-1"] and "R-1" in cited[0].summary
     assert ruled.findings[0].pattern != "null_semantics"
+
+
+@pytest.mark.parametrize("where", [
+    "coalesce(status not in ('cancelled'), true)",  # the detector's own fix, applied
+    "(status <> 'cancelled') is not false",
+    "status is distinct from 'cancelled'",
+    "(status <> 'cancelled' or status is null)",
+    "coalesce(status, '') <> 'cancelled'",
+])
+def test_null_semantics_silent_when_the_filter_keeps_null_rows(tmp_path: Path, where: str) -> None:
+    """A predicate wrapped so NULL becomes true keeps the NULL rows: nothing to report (the probe's
+    `coalesce(order_state not in ('cancelled'), true)` was still said to drop them, at 95%)."""
+    sql = f"select id from {{{{ source('raw', 'orders') }}}} where {where}"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    assert null_semantics.detect(ctx_for(m, db, Failure(asset="m", metadata={"missing_pct": 20.0})), m.find("m")) == []
+
+
+def test_null_semantics_proposed_fix_applied_is_not_flagged_again(tmp_path: Path) -> None:
+    from dagster_agent_de.engines.investigate.fixes import apply_diff
+
+    sql = "with o as (\n    select * from {{ source('raw', 'orders') }}\n)\nselect id from o\nwhere status not in ('cancelled')\n"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    failure = Failure(asset="m", metadata={"missing_pct": 20.0})
+    (h,) = null_semantics.detect(ctx_for(m, db, failure), m.find("m"))
+    apply_diff(m, h.proposed_fix)
+    assert "coalesce(status not in ('cancelled'), true)" in (tmp_path / "models" / "m.sql").read_text()
+    assert null_semantics.detect(ctx_for(m, db, failure), m.find("m")) == []
+
+
+def test_a_row_dropping_filter_is_not_the_cause_of_a_uniqueness_failure(tmp_path: Path) -> None:
+    """The probe's ranking: `unique_fct_orders_order_id` "explained" by a filter dropping NULL rows at 75%.
+    Dropping rows cannot repeat a key: the filter is named in a note, never ranked; what can (a join that
+    fans out) still is."""
+    sql = ("select o.id, c.email from {{ source('raw', 'orders') }} o left join {{ source('raw', 'customers') }} c "
+           "on o.customer_id = c.customer_id where o.status <> 'cancelled'")
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, CUSTOMERS_ALL], sources=SRC, tests={"m": ["id"]})
+    wh = DuckDBWarehouse(db, AuditLog(None))
+    failure = Failure(asset="m", check="unique_m_id", kind="dbt_test", metadata={"missing_pct": 20.0})
+    report = investigate(failure, m, wh)
+    assert report.findings[0].pattern == "unexplained", report.findings[0]
+    assert not {"null_semantics", "filter_row_drop"} & {f.pattern for f in report.findings}
+    note = next(n for n in report.notes if n.startswith("not ranked as a cause"))
+    assert "null_semantics in m" in note and "duplicate keys" in note and "unique_m_id" in note
+    assert "null_semantics" not in report.findings[0].summary  # not "ruled out" either: found, but unfit
+    # the same filter still explains a reconciliation's missing rows
+    recon = investigate(Failure(asset="m", check="m_vs_x", kind="reconciliation", metadata={"missing_pct": 20.0}), m, wh)
+    assert recon.findings[0].pattern == "null_semantics"
+    wh.close()
+    # and a join that fans out still explains the duplicates
+    duck(db, "create or replace table raw.customers as select range % 10 as customer_id, 'e' as email from range(20)")
+    with DuckDBWarehouse(db, AuditLog(None)) as wh2:
+        assert investigate(failure, m, wh2).findings[0].pattern == "join_fanout"
+
+
+def test_for_a_not_null_failure_rows_dropped_or_repeated_are_not_causes(tmp_path: Path) -> None:
+    from dagster_agent_de.engines.investigate.failure import failure_symptom
+
+    sql = ("select o.id, c.email from {{ source('raw', 'orders') }} o left join {{ source('raw', 'customers') }} c "
+           "on o.customer_id = c.customer_id where o.status <> 'cancelled'")
+    dup = "create table raw.customers as select range % 3 as customer_id, 'e' as email from range(6)"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, dup], sources=SRC)
+    m.data["nodes"]["test.p.not_null_m_email"] = {
+        "name": "not_null_m_email", "resource_type": "test", "column_name": "email",
+        "test_metadata": {"name": "not_null", "kwargs": {"column_name": "email"}}, "depends_on": {"nodes": ["model.p.m"]}}
+    failure = Failure(asset="m", check="not_null_m_email", kind="dbt_test")
+    assert failure_symptom(m, failure) == "nulls"
+    report = investigate(failure, m, DuckDBWarehouse(db, AuditLog(None)))
+    patterns = [f.pattern for f in report.findings]
+    assert patterns[0] == "unmatched_left_join", patterns
+    assert not {"null_semantics", "filter_row_drop", "join_fanout"} & set(patterns)
+    assert any("join_fanout in m" in n and "NULLs" in n for n in report.notes)
+
+
+def test_a_dbt_test_that_passes_now_says_so_first_and_asks_nothing(tmp_path: Path, state_store) -> None:
+    """The sensor investigated an earlier run's failure after the data was fixed: the test's compiled SQL,
+    run again, returns no row, so the report says so first and raises no escalation from its findings."""
+    from dagster_agent_de.engines.escalate.policy import Policy
+    from dagster_agent_de.engines.investigate.workflow import escalate_finding, investigate_failure
+
+    sql = "select id, status from {{ source('raw', 'orders') }} where status <> 'cancelled'"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    m.data["nodes"]["test.p.assert_m_ok"] = {
+        "name": "assert_m_ok", "resource_type": "test", "package_name": "p", "path": "assert_m_ok.sql",
+        "original_file_path": "tests/assert_m_ok.sql", "depends_on": {"nodes": ["model.p.m"]},
+        "compiled_code": 'select * from "wh"."main"."m" where id < 0',  # fixed: no failing row now
+    }
+    recorded = {"failures": 3}  # what the earlier run's evaluation recorded
+    with DuckDBWarehouse(db, AuditLog(None)) as wh:
+        done = investigate_failure(m, wh, state_store, asset="m", check="assert_m_ok", project_dir=tmp_path,
+                                   state_dir=tmp_path / "state", metadata=recorded)
+    assert done.passes_now and done.failure.metadata["failing_rows_now"] == 0
+    assert done.report.notes[0].startswith("assert_m_ok passes now"), done.report.notes
+    assert done.report.findings[0].needs_context  # the library still sees the NULL filter ...
+    esc = escalate_finding(state_store, m, done.report, Policy(), check="assert_m_ok", passes_now=done.passes_now)
+    assert esc.raised == [] and state_store.escalations() == []  # ... but asks nothing about it
+
+    # the newest compiled file under target/ wins over the manifest's compiled_code: it still fails
+    compiled = tmp_path / "target" / "compiled" / "p" / "tests" / "assert_m_ok.sql"
+    compiled.parent.mkdir(parents=True)
+    compiled.write_text('select * from "wh"."main"."m" where id % 2 = 0\n')
+    with DuckDBWarehouse(db, AuditLog(None)) as wh:
+        failing = investigate_failure(m, wh, state_store, asset="m", check="assert_m_ok", project_dir=tmp_path,
+                                      state_dir=tmp_path / "state", metadata=recorded)
+    assert not failing.passes_now and failing.failure.metadata["failing_rows_now"] > 0
+    assert not any("passes now" in n for n in failing.report.notes)
+    raised = escalate_finding(state_store, m, failing.report, Policy(), check="assert_m_ok",
+                              passes_now=failing.passes_now).raised
+    assert raised  # a failing test's finding does ask
+
+
+@pytest.mark.parametrize("load_col", ["_fivetran_synced", "updated_at"])
+def test_duplicate_key_dedupe_orders_by_the_load_time_column_it_finds(tmp_path: Path, load_col: str) -> None:
+    """No loaded_at_field declared, but the source has a load-time column: the dedupe keeps the latest by it."""
+    dup = f"create table raw.charges as select (range % 8) as id, now() as {load_col}, now() as created_at from range(10)"
+    sql = "with source as (\n    select * from {{ source('raw', 'charges') }}\n)\nselect id as charge_id from source\n"
+    m, db = project(tmp_path, {"stg": sql}, [dup], sources={"charges": {}}, tests={"stg": ["charge_id"]})
+    (h,) = duplicate_key.detect(ctx_for(m, db, Failure(asset="stg", check="unique_stg_charge_id")), m.find("stg"))
+    assert f"+    qualify row_number() over (partition by id order by {load_col} desc) = 1" in h.proposed_fix.diff
+    assert f"the latest load by {load_col}" in h.proposed_fix.description and h.needs_business_context is None
+
+
+def test_duplicate_key_without_a_load_time_column_says_the_kept_copy_is_arbitrary(tmp_path: Path) -> None:
+    """The probe's fix: `order by 1 desc` while claiming to keep "the latest load". With nothing to order by
+    the fix says the copy is arbitrary (no ORDER BY pretending otherwise) and asks which one to keep."""
+    dup = "create table raw.charges as select (range % 8) as id, 1.0 as amount, now() as created_at from range(10)"
+    sql = "with source as (\n    select * from {{ source('raw', 'charges') }}\n)\nselect id as charge_id from source\n"
+    m, db = project(tmp_path, {"stg": sql}, [dup], sources={"charges": {}}, tests={"stg": ["charge_id"]})
+    (h,) = duplicate_key.detect(ctx_for(m, db, Failure(asset="stg", check="unique_stg_charge_id")), m.find("stg"))
+    fix = h.proposed_fix
+    assert "+    qualify row_number() over (partition by id) = 1" in fix.diff and "order by" not in fix.diff
+    assert "latest" not in fix.description.split("Which copy")[0] and "arbitrary" in fix.description
+    assert h.needs_business_context and "which one should stg keep" in h.needs_business_context
+
+
+def test_a_null_filter_feeding_an_incremental_model_says_what_its_count_covers_and_that_a_full_refresh_is_needed(
+        tmp_path: Path) -> None:
+    """The probe: the NULL count (312) was over the whole view while the incremental model's new batch lost 35,
+    and the fix did not say the rows already excluded come back only with a full refresh."""
+    stg = "select id, status from {{ source('raw', 'orders') }} where status <> 'cancelled'"
+    fct = "select * from {{ ref('stg') }}"
+    m, db = project(tmp_path, {"stg": stg, "fct": fct}, [ORDERS], sources={"orders": {}})
+    m.data["nodes"]["model.p.stg"].update(config={"materialized": "view"}, depends_on={"nodes": ["source.p.raw.orders"]})
+    m.data["nodes"]["model.p.fct"].update(config={"materialized": "incremental"}, depends_on={"nodes": ["model.p.stg"]})
+    m = Manifest(m.data, tmp_path)
+    failure = Failure(asset="fct", check="fct_vs_ledger", kind="reconciliation", metadata={"missing_pct": 2.0})
+    (h,) = null_semantics.detect(ctx_for(m, db, failure), m.find("stg"))
+    assert "fct is incremental: the count is over every row entering the filter now" in h.summary
+    assert "`dbt build --full-refresh -s fct`" in h.proposed_fix.description and h.proposed_fix.diff
+    (f,) = filter_row_drop.detect(ctx_for(m, db, failure), m.find("stg"))
+    assert "--full-refresh -s fct" in f.proposed_fix.description
+    # a table downstream, not incremental: nothing to say
+    m.data["nodes"]["model.p.fct"]["config"] = {"materialized": "table"}
+    (h2,) = null_semantics.detect(ctx_for(Manifest(m.data, tmp_path), db, failure), m.find("stg"))
+    assert "incremental" not in h2.summary and "full-refresh" not in h2.proposed_fix.description

@@ -70,6 +70,33 @@ class InvestigationContext:
         assert self.tracer is not None
         return self.tracer.by_relation.get(relation_key or "")
 
+    def incremental_fed(self, node: Node) -> list[Node]:
+        """The incremental models from ``node`` to the failing asset, both included: rows a filter or join in
+        ``node`` dropped stay out of them after the fix (an incremental run adds new rows only)."""
+        try:
+            failing = self.manifest.find(self.failure.asset)
+        except AgentDEError:
+            return []
+        on_path = {failing.unique_id, *self.manifest.upstream(failing.unique_id)}
+        fed = [self.manifest.nodes[u] for u in [node.unique_id, *self.manifest.downstream(node.unique_id)]
+               if u in on_path and u in self.manifest.nodes]
+        return [n for n in fed if not n.is_source and n.materialized == "incremental"]
+
+    def refill(self, node: Node, what: str = "filter") -> tuple[str, str]:
+        """For a row-dropping finding in ``node``: (what its count covers, what its fix also needs), when an
+        incremental model is fed by it; ``("", "")`` when none is."""
+        fed = self.incremental_fed(node)
+        if not fed:
+            return "", ""
+        names = ", ".join(n.name for n in fed)
+        verb = "is" if len(fed) == 1 else "are"
+        count = (f" {names} {verb} incremental: the count is over every row entering the {what} now, not only the "
+                 "batch the failing check saw, and the rows dropped before stay out of it until rebuilt.")
+        fix = (f". Then rebuild {names} (incremental: an incremental run adds new rows only, so the rows already "
+               f"excluded come back only with `dbt build --full-refresh -s {' '.join(n.name for n in fed)}` "
+               "or a backfill of the affected range)")
+        return count, fix
+
     def relation_columns(self, node: Node) -> list[str]:
         """The live columns of a model or source (lower-cased), from a ``limit 0`` query; cached."""
         if node.unique_id not in self._columns:

@@ -15,7 +15,8 @@ from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.core.models import Evidence, Finding, FindingsReport, InvestigationFinding, Severity
 from dagster_agent_de.engines.investigate.context import InvestigationContext
 from dagster_agent_de.engines.investigate.detectors import DETECTORS
-from dagster_agent_de.engines.investigate.models import Failure, Hypothesis
+from dagster_agent_de.engines.investigate.failure import failure_symptom
+from dagster_agent_de.engines.investigate.models import CANNOT_CAUSE, Failure, Hypothesis
 from dagster_agent_de.errors import ProjectError
 from dagster_agent_de.manifest import Manifest, Node
 
@@ -107,6 +108,26 @@ def _apply_rules(h: Hypothesis, rules: list[Any]) -> Hypothesis:
     return h
 
 
+_SYMPTOM_WORDS = {"duplicates": "duplicate keys", "nulls": "NULLs", "unaccepted_values": "values outside the accepted list",
+                  "orphans": "keys without a parent"}
+
+
+def _fitting(manifest: Manifest, failure: Failure, hypotheses: list[Hypothesis]) -> tuple[list[Hypothesis], str]:
+    """The hypotheses that can cause what the failed check found (``models.CANNOT_CAUSE``), and a note
+    naming the ones that cannot (e.g. a filter dropping NULL rows for a failed ``unique`` test)."""
+    symptom = failure_symptom(manifest, failure)
+    if symptom is None:
+        return hypotheses, ""
+    cannot = CANNOT_CAUSE[symptom]
+    unfit = [h for h in hypotheses if h.pattern in cannot and h.confidence >= MIN_CONFIDENCE]
+    if not unfit:
+        return [h for h in hypotheses if h.pattern not in cannot], ""
+    named = ", ".join(dict.fromkeys(f"{h.pattern} in {h.model}" for h in unfit))
+    return [h for h in hypotheses if h.pattern not in cannot], (
+        f"not ranked as a cause: {named}, found but unable to produce {_SYMPTOM_WORDS[symptom]}, "
+        f"which {failure.check} reports")
+
+
 def investigate(
     failure: Failure,
     manifest: Manifest,
@@ -168,6 +189,8 @@ def investigate(
             elif ctx.queries > queries or found:
                 ran.append(f"{detector.PATTERN}@{n.display_name}")  # it applied and measured
             hypotheses.extend(_apply_rules(h, ctx.rules) for h in found)
+    found_patterns = {h.pattern for h in hypotheses if h.confidence >= MIN_CONFIDENCE}
+    hypotheses, unfit = _fitting(manifest, failure, hypotheses)
     order = {n.display_name: i for i, n in enumerate(nodes)}
     hypotheses.sort(key=lambda h: (-h.confidence, order.get(h.model, 99), h.pattern))
     downstream = {n.display_name: [manifest.nodes[d].display_name for d in manifest.downstream(n.unique_id)] for n in nodes}
@@ -186,9 +209,10 @@ def investigate(
             verified=h.verified, cited_rules=h.cited_rules, needs_context=h.needs_business_context,
             needs_authority=h.needs_authority,
         ))
-    ruled_out = sorted({r.split("@")[0] for r in ran} - {h.pattern for h in hypotheses if h.confidence >= MIN_CONFIDENCE}
-                       - set(defects))
+    ruled_out = sorted({r.split("@")[0] for r in ran} - found_patterns - set(defects))
     notes = list(ctx.notes)
+    if unfit:
+        notes.append(unfit)
     others = [manifest.nodes[u].display_name for u in _test_nodes(manifest, failure)
               if u != node.unique_id and u in manifest.nodes]
     also = f" and of {', '.join(others)} (what {failure.check} also reads)" if others else ""

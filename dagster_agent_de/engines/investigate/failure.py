@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from dagster_agent_de.adapters.warehouse import Warehouse
-from dagster_agent_de.engines.investigate.models import Failure, FailureKind
+from dagster_agent_de.engines.investigate.models import Failure, FailureKind, Symptom
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.manifest import Manifest, Node
+
+# the symptom of a failed dbt test, by its generic test's name (``test_metadata.name``)
+TEST_SYMPTOMS: dict[str, Symptom] = {
+    "unique": "duplicates", "unique_combination_of_columns": "duplicates",
+    "not_null": "nulls", "accepted_values": "unaccepted_values", "relationships": "orphans",
+}
 
 # checks the agent defines on every source (dagster/drift.py, dagster/pii.py) and on models (dagster/volume.py)
 SOURCE_CHECKS = ("schema_drift", "pii_tagging")
@@ -69,8 +75,41 @@ def failure_from_check(
     test = _dbt_test(manifest, check) if kind == "dbt_test" else None
     if test is not None:
         return Failure(asset=node.display_name, check=check, kind=kind,
-                       metadata={"column": test.get("column_name"), "test": (test.get("test_metadata") or {}).get("name")})
+                       metadata={"column": test.get("column_name"), "test": (test.get("test_metadata") or {}).get("name"),
+                                 **dbt_test_now(manifest, check, warehouse)})
     return Failure(asset=node.display_name, check=check, kind=kind)
+
+
+def dbt_test_now(manifest: Manifest, check: str | None, warehouse: Warehouse) -> dict[str, Any]:
+    """The dbt test measured again: its compiled SQL run read-only through the audited warehouse.
+
+    ``{"failing_rows_now": n, "passed": n == 0}``; ``{}`` when the test was never compiled or its
+    query cannot run here (no claim either way). A test that fails only above a threshold
+    (``error_if``) is not said to pass unless it returns no row at all.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    from dagster_agent_de.errors import AgentDEError, StatementRefusedError
+
+    test = _dbt_test(manifest, check) if check else None
+    sql = manifest.compiled_test_sql(test) if test is not None else None
+    if not sql:
+        return {}
+    try:
+        inner = sqlglot.parse_one(sql.strip().rstrip(";"), read=warehouse.dialect)
+    except sqlglot.errors.ParseError:
+        return {}
+    if not isinstance(inner, exp.Query):
+        return {}
+    count = exp.select(exp.alias_(exp.Count(this=exp.Star()), "failing_rows")).from_(inner.subquery("dbt_internal_test"))
+    try:
+        res = warehouse.query(count.sql(dialect=warehouse.dialect),
+                              rationale=f"does the dbt test {check} still return failing rows? (its compiled SQL, again)")
+    except (AgentDEError, StatementRefusedError):
+        return {}
+    n = int(res.rows[0][0] or 0) if res.rows else 0
+    return {"failing_rows_now": n, "passed": n == 0}
 
 
 def _reconcile_specs(node: Node, *, strict: bool = True) -> list[Any]:
@@ -110,3 +149,19 @@ def failure_kind(manifest: Manifest, node: Node, check: str | None, metadata: di
     if _dbt_test(manifest, check) is not None:
         return "dbt_test"
     return "other"
+
+
+def failure_symptom(manifest: Manifest, failure: Failure) -> Symptom | None:
+    """What the failed check says is wrong with the rows (``models.CANNOT_CAUSE`` says which patterns
+    cannot cause it): by the dbt test's generic test, or the agent's not-NULL intents; ``None`` for
+    reconciliations, singular tests and the rest.
+
+    >>> failure_symptom(Manifest({"nodes": {}}), Failure(asset="m", check="intent_not_null_email"))
+    'nulls'
+    """
+    check = failure.check or ""
+    if check.startswith("intent_not_null_") or check == "intent_summed_inputs_not_null":
+        return "nulls"
+    test = _dbt_test(manifest, check) if check else None
+    name = str(((test or {}).get("test_metadata") or {}).get("name") or "")
+    return TEST_SYMPTOMS.get(name)

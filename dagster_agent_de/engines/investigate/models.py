@@ -9,6 +9,31 @@ from dagster_agent_de.core.models import Evidence, ProposedFix
 
 FailureKind = Literal["reconciliation", "dbt_test", "schema_drift", "freshness", "performance", "other"]
 
+Symptom = Literal["duplicates", "nulls", "unaccepted_values", "orphans"]
+"""What a failed check says is wrong with the rows (see ``failure.failure_symptom``): a ``unique`` test
+finds duplicate keys, a ``not_null`` test NULLs, ``accepted_values`` values outside the list,
+``relationships`` keys with no parent. Reconciliations and other checks have none: every pattern may
+explain them, and their numbers (missing, extra, mismatched) weigh the patterns instead."""
+
+ROW_DROPPING = frozenset({"filter_row_drop", "join_row_drop", "null_semantics"})
+ROW_MULTIPLYING = frozenset({"join_fanout", "duplicate_key"})
+
+CANNOT_CAUSE: dict[str, frozenset[str]] = {
+    # a filter or join that drops rows removes keys, it never repeats one; a join that finds no row
+    # makes a NULL column, not a second row
+    "duplicates": ROW_DROPPING | {"unmatched_left_join"},
+    # dropping or repeating rows never makes a NULL (a filter dropping NULLs removes them); an outer
+    # join that finds no row, a cast that fails, a changed source do
+    "nulls": ROW_DROPPING | ROW_MULTIPLYING,
+    # a dropped or repeated row holds a value that was already there; NULLs are accepted by the test
+    "unaccepted_values": ROW_DROPPING | ROW_MULTIPLYING | {"unmatched_left_join"},
+    # a child key without a parent: the parent's rows were dropped (row-dropping patterns apply), never
+    # repeated; a NULL key is not checked by the test
+    "orphans": ROW_MULTIPLYING | {"unmatched_left_join"},
+}
+"""The compatibility table: the patterns that cannot cause a symptom. The engine never ranks them as
+the cause of a failure with that symptom (they are named in the report's notes instead)."""
+
 
 @dataclass
 class Failure:

@@ -20,7 +20,7 @@ from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.engines.escalate.context_store import ContextRules, load_rules
 from dagster_agent_de.engines.escalate.policy import Policy
 from dagster_agent_de.engines.investigate.engine import investigate
-from dagster_agent_de.engines.investigate.failure import failure_from_check, failure_kind
+from dagster_agent_de.engines.investigate.failure import dbt_test_now, failure_from_check, failure_kind
 from dagster_agent_de.engines.investigate.models import Failure
 from dagster_agent_de.manifest import Manifest, Node
 
@@ -32,6 +32,11 @@ class Investigation:
     report: FindingsReport
     rules: ContextRules
     failure: Failure
+
+    @property
+    def passes_now(self) -> bool:
+        """The check, measured again, passes: the report explains no failure and asks humans nothing."""
+        return self.failure.metadata.get("passed") is True
 
 
 def investigate_failure(
@@ -53,6 +58,8 @@ def investigate_failure(
     if metadata:
         failure = Failure(asset=node.display_name, check=check or None, kind=failure_kind(manifest, node, check, metadata),
                           metadata=metadata, run_id=run_id)
+        if failure.kind == "dbt_test":  # recorded by an earlier run: does the test still fail?
+            failure = replace(failure, metadata={**metadata, **dbt_test_now(manifest, check, warehouse)})
     else:
         failure = replace(failure_from_check(manifest, node.unique_id, check or None, warehouse,
                                              [project_dir, state_dir], strict=strict), run_id=run_id)
@@ -62,6 +69,9 @@ def investigate_failure(
     if failure.kind == "reconciliation" and failure.metadata.get("passed") is True:
         passing = [f"{failure.check} passes now (measured again: {failure.metadata.get('matched', 0):,} matched, nothing "
                    "missing, extra or mismatched beyond its thresholds): there is no failure to explain"]
+    elif failure.kind == "dbt_test" and failure.metadata.get("passed") is True:
+        passing = [f"{failure.check} passes now (its compiled SQL, run again, returns no failing rows): there is no "
+                   "failure to explain; the findings below are what the library sees, not a root cause, and ask nothing"]
     report = report.model_copy(update={"notes": [*passing, *report.notes, *rules.notes()]})
     return Investigation(report=report, rules=rules, failure=failure)
 
@@ -76,8 +86,11 @@ class Escalated:
 
 
 def escalate_finding(state: StateStore, manifest: Manifest, report: FindingsReport, policy: Policy, *,
-                     check: str | None = None) -> Escalated:
+                     check: str | None = None, passes_now: bool = False) -> Escalated:
     """Raise what the top finding needs from humans, once per incident.
+
+    With ``passes_now`` (the check measured again passes: :attr:`Investigation.passes_now`) nothing is
+    asked: there is no incident, and the report's first note says so.
 
     A question a check already asked about the incident the finding explains (the drift check's "which
     column replaces it?" for the dropped column the investigation traces) stands for the finding's own: the
@@ -85,6 +98,8 @@ def escalate_finding(state: StateStore, manifest: Manifest, report: FindingsRepo
     """
     from dagster_agent_de.engines.escalate.raising import raise_for_finding
 
+    if passes_now:
+        return Escalated(report=report, raised=[], attached=[])
     top = report.findings[0]
     raised, attached = raise_for_finding(state, top, manifest, policy, check=check)
     notes = [f"{e.id} ({e.kind.value}, {e.state.value}) already asks about this {top.pattern} "

@@ -15,6 +15,7 @@ from dagster_agent_de.core.models import Evidence, ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
 from dagster_agent_de.engines.investigate.fixes import file_diff
 from dagster_agent_de.engines.investigate.models import Hypothesis
+from dagster_agent_de.engines.onboard.generate import LOADED_AT_NAMES
 from dagster_agent_de.manifest import Node
 from dagster_agent_de.sql.lineage import normalize_relation
 
@@ -70,18 +71,29 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         where = f"already in {origin.display_name}.{origin_col}"
         order = _order_col(ctx, first_model, origin)
         part = _column_in(ctx, first_model, origin, origin_col) or key
-        desc = (f"Deduplicate in {first_model.name}: keep one row per {part} (the latest load), "
-                f"e.g. `qualify row_number() over (partition by {part} order by {order} desc) = 1`")
+        window = f"partition by {part} order by {order} desc" if order else f"partition by {part}"
+        stopgap = " (a stopgap until the loader is fixed)" if origin.is_source else ""
+        if order:
+            desc = (f"Deduplicate in {first_model.name}{stopgap}: keep one row per {part}, the latest load by "
+                    f"{order}, e.g. `qualify row_number() over ({window}) = 1`")
+        else:
+            desc = (f"Deduplicate in {first_model.name}{stopgap}: keep one row per {part}, e.g. `qualify row_number() "
+                    f"over ({window}) = 1`. Which copy it keeps is arbitrary: {origin.display_name} has no load-time "
+                    f"column (loaded_at_field, _loaded_at, updated_at, ...) to keep the latest by, so the copies must "
+                    f"be equal, or a rule must say which one is right")
         if origin.is_source:
             desc += f"; and have the loader of {origin.display_name} stop loading duplicates"
         table = (origin.identifier or origin.name) if origin.is_source else origin.name
-        fix = file_diff(ctx.manifest, first_model, lambda t, p=part, o=order, tb=table: _add_qualify(t, p, o, tb), desc)
+        fix = file_diff(ctx.manifest, first_model, lambda t, w=window, tb=table: _add_qualify(t, w, tb), desc)
         out.append(Hypothesis(
             pattern=PATTERN, model=first_model.name, confidence=conf, columns=[key],
             summary=(f"{counts}: the duplicates are {where}"
                      + (f" (loaded twice by its loader), and {first_model.name} does not deduplicate."
                         if origin.is_source else f", and {first_model.name} does not deduplicate.")),
             evidence=[ev, *evs], proposed_fix=fix,
+            needs_business_context=None if order else (
+                f"{origin.display_name} holds copies of the same {origin_col} and no column says which was loaded last: "
+                f"are the copies equal (keep any), or which one should {first_model.name} keep?"),
             needs_authority=(f"Ask the owner of the loader of {origin.display_name} ({origin.owner or 'unknown owner'}) "
                              f"to stop loading duplicate {origin_col} values (retries loaded twice?)")
             if origin.is_source else None,
@@ -151,18 +163,27 @@ def _column_in(ctx: InvestigationContext, model: Node, origin: Node, origin_col:
     return origin_col if ctx.tracer.columns(model).reads_column(rel, origin_col) else None
 
 
-def _order_col(ctx: InvestigationContext, node: Node, origin: Node | None = None) -> str:
-    """The load-time column to keep the latest copy by (the source's loaded_at_field)."""
+# load-time columns, most telling first: the loaders' own (as onboarding looks for them), then update times;
+# never a creation time (every copy of a row loaded twice has the same one)
+LOAD_TIME_COLUMNS = (*(n for n in LOADED_AT_NAMES if n != "created_at"), "ingested_at", "_updated_at")
+
+
+def _order_col(ctx: InvestigationContext, node: Node, origin: Node | None = None) -> str | None:
+    """The load-time column to keep the latest copy by: the source's ``loaded_at_field``, else a column of
+    the origin named like one (``LOAD_TIME_COLUMNS``); ``None`` when there is none (any copy is arbitrary)."""
     parents = [origin] if origin is not None else []
     parents += [ctx.manifest.nodes[u] for u in ctx.manifest.parents(node.unique_id)]
     for parent in parents:
         field = parent.loaded_at_field
         if field:
             return field
-    return "1"
+    if origin is not None:
+        live = set(ctx.relation_columns(origin))
+        return next((c for c in LOAD_TIME_COLUMNS if c in live), None)
+    return None
 
 
-def _add_qualify(text: str, key: str, order: str, table: str = "") -> str:
+def _add_qualify(text: str, window: str, table: str = "") -> str:
     if re.search(r"(?i)\bqualify\b", text):
         return text
     body = text.rstrip("\n")
@@ -173,8 +194,8 @@ def _add_qualify(text: str, key: str, order: str, table: str = "") -> str:
     if m is not None and re.match(r"(?is)\s*with\b", body):
         # CTE style: deduplicate in the import CTE that reads the source, where the rows enter
         end = m.start(1) + len(m.group(1).rstrip())
-        return body[:end] + f"\n    qualify row_number() over (partition by {key} order by {order} desc) = 1" + body[end:] + "\n"
-    return body + f"\nqualify row_number() over (partition by {key} order by {order} desc) = 1\n"
+        return body[:end] + f"\n    qualify row_number() over ({window}) = 1" + body[end:] + "\n"
+    return body + f"\nqualify row_number() over ({window}) = 1\n"
 
 
 __all__ = ["PATTERN", "detect", "normalize_relation"]

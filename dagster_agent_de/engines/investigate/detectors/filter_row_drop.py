@@ -28,10 +28,11 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
             continue
         pct = dropped * 100.0 / rows_in
         conf = 0.2 + 0.4 * agreement(pct, ctx.failure.missing_pct)
+        counted, refill = ctx.refill(node)
         out.append(Hypothesis(
             pattern=PATTERN, model=node.name, confidence=round(conf, 3),
-            summary=f"WHERE {pred}{where} in {node.name} removes {dropped:,} of {rows_in:,} rows ({pct:.1f}%).",
+            summary=f"WHERE {pred}{where} in {node.name} removes {dropped:,} of {rows_in:,} rows ({pct:.1f}%).{counted}",
             evidence=[ev], proposed_fix=ProposedFix(description=f"Check that `{pred}` should exclude these rows; no diff is "
-                                                                "proposed because which rows belong is a business rule."),
+                                                                f"proposed because which rows belong is a business rule{refill}."),
         ))
     return out

@@ -41,20 +41,21 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         right_name = right_node.display_name if right_node is not None else join.right_alias
         where = f" (in the CTE {join.scope})" if join.scope != "main" else ""
         names = [join.right_name, right_node.name if right_node is not None else "", join.right_alias]
+        counted, refill = ctx.refill(node, "join")
         if join.turned_inner_by:
             fix_desc = (f"Move the predicate on {join.right_alias} (`{join.turned_inner_by}`) from WHERE into the LEFT "
                         f"JOIN's ON clause, so rows without a match are kept; no diff is proposed because moving a "
-                        f"predicate changes which rows it filters")
+                        f"predicate changes which rows it filters{refill}")
             fix: ProposedFix | None = ProposedFix(description=fix_desc)
         else:
             fix_desc = (f"Make the join to {right_name}{where} a LEFT JOIN so rows without a match are kept "
-                        f"(their {join.right_alias} columns become NULL)")
+                        f"(their {join.right_alias} columns become NULL){refill}")
             fix = file_diff(ctx.manifest, node, lambda t, n=names: rewrite_join(t, n, kind="left"), fix_desc)
         out.append(Hypothesis(
             pattern=PATTERN, model=node.name, confidence=round(conf, 3),
             columns=[b.name for _, b in join.pairs],
             summary=(f"The {how}{where} from {node.name} to {right_name} on {' and '.join(keys)} drops {lost:,} of "
-                     f"{rows_in:,} rows ({pct:.1f}%): they have no match in {right_name}."),
+                     f"{rows_in:,} rows ({pct:.1f}%): they have no match in {right_name}.{counted}"),
             evidence=[ev], proposed_fix=fix,
         ))
     return out

@@ -42,14 +42,15 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
             pct = nulls * 100.0 / rows_in if rows_in else 0.0
             conf = 0.55 + 0.4 * agreement(pct, ctx.failure.missing_pct)
             opsql = _OPS[op]
+            counted, refill = ctx.refill(node)
             desc = (f"`{col.sql()} {opsql} ...` is NULL (not true) for rows where {col.name} is NULL; "
-                    f"use `{col.sql()} is distinct from ...` (or handle NULL explicitly) to keep them")
+                    f"use `{col.sql()} is distinct from ...` (or handle NULL explicitly) to keep them{refill}")
             fix = file_diff(ctx.manifest, node, lambda t, c=col, o=op: _keep_nulls(t, c.alias, c.name, o), desc)
             base = f" ({col.base})" if col.relation and col.column != col.name else ""
             out.append(Hypothesis(
                 pattern=PATTERN, model=node.name, confidence=round(conf, 3), columns=[col.name],
                 summary=(f"The filter `{flt.predicate.sql()}`{where} in {node.name} drops the {nulls:,} rows "
-                         f"({pct:.1f}%) where {col.name}{base} is NULL: `{opsql}` is never true for NULL."),
+                         f"({pct:.1f}%) where {col.name}{base} is NULL: `{opsql}` is never true for NULL.{counted}"),
                 evidence=[ev], proposed_fix=fix,
                 needs_business_context=(f"Rows of {node.name} with {col.name} NULL: should they count "
                                         f"(as not '{_literal(flt.predicate.sql())}') or be excluded?"),
