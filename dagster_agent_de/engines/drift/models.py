@@ -25,7 +25,7 @@ class ColumnFingerprint(Frozen):
     ``keys``, or with this column's own ``keys`` when it was sampled at another time). Numbers
     are hashed from a canonical decimal form (``12.5``, ``12.50`` and ``1250 / 100`` hash equal);
     text is hashed, never stored. ``scaled`` holds the hashes of the values divided by ``10**k``
-    (only for columns that appeared, at detection: a unit change shows up as a match there).
+    (only for columns that appeared or changed type, at detection: a unit change shows up as a match there).
     """
 
     name: str
@@ -159,7 +159,7 @@ class SchemaChange(Frozen):
     exposures: list[str] = Field(default_factory=list)
     proposed_fix: str | None = None
     evidence: list[RenameEvidence] = Field(default_factory=list)  # value comparisons behind a rename call
-    unit_scale: int | None = None  # renames with a unit change: new = old * 10**unit_scale
+    unit_scale: int | None = None  # a rename or retype whose values moved units: new = old * 10**unit_scale
     escalation: Escalation | None = None  # the decision a human must make (e.g. which column replaces a dropped one)
 
     def describe(self) -> str:
@@ -169,6 +169,9 @@ class SchemaChange(Frozen):
             basis = self.evidence[0].verdict if self.evidence else "names_only"
             how = "from the values" if basis in ("same_values", "unit_change") else "from names only"
             return f"{what}: column {self.column} renamed to {self.new_column}{unit} (confidence {self.confidence:.0%}, {how})"
+        if self.kind == "type_changed" and self.unit_scale:
+            return (f"{what}.{self.column}: {self.old_type} -> {self.new_type}, values {unit_words(self.unit_scale)} "
+                    f"({self.type_change}, from the values)")
         if self.kind == "type_changed":
             return f"{what}.{self.column}: type {self.old_type} -> {self.new_type} ({self.type_change})"
         if self.kind == "nullability_changed":
@@ -186,6 +189,18 @@ class SchemaChange(Frozen):
             "impacted": ", ".join(f"{i.model}({','.join(i.columns)})" if not i.unknown else f"{i.model}(unknown)"
                                   for i in self.impacted),
         }
+
+
+def unit_words(scale: int) -> str:
+    """What ``new = old * 10**scale`` likely means, for a person.
+
+    >>> unit_words(2), unit_words(-2), unit_words(3), unit_words(1)
+    ('×100: dollars to cents?', '÷100: cents to dollars?', '×1000: e.g. seconds to milliseconds?', '×10')
+    """
+    factor = f"{'×' if scale > 0 else '÷'}{10 ** abs(scale)}"
+    guess = {2: "dollars to cents", -2: "cents to dollars", 3: "e.g. seconds to milliseconds",
+             -3: "e.g. milliseconds to seconds"}.get(scale)
+    return f"{factor}: {guess}?" if guess else factor
 
 
 class DriftReport(Frozen):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dagster_agent_de.core.models import Evidence, ProposedFix
+from dagster_agent_de.engines.drift.fix import unit_conversion
+from dagster_agent_de.engines.drift.models import unit_words
 from dagster_agent_de.engines.investigate.context import InvestigationContext
 from dagster_agent_de.engines.investigate.models import Hypothesis
 from dagster_agent_de.manifest import Node
@@ -43,16 +45,24 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         effect = f"it breaks {readers}" if breaking else f"read by {readers}"
         ev = Evidence(statement=current.statements[0] if current.statements else "", rationale="live schema vs baseline",
                       result_summary=change.describe(), rows_sample=[change.as_row()])
+        if change.unit_scale:  # the values moved units (dollars to cents): the fix converts them back
+            what = f"Convert {change.new_column or change.column} back to the old units in {first} " \
+                   f"({unit_conversion(str(change.new_column or change.column), change.unit_scale)})"
+        else:
+            what = f"Adapt {first} to the new schema so downstream columns stay stable"
         out.append(Hypothesis(
             pattern=PATTERN, model=first, confidence=round(conf, 3),
             columns=[c for c in (change.column, change.new_column) if c],
             summary=f"{change.describe()}; {effect} ({change.severity.value}).",
             evidence=[ev],
-            proposed_fix=ProposedFix(description=f"Adapt {first} to the new schema so downstream columns stay stable"
-                                                 + (" and update the source definition" if change.kind == "column_renamed" else ""),
+            proposed_fix=ProposedFix(description=what
+                                     + (" and update the source definition" if change.kind == "column_renamed" else ""),
                                      diff=change.proposed_fix or "",
                                      files=sorted({ln[6:] for ln in (change.proposed_fix or "").splitlines() if ln.startswith("+++ b/")})),
             needs_authority=(f"Ask the owners of {node.display_name} whether the change is intended and permanent "
                              "(a source contract change)") if change.kind in ("column_dropped", "table_dropped") else None,
+            needs_business_context=(f"Is the unit change of {node.display_name}.{change.column} intended "
+                                    f"(values {unit_words(change.unit_scale)})? Ask the owners of {node.display_name}")
+            if change.unit_scale else None,
         ))
     return out
