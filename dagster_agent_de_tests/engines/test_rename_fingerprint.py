@@ -441,6 +441,17 @@ def test_a_retype_in_place_whose_values_are_x100_is_a_unit_change(project: Path,
     assert "raw.orders.total: DOUBLE -> BIGINT, values ×100: dollars to cents? (narrowing, from the values)" in text
 
 
+def test_a_unit_change_read_under_a_cast_is_converted_inside_it(project: Path, tmp_path: Path) -> None:
+    """The new user's staging model: ``cast(amount as decimal(12, 2)) as amount``; cents in, dollars out."""
+    code, report = case(project, tmp_path, [
+        "create table raw.payments as select i as id, cast((i * 137 % 10000) / 100.0 as double) as amount, "
+        "'card' as method from range(1, 401) r(i)",
+    ], ["alter table raw.payments alter column amount type bigint using cast(round(amount * 100) as bigint)"])
+    (c,) = changes(report, "payments").values()
+    assert (c["unit_scale"], c["severity"], code) == (2, "breaking", 1)
+    assert "+    cast((amount / 100.0) as decimal(12, 2)) as amount," in c["proposed_fix"], c["proposed_fix"]
+
+
 def test_a_retype_in_place_with_other_values_proposes_no_cast_that_changes_nothing(project: Path, tmp_path: Path) -> None:
     """The values are not the old ones at any scale; the model casts the column already, so a cast of the read
     inside that cast (``cast(cast(amount as DOUBLE) as decimal(12, 2))``) would change nothing: no fix is proposed."""
@@ -514,3 +525,30 @@ def test_the_investigation_of_a_failed_reconciliation_names_the_unit_change(proj
     assert top.proposed_fix is not None and "+    total / 100.0 as total," in top.proposed_fix.diff
     assert "cast(" not in top.proposed_fix.diff
     assert top.needs_context and "unit change" in top.needs_context
+
+
+def test_once_the_baseline_accepts_the_unit_change_the_investigation_still_names_it(project: Path, tmp_path: Path) -> None:
+    """`agent-de drift --baseline` quiets the check, not the numbers: stg_orders still reads cents as dollars."""
+    case(project, tmp_path, [ORDERS_IN_DOLLARS], [TO_CENTS])
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(project), "drift", "--baseline"],
+                           env={"AGENT_DE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}, catch_exceptions=False)
+    assert "accepted a unit change: raw.orders.total: DOUBLE -> BIGINT, values ×100" in r.output, r.output
+    code, quiet = drift(project, tmp_path)
+    assert code == 0 and not quiet["changes"]  # the check is quiet about it now
+    top = investigate_reconciliation(project, tmp_path).findings[0]
+    assert top.pattern == "schema_drift" and top.confidence >= 0.9, top.summary
+    assert "values ×100: dollars to cents?" in top.summary and "accepted into the drift baseline" in top.summary
+    assert "stg_orders still reads total unconverted" in top.summary and "found mismatched (total) comes from it" in top.summary
+    assert top.proposed_fix is not None and "+    total / 100.0 as total," in top.proposed_fix.diff
+    # converted in the model: the accepted change is handled, nothing to name
+    model = project / "models" / "stg_orders.sql"
+    sql = model.read_text()
+    try:
+        model.write_text(sql.replace("    total,", "    total / 100.0 as total,"))
+        assert all(f.pattern != "schema_drift" for f in investigate_reconciliation(project, tmp_path).findings)
+    finally:
+        model.write_text(sql)
+    # a new baseline over an unchanged schema keeps what the old one accepted
+    CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(project), "drift", "--baseline"],
+                       env={"AGENT_DE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}, catch_exceptions=False)
+    assert "accepted into the drift baseline" in investigate_reconciliation(project, tmp_path).findings[0].summary

@@ -337,12 +337,16 @@ def attach_fingerprints(
 ) -> Snapshot:
     """Fingerprint the source and seed tables of ``current`` that need it.
 
-    ``full`` (or no ``previous``): every column of every table, the baseline pass. Otherwise only
+    ``full`` (or no ``previous``): every column of every table, the baseline pass (what changed since
+    ``previous``, if given, also at every scale). Otherwise only
     the columns that appeared or changed type since ``previous`` (one query per changed table); the
     other columns keep their fingerprint from ``previous``.
     """
     watched = fingerprinted_relations(manifest)
     prev_tables = previous.tables if previous is not None and not full else {}
+    # a full pass over a previous snapshot still hashes what changed at every scale, so the baseline it records
+    # can say which accepted change moved units
+    scaled_since = previous.tables if previous is not None and full else {}
     todo: dict[str, tuple[TableSchema, list[ColumnSchema], set[str]]] = {}
     carried: dict[str, dict[str, ColumnFingerprint]] = {}
     found: dict[str, TableFingerprint] = {}
@@ -353,7 +357,8 @@ def attach_fingerprints(
         if before is table and table.fingerprint is not None:
             continue  # unchanged since the previous snapshot: its fingerprint stands
         if before is None or before.fingerprint is None or before.fingerprint.skipped:
-            todo[rel] = (table, list(table.columns), set() if before is None else _changed(before, table))
+            since = before or scaled_since.get(rel)
+            todo[rel] = (table, list(table.columns), set() if since is None else _changed(since, table))
             continue
         old, now = before.by_name(), table.by_name()
         keep = {n: fp for n, fp in before.fingerprint.columns.items()

@@ -75,7 +75,7 @@ def propose_fix(change: SchemaChange, manifest: Manifest) -> str | None:
 
 
 def _cast_back(sql: str, column: str, old_type: str) -> str:
-    """Reads of a retyped ``column`` cast back to ``old_type``, except the reads a cast already takes: there the
+    r"""Reads of a retyped ``column`` cast back to ``old_type``, except the reads a cast already takes: there the
     outer cast decides the type dbt materializes, so a cast inside it would change nothing.
 
     >>> _cast_back("select cast(total as decimal(12, 2)) as total, id", "total", "DOUBLE")

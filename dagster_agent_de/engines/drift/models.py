@@ -75,6 +75,9 @@ class Snapshot(Frozen):
     statements: list[str] = Field(default_factory=list)
     duration_ms: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    # baseline only: the unit changes recording it accepted (the drift check stops reporting them, an
+    # investigation of a failure downstream still names them)
+    accepted: list[AcceptedChange] = Field(default_factory=list)
 
 
 class DriftSeverity(str, Enum):
@@ -191,6 +194,14 @@ class SchemaChange(Frozen):
         }
 
 
+class AcceptedChange(Frozen):
+    """A change a recorded baseline accepted (``agent-de drift --baseline``): kept with that baseline, because
+    accepting a schema does not convert the values its readers see."""
+
+    change: SchemaChange
+    accepted_at: datetime
+
+
 def unit_words(scale: int) -> str:
     """What ``new = old * 10**scale`` likely means, for a person.
 
@@ -219,3 +230,6 @@ class DriftReport(Frozen):
     @property
     def breaking(self) -> bool:
         return self.severity == DriftSeverity.BREAKING
+
+
+Snapshot.model_rebuild()
