@@ -524,7 +524,15 @@ def test_the_investigation_of_a_failed_reconciliation_names_the_unit_change(proj
     assert "values ×100: dollars to cents?" in top.summary and "total" in top.columns
     assert top.proposed_fix is not None and "+    total / 100.0 as total," in top.proposed_fix.diff
     assert "cast(" not in top.proposed_fix.diff
-    assert top.needs_context and "unit change" in top.needs_context
+    # the question (is the unit change intended?) is the drift check's: the finding names it, asks nothing new
+    from dagster_agent_de.engines.escalate.policy import Policy
+    from dagster_agent_de.engines.escalate.raising import raise_for_finding
+    from dagster_agent_de.manifest import Manifest
+
+    store = _store(tmp_path)
+    raised, asked = raise_for_finding(store, top, Manifest.load(project / "target" / "manifest.json", project), Policy())
+    assert raised == [] and [e.finding_pattern for e in asked] == ["schema_drift:unit_change:total"]
+    assert len(store.escalations()) == 1
 
 
 def test_once_the_baseline_accepts_the_unit_change_the_investigation_still_names_it(project: Path, tmp_path: Path) -> None:

@@ -154,7 +154,7 @@ def unit_change_escalation(change: SchemaChange, manifest: Manifest) -> Escalati
     units = unit_words(scale)
     options = [
         EscalationOption(
-            label=f"intended: {change.column} is now in the new units ({units.split(': ')[-1]})",
+            label=f"intended: {change.column} holds its old values {units.split(':')[0]} from now on",
             evidence=f"{change.old_type} -> {change.new_type}, {shown}",
             consequence=f"the models reading {change.column} ({readers}) convert it back ({conv}): the proposed diff, "
                         "reviewed", agent_action="record_rule",
@@ -162,7 +162,8 @@ def unit_change_escalation(change: SchemaChange, manifest: Manifest) -> Escalati
                  f"readers convert with {conv}"),
         EscalationOption(
             label="not intended: the loader must write the old units again",
-            consequence=f"the source's owners fix the loader; {readers} stay as they are and fail until then",
+            consequence=f"the source's owners fix the loader; the readers ({readers}) stay as they are and read "
+                        "wrong values until then",
             agent_action="record_rule", rule=f"{what} must hold its values in the old units ({change.old_type})"),
     ]
     source = change.source or change.relation

@@ -7,7 +7,7 @@ import re
 
 from dagster_agent_de.core.models import Evidence, ProposedFix
 from dagster_agent_de.engines.drift.fix import propose_fix, unit_conversion
-from dagster_agent_de.engines.drift.models import AcceptedChange, Snapshot, unit_words
+from dagster_agent_de.engines.drift.models import AcceptedChange, Snapshot
 from dagster_agent_de.engines.investigate.context import InvestigationContext
 from dagster_agent_de.engines.investigate.models import Hypothesis
 from dagster_agent_de.manifest import Node
@@ -66,10 +66,7 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
                                      files=sorted({ln[6:] for ln in (change.proposed_fix or "").splitlines() if ln.startswith("+++ b/")})),
             needs_authority=(f"Ask the owners of {node.display_name} whether the change is intended and permanent "
                              "(a source contract change)") if change.kind in ("column_dropped", "table_dropped") else None,
-            needs_business_context=(f"Is the unit change of {node.display_name}.{change.column} intended "
-                                    f"(values {unit_words(change.unit_scale)})? Ask the owners of {node.display_name}")
-            if change.unit_scale else None,
-        ))
+        ))  # a unit change's question (is it intended?) is the drift check's, to the source's owner: named, not asked again
     return out
 
 
