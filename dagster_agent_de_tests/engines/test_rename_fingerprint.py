@@ -560,3 +560,44 @@ def test_once_the_baseline_accepts_the_unit_change_the_investigation_still_names
     CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(project), "drift", "--baseline"],
                        env={"AGENT_DE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}, catch_exceptions=False)
     assert "accepted into the drift baseline" in investigate_reconciliation(project, tmp_path).findings[0].summary
+
+
+def test_a_unit_change_in_place_on_snowflake(tmp_path: Path, state_store) -> None:
+    """Under fakesnow: NUMBER(10,2) dollars replaced by NUMBER(38,0) cents under the same name (Snowflake cannot
+    retype with USING: add, fill, drop, rename, as a loader does), proven by the values at x 10^2."""
+    fakesnow = pytest.importorskip("fakesnow")
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.manifest import Manifest
+    from dagster_agent_de_tests.test_snowflake import _fake_snowflake
+
+    manifest = Manifest({"nodes": {"test.p.unique_charges_id": {
+        "resource_type": "test", "unique_id": "test.p.unique_charges_id", "column_name": "ID",
+        "test_metadata": {"name": "unique", "kwargs": {"column_name": "ID"}},
+        "depends_on": {"nodes": ["source.p.stripe.charges"]}}},
+        "sources": {"source.p.stripe.charges": {
+            "name": "charges", "source_name": "stripe", "resource_type": "source", "relation_name": "SHOP.STRIPE.CHARGES",
+            "database": "SHOP", "schema": "STRIPE", "identifier": "CHARGES"}}})
+    audit = AuditLog(None)
+    store = SnapshotStore(state_store)
+    with fakesnow.patch():
+        resource = _fake_snowflake("SHOP", "STRIPE", "create or replace table SHOP.STRIPE.CHARGES as select seq4() + 1 as ID, "
+                                   "cast(((seq4() + 1) * 137 % 10000) / 100.0 as number(10, 2)) as AMOUNT "
+                                   "from table(generator(rowcount => 300))")
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            assert detect_drift(manifest, wh, store)[0].baseline_created
+        with resource.get_connection() as con:
+            cur = con.cursor()
+            for sql in ("alter table SHOP.STRIPE.CHARGES add column AMOUNT_CENTS number(38, 0)",
+                        "update SHOP.STRIPE.CHARGES set AMOUNT_CENTS = AMOUNT * 100",
+                        "alter table SHOP.STRIPE.CHARGES drop column AMOUNT",
+                        "alter table SHOP.STRIPE.CHARGES rename column AMOUNT_CENTS to AMOUNT"):
+                cur.execute(sql)
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            report, _ = detect_drift(manifest, wh, store)
+    (change,) = report.changes
+    assert (change.kind, change.column, change.unit_scale) == ("type_changed", "AMOUNT", 2)
+    (ev,) = change.evidence
+    assert ev.verdict == "unit_change" and ev.keys_compared == 300 and ev.match_rate == 1.0
+    assert "values ×100: dollars to cents?" in change.describe()
