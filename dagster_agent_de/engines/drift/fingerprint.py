@@ -6,8 +6,9 @@ the values of a deterministic sample of up to 1,000 keys: the keys with the smal
 the table's key (a dbt ``unique`` test, a ``primary_key`` constraint or ``meta.agent_de.key``).
 Numbers are hashed from a canonical decimal form, so ``12.5``, ``12.50`` and ``1250 / 100`` hash
 equal; a column that appeared or changed type is also hashed divided by ``10**k`` (``k`` in ±1..3)
-so a unit change (dollars to cents, renamed or in place) shows up as a match at ``k``. Text is hashed, never stored. Tables
-above a size cap are skipped (the size comes from one metadata query per database).
+so a unit change (dollars to cents, renamed or in place) shows up as a match at ``k``. Text is
+hashed, never stored. Tables above a size cap are skipped (the size comes from one metadata query
+per database).
 """
 
 from __future__ import annotations
@@ -338,9 +339,8 @@ def attach_fingerprints(
     """Fingerprint the source and seed tables of ``current`` that need it.
 
     ``full`` (or no ``previous``): every column of every table, the baseline pass (what changed since
-    ``previous``, if given, also at every scale). Otherwise only
-    the columns that appeared or changed type since ``previous`` (one query per changed table); the
-    other columns keep their fingerprint from ``previous``.
+    ``previous``, if given, also at every scale). Otherwise only the columns that appeared or changed
+    type since ``previous`` (one query per changed table); the other columns keep their fingerprint.
     """
     watched = fingerprinted_relations(manifest)
     prev_tables = previous.tables if previous is not None and not full else {}

@@ -139,8 +139,9 @@ def escalate(state: StateStore, report: DriftReport, manifest: Manifest,
 
 def take_current(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,
                  record_baseline: bool = False) -> Snapshot:
-    """Snapshot now: a new baseline fingerprints every source column; a detection only the columns that
-    appeared since the last snapshot (tables unchanged since then keep theirs: no query)."""
+    """Snapshot now: a new baseline fingerprints every source column (what changed since the old baseline also
+    at every scale); a detection only the columns that appeared or changed type since the last snapshot (tables
+    unchanged since then keep theirs: no query)."""
     if record_baseline:  # every column, and what changed since the old baseline at every scale (a unit change?)
         return take_snapshot(manifest, warehouse, store.baseline(), fingerprints="full")
     return take_snapshot(manifest, warehouse, store.load("last") or store.baseline())
