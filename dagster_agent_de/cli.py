@@ -253,10 +253,14 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
         _echo_json(report.model_dump(mode="json") | {"breaking": report.breaking, "verdict": run.verdict,
                                                      "baseline_advanced": run.advanced,
                                                      "escalations": [e.id for e in raised],
-                                                     "withdrawn": [e.id for e in run.withdrawn]})
+                                                     "withdrawn": [e.id for e in run.withdrawn],
+                                                     "accepted": [c.model_dump(mode="json") for c in run.accepted]})
     elif report.baseline_created:
         click.echo(f"baseline recorded: {len(snapshot.tables)} relations in {snapshot.duration_ms:.0f} ms "
                    f"(in {store.state.url})")
+        for c in run.accepted:
+            click.echo(f"accepted a unit change: {c.describe()}; the models reading it see the new units until "
+                       "they convert (an investigation of a failure downstream names it)")
     elif not report.changes:
         click.echo(f"no schema drift ({len(snapshot.tables)} relations checked in {snapshot.duration_ms:.0f} ms)")
     else:

@@ -397,3 +397,207 @@ def test_a_widened_column_is_no_root_cause_of_another_checks_failure(project: Pa
                            env={"AGENT_DE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}, catch_exceptions=False)
     other = next(f for f in json.loads(r.output)["findings"] if f["pattern"] == "schema_drift")
     assert other["confidence"] < 0.5 and "breaks" not in other["summary"], other
+
+
+# -- a type changed in place: the same column, in other units? --------------------------------------------------
+ORDERS_IN_DOLLARS = ("create table raw.orders as select i as id, cast((i * 137 % 10000) / 100.0 as double) as total, "
+                     "'paid' as status from range(1, 401) r(i)")
+TO_CENTS = "alter table raw.orders alter column total type bigint using cast(round(total * 100) as bigint)"
+
+
+def test_a_retype_in_place_whose_values_are_x100_is_a_unit_change(project: Path, tmp_path: Path) -> None:
+    """DOUBLE dollars become BIGINT cents under the same name: said as a unit change with the conversion, not as a
+    narrowing with a cast that changes nothing."""
+    from dagster_agent_de.engines.drift.models import Snapshot
+
+    code, report = case(project, tmp_path, [ORDERS_IN_DOLLARS], [TO_CENTS])
+    (c,) = changes(report, "orders").values()
+    assert (c["kind"], c["column"], c["old_type"], c["new_type"], c["unit_scale"]) == (
+        "type_changed", "total", "DOUBLE", "BIGINT", 2)
+    (ev,) = c["evidence"]
+    assert (ev["verdict"], ev["scale"], ev["match_rate"], ev["keys_compared"]) == ("unit_change", 2, 1.0, 400)
+    assert ev["new_stats"]["max"] == pytest.approx(ev["old_stats"]["max"] * 100)
+    assert c["severity"] == "breaking" and code == 1
+    assert "+    total / 100.0 as total," in c["proposed_fix"] and "cast(" not in c["proposed_fix"]
+    esc = c["escalation"]
+    assert esc["kind"] == "context_gap" and esc["decision"].endswith("Is the unit change intended?")
+    assert "from DOUBLE to BIGINT and its values are ×100: dollars to cents?" in esc["decision"]
+    assert "stg_orders" in esc["decision"] and esc["owner"] == "source-team" and esc["recommendation"] is None
+    assert esc["finding_pattern"] == "schema_drift:unit_change:total" and "total / 100.0" in esc["fix_diff"]
+    assert len(report["escalations"]) == 1
+    # only the retyped column was fingerprinted at detection, at every scale; the baseline keeps the dollars'
+    first, second = fingerprint_queries(tmp_path)
+    assert '"status"' in first.statement and '"status"' not in second.statement and "v0_2" in second.statement
+    stored = _store(tmp_path).load_snapshot("baseline")
+    assert stored is not None
+    baseline = Snapshot.model_validate_json(stored.body).tables["warehouse.raw.orders"].fingerprint
+    assert baseline is not None and baseline.columns["total"].data_type == "DOUBLE"
+    # again: the same call from the fingerprints that stand, asked once
+    _, again = drift(project, tmp_path)
+    assert again["escalations"] == [] and again["changes"][0]["evidence"] == c["evidence"]
+    assert len(fingerprint_queries(tmp_path)) == 2
+    text = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(project), "drift"],
+                              env={"AGENT_DE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}).output
+    assert "raw.orders.total: DOUBLE -> BIGINT, values ×100: dollars to cents? (narrowing, from the values)" in text
+
+
+def test_a_unit_change_read_under_a_cast_is_converted_inside_it(project: Path, tmp_path: Path) -> None:
+    """The new user's staging model: ``cast(amount as decimal(12, 2)) as amount``; cents in, dollars out."""
+    code, report = case(project, tmp_path, [
+        "create table raw.payments as select i as id, cast((i * 137 % 10000) / 100.0 as double) as amount, "
+        "'card' as method from range(1, 401) r(i)",
+    ], ["alter table raw.payments alter column amount type bigint using cast(round(amount * 100) as bigint)"])
+    (c,) = changes(report, "payments").values()
+    assert (c["unit_scale"], c["severity"], code) == (2, "breaking", 1)
+    assert "+    cast((amount / 100.0) as decimal(12, 2)) as amount," in c["proposed_fix"], c["proposed_fix"]
+
+
+def test_a_retype_in_place_with_other_values_proposes_no_cast_that_changes_nothing(project: Path, tmp_path: Path) -> None:
+    """The values are not the old ones at any scale; the model casts the column already, so a cast of the read
+    inside that cast (``cast(cast(amount as DOUBLE) as decimal(12, 2))``) would change nothing: no fix is proposed."""
+    code, report = case(project, tmp_path, [
+        "create table raw.payments as select i as id, cast((i * 137 % 10000) / 100.0 as double) as amount, "
+        "'card' as method from range(1, 401) r(i)",
+    ], ["alter table raw.payments alter column amount type bigint using cast(floor(amount) as bigint)"])
+    (c,) = changes(report, "payments").values()
+    assert (c["kind"], c["type_change"], c["unit_scale"], c["severity"]) == ("type_changed", "narrowing", None, "breaking")
+    (ev,) = c["evidence"]
+    assert ev["verdict"] == "different_values" and ev["keys_compared"] == 400
+    assert c["proposed_fix"] is None and c["escalation"] is None and code == 1
+
+
+def test_a_retype_in_place_with_the_same_values_casts_a_bare_read_back(project: Path, tmp_path: Path) -> None:
+    """Same values, narrower type: the model passes the column through, so casting it back keeps its type as dbt
+    materializes it (a real change, unlike a cast under another cast)."""
+    code, report = case(project, tmp_path, [
+        "create table raw.orders as select i as id, cast(i * 3 as double) as total, 'paid' as status from range(1, 401) r(i)",
+    ], ["alter table raw.orders alter column total type bigint"])
+    (c,) = changes(report, "orders").values()
+    assert (c["kind"], c["unit_scale"], c["evidence"][0]["verdict"]) == ("type_changed", None, "same_values")
+    assert "+    cast(total as DOUBLE) as total," in c["proposed_fix"] and c["escalation"] is None and code == 1
+
+
+def test_without_a_key_a_retype_in_place_is_judged_by_its_stats(tmp_path: Path, state_store) -> None:
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.manifest import Manifest
+
+    path = duck(tmp_path / "wh.duckdb", "create schema raw",
+                "create table raw.pay as select cast((i * 137 % 10000) / 100.0 as double) as amount from range(1, 401) r(i)")
+    manifest = Manifest({"nodes": {}, "sources": {"source.p.raw.pay": {
+        "name": "pay", "source_name": "raw", "resource_type": "source", "relation_name": '"wh"."raw"."pay"',
+        "database": "wh", "schema": "raw", "identifier": "pay"}}})
+    store = SnapshotStore(state_store)
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        detect_drift(manifest, wh, store)
+    duck(path, "alter table raw.pay alter column amount type bigint using cast(round(amount * 100) as bigint)")
+    with DuckDBWarehouse(path, AuditLog(None)) as wh:
+        report, _ = detect_drift(manifest, wh, store)
+    (change,) = report.changes
+    (ev,) = change.evidence
+    assert (change.kind, change.unit_scale, ev.verdict, ev.keys_compared) == ("type_changed", 2, "unit_change", 0)
+    assert "no key" in ev.reason
+    assert change.severity.value == "info" and change.escalation is None  # nothing reads it: nothing to ask
+
+
+def investigate_reconciliation(project: Path, state: Path):  # noqa: ANN201
+    """The investigation of a failed reconciliation of stg_orders (every total mismatched), as the sensor runs it."""
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore
+    from dagster_agent_de.engines.investigate.engine import investigate
+    from dagster_agent_de.engines.investigate.models import Failure
+    from dagster_agent_de.manifest import Manifest
+
+    manifest = Manifest.load(project / "target" / "manifest.json", project)
+    failure = Failure(asset="stg_orders", check="orders_vs_ledger", kind="reconciliation",
+                      metadata={"mismatched_columns": ["total"], "mismatched_pct": 100.0})
+    with DuckDBWarehouse(state / "warehouse.duckdb", AuditLog(None)) as wh:
+        return investigate(failure, manifest, wh, drift_store=SnapshotStore(_store(state)))
+
+
+def test_the_investigation_of_a_failed_reconciliation_names_the_unit_change(project: Path, tmp_path: Path) -> None:
+    case(project, tmp_path, [ORDERS_IN_DOLLARS], [TO_CENTS])
+    top = investigate_reconciliation(project, tmp_path).findings[0]
+    assert top.pattern == "schema_drift" and top.confidence >= 0.9, top.summary
+    assert "values ×100: dollars to cents?" in top.summary and "total" in top.columns
+    assert top.proposed_fix is not None and "+    total / 100.0 as total," in top.proposed_fix.diff
+    assert "cast(" not in top.proposed_fix.diff
+    # the question (is the unit change intended?) is the drift check's: the finding names it, asks nothing new
+    from dagster_agent_de.engines.escalate.policy import Policy
+    from dagster_agent_de.engines.escalate.raising import raise_for_finding
+    from dagster_agent_de.manifest import Manifest
+
+    store = _store(tmp_path)
+    raised, asked = raise_for_finding(store, top, Manifest.load(project / "target" / "manifest.json", project), Policy())
+    assert raised == [] and [e.finding_pattern for e in asked] == ["schema_drift:unit_change:total"]
+    assert len(store.escalations()) == 1
+
+
+def test_once_the_baseline_accepts_the_unit_change_the_investigation_still_names_it(project: Path, tmp_path: Path) -> None:
+    """`agent-de drift --baseline` quiets the check, not the numbers: stg_orders still reads cents as dollars."""
+    case(project, tmp_path, [ORDERS_IN_DOLLARS], [TO_CENTS])
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(project), "drift", "--baseline"],
+                           env={"AGENT_DE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}, catch_exceptions=False)
+    assert "accepted a unit change: raw.orders.total: DOUBLE -> BIGINT, values ×100" in r.output, r.output
+    code, quiet = drift(project, tmp_path)
+    assert code == 0 and not quiet["changes"]  # the check is quiet about it now
+    top = investigate_reconciliation(project, tmp_path).findings[0]
+    assert top.pattern == "schema_drift" and top.confidence >= 0.9, top.summary
+    assert "values ×100: dollars to cents?" in top.summary and "accepted into the drift baseline" in top.summary
+    assert "stg_orders still reads total unconverted" in top.summary and "found mismatched (total) comes from it" in top.summary
+    assert top.proposed_fix is not None and "+    total / 100.0 as total," in top.proposed_fix.diff
+    # converted in the model: the accepted change is handled, nothing to name
+    model = project / "models" / "stg_orders.sql"
+    sql = model.read_text()
+    try:
+        model.write_text(sql.replace("    total,", "    total / 100.0 as total,"))
+        assert all(f.pattern != "schema_drift" for f in investigate_reconciliation(project, tmp_path).findings)
+    finally:
+        model.write_text(sql)
+    # a new baseline over an unchanged schema keeps what the old one accepted
+    CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(project), "drift", "--baseline"],
+                       env={"AGENT_DE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}, catch_exceptions=False)
+    assert "accepted into the drift baseline" in investigate_reconciliation(project, tmp_path).findings[0].summary
+
+
+def test_a_unit_change_in_place_on_snowflake(tmp_path: Path, state_store) -> None:
+    """Under fakesnow: NUMBER(10,2) dollars replaced by NUMBER(38,0) cents under the same name (Snowflake cannot
+    retype with USING: add, fill, drop, rename, as a loader does), proven by the values at x 10^2."""
+    fakesnow = pytest.importorskip("fakesnow")
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
+    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
+    from dagster_agent_de.manifest import Manifest
+    from dagster_agent_de_tests.test_snowflake import _fake_snowflake
+
+    manifest = Manifest({"nodes": {"test.p.unique_charges_id": {
+        "resource_type": "test", "unique_id": "test.p.unique_charges_id", "column_name": "ID",
+        "test_metadata": {"name": "unique", "kwargs": {"column_name": "ID"}},
+        "depends_on": {"nodes": ["source.p.stripe.charges"]}}},
+        "sources": {"source.p.stripe.charges": {
+            "name": "charges", "source_name": "stripe", "resource_type": "source", "relation_name": "SHOP.STRIPE.CHARGES",
+            "database": "SHOP", "schema": "STRIPE", "identifier": "CHARGES"}}})
+    audit = AuditLog(None)
+    store = SnapshotStore(state_store)
+    with fakesnow.patch():
+        resource = _fake_snowflake("SHOP", "STRIPE", "create or replace table SHOP.STRIPE.CHARGES as select seq4() + 1 as ID, "
+                                   "cast(((seq4() + 1) * 137 % 10000) / 100.0 as number(10, 2)) as AMOUNT "
+                                   "from table(generator(rowcount => 300))")
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            assert detect_drift(manifest, wh, store)[0].baseline_created
+        with resource.get_connection() as con:
+            cur = con.cursor()
+            for sql in ("alter table SHOP.STRIPE.CHARGES add column AMOUNT_CENTS number(38, 0)",
+                        "update SHOP.STRIPE.CHARGES set AMOUNT_CENTS = AMOUNT * 100",
+                        "alter table SHOP.STRIPE.CHARGES drop column AMOUNT",
+                        "alter table SHOP.STRIPE.CHARGES rename column AMOUNT_CENTS to AMOUNT"):
+                cur.execute(sql)
+        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
+            report, _ = detect_drift(manifest, wh, store)
+    (change,) = report.changes
+    assert (change.kind, change.column, change.unit_scale) == ("type_changed", "AMOUNT", 2)
+    (ev,) = change.evidence
+    assert ev.verdict == "unit_change" and ev.keys_compared == 300 and ev.match_rate == 1.0
+    assert "values ×100: dollars to cents?" in change.describe()

@@ -3,7 +3,8 @@
 A rename is a drop and an add in the same table that are the same column. When both tables
 were fingerprinted the values decide (see ``fingerprint.py``): the same values make a rename,
 values times ``10**k`` a rename with a unit change, different values a drop and an add whatever
-the names say. Otherwise the call rests on type, position and name similarity. Each pairing gets
+the names say. A column whose type changed in place is compared with itself the same way, so a
+unit change under the same name (dollars as DOUBLE to cents as BIGINT) is told from a plain retype. Otherwise the call rests on type, position and name similarity. Each pairing gets
 a confidence; below ``RENAME_THRESHOLD`` the two stay a drop and an add. Reordering alone is not drift.
 """
 
@@ -163,6 +164,18 @@ def _renames(before: TableSchema, after: TableSchema, dropped: list[ColumnSchema
     return changes
 
 
+def _retype_evidence(before: TableSchema, after: TableSchema, o: ColumnSchema, n: ColumnSchema) -> RenameEvidence | None:
+    """What the values say about a column whose type changed in place: the same values, the same times
+    ``10**k`` (a unit change under the same name: dollars as DOUBLE to cents as BIGINT), or different.
+    ``None`` when there is nothing to compare by (no fingerprint on either side, or names only)."""
+    if before.fingerprint is None or after.fingerprint is None:
+        return None
+    from dagster_agent_de.engines.drift.fingerprint import compare_columns
+
+    ev = compare_columns(before.fingerprint, o, after.fingerprint, n)
+    return None if ev.verdict == "names_only" else ev
+
+
 def diff_snapshots(old: Snapshot, new: Snapshot) -> list[SchemaChange]:
     """Typed changes from ``old`` to ``new`` (both keyed by lower-cased relation)."""
     changes: list[SchemaChange] = []
@@ -186,9 +199,12 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> list[SchemaChange]:
         for name in sorted(set(ob) & set(nb)):
             o, n = ob[name], nb[name]
             if o.data_type != n.data_type:
+                ev = _retype_evidence(before, after, o, n)
                 changes.append(SchemaChange(
                     kind="type_changed", relation=after.relation, column=n.name, old_type=o.data_type,
                     new_type=n.data_type, type_change=classify_type_change(o.data_type, n.data_type),
+                    evidence=[ev] if ev else [],
+                    unit_scale=ev.scale if ev is not None and ev.verdict == "unit_change" and ev.scale else None,
                 ))
             if o.nullable != n.nullable:
                 changes.append(SchemaChange(

@@ -6,7 +6,7 @@ from typing import Literal
 
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.drift.diff import diff_snapshots
-from dagster_agent_de.engines.drift.fix import propose_fix, replacement_escalation
+from dagster_agent_de.engines.drift.fix import propose_fix, replacement_escalation, unit_change_escalation
 from dagster_agent_de.engines.drift.models import DriftReport, DriftSeverity, Snapshot
 from dagster_agent_de.engines.drift.snapshot import snapshot_schema
 from dagster_agent_de.manifest import Manifest
@@ -66,7 +66,10 @@ def compare(baseline: Snapshot, current: Snapshot, manifest: Manifest, *, source
             change = change.model_copy(update={"proposed_fix": fix})
         assessed.append(change)
     assessed = [c.model_copy(update={"escalation": replacement_escalation(c, assessed, manifest)})
-                if c.kind == "column_dropped" and c.severity == DriftSeverity.BREAKING else c for c in assessed]
+                if c.kind == "column_dropped" and c.severity == DriftSeverity.BREAKING
+                else c.model_copy(update={"escalation": unit_change_escalation(c, manifest)})
+                if c.kind == "type_changed" and c.unit_scale and c.severity == DriftSeverity.BREAKING else c
+                for c in assessed]
     unknown = sorted({i.model for c in assessed for i in c.impacted if i.unknown})
     if unknown:
         notes.append("column-level impact unknown for: " + ", ".join(unknown) + " (SQL not parseable; treated as reading the column)")

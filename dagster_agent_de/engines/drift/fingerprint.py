@@ -5,9 +5,10 @@ count, approximate distinct count, min and max (numeric and date columns), and t
 the values of a deterministic sample of up to 1,000 keys: the keys with the smallest hash of
 the table's key (a dbt ``unique`` test, a ``primary_key`` constraint or ``meta.agent_de.key``).
 Numbers are hashed from a canonical decimal form, so ``12.5``, ``12.50`` and ``1250 / 100`` hash
-equal; a column that appeared is also hashed divided by ``10**k`` (``k`` in ±1..3) so a unit
-change (dollars to cents) shows up as a match at ``k``. Text is hashed, never stored. Tables
-above a size cap are skipped (the size comes from one metadata query per database).
+equal; a column that appeared or changed type is also hashed divided by ``10**k`` (``k`` in ±1..3)
+so a unit change (dollars to cents, renamed or in place) shows up as a match at ``k``. Text is
+hashed, never stored. Tables above a size cap are skipped (the size comes from one metadata query
+per database).
 """
 
 from __future__ import annotations
@@ -337,12 +338,15 @@ def attach_fingerprints(
 ) -> Snapshot:
     """Fingerprint the source and seed tables of ``current`` that need it.
 
-    ``full`` (or no ``previous``): every column of every table, the baseline pass. Otherwise only
-    the columns that appeared since ``previous`` (one query per changed table); the other
-    columns keep their fingerprint from ``previous``.
+    ``full`` (or no ``previous``): every column of every table, the baseline pass (what changed since
+    ``previous``, if given, also at every scale). Otherwise only the columns that appeared or changed
+    type since ``previous`` (one query per changed table); the other columns keep their fingerprint.
     """
     watched = fingerprinted_relations(manifest)
     prev_tables = previous.tables if previous is not None and not full else {}
+    # a full pass over a previous snapshot still hashes what changed at every scale, so the baseline it records
+    # can say which accepted change moved units
+    scaled_since = previous.tables if previous is not None and full else {}
     todo: dict[str, tuple[TableSchema, list[ColumnSchema], set[str]]] = {}
     carried: dict[str, dict[str, ColumnFingerprint]] = {}
     found: dict[str, TableFingerprint] = {}
@@ -353,16 +357,17 @@ def attach_fingerprints(
         if before is table and table.fingerprint is not None:
             continue  # unchanged since the previous snapshot: its fingerprint stands
         if before is None or before.fingerprint is None or before.fingerprint.skipped:
-            todo[rel] = (table, list(table.columns), set() if before is None else _appeared(before, table))
+            since = before or scaled_since.get(rel)
+            todo[rel] = (table, list(table.columns), set() if since is None else _changed(since, table))
             continue
         old, now = before.by_name(), table.by_name()
         keep = {n: fp for n, fp in before.fingerprint.columns.items()
                 if n in now and n in old and old[n].data_type == now[n].data_type}
-        appeared = [c for c in table.columns if c.name.lower() not in old]
-        if appeared:
+        changed = _changed(before, table)
+        if changed:
             # the new sample may hold other keys: carried columns keep the keys their values were sampled at
             carried[rel] = {n: _own_keys(fp, before.fingerprint) for n, fp in keep.items()}
-            todo[rel] = (table, appeared, {c.name.lower() for c in appeared})
+            todo[rel] = (table, [c for c in table.columns if c.name.lower() in changed], changed)
         else:
             found[rel] = before.fingerprint.model_copy(update={"columns": keep})
     found.update(fingerprint_tables(warehouse, todo, table_keys(manifest), max_rows=max_rows))
@@ -376,9 +381,12 @@ def attach_fingerprints(
     return current.model_copy(update={"tables": tables})
 
 
-def _appeared(before: TableSchema, after: TableSchema) -> set[str]:
+def _changed(before: TableSchema, after: TableSchema) -> set[str]:
+    """The columns to fingerprint at detection, at every scale: those that appeared (a rename?) and those whose
+    type changed in place (a unit change under the same name?)."""
     old = before.by_name()
-    return {c.name.lower() for c in after.columns if c.name.lower() not in old}
+    return {c.name.lower() for c in after.columns
+            if c.name.lower() not in old or old[c.name.lower()].data_type != c.data_type}
 
 
 def _own_keys(col: ColumnFingerprint, table: TableFingerprint) -> ColumnFingerprint:

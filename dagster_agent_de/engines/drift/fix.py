@@ -43,7 +43,7 @@ def propose_fix(change: SchemaChange, manifest: Manifest) -> str | None:
     """A unified diff to the model(s) reading the source directly, plus the sources YAML change."""
     if change.kind not in ("column_renamed", "type_changed") or not change.column:
         return None
-    if change.kind == "type_changed" and change.type_change == "widening":
+    if change.kind == "type_changed" and change.type_change == "widening" and not change.unit_scale:
         return None
     sources = [n for n in manifest.sources() if n.relation_name and
                n.relation_name.replace('"', "").lower() == change.relation.lower()]
@@ -55,15 +55,13 @@ def propose_fix(change: SchemaChange, manifest: Manifest) -> str | None:
             if path is None or not path.exists():
                 continue
             before = path.read_text()
-            if change.kind == "column_renamed" and change.unit_scale:
-                conv = unit_conversion(str(change.new_column), change.unit_scale)
+            if change.unit_scale:  # renamed or in place: back to the old units under the old name
+                conv = unit_conversion(str(change.new_column or change.column), change.unit_scale)
                 after = _rewrite_sql(before, change.column, conv, alias_bare=True, inline=f"({conv})")
             elif change.kind == "column_renamed":
                 after = _rewrite_sql(before, change.column, str(change.new_column), alias_bare=True)
             else:
-                after = _rewrite_sql(before, change.column, f"cast({change.column} as {change.old_type})", alias_bare=True)
-                after = after.replace(f"cast(cast({change.column} as {change.old_type}) as {change.old_type})",
-                                      f"cast({change.column} as {change.old_type})")
+                after = _cast_back(before, change.column, str(change.old_type))
             if after != before:
                 diffs.append(_unified(child.raw["original_file_path"], before, after))
         if change.kind == "column_renamed" and manifest.project_dir is not None:
@@ -74,6 +72,21 @@ def propose_fix(change: SchemaChange, manifest: Manifest) -> str | None:
                 if new != text:
                     diffs.append(_unified(src.raw["original_file_path"], text, new))
     return "".join(diffs) or None
+
+
+def _cast_back(sql: str, column: str, old_type: str) -> str:
+    r"""Reads of a retyped ``column`` cast back to ``old_type``, except the reads a cast already takes: there the
+    outer cast decides the type dbt materializes, so a cast inside it would change nothing.
+
+    >>> _cast_back("select cast(total as decimal(12, 2)) as total, id", "total", "DOUBLE")
+    'select cast(total as decimal(12, 2)) as total, id'
+    >>> _cast_back("select\n    total,\n    total * 2 as double_total", "total", "DOUBLE")
+    'select\n    cast(total as DOUBLE) as total,\n    cast(total as DOUBLE) * 2 as double_total'
+    """
+    col = re.escape(column)
+    operand = re.compile(rf"(?i)(\b(?:try_)?cast\s*\(\s*){col}(?=\s+as\b)|(?<![\w.\"]){col}(?=\s*::)")
+    held = operand.sub(lambda m: (m.group(1) or "") + "\x02", sql)  # the cast operands, out of the rewrite's reach
+    return _rewrite_sql(held, column, f"cast({column} as {old_type})", alias_bare=True).replace("\x02", column)
 
 
 def unit_conversion(column: str, scale: int) -> str:
@@ -126,6 +139,46 @@ def replacement_escalation(change: SchemaChange, changes: list[SchemaChange], ma
     )
 
 
+def unit_change_escalation(change: SchemaChange, manifest: Manifest) -> Escalation:
+    """A column whose values moved units under the same name (dollars to cents): whether the source meant it is
+    the owner's to say (a context gap). The proposed conversion is the answer if it did; the loader's fix if not."""
+    from dagster_agent_de.core.models import utcnow
+    from dagster_agent_de.engines.drift.models import unit_words
+    from dagster_agent_de.engines.escalate.raising import owner_of
+
+    scale = int(change.unit_scale or 0)
+    what = f"{change.source or change.relation}.{change.column}"
+    readers = ", ".join(i.model for i in change.impacted) or "no model"
+    shown = "; ".join(e.describe() for e in change.evidence)
+    conv = unit_conversion(str(change.column), scale)
+    units = unit_words(scale)
+    options = [
+        EscalationOption(
+            label=f"intended: {change.column} holds its old values {units.split(':')[0]} from now on",
+            evidence=f"{change.old_type} -> {change.new_type}, {shown}",
+            consequence=f"the models reading {change.column} ({readers}) convert it back ({conv}): the proposed diff, "
+                        "reviewed", agent_action="record_rule",
+            rule=f"{what} holds its old values {units.split(':')[0]} since {utcnow():%Y-%m-%d} ({change.new_type}); "
+                 f"readers convert with {conv}"),
+        EscalationOption(
+            label="not intended: the loader must write the old units again",
+            consequence=f"the source's owners fix the loader; the readers ({readers}) stay as they are and read "
+                        "wrong values until then",
+            agent_action="record_rule", rule=f"{what} must hold its values in the old units ({change.old_type})"),
+    ]
+    source = change.source or change.relation
+    return Escalation(
+        id="new", kind=EscalationKind.CONTEXT_GAP,
+        decision=f"{what} changed from {change.old_type} to {change.new_type} and its values are {units} "
+                 f"({readers} read it). Is the unit change intended?",
+        options=options, recommendation=None,
+        recommendation_reason="the values show the units moved; whether the source meant it is its owner's to say",
+        blocking=f"builds of {readers}", continues="every other source and model", owner=owner_of(manifest, change.source),
+        asset=source, applies_to=[what], finding_pattern=f"schema_drift:unit_change:{change.column}",
+        check="schema_drift", fix_diff=change.proposed_fix or "",
+    )
+
+
 def _rename_in_sources_yml(text: str, source: str, table: str, old: str, new: str) -> str:
     """Rename ``- name: old`` under the table's ``columns:`` (line-based, keeps comments)."""
     lines = text.splitlines(keepends=True)
@@ -145,4 +198,4 @@ def _rename_in_sources_yml(text: str, source: str, table: str, old: str, new: st
     return "".join(lines)
 
 
-__all__ = ["Path", "propose_fix", "replacement_escalation", "unit_conversion"]
+__all__ = ["Path", "propose_fix", "replacement_escalation", "unit_change_escalation", "unit_conversion"]

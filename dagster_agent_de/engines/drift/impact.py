@@ -106,7 +106,9 @@ def assess(change: SchemaChange, analyzer: ImpactAnalyzer) -> SchemaChange:
         severity = DriftSeverity.BREAKING if reads else (DriftSeverity.WARNING if unknown else DriftSeverity.INFO)
     elif change.kind == "type_changed":
         if reads or unknown:
-            severity = DriftSeverity.WARNING if change.type_change == "widening" else DriftSeverity.BREAKING
+            # values in other units (dollars to cents) break every reader, whatever the types allow
+            severity = (DriftSeverity.WARNING if change.type_change == "widening" and not change.unit_scale
+                        else DriftSeverity.BREAKING)
     elif change.kind == "nullability_changed":
         if (reads or unknown) and change.nullable_to:
             severity = DriftSeverity.WARNING

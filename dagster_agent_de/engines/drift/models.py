@@ -25,7 +25,7 @@ class ColumnFingerprint(Frozen):
     ``keys``, or with this column's own ``keys`` when it was sampled at another time). Numbers
     are hashed from a canonical decimal form (``12.5``, ``12.50`` and ``1250 / 100`` hash equal);
     text is hashed, never stored. ``scaled`` holds the hashes of the values divided by ``10**k``
-    (only for columns that appeared, at detection: a unit change shows up as a match there).
+    (only for columns that appeared or changed type, at detection: a unit change shows up as a match there).
     """
 
     name: str
@@ -75,6 +75,9 @@ class Snapshot(Frozen):
     statements: list[str] = Field(default_factory=list)
     duration_ms: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    # baseline only: the unit changes recording it accepted (the drift check stops reporting them, an
+    # investigation of a failure downstream still names them)
+    accepted: list[AcceptedChange] = Field(default_factory=list)
 
 
 class DriftSeverity(str, Enum):
@@ -159,7 +162,7 @@ class SchemaChange(Frozen):
     exposures: list[str] = Field(default_factory=list)
     proposed_fix: str | None = None
     evidence: list[RenameEvidence] = Field(default_factory=list)  # value comparisons behind a rename call
-    unit_scale: int | None = None  # renames with a unit change: new = old * 10**unit_scale
+    unit_scale: int | None = None  # a rename or retype whose values moved units: new = old * 10**unit_scale
     escalation: Escalation | None = None  # the decision a human must make (e.g. which column replaces a dropped one)
 
     def describe(self) -> str:
@@ -169,6 +172,9 @@ class SchemaChange(Frozen):
             basis = self.evidence[0].verdict if self.evidence else "names_only"
             how = "from the values" if basis in ("same_values", "unit_change") else "from names only"
             return f"{what}: column {self.column} renamed to {self.new_column}{unit} (confidence {self.confidence:.0%}, {how})"
+        if self.kind == "type_changed" and self.unit_scale:
+            return (f"{what}.{self.column}: {self.old_type} -> {self.new_type}, values {unit_words(self.unit_scale)} "
+                    f"({self.type_change}, from the values)")
         if self.kind == "type_changed":
             return f"{what}.{self.column}: type {self.old_type} -> {self.new_type} ({self.type_change})"
         if self.kind == "nullability_changed":
@@ -188,6 +194,26 @@ class SchemaChange(Frozen):
         }
 
 
+class AcceptedChange(Frozen):
+    """A change a recorded baseline accepted (``agent-de drift --baseline``): kept with that baseline, because
+    accepting a schema does not convert the values its readers see."""
+
+    change: SchemaChange
+    accepted_at: datetime
+
+
+def unit_words(scale: int) -> str:
+    """What ``new = old * 10**scale`` likely means, for a person.
+
+    >>> unit_words(2), unit_words(-2), unit_words(3), unit_words(1)
+    ('×100: dollars to cents?', '÷100: cents to dollars?', '×1000: e.g. seconds to milliseconds?', '×10')
+    """
+    factor = f"{'×' if scale > 0 else '÷'}{10 ** abs(scale)}"
+    guess = {2: "dollars to cents", -2: "cents to dollars", 3: "e.g. seconds to milliseconds",
+             -3: "e.g. milliseconds to seconds"}.get(scale)
+    return f"{factor}: {guess}?" if guess else factor
+
+
 class DriftReport(Frozen):
     baseline_at: datetime | None
     snapshot_at: datetime
@@ -204,3 +230,6 @@ class DriftReport(Frozen):
     @property
     def breaking(self) -> bool:
         return self.severity == DriftSeverity.BREAKING
+
+
+Snapshot.model_rebuild()

@@ -24,7 +24,7 @@ from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.core.models import Escalation, EscalationState, Frozen
 from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.engines.drift.engine import compare, take_snapshot
-from dagster_agent_de.engines.drift.models import DriftReport, SchemaChange, Snapshot
+from dagster_agent_de.engines.drift.models import AcceptedChange, DriftReport, SchemaChange, Snapshot
 from dagster_agent_de.engines.drift.store import SnapshotStore
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.manifest import Manifest
@@ -61,6 +61,22 @@ def accept_non_risky(baseline: Snapshot, current: Snapshot, report: DriftReport)
     return baseline.model_copy(update={"tables": tables, "missing": missing, "taken_at": current.taken_at})
 
 
+def accept_unit_changes(old: Snapshot, new: Snapshot, manifest: Manifest) -> list[AcceptedChange]:
+    """The unit changes a new baseline ``new`` accepts over ``old`` (a column's values now x 10^k), plus those
+    ``old`` had accepted that still hold (the column still has the type it was changed to)."""
+    found = [AcceptedChange(change=c.model_copy(update={"escalation": None}), accepted_at=new.taken_at)
+             for c in compare(old, new, manifest).changes if c.unit_scale]
+    seen = {(a.change.relation.lower(), str(a.change.new_column or a.change.column).lower()) for a in found}
+    kept = []
+    for a in old.accepted:
+        table = new.tables.get(a.change.relation.lower())
+        col = str(a.change.new_column or a.change.column).lower()
+        now = table.by_name().get(col) if table is not None else None
+        if now is not None and now.data_type == a.change.new_type and (a.change.relation.lower(), col) not in seen:
+            kept.append(a)
+    return kept + found
+
+
 class DriftRun(Frozen):
     """One pass of the workflow: the report, the snapshot it judged, and what it did to the baseline."""
 
@@ -72,6 +88,7 @@ class DriftRun(Frozen):
     raised: list[Escalation] = Field(default_factory=list)  # escalations this pass stored (ids assigned)
     escalations: list[Escalation] = Field(default_factory=list)  # stored and open for the changes: raised or earlier
     withdrawn: list[Escalation] = Field(default_factory=list)  # an investigation's questions the raised ones replaced
+    accepted: list[SchemaChange] = Field(default_factory=list)  # unit changes a recorded baseline accepted
 
     @property
     def verdict(self) -> Verdict:
@@ -122,10 +139,11 @@ def escalate(state: StateStore, report: DriftReport, manifest: Manifest,
 
 def take_current(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,
                  record_baseline: bool = False) -> Snapshot:
-    """Snapshot now: a new baseline fingerprints every source column; a detection only the columns that
-    appeared since the last snapshot (tables unchanged since then keep theirs: no query)."""
-    if record_baseline:
-        return take_snapshot(manifest, warehouse, None, fingerprints="full")
+    """Snapshot now: a new baseline fingerprints every source column (what changed since the old baseline also
+    at every scale); a detection only the columns that appeared or changed type since the last snapshot (tables
+    unchanged since then keep theirs: no query)."""
+    if record_baseline:  # every column, and what changed since the old baseline at every scale (a unit change?)
+        return take_snapshot(manifest, warehouse, store.baseline(), fingerprints="full")
     return take_snapshot(manifest, warehouse, store.load("last") or store.baseline())
 
 
@@ -133,8 +151,8 @@ def judge(manifest: Manifest, store: SnapshotStore, current: Snapshot, *, record
     """Compare ``current`` with the accepted baseline, apply the baseline policy and raise the escalations the
     changes need (see the module)."""
     fingerprint = schema_fingerprint(current)
-    baseline = None if record_baseline else store.baseline()
-    if baseline is None:
+    baseline = store.baseline()
+    if baseline is None or record_baseline:
         if current.missing and not current.tables:
             # a baseline of nothing would pass every later run: the sources are elsewhere (another target's
             # database, a schema not loaded yet)
@@ -142,10 +160,13 @@ def judge(manifest: Manifest, store: SnapshotStore, current: Snapshot, *, record
             raise ConfigError(f"none of the {len(current.missing)} source tables of the manifest exist in the "
                               f"warehouse ({shown}): check the target (--target, DBT_TARGET) and that the sources are "
                               "loaded; no baseline was recorded")
+        accepted = [] if baseline is None else accept_unit_changes(baseline, current, manifest)
+        current = current.model_copy(update={"accepted": accepted})
         store.save("baseline", current)
         store.save("last", current)
         return DriftRun(report=DriftReport(baseline_at=None, snapshot_at=current.taken_at, baseline_created=True),
-                        snapshot=current, fingerprint=fingerprint, baseline_created=True)
+                        snapshot=current, fingerprint=fingerprint, baseline_created=True,
+                        accepted=[a.change for a in accepted if a.accepted_at == current.taken_at])
     report = compare(baseline, current, manifest)
     store.save("baseline", accept_non_risky(baseline, current, report))
     store.save("last", current)
