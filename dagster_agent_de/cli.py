@@ -172,14 +172,15 @@ def _context(settings: Settings):
     from dagster_agent_de.project import DbtProjectInfo
 
     info = DbtProjectInfo.from_settings(settings)
+    audit = AuditLog(_state(settings), actor="cli")
+    warehouse = open_warehouse(settings, audit)  # a bad connection setting is said before any dbt parse
     with warnings.catch_warnings():  # the notes are said once, below, not as Python warnings
         warnings.simplefilter("ignore")
         path = info.ensure_manifest(env=settings.dbt_env())
     for note in info.notes:
         click.echo(f"note: {note}", err=True)
     manifest = Manifest.load(path, settings.project_dir, info.compiled_after)
-    audit = AuditLog(_state(settings), actor="cli")
-    return manifest, open_warehouse(settings, audit)
+    return manifest, warehouse
 
 
 @main.command()

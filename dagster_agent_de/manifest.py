@@ -241,8 +241,8 @@ class Manifest:
     def last_build(self, uid: str) -> tuple[str, str] | None:
         """(status, when) of ``uid`` in the last dbt run that ran it, from ``target/run_results.json``
         (``success``, ``error``, ``skipped``...); None when that run did not include it or there is none."""
-        if self.project_dir is None:
-            return None
+        if self.project_dir is None or self.compiled_after == float("inf"):
+            return None  # no project, or its target/ holds another target's runs
         path = self.project_dir / "target" / "run_results.json"
         try:
             data = json.loads(path.read_text())

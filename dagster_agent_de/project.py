@@ -76,6 +76,8 @@ class DbtProjectInfo:
     notes: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     """Extra environment for dbt (the demo's warehouse path; nothing for a team's project)."""
+    state_dir: Path | None = None
+    """The agent's state dir: where it parses the project for its target when ``target/`` holds another's."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DbtProjectInfo:
@@ -89,7 +91,8 @@ class DbtProjectInfo:
         own = project_dir / str(load_project_yaml(project_dir).get("target-path") or "target")
         writable = _writable(own if own.exists() else project_dir) and not is_installed_copy(project_dir)
         target_path = own if writable else settings.state_dir / "dbt_target"
-        return cls(project_dir, settings.profiles_dir, target.target, target_path, env=tuple(settings.dbt_env().items()))
+        return cls(project_dir, settings.profiles_dir, target.target, target_path, env=tuple(settings.dbt_env().items()),
+                   state_dir=settings.state_dir)
 
     @cached_property
     def project_yaml(self) -> dict[str, Any]:
@@ -143,8 +146,8 @@ class DbtProjectInfo:
         return got if isinstance(got, dict) else {}
 
     def other_target(self) -> str | None:
-        """Whether ``target/manifest.json`` was compiled for another target (``dbt build --target prod``
-        while the agent runs on ``dev``): its models would name the other target's relations.
+        """Whether the manifest was compiled for another target (``dbt build --target prod`` while the agent
+        runs on ``dev``): its models would name the other target's relations.
 
         A manifest the agent parsed itself is known by its record (the target and the manifest's mtime).
         Any other is judged by where its models live: when none of the models and seeds without a
@@ -176,7 +179,7 @@ class DbtProjectInfo:
 
     def _cached_manifest(self) -> dict[str, Any]:
         """The manifest's JSON, read once per file version (the staleness check and the load share it)."""
-        key = self.manifest_path.stat().st_mtime_ns
+        key = (self.manifest_path, self.manifest_path.stat().st_mtime_ns)
         cached = self.__dict__.get("_manifest_cache")
         if cached is None or cached[0] != key:
             cached = (key, load_manifest(self.manifest_path))
@@ -185,24 +188,36 @@ class DbtProjectInfo:
 
     @property
     def compiled_after(self) -> float | None:
-        """Compiled SQL under ``target/`` older than this (epoch seconds) was compiled for another target:
-        the agent re-parsed the manifest for its own target after it, so models are read from their files."""
-        record = self._record()
-        if not self.manifest_path.exists() or record.get("manifest_mtime_ns") != self.manifest_path.stat().st_mtime_ns:
-            return None
-        after = record.get("compiled_after")
-        return float(after) if isinstance(after, int | float) else None
+        """Compiled SQL under the project's ``target/`` older than this (epoch seconds) is not read: ``inf``
+        when the agent reads its own manifest for another target's (see :meth:`ensure_manifest`), so models
+        are read from their files, never from SQL compiled for the other target."""
+        return float("inf") if self.target_path == self.own_target_path else None
+
+    @property
+    def own_target_path(self) -> Path:
+        """Where the agent parses the project for its target when ``target/`` holds another target's
+        manifest: the team's ``target/`` is never overwritten with another target's parse."""
+        return (self.state_dir or self.project_dir / "target") / "dbt_target" / self.target
 
     def ensure_manifest(self, env: dict[str, str] | None = None) -> Path:
         """Return a manifest as fresh as the project files, for this target: ``dbt parse --target T``
-        first when there is none, a project file (a model, a YAML spec) is newer, or it was compiled for
-        another target. When the re-parse fails and an older manifest exists, it is used and :attr:`notes`
-        says so (the error is raised when there is none)."""
+        first when there is none or a project file (a model, a YAML spec) is newer.
+
+        When ``target/`` holds another target's manifest (``dbt build --target prod``, the agent on
+        ``dev``), the agent parses into its own :attr:`own_target_path` instead and reads that from then on
+        (the team's ``target/`` keeps their manifest). When the re-parse fails and an older manifest
+        exists, it is used and :attr:`notes` says so (the error is raised when there is none)."""
         stale = self.staleness()
         if stale is None:
             return self.manifest_path
-        other = self.manifest_path.exists() and stale == self.other_target()
+        if self.manifest_path.exists() and self.target_path != self.own_target_path and stale == self.other_target():
+            object.__setattr__(self, "target_path", self.own_target_path)
+            note = f"reading the agent's own parse of the project for target {self.target!r} in {self.target_path}: {stale}"
+            object.__setattr__(self, "notes", (*self.notes, note))
+            warnings.warn(note, stacklevel=2)
+            return self.ensure_manifest(env)
         try:
+            self.target_path.mkdir(parents=True, exist_ok=True)
             self.run_dbt(["parse", "--quiet"], env=env)
         except ProjectError as e:
             if not self.manifest_path.exists():
@@ -212,16 +227,7 @@ class DbtProjectInfo:
             object.__setattr__(self, "notes", (*self.notes, note))
             warnings.warn(note, stacklevel=2)
             return self.manifest_path
-        if other:
-            note = f"re-parsed the manifest for target {self.target!r}: {stale}"
-            object.__setattr__(self, "notes", (*self.notes, note))
-            warnings.warn(note, stacklevel=2)
-        previous = self._record()
-        record: dict[str, Any] = {"target": self.target, "manifest_mtime_ns": self.manifest_path.stat().st_mtime_ns}
-        if other:
-            record["compiled_after"] = self.manifest_path.stat().st_mtime
-        elif previous.get("target") == self.target and "compiled_after" in previous:
-            record["compiled_after"] = previous["compiled_after"]  # a later parse: the other target's SQL is still older
+        record = {"target": self.target, "manifest_mtime_ns": self.manifest_path.stat().st_mtime_ns}
         try:
             self._parse_record.write_text(json.dumps(record))
         except OSError:

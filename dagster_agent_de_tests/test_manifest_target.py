@@ -1,6 +1,7 @@
-"""A manifest compiled for another target (`dbt build --target prod`, then the agent on `dev`) is re-parsed for
-the agent's target: its models would otherwise name the other target's relations (a missing table, every source
-"dropped"), and the other target's compiled SQL is no longer read."""
+"""A manifest compiled for another target (`dbt build --target prod`, then the agent on `dev`): the agent parses
+the project for its own target into its state dir and reads that, so its models name this target's relations
+(not a missing table, not every source "dropped"); the team's `target/` keeps their manifest, and the other
+target's compiled SQL is not read."""
 
 from __future__ import annotations
 
@@ -28,35 +29,42 @@ def _databases(manifest: Manifest) -> set[str]:
     return {str(n.database) for n in manifest.models()}
 
 
-def test_a_manifest_of_another_target_is_reparsed_for_this_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_manifest_of_another_target_is_not_read_and_not_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for k in ("AGENT_DE_DUCKDB_PATH", "AGENT_DE_TARGET", "DBT_TARGET", "DBT_PROFILES_DIR"):
         monkeypatch.delenv(k, raising=False)
-    project = tmp_path / "acme"
+    project, state = tmp_path / "acme", tmp_path / "state"
     shutil.copytree(TEAM_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "warehouse", "__pycache__"))
     _parse(project, "prod")  # the team's prod run (Snowflake database `analytics`) left its manifest in target/
+    teams = (project / "target" / "manifest.json").read_bytes()
     stale_sql = project / "target" / "compiled" / "acme_analytics" / "models" / "marts" / "orders.sql"
     stale_sql.parent.mkdir(parents=True, exist_ok=True)
     stale_sql.write_text("select * from analytics.marts.stg_orders  -- compiled for prod\n")
 
-    dev = DbtProjectInfo.from_settings(resolve_settings(tmp_path / "state", project, "dev"))
+    dev = DbtProjectInfo.from_settings(resolve_settings(state, project, "dev"))
     why = dev.other_target()
     assert why is not None and "was compiled for database analytics, not 'acme_dev' of target 'dev'" in why
-    assert dev.staleness() == why
-    with pytest.warns(UserWarning, match="re-parsed the manifest for target 'dev'"):
+    with pytest.warns(UserWarning, match=r"reading the agent's own parse of the project for target 'dev' in .*state/dbt_target/dev"):
         path = dev.ensure_manifest()
+    assert path == state / "dbt_target" / "dev" / "manifest.json" and dev.compiled_after == float("inf")
+    assert (project / "target" / "manifest.json").read_bytes() == teams  # the team's manifest is theirs
     manifest = Manifest.load(path, project, dev.compiled_after)
     assert _databases(manifest) == {"acme_dev"}
-    assert dev.other_target() is None and dev.staleness() is None  # the agent's own parse is known by its record
-    # the prod build's compiled SQL is older than the re-parse: the model file is read instead
     orders = manifest.find("orders")
-    assert "analytics.marts" not in (manifest.compiled_sql(orders.unique_id) or "")
-    assert '"acme_dev"' in (manifest.compiled_sql(orders.unique_id) or "")
-    assert Manifest.load(path, project).compiled_sql(orders.unique_id) == stale_sql.read_text()  # without the record
+    sql = manifest.compiled_sql(orders.unique_id) or ""
+    assert "analytics.marts" not in sql and '"acme_dev"' in sql  # the model file, not prod's compiled SQL
+    assert Manifest.load(path, project).compiled_sql(orders.unique_id) == stale_sql.read_text()  # as it read before
 
-    # the other way round: the prod sidecar finds the agent's dev parse, by the record this time
-    prod = DbtProjectInfo.from_settings(resolve_settings(tmp_path / "state", project, "prod"))
-    assert prod.other_target() == f"{path} was parsed for target 'dev', not 'prod'"
-    # a manifest of the right target that the agent did not parse (the team's `dbt parse`): no re-parse
+    # the next call (a sensor's tick) goes straight to the agent's own parse: no dbt run, no note
+    again = DbtProjectInfo.from_settings(resolve_settings(state, project, "dev"))
+    mtime = path.stat().st_mtime_ns
+    with pytest.warns(UserWarning, match="reading the agent's own parse"):
+        assert again.ensure_manifest() == path
+    assert path.stat().st_mtime_ns == mtime
+    # the prod sidecar reads the team's prod manifest as it is
+    prod = DbtProjectInfo.from_settings(resolve_settings(state, project, "prod"))
+    assert prod.other_target() is None and prod.ensure_manifest() == project / "target" / "manifest.json"
+    # once the team's target/ holds a dev manifest again, the agent reads it (its record says so, or the databases)
     _parse(project, "dev")
-    (project / "target" / PARSE_RECORD).unlink()
-    assert dev.other_target() is None and dev.compiled_after is None
+    (project / "target" / PARSE_RECORD).unlink(missing_ok=True)
+    back = DbtProjectInfo.from_settings(resolve_settings(state, project, "dev"))
+    assert back.ensure_manifest() == project / "target" / "manifest.json" and back.compiled_after is None

@@ -63,8 +63,13 @@ def test_driver_error_is_audited_and_wrapped(db: Path, duck_audit: AuditLog) -> 
 
 
 def test_missing_warehouse_file_names_the_fix(tmp_path: Path, duck_audit: AuditLog) -> None:
-    with pytest.raises(WarehouseUnavailableError, match="agent-de demo"):
+    """The adapter names the file and the fix its caller knows (the profile's target, `agent-de demo`: see
+    test_profiles.py); alone it says to check the path, never to run the demo on a team's project."""
+    with pytest.raises(WarehouseUnavailableError, match=r"nope.duckdb does not exist: check the path"):
         DuckDBWarehouse(tmp_path / "nope.duckdb", duck_audit).query("select 1", rationale="x")
+    with pytest.raises(WarehouseUnavailableError, match=r"nope.duckdb does not exist: run `dbt build --target dev`"):
+        DuckDBWarehouse(tmp_path / "nope.duckdb", duck_audit, missing_fix="run `dbt build --target dev`").query(
+            "select 1", rationale="x")
 
 
 def test_max_rows_truncates_and_says_so(db: Path, duck_audit: AuditLog) -> None:

@@ -198,25 +198,31 @@ def sum_inputs(manifest: Manifest, dialect: str, declared: list[Any] | None = No
 
 
 def _sum_drops_nulls(expr: Any) -> bool:
-    """Whether a NULL input can vanish from the SUM(s) in ``expr``: some column of a SUM's argument is not
-    under a function that replaces NULL (``coalesce``/``ifnull``/``nvl``, ``case``/``if``).
+    """Whether a NULL input can vanish from the SUM(s) in ``expr``: some column of a SUM's argument reaches
+    it without a ``coalesce``/``ifnull``/``nvl`` replacing NULL on the way, and not as a CASE condition (a
+    NULL condition picks the ELSE; a NULL in a THEN or ELSE value is summed as NULL: dropped).
 
     >>> import sqlglot
     >>> _sum_drops_nulls(sqlglot.parse_one("sum(coalesce(amount, 0))"))
     False
     >>> _sum_drops_nulls(sqlglot.parse_one("sum(coalesce(amount, 0) * rate)"))
     True
+    >>> _sum_drops_nulls(sqlglot.parse_one("sum(case when status = 'paid' then amount else 0 end)"))
+    True
+    >>> _sum_drops_nulls(sqlglot.parse_one("sum(case when amount > 0 then 1 else 0 end)"))
+    False
     """
     from sqlglot import exp
 
-    replacing = (exp.Coalesce, exp.Case, exp.If)
     columns = 0
     for agg in expr.find_all(exp.Sum):
         for col in agg.find_all(exp.Column):
             columns += 1
-            parent = col.parent
-            while parent is not None and parent is not agg and not isinstance(parent, replacing):
-                parent = parent.parent
+            child, parent = col, col.parent
+            while parent is not None and parent is not agg:
+                if isinstance(parent, exp.Coalesce) or (isinstance(parent, exp.If) and child is parent.this):
+                    break  # replaced, or only decides which branch: this column's NULL is not summed
+                child, parent = parent, parent.parent
             if parent is agg:
                 return True
     return columns == 0  # sum(1): no column, nothing replaced (the lineage says it reads none)
