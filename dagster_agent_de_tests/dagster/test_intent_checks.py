@@ -92,16 +92,6 @@ def test_the_summed_inputs_check_of_a_model_it_cannot_read_fails_saying_so(demo_
 def test_an_intent_whose_query_fails_still_reports_a_result(demo_env, monkeypatch) -> None:
     """A declared intent on a column the model does not have: its query fails, so its check must report an error
     (not passed), as must the checks after it. `done.add(key)` before evaluating left it with no result at all."""
-    from dagster import (
-        AssetCheckKey,
-        AssetKey,
-        AssetSelection,
-        DagsterInstance,
-        Definitions,
-        define_asset_job,
-    )
-
-    from dagster_agent_de.dagster.definitions import build_definitions
     from dagster_agent_de.manifest import Node
 
     meta = Node.agent_de_meta.fget

@@ -211,8 +211,9 @@ def test_fingerprint_skipped_on_a_large_table_says_names_only(project: Path, tmp
     assert not fingerprint_queries(tmp_path)
 
 
-def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path, state_store) -> None:
-    """Under fakesnow: upper-case identifiers, NUMBER types, LISTAGG ... WITHIN GROUP; the x100 rename is proven."""
+def _snowflake_drift(state_store, created_as: str, alters: tuple[str, ...]):
+    """Under fakesnow: SHOP.STRIPE.CHARGES created ``as select ...``, a drift baseline, the loader's ``alters``,
+    then a detection; its report and the audit log."""
     fakesnow = pytest.importorskip("fakesnow")
     from dagster_agent_de.adapters.audit import AuditLog
     from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
@@ -230,19 +231,25 @@ def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path, state_store) -> 
     audit = AuditLog(None)
     store = SnapshotStore(state_store)
     with fakesnow.patch():
-        resource = _fake_snowflake("SHOP", "STRIPE", "create or replace table SHOP.STRIPE.CHARGES as select seq4() + 1 as ID, "
-                                   "cast(((seq4() + 1) * 137 % 10000) / 100.0 as number(10, 2)) as AMOUNT, 'usd' as CURRENCY "
-                                   "from table(generator(rowcount => 300))")
+        resource = _fake_snowflake("SHOP", "STRIPE", f"create or replace table SHOP.STRIPE.CHARGES as {created_as}")
         with SnowflakeWarehouse.from_resource(resource, audit) as wh:
             assert detect_drift(manifest, wh, store)[0].baseline_created
         with resource.get_connection() as con:
             cur = con.cursor()
-            for sql in ("alter table SHOP.STRIPE.CHARGES add column AMOUNT_CENTS number(38, 0)",
-                        "update SHOP.STRIPE.CHARGES set AMOUNT_CENTS = AMOUNT * 100",
-                        "alter table SHOP.STRIPE.CHARGES drop column AMOUNT"):
+            for sql in alters:
                 cur.execute(sql)
         with SnowflakeWarehouse.from_resource(resource, audit) as wh:
             report, _ = detect_drift(manifest, wh, store)
+    return report, audit
+
+
+def test_the_same_query_shape_runs_on_snowflake(tmp_path: Path, state_store) -> None:
+    """Under fakesnow: upper-case identifiers, NUMBER types, LISTAGG ... WITHIN GROUP; the x100 rename is proven."""
+    report, audit = _snowflake_drift(state_store, "select seq4() + 1 as ID, cast(((seq4() + 1) * 137 % 10000) / 100.0 as "
+                              "number(10, 2)) as AMOUNT, 'usd' as CURRENCY from table(generator(rowcount => 300))", (
+        "alter table SHOP.STRIPE.CHARGES add column AMOUNT_CENTS number(38, 0)",
+        "update SHOP.STRIPE.CHARGES set AMOUNT_CENTS = AMOUNT * 100",
+        "alter table SHOP.STRIPE.CHARGES drop column AMOUNT"))
     (change,) = report.changes
     assert (change.kind, change.column, change.new_column, change.unit_scale) == ("column_renamed", "AMOUNT", "AMOUNT_CENTS", 2)
     (ev,) = change.evidence
@@ -565,37 +572,12 @@ def test_once_the_baseline_accepts_the_unit_change_the_investigation_still_names
 def test_a_unit_change_in_place_on_snowflake(tmp_path: Path, state_store) -> None:
     """Under fakesnow: NUMBER(10,2) dollars replaced by NUMBER(38,0) cents under the same name (Snowflake cannot
     retype with USING: add, fill, drop, rename, as a loader does), proven by the values at x 10^2."""
-    fakesnow = pytest.importorskip("fakesnow")
-    from dagster_agent_de.adapters.audit import AuditLog
-    from dagster_agent_de.adapters.warehouse.snowflake import SnowflakeWarehouse
-    from dagster_agent_de.engines.drift import SnapshotStore, detect_drift
-    from dagster_agent_de.manifest import Manifest
-    from dagster_agent_de_tests.test_snowflake import _fake_snowflake
-
-    manifest = Manifest({"nodes": {"test.p.unique_charges_id": {
-        "resource_type": "test", "unique_id": "test.p.unique_charges_id", "column_name": "ID",
-        "test_metadata": {"name": "unique", "kwargs": {"column_name": "ID"}},
-        "depends_on": {"nodes": ["source.p.stripe.charges"]}}},
-        "sources": {"source.p.stripe.charges": {
-            "name": "charges", "source_name": "stripe", "resource_type": "source", "relation_name": "SHOP.STRIPE.CHARGES",
-            "database": "SHOP", "schema": "STRIPE", "identifier": "CHARGES"}}})
-    audit = AuditLog(None)
-    store = SnapshotStore(state_store)
-    with fakesnow.patch():
-        resource = _fake_snowflake("SHOP", "STRIPE", "create or replace table SHOP.STRIPE.CHARGES as select seq4() + 1 as ID, "
-                                   "cast(((seq4() + 1) * 137 % 10000) / 100.0 as number(10, 2)) as AMOUNT "
-                                   "from table(generator(rowcount => 300))")
-        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
-            assert detect_drift(manifest, wh, store)[0].baseline_created
-        with resource.get_connection() as con:
-            cur = con.cursor()
-            for sql in ("alter table SHOP.STRIPE.CHARGES add column AMOUNT_CENTS number(38, 0)",
-                        "update SHOP.STRIPE.CHARGES set AMOUNT_CENTS = AMOUNT * 100",
-                        "alter table SHOP.STRIPE.CHARGES drop column AMOUNT",
-                        "alter table SHOP.STRIPE.CHARGES rename column AMOUNT_CENTS to AMOUNT"):
-                cur.execute(sql)
-        with SnowflakeWarehouse.from_resource(resource, audit) as wh:
-            report, _ = detect_drift(manifest, wh, store)
+    report, audit = _snowflake_drift(state_store, "select seq4() + 1 as ID, cast(((seq4() + 1) * 137 % 10000) / 100.0 as "
+                              "number(10, 2)) as AMOUNT from table(generator(rowcount => 300))", (
+        "alter table SHOP.STRIPE.CHARGES add column AMOUNT_CENTS number(38, 0)",
+        "update SHOP.STRIPE.CHARGES set AMOUNT_CENTS = AMOUNT * 100",
+        "alter table SHOP.STRIPE.CHARGES drop column AMOUNT",
+        "alter table SHOP.STRIPE.CHARGES rename column AMOUNT_CENTS to AMOUNT"))
     (change,) = report.changes
     assert (change.kind, change.column, change.unit_scale) == ("type_changed", "AMOUNT", 2)
     (ev,) = change.evidence
