@@ -38,12 +38,14 @@ def drop_distinct(text: str) -> str:
 
 
 _LATEST = re.compile(
-    r"(?is)\s*qualify\s+row_number\(\)\s+over\s*\(\s*partition\s+by\s+[^()]*?\s+order\s+by\s+"
+    r"(?is)\s*qualify\s+(?:row_number|rank|dense_rank)\(\)\s+over\s*\(\s*partition\s+by\s+[^()]*?\s+order\s+by\s+"
     r"(?P<alias>\w+)\.(?P<col>\w+)\s+desc(?:\s+nulls\s+last)?\s*\)\s*=\s*1\b")
 
 
 def as_of_join(text: str) -> str:
-    """A range join cut back to one row by ``qualify row_number() ... = 1`` as an ``asof`` join.
+    """A range join cut back to one row by ``qualify row_number() ... = 1`` (or ``rank()``/``dense_rank()``,
+    the same row when the ordered column is unique per partition; the rewrite is verified on the results
+    before it is proposed) as an ``asof`` join.
 
     Applies only to the shape it recognises (one such qualify, one join to its alias, one range condition
     on the ordered column); any other text is returned unchanged.
