@@ -122,22 +122,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def test_a_command_run_inside_a_dbt_project_reads_that_project(team_env, monkeypatch, tmp_path: Path) -> None:
     """dbt reads the project in the current directory, and so does agent-de when nothing else names one."""
-    monkeypatch.chdir(team_env.project_dir)
+    # a copy of the team's parsed project without its warehouse (other tests build the shared one)
+    project = tmp_path / "acme"
+    shutil.copytree(team_env.project_dir, project, ignore=shutil.ignore_patterns("warehouse", ".agent_de"))
+    monkeypatch.chdir(project)
     monkeypatch.delenv("AGENT_DE_PROJECT_DIR", raising=False)
-    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "reconcile", "--json"])
+    r = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "reconcile", "--json"])
     assert r.stderr == "", r.stderr
     out = json.loads(r.stdout)
-    # the team's one spec, on its model `orders` (not built here: the spec errors, exit 2); none of the demo's
+    # the team's one spec, on its model `orders` (no warehouse here: the spec errors, exit 2); none of the demo's
     assert [(e["model"], e["name"]) for e in out["errors"]] == [("orders", "orders_vs_raw")], out
+    assert "acme_dev.duckdb does not exist" in out["errors"][0]["error"]
     assert "fct_revenue" not in r.output
-    probe = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--target", "nope", "audit", "tail"])
+    probe = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "--target", "nope", "audit", "tail"])
     assert probe.exit_code == 2 and "profile 'acme'" in probe.output, probe.output
     # the state dir defaults to ./.agent_de there, as with an explicit `--project-dir .`
-    try:
-        tail = CliRunner().invoke(main, ["audit", "tail"])
-        assert tail.exit_code == 0 and str(team_env.project_dir / ".agent_de") in tail.output, tail.output
-    finally:
-        shutil.rmtree(team_env.project_dir / ".agent_de", ignore_errors=True)
+    tail = CliRunner().invoke(main, ["audit", "tail"])
+    assert tail.exit_code == 0 and str(project / ".agent_de") in tail.output, tail.output
 
 
 def test_the_demo_commands_and_a_directory_without_a_dbt_project_use_the_demo(
