@@ -441,3 +441,44 @@ def test_a_null_filter_feeding_an_incremental_model_says_what_its_count_covers_a
     m.data["nodes"]["model.p.fct"]["config"] = {"materialized": "table"}
     (h2,) = null_semantics.detect(ctx_for(Manifest(m.data, tmp_path), db, failure), m.find("stg"))
     assert "incremental" not in h2.summary and "full-refresh" not in h2.proposed_fix.description
+
+
+def _incremental_project(tmp_path: Path, fct: str) -> tuple[Manifest, Path]:
+    """``stg`` over raw.orders (an ``ordered_at`` per id) and ``fct``, an incremental model whose table holds the
+    rows with id < 90 (loaded by earlier runs); its model file is ``fct`` (with its ``is_incremental()`` block)."""
+    stg = "select id, status, date '2026-01-01' + cast(id as integer) as ordered_at from {{ source('raw', 'orders') }}"
+    m, db = project(tmp_path, {"stg": stg, "fct": "select * from {{ ref('stg') }}"}, [ORDERS], sources={"orders": {}})
+    duck(db, "drop view main.fct", "create table main.fct as select * from main.stg where id < 90")
+    (tmp_path / "models" / "fct.sql").write_text(fct)
+    m.data["nodes"]["model.p.stg"].update(config={"materialized": "view"}, depends_on={"nodes": ["source.p.raw.orders"]})
+    m.data["nodes"]["model.p.fct"].update(config={"materialized": "incremental"}, depends_on={"nodes": ["model.p.stg"]})
+    return Manifest(m.data, tmp_path), db
+
+
+def test_the_incremental_cut_off_is_measured_apart_and_named_not_nested_in_an_aggregate(tmp_path: Path) -> None:
+    """The probe on an incremental model: `where ordered_at > (select max(ordered_at) from {{ this }})` was put
+    into `sum(case when ...)` and the query failed ("aggregate function calls cannot be nested")."""
+    fct = ("{{ config(materialized='incremental') }}\nselect * from {{ ref('stg') }}\nwhere id % 10 <> 0\n"
+           "{% if is_incremental() %}\n  and ordered_at > (select max(ordered_at) from {{ this }})\n{% endif %}\n")
+    m, db = _incremental_project(tmp_path, fct)
+    assert "(select max(ordered_at) from \"wh\".\"main\".\"fct\")" in m.compiled_sql("model.p.fct")
+    ctx = ctx_for(m, db, Failure(asset="fct", check="fct_vs_ledger", kind="reconciliation", metadata={"missing_pct": 10.0}))
+    found = filter_row_drop.detect(ctx, m.find("fct"))
+    assert ctx.query_failures == []
+    business, cutoff = sorted(found, key=lambda h: "cut-off" in h.summary)
+    assert "removes 10 of 100 rows" in business.summary and "ordered_at" not in business.summary.split(" in fct")[0]
+    assert "incremental cut-off" in cutoff.summary and "not a business filter" in cutoff.summary
+    assert "keeps the 9 rows newer than the latest already in fct" in cutoff.summary, cutoff.summary
+    assert cutoff.confidence < business.confidence
+    # the cut-off (a subquery) is counted with the predicate in a WHERE, never inside an aggregate
+    assert "sum(" not in cutoff.evidence[0].statement.lower() and "where" in cutoff.evidence[0].statement.lower()
+    # the whole investigation: no query of the agent failed
+    report = investigate(ctx.failure, m, DuckDBWarehouse(db, AuditLog(None)))
+    assert not any("a query of the agent failed" in n for n in report.notes), report.notes
+
+
+def test_a_full_refresh_compiles_no_incremental_filter(tmp_path: Path) -> None:
+    fct = "select * from {{ ref('stg') }}\n{% if is_incremental() %}where ordered_at > (select max(ordered_at) from {{ this }}){% endif %}"
+    m, db = _incremental_project(tmp_path, fct)
+    m.data["nodes"]["model.p.fct"]["config"] = {"materialized": "table"}
+    assert "max(ordered_at)" not in (Manifest(m.data, tmp_path).compiled_sql("model.p.fct") or "")
