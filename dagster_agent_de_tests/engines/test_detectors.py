@@ -482,3 +482,48 @@ def test_a_full_refresh_compiles_no_incremental_filter(tmp_path: Path) -> None:
     m, db = _incremental_project(tmp_path, fct)
     m.data["nodes"]["model.p.fct"]["config"] = {"materialized": "table"}
     assert "max(ordered_at)" not in (Manifest(m.data, tmp_path).compiled_sql("model.p.fct") or "")
+
+
+RECORDED_RECONCILIATION = {"missing_pct": 20.0, "missing_in_pipeline": 20, "matched": 69, "rows_truth": 89}
+"""What Dagster recorded for ``m_vs_ledger`` when it failed (an earlier run)."""
+
+
+def reconciled_project(tmp_path: Path) -> tuple[Manifest, Path]:
+    """``m`` (a filter dropping the NULL-status orders) with the spec ``m_vs_ledger`` against raw.ledger, which
+    holds exactly m's ids now (the reconciliation passes)."""
+    sql = "select id, status from {{ source('raw', 'orders') }} where status <> 'cancelled'"
+    ledger = "create table raw.ledger as select id from raw.orders where status <> 'cancelled'"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, ledger], sources={"orders": {}, "ledger": {}})
+    m.data["nodes"]["model.p.m"]["config"] = {"meta": {"agent_de": {"reconcile": [
+        {"name": "m_vs_ledger", "against": "source('raw', 'ledger')", "key": ["id"]}]}}}
+    return Manifest(m.data, tmp_path), db
+
+
+def test_a_recorded_reconciliation_failure_is_measured_again_and_when_it_passes_now_asks_nothing(
+        tmp_path: Path, state_store) -> None:
+    """The sensor investigated an earlier run's failed reconciliation with the numbers Dagster recorded: the data
+    was fixed since, yet the report explained the old failure and raised escalations. Measured again first."""
+    from dagster_agent_de.engines.escalate.policy import Policy
+    from dagster_agent_de.engines.investigate.workflow import escalate_finding, investigate_failure
+
+    m, db = reconciled_project(tmp_path)
+    recorded = RECORDED_RECONCILIATION
+
+    def run() -> tuple:
+        with DuckDBWarehouse(db, AuditLog(None)) as wh:
+            done = investigate_failure(m, wh, state_store, asset="m", check="m_vs_ledger", project_dir=tmp_path,
+                                       state_dir=tmp_path / "state", metadata=recorded)
+        return done, escalate_finding(state_store, m, done.report, Policy(), check="m_vs_ledger",
+                                      passes_now=done.passes_now)
+
+    done, esc = run()
+    assert done.passes_now and done.failure.metadata["missing_in_pipeline"] == 0
+    assert done.report.notes[0].startswith("m_vs_ledger passes now"), done.report.notes
+    assert sum("passes now" in n for n in done.report.notes) == 1
+    assert esc.raised == [] and state_store.escalations() == []
+    # still failing now: investigated on the recorded numbers, and its finding asks
+    duck(db, "create or replace table raw.ledger as select id from raw.orders")
+    failing, esc2 = run()
+    assert not failing.passes_now and failing.failure.metadata["missing_pct"] == 20.0
+    assert not any("passes now" in n for n in failing.report.notes)
+    assert failing.report.findings[0].pattern == "null_semantics" and esc2.raised
