@@ -527,3 +527,28 @@ def test_a_recorded_reconciliation_failure_is_measured_again_and_when_it_passes_
     assert not failing.passes_now and failing.failure.metadata["missing_pct"] == 20.0
     assert not any("passes now" in n for n in failing.report.notes)
     assert failing.report.findings[0].pattern == "null_semantics" and esc2.raised
+
+
+def test_duplicates_upstream_are_top_only_when_they_are_the_failing_columns_origin(tmp_path: Path) -> None:
+    """The probe: `unique_fct_id` failed because int joins stg_customers, whose customer_id holds duplicates;
+    duplicate_key said 90% for those duplicates (any check named unique*), above the join that fans fct out."""
+    dup = "create table raw.customers as select range % 10 as customer_id, 'e' as email from range(20)"
+    stg_c = "select customer_id, email from {{ source('raw', 'customers') }}"
+    inter = "select o.id, o.customer_id, c.email from {{ source('raw', 'orders') }} o join {{ ref('stg_c') }} c on o.customer_id = c.customer_id"
+    m, db = project(tmp_path, {"stg_c": stg_c, "inter": inter, "fct": "select id, customer_id, email from {{ ref('inter') }}",
+                               "dim": "select customer_id, email from {{ ref('stg_c') }}"},
+                    [ORDERS, dup], sources=SRC, tests={"stg_c": ["customer_id"], "fct": ["id"], "dim": ["customer_id"]})
+    deps = {"stg_c": ["source.p.raw.customers"], "inter": ["source.p.raw.orders", "model.p.stg_c"],
+            "fct": ["model.p.inter"], "dim": ["model.p.stg_c"]}
+    for name, parents in deps.items():
+        m.data["nodes"][f"model.p.{name}"]["depends_on"] = {"nodes": parents}
+    m = Manifest(m.data, tmp_path)
+    fct_fails = Failure(asset="fct", check="unique_fct_id", kind="dbt_test")
+    (h,) = duplicate_key.detect(ctx_for(m, db, fct_fails), m.find("stg_c"))
+    assert h.confidence < 0.65, h  # fct.id does not come from stg_c.customer_id: it fans out through a join
+    report = investigate(fct_fails, m, DuckDBWarehouse(db, AuditLog(None)))
+    assert (report.findings[0].pattern, report.findings[0].model) == ("join_fanout", "inter"), report.findings[:2]
+    # the failing column is (a copy of) the duplicated key: the duplicates are the cause
+    dim_fails = Failure(asset="dim", check="unique_dim_customer_id", kind="dbt_test")
+    (h2,) = duplicate_key.detect(ctx_for(m, db, dim_fails), m.find("stg_c"))
+    assert h2.confidence == 0.9
