@@ -233,7 +233,9 @@ def _column_in(ctx: InvestigationContext, model: Node, origin: Node, origin_col:
 
 # load-time columns, most telling first: the loaders' own (as onboarding looks for them), then update times;
 # never a creation time (every copy of a row loaded twice has the same one)
-LOAD_TIME_COLUMNS = (*(n for n in LOADED_AT_NAMES if n != "created_at"), "ingested_at", "_updated_at")
+# (onboarding's LOADED_AT_NAMES holds the loaders' own only since bc73adc: the update times are named here)
+LOAD_TIME_COLUMNS = tuple(dict.fromkeys((*(n for n in LOADED_AT_NAMES if n != "created_at"), "ingested_at",
+                                         "_updated_at", "updated_at", "modified_at")))
 
 
 def _order_col(ctx: InvestigationContext, node: Node, origin: Node | None = None) -> str | None:
