@@ -9,12 +9,15 @@ import warnings
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dagster_agent_de.config import Settings, cwd_project, resolve_settings
 from dagster_agent_de.errors import AgentDEError, ConfigError
+
+if TYPE_CHECKING:  # the investigation engine loads when a command needs it
+    from dagster_agent_de.engines.investigate.workflow import Investigation
 
 
 def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -316,8 +319,15 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
         _echo_json(report.model_dump(mode="json"))
         _fail_on_context(rules)
         return
-    if done.passes_now:
-        click.echo(f"note: {report.notes[0]}\n")  # first: the findings below explain no failure
+    _echo_investigation(done)
+    _fail_on_context(rules)
+
+
+def _echo_investigation(done: Investigation) -> None:
+    """The report as text: when the check passes now, the note saying so first (once), then the findings."""
+    report, notes = done.report, list(done.report.notes)
+    if done.passes_now and notes:
+        click.echo(f"note: {notes.pop(0)}\n")  # first: the findings below explain no failure
     for i, f in enumerate(report.findings):
         tag = "ROOT CAUSE" if i == 0 and f.pattern != "unexplained" and not done.passes_now else f"#{i + 1}"
         if f.source == "llm":
@@ -332,9 +342,8 @@ def investigate(settings: Settings, asset: str, check: str | None, as_json: bool
                 click.echo("\n".join("    " + line for line in f.proposed_fix.diff.splitlines()))
         if i == 0:
             click.echo("")
-    for note in report.notes:
+    for note in notes:
         click.echo(f"note: {note}")
-    _fail_on_context(rules)
 
 
 def _fail_on_context(rules) -> None:

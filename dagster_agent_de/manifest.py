@@ -22,6 +22,10 @@ _REF = re.compile(r"\{\{\s*ref\(\s*['\"]([^'\"]+)['\"]\s*(?:,\s*['\"]([^'\"]+)['
 _SOURCE = re.compile(r"\{\{\s*source\(\s*['\"]([^'\"]+)['\"]\s*,\s*['\"]([^'\"]+)['\"]\s*\)\s*\}\}")
 _CONFIG = re.compile(r"\{\{\s*config\(.*?\)\s*\}\}", re.S)
 _JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
+_THIS = re.compile(r"\{\{-?\s*this\s*-?\}\}")
+# ``{% if is_incremental() %} X {% else %} Y {% endif %}`` (no nested ``{% if``): X on an incremental run, else Y
+_IS_INCREMENTAL = re.compile(r"\{%-?\s*if\s+is_incremental\(\s*\)\s*-?%\}((?:(?!\{%-?\s*if\b).)*?)"
+                             r"(?:\{%-?\s*else\s*-?%\}((?:(?!\{%-?\s*if\b).)*?))?\{%-?\s*endif\s*-?%\}", re.S)
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,8 @@ class Manifest:
                 for compiled in [target / "compiled" / rel, *target.glob(f"*/compiled/{rel.as_posix()}")]:
                     if compiled.exists() and (self.compiled_after is None or compiled.stat().st_mtime >= self.compiled_after):
                         candidates.append((compiled.stat().st_mtime, compiled.read_text()))
-            rendered = self.render(path.read_text())
+            rendered = self.render(path.read_text(), this=node.relation_name,
+                                   incremental=node.materialized == "incremental")
             if rendered is not None:
                 candidates.append((path.stat().st_mtime, rendered))
         if candidates:
@@ -301,8 +306,19 @@ class Manifest:
             return max(candidates, key=lambda c: c[0])[1]
         return test.get("compiled_code") or None
 
-    def render(self, raw_sql: str) -> str | None:
-        """Render ``ref``/``source``/``config`` the way dbt would; ``None`` if other Jinja remains."""
+    def render(self, raw_sql: str, this: str | None = None, incremental: bool = False) -> str | None:
+        """Render ``ref``/``source``/``config`` the way dbt would; ``None`` if other Jinja remains.
+
+        With ``this`` (the model's own relation): ``{{ this }}`` too, and an ``{% if is_incremental() %}``
+        block as dbt compiles it: with ``incremental`` (an incremental model, its table built: the run whose
+        check failed) its body, the incremental filter; else its ``{% else %}`` part.
+
+        >>> sql = "select * from s {% if is_incremental() %}where t > (select max(t) from {{ this }}){% endif %}"
+        >>> Manifest({"nodes": {}}).render(sql, this='"db"."main"."m"', incremental=True)
+        'select * from s where t > (select max(t) from "db"."main"."m")'
+        >>> Manifest({"nodes": {}}).render(sql, this='"db"."main"."m"')
+        'select * from s '
+        """
 
         def ref(m: re.Match[str]) -> str:
             name = m.group(2) or m.group(1)
@@ -320,6 +336,9 @@ class Manifest:
 
         sql = _JINJA_COMMENT.sub("", raw_sql)
         sql = _CONFIG.sub("", sql)
+        if this:
+            sql = _IS_INCREMENTAL.sub(lambda m: m.group(1) if incremental else (m.group(2) or ""), sql)
+            sql = _THIS.sub(lambda _m: this, sql)
         sql = _REF.sub(ref, sql)
         sql = _SOURCE.sub(source, sql)
         if "{{" in sql or "{%" in sql:

@@ -39,10 +39,30 @@ def test_investigating_a_reconciliation_that_passes_now_says_so_first(demo_env) 
     r = CliRunner().invoke(main, [*_args(demo_env), "investigate", "--asset", "fct_orders", "--check", "orders_vs_stripe"])
     assert r.exit_code == 0, r.output
     assert r.output.startswith("note: orders_vs_stripe passes now"), r.output
+    assert r.output.count("passes now") == 1, r.output  # not again among the notes
     assert "there is no failure to explain" in r.output
     out = json.loads(CliRunner().invoke(main, [*_args(demo_env), "investigate", "--asset", "fct_orders", "--check",
                                                "orders_vs_stripe", "--json"]).output)
     assert out["notes"][0].startswith("orders_vs_stripe passes now")
+
+
+def test_the_passes_now_note_is_printed_once(tmp_path, state_store, capsys) -> None:
+    """It was printed first and again among the notes (a small project, not the demo: no dbt build)."""
+    from dagster_agent_de.adapters.audit import AuditLog
+    from dagster_agent_de.adapters.warehouse import DuckDBWarehouse
+    from dagster_agent_de.cli import _echo_investigation
+    from dagster_agent_de.engines.investigate.workflow import investigate_failure
+    from dagster_agent_de_tests.engines.test_detectors import RECORDED_RECONCILIATION, reconciled_project
+
+    m, db = reconciled_project(tmp_path)
+    with DuckDBWarehouse(db, AuditLog(None)) as wh:
+        done = investigate_failure(m, wh, state_store, asset="m", check="m_vs_ledger", project_dir=tmp_path,
+                                   state_dir=tmp_path / "state", metadata=RECORDED_RECONCILIATION)
+    _echo_investigation(done)
+    out = capsys.readouterr().out
+    assert out.startswith("note: m_vs_ledger passes now"), out
+    assert out.count("passes now") == 1, out
+    assert "ROOT CAUSE" not in out and "note: checked " in out  # the other notes are still printed
 
 
 def test_unknown_model_and_spec_errors(demo_env) -> None:

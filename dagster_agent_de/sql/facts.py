@@ -82,6 +82,19 @@ class FilterFact:
     predicate: exp.Expr
     null_dropping: list[tuple[ColumnRef, str]]  # (column, operator) comparisons that are never true for NULL
     scope: str = "main"
+    # conjuncts reading the model's own table: an incremental model's cut-off (its ``is_incremental()`` block,
+    # ``ordered_at > (select max(ordered_at) from {{ this }})``), not a business filter
+    cutoff: list[exp.Expr] = field(default_factory=list)
+
+    def conjuncts(self) -> list[exp.Expr]:
+        p = self.predicate
+        return list(p.flatten()) if isinstance(p, exp.And) else [p]
+
+    @property
+    def business(self) -> exp.Expr | None:
+        """The predicate without the incremental cut-off (``None`` when the cut-off is all of it)."""
+        rest = [c for c in self.conjuncts() if not any(c is k for k in self.cutoff)]
+        return exp.and_(*(c.copy() for c in rest)) if rest else None
 
 
 @dataclass
@@ -163,9 +176,17 @@ def _own(node: exp.Expr, select: exp.Expr) -> bool:
 
 
 def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_of: ColumnsOf | None = None,
-                  analysis: ModelAnalysis | None = None) -> ModelFacts:
-    """Analyze ``sql`` (or reuse ``analysis``) and collect facts from every SELECT in it (CTEs included)."""
-    analysis = analysis or ModelAnalysis(sql, dialect, schema, columns_of)
+                  analysis: ModelAnalysis | None = None, this: str | None = None) -> ModelFacts:
+    """Analyze ``sql`` (or reuse ``analysis``) and collect facts from every SELECT in it (CTEs included).
+
+    ``this``: the model's own relation key; a WHERE conjunct reading it is the incremental cut-off.
+
+    >>> f = extract_facts("select * from db.s.o where d > (select max(d) from db.s.m) and x = 1", "duckdb",
+    ...                   this="db.s.m")
+    >>> [c.sql() for c in f.filters[0].cutoff], f.filters[0].business.sql()
+    (['d > (SELECT MAX(m.d) AS _col_0 FROM db.s.m AS m)'], 'x = 1')
+    """
+    analysis = analysis or ModelAnalysis(sql, dialect, schema, columns_of, this=this)
     facts = ModelFacts(sql=sql, analysis=analysis)
     if analysis.error or analysis.tree is None:
         facts.error = analysis.error or "no SELECT found in the model"
@@ -217,14 +238,18 @@ def extract_facts(sql: str, dialect: str, schema: Schema | None = None, columns_
                 if not _own(cmp, select):
                     continue
                 for col in cmp.find_all(exp.Column):
-                    if drops_null(cmp, col, where.this):
+                    if _own(col, select) and drops_null(cmp, col, where.this):  # not a subquery's column
                         null_dropping.append((_ref(analysis, scope, col), cmp.key.upper()))
             for notin in where.this.find_all(exp.Not):
                 if isinstance(notin.this, exp.In) and _own(notin, select):
                     for col in notin.this.this.find_all(exp.Column):
                         if drops_null(notin, col, where.this):
                             null_dropping.append((_ref(analysis, scope, col), "NOT IN"))
-            facts.filters.append(FilterFact(select, where.this, null_dropping, name))
+            flt = FilterFact(select, where.this, null_dropping, name)
+            if analysis.this:
+                flt.cutoff = [c for c in flt.conjuncts()
+                              if any(table_key(t) == analysis.this for t in c.find_all(exp.Table))]
+            facts.filters.append(flt)
             for col, _op in null_dropping:
                 lj = right_of_left_joins.get(col.alias or "")
                 if lj is not None and not _is_null_check(where.this, col):
@@ -420,7 +445,8 @@ def describe(facts: ModelFacts) -> list[str]:
         out.append(f"join in {j.scope}: {j.kind} {j.right_name or '(derived)'} -> {j.right_relation or '?'} on {keys}{extra}")
     for f in facts.filters:
         cols = ", ".join(f"{_OP_SQL.get(op, op)} {c.base}" for c, op in f.null_dropping) or "no null-dropping comparison"
-        out.append(f"filter in {f.scope}: {cols} ({f.predicate.sql()})")
+        cut = f" [incremental cut-off: {' and '.join(c.sql() for c in f.cutoff)}]" if f.cutoff else ""
+        out.append(f"filter in {f.scope}: {cols} ({f.predicate.sql()}){cut}")
     for a in facts.aggregates:
         inputs = ", ".join(c.base for c in a.columns) or "*"
         by = f" by {', '.join(a.group_by)}" if a.group_by else ""

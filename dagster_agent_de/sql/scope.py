@@ -69,11 +69,15 @@ class ModelAnalysis:
             relations whose columns are all known: ``select *`` over them is expanded from it.
         columns_of: known (possibly partial) column names of a relation, used only to tell which
             source an unqualified column of a multi-source ``select`` comes from.
+        this: the model's own relation key (``{{ this }}``): an incremental model reads it in its cut-off,
+            ``where ordered_at > (select max(ordered_at) from {{ this }})``.
     """
 
-    def __init__(self, sql: str, dialect: str, schema: Schema | None = None, columns_of: ColumnsOf | None = None) -> None:
+    def __init__(self, sql: str, dialect: str, schema: Schema | None = None, columns_of: ColumnsOf | None = None,
+                 this: str | None = None) -> None:
         self.sql = sql
         self.dialect = dialect
+        self.this = this
         self.error: str | None = None
         self.tree: exp.Expr | None = None
         self.scopes: list[Scope] = []
@@ -81,13 +85,13 @@ class ModelAnalysis:
         self._memo: dict[tuple[int, str | None, str], frozenset[BaseColumn]] = {}
         self._scope_of: dict[int, Scope] = {}
         try:
-            tree = parse(sql, dialect)
+            tree = _own_table_columns(parse(sql, dialect), this)
             try:
                 # sqlglot types ``schema`` as an invariant ``dict[str, object]``; a nested mapping is what it reads
                 tree = qualify(tree, schema=schema or {}, dialect=dialect, validate_qualify_columns=False,  # type: ignore[arg-type]
                                quote_identifiers=False, identify=False)
             except (SqlglotError, KeyError, ValueError, AttributeError):
-                tree = parse(sql, dialect)  # best effort: unqualified columns are attributed by the resolver
+                tree = _own_table_columns(parse(sql, dialect), this)  # best effort: unqualified columns are attributed by the resolver
             self.scopes = list(traverse_scope(tree))
         except (SqlglotError, RecursionError, ValueError) as e:
             self.error = parse_error(e)
@@ -439,6 +443,33 @@ def null_strict_column(node: exp.Expr) -> exp.Column | None:
                     return None
         node = inner
     return None
+
+
+def _own_table_columns(tree: exp.Expr, this: str | None) -> exp.Expr:
+    """Qualify the bare columns of a SELECT that reads only the model's own table (``this``) with that table.
+
+    SQL resolves a bare name in the innermost scope first, and the model's table has the model's columns;
+    sqlglot, not knowing them (the model is not its own upstream), would resolve ``ordered_at`` in
+    ``(select max(ordered_at) from {{ this }})`` to the outer query's column: an aggregate of the outer row.
+
+    >>> sql = "select * from s where t > (select max(t) from db.main.m)"
+    >>> _own_table_columns(parse(sql, "duckdb"), "db.main.m").sql()
+    'SELECT * FROM s WHERE t > (SELECT MAX(m.t) FROM db.main.m)'
+    """
+    if not this:
+        return tree
+    for select in tree.find_all(exp.Select):
+        from_ = select.args.get("from_") or select.args.get("from")
+        table = from_.this if isinstance(from_, exp.From) else None
+        if not isinstance(table, exp.Table) or select.args.get("joins") or table_key(table) != this:
+            continue
+        name = table.alias_or_name
+        for part in [*select.expressions, *(select.args.get(a) for a in ("where", "group", "having", "order"))]:
+            if isinstance(part, exp.Expr):
+                for col in _own_columns(part):
+                    if not col.table and not isinstance(col.this, exp.Star):
+                        col.set("table", exp.to_identifier(name))
+    return tree
 
 
 def _single(sources: dict[str, Any]) -> Any:

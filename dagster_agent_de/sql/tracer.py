@@ -63,7 +63,8 @@ class LineageTracer:
                 a = ModelAnalysis("", self.dialect)
                 a.error = "no compiled SQL found"
             else:
-                a = ModelAnalysis(sql, self.dialect, self._schema_for(n), self._columns_of)
+                this = normalize_relation(n.relation_name) if n.relation_name else None
+                a = ModelAnalysis(sql, self.dialect, self._schema_for(n), self._columns_of, this=this)
             self._analysis[uid] = a
         return self._analysis[node.unique_id]
 

@@ -441,3 +441,114 @@ def test_a_null_filter_feeding_an_incremental_model_says_what_its_count_covers_a
     m.data["nodes"]["model.p.fct"]["config"] = {"materialized": "table"}
     (h2,) = null_semantics.detect(ctx_for(Manifest(m.data, tmp_path), db, failure), m.find("stg"))
     assert "incremental" not in h2.summary and "full-refresh" not in h2.proposed_fix.description
+
+
+def _incremental_project(tmp_path: Path, fct: str) -> tuple[Manifest, Path]:
+    """``stg`` over raw.orders (an ``ordered_at`` per id) and ``fct``, an incremental model whose table holds the
+    rows with id < 90 (loaded by earlier runs); its model file is ``fct`` (with its ``is_incremental()`` block)."""
+    stg = "select id, status, date '2026-01-01' + cast(id as integer) as ordered_at from {{ source('raw', 'orders') }}"
+    m, db = project(tmp_path, {"stg": stg, "fct": "select * from {{ ref('stg') }}"}, [ORDERS], sources={"orders": {}})
+    duck(db, "drop view main.fct", "create table main.fct as select * from main.stg where id < 90")
+    (tmp_path / "models" / "fct.sql").write_text(fct)
+    m.data["nodes"]["model.p.stg"].update(config={"materialized": "view"}, depends_on={"nodes": ["source.p.raw.orders"]})
+    m.data["nodes"]["model.p.fct"].update(config={"materialized": "incremental"}, depends_on={"nodes": ["model.p.stg"]})
+    return Manifest(m.data, tmp_path), db
+
+
+def test_the_incremental_cut_off_is_measured_apart_and_named_not_nested_in_an_aggregate(tmp_path: Path) -> None:
+    """The probe on an incremental model: `where ordered_at > (select max(ordered_at) from {{ this }})` was put
+    into `sum(case when ...)` and the query failed ("aggregate function calls cannot be nested")."""
+    fct = ("{{ config(materialized='incremental') }}\nselect * from {{ ref('stg') }}\nwhere id % 10 <> 0\n"
+           "{% if is_incremental() %}\n  and ordered_at > (select max(ordered_at) from {{ this }})\n{% endif %}\n")
+    m, db = _incremental_project(tmp_path, fct)
+    assert "(select max(ordered_at) from \"wh\".\"main\".\"fct\")" in m.compiled_sql("model.p.fct")
+    ctx = ctx_for(m, db, Failure(asset="fct", check="fct_vs_ledger", kind="reconciliation", metadata={"missing_pct": 10.0}))
+    found = filter_row_drop.detect(ctx, m.find("fct"))
+    assert ctx.query_failures == []
+    business, cutoff = sorted(found, key=lambda h: "cut-off" in h.summary)
+    assert "removes 10 of 100 rows" in business.summary and "ordered_at" not in business.summary.split(" in fct")[0]
+    assert "incremental cut-off" in cutoff.summary and "not a business filter" in cutoff.summary
+    assert "keeps the 9 rows newer than the latest already in fct" in cutoff.summary, cutoff.summary
+    assert cutoff.confidence < business.confidence
+    # the cut-off (a subquery) is counted with the predicate in a WHERE, never inside an aggregate
+    assert "sum(" not in cutoff.evidence[0].statement.lower() and "where" in cutoff.evidence[0].statement.lower()
+    # the whole investigation: no query of the agent failed
+    report = investigate(ctx.failure, m, DuckDBWarehouse(db, AuditLog(None)))
+    assert not any("a query of the agent failed" in n for n in report.notes), report.notes
+
+
+def test_a_full_refresh_compiles_no_incremental_filter(tmp_path: Path) -> None:
+    fct = "select * from {{ ref('stg') }}\n{% if is_incremental() %}where ordered_at > (select max(ordered_at) from {{ this }}){% endif %}"
+    m, db = _incremental_project(tmp_path, fct)
+    m.data["nodes"]["model.p.fct"]["config"] = {"materialized": "table"}
+    assert "max(ordered_at)" not in (Manifest(m.data, tmp_path).compiled_sql("model.p.fct") or "")
+
+
+RECORDED_RECONCILIATION = {"missing_pct": 20.0, "missing_in_pipeline": 20, "matched": 69, "rows_truth": 89}
+"""What Dagster recorded for ``m_vs_ledger`` when it failed (an earlier run)."""
+
+
+def reconciled_project(tmp_path: Path) -> tuple[Manifest, Path]:
+    """``m`` (a filter dropping the NULL-status orders) with the spec ``m_vs_ledger`` against raw.ledger, which
+    holds exactly m's ids now (the reconciliation passes)."""
+    sql = "select id, status from {{ source('raw', 'orders') }} where status <> 'cancelled'"
+    ledger = "create table raw.ledger as select id from raw.orders where status <> 'cancelled'"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS, ledger], sources={"orders": {}, "ledger": {}})
+    m.data["nodes"]["model.p.m"]["config"] = {"meta": {"agent_de": {"reconcile": [
+        {"name": "m_vs_ledger", "against": "source('raw', 'ledger')", "key": ["id"]}]}}}
+    return Manifest(m.data, tmp_path), db
+
+
+def test_a_recorded_reconciliation_failure_is_measured_again_and_when_it_passes_now_asks_nothing(
+        tmp_path: Path, state_store) -> None:
+    """The sensor investigated an earlier run's failed reconciliation with the numbers Dagster recorded: the data
+    was fixed since, yet the report explained the old failure and raised escalations. Measured again first."""
+    from dagster_agent_de.engines.escalate.policy import Policy
+    from dagster_agent_de.engines.investigate.workflow import escalate_finding, investigate_failure
+
+    m, db = reconciled_project(tmp_path)
+    recorded = RECORDED_RECONCILIATION
+
+    def run() -> tuple:
+        with DuckDBWarehouse(db, AuditLog(None)) as wh:
+            done = investigate_failure(m, wh, state_store, asset="m", check="m_vs_ledger", project_dir=tmp_path,
+                                       state_dir=tmp_path / "state", metadata=recorded)
+        return done, escalate_finding(state_store, m, done.report, Policy(), check="m_vs_ledger",
+                                      passes_now=done.passes_now)
+
+    done, esc = run()
+    assert done.passes_now and done.failure.metadata["missing_in_pipeline"] == 0
+    assert done.report.notes[0].startswith("m_vs_ledger passes now"), done.report.notes
+    assert sum("passes now" in n for n in done.report.notes) == 1
+    assert esc.raised == [] and state_store.escalations() == []
+    # still failing now: investigated on the recorded numbers, and its finding asks
+    duck(db, "create or replace table raw.ledger as select id from raw.orders")
+    failing, esc2 = run()
+    assert not failing.passes_now and failing.failure.metadata["missing_pct"] == 20.0
+    assert not any("passes now" in n for n in failing.report.notes)
+    assert failing.report.findings[0].pattern == "null_semantics" and esc2.raised
+
+
+def test_duplicates_upstream_are_top_only_when_they_are_the_failing_columns_origin(tmp_path: Path) -> None:
+    """The probe: `unique_fct_id` failed because int joins stg_customers, whose customer_id holds duplicates;
+    duplicate_key said 90% for those duplicates (any check named unique*), above the join that fans fct out."""
+    dup = "create table raw.customers as select range % 10 as customer_id, 'e' as email from range(20)"
+    stg_c = "select customer_id, email from {{ source('raw', 'customers') }}"
+    inter = "select o.id, o.customer_id, c.email from {{ source('raw', 'orders') }} o join {{ ref('stg_c') }} c on o.customer_id = c.customer_id"
+    m, db = project(tmp_path, {"stg_c": stg_c, "inter": inter, "fct": "select id, customer_id, email from {{ ref('inter') }}",
+                               "dim": "select customer_id, email from {{ ref('stg_c') }}"},
+                    [ORDERS, dup], sources=SRC, tests={"stg_c": ["customer_id"], "fct": ["id"], "dim": ["customer_id"]})
+    deps = {"stg_c": ["source.p.raw.customers"], "inter": ["source.p.raw.orders", "model.p.stg_c"],
+            "fct": ["model.p.inter"], "dim": ["model.p.stg_c"]}
+    for name, parents in deps.items():
+        m.data["nodes"][f"model.p.{name}"]["depends_on"] = {"nodes": parents}
+    m = Manifest(m.data, tmp_path)
+    fct_fails = Failure(asset="fct", check="unique_fct_id", kind="dbt_test")
+    (h,) = duplicate_key.detect(ctx_for(m, db, fct_fails), m.find("stg_c"))
+    assert h.confidence < 0.65, h  # fct.id does not come from stg_c.customer_id: it fans out through a join
+    report = investigate(fct_fails, m, DuckDBWarehouse(db, AuditLog(None)))
+    assert (report.findings[0].pattern, report.findings[0].model) == ("join_fanout", "inter"), report.findings[:2]
+    # the failing column is (a copy of) the duplicated key: the duplicates are the cause
+    dim_fails = Failure(asset="dim", check="unique_dim_customer_id", kind="dbt_test")
+    (h2,) = duplicate_key.detect(ctx_for(m, db, dim_fails), m.find("stg_c"))
+    assert h2.confidence == 0.9

@@ -123,6 +123,47 @@ class InvestigationContext:
         return q.sql(dialect=self.dialect)
 
 
+    def counts_sql(self, select: Any, counts: dict[str, Any]) -> str:
+        """Row counts over the rows that enter a SELECT of the model (as :meth:`scope_sql`): for each name, the
+        rows where its predicate holds (``None``: every row). Plain predicates are summed in one scan; a
+        predicate holding a subquery or an aggregate (an incremental cut-off, ``d > (select max(d) from
+        {{ this }})``) is never put inside an aggregate: each count is then its own ``count(*) ... where``.
+
+        >>> import sqlglot
+        >>> ctx = InvestigationContext.__new__(InvestigationContext)
+        >>> ctx.warehouse = type("W", (), {"dialect": "duckdb"})()
+        >>> q = sqlglot.parse_one("select a from t where a > (select max(a) from m)")
+        >>> ctx.counts_sql(q, {"rows_in": None, "rows_kept": q.args["where"].this})
+        'SELECT (SELECT COUNT(*) FROM t) AS rows_in, (SELECT COUNT(*) FROM t WHERE a > (SELECT MAX(a) FROM m)) AS rows_kept'
+        """
+        from sqlglot import exp
+
+        from dagster_agent_de.sql.facts import with_ctes
+
+        preds = {n: (p if p is None or isinstance(p, exp.Expr) else exp.maybe_parse(p, dialect=self.dialect))
+                 for n, p in counts.items()}
+        if not any(p is not None and p.find(exp.Query, exp.AggFunc) for p in preds.values()):
+            return self.scope_sql(select, [
+                f"count(*) as {n}" if p is None else f"sum(case when ({p.sql(dialect=self.dialect)}) then 1 else 0 end) as {n}"
+                for n, p in preds.items()])
+        q = with_ctes(select)
+        for arg in ("where", "group", "having", "order", "limit", "qualify", "distinct"):
+            q.set(arg, None)
+        key = "with_" if "with_" in exp.Select.arg_types else "with"
+        with_ = q.args.get(key)
+        q.set(key, None)
+        q.set("expressions", [exp.Count(this=exp.Star())])
+        parts = []
+        for n, p in preds.items():
+            one = q.copy()
+            if p is not None:
+                one.set("where", exp.Where(this=p.copy()))
+            parts.append(exp.alias_(exp.Subquery(this=one), n))
+        out = exp.select(*parts)
+        out.set(key, with_)
+        return out.sql(dialect=self.dialect)
+
+
 def _jsonable(v: Any) -> Any:
     if v is None or isinstance(v, (bool, int, float, str)):
         return v

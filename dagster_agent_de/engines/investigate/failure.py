@@ -65,19 +65,40 @@ def failure_from_check(
                               f"{', '.join(known)}")
     kind = failure_kind(manifest, node, check)
     if kind == "reconciliation":
-        from dagster_agent_de.engines.reconcile import reconcile
-
-        spec = next(s for s in _reconcile_specs(node) if s.name == check)
-        report = reconcile(spec, manifest, warehouse, search_dirs=search_dirs)
-        md = report.counts() | {"mismatched_columns": [c.column for c in report.columns if c.mismatched],
-                                "passed": report.passed}
-        return Failure(asset=node.display_name, check=check, kind=kind, metadata=md)
+        return Failure(asset=node.display_name, check=check, kind=kind,
+                       metadata=reconciliation_now(manifest, node, check, warehouse, search_dirs, strict=True))
     test = _dbt_test(manifest, check) if kind == "dbt_test" else None
     if test is not None:
         return Failure(asset=node.display_name, check=check, kind=kind,
                        metadata={"column": test.get("column_name"), "test": (test.get("test_metadata") or {}).get("name"),
                                  **dbt_test_now(manifest, check, warehouse)})
     return Failure(asset=node.display_name, check=check, kind=kind)
+
+
+def reconciliation_now(manifest: Manifest, node: Node, check: str | None, warehouse: Warehouse,
+                       search_dirs: list[Path], *, strict: bool = False) -> dict[str, Any]:
+    """The reconciliation ``check`` of ``node`` run again (read-only: the pushed-down comparison): its numbers,
+    the mismatched columns and ``passed``.
+
+    ``{}`` when the spec is gone (renamed since the failure) or it cannot run now (no claim either way);
+    with ``strict`` (the CLI, measuring the failure for the first time) those errors are raised.
+    """
+    from dagster_agent_de.engines.reconcile import reconcile
+    from dagster_agent_de.errors import AgentDEError
+
+    try:
+        spec = next((s for s in _reconcile_specs(node, strict=strict) if s.name == check), None)
+        if spec is None:
+            if strict:
+                raise ConfigError(f"{check!r} is not a reconcile spec of {node.display_name}")
+            return {}
+        report = reconcile(spec, manifest, warehouse, search_dirs=search_dirs)
+    except AgentDEError:
+        if strict:
+            raise
+        return {}
+    return report.counts() | {"mismatched_columns": [c.column for c in report.columns if c.mismatched],
+                              "passed": report.passed}
 
 
 def dbt_test_now(manifest: Manifest, check: str | None, warehouse: Warehouse) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 and the re-investigation after an escalation is answered (``agent-de escalations answer`` and the
 ``answer_escalation`` job).
 
-The steps: the rules in force, the failure (from the evaluation's recorded numbers, else measured again),
+The steps: the rules in force, the failure (from the evaluation's recorded numbers, with the check run again to
+say whether it passes now; else measured again),
 the investigation with the drift baselines and the optional LLM, the rules' notes on the report. Then, for the
 callers that ask humans (the Dagster jobs), :func:`escalate_finding`: the top finding's questions, unless a
 check already asked about the same incident.
@@ -20,7 +21,12 @@ from dagster_agent_de.core.state import StateStore
 from dagster_agent_de.engines.escalate.context_store import ContextRules, load_rules
 from dagster_agent_de.engines.escalate.policy import Policy
 from dagster_agent_de.engines.investigate.engine import investigate
-from dagster_agent_de.engines.investigate.failure import dbt_test_now, failure_from_check, failure_kind
+from dagster_agent_de.engines.investigate.failure import (
+    dbt_test_now,
+    failure_from_check,
+    failure_kind,
+    reconciliation_now,
+)
 from dagster_agent_de.engines.investigate.models import Failure
 from dagster_agent_de.manifest import Manifest, Node
 
@@ -47,8 +53,10 @@ def investigate_failure(
 ) -> Investigation:
     """Investigate the failed ``check`` on ``asset``.
 
-    ``metadata``: the numbers the check's evaluation recorded (Dagster); without them the failure is
-    measured again (``failure_from_check``; with ``strict``, an unknown check is a ``ConfigError``).
+    ``metadata``: the numbers the check's evaluation recorded (Dagster); the check is still run again
+    first (a dbt test's compiled SQL, a reconciliation's comparison: read-only) to say when it passes now
+    (:attr:`Investigation.passes_now`: the report says so first and asks nothing). Without them the failure
+    is measured again (``failure_from_check``; with ``strict``, an unknown check is a ``ConfigError``).
     ``rules``: the rules in force when the caller already loaded them (to report their notes first).
     """
     from dagster_agent_de.engines.drift import SnapshotStore
@@ -60,6 +68,11 @@ def investigate_failure(
                           metadata=metadata, run_id=run_id)
         if failure.kind == "dbt_test":  # recorded by an earlier run: does the test still fail?
             failure = replace(failure, metadata={**metadata, **dbt_test_now(manifest, check, warehouse)})
+        elif failure.kind == "reconciliation":  # the same question: its comparison, run again
+            now = reconciliation_now(manifest, node, check, warehouse, [project_dir, state_dir])
+            # passing now: its numbers (the note says them); still failing: the recorded failure is the one to explain
+            failure = replace(failure, metadata={**metadata, **now} if now.get("passed") is True
+                              else {**metadata, "passed": False} if now else metadata)
     else:
         failure = replace(failure_from_check(manifest, node.unique_id, check or None, warehouse,
                                              [project_dir, state_dir], strict=strict), run_id=run_id)

@@ -4,7 +4,9 @@ The culprit is the first node where the duplicates appear, walking the key's lin
 (through CTEs and models, sources included). Duplicates a source already holds are the loader's:
 the finding says so and asks its owner (a deduplication in the first model is the stopgap).
 Duplicates a model produces from unique inputs come from its SQL (a join fanning out: see
-``join_fanout``), and no dedupe is proposed for them.
+``join_fanout``), and no dedupe is proposed for them. For a failed uniqueness test they rank first only
+when the duplicated key is where the failing column comes from: duplicates in a key that only joins into
+the failing model fan it out, which ``join_fanout`` reports at the join.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import re
 
 from dagster_agent_de.core.models import Evidence, ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
+from dagster_agent_de.engines.investigate.failure import failure_symptom
 from dagster_agent_de.engines.investigate.fixes import file_diff
 from dagster_agent_de.engines.investigate.models import Hypothesis
 from dagster_agent_de.engines.onboard.generate import LOADED_AT_NAMES
+from dagster_agent_de.errors import AgentDEError
 from dagster_agent_de.manifest import Node
 from dagster_agent_de.sql.lineage import normalize_relation
 
@@ -53,18 +57,20 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
         dups = int(row["duplicate_keys"] or 0)
         counts = (f"{dups:,} values of {key} appear more than once in {node.display_name} "
                   f"({int(row['extra_rows'] or 0):,} extra rows, up to {int(row['max_copies'] or 0)} copies)")
-        conf = 0.9 if (ctx.failure.check or "").startswith("unique") else 0.7
+        conf = _confidence(ctx, node, key)
         if node.is_source:
             out.append(_loader_hypothesis(ctx, node, key, counts, conf, [ev]))
             continue
-        origin, origin_col, evs = _trace_origin(ctx, node, key)
-        if origin is None:
+        origin, origin_col, evs, inputs_unique = _trace_origin(ctx, node, key)
+        if origin is None or (inputs_unique and not origin.is_source):
+            maker, col = (origin, origin_col or key) if origin is not None else (node, key)
+            already = f", already in {maker.name}.{col}" if maker is not node else ""
             out.append(Hypothesis(
-                pattern=PATTERN, model=node.name, confidence=0.6, columns=[key], evidence=[ev, *evs],
-                summary=(f"{counts}: its inputs hold no duplicate {key}, so the SQL of {node.name} produces them "
-                         "(a join that fans out?)."),
-                proposed_fix=ProposedFix(description=f"Find the join in {node.name} that multiplies rows per {key} and fix "
-                                                     "it (key, grain or pre-aggregation); a dedupe would hide it."),
+                pattern=PATTERN, model=maker.name, confidence=min(conf, 0.6), columns=[key], evidence=[ev, *evs],
+                summary=(f"{counts}{already}: the inputs of {maker.name} hold no duplicate {col}, so its SQL produces "
+                         "them (a join that fans out?)."),
+                proposed_fix=ProposedFix(description=f"Find the join in {maker.name} that multiplies rows per {col} and "
+                                                     "fix it (key, grain or pre-aggregation); a dedupe would hide it."),
             ))
             continue
         first_model = _first_model(ctx, node, origin)
@@ -101,6 +107,62 @@ def detect(ctx: InvestigationContext, node: Node) -> list[Hypothesis]:
     return out
 
 
+ORIGIN_CONFIDENCE = 0.9  # a uniqueness failure, and these duplicates are its column's origin
+ELSEWHERE_CONFIDENCE = 0.5  # a uniqueness failure of another column: a join fans it out (join_fanout says where)
+OTHER_CONFIDENCE = 0.7  # another failure (a reconciliation's extra rows)
+
+
+def _confidence(ctx: InvestigationContext, node: Node, key: str) -> float:
+    """How far duplicates of ``node.key`` explain the failure: near-certain for a failed uniqueness test when the
+    duplicated key is where the failing column comes from (through the lineage of models and sources); else
+    they reach the failing model only by a join that multiplies its rows, which is join_fanout's finding."""
+    check = ctx.failure.check or ""
+    if failure_symptom(ctx.manifest, ctx.failure) != "duplicates" and not check.startswith("unique"):
+        return OTHER_CONFIDENCE
+    lineage = _failing_lineage(ctx)
+    if lineage is None:  # which column failed is unknown (a singular test): no claim either way
+        return ORIGIN_CONFIDENCE
+    return ORIGIN_CONFIDENCE if (node.unique_id, key.lower()) in lineage else ELSEWHERE_CONFIDENCE
+
+
+def _failing_lineage(ctx: InvestigationContext) -> set[tuple[str, str]] | None:
+    """``(node id, column)`` of the failing uniqueness test's columns and of every column upstream they are
+    read from as they are (through CTEs, models and sources); ``None`` when the test's columns are unknown."""
+    assert ctx.tracer is not None
+    test = next((t for t in ctx.manifest.data.get("nodes", {}).values()
+                 if t.get("resource_type") == "test" and t.get("name") == ctx.failure.check), None)
+    if test is None:
+        return None
+    kwargs = (test.get("test_metadata") or {}).get("kwargs") or {}
+    cols = kwargs.get("combination_of_columns") or [kwargs.get("column_name") or test.get("column_name")]
+    cols = [str(c).strip('"`').lower() for c in cols if c]
+    try:
+        failing = ctx.manifest.find(ctx.failure.asset)
+    except AgentDEError:
+        return None
+    attached = test.get("attached_node") or next(iter((test.get("depends_on") or {}).get("nodes") or []), None)
+    if attached in ctx.manifest.nodes:
+        failing = ctx.manifest.nodes[attached]
+    if not cols:
+        return None
+    out: set[tuple[str, str]] = set()
+    todo = [(failing, c) for c in cols]
+    while todo and len(out) < 500:
+        current, col = todo.pop()
+        if (current.unique_id, col) in out:
+            continue
+        out.add((current.unique_id, col))
+        if current.is_source:
+            continue
+        outputs = ctx.tracer.columns(current).outputs
+        feeds = outputs.get(col) or {(rel, col) for rel, c in outputs.get("*", set()) if c == "*"}
+        for rel, c in feeds:
+            parent = ctx.relation_node(rel)
+            if parent is not None and c != "*":
+                todo.append((parent, c.lower()))
+    return out
+
+
 def _loader_hypothesis(ctx: InvestigationContext, source: Node, key: str, counts: str, conf: float,
                        evs: list[Evidence]) -> Hypothesis:
     return Hypothesis(
@@ -113,18 +175,22 @@ def _loader_hypothesis(ctx: InvestigationContext, source: Node, key: str, counts
     )
 
 
-def _trace_origin(ctx: InvestigationContext, node: Node, key: str) -> tuple[Node | None, str | None, list[Evidence]]:
-    """The furthest upstream node (source included) on the key's lineage that already holds duplicates."""
+def _trace_origin(ctx: InvestigationContext, node: Node, key: str
+                  ) -> tuple[Node | None, str | None, list[Evidence], bool]:
+    """The furthest upstream node (source included) on the key's lineage that already holds duplicates, and
+    whether the inputs of the last model on that path were measured and hold none (its SQL makes them)."""
     assert ctx.tracer is not None
     evs: list[Evidence] = []
     origin: tuple[Node | None, str | None] = (None, None)
     current, col = node, key.lower()
+    inputs_unique = False
     for _ in range(20):
         if current.is_source:
             break
         feeds = ctx.tracer.columns(current).outputs.get(col) or {
             (rel, col) for rel, c in ctx.tracer.columns(current).outputs.get("*", set()) if c == "*"}
         step = None
+        unique_inputs = 0  # inputs measured and holding no duplicate
         for rel, c in sorted(feeds):
             parent = ctx.relation_node(rel)
             if parent is None or c == "*" or not parent.relation_name:
@@ -134,11 +200,13 @@ def _trace_origin(ctx: InvestigationContext, node: Node, key: str) -> tuple[Node
             if row is not None and int(row["duplicate_keys"] or 0) > 0:
                 step = (parent, c)
                 break
+            unique_inputs += row is not None
         if step is None:
+            inputs_unique = unique_inputs > 0 and unique_inputs == len(feeds)
             break
         origin = step
         current, col = step
-    return origin[0], origin[1], evs
+    return origin[0], origin[1], evs, inputs_unique
 
 
 def _first_model(ctx: InvestigationContext, node: Node, origin: Node) -> Node:
@@ -165,7 +233,9 @@ def _column_in(ctx: InvestigationContext, model: Node, origin: Node, origin_col:
 
 # load-time columns, most telling first: the loaders' own (as onboarding looks for them), then update times;
 # never a creation time (every copy of a row loaded twice has the same one)
-LOAD_TIME_COLUMNS = (*(n for n in LOADED_AT_NAMES if n != "created_at"), "ingested_at", "_updated_at")
+# (onboarding's LOADED_AT_NAMES holds the loaders' own only since bc73adc: the update times are named here)
+LOAD_TIME_COLUMNS = tuple(dict.fromkeys((*(n for n in LOADED_AT_NAMES if n != "created_at"), "ingested_at",
+                                         "_updated_at", "updated_at", "modified_at")))
 
 
 def _order_col(ctx: InvestigationContext, node: Node, origin: Node | None = None) -> str | None:
