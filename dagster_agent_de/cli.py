@@ -167,6 +167,29 @@ def _state(settings: Settings):
     return open_state_store(settings)
 
 
+def _notifier(settings: Settings, state):
+    """The deployment's notifier, built as Dagster builds it (the same ``notifications:`` block and secrets from
+    the environment; Slack through ``slack_sdk``, imported only when a Slack channel is declared), by the commands
+    that tell people something; ``None`` when no channel is declared: nothing is sent. A block that cannot be
+    built is said on stderr, never the command's failure."""
+    from dagster_agent_de.engines.notify.dispatch import build_notifier
+
+    def warn(line: str) -> None:
+        click.echo(f"agent-de: {line}", err=True)
+
+    try:
+        return build_notifier(settings.project_dir, state, log=warn)
+    except Exception as e:  # a notification problem is reported, never the command's failure
+        warn(f"notifications were not sent: {type(e).__name__}: {e}")
+        return None
+
+
+def _say_deliveries(notifier) -> None:
+    """What the notifier did on each channel (stderr: ``--json`` output stays parseable)."""
+    for d in notifier.deliveries if notifier is not None else []:
+        click.echo(f"notification to {d.channel}: {d.outcome}{' ' + d.detail if d.detail else ''}", err=True)
+
+
 def _context(settings: Settings):
     """Manifest and an audited read-only warehouse for CLI commands (actor ``cli``)."""
     from dagster_agent_de.adapters.audit import AuditLog
@@ -249,8 +272,10 @@ def drift(settings: Settings, record_baseline: bool, as_json: bool) -> None:
 
     manifest, wh = _context(settings)
     store = SnapshotStore(_state(settings))
+    notifier = _notifier(settings, store.state)  # those told of a question this run withdraws hear it
     with wh:
-        run = run_drift(manifest, wh, store, record_baseline=record_baseline)
+        run = run_drift(manifest, wh, store, record_baseline=record_baseline, notifier=notifier)
+    _say_deliveries(notifier)
     report, snapshot = run.report, run.snapshot
     raised = run.raised  # e.g. which column replaces a dropped one: asked once, by the workflow
     if as_json:
@@ -552,9 +577,11 @@ def escalations_answer(settings: Settings, esc_id: str, choice: int | None, opti
         choice = option_by_name(esc, option)
     if choice is None:
         raise ConfigError("give --option NAME or --choice N (see `agent-de escalations show ID`)")
+    notifier = _notifier(settings, state)  # the answer replies in the incident's thread
     result = answer_escalation(state, esc_id, choice, by=by, note=note, policy=load_policy(settings.project_dir),
-                               audit=AuditLog(state, actor="cli"), manifest=manifest)
+                               audit=AuditLog(state, actor="cli"), manifest=manifest, notifier=notifier)
     click.echo(result.describe())
+    _say_deliveries(notifier)
     esc = result.escalation
     from dagster_agent_de.engines.investigate.workflow import investigate_failure, reinvestigation_target
 

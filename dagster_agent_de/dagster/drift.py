@@ -33,7 +33,7 @@ from dagster import (
 from dagster_agent_de.dagster.cursors import SchemaPollCursor
 from dagster_agent_de.dagster.investigate import ESCALATIONS_ASSET, record_escalations_asset
 from dagster_agent_de.dagster.keys import DbtAssetKeys
-from dagster_agent_de.dagster.notify import notify_withdrawn_questions
+from dagster_agent_de.dagster.notify import log_deliveries, optional_notifier
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.drift import SnapshotStore
@@ -75,8 +75,9 @@ def build_drift_checks(source_keys: Sequence[AssetKey], translator: AgentDETrans
         try:
             store = SnapshotStore(agent_warehouse.state())
             manifest = agent_warehouse.manifest()
+            notifier = optional_notifier(agent_warehouse, context)  # those told of a question it withdraws
             with agent_warehouse.get_warehouse(context) as wh:
-                run = run_drift(manifest, wh, store)
+                run = run_drift(manifest, wh, store, notifier=notifier)
         except AgentDEError as e:
             context.log.error(f"schema drift check could not run: {e}")
             for key in selected:
@@ -103,7 +104,7 @@ def build_drift_checks(source_keys: Sequence[AssetKey], translator: AgentDETrans
             yield translator.drift_check_result(check_key.asset_key, changes, run.report.notes, escalations)
         for esc in run.withdrawn:
             context.log.info(f"escalation {esc.id} withdrawn: superseded by {esc.superseded_by}")
-        notify_withdrawn_questions(agent_warehouse, context, run.withdrawn, run.raised)
+        log_deliveries(context, notifier)
         for event in _withdrawn_events(run, manifest, agent_warehouse.asset_keys(), translator):
             context.op_execution_context.log_event(event)
         if run.raised:
@@ -167,9 +168,10 @@ def build_schema_poll_sensor(
         except AgentDEError as e:
             return SkipReason(f"could not snapshot source schemas: {e}")
         cursor = SchemaPollCursor.parse(context.cursor)
-        run = judge(manifest, store, current) if cursor.fingerprint != schema_fingerprint(current) else None
-        if run is None:
+        if cursor.fingerprint == schema_fingerprint(current):
             return SkipReason("source schemas unchanged")
+        notifier = optional_notifier(agent_warehouse, context)
+        run = judge(manifest, store, current, notifier=notifier)
         new_cursor = SchemaPollCursor(fingerprint=run.fingerprint).dump()
         by_rel = _key_for_relation(manifest, agent_warehouse.asset_keys())
         events = [translator.schema_observation(by_rel[rel], t, run.fingerprint)
@@ -179,7 +181,7 @@ def build_schema_poll_sensor(
             context.log.info(f"escalation {esc.id} ({esc.kind.value}) for {esc.owner}: {esc.decision}")
         for esc in run.withdrawn:
             context.log.info(f"escalation {esc.id} withdrawn: superseded by {esc.superseded_by}")
-        notify_withdrawn_questions(agent_warehouse, context, run.withdrawn, run.raised)
+        log_deliveries(context, notifier)
         if run.baseline_created:
             return SensorResult(skip_reason="first snapshot recorded as the baseline", cursor=new_cursor, asset_events=events)
         if not run.report.changes:

@@ -3,18 +3,17 @@
 # No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
 # are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from dagster import Config, JobDefinition, OpExecutionContext, job, op
 from pydantic import Field
 
 from dagster_agent_de.dagster.investigate import record_escalations_asset, record_investigation
-from dagster_agent_de.dagster.keys import DbtAssetKeys
+from dagster_agent_de.dagster.notify import log_deliveries, optional_notifier
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
 from dagster_agent_de.dagster.translator import AgentDETranslator
 from dagster_agent_de.engines.escalate.answering import answer_escalation
 from dagster_agent_de.engines.escalate.policy import load_policy
-from dagster_agent_de.engines.escalate.raising import check_node
 from dagster_agent_de.errors import ConfigError
 
 ANSWER_JOB = "answer_escalation"
@@ -49,6 +48,9 @@ def build_answer_job(translator: AgentDETranslator | None = None) -> JobDefiniti
 
 def _answer(context: OpExecutionContext, config: AnswerConfig, agent_warehouse: AgentWarehouseResource,
             translator: AgentDETranslator) -> dict:
+    # the investigation engine (sqlglot, the pattern library) loads when a run needs it, not at code-location load
+    from dagster_agent_de.engines.investigate.workflow import reinvestigation_target
+
     settings = agent_warehouse.settings()
     store = agent_warehouse.state()
     manifest = agent_warehouse.manifest()
@@ -57,22 +59,24 @@ def _answer(context: OpExecutionContext, config: AnswerConfig, agent_warehouse: 
     if by != config.answered_by.strip().lower():
         context.log.info(f"answering as {by}, the user who launched this run (the run's `{USER_TAG}` tag)")
     choice = option_index(store, config.escalation_id, config.option, config.choice)
+    notifier = optional_notifier(agent_warehouse, context)  # the answer replies in the incident's thread
     result = answer_escalation(store, config.escalation_id, choice, by=by, note=config.note,
-                               policy=load_policy(settings.project_dir), audit=audit, manifest=manifest)
+                               policy=load_policy(settings.project_dir), audit=audit, manifest=manifest,
+                               notifier=notifier)
     context.log.info(result.describe())
+    log_deliveries(context, notifier)
     context.instance.add_run_tags(context.run_id, {"agent_de/escalation": config.escalation_id,
                                                    "agent_de/answered_by": by})
     esc = result.escalation
     rerun = None
-    if result.closed and esc.asset:
-        keys = agent_warehouse.asset_keys()
-        check_asset = keys.key(manifest.find(esc.asset)).path
-        if esc.check:
-            # re-investigate the failure that raised it, now with the new context
-            rerun = record_investigation(context, agent_warehouse, _check_asset(manifest, esc, keys) or check_asset,
-                                         esc.check, 0, "", metadata=None, translator=translator)
+    # the failed check the answer unblocks, as `agent-de escalations answer` finds it; none for a question no
+    # check raised (an onboarding decision, on a source the proposal creates and the manifest does not have yet)
+    target = reinvestigation_target(manifest, esc) if result.closed else None
+    if target is not None and esc.check:
+        # re-investigate the failure that raised it, now with the new context
+        rerun = record_investigation(context, agent_warehouse, agent_warehouse.asset_keys().key(target).path,
+                                     esc.check, 0, "", metadata=None, translator=translator)
     record_escalations_asset(context, store, translator)
-    _notify_answer(context, agent_warehouse, esc)
     return {"escalation": esc.model_dump(mode="json"), "closed": result.closed,
             "rule": result.rule.model_dump(mode="json") if result.rule else None,
             "rerun_top": rerun.findings[0].model_dump(mode="json") if rerun else None}
@@ -93,28 +97,8 @@ def answerer(run_tags: Mapping[str, str], answered_by: str) -> str:
     return identity(run_tags.get(USER_TAG) or answered_by)
 
 
-def _check_asset(manifest, esc, keys: DbtAssetKeys) -> Sequence[str] | None:
-    """The asset key (the team's) of the node the failed check is on."""
-    node = check_node(manifest, esc)
-    return keys.key(node).path if node is not None else None
-
-
 answer_escalation_job = build_answer_job()
 """The ``answer_escalation`` job with the default translator (``build_definitions`` builds its own)."""
-
-
-def _notify_answer(context: OpExecutionContext, agent_warehouse: AgentWarehouseResource, esc) -> None:
-    """The answer replies in the thread of the incident that raised the escalation (never fails the run)."""
-    from dagster_agent_de.dagster.notify import notifier_for
-    from dagster_agent_de.engines.notify.workflow import notify_answer
-
-    try:
-        notifier = notifier_for(agent_warehouse, context)
-        if notifier is not None:
-            for d in notify_answer(notifier, esc):
-                context.log.info(f"notification to {d.channel}: {d.outcome}")
-    except Exception as e:
-        context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")
 
 
 def option_index(store, escalation_id: str, option: str, choice: int) -> int:

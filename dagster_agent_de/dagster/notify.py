@@ -6,16 +6,13 @@ A channel failure is retried by the notifier, logged in the run, and never fails
 # No `from __future__ import annotations` here: Dagster reads these decorated functions' annotations when they
 # are defined (a string `context` annotation or `Config` class is refused; verified on Dagster 1.13).
 
-import os
 from typing import Any
 
 from dagster import OpExecutionContext, ScheduleDefinition, job, op
 from pydantic import Field
 
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
-from dagster_agent_de.engines.notify.dispatch import Notifier
-from dagster_agent_de.engines.notify.settings import load_notification_settings
-from dagster_agent_de.profile import load_project_yaml
+from dagster_agent_de.engines.notify.dispatch import Notifier, build_notifier
 
 DIGEST_JOB = "escalation_digest"
 
@@ -44,35 +41,26 @@ def slack_client(token: str, base_url: str | None) -> Any:
     return AgentSlackResource(token=token, base_url=base_url).get_client()
 
 
-def notify_withdrawn_questions(agent_warehouse: AgentWarehouseResource, context: Any, withdrawn, replacements) -> None:
-    """Tell those who heard of each withdrawn question which one replaces it (never fails the caller)."""
-    if not withdrawn:
-        return
-    from dagster_agent_de.engines.notify.workflow import notify_withdrawn
-
-    try:
-        notifier = notifier_for(agent_warehouse, context)
-        deliveries = notify_withdrawn(notifier, withdrawn, replacements) if notifier is not None else []
-    except Exception as e:  # a notification problem is reported, never the caller's failure
-        context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")
-        return
-    for d in deliveries:
-        context.log.info(f"notification to {d.channel}: {d.outcome}{' ' + d.detail if d.detail else ''}")
-
-
 def notifier_for(agent_warehouse: AgentWarehouseResource, context: Any) -> "Notifier | None":
     """The notifier of this deployment, or ``None`` when no ``notifications:`` block is declared."""
-    from dagster_agent_de.adapters.notify import senders_from_settings
+    return build_notifier(agent_warehouse.settings().project_dir, agent_warehouse.state(), log=context.log.warning,
+                          slack_client=slack_client)
 
-    settings = agent_warehouse.settings()
-    notify = load_notification_settings(load_project_yaml(settings.project_dir))
-    if not notify.channels:
+
+def optional_notifier(agent_warehouse: AgentWarehouseResource, context: Any) -> "Notifier | None":
+    """:func:`notifier_for` for a workflow that notifies as it works: ``None`` with a warning in the log when it
+    cannot be built (a bad ``notifications:`` block, a missing extra), never the caller's failure."""
+    try:
+        return notifier_for(agent_warehouse, context)
+    except Exception as e:  # a notification problem is reported, never the caller's failure
+        context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")
         return None
-    senders = senders_from_settings(dict(notify.channels), dict(os.environ), slack_client=slack_client)
-    missing = sorted(set(notify.channels) - set(senders))
-    if missing:
-        context.log.warning(f"notification channels without their secret in the environment: {', '.join(missing)}")
-    return Notifier(notify, senders, agent_warehouse.state(), log=context.log.warning)
+
+
+def log_deliveries(context: Any, notifier: "Notifier | None") -> None:
+    """What ``notifier`` did on each channel, in the run's (or the tick's) log."""
+    for d in notifier.deliveries if notifier is not None else []:
+        context.log.info(f"notification to {d.channel}: {d.outcome}{' ' + d.detail if d.detail else ''}")
 
 
 @op(name="send_digest", description="Send the digest of open escalations (past-due first) to the digest channels.")

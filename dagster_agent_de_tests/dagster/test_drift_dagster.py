@@ -462,3 +462,62 @@ def test_those_told_of_a_question_the_drift_check_withdraws_hear_it_once(demo_en
     assert [h["event"] for h in hooks] == ["failed", "investigated", "escalated", "withdrawn"]
     assert len({h["incident_id"] for h in hooks}) == 1  # in the incident's thread
     assert f"{first.id} withdrawn: {asked.id} asks about this incident now" in hooks[-1]["title"]
+
+
+def test_the_cli_notifies_through_the_same_workflows(demo_env, tmp_path: Path, monkeypatch) -> None:
+    """`agent-de drift` raising the question that withdraws the investigation's tells the team's webhook once (as the
+    drift check does; a second run sends nothing), and `agent-de escalations answer` replies in the incident once."""
+    from click.testing import CliRunner
+
+    from dagster_agent_de.adapters.notify import senders_from_settings
+    from dagster_agent_de.adapters.state import open_state_store
+    from dagster_agent_de.cli import main
+    from dagster_agent_de.core.models import EscalationState, InvestigationFinding
+    from dagster_agent_de.engines.notify.dispatch import Notifier
+    from dagster_agent_de.engines.notify.settings import NotificationSettings
+    from dagster_agent_de.engines.notify.workflow import notify_investigation
+    from dagster_agent_de_tests.notify.servers import http_recorder
+
+    settings, _ = _drift_job(demo_env, tmp_path)  # the CLI below reads the same private state dir
+    defs = build_definitions(settings)
+    store = open_state_store(settings)
+    monkeypatch.setenv("AGENT_DE_DUCKDB_PATH", str(demo_env.settings.duckdb_path))
+
+    def cli(*args: str):
+        return CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(demo_env.project_dir), *args])
+
+    with http_recorder() as srv, DagsterInstance.ephemeral() as instance:
+        cfg = tmp_path / "notifications.yml"
+        cfg.write_text("notifications:\n  channels:\n    team: {kind: webhook, url_env: HOOK_URL}\n  default: [team]\n")
+        monkeypatch.setenv("AGENT_DE_NOTIFICATIONS", str(cfg))
+        monkeypatch.setenv("HOOK_URL", srv.url + "/hook")
+        baseline = cli("drift")
+        assert baseline.exit_code == 0, baseline.output
+        with _stage_replaced(demo_env):
+            report = _investigate_model(defs, instance).output_for_node("investigate_failure")
+            (first,) = store.escalations()
+            told = NotificationSettings.model_validate({"channels": {"team": {"kind": "webhook", "url_env": "HOOK_URL"}},
+                                                        "default": ["team"]})
+            notifier = Notifier(told, senders_from_settings(dict(told.channels), {"HOOK_URL": srv.url + "/hook"}), store,
+                                sleep=lambda s: None)
+            notify_investigation(notifier, asset="stg_hubspot_contacts", check="not_null_stage", evaluation_id=7,
+                                 failing_run=None, check_description="not_null_stage failed", numbers=[],
+                                 finding=InvestigationFinding.model_validate(report["findings"][0]),
+                                 investigation_run="run-1", escalations=[first], owner=None)
+            raised = cli("drift")
+            after_raise = [h["event"] for h in srv.posted("/hook")]
+            again = cli("drift")
+        withdrawn, asked = store.escalations()
+        answer = ["escalations", "answer", asked.id, "--choice", "1", "--by", "ana@shop.example", "--no-rerun"]
+        answered = cli(*answer)
+        retried = cli(*answer)  # the same answer again: what is stored, told nobody twice
+    assert raised.exit_code == again.exit_code == 1, raised.output
+    assert withdrawn.id == first.id and withdrawn.state == EscalationState.WITHDRAWN and asked.supersedes == [first.id]
+    assert after_raise == ["failed", "investigated", "escalated", "withdrawn"]
+    assert "notification to team: sent" in raised.output and "notification to team" not in again.output
+    assert answered.exit_code == retried.exit_code == 0, answered.output
+    hooks = srv.posted("/hook")
+    assert [h["event"] for h in hooks] == [*after_raise, "answered"]
+    assert len({h["incident_id"] for h in hooks}) == 1  # the answer replies in the incident's thread
+    assert f"{first.id} withdrawn: {asked.id} asks about this incident now" in hooks[-2]["title"]
+    assert hooks[-1]["title"].startswith(f"{asked.id} answered by ana@shop.example")

@@ -264,3 +264,27 @@ def test_an_overdue_question_is_reminded_once(state_store) -> None:
         tomorrow = notify_overdue(_notifier(settings, env, state_store), [late, on_time], now=now + timedelta(days=1))
         assert {d.outcome for d in tomorrow} == {"duplicate"}  # at most one reminder, whatever the number of digests
         assert [h["event"] for h in srv.posted("/hook")].count("overdue") == 1
+
+
+def test_the_answer_workflow_tells_the_closing_answer_once(state_store) -> None:
+    """A four-eyes decision: the first approval closes nothing and says nothing; the second is the answer, sent
+    once (the same answer retried sends nothing)."""
+    from dagster_agent_de.engines.escalate.answering import answer_escalation
+    from dagster_agent_de.engines.escalate.policy import Policy
+    from dagster_agent_de.engines.escalate.raising import raise_escalations
+
+    (esc,) = raise_escalations(state_store, [_esc(0).model_copy(update={
+        "id": "", "approvals_required": 2, "finding_pattern": "four_eyes",
+        "options": [EscalationOption(label="apply the fix", agent_action="apply_fix"), EscalationOption(label="leave it")]})])
+    with http_recorder() as srv:
+        settings, env = _settings(srv.url)
+        n = _notifier(settings, env, state_store)
+        first = answer_escalation(state_store, esc.id, 0, by="cfo@acme.io", policy=Policy(), notifier=n)
+        assert not first.closed and n.deliveries == [] and srv.requests == []
+        second = answer_escalation(state_store, esc.id, 0, by="controller@acme.io", policy=Policy(), notifier=n)
+        retried = answer_escalation(state_store, esc.id, 0, by="controller@acme.io", policy=Policy(),
+                                    notifier=_notifier(settings, env, state_store))
+        assert second.closed and retried.retried
+        assert [h["event"] for h in srv.posted("/hook")] == ["answered"]  # finance's channels: its Slack and hook
+        (post,) = srv.posted("chat.postMessage")
+        assert post["channel"] == "#finance-data" and f"{esc.id} answered by controller@acme.io: apply the fix" in post["text"]

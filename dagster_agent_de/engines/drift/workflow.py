@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -28,6 +28,9 @@ from dagster_agent_de.engines.drift.models import AcceptedChange, DriftReport, S
 from dagster_agent_de.engines.drift.store import SnapshotStore
 from dagster_agent_de.errors import ConfigError
 from dagster_agent_de.manifest import Manifest
+
+if TYPE_CHECKING:
+    from dagster_agent_de.engines.notify.dispatch import Notifier
 
 Verdict = Literal["pass", "warn", "block"]
 """``pass``: no change, or info-level only; ``warn``: a change a human should look at; ``block``: breaking."""
@@ -147,9 +150,11 @@ def take_current(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore,
     return take_snapshot(manifest, warehouse, store.load("last") or store.baseline())
 
 
-def judge(manifest: Manifest, store: SnapshotStore, current: Snapshot, *, record_baseline: bool = False) -> DriftRun:
+def judge(manifest: Manifest, store: SnapshotStore, current: Snapshot, *, record_baseline: bool = False,
+          notifier: Notifier | None = None) -> DriftRun:
     """Compare ``current`` with the accepted baseline, apply the baseline policy and raise the escalations the
-    changes need (see the module)."""
+    changes need (see the module). Those told about a question this pass withdrew hear it, once, through
+    ``notifier`` (``None``: nothing is sent)."""
     fingerprint = schema_fingerprint(current)
     baseline = store.baseline()
     if baseline is None or record_baseline:
@@ -173,16 +178,20 @@ def judge(manifest: Manifest, store: SnapshotStore, current: Snapshot, *, record
     changed = {c.relation.lower() for c in report.changes}
     risky = {c.relation.lower() for c in report.changes if c.severity.rank >= 1}
     raised, standing, withdrawn = escalate(store.state, report, manifest)
+    if withdrawn:
+        from dagster_agent_de.engines.notify.workflow import notify_safely, notify_withdrawn
+
+        notify_safely(notifier, lambda n: notify_withdrawn(n, withdrawn, raised))
     return DriftRun(report=report, snapshot=current, fingerprint=fingerprint, advanced=sorted(changed - risky),
                     raised=raised, escalations=standing, withdrawn=withdrawn)
 
 
 def run_drift(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,
-              record_baseline: bool = False) -> DriftRun:
+              record_baseline: bool = False, notifier: Notifier | None = None) -> DriftRun:
     """Snapshot the sources, diff against the baseline with column-level impact, apply the baseline policy,
-    raise the escalations the changes need."""
+    raise the escalations the changes need, and tell those who heard of a question it withdrew (see :func:`judge`)."""
     current = take_current(manifest, warehouse, store, record_baseline=record_baseline)
-    return judge(manifest, store, current, record_baseline=record_baseline)
+    return judge(manifest, store, current, record_baseline=record_baseline, notifier=notifier)
 
 
 def detect_drift(manifest: Manifest, warehouse: Warehouse, store: SnapshotStore, *,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster_agent_de.adapters.audit import AuditLog
 from dagster_agent_de.core.context import ContextRule
@@ -11,6 +11,9 @@ from dagster_agent_de.core.models import Approval, Escalation, ProposedFix
 from dagster_agent_de.core.state import AnswerDecision, EscalationError, StateStore
 from dagster_agent_de.engines.escalate.context_store import CONFLICT_PATTERN, CONTEXT_FILE
 from dagster_agent_de.engines.escalate.policy import ActionClass, Policy, authorize
+
+if TYPE_CHECKING:
+    from dagster_agent_de.engines.notify.dispatch import Notifier
 
 __all__ = ["AnswerResult", "EscalationError", "answer_escalation", "decide_answer", "identity"]
 
@@ -86,12 +89,14 @@ def decide_answer(esc: Escalation, by: str, choice: int) -> AnswerDecision:
 
 def answer_escalation(
     store: StateStore, esc_id: str, choice: int, *, by: str, note: str = "",
-    policy: Policy, audit: AuditLog | None = None, manifest: Any = None,
+    policy: Policy, audit: AuditLog | None = None, manifest: Any = None, notifier: Notifier | None = None,
 ) -> AnswerResult:
     """Record ``by``'s answer. The escalation closes once enough distinct approvers agree.
 
     The approval, the closing answer and the rule it decides commit in one transaction; the same
-    answer sent again (a retry after a crash) returns what is stored instead of failing.
+    answer sent again (a retry after a crash) returns what is stored instead of failing. The closing answer
+    replies, through ``notifier``, in the thread of the incident that raised the escalation (once, whichever
+    caller answered; ``None``: nothing is sent).
     """
     who = identity(by or "")
     if not who:
@@ -114,6 +119,9 @@ def answer_escalation(
         authorize(policy, ActionClass.APPLY_CODE_FIX, human_present=True, approvers=decision.approvers,
                   finance=finance, audit=audit, what=f"apply the fix of {esc.id} to {esc.asset}")
         out.applied_files = apply_diff(manifest, ProposedFix(description=esc.decision, diff=esc.fix_diff))
+    from dagster_agent_de.engines.notify.workflow import notify_answer, notify_safely
+
+    notify_safely(notifier, lambda n: notify_answer(n, esc))
     return out
 
 

@@ -8,17 +8,19 @@ shared by every process that notifies (sensors, run workers, the CLI).
 
 from __future__ import annotations
 
+import os
 import time as _time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
-from dagster_agent_de.adapters.notify import Sender, SenderError
+from dagster_agent_de.adapters.notify import Sender, SenderError, senders_from_settings
 from dagster_agent_de.core.models import Severity, utcnow
 from dagster_agent_de.core.notifications import Message
-from dagster_agent_de.engines.notify.settings import NotificationSettings
+from dagster_agent_de.engines.notify.settings import NotificationSettings, load_notification_settings
 
 
 class NotificationLedger(Protocol):
@@ -126,3 +128,22 @@ class Notifier:
             out.append(self._one(name, message.model_copy(update={"body": body})))
         self.deliveries += out
         return out
+
+
+def build_notifier(project_dir: Path, ledger: NotificationLedger, *, log: Callable[[str], None] = print,
+                   env: Mapping[str, str] | None = None, slack_client: Any = None) -> Notifier | None:
+    """The deployment's notifier, from the ``notifications:`` block (``AGENT_DE_NOTIFICATIONS`` or
+    ``vars.agent_de.notifications``) and the channels' secrets in ``env``; ``None`` when no channel is declared
+    (nothing is sent). Every caller builds it here: the Dagster layer (Slack through dagster-slack's
+    ``slack_client``) and the CLI (``slack_sdk``, imported only when a Slack channel is declared)."""
+    from dagster_agent_de.profile import load_project_yaml
+
+    env = dict(os.environ if env is None else env)
+    settings = load_notification_settings(load_project_yaml(project_dir), env)
+    if not settings.channels:
+        return None
+    senders = senders_from_settings(dict(settings.channels), env, slack_client=slack_client)
+    missing = sorted(set(settings.channels) - set(senders))
+    if missing:
+        log(f"notification channels without their secret in the environment: {', '.join(missing)}")
+    return Notifier(settings, senders, ledger, log=log)

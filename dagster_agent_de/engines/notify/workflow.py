@@ -49,6 +49,18 @@ def told_about(notifier: Notifier, esc: Escalation) -> list[str]:
     return []
 
 
+def notify_safely(notifier: Notifier | None, send: Callable[[Notifier], list[Delivery]]) -> list[Delivery]:
+    """``send(notifier)``, for a workflow whose work is done: no notifier, nothing sent; a failure is logged by
+    the notifier and never raised (channels that are down are already retried and logged by the notifier)."""
+    if notifier is None:
+        return []
+    try:
+        return send(notifier)
+    except Exception as e:  # a notification problem is reported, never the failure of the work it reports
+        notifier.log(f"notifications were not sent: {type(e).__name__}: {e}")
+        return []
+
+
 def notify_investigation(
     notifier: Notifier, *, asset: str, check: str, evaluation_id: int | str | None, failing_run: str | None,
     check_description: str, numbers: Sequence[tuple[str, str]], finding: Finding, investigation_run: str,
