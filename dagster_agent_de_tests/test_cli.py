@@ -126,7 +126,8 @@ def test_a_command_run_inside_a_dbt_project_reads_that_project(team_env, monkeyp
     project = tmp_path / "acme"
     shutil.copytree(team_env.project_dir, project, ignore=shutil.ignore_patterns("warehouse", ".agent_de"))
     monkeypatch.chdir(project)
-    monkeypatch.delenv("AGENT_DE_PROJECT_DIR", raising=False)
+    for k in ("AGENT_DE_PROJECT_DIR", "AGENT_DE_STATE_DIR", "AGENT_DE_TARGET", "AGENT_DE_DUCKDB_PATH", "DBT_TARGET"):
+        monkeypatch.delenv(k, raising=False)  # a demo run in this process sets some of them
     r = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "reconcile", "--json"])
     assert r.stderr == "", r.stderr
     out = json.loads(r.stdout)
