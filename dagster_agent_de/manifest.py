@@ -290,8 +290,9 @@ class Manifest:
         """The SQL a dbt test node selects its failing rows with, as fresh as can be found.
 
         The newest compiled file under ``target/`` (dbt's ``target/compiled/<package>/<file>``, a
-        generic test under its YAML file's path, and dagster-dbt's per-run dirs), else the manifest's
-        ``compiled_code``; ``None`` when the test was never compiled (a manifest from ``dbt parse``).
+        generic test under its YAML file's path, and dagster-dbt's per-run dirs; not those compiled for another
+        target, see ``compiled_after``), else the manifest's ``compiled_code``; ``None`` when the test was never
+        compiled (a manifest from ``dbt parse``).
         """
         rel = Path(str(test.get("package_name") or "")) / str(test.get("original_file_path") or "")
         if str(test.get("original_file_path") or "").endswith((".yml", ".yaml")):
@@ -300,7 +301,8 @@ class Manifest:
         target = self.project_dir / "target" if self.project_dir else None
         if target is not None and target.exists() and test.get("original_file_path"):
             for compiled in [target / "compiled" / rel, *target.glob(f"*/compiled/{rel.as_posix()}")]:
-                if compiled.is_file():
+                # not a test compiled for another target (see ``compiled_after``): it reads that target's tables
+                if compiled.is_file() and (self.compiled_after is None or compiled.stat().st_mtime >= self.compiled_after):
                     candidates.append((compiled.stat().st_mtime, compiled.read_text()))
         if candidates:
             return max(candidates, key=lambda c: c[0])[1]
