@@ -552,3 +552,28 @@ def test_duplicates_upstream_are_top_only_when_they_are_the_failing_columns_orig
     dim_fails = Failure(asset="dim", check="unique_dim_customer_id", kind="dbt_test")
     (h2,) = duplicate_key.detect(ctx_for(m, db, dim_fails), m.find("stg_c"))
     assert h2.confidence == 0.9
+
+
+def test_a_dbt_test_named_like_a_packages_test_is_the_one_on_the_failing_asset(tmp_path: Path) -> None:
+    """A package has its own `orders` model with a `unique_orders_id` test (Dagster names checks by the test's name
+    under each asset): the failure of the project's test is measured with the project's test, never the package's
+    (which passes and said the project's 'passes now')."""
+    from dagster_agent_de.engines.investigate.failure import dbt_test_now, failure_from_check
+
+    sql = "select id, status from {{ source('raw', 'orders') }}"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    common = {"name": "unique_m_id", "resource_type": "test", "path": "unique_m_id.sql",
+              "original_file_path": "models/schema.yml", "column_name": "id",
+              "test_metadata": {"name": "unique", "kwargs": {"column_name": "id"}}}
+    m.data["nodes"] = {
+        "test.pkg.unique_m_id.1": {**common, "package_name": "pkg", "attached_node": "model.pkg.m",
+                                   "depends_on": {"nodes": ["model.pkg.m"]}, "compiled_code": "select 1 as id where false"},
+        **m.data["nodes"],
+        "test.p.unique_m_id.2": {**common, "package_name": "p", "attached_node": "model.p.m",
+                                 "depends_on": {"nodes": ["model.p.m"]}, "compiled_code": "select 1 as id, 2 as n"},
+    }
+    node = m.find("m")
+    with DuckDBWarehouse(db, AuditLog(None)) as wh:
+        failure = failure_from_check(m, "m", "unique_m_id", wh, [tmp_path])
+        assert failure.metadata["passed"] is False
+        assert dbt_test_now(m, "unique_m_id", wh, node) == {"failing_rows_now": 1, "passed": False}

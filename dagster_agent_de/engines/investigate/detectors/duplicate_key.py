@@ -15,7 +15,7 @@ import re
 
 from dagster_agent_de.core.models import Evidence, ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
-from dagster_agent_de.engines.investigate.failure import failure_symptom
+from dagster_agent_de.engines.investigate.failure import failure_symptom, find_dbt_test
 from dagster_agent_de.engines.investigate.fixes import file_diff
 from dagster_agent_de.engines.investigate.models import Hypothesis
 from dagster_agent_de.engines.onboard.generate import LOADED_AT_NAMES
@@ -129,17 +129,16 @@ def _failing_lineage(ctx: InvestigationContext) -> set[tuple[str, str]] | None:
     """``(node id, column)`` of the failing uniqueness test's columns and of every column upstream they are
     read from as they are (through CTEs, models and sources); ``None`` when the test's columns are unknown."""
     assert ctx.tracer is not None
-    test = next((t for t in ctx.manifest.data.get("nodes", {}).values()
-                 if t.get("resource_type") == "test" and t.get("name") == ctx.failure.check), None)
+    try:
+        failing = ctx.manifest.find(ctx.failure.asset)
+    except AgentDEError:
+        return None
+    test = find_dbt_test(ctx.manifest, ctx.failure.check, failing)  # the one on the failing asset (names repeat across packages)
     if test is None:
         return None
     kwargs = (test.get("test_metadata") or {}).get("kwargs") or {}
     cols = kwargs.get("combination_of_columns") or [kwargs.get("column_name") or test.get("column_name")]
     cols = [str(c).strip('"`').lower() for c in cols if c]
-    try:
-        failing = ctx.manifest.find(ctx.failure.asset)
-    except AgentDEError:
-        return None
     attached = test.get("attached_node") or next(iter((test.get("depends_on") or {}).get("nodes") or []), None)
     if attached in ctx.manifest.nodes:
         failing = ctx.manifest.nodes[attached]
