@@ -577,3 +577,21 @@ def test_a_dbt_test_named_like_a_packages_test_is_the_one_on_the_failing_asset(t
         failure = failure_from_check(m, "m", "unique_m_id", wh, [tmp_path])
         assert failure.metadata["passed"] is False
         assert dbt_test_now(m, "unique_m_id", wh, node) == {"failing_rows_now": 1, "passed": False}
+
+
+def test_duplicate_key_orders_by_a_load_time_column_of_the_duplicated_source_not_of_another_it_joins(
+        tmp_path: Path) -> None:
+    """stg reads charges (duplicated, no loaded_at_field, an updated_at column) and joins customers (loaded_at_field
+    _synced): the dedupe in the CTE reading charges ordered by customers' _synced, a column charges does not have."""
+    dup = "create table raw.charges as select (range % 8) as id, 1 as customer_id, now() as updated_at from range(10)"
+    cust = "create table raw.customers as select 1 as customer_id, now() as _synced"
+    sql = ("with source as (\n    select * from {{ source('raw', 'charges') }}\n),\n"
+           "customers as (\n    select * from {{ source('raw', 'customers') }}\n)\n"
+           "select s.id as charge_id from source s left join customers c on s.customer_id = c.customer_id\n")
+    m, db = project(tmp_path, {"stg": sql}, [dup, cust], sources={"charges": {}, "customers": {"loaded_at_field": "_synced"}},
+                    tests={"stg": ["charge_id"]})
+    m.data["nodes"]["model.p.stg"]["depends_on"] = {"nodes": ["source.p.raw.customers", "source.p.raw.charges"]}
+    m = Manifest(m.data, tmp_path)
+    (h,) = duplicate_key.detect(ctx_for(m, db, Failure(asset="stg", check="unique_stg_charge_id")), m.find("stg"))
+    assert "_synced" not in h.proposed_fix.diff, h.proposed_fix.diff
+    assert "+    qualify row_number() over (partition by id order by updated_at desc) = 1" in h.proposed_fix.diff

@@ -238,18 +238,20 @@ LOAD_TIME_COLUMNS = tuple(dict.fromkeys((*(n for n in LOADED_AT_NAMES if n != "c
 
 
 def _order_col(ctx: InvestigationContext, node: Node, origin: Node | None = None) -> str | None:
-    """The load-time column to keep the latest copy by: the source's ``loaded_at_field``, else a column of
-    the origin named like one (``LOAD_TIME_COLUMNS``); ``None`` when there is none (any copy is arbitrary)."""
-    parents = [origin] if origin is not None else []
-    parents += [ctx.manifest.nodes[u] for u in ctx.manifest.parents(node.unique_id)]
-    for parent in parents:
+    """The load-time column to keep the latest copy by: the origin's ``loaded_at_field``, else a column of the
+    origin named like one (``LOAD_TIME_COLUMNS``); ``None`` when there is none (any copy is arbitrary). Another
+    table the model reads (a source it joins) lends its ``loaded_at_field`` only when the origin has that column:
+    the dedupe orders the origin's rows."""
+    if origin is None:
+        return None
+    if origin.loaded_at_field:
+        return origin.loaded_at_field
+    live = set(ctx.relation_columns(origin))
+    for parent in (ctx.manifest.nodes[u] for u in ctx.manifest.parents(node.unique_id)):
         field = parent.loaded_at_field
-        if field:
+        if field and field.lower() in live:
             return field
-    if origin is not None:
-        live = set(ctx.relation_columns(origin))
-        return next((c for c in LOAD_TIME_COLUMNS if c in live), None)
-    return None
+    return next((c for c in LOAD_TIME_COLUMNS if c in live), None)
 
 
 def _add_qualify(text: str, window: str, table: str = "") -> str:
