@@ -469,6 +469,7 @@ def test_the_incremental_cut_off_is_measured_apart_and_named_not_nested_in_an_ag
     assert "removes 10 of 100 rows" in business.summary and "ordered_at" not in business.summary.split(" in fct")[0]
     assert "incremental cut-off" in cutoff.summary and "not a business filter" in cutoff.summary
     assert "keeps the 9 rows newer than the latest already in fct" in cutoff.summary, cutoff.summary
+    assert "of the 90 rows entering it now" in cutoff.summary and "{" not in cutoff.summary, cutoff.summary
     assert cutoff.confidence < business.confidence
     # the cut-off (a subquery) is counted with the predicate in a WHERE, never inside an aggregate
     assert "sum(" not in cutoff.evidence[0].statement.lower() and "where" in cutoff.evidence[0].statement.lower()
