@@ -243,19 +243,27 @@ class Manifest:
         return self.project_dir / node.raw["original_file_path"]
 
     def last_build(self, uid: str) -> tuple[str, str] | None:
-        """(status, when) of ``uid`` in the last dbt run that ran it, from ``target/run_results.json``
-        (``success``, ``error``, ``skipped``...); None when that run did not include it or there is none."""
+        """(status, when) of ``uid`` in the last dbt run that ran it: the newest ``run_results.json`` under
+        ``target/`` (dbt's own, or a dagster-dbt run's ``target/<run>/``) that includes it (``success``,
+        ``error``, ``skipped``...); None when none does."""
         if self.project_dir is None or self.compiled_after == float("inf"):
             return None  # no project, or its target/ holds another target's runs
-        path = self.project_dir / "target" / "run_results.json"
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        when = str((data.get("metadata") or {}).get("generated_at") or "")[:19].replace("T", " ")
-        for r in data.get("results") or []:
-            if isinstance(r, dict) and r.get("unique_id") == uid:
-                return str(r.get("status") or ""), when
+        target = self.project_dir / "target"
+        found: list[tuple[float, Path]] = []
+        for path in [target / "run_results.json", *target.glob("*/run_results.json")]:
+            try:
+                found.append((path.stat().st_mtime, path))
+            except OSError:
+                continue
+        for _mtime, path in sorted(found, key=lambda f: f[0], reverse=True):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            when = str((data.get("metadata") or {}).get("generated_at") or "")[:19].replace("T", " ")
+            for r in data.get("results") or []:
+                if isinstance(r, dict) and r.get("unique_id") == uid:
+                    return str(r.get("status") or ""), when
         return None
 
     def compiled_sql(self, uid: str) -> str | None:

@@ -89,3 +89,22 @@ def test_a_dbt_test_compiled_for_another_target_is_not_run_again(tmp_path) -> No
     with DuckDBWarehouse(db, AuditLog(None)) as wh:
         assert dbt_test_now(other, "unique_m_id", wh) == {}  # no claim, never "passes now" on prod's rows
         assert dbt_test_now(Manifest(data, tmp_path), "unique_m_id", wh)["passed"] is True
+
+
+def test_the_last_build_is_the_newest_run_that_ran_the_model_dagster_dbt_runs_included(tmp_path) -> None:
+    """dagster-dbt writes each run's results under target/<run>/: a manual `dbt build` that failed last week
+    (target/run_results.json) is not the last build when Dagster built the model since."""
+    import json
+    import os
+
+    def results(path, status: str, when: str, mtime: float) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"metadata": {"generated_at": when},
+                                    "results": [{"unique_id": "model.p.m", "status": status}]}))
+        os.utime(path, (mtime, mtime))
+
+    results(tmp_path / "target" / "run_results.json", "error", "2026-11-30T03:00:00Z", 1_000)
+    manifest = Manifest({"nodes": {}}, tmp_path)
+    assert manifest.last_build("model.p.m") == ("error", "2026-11-30 03:00:00")
+    results(tmp_path / "target" / "dagster-run-1" / "run_results.json", "success", "2026-12-07T03:00:00Z", 2_000)
+    assert manifest.last_build("model.p.m") == ("success", "2026-12-07 03:00:00")
