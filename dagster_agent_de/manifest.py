@@ -243,19 +243,27 @@ class Manifest:
         return self.project_dir / node.raw["original_file_path"]
 
     def last_build(self, uid: str) -> tuple[str, str] | None:
-        """(status, when) of ``uid`` in the last dbt run that ran it, from ``target/run_results.json``
-        (``success``, ``error``, ``skipped``...); None when that run did not include it or there is none."""
+        """(status, when) of ``uid`` in the last dbt run that ran it: the newest ``run_results.json`` under
+        ``target/`` (dbt's own, or a dagster-dbt run's ``target/<run>/``) that includes it (``success``,
+        ``error``, ``skipped``...); None when none does."""
         if self.project_dir is None or self.compiled_after == float("inf"):
             return None  # no project, or its target/ holds another target's runs
-        path = self.project_dir / "target" / "run_results.json"
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        when = str((data.get("metadata") or {}).get("generated_at") or "")[:19].replace("T", " ")
-        for r in data.get("results") or []:
-            if isinstance(r, dict) and r.get("unique_id") == uid:
-                return str(r.get("status") or ""), when
+        target = self.project_dir / "target"
+        found: list[tuple[float, Path]] = []
+        for path in [target / "run_results.json", *target.glob("*/run_results.json")]:
+            try:
+                found.append((path.stat().st_mtime, path))
+            except OSError:
+                continue
+        for _mtime, path in sorted(found, key=lambda f: f[0], reverse=True):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            when = str((data.get("metadata") or {}).get("generated_at") or "")[:19].replace("T", " ")
+            for r in data.get("results") or []:
+                if isinstance(r, dict) and r.get("unique_id") == uid:
+                    return str(r.get("status") or ""), when
         return None
 
     def compiled_sql(self, uid: str) -> str | None:
@@ -290,8 +298,9 @@ class Manifest:
         """The SQL a dbt test node selects its failing rows with, as fresh as can be found.
 
         The newest compiled file under ``target/`` (dbt's ``target/compiled/<package>/<file>``, a
-        generic test under its YAML file's path, and dagster-dbt's per-run dirs), else the manifest's
-        ``compiled_code``; ``None`` when the test was never compiled (a manifest from ``dbt parse``).
+        generic test under its YAML file's path, and dagster-dbt's per-run dirs; not those compiled for another
+        target, see ``compiled_after``), else the manifest's ``compiled_code``; ``None`` when the test was never
+        compiled (a manifest from ``dbt parse``).
         """
         rel = Path(str(test.get("package_name") or "")) / str(test.get("original_file_path") or "")
         if str(test.get("original_file_path") or "").endswith((".yml", ".yaml")):
@@ -300,7 +309,8 @@ class Manifest:
         target = self.project_dir / "target" if self.project_dir else None
         if target is not None and target.exists() and test.get("original_file_path"):
             for compiled in [target / "compiled" / rel, *target.glob(f"*/compiled/{rel.as_posix()}")]:
-                if compiled.is_file():
+                # not a test compiled for another target (see ``compiled_after``): it reads that target's tables
+                if compiled.is_file() and (self.compiled_after is None or compiled.stat().st_mtime >= self.compiled_after):
                     candidates.append((compiled.stat().st_mtime, compiled.read_text()))
         if candidates:
             return max(candidates, key=lambda c: c[0])[1]

@@ -134,6 +134,18 @@ class ProfileTarget:
             return "memory" if path == ":memory:" else Path(path).stem
         return str(out.get("dbname") or "") or None
 
+    @property
+    def schema(self) -> str | None:
+        """The schema dbt builds models in by default (``target.schema``; dbt-duckdb's default is ``main``).
+
+        >>> ProfileTarget(Path("p.yml"), "p", "dev", {"type": "duckdb", "path": "dev.duckdb"}).schema
+        'main'
+        """
+        got = self.output.get("schema")
+        if got:
+            return str(got)
+        return "main" if self.type == "duckdb" else None
+
     def env_vars(self, field: str) -> list[str]:
         """The environment variables the profile's ``field`` reads with ``env_var``, in order.
 

@@ -25,8 +25,9 @@ PARSE_RECORD = "agent_de_parse.json"
 """Beside the manifest: the target the agent last parsed it for, and the manifest's mtime then."""
 
 
-_DATABASES: dict[tuple[str, int], set[str]] = {}
-"""The databases a manifest's models are built in, by (path, mtime): the last manifest read."""
+_DATABASES: dict[tuple[str, int], tuple[set[str], set[tuple[str, str]]]] = {}
+"""The databases a manifest's models are built in, and the (database, schema) of those in dbt's default schema,
+by (path, mtime): the last manifest read."""
 
 
 def dbt_executable() -> str:
@@ -151,30 +152,41 @@ class DbtProjectInfo:
 
         A manifest the agent parsed itself is known by its record (the target and the manifest's mtime).
         Any other is judged by where its models live: when none of the models and seeds without a
-        ``database`` config of their own is in the target's database, it is another target's."""
+        ``database`` config of their own is in the target's database, or none of those without a ``schema``
+        config either is in the target's schema (CI's ``ci_42`` in the same database), it is another target's."""
         record = self._record()
         if record.get("manifest_mtime_ns") == self.manifest_path.stat().st_mtime_ns:
             got = record.get("target")
             return None if got == self.target else f"{self.manifest_path} was parsed for target {got!r}, not {self.target!r}"
         try:
-            database = load_profile_target(self.project_dir, self.profiles_dir, self.target, env={**os.environ, **dict(self.env)}).database
+            profile = load_profile_target(self.project_dir, self.profiles_dir, self.target, env={**os.environ, **dict(self.env)})
         except ProjectError:
             return None  # the profile's own error is raised where it is used
+        database, schema = profile.database, profile.schema
         if not database:
             return None
         key = (str(self.manifest_path), self.manifest_path.stat().st_mtime_ns)
         seen = _DATABASES.get(key)
         if seen is None:  # read once per manifest version: sensors ask every tick
-            seen = set()
+            seen = (set(), set())
             for node in self._cached_manifest().get("nodes", {}).values():
-                if node.get("resource_type") in ("model", "seed", "snapshot") and not (node.get("config") or {}).get("database"):
-                    seen.add(str(node.get("database") or "").lower())
-            seen.discard("")
+                config = node.get("config") or {}
+                if node.get("resource_type") in ("model", "seed", "snapshot") and not config.get("database"):
+                    db = str(node.get("database") or "").lower()
+                    seen[0].add(db)
+                    if not config.get("schema"):  # dbt's default schema: the target's own
+                        seen[1].add((db, str(node.get("schema") or "").lower()))
+            seen[0].discard("")
             _DATABASES.clear()
             _DATABASES[key] = seen
-        if seen and database.lower() not in seen:
-            return (f"{self.manifest_path} was compiled for database {', '.join(sorted(seen))}, not {database!r} of "
+        databases, schemas = seen
+        if databases and database.lower() not in databases:
+            return (f"{self.manifest_path} was compiled for database {', '.join(sorted(databases))}, not {database!r} of "
                     f"target {self.target!r} (a dbt command run with another --target)")
+        if schema and schemas and (database.lower(), schema.lower()) not in schemas:
+            shown = ", ".join(sorted(s for d, s in schemas if d == database.lower()) or sorted(f"{d}.{s}" for d, s in schemas))
+            return (f"{self.manifest_path} was compiled for schema {shown}, not {schema!r} of target {self.target!r} "
+                    "(a dbt command run with another --target)")
         return None
 
     def _cached_manifest(self) -> dict[str, Any]:

@@ -68,3 +68,29 @@ def test_a_manifest_of_another_target_is_not_read_and_not_overwritten(tmp_path: 
     (project / "target" / PARSE_RECORD).unlink(missing_ok=True)
     back = DbtProjectInfo.from_settings(resolve_settings(state, project, "dev"))
     assert back.ensure_manifest() == project / "target" / "manifest.json" and back.compiled_after is None
+
+
+def test_a_manifest_of_a_target_in_the_same_database_but_another_schema_is_another_targets(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI (or a teammate) ran `dbt build --target ci` into the same database, schema ci_42: its manifest names
+    "acme_dev"."ci_42".* and its compiled SQL reads ci_42's tables. Only the databases were compared, so the agent
+    on dev read it as its own (every model in the wrong schema)."""
+    for k in ("AGENT_DE_DUCKDB_PATH", "AGENT_DE_TARGET", "DBT_TARGET", "DBT_PROFILES_DIR"):
+        monkeypatch.delenv(k, raising=False)
+    project, state = tmp_path / "acme", tmp_path / "state"
+    shutil.copytree(TEAM_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "warehouse", "__pycache__"))
+    profiles = project / "profiles.yml"
+    profiles.write_text(profiles.read_text().replace(
+        "    prod:", "    ci:\n      type: duckdb\n      path: \"{{ env_var('ACME_WAREHOUSE_DIR', 'warehouse') }}/acme_dev.duckdb\"\n"
+                    "      schema: ci_42\n      threads: 2\n    prod:", 1))
+    _parse(project, "ci")
+    ci = Manifest.load(project / "target" / "manifest.json", project)
+    assert _databases(ci) == {"acme_dev"} and {n.schema for n in ci.models()} == {"ci_42"}
+    dev = DbtProjectInfo.from_settings(resolve_settings(state, project, "dev"))
+    why = dev.other_target()
+    assert why is not None and "ci_42" in why, why
+    with pytest.warns(UserWarning, match="reading the agent's own parse"):
+        path = dev.ensure_manifest()
+    assert {n.schema for n in Manifest.load(path, project, dev.compiled_after).models()} == {"main"}
+    # the ci target itself reads its own manifest
+    assert DbtProjectInfo.from_settings(resolve_settings(state, project, "ci")).other_target() is None

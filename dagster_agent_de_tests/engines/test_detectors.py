@@ -469,6 +469,7 @@ def test_the_incremental_cut_off_is_measured_apart_and_named_not_nested_in_an_ag
     assert "removes 10 of 100 rows" in business.summary and "ordered_at" not in business.summary.split(" in fct")[0]
     assert "incremental cut-off" in cutoff.summary and "not a business filter" in cutoff.summary
     assert "keeps the 9 rows newer than the latest already in fct" in cutoff.summary, cutoff.summary
+    assert "of the 90 rows entering it now" in cutoff.summary and "{" not in cutoff.summary, cutoff.summary
     assert cutoff.confidence < business.confidence
     # the cut-off (a subquery) is counted with the predicate in a WHERE, never inside an aggregate
     assert "sum(" not in cutoff.evidence[0].statement.lower() and "where" in cutoff.evidence[0].statement.lower()
@@ -552,3 +553,46 @@ def test_duplicates_upstream_are_top_only_when_they_are_the_failing_columns_orig
     dim_fails = Failure(asset="dim", check="unique_dim_customer_id", kind="dbt_test")
     (h2,) = duplicate_key.detect(ctx_for(m, db, dim_fails), m.find("stg_c"))
     assert h2.confidence == 0.9
+
+
+def test_a_dbt_test_named_like_a_packages_test_is_the_one_on_the_failing_asset(tmp_path: Path) -> None:
+    """A package has its own `orders` model with a `unique_orders_id` test (Dagster names checks by the test's name
+    under each asset): the failure of the project's test is measured with the project's test, never the package's
+    (which passes and said the project's 'passes now')."""
+    from dagster_agent_de.engines.investigate.failure import dbt_test_now, failure_from_check
+
+    sql = "select id, status from {{ source('raw', 'orders') }}"
+    m, db = project(tmp_path, {"m": sql}, [ORDERS], sources={"orders": {}})
+    common = {"name": "unique_m_id", "resource_type": "test", "path": "unique_m_id.sql",
+              "original_file_path": "models/schema.yml", "column_name": "id",
+              "test_metadata": {"name": "unique", "kwargs": {"column_name": "id"}}}
+    m.data["nodes"] = {
+        "test.pkg.unique_m_id.1": {**common, "package_name": "pkg", "attached_node": "model.pkg.m",
+                                   "depends_on": {"nodes": ["model.pkg.m"]}, "compiled_code": "select 1 as id where false"},
+        **m.data["nodes"],
+        "test.p.unique_m_id.2": {**common, "package_name": "p", "attached_node": "model.p.m",
+                                 "depends_on": {"nodes": ["model.p.m"]}, "compiled_code": "select 1 as id, 2 as n"},
+    }
+    node = m.find("m")
+    with DuckDBWarehouse(db, AuditLog(None)) as wh:
+        failure = failure_from_check(m, "m", "unique_m_id", wh, [tmp_path])
+        assert failure.metadata["passed"] is False
+        assert dbt_test_now(m, "unique_m_id", wh, node) == {"failing_rows_now": 1, "passed": False}
+
+
+def test_duplicate_key_orders_by_a_load_time_column_of_the_duplicated_source_not_of_another_it_joins(
+        tmp_path: Path) -> None:
+    """stg reads charges (duplicated, no loaded_at_field, an updated_at column) and joins customers (loaded_at_field
+    _synced): the dedupe in the CTE reading charges ordered by customers' _synced, a column charges does not have."""
+    dup = "create table raw.charges as select (range % 8) as id, 1 as customer_id, now() as updated_at from range(10)"
+    cust = "create table raw.customers as select 1 as customer_id, now() as _synced"
+    sql = ("with source as (\n    select * from {{ source('raw', 'charges') }}\n),\n"
+           "customers as (\n    select * from {{ source('raw', 'customers') }}\n)\n"
+           "select s.id as charge_id from source s left join customers c on s.customer_id = c.customer_id\n")
+    m, db = project(tmp_path, {"stg": sql}, [dup, cust], sources={"charges": {}, "customers": {"loaded_at_field": "_synced"}},
+                    tests={"stg": ["charge_id"]})
+    m.data["nodes"]["model.p.stg"]["depends_on"] = {"nodes": ["source.p.raw.customers", "source.p.raw.charges"]}
+    m = Manifest(m.data, tmp_path)
+    (h,) = duplicate_key.detect(ctx_for(m, db, Failure(asset="stg", check="unique_stg_charge_id")), m.find("stg"))
+    assert "_synced" not in h.proposed_fix.diff, h.proposed_fix.diff
+    assert "+    qualify row_number() over (partition by id order by updated_at desc) = 1" in h.proposed_fix.diff

@@ -583,3 +583,30 @@ def test_a_unit_change_in_place_on_snowflake(tmp_path: Path, state_store) -> Non
     (ev,) = change.evidence
     assert ev.verdict == "unit_change" and ev.keys_compared == 300 and ev.match_rate == 1.0
     assert "values ×100: dollars to cents?" in change.describe()
+
+
+@pytest.mark.parametrize("line", [
+    "    total,  -- total / 100.0 once the loader sends cents",  # a comment converts nothing
+    "    total,\n    subtotal / 100.0 as subtotal_dollars,",  # another column whose name ends like it
+    "    total,\n    total / 1000.0 as total_thousands,",  # another factor
+])
+def test_an_accepted_unit_change_is_named_while_the_reader_does_not_convert_it(project: Path, tmp_path: Path,
+                                                                               line: str) -> None:
+    """The reader's SQL holds text like the conversion but does not apply it to the column: still named (the text
+    match took `-- total / 100.0`, `subtotal / 100.0` and `total / 1000.0` for the conversion)."""
+    from dagster_agent_de.engines.investigate.detectors.schema_drift import sql_converts
+
+    assert not sql_converts(line, "total / 100.0")
+    assert sql_converts("select o.total / 100 as total", "total / 100.0")
+    assert sql_converts('select cast("total" / 100.0 as decimal(12, 2)) as total', "total / 100.0")
+    case(project, tmp_path, [ORDERS_IN_DOLLARS], [TO_CENTS])
+    CliRunner().invoke(main, ["--state-dir", str(tmp_path), "--project-dir", str(project), "drift", "--baseline"],
+                       env={"AGENT_DE_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}, catch_exceptions=False)
+    model = project / "models" / "stg_orders.sql"
+    sql = model.read_text()
+    try:
+        model.write_text(sql.replace("    total,", line, 1))
+        top = investigate_reconciliation(project, tmp_path).findings[0]
+    finally:
+        model.write_text(sql)
+    assert top.pattern == "schema_drift" and "stg_orders still reads total unconverted" in top.summary, top.summary

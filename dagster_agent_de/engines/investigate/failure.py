@@ -8,7 +8,7 @@ from typing import Any
 
 from dagster_agent_de.adapters.warehouse import Warehouse
 from dagster_agent_de.engines.investigate.models import Failure, FailureKind, Symptom
-from dagster_agent_de.errors import ConfigError
+from dagster_agent_de.errors import AgentDEError, ConfigError
 from dagster_agent_de.manifest import Manifest, Node
 
 # the symptom of a failed dbt test, by its generic test's name (``test_metadata.name``)
@@ -67,11 +67,11 @@ def failure_from_check(
     if kind == "reconciliation":
         return Failure(asset=node.display_name, check=check, kind=kind,
                        metadata=reconciliation_now(manifest, node, check, warehouse, search_dirs, strict=True))
-    test = _dbt_test(manifest, check) if kind == "dbt_test" else None
+    test = find_dbt_test(manifest, check, node) if kind == "dbt_test" else None
     if test is not None:
         return Failure(asset=node.display_name, check=check, kind=kind,
                        metadata={"column": test.get("column_name"), "test": (test.get("test_metadata") or {}).get("name"),
-                                 **dbt_test_now(manifest, check, warehouse)})
+                                 **dbt_test_now(manifest, check, warehouse, node)})
     return Failure(asset=node.display_name, check=check, kind=kind)
 
 
@@ -101,7 +101,7 @@ def reconciliation_now(manifest: Manifest, node: Node, check: str | None, wareho
                               "passed": report.passed}
 
 
-def dbt_test_now(manifest: Manifest, check: str | None, warehouse: Warehouse) -> dict[str, Any]:
+def dbt_test_now(manifest: Manifest, check: str | None, warehouse: Warehouse, node: Node | None = None) -> dict[str, Any]:
     """The dbt test measured again: its compiled SQL run read-only through the audited warehouse.
 
     ``{"failing_rows_now": n, "passed": n == 0}``; ``{}`` when the test was never compiled or its
@@ -113,7 +113,7 @@ def dbt_test_now(manifest: Manifest, check: str | None, warehouse: Warehouse) ->
 
     from dagster_agent_de.errors import AgentDEError, StatementRefusedError
 
-    test = _dbt_test(manifest, check) if check else None
+    test = find_dbt_test(manifest, check, node) if check else None
     sql = manifest.compiled_test_sql(test) if test is not None else None
     if not sql:
         return {}
@@ -148,9 +148,15 @@ def _reconcile_specs(node: Node, *, strict: bool = True) -> list[Any]:
         return []
 
 
-def _dbt_test(manifest: Manifest, check: str | None) -> dict[str, Any] | None:
-    return next((t for t in manifest.data.get("nodes", {}).values()
-                 if t.get("resource_type") == "test" and t.get("name") == check), None)
+def find_dbt_test(manifest: Manifest, check: str | None, node: Node | None = None) -> dict[str, Any] | None:
+    """The dbt test called ``check``: the one on ``node`` when given (a package may hold a test of the same name
+    on its own model, ``unique_orders_id``; Dagster names a check by the test's name under its asset), else any."""
+    tests = [t for t in manifest.data.get("nodes", {}).values() if t.get("resource_type") == "test" and t.get("name") == check]
+    if node is not None:
+        on_node = [t for t in tests if (t.get("attached_node") or "") == node.unique_id
+                   or node.unique_id in (t.get("depends_on") or {}).get("nodes", [])]
+        tests = on_node or tests
+    return tests[0] if tests else None
 
 
 def failure_kind(manifest: Manifest, node: Node, check: str | None, metadata: dict[str, Any] | None = None) -> FailureKind:
@@ -167,7 +173,7 @@ def failure_kind(manifest: Manifest, node: Node, check: str | None, metadata: di
         return "other"
     if "missing_pct" in (metadata or {}) or any(s.name == check for s in _reconcile_specs(node, strict=False)):
         return "reconciliation"
-    if _dbt_test(manifest, check) is not None:
+    if find_dbt_test(manifest, check, node) is not None:
         return "dbt_test"
     return "other"
 
@@ -183,6 +189,10 @@ def failure_symptom(manifest: Manifest, failure: Failure) -> Symptom | None:
     check = failure.check or ""
     if check.startswith("intent_not_null_") or check == "intent_summed_inputs_not_null":
         return "nulls"
-    test = _dbt_test(manifest, check) if check else None
+    try:
+        node: Node | None = manifest.find(failure.asset)
+    except AgentDEError:
+        node = None
+    test = find_dbt_test(manifest, check, node) if check else None
     name = str(((test or {}).get("test_metadata") or {}).get("name") or "")
     return TEST_SYMPTOMS.get(name)

@@ -67,7 +67,7 @@ def investigate_failure(
         failure = Failure(asset=node.display_name, check=check or None, kind=failure_kind(manifest, node, check, metadata),
                           metadata=metadata, run_id=run_id)
         if failure.kind == "dbt_test":  # recorded by an earlier run: does the test still fail?
-            failure = replace(failure, metadata={**metadata, **dbt_test_now(manifest, check, warehouse)})
+            failure = replace(failure, metadata={**metadata, **dbt_test_now(manifest, check, warehouse, node)})
         elif failure.kind == "reconciliation":  # the same question: its comparison, run again
             now = reconciliation_now(manifest, node, check, warehouse, [project_dir, state_dir])
             # passing now: its numbers (the note says them); still failing: the recorded failure is the one to explain

@@ -15,7 +15,7 @@ import re
 
 from dagster_agent_de.core.models import Evidence, ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
-from dagster_agent_de.engines.investigate.failure import failure_symptom
+from dagster_agent_de.engines.investigate.failure import failure_symptom, find_dbt_test
 from dagster_agent_de.engines.investigate.fixes import file_diff
 from dagster_agent_de.engines.investigate.models import Hypothesis
 from dagster_agent_de.engines.onboard.generate import LOADED_AT_NAMES
@@ -129,17 +129,16 @@ def _failing_lineage(ctx: InvestigationContext) -> set[tuple[str, str]] | None:
     """``(node id, column)`` of the failing uniqueness test's columns and of every column upstream they are
     read from as they are (through CTEs, models and sources); ``None`` when the test's columns are unknown."""
     assert ctx.tracer is not None
-    test = next((t for t in ctx.manifest.data.get("nodes", {}).values()
-                 if t.get("resource_type") == "test" and t.get("name") == ctx.failure.check), None)
+    try:
+        failing = ctx.manifest.find(ctx.failure.asset)
+    except AgentDEError:
+        return None
+    test = find_dbt_test(ctx.manifest, ctx.failure.check, failing)  # the one on the failing asset (names repeat across packages)
     if test is None:
         return None
     kwargs = (test.get("test_metadata") or {}).get("kwargs") or {}
     cols = kwargs.get("combination_of_columns") or [kwargs.get("column_name") or test.get("column_name")]
     cols = [str(c).strip('"`').lower() for c in cols if c]
-    try:
-        failing = ctx.manifest.find(ctx.failure.asset)
-    except AgentDEError:
-        return None
     attached = test.get("attached_node") or next(iter((test.get("depends_on") or {}).get("nodes") or []), None)
     if attached in ctx.manifest.nodes:
         failing = ctx.manifest.nodes[attached]
@@ -239,18 +238,20 @@ LOAD_TIME_COLUMNS = tuple(dict.fromkeys((*(n for n in LOADED_AT_NAMES if n != "c
 
 
 def _order_col(ctx: InvestigationContext, node: Node, origin: Node | None = None) -> str | None:
-    """The load-time column to keep the latest copy by: the source's ``loaded_at_field``, else a column of
-    the origin named like one (``LOAD_TIME_COLUMNS``); ``None`` when there is none (any copy is arbitrary)."""
-    parents = [origin] if origin is not None else []
-    parents += [ctx.manifest.nodes[u] for u in ctx.manifest.parents(node.unique_id)]
-    for parent in parents:
+    """The load-time column to keep the latest copy by: the origin's ``loaded_at_field``, else a column of the
+    origin named like one (``LOAD_TIME_COLUMNS``); ``None`` when there is none (any copy is arbitrary). Another
+    table the model reads (a source it joins) lends its ``loaded_at_field`` only when the origin has that column:
+    the dedupe orders the origin's rows."""
+    if origin is None:
+        return None
+    if origin.loaded_at_field:
+        return origin.loaded_at_field
+    live = set(ctx.relation_columns(origin))
+    for parent in (ctx.manifest.nodes[u] for u in ctx.manifest.parents(node.unique_id)):
         field = parent.loaded_at_field
-        if field:
+        if field and field.lower() in live:
             return field
-    if origin is not None:
-        live = set(ctx.relation_columns(origin))
-        return next((c for c in LOAD_TIME_COLUMNS if c in live), None)
-    return None
+    return next((c for c in LOAD_TIME_COLUMNS if c in live), None)
 
 
 def _add_qualify(text: str, window: str, table: str = "") -> str:

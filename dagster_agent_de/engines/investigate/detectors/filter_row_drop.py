@@ -76,7 +76,7 @@ def _cutoff(ctx: InvestigationContext, node: Node, flt: FilterFact, business: ex
     return Hypothesis(
         pattern=PATTERN, model=node.name, confidence=CUTOFF_CONFIDENCE,
         summary=(f"WHERE {cut}{where} in {node.name} is its incremental cut-off (the `is_incremental()` "
-                 "filter), not a business filter: of the {rows_in:,} rows "
+                 f"filter), not a business filter: of the {rows_in:,} rows "
                  f"entering it now it keeps the {kept:,} rows newer than the latest already in {node.name}. The other "
                  f"{behind:,} were loaded by earlier runs, or, if they arrived after a run had passed them, are never "
                  "loaded: rows missing from it may be such late rows."),

@@ -118,8 +118,24 @@ def _accepted(ctx: InvestigationContext, node: Node, accepted: AcceptedChange, b
 
 
 def _converts(ctx: InvestigationContext, model: Node, conv: str) -> bool:
-    """Whether ``model``'s SQL has the conversion already (spaces and case aside)."""
+    """Whether ``model``'s SQL has the conversion already (see :func:`sql_converts`)."""
     path = ctx.manifest.model_file(model)
     text = path.read_text() if path is not None and path.exists() else (ctx.manifest.compiled_sql(model.unique_id) or "")
-    squash = lambda t: re.sub(r"\s+", "", t).lower()  # noqa: E731
-    return squash(conv) in squash(text) or squash(conv.replace(".0", "")) in squash(text)
+    return sql_converts(text, conv)
+
+
+def sql_converts(sql: str, conv: str) -> bool:
+    """Whether ``sql`` applies ``conv`` (``total / 100.0``, ``amount * 1000``): the column itself (qualified or quoted;
+    not one whose name ends like it: ``subtotal``), by the same factor (``100``, ``100.0``; not ``1000``), outside comments.
+
+    >>> sql_converts("select total / 100 as total", "total / 100.0"), sql_converts("select subtotal/100.0", "total / 100.0")
+    (True, False)
+    >>> sql_converts("select total / 1000 as t -- total / 100.0", "total / 100.0"), sql_converts('o."total" / 100', "total / 100.0")
+    (False, True)
+    """
+    m = re.fullmatch(r"(.+?) ([/*]) (\d+)(?:\.0)?", conv)
+    if m is None:
+        return False
+    col, op, factor = m.groups()
+    text = re.sub(r"--[^\n]*|/\*.*?\*/|\{#.*?#\}", " ", sql, flags=re.S)
+    return re.search(rf"(?i)(?<![\w$])\"?{re.escape(col)}\"?\s*\)?\s*{re.escape(op)}\s*{factor}(?:\.0*)?(?![\w.])", text) is not None
