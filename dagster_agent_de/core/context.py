@@ -21,6 +21,8 @@ class ContextRule(BaseModel):
     rule: str
     applies_to: list[str] = Field(default_factory=list)
     suppresses: list[str] | None = None
+    acknowledges: list[str] | None = None
+    """Patterns whose fix is decided (not explained): still named by an investigation, citing this rule."""
     source: str = "hand-written"
     decided_by: str | None = None
     at: datetime | None = None
@@ -29,5 +31,5 @@ class ContextRule(BaseModel):
 
     def same_meaning(self, other: ContextRule) -> bool:
         """Two versions of a rule say the same thing (who decided it and when may differ)."""
-        return (self.rule.strip(), sorted(self.applies_to), sorted(self.suppresses or [])) == (
-            other.rule.strip(), sorted(other.applies_to), sorted(other.suppresses or []))
+        return (self.rule.strip(), sorted(self.applies_to), sorted(self.suppresses or []), sorted(self.acknowledges or [])) == (
+            other.rule.strip(), sorted(other.applies_to), sorted(other.suppresses or []), sorted(other.acknowledges or []))

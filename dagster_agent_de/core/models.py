@@ -109,6 +109,9 @@ class _FindingBase(Frozen):
     blast_radius: list[str] = Field(default_factory=list)
     verified: bool = True
     cited_rules: list[str] = Field(default_factory=list)
+    """Context rules that explain the finding away (it is no longer the cause)."""
+    fix_decided_in: list[str] = Field(default_factory=list)
+    """Context rules that decided the finding's fix, not yet in effect: still the cause, nothing asked again."""
     needs_context: str | None = None
     needs_authority: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -192,6 +195,9 @@ class EscalationOption(Frozen):
     agent_action: Literal["record_rule", "apply_fix", "none", "withdraw"] = "none"
     rule: str | None = None  # the context rule recorded when chosen (record_rule)
     suppresses: list[str] = Field(default_factory=list)
+    acknowledges: list[str] = Field(default_factory=list)
+    """Patterns whose fix this choice decides: the next investigation still names them, citing the rule
+    (asking nothing again), until the fix is in effect (``suppresses`` explains them away instead)."""
 
 
 class Approval(Frozen):

@@ -201,17 +201,15 @@ def test_an_approve_or_reject_answer_is_context_the_next_investigation_reads(
     result = answer_escalation(store, asked.id, choice, by="ops@shop.example", note="the loader is being replaced",
                                policy=Policy())
     assert result.closed and result.rule is not None
-    assert (result.rule.id, result.rule.source, result.rule.suppresses, result.rule.note) == (
-        f"R-{asked.id}", asked.id, ["duplicate_key"], "the loader is being replaced")
+    # approving decides the fix (the cause stays named until it is in effect); rejecting explains the failure away
+    assert (result.rule.id, result.rule.source, result.rule.note) == (f"R-{asked.id}", asked.id, "the loader is being replaced")
+    assert (result.rule.acknowledges, result.rule.suppresses) == ((["duplicate_key"], None) if choice == 0 else
+                                                                  (None, ["duplicate_key"]))
     assert decided in result.rule.rule and result.rule.applies_to == asked.applies_to
-    assert investigate_and_ask() == ([], [])  # the rule explains it now: nothing is asked again
+    assert investigate_and_ask() == ([], [])  # the rule is cited now: nothing is asked again
     assert [e.id for e in store.escalations()] == [asked.id]
 
 
-@pytest.mark.xfail(strict=True, reason="review3: an 'approve the fix' answer records a rule that suppresses the finding's "
-                   "pattern (engine._apply_rules: x0.2, 'explained by context rule'), so while the loader still loads "
-                   "duplicates the next investigation says 'no pattern explains ... Ruled out: duplicate_key'; deciding "
-                   "the fix should stop the question, not the diagnosis (needs rules that acknowledge vs explain)")
 def test_an_approved_fix_not_yet_in_effect_still_names_the_cause(store: SqlStateStore, tmp_path: Path) -> None:
     """Approve the proposed fix (the loader's owner is asked to stop the duplicates): the unique test fails again
     the next day, the duplicates are still there; the investigation must still name them, asking nothing new."""
@@ -228,6 +226,8 @@ def test_an_approved_fix_not_yet_in_effect_still_names_the_cause(store: SqlState
     assert answer_escalation(store, asked.id, 0, by="ops@shop.example", policy=Policy()).closed
     again = investigate(failure, manifest, DuckDBWarehouse(db, AuditLog(None)), rules=store.rules())
     assert again.findings[0].pattern == "duplicate_key", again.findings[0].summary
+    assert again.findings[0].fix_decided_in == [f"R-{asked.id}"] and "its fix is decided" in again.findings[0].summary
+    assert raise_for_finding(store, again.findings[0], manifest, Policy(), check=failure.check)[0] == []  # asks nothing
 
 
 def test_an_answer_to_a_question_stored_before_options_named_their_rule_records_the_decision(

@@ -72,7 +72,8 @@ def rule_for(esc: Escalation, answer: Approval) -> ContextRule | None:
     if text is None:
         return None
     return ContextRule(id=f"R-{esc.id}", rule=text, applies_to=esc.applies_to, suppresses=suppresses or None,
-                       source=esc.id, decided_by=answer.by, at=answer.at, note=note)
+                       acknowledges=option.acknowledges or None, source=esc.id, decided_by=answer.by, at=answer.at,
+                       note=note)
 
 
 def decide_answer(esc: Escalation, by: str, choice: int) -> AnswerDecision:

@@ -68,7 +68,7 @@ def _finance_in(manifest: Manifest, names: list[str]) -> list[str]:
 def escalations_for(finding: Finding, manifest: Manifest, policy: Policy, *, check: str | None = None,
                     default_owner: str = DEFAULT_OWNER) -> list[Escalation]:
     """What a finding needs from humans (ids are assigned when stored)."""
-    if finding.pattern == "unexplained" or finding.confidence < 0.5 or finding.cited_rules:
+    if finding.pattern == "unexplained" or finding.confidence < 0.5 or finding.cited_rules or finding.fix_decided_in:
         return []
     out: list[Escalation] = []
     owner = owner_of(manifest, finding.model, default_owner)
@@ -84,7 +84,7 @@ def escalations_for(finding: Finding, manifest: Manifest, policy: Policy, *, che
                                  consequence="the rows come back into the model and its downstream tables",
                                  agent_action="apply_fix",
                                  rule=f"{on} is a defect: the rows count, and the fix of {finding.model} is decided",
-                                 suppresses=[finding.pattern]),
+                                 acknowledges=[finding.pattern]),
                 EscalationOption(label="They are excluded on purpose", evidence=finding.summary,
                                  consequence="the check's numbers stay as they are; the agent stops flagging this",
                                  agent_action="record_rule",
@@ -114,7 +114,7 @@ def escalations_for(finding: Finding, manifest: Manifest, policy: Policy, *, che
                                  consequence=f"{finding.model} is changed as in the diff; downstream numbers change",
                                  agent_action="apply_fix",
                                  rule=f"{on}: decided 'approve the proposed fix' (asked: {needs_authority})",
-                                 suppresses=[finding.pattern]),
+                                 acknowledges=[finding.pattern]),
                 EscalationOption(label="Reject: keep the model as it is", consequence="the check keeps failing",
                                  agent_action="none",
                                  rule=f"{on} is expected: decided 'keep {finding.model} as it is' "

@@ -98,11 +98,20 @@ def hop_counts(ctx: InvestigationContext, nodes: list[Node]) -> tuple[dict[str, 
 
 
 def _apply_rules(h: Hypothesis, rules: list[Any]) -> Hypothesis:
+    """A rule that explains the pattern (``suppresses`` it, or names no pattern at all) lowers it; a rule that
+    decided its fix (``acknowledges`` it) leaves it the cause, cited, so nothing is asked again."""
     targets = {h.model.lower()} | {f"{h.model}.{c}".lower() for c in h.columns}
     for rule in rules:
         applies = {a.lower() for a in getattr(rule, "applies_to", [])}
+        if not applies & targets:
+            continue
         suppresses = set(getattr(rule, "suppresses", None) or [])
-        if applies & targets and (not suppresses or h.pattern in suppresses):
+        acknowledges = set(getattr(rule, "acknowledges", None) or [])
+        if h.pattern in acknowledges:
+            h = replace(h, fix_decided_in=[*h.fix_decided_in, rule.id],
+                        summary=f"{h.summary} — its fix is decided (context rule {rule.id}: {rule.rule!r}) but not in "
+                                "effect yet")
+        elif h.pattern in suppresses or (not suppresses and not acknowledges):
             h = replace(h, confidence=round(h.confidence * 0.2, 3), cited_rules=[*h.cited_rules, rule.id],
                         summary=f"{h.summary} — explained by context rule {rule.id}: {rule.rule!r}")
     return h
@@ -206,7 +215,8 @@ def investigate(
             severity=severity if h.confidence >= 0.5 and not h.cited_rules else Severity.WARNING,
             summary=h.summary, evidence=evidence, proposed_fix=h.proposed_fix,
             blast_radius=[h.model, *downstream.get(h.model, [])] if h.model in downstream else [h.model],
-            verified=h.verified, cited_rules=h.cited_rules, needs_context=h.needs_business_context,
+            verified=h.verified, cited_rules=h.cited_rules, fix_decided_in=h.fix_decided_in,
+            needs_context=h.needs_business_context,
             needs_authority=h.needs_authority,
         ))
     ruled_out = sorted({r.split("@")[0] for r in ran} - found_patterns - set(defects))

@@ -72,7 +72,8 @@ class Hypothesis:
     evidence: list[Evidence] = field(default_factory=list)
     proposed_fix: ProposedFix | None = None
     verified: bool = True
-    cited_rules: list[str] = field(default_factory=list)
+    cited_rules: list[str] = field(default_factory=list)  # rules that explain it away
+    fix_decided_in: list[str] = field(default_factory=list)  # rules that decided its fix (not yet in effect)
     needs_business_context: str | None = None  # a question only a human can answer
     needs_authority: str | None = None  # a change someone must sign off
 
