@@ -422,15 +422,29 @@ def test_an_answered_investigation_question_is_not_asked_again_by_the_drift_chec
     assert "agent_de/escalations" not in check.metadata and _escalation_events(drift) == ([], [])
 
 
-def test_those_told_of_a_question_the_drift_check_withdraws_hear_it_once(demo_env, tmp_path: Path, monkeypatch) -> None:
-    """The investigation's question went out to the team's webhook; when the drift check withdraws it for its own,
-    the same webhook hears that once (a second evaluation sends nothing), naming the question to answer instead."""
+def _tell_the_team(srv, store, report: dict, question) -> None:
+    """As the investigate op tells the team (its webhook) when a failed check, with its evaluation, started it."""
     from dagster_agent_de.adapters.notify import senders_from_settings
-    from dagster_agent_de.adapters.state import open_state_store
-    from dagster_agent_de.core.models import EscalationState, InvestigationFinding
+    from dagster_agent_de.core.models import InvestigationFinding
     from dagster_agent_de.engines.notify.dispatch import Notifier
     from dagster_agent_de.engines.notify.settings import NotificationSettings
     from dagster_agent_de.engines.notify.workflow import notify_investigation
+
+    told = NotificationSettings.model_validate({"channels": {"team": {"kind": "webhook", "url_env": "HOOK_URL"}},
+                                                "default": ["team"]})
+    notifier = Notifier(told, senders_from_settings(dict(told.channels), {"HOOK_URL": srv.url + "/hook"}), store,
+                        sleep=lambda s: None)
+    notify_investigation(notifier, asset="stg_hubspot_contacts", check="not_null_stage", evaluation_id=7,
+                         failing_run=None, check_description="not_null_stage failed", numbers=[],
+                         finding=InvestigationFinding.model_validate(report["findings"][0]),
+                         investigation_run="run-1", escalations=[question], owner=None)
+
+
+def test_those_told_of_a_question_the_drift_check_withdraws_hear_it_once(demo_env, tmp_path: Path, monkeypatch) -> None:
+    """The investigation's question went out to the team's webhook; when the drift check withdraws it for its own,
+    the same webhook hears that once (a second evaluation sends nothing), naming the question to answer instead."""
+    from dagster_agent_de.adapters.state import open_state_store
+    from dagster_agent_de.core.models import EscalationState
     from dagster_agent_de_tests.notify.servers import http_recorder
 
     settings, job = _drift_job(demo_env, tmp_path)
@@ -445,15 +459,7 @@ def test_those_told_of_a_question_the_drift_check_withdraws_hear_it_once(demo_en
         with _stage_replaced(demo_env):
             report = _investigate_model(defs, instance).output_for_node("investigate_failure")
             (first,) = store.escalations()
-            # as the investigate op tells the team when a failed check (with its evaluation) started it
-            told = NotificationSettings.model_validate({"channels": {"team": {"kind": "webhook", "url_env": "HOOK_URL"}},
-                                                        "default": ["team"]})
-            notifier = Notifier(told, senders_from_settings(dict(told.channels), {"HOOK_URL": srv.url + "/hook"}), store,
-                                sleep=lambda s: None)
-            notify_investigation(notifier, asset="stg_hubspot_contacts", check="not_null_stage", evaluation_id=7,
-                                 failing_run=None, check_description="not_null_stage failed", numbers=[],
-                                 finding=InvestigationFinding.model_validate(report["findings"][0]),
-                                 investigation_run="run-1", escalations=[first], owner=None)
+            _tell_the_team(srv, store, report, first)
             job.execute_in_process(instance=instance, raise_on_error=False)
             job.execute_in_process(instance=instance, raise_on_error=False)
     withdrawn, asked = store.escalations()
@@ -469,13 +475,9 @@ def test_the_cli_notifies_through_the_same_workflows(demo_env, tmp_path: Path, m
     drift check does; a second run sends nothing), and `agent-de escalations answer` replies in the incident once."""
     from click.testing import CliRunner
 
-    from dagster_agent_de.adapters.notify import senders_from_settings
     from dagster_agent_de.adapters.state import open_state_store
     from dagster_agent_de.cli import main
-    from dagster_agent_de.core.models import EscalationState, InvestigationFinding
-    from dagster_agent_de.engines.notify.dispatch import Notifier
-    from dagster_agent_de.engines.notify.settings import NotificationSettings
-    from dagster_agent_de.engines.notify.workflow import notify_investigation
+    from dagster_agent_de.core.models import EscalationState
     from dagster_agent_de_tests.notify.servers import http_recorder
 
     settings, _ = _drift_job(demo_env, tmp_path)  # the CLI below reads the same private state dir
@@ -496,14 +498,7 @@ def test_the_cli_notifies_through_the_same_workflows(demo_env, tmp_path: Path, m
         with _stage_replaced(demo_env):
             report = _investigate_model(defs, instance).output_for_node("investigate_failure")
             (first,) = store.escalations()
-            told = NotificationSettings.model_validate({"channels": {"team": {"kind": "webhook", "url_env": "HOOK_URL"}},
-                                                        "default": ["team"]})
-            notifier = Notifier(told, senders_from_settings(dict(told.channels), {"HOOK_URL": srv.url + "/hook"}), store,
-                                sleep=lambda s: None)
-            notify_investigation(notifier, asset="stg_hubspot_contacts", check="not_null_stage", evaluation_id=7,
-                                 failing_run=None, check_description="not_null_stage failed", numbers=[],
-                                 finding=InvestigationFinding.model_validate(report["findings"][0]),
-                                 investigation_run="run-1", escalations=[first], owner=None)
+            _tell_the_team(srv, store, report, first)
             raised = cli("drift")
             after_raise = [h["event"] for h in srv.posted("/hook")]
             again = cli("drift")
