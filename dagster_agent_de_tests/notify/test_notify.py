@@ -143,6 +143,26 @@ def test_a_channel_that_is_down_is_retried_logged_and_never_raises(state_store) 
         assert {d.outcome for d in again} == {"sent"}
 
 
+def test_a_sender_that_breaks_releases_its_message_for_the_next_try(state_store) -> None:
+    """Not a SenderError (a bug in a channel's client): the delivery fails, is logged, the caller goes on, and the
+    message is not marked sent, so the next attempt delivers it."""
+    with http_recorder() as srv:
+        settings, env = _settings(srv.url, owners={"finance": ["hook"]})
+        n = _notifier(settings, env, state_store)
+        hook = n.senders["hook"]
+        real = hook.send
+
+        def broken(message, thread):  # noqa: ANN001, ANN202
+            raise KeyError("thread_ts")
+
+        hook.send = broken  # type: ignore[method-assign]
+        down = _incident(n, evaluation_id=7)
+        assert {d.outcome for d in down} == {"failed"} and any("KeyError" in line for line in n.logs)
+        hook.send = real  # type: ignore[method-assign]
+        assert {d.outcome for d in _incident(n, evaluation_id=7)} == {"sent"}
+        assert len(srv.posted("/hook")) == 2
+
+
 def test_warnings_and_quiet_hours_wait_for_the_digest(state_store) -> None:
     with http_recorder() as srv:
         settings, env = _settings(srv.url, quiet_hours={"start": "22:00", "end": "07:00"}, digest=["data"])

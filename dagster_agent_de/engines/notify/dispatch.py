@@ -109,6 +109,10 @@ class Notifier:
                 if attempt + 1 < self.attempts:
                     self.sleep(self.backoff_s * 2**attempt)
                 continue
+            except Exception as e:  # noqa: BLE001 - a sender's own bug: released for a retry, logged, never the caller's
+                self.ledger.release_notification(key)
+                self.log(f"notification to {name} failed: {type(e).__name__}: {e}")
+                return Delivery(name, "failed", f"{type(e).__name__}: {e}")
             window.append(_time.monotonic())
             if ref and thread is None:
                 self.ledger.set_notification_thread(name, message.incident_id, ref)
