@@ -270,6 +270,19 @@ def test_a_latest_as_of_range_join_becomes_an_asof_join_with_the_same_rows(wh: D
     assert max(o.rows for o in _plan(wh, v.sql_after).joins()) == ORDERS  # the rewrite pairs each order once
 
 
+def test_a_latest_as_of_by_rank_is_the_same_shape_and_its_window_counts_in_its_time(wh: DuckDBWarehouse) -> None:
+    """`qualify rank() ... = 1` (which DuckDB cannot turn into an arg_max): the same asof rewrite, verified; the
+    time reported is the join's, the window's and the filter's together (it said 3% when the window dominated)."""
+    import re
+
+    sql = LATEST_RATE.replace("row_number()", "rank()")
+    finding = investigate_sql(wh, sql, model="m", source=_jinja(sql), source_path="models/m.sql", min_speedup=0)
+    assert finding.top is not None and finding.top.pattern == "join_explosion"
+    assert finding.verified is not None and finding.verified.unchanged and "-qualify rank()" in finding.diff
+    share = re.search(r"(\d+)% of the operators' time", finding.top.summary)
+    assert share is not None and int(share.group(1)) >= 50, finding.top.summary
+
+
 def test_floating_point_sums_are_compared_rounded_not_bit_for_bit(wh: DuckDBWarehouse) -> None:
     """A sum of doubles depends on the order threads add them: the same rows must not look changed."""
     from dagster_agent_de.engines.performance import verify

@@ -81,18 +81,20 @@ def _is_join(op: Operator) -> bool:
     return ("JOIN" in op.name or op.name == "CROSS_PRODUCT") and len(op.children) >= 2
 
 
-def _under_aggregate(root: Operator, join: Operator) -> Operator | None:
-    """The nearest grouping above ``join`` that reduces its rows (the ``distinct``)."""
-    def path(node: Operator) -> list[Operator] | None:
-        if node is join:
-            return [node]
-        for c in node.children:
-            p = path(c)
-            if p is not None:
-                return [node, *p]
-        return None
+def _path(node: Operator, join: Operator) -> list[Operator] | None:
+    """The operators from ``node`` down to ``join``, both included (None when ``join`` is not below it)."""
+    if node is join:
+        return [node]
+    for c in node.children:
+        p = _path(c, join)
+        if p is not None:
+            return [node, *p]
+    return None
 
-    for op in reversed((path(root) or [])[:-1]):
+
+def _under_aggregate(root: Operator, join: Operator) -> Operator | None:
+    """The nearest grouping above ``join`` that reduces its rows (the ``distinct``, the qualify's filter)."""
+    for op in reversed((_path(root, join) or [])[:-1]):
         if op.name in ("HASH_GROUP_BY", "PERFECT_HASH_GROUP_BY", "FILTER") and op.rows < join.rows:
             return op
     return None
@@ -157,7 +159,8 @@ def detect(ctx: PerfContext) -> list[PerfHypothesis]:
         rewrites += [Rewrite(f"{what} and drop the distinct", both), Rewrite(what, pre_dedupe)]
         if any(k in cond for k in keys):
             break
-    share = ctx.plan.share(join_op, agg)
+    # the join, what brings its rows back down, and everything between (the qualify's window)
+    share = ctx.plan.share(*(_path(agg, join_op) or [join_op, agg]))
     conf = min(0.95, 0.6 + 0.1 * min(ratio, 3.0)) if rewrites else 0.6
     return [PerfHypothesis(
         pattern=PATTERN, confidence=round(conf, 2),
