@@ -22,6 +22,8 @@ _REF = re.compile(r"\{\{\s*ref\(\s*['\"]([^'\"]+)['\"]\s*(?:,\s*['\"]([^'\"]+)['
 _SOURCE = re.compile(r"\{\{\s*source\(\s*['\"]([^'\"]+)['\"]\s*,\s*['\"]([^'\"]+)['\"]\s*\)\s*\}\}")
 _CONFIG = re.compile(r"\{\{\s*config\(.*?\)\s*\}\}", re.S)
 _JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
+_LAST_RUNS = 20
+"""How many of the newest ``run_results.json`` files :meth:`Manifest.last_build` reads."""
 _THIS = re.compile(r"\{\{-?\s*this\s*-?\}\}")
 # ``{% if is_incremental() %} X {% else %} Y {% endif %}`` (no nested ``{% if``): X on an incremental run, else Y
 _IS_INCREMENTAL = re.compile(r"\{%-?\s*if\s+is_incremental\(\s*\)\s*-?%\}((?:(?!\{%-?\s*if\b).)*?)"
@@ -255,7 +257,8 @@ class Manifest:
                 found.append((path.stat().st_mtime, path))
             except OSError:
                 continue
-        for _mtime, path in sorted(found, key=lambda f: f[0], reverse=True):
+        # the newest runs only: dagster-dbt keeps one directory per run, and this is read per reconciliation
+        for _mtime, path in sorted(found, key=lambda f: f[0], reverse=True)[:_LAST_RUNS]:
             try:
                 data = json.loads(path.read_text())
             except (OSError, ValueError):
@@ -280,12 +283,7 @@ class Manifest:
         candidates: list[tuple[float, str]] = []
         path = self.model_file(node)
         if path is not None and path.exists():
-            target = self.project_dir / "target" if self.project_dir else None
-            rel = Path(node.raw["package_name"]) / node.raw["original_file_path"]
-            if target is not None and target.exists():
-                for compiled in [target / "compiled" / rel, *target.glob(f"*/compiled/{rel.as_posix()}")]:
-                    if compiled.exists() and (self.compiled_after is None or compiled.stat().st_mtime >= self.compiled_after):
-                        candidates.append((compiled.stat().st_mtime, compiled.read_text()))
+            candidates += self._compiled_files(Path(node.raw["package_name"]) / node.raw["original_file_path"])
             rendered = self.render(path.read_text(), this=node.relation_name,
                                    incremental=node.materialized == "incremental")
             if rendered is not None:
@@ -293,6 +291,18 @@ class Manifest:
         if candidates:
             return max(candidates, key=lambda c: c[0])[1]
         return node.raw.get("compiled_code")
+
+    def _compiled_files(self, rel: Path) -> list[tuple[float, str]]:
+        """(mtime, SQL) of ``rel`` compiled under ``target/`` (dbt's ``compiled/`` and dagster-dbt's per-run
+        dirs), except what was compiled for another target (older than ``compiled_after``)."""
+        target = self.project_dir / "target" if self.project_dir else None
+        if target is None or not target.exists():
+            return []
+        out = []
+        for compiled in [target / "compiled" / rel, *target.glob(f"*/compiled/{rel.as_posix()}")]:
+            if compiled.is_file() and (self.compiled_after is None or compiled.stat().st_mtime >= self.compiled_after):
+                out.append((compiled.stat().st_mtime, compiled.read_text()))
+        return out
 
     def compiled_test_sql(self, test: dict[str, Any]) -> str | None:
         """The SQL a dbt test node selects its failing rows with, as fresh as can be found.
@@ -305,13 +315,7 @@ class Manifest:
         rel = Path(str(test.get("package_name") or "")) / str(test.get("original_file_path") or "")
         if str(test.get("original_file_path") or "").endswith((".yml", ".yaml")):
             rel = rel / str(test.get("path") or f"{test.get('name')}.sql")
-        candidates: list[tuple[float, str]] = []
-        target = self.project_dir / "target" if self.project_dir else None
-        if target is not None and target.exists() and test.get("original_file_path"):
-            for compiled in [target / "compiled" / rel, *target.glob(f"*/compiled/{rel.as_posix()}")]:
-                # not a test compiled for another target (see ``compiled_after``): it reads that target's tables
-                if compiled.is_file() and (self.compiled_after is None or compiled.stat().st_mtime >= self.compiled_after):
-                    candidates.append((compiled.stat().st_mtime, compiled.read_text()))
+        candidates = self._compiled_files(rel) if test.get("original_file_path") else []
         if candidates:
             return max(candidates, key=lambda c: c[0])[1]
         return test.get("compiled_code") or None

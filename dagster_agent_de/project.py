@@ -128,12 +128,16 @@ class DbtProjectInfo:
     def staleness(self) -> str | None:
         """Why the manifest cannot be used as it is (none yet, a project file changed after it, or it was
         compiled for another target), or ``None`` if it describes this project for this target."""
+        return self._changed() or self.other_target()
+
+    def _changed(self) -> str | None:
+        """No manifest yet, or a project file changed after it."""
         if not self.manifest_path.exists():
             return "no manifest yet"
         mtime, newest = newest_project_file(self.project_dir)
         if newest is not None and mtime > self.manifest_path.stat().st_mtime:
             return f"{newest.relative_to(self.project_dir)} changed after the last parse"
-        return self.other_target()
+        return None
 
     @property
     def _parse_record(self) -> Path:
@@ -219,15 +223,17 @@ class DbtProjectInfo:
         ``dev``), the agent parses into its own :attr:`own_target_path` instead and reads that from then on
         (the team's ``target/`` keeps their manifest). When the re-parse fails and an older manifest
         exists, it is used and :attr:`notes` says so (the error is raised when there is none)."""
-        stale = self.staleness()
-        if stale is None:
-            return self.manifest_path
-        if self.manifest_path.exists() and self.target_path != self.own_target_path and stale == self.other_target():
+        other = self.other_target() if self.manifest_path.exists() else None
+        if other is not None and self.target_path != self.own_target_path:
+            # another target's manifest, changed project files or not: never re-parse over the team's
             object.__setattr__(self, "target_path", self.own_target_path)
-            note = f"reading the agent's own parse of the project for target {self.target!r} in {self.target_path}: {stale}"
+            note = f"reading the agent's own parse of the project for target {self.target!r} in {self.target_path}: {other}"
             object.__setattr__(self, "notes", (*self.notes, note))
             warnings.warn(note, stacklevel=2)
             return self.ensure_manifest(env)
+        stale = self._changed() or other
+        if stale is None:
+            return self.manifest_path
         try:
             self.target_path.mkdir(parents=True, exist_ok=True)
             self.run_dbt(["parse", "--quiet"], env=env)
