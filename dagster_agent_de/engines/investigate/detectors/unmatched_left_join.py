@@ -23,6 +23,7 @@ from sqlglot.optimizer.scope import Scope
 
 from dagster_agent_de.core.models import Evidence, ProposedFix
 from dagster_agent_de.engines.investigate.context import InvestigationContext
+from dagster_agent_de.engines.investigate.failure import find_dbt_test
 from dagster_agent_de.engines.investigate.models import Hypothesis
 from dagster_agent_de.engines.pii_lineage import pii_index
 from dagster_agent_de.errors import ProjectError
@@ -96,10 +97,13 @@ def failing_column(ctx: InvestigationContext) -> str | None:
     check = (ctx.failure.check or "").lower()
     if check.startswith(_INTENT_PREFIX):
         return check[len(_INTENT_PREFIX):] or None
-    for test in ctx.manifest.data.get("nodes", {}).values():
-        if test.get("resource_type") == "test" and str(test.get("name") or "").lower() == check and check:
-            if (test.get("test_metadata") or {}).get("name") == "not_null" and test.get("column_name"):
-                return str(test["column_name"]).lower()
+    try:
+        failing: Node | None = ctx.manifest.find(ctx.failure.asset)
+    except ProjectError:
+        failing = None
+    test = find_dbt_test(ctx.manifest, ctx.failure.check, failing) if check else None  # the one on the failing asset
+    if test and (test.get("test_metadata") or {}).get("name") == "not_null" and test.get("column_name"):
+        return str(test["column_name"]).lower()
     return None
 
 
