@@ -144,6 +144,12 @@ def sum_inputs(manifest: Manifest, dialect: str, declared: list[Any] | None = No
     from dagster_agent_de.sql.tracer import LineageTracer
 
     have = {(i.model, getattr(i, "column", None), i.kind) for i in declared or []}
+    # once per manifest (a re-parse makes a new one): every intent check's evaluation asks, and the answer
+    # analyses every model's SQL
+    memo: dict[tuple[str, frozenset[Any]], SumInputs] = manifest.__dict__.setdefault("_sum_inputs", {})
+    key = (dialect, frozenset(have))
+    if key in memo:
+        return memo[key]
     tracer = LineageTracer(manifest, dialect)
     out: dict[tuple[str, str, str], Any] = {}  # (summing model, upstream, column): each summing model's check holds its own
     covered: dict[str, list[str]] = {}
@@ -194,7 +200,8 @@ def sum_inputs(manifest: Manifest, dialect: str, declared: list[Any] | None = No
                                "(coalesce, case): no row is dropped")
         else:
             why_none[model] = f"{model}'s sums read no column: nothing can be NULL"
-    return SumInputs(list(out.values()), why_none, unreadable)
+    memo[key] = SumInputs(list(out.values()), why_none, unreadable)
+    return memo[key]
 
 
 def _sum_drops_nulls(expr: Any) -> bool:
