@@ -172,22 +172,17 @@ def _notifier(settings: Settings, state):
     the environment; Slack through ``slack_sdk``, imported only when a Slack channel is declared), by the commands
     that tell people something; ``None`` when no channel is declared: nothing is sent. A block that cannot be
     built is said on stderr, never the command's failure."""
-    from dagster_agent_de.engines.notify.dispatch import build_notifier
+    from dagster_agent_de.engines.notify.dispatch import notifier_or_none
 
-    def warn(line: str) -> None:
-        click.echo(f"agent-de: {line}", err=True)
-
-    try:
-        return build_notifier(settings.project_dir, state, log=warn)
-    except Exception as e:  # a notification problem is reported, never the command's failure
-        warn(f"notifications were not sent: {type(e).__name__}: {e}")
-        return None
+    return notifier_or_none(settings.project_dir, state, log=lambda line: click.echo(f"agent-de: {line}", err=True))
 
 
 def _say_deliveries(notifier) -> None:
     """What the notifier did on each channel (stderr: ``--json`` output stays parseable)."""
-    for d in notifier.deliveries if notifier is not None else []:
-        click.echo(f"notification to {d.channel}: {d.outcome}{' ' + d.detail if d.detail else ''}", err=True)
+    from dagster_agent_de.engines.notify.dispatch import delivery_lines
+
+    for line in delivery_lines(notifier):
+        click.echo(line, err=True)
 
 
 def _context(settings: Settings):

@@ -12,7 +12,12 @@ from dagster import OpExecutionContext, ScheduleDefinition, job, op
 from pydantic import Field
 
 from dagster_agent_de.dagster.resources import AgentWarehouseResource
-from dagster_agent_de.engines.notify.dispatch import Notifier, build_notifier
+from dagster_agent_de.engines.notify.dispatch import (
+    Notifier,
+    build_notifier,
+    delivery_lines,
+    notifier_or_none,
+)
 
 DIGEST_JOB = "escalation_digest"
 
@@ -50,17 +55,14 @@ def notifier_for(agent_warehouse: AgentWarehouseResource, context: Any) -> "Noti
 def optional_notifier(agent_warehouse: AgentWarehouseResource, context: Any) -> "Notifier | None":
     """:func:`notifier_for` for a workflow that notifies as it works: ``None`` with a warning in the log when it
     cannot be built (a bad ``notifications:`` block, a missing extra), never the caller's failure."""
-    try:
-        return notifier_for(agent_warehouse, context)
-    except Exception as e:  # a notification problem is reported, never the caller's failure
-        context.log.warning(f"notifications were not sent: {type(e).__name__}: {e}")
-        return None
+    return notifier_or_none(agent_warehouse.settings().project_dir, agent_warehouse.state(), log=context.log.warning,
+                            slack_client=slack_client)
 
 
 def log_deliveries(context: Any, notifier: "Notifier | None") -> None:
     """What ``notifier`` did on each channel, in the run's (or the tick's) log."""
-    for d in notifier.deliveries if notifier is not None else []:
-        context.log.info(f"notification to {d.channel}: {d.outcome}{' ' + d.detail if d.detail else ''}")
+    for line in delivery_lines(notifier):
+        context.log.info(line)
 
 
 @op(name="send_digest", description="Send the digest of open escalations (past-due first) to the digest channels.")

@@ -151,3 +151,20 @@ def build_notifier(project_dir: Path, ledger: NotificationLedger, *, log: Callab
     if missing:
         log(f"notification channels without their secret in the environment: {', '.join(missing)}")
     return Notifier(settings, senders, ledger, log=log)
+
+
+def notifier_or_none(project_dir: Path, ledger: NotificationLedger, *, log: Callable[[str], None],
+                     slack_client: Any = None) -> Notifier | None:
+    """:func:`build_notifier` for a workflow that notifies as it works: a block that cannot be built (a bad
+    ``notifications:`` block, a missing extra) is logged and gives ``None``, never the caller's failure."""
+    try:
+        return build_notifier(project_dir, ledger, log=log, slack_client=slack_client)
+    except Exception as e:  # noqa: BLE001 - a notification problem is reported, never the caller's failure
+        log(f"notifications were not sent: {type(e).__name__}: {e}")
+        return None
+
+
+def delivery_lines(notifier: Notifier | None) -> list[str]:
+    """What ``notifier`` did on each channel, one line each (for a run log or stderr)."""
+    return [f"notification to {d.channel}: {d.outcome}{' ' + d.detail if d.detail else ''}"
+            for d in (notifier.deliveries if notifier is not None else [])]
